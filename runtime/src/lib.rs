@@ -1,0 +1,1 @@
+//! orchestr8 runtime (being built).
