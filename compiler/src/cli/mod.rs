@@ -1,0 +1,78 @@
+//! The `orchestr8` command line: one module per subcommand.
+
+mod schema;
+mod validate;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit status of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Everything held.
+    Success = 0,
+    /// The input was checked and found wrong (an invalid workflow).
+    Failure = 1,
+    /// Bad usage or an I/O error.
+    Usage = 2,
+}
+
+impl From<Status> for ExitCode {
+    fn from(s: Status) -> Self {
+        ExitCode::from(s as u8)
+    }
+}
+
+/// orchestr8: compile agent workflows into typed Rust programs.
+#[derive(Debug, Parser)]
+#[command(name = "orchestr8", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check workflows: JSON syntax, the JSON Schema, graph rules and types.
+    #[command(
+        after_help = "Examples:\n  orchestr8 validate workflow.json\n  orchestr8 validate --format json examples/*/workflow.json"
+    )]
+    Validate(validate::Args),
+    /// Print the JSON Schema of workflow documents.
+    #[command(after_help = "Example:\n  orchestr8 schema > workflow.schema.json")]
+    Schema,
+}
+
+/// How diagnostics are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// rustc-style text on standard error.
+    #[default]
+    Human,
+    /// One JSON object per diagnostic on standard output.
+    Json,
+}
+
+/// Whether to colour output on standard error: only on a terminal, and
+/// never when `NO_COLOR` is set.
+pub fn stderr_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Status::Usage.into() } else { Status::Success.into() };
+        }
+    };
+    let status = match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Schema => schema::run(),
+    };
+    status.into()
+}

@@ -1,0 +1,87 @@
+//! `orchestr8 validate FILE...`
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{stderr_color, Format, Status};
+use crate::agents::DeclaredInWorkflow;
+use crate::diagnostics::{render_human, render_json, Code, Diagnostic, RenderOptions};
+use crate::validate::validate;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// Workflow files to check.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Output format of the diagnostics.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// Largest workflow file read; a bigger one is refused before it is loaded.
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub(super) fn run(args: &Args) -> Status {
+    let mut status = Status::Success;
+    let options = RenderOptions { color: stderr_color() };
+    for path in &args.files {
+        let name = path.display().to_string();
+        let bytes = match read(path) {
+            Ok(b) => b,
+            Err(message) => {
+                let d = Diagnostic::error(Code::Io, message, "", Default::default());
+                match args.format {
+                    Format::Human => eprintln!("error[{}]: {}", d.code.as_str(), d.message),
+                    Format::Json => print(&render_json(&name, "", &[d])),
+                }
+                status = Status::Usage;
+                continue;
+            }
+        };
+        let validation = validate(&bytes, &DeclaredInWorkflow);
+        let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
+        let warnings = validation.diagnostics.len() - errors;
+        match args.format {
+            Format::Human => {
+                eprint!("{}", render_human(&name, &validation.text, &validation.diagnostics, options));
+                eprintln!("{}", summary(&name, errors, warnings));
+            }
+            Format::Json => print(&render_json(&name, &validation.text, &validation.diagnostics)),
+        }
+        if errors > 0 && status == Status::Success {
+            status = Status::Failure;
+        }
+    }
+    status
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    if meta.is_dir() {
+        return Err(format!("`{shown}` is a directory; give the path of a workflow file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "`{shown}` is {} MiB; workflow files are limited to {} MiB",
+            meta.len() >> 20,
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read `{shown}`: {e}"))
+}
+
+fn summary(name: &str, errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, 0) => format!("{name}: valid"),
+        (0, w) => format!("{name}: valid, with {}", plural(w, "warning")),
+        (e, 0) => format!("{name}: invalid, {}", plural(e, "error")),
+        (e, w) => format!("{name}: invalid, {} and {}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+}

@@ -1,0 +1,134 @@
+//! Every diagnostic code in one table. Codes are stable: tools match on
+//! them, so a code is never reused for another meaning.
+
+use super::Severity;
+
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])* $name:ident = $code:literal, $sev:ident;)*) => {
+        /// A stable diagnostic code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl Code {
+            /// The code as printed, e.g. `E0201`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$name => $code,)* }
+            }
+
+            /// Whether it is an error or a warning.
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$name => Severity::$sev,)* }
+            }
+
+            /// Every code, in order.
+            pub const ALL: &'static [Code] = &[$(Code::$name,)*];
+        }
+    };
+}
+
+codes! {
+    // E01xx: reading the file.
+    /// The file could not be read.
+    Io = "E0100", Error;
+    /// The bytes are not UTF-8.
+    InvalidUtf8 = "E0101", Error;
+    /// The file is empty.
+    EmptyFile = "E0102", Error;
+    /// The text is not JSON.
+    JsonSyntax = "E0103", Error;
+    /// The same key twice in one object.
+    DuplicateKey = "E0104", Error;
+    /// Nesting deeper than the parser allows.
+    NestingTooDeep = "E0105", Error;
+    /// Content after the document.
+    TrailingContent = "E0106", Error;
+    /// A byte order mark at the start of the file.
+    ByteOrderMark = "W0107", Warning;
+
+    // E02xx: the JSON Schema.
+    /// A field the format does not have.
+    UnknownField = "E0201", Error;
+    /// A required field is missing.
+    MissingField = "E0202", Error;
+    /// A value of the wrong JSON type.
+    WrongType = "E0203", Error;
+    /// A `schemaVersion` this build does not read.
+    UnsupportedVersion = "E0204", Error;
+    /// A string that does not match its pattern or allowed values.
+    InvalidValue = "E0205", Error;
+    /// A number or length out of range.
+    OutOfRange = "E0206", Error;
+    /// A step that is not one of the three shapes.
+    InvalidStepShape = "E0207", Error;
+    /// Another schema violation.
+    SchemaViolation = "E0208", Error;
+    /// An agent kind this build does not know.
+    UnknownAgentKind = "E0209", Error;
+
+    // E03xx: graph rules.
+    /// Two steps with one id.
+    DuplicateStepId = "E0301", Error;
+    /// An id that is a Rust keyword.
+    ReservedId = "E0302", Error;
+    /// A step names an agent that is not declared.
+    UnknownAgent = "E0303", Error;
+    /// A step names a policy that is not declared.
+    UnknownPolicy = "E0304", Error;
+    /// A `${...}` that does not parse.
+    MalformedReference = "E0305", Error;
+    /// A reference to a step that does not exist.
+    UnknownStep = "E0306", Error;
+    /// A reference to a step that has not finished when the referring step starts.
+    StepNotInScope = "E0307", Error;
+    /// A reference to the output of a parallel or sequence block.
+    BlockHasNoOutput = "E0308", Error;
+    /// A duration that does not parse or is zero.
+    InvalidDuration = "E0309", Error;
+    /// Policy numbers that contradict each other or are out of range.
+    InvalidPolicy = "E0310", Error;
+    /// An inline JSON Schema that is not valid JSON Schema.
+    InvalidJsonSchema = "E0311", Error;
+    /// An inline JSON Schema construct the compiler does not support.
+    UnsupportedSchemaConstruct = "E0312", Error;
+    /// An agent that no step uses.
+    UnusedAgent = "W0320", Warning;
+    /// A policy that no step uses.
+    UnusedPolicy = "W0321", Warning;
+
+    // E04xx: types.
+    /// A reference path that does not exist in the producer's schema.
+    NoSuchField = "E0401", Error;
+    /// A value whose type does not fit the consumer's field.
+    TypeMismatch = "E0402", Error;
+    /// A required input field that is not given.
+    MissingInputField = "E0403", Error;
+    /// An input field the agent does not have.
+    UnknownInputField = "E0404", Error;
+    /// Interpolation of a value that is not a string, number, integer or boolean.
+    NotInterpolatable = "E0405", Error;
+    /// A value that may be absent flowing into a required field.
+    MaybeAbsent = "E0406", Error;
+    /// An agent whose schemas cannot be found.
+    AgentSchemaUnavailable = "W0407", Warning;
+
+    // E09xx: the compiler itself.
+    /// A bug in orchestr8.
+    Internal = "E0900", Error;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_severity_matches_prefix() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            assert!(seen.insert(code.as_str()), "{} used twice", code.as_str());
+            let expected = if code.as_str().starts_with('W') { Severity::Warning } else { Severity::Error };
+            assert_eq!(code.severity(), expected, "{}", code.as_str());
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The orchestr8 workflow compiler: validation with located diagnostics,
+//! and (later) code generation.
+
+pub mod agents;
+pub mod cli;
+pub mod diagnostics;
+pub mod types;
+pub mod validate;

@@ -1,0 +1,603 @@
+//! The compiler's view of JSON Schema: the shapes data can take, read from
+//! agent and workflow schemas, and the contract's rules for when a
+//! producer's shape fits a consumer's field.
+//!
+//! Only what generated Rust types can express is accepted; every other
+//! construct is reported by name rather than silently ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// The shape of a value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ty {
+    /// No constraint (`{}`, `true`, `serde_json::Value`): checked at run time only.
+    Any,
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Boolean,
+    /// A whole number.
+    Integer,
+    /// Any number.
+    Number,
+    /// A string, possibly limited to some values.
+    String(Option<Vec<String>>),
+    /// A list of items of one shape.
+    Array(Box<Ty>),
+    /// An object with known fields.
+    Object(ObjectTy),
+    /// A map from strings to values of one shape.
+    Map(Box<Ty>),
+    /// A value that may be absent or null.
+    Optional(Box<Ty>),
+}
+
+/// An object's fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObjectTy {
+    /// Fields by name.
+    pub fields: BTreeMap<String, Field>,
+    /// Whether fields beyond these are allowed.
+    pub open: bool,
+}
+
+/// One field of an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    /// Its shape.
+    pub ty: Ty,
+    /// Whether it must be present.
+    pub required: bool,
+}
+
+impl Ty {
+    /// The shape with any optionality removed.
+    pub fn required(&self) -> &Ty {
+        match self {
+            Ty::Optional(inner) => inner.required(),
+            other => other,
+        }
+    }
+
+    /// Whether it may be absent.
+    pub fn is_optional(&self) -> bool {
+        matches!(self, Ty::Optional(_))
+    }
+
+    /// Wraps it as optional (once).
+    pub fn optional(self) -> Ty {
+        match self {
+            Ty::Optional(_) | Ty::Any => self,
+            other => Ty::Optional(Box::new(other)),
+        }
+    }
+
+    /// Whether it can be rendered into an interpolated string.
+    pub fn is_scalar(&self) -> bool {
+        matches!(self, Ty::Boolean | Ty::Integer | Ty::Number | Ty::String(_) | Ty::Any)
+    }
+}
+
+impl fmt::Display for Ty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ty::Any => f.write_str("any value"),
+            Ty::Null => f.write_str("null"),
+            Ty::Boolean => f.write_str("boolean"),
+            Ty::Integer => f.write_str("integer"),
+            Ty::Number => f.write_str("number"),
+            Ty::String(None) => f.write_str("string"),
+            Ty::String(Some(values)) => {
+                let shown: Vec<String> = values.iter().map(|v| format!("\"{v}\"")).collect();
+                write!(f, "string enum ({})", shown.join(" | "))
+            }
+            Ty::Array(item) => write!(f, "array of {item}"),
+            Ty::Object(o) if o.fields.is_empty() => f.write_str("object"),
+            Ty::Object(o) => {
+                let names: Vec<&str> = o.fields.keys().map(String::as_str).collect();
+                write!(f, "object {{{}}}", names.join(", "))
+            }
+            Ty::Map(v) => write!(f, "map of {v}"),
+            Ty::Optional(inner) => write!(f, "optional {inner}"),
+        }
+    }
+}
+
+/// A construct in a schema the compiler cannot use, with where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaProblem {
+    /// JSON pointer relative to the schema's root.
+    pub pointer: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do instead.
+    pub help: Option<String>,
+}
+
+/// Keywords that only annotate or validate values, and change no shape.
+const ANNOTATIONS: &[&str] = &[
+    "$schema",
+    "$id",
+    "$comment",
+    "$anchor",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+    "contentEncoding",
+    "contentMediaType",
+];
+
+/// Keywords that shape values and are understood here.
+const SHAPING: &[&str] = &[
+    "type",
+    "properties",
+    "required",
+    "items",
+    "enum",
+    "const",
+    "additionalProperties",
+    "$ref",
+    "$defs",
+    "definitions",
+    "anyOf",
+    "oneOf",
+];
+
+/// Keywords of JSON Schema that generated types cannot express.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("if", "conditional schemas (`if`/`then`/`else`)"),
+    ("then", "conditional schemas (`if`/`then`/`else`)"),
+    ("else", "conditional schemas (`if`/`then`/`else`)"),
+    ("not", "`not`"),
+    ("allOf", "`allOf`"),
+    ("patternProperties", "`patternProperties`"),
+    ("propertyNames", "`propertyNames`"),
+    ("dependentSchemas", "`dependentSchemas`"),
+    ("dependentRequired", "`dependentRequired`"),
+    ("dependencies", "`dependencies`"),
+    ("unevaluatedProperties", "`unevaluatedProperties`"),
+    ("unevaluatedItems", "`unevaluatedItems`"),
+    ("prefixItems", "tuples (`prefixItems`)"),
+    ("additionalItems", "`additionalItems`"),
+    ("contains", "`contains`"),
+    ("minContains", "`minContains`"),
+    ("maxContains", "`maxContains`"),
+    ("$dynamicRef", "`$dynamicRef`"),
+    ("$dynamicAnchor", "`$dynamicAnchor`"),
+    ("$recursiveRef", "`$recursiveRef`"),
+    ("$vocabulary", "`$vocabulary`"),
+];
+
+/// Reads a JSON Schema into a shape, reporting every construct it cannot use.
+pub fn from_schema(schema: &Value) -> Result<Ty, Vec<SchemaProblem>> {
+    let mut reader = Reader { root: schema, problems: Vec::new(), resolving: Vec::new() };
+    let ty = reader.read(schema, "");
+    if reader.problems.is_empty() {
+        Ok(ty)
+    } else {
+        Err(reader.problems)
+    }
+}
+
+struct Reader<'a> {
+    root: &'a Value,
+    problems: Vec<SchemaProblem>,
+    /// `$ref` targets being read, to cut recursive types.
+    resolving: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn problem(&mut self, pointer: String, message: String, help: Option<String>) {
+        self.problems.push(SchemaProblem { pointer, message, help });
+    }
+
+    fn read(&mut self, schema: &'a Value, at: &str) -> Ty {
+        let obj = match schema {
+            Value::Bool(true) => return Ty::Any,
+            Value::Bool(false) => {
+                self.problem(
+                    at.into(),
+                    "the schema `false` accepts no value".into(),
+                    Some("remove the field instead".into()),
+                );
+                return Ty::Any;
+            }
+            Value::Object(o) => o,
+            _ => {
+                self.problem(at.into(), "a schema must be an object or a boolean".into(), None);
+                return Ty::Any;
+            }
+        };
+        self.screen_keywords(obj, at);
+        if let Some(reference) = obj.get("$ref") {
+            return self.read_ref(reference, &format!("{at}/$ref"));
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(branches) = obj.get(key) {
+                return self.read_nullable_union(key, branches, &format!("{at}/{key}"));
+            }
+        }
+        if let Some(c) = obj.get("const") {
+            return match c {
+                Value::String(s) => Ty::String(Some(vec![s.clone()])),
+                other => literal_ty(other),
+            };
+        }
+        if let Some(values) = obj.get("enum") {
+            return self.read_enum(values, &format!("{at}/enum"));
+        }
+        let (ty_name, nullable) = match obj.get("type") {
+            None => (None, false),
+            Some(Value::String(t)) => (Some(t.as_str()), false),
+            Some(Value::Array(ts)) => {
+                let names: Vec<&str> = ts.iter().filter_map(Value::as_str).collect();
+                let non_null: Vec<&str> = names.iter().copied().filter(|t| *t != "null").collect();
+                match non_null.as_slice() {
+                    [one] => (Some(*one), names.contains(&"null")),
+                    [] => (Some("null"), false),
+                    _ => {
+                        self.problem(
+                            format!("{at}/type"),
+                            format!("a value of several types ({}) cannot be given a Rust type", non_null.join(", ")),
+                            Some("choose one type, or use `{}` for any value".into()),
+                        );
+                        return Ty::Any;
+                    }
+                }
+            }
+            Some(_) => {
+                self.problem(format!("{at}/type"), "`type` must be a string or a list of strings".into(), None);
+                return Ty::Any;
+            }
+        };
+        let inferred = ty_name.or_else(|| {
+            if obj.contains_key("properties") || obj.contains_key("additionalProperties") {
+                Some("object")
+            } else if obj.contains_key("items") {
+                Some("array")
+            } else {
+                None
+            }
+        });
+        let ty = match inferred {
+            None => Ty::Any,
+            Some("null") => Ty::Null,
+            Some("boolean") => Ty::Boolean,
+            Some("integer") => Ty::Integer,
+            Some("number") => Ty::Number,
+            Some("string") => Ty::String(None),
+            Some("array") => match obj.get("items") {
+                Some(items) => Ty::Array(Box::new(self.read(items, &format!("{at}/items")))),
+                None => Ty::Array(Box::new(Ty::Any)),
+            },
+            Some("object") => self.read_object(obj, at),
+            Some(other) => {
+                self.problem(
+                    format!("{at}/type"),
+                    format!("unknown type `{other}`"),
+                    Some("JSON Schema types are null, boolean, integer, number, string, array and object".into()),
+                );
+                Ty::Any
+            }
+        };
+        if nullable {
+            ty.optional()
+        } else {
+            ty
+        }
+    }
+
+    fn screen_keywords(&mut self, obj: &Map<String, Value>, at: &str) {
+        for key in obj.keys() {
+            if let Some((_, what)) = UNSUPPORTED.iter().find(|(k, _)| k == key) {
+                self.problem(
+                    format!("{at}/{key}"),
+                    format!("{what} is not supported in agent and workflow schemas"),
+                    Some("generated Rust types cannot express it: describe the data with `type`, `properties`, `required`, `items` and `enum`".into()),
+                );
+            } else if !ANNOTATIONS.contains(&key.as_str()) && !SHAPING.contains(&key.as_str()) {
+                let known = ANNOTATIONS.iter().chain(SHAPING).copied();
+                let help = crate::diagnostics::suggestion(key, known)
+                    .unwrap_or_else(|| "remove it; orchestr8 reads only JSON Schema keywords".into());
+                self.problem(format!("{at}/{key}"), format!("unknown JSON Schema keyword `{key}`"), Some(help));
+            }
+        }
+    }
+
+    fn read_ref(&mut self, reference: &'a Value, at: &str) -> Ty {
+        let Some(target) = reference.as_str() else {
+            self.problem(at.into(), "`$ref` must be a string".into(), None);
+            return Ty::Any;
+        };
+        let Some(fragment) = target.strip_prefix('#') else {
+            self.problem(
+                at.into(),
+                format!("external `$ref` \"{target}\" is not supported"),
+                Some("put the schema under `$defs` in the same document and refer to it as `#/$defs/NAME`".into()),
+            );
+            return Ty::Any;
+        };
+        if self.resolving.iter().any(|r| r == target) {
+            // A recursive type: its shape below this point is checked at run time.
+            return Ty::Any;
+        }
+        let Some(resolved) = self.root.pointer(fragment) else {
+            self.problem(
+                at.into(),
+                format!("`$ref` \"{target}\" points at nothing"),
+                Some("define it under `$defs`".into()),
+            );
+            return Ty::Any;
+        };
+        self.resolving.push(target.to_owned());
+        let ty = self.read(resolved, fragment);
+        self.resolving.pop();
+        ty
+    }
+
+    fn read_nullable_union(&mut self, key: &str, branches: &'a Value, at: &str) -> Ty {
+        let Some(list) = branches.as_array() else {
+            self.problem(at.into(), format!("`{key}` must be a list of schemas"), None);
+            return Ty::Any;
+        };
+        let is_null = |s: &Value| s.get("type").and_then(Value::as_str) == Some("null");
+        let others: Vec<(usize, &'a Value)> = list.iter().enumerate().filter(|(_, s)| !is_null(s)).collect();
+        match others.as_slice() {
+            [(i, one)] if list.len() == 2 => self.read(one, &format!("{at}/{i}")).optional(),
+            _ => {
+                self.problem(
+                    at.into(),
+                    format!("`{key}` is supported only as an optional value: one schema and `{{\"type\": \"null\"}}`"),
+                    Some(
+                        "a union of several shapes has no single Rust type; use one shape, or `{}` for any value"
+                            .into(),
+                    ),
+                );
+                Ty::Any
+            }
+        }
+    }
+
+    fn read_enum(&mut self, values: &Value, at: &str) -> Ty {
+        let Some(list) = values.as_array().filter(|l| !l.is_empty()) else {
+            self.problem(at.into(), "`enum` must be a non-empty list".into(), None);
+            return Ty::Any;
+        };
+        let strings: Option<Vec<String>> = list.iter().map(|v| v.as_str().map(str::to_owned)).collect();
+        match strings {
+            Some(s) => Ty::String(Some(s)),
+            None => {
+                self.problem(
+                    at.into(),
+                    "only enums of strings are supported".into(),
+                    Some("use strings for the values, or `type` with `minimum`/`maximum` for numbers".into()),
+                );
+                Ty::Any
+            }
+        }
+    }
+
+    fn read_object(&mut self, obj: &'a Map<String, Value>, at: &str) -> Ty {
+        let required: Vec<&str> = match obj.get("required") {
+            Some(Value::Array(r)) => r.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let mut fields = BTreeMap::new();
+        if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+            for (name, schema) in props {
+                let ty = self
+                    .read(schema, &format!("{at}/properties/{}", orchestr8_schema::source::escape_pointer_token(name)));
+                let is_required = required.contains(&name.as_str());
+                let ty = if is_required { ty } else { ty.optional() };
+                fields.insert(name.clone(), Field { ty, required: is_required });
+            }
+        }
+        for name in &required {
+            if !fields.contains_key(*name) {
+                self.problem(
+                    format!("{at}/required"),
+                    format!("`{name}` is required but not among `properties`"),
+                    Some(format!("add `{name}` to `properties`, or remove it from `required`")),
+                );
+            }
+        }
+        match obj.get("additionalProperties") {
+            None | Some(Value::Bool(true)) => Ty::Object(ObjectTy { fields, open: true }),
+            Some(Value::Bool(false)) => Ty::Object(ObjectTy { fields, open: false }),
+            Some(values) if fields.is_empty() => {
+                Ty::Map(Box::new(self.read(values, &format!("{at}/additionalProperties"))))
+            }
+            Some(_) => {
+                self.problem(
+                    format!("{at}/additionalProperties"),
+                    "`additionalProperties` with a schema is supported only for maps (an object without `properties`)"
+                        .into(),
+                    None,
+                );
+                Ty::Object(ObjectTy { fields, open: true })
+            }
+        }
+    }
+}
+
+/// The shape of a JSON literal.
+pub fn literal_ty(value: &Value) -> Ty {
+    match value {
+        Value::Null => Ty::Null,
+        Value::Bool(_) => Ty::Boolean,
+        Value::Number(n) if n.is_i64() || n.is_u64() => Ty::Integer,
+        Value::Number(_) => Ty::Number,
+        Value::String(s) => Ty::String(Some(vec![s.clone()])),
+        Value::Array(_) => Ty::Array(Box::new(Ty::Any)),
+        Value::Object(_) => Ty::Object(ObjectTy { fields: BTreeMap::new(), open: true }),
+    }
+}
+
+/// Why a value does not fit a field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Misfit {
+    /// Shapes differ.
+    Type {
+        /// Where below the value (`.a[]`), empty at the top.
+        path: String,
+        /// What the field takes.
+        expected: Ty,
+        /// What the value is.
+        found: Ty,
+    },
+    /// The value may be absent and the field is required.
+    MaybeAbsent {
+        /// Where below the value.
+        path: String,
+    },
+    /// The value lacks a field the consumer requires.
+    MissingField {
+        /// Where below the value.
+        path: String,
+        /// The field.
+        field: String,
+    },
+}
+
+/// Whether a value of shape `found` fits a field of shape `expected`, by
+/// the contract's rules: an integer fits a number, a required value an
+/// optional field, a string enum a string; never the reverse.
+pub fn fits(found: &Ty, expected: &Ty) -> Result<(), Misfit> {
+    fits_at(found, expected, &mut String::new())
+}
+
+fn fits_at(found: &Ty, expected: &Ty, path: &mut String) -> Result<(), Misfit> {
+    let mismatch =
+        |path: &str| Misfit::Type { path: path.to_owned(), expected: expected.clone(), found: found.clone() };
+    match (found, expected) {
+        (_, Ty::Any) | (Ty::Any, _) => Ok(()),
+        (Ty::Optional(f), Ty::Optional(e)) => fits_at(f, e, path),
+        (Ty::Null, Ty::Optional(_)) => Ok(()),
+        (f, Ty::Optional(e)) => fits_at(f, e, path),
+        (Ty::Optional(_), _) => Err(Misfit::MaybeAbsent { path: path.clone() }),
+        (Ty::Null, Ty::Null) | (Ty::Boolean, Ty::Boolean) | (Ty::Integer, Ty::Integer) => Ok(()),
+        (Ty::Integer | Ty::Number, Ty::Number) => Ok(()),
+        (Ty::String(_), Ty::String(None)) => Ok(()),
+        (Ty::String(Some(f)), Ty::String(Some(e))) if f.iter().all(|v| e.contains(v)) => Ok(()),
+        (Ty::Array(f), Ty::Array(e)) => nested(path, "[]", |p| fits_at(f, e, p)),
+        (Ty::Map(f), Ty::Map(e)) => nested(path, "[*]", |p| fits_at(f, e, p)),
+        (Ty::Object(f), Ty::Map(e)) => {
+            for (name, field) in &f.fields {
+                nested(path, &format!(".{name}"), |p| fits_at(&field.ty, e, p))?;
+            }
+            Ok(())
+        }
+        (Ty::Object(f), Ty::Object(e)) => {
+            for (name, want) in &e.fields {
+                match f.fields.get(name) {
+                    Some(have) => nested(path, &format!(".{name}"), |p| fits_at(&have.ty, &want.ty, p))?,
+                    None if want.required => {
+                        return Err(Misfit::MissingField { path: path.clone(), field: name.clone() })
+                    }
+                    None => {}
+                }
+            }
+            Ok(())
+        }
+        _ => Err(mismatch(path)),
+    }
+}
+
+fn nested(path: &mut String, segment: &str, f: impl FnOnce(&mut String) -> Result<(), Misfit>) -> Result<(), Misfit> {
+    let len = path.len();
+    path.push_str(segment);
+    let result = f(path);
+    path.truncate(len);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ty(schema: Value) -> Ty {
+        from_schema(&schema).unwrap()
+    }
+
+    #[test]
+    fn reads_objects_optionals_enums_and_refs() {
+        let t = ty(json!({
+            "type": "object",
+            "properties": {
+                "a": {"type": "string"},
+                "b": {"type": ["integer", "null"]},
+                "c": {"$ref": "#/$defs/Mood"},
+                "d": {"type": "array", "items": {"type": "number"}}
+            },
+            "required": ["a", "c"],
+            "$defs": {"Mood": {"enum": ["calm", "angry"]}}
+        }));
+        let Ty::Object(o) = t else { panic!() };
+        assert_eq!(o.fields["a"].ty, Ty::String(None));
+        assert_eq!(o.fields["b"].ty, Ty::Optional(Box::new(Ty::Integer)));
+        assert_eq!(o.fields["c"].ty, Ty::String(Some(vec!["calm".into(), "angry".into()])));
+        assert_eq!(o.fields["d"].ty, Ty::Optional(Box::new(Ty::Array(Box::new(Ty::Number)))));
+    }
+
+    #[test]
+    fn reports_unsupported_constructs_by_name() {
+        let problems = from_schema(&json!({
+            "type": "object",
+            "properties": {"x": {"if": {"type": "string"}, "then": {}}, "y": {"$ref": "other.json#/a"}},
+            "propertys": {}
+        }))
+        .unwrap_err();
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert!(messages.iter().any(|m| m.contains("if")), "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("external `$ref`")), "{messages:?}");
+        assert!(problems
+            .iter()
+            .any(|p| p.pointer == "/propertys" && p.help.as_deref() == Some("did you mean `properties`?")));
+    }
+
+    #[test]
+    fn recursive_refs_terminate() {
+        let t = ty(
+            json!({"$ref": "#/$defs/Node", "$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}}),
+        );
+        assert!(matches!(t, Ty::Object(_)));
+    }
+
+    #[test]
+    fn fit_rules_of_the_contract() {
+        let s = Ty::String(None);
+        let e = Ty::String(Some(vec!["a".into()]));
+        assert!(fits(&Ty::Integer, &Ty::Number).is_ok());
+        assert!(fits(&Ty::Number, &Ty::Integer).is_err());
+        assert!(fits(&s, &s.clone().optional()).is_ok());
+        assert!(matches!(fits(&s.clone().optional(), &s), Err(Misfit::MaybeAbsent { .. })));
+        assert!(fits(&e, &s).is_ok());
+        assert!(fits(&s, &e).is_err());
+        assert!(fits(&Ty::Array(Box::new(Ty::Integer)), &Ty::Array(Box::new(Ty::Number))).is_ok());
+        let err = fits(&Ty::Array(Box::new(Ty::Number)), &Ty::Array(Box::new(Ty::Integer))).unwrap_err();
+        assert!(matches!(err, Misfit::Type { ref path, .. } if path == "[]"));
+    }
+}

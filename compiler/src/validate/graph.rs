@@ -1,0 +1,332 @@
+//! Layer 2: the graph rules. Ids are well formed and unique, names resolve,
+//! policies make sense; and the step tree is indexed so the type layer can
+//! ask which steps have certainly finished when another starts.
+
+use std::collections::{BTreeSet, HashMap};
+
+use orchestr8_schema::ast::{Duration, Policy, PolicyRef, RetryPolicy, Step, Workflow};
+
+use super::Doc;
+use crate::diagnostics::{suggestion, Code, Diagnostic};
+
+/// Words a step or agent id cannot be: they become Rust identifiers.
+const RUST_KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate", "do", "dyn", "else",
+    "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "macro", "match", "mod",
+    "move", "mut", "override", "priv", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true",
+    "try", "type", "typeof", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
+/// The kind of block a step sits in. The top-level list is a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// Children run in order.
+    Sequence,
+    /// Children run concurrently.
+    Parallel,
+}
+
+/// One step of the tree, with where it sits.
+#[derive(Debug)]
+pub struct StepNode<'a> {
+    /// The step.
+    pub step: &'a Step,
+    /// Its JSON pointer.
+    pub pointer: String,
+    /// From the top: the container, the index in it and the container's id
+    /// (empty at the top level), down to this step.
+    pub path: Vec<(Container, usize, &'a str)>,
+}
+
+/// Why a step's output can or cannot be referenced from another step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// It has certainly finished.
+    Visible,
+    /// It is the referring step.
+    Itself,
+    /// It runs concurrently with the referring step, in this parallel block.
+    Concurrent(String),
+    /// It runs after the referring step.
+    Later,
+    /// It encloses the referring step.
+    Enclosing,
+}
+
+/// The indexed step tree.
+#[derive(Debug, Default)]
+pub struct Graph<'a> {
+    /// Every step, in document order.
+    pub nodes: Vec<StepNode<'a>>,
+    /// Index of the first step with each id.
+    pub by_id: HashMap<&'a str, usize>,
+}
+
+impl Graph<'_> {
+    /// Whether `target`'s output is ready when `referrer` starts.
+    pub fn visibility(&self, referrer: usize, target: usize) -> Visibility {
+        if referrer == target {
+            return Visibility::Itself;
+        }
+        let r = &self.nodes[referrer].path;
+        let t = &self.nodes[target].path;
+        for (depth, (rs, ts)) in r.iter().zip(t).enumerate() {
+            if rs.1 != ts.1 {
+                return match rs.0 {
+                    Container::Parallel => Visibility::Concurrent(rs.2.to_owned()),
+                    Container::Sequence if ts.1 < rs.1 => Visibility::Visible,
+                    Container::Sequence => Visibility::Later,
+                };
+            }
+            if depth + 1 == t.len() {
+                return Visibility::Enclosing;
+            }
+        }
+        Visibility::Enclosing
+    }
+
+    /// All step ids, for suggestions.
+    pub fn ids(&self) -> impl Iterator<Item = &str> + Clone {
+        self.nodes.iter().map(|n| n.step.id())
+    }
+}
+
+/// Indexes the steps and checks the graph rules.
+pub fn check<'a>(workflow: &'a Workflow, doc: &Doc<'_>, out: &mut Vec<Diagnostic>) -> Graph<'a> {
+    let mut graph = Graph::default();
+    index_steps(&workflow.steps, "/steps", Container::Sequence, "", &mut Vec::new(), &mut graph);
+
+    for id in workflow.agents.keys() {
+        let pointer = format!("/agents/{id}");
+        check_not_keyword(id, "agent id", &pointer, doc.key(&pointer), out);
+    }
+    let mut used_agents = BTreeSet::new();
+    let mut used_policies = BTreeSet::new();
+    for (index, node) in graph.nodes.iter().enumerate() {
+        let id = node.step.id();
+        let id_pointer = format!("{}/id", node.pointer);
+        check_not_keyword(id, "step id", &id_pointer, doc.value(&id_pointer), out);
+        let first = graph.by_id[id];
+        if first != index {
+            let first_line = doc.line_of(&format!("{}/id", graph.nodes[first].pointer));
+            out.push(
+                Diagnostic::error(
+                    Code::DuplicateStepId,
+                    format!("step id `{id}` is used twice"),
+                    id_pointer.clone(),
+                    doc.value(&id_pointer),
+                )
+                .with_label("second use")
+                .with_help("step ids are unique in the whole document: rename one")
+                .with_note(format!("first used on line {first_line}")),
+            );
+        }
+        let Step::Agent(step) = node.step else { continue };
+        let agent_pointer = format!("{}/agent", node.pointer);
+        if workflow.agents.contains_key(&step.agent) {
+            used_agents.insert(step.agent.as_str());
+        } else {
+            let help = suggestion(&step.agent, workflow.agents.keys().map(String::as_str)).unwrap_or_else(|| {
+                format!("declare it under `agents`, or use one of {}", names(workflow.agents.keys()))
+            });
+            out.push(
+                Diagnostic::error(
+                    Code::UnknownAgent,
+                    format!("step `{id}` calls agent `{}`, which is not declared", step.agent),
+                    agent_pointer.clone(),
+                    doc.value(&agent_pointer),
+                )
+                .with_label("unknown agent")
+                .with_help(help),
+            );
+        }
+        match &step.policy {
+            Some(PolicyRef::Named(name)) => {
+                let pointer = format!("{}/policy", node.pointer);
+                if workflow.policies.contains_key(name) {
+                    used_policies.insert(name.as_str());
+                } else {
+                    let help = suggestion(name, workflow.policies.keys().map(String::as_str)).unwrap_or_else(|| {
+                        if workflow.policies.is_empty() {
+                            "declare it under `policies`, or write the policy inline as an object".into()
+                        } else {
+                            format!("declare it under `policies`, or use one of {}", names(workflow.policies.keys()))
+                        }
+                    });
+                    out.push(
+                        Diagnostic::error(
+                            Code::UnknownPolicy,
+                            format!("step `{id}` uses policy `{name}`, which is not declared"),
+                            pointer.clone(),
+                            doc.value(&pointer),
+                        )
+                        .with_label("unknown policy")
+                        .with_help(help),
+                    );
+                }
+            }
+            Some(PolicyRef::Inline(policy)) => {
+                check_policy(policy, workflow.policies.get("default"), &format!("{}/policy", node.pointer), doc, out)
+            }
+            None => {}
+        }
+    }
+    for (name, policy) in &workflow.policies {
+        let default = if name == "default" { None } else { workflow.policies.get("default") };
+        check_policy(policy, default, &format!("/policies/{name}"), doc, out);
+    }
+
+    for id in workflow.agents.keys().filter(|id| !used_agents.contains(id.as_str())) {
+        let pointer = format!("/agents/{id}");
+        out.push(
+            Diagnostic::error(
+                Code::UnusedAgent,
+                format!("agent `{id}` is never used"),
+                pointer.clone(),
+                doc.key(&pointer),
+            )
+            .with_label("no step calls it")
+            .with_help("remove it, or call it from a step"),
+        );
+    }
+    for name in workflow.policies.keys().filter(|n| *n != "default" && !used_policies.contains(n.as_str())) {
+        let pointer = format!("/policies/{name}");
+        out.push(
+            Diagnostic::error(
+                Code::UnusedPolicy,
+                format!("policy `{name}` is never used"),
+                pointer.clone(),
+                doc.key(&pointer),
+            )
+            .with_label("no step uses it")
+            .with_help("remove it, or name it in a step's `policy`"),
+        );
+    }
+    graph
+}
+
+fn index_steps<'a>(
+    steps: &'a [Step],
+    pointer: &str,
+    container: Container,
+    container_id: &'a str,
+    path: &mut Vec<(Container, usize, &'a str)>,
+    graph: &mut Graph<'a>,
+) {
+    for (i, step) in steps.iter().enumerate() {
+        let step_pointer = format!("{pointer}/{i}");
+        path.push((container, i, container_id));
+        graph.by_id.entry(step.id()).or_insert(graph.nodes.len());
+        graph.nodes.push(StepNode { step, pointer: step_pointer.clone(), path: path.clone() });
+        if let Some(key) = step.children_key() {
+            let kind = if key == "parallel" { Container::Parallel } else { Container::Sequence };
+            index_steps(step.children(), &format!("{step_pointer}/{key}"), kind, step.id(), path, graph);
+        }
+        path.pop();
+    }
+}
+
+fn check_not_keyword(
+    id: &str,
+    what: &str,
+    pointer: &str,
+    span: orchestr8_schema::source::Span,
+    out: &mut Vec<Diagnostic>,
+) {
+    if RUST_KEYWORDS.contains(&id) {
+        out.push(
+            Diagnostic::error(Code::ReservedId, format!("{what} `{id}` is a Rust keyword"), pointer, span)
+                .with_label("reserved")
+                .with_help(format!("ids become Rust identifiers; choose another name, such as `{id}_step`")),
+        );
+    }
+}
+
+fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let all: Vec<String> = keys.map(|k| format!("`{k}`")).collect();
+    if all.is_empty() {
+        "(none declared)".into()
+    } else {
+        all.join(", ")
+    }
+}
+
+/// Built-in retry delays (the product spec's), used when neither the policy
+/// nor `default` sets one.
+const BUILTIN_INITIAL_DELAY_MS: u64 = 1_000;
+const BUILTIN_MAX_DELAY_MS: u64 = 10_000;
+
+/// Checks one policy's durations and ranges, merged over `default` where a
+/// rule spans two fields.
+fn check_policy(policy: &Policy, default: Option<&Policy>, pointer: &str, doc: &Doc<'_>, out: &mut Vec<Diagnostic>) {
+    let mut duration = |d: &Option<Duration>, field: &str, must_be_positive: bool| -> Option<u64> {
+        let d = d.as_ref()?;
+        let at = format!("{pointer}/{field}");
+        match d.to_millis() {
+            Ok(0) if must_be_positive => {
+                out.push(
+                    Diagnostic::error(
+                        Code::InvalidPolicy,
+                        format!("`{}` must be greater than 0", field.rsplit('/').next().unwrap_or(field)),
+                        at.clone(),
+                        doc.value(&at),
+                    )
+                    .with_label("zero")
+                    .with_help("give a positive duration such as `30s`"),
+                );
+                None
+            }
+            Ok(ms) => Some(ms),
+            Err(message) => {
+                out.push(
+                    Diagnostic::error(Code::InvalidDuration, message, at.clone(), doc.value(&at))
+                        .with_label("not a duration")
+                        .with_help(
+                            "write integer milliseconds (`1500`) or a number with a unit: `250ms`, `30s`, `2m`, `1h`",
+                        ),
+                );
+                None
+            }
+        }
+    };
+    duration(&policy.timeout, "timeout", true);
+    if let Some(cb) = &policy.circuit_breaker {
+        duration(&cb.reset_timeout, "circuitBreaker/resetTimeout", true);
+    }
+    let retry = policy.retry.as_ref();
+    let initial = retry.and_then(|r| duration(&r.initial_delay, "retry/initialDelay", false));
+    let max = retry.and_then(|r| duration(&r.max_delay, "retry/maxDelay", false));
+    if let Some(m) = retry.and_then(|r| r.backoff_multiplier) {
+        if !m.is_finite() {
+            let at = format!("{pointer}/retry/backoffMultiplier");
+            out.push(Diagnostic::error(
+                Code::InvalidPolicy,
+                "`backoffMultiplier` must be a finite number",
+                at.clone(),
+                doc.value(&at),
+            ));
+        }
+    }
+    let eff_initial =
+        initial.or_else(|| default_delay(default, |r| &r.initial_delay)).unwrap_or(BUILTIN_INITIAL_DELAY_MS);
+    let eff_max = max.or_else(|| default_delay(default, |r| &r.max_delay)).unwrap_or(BUILTIN_MAX_DELAY_MS);
+    if eff_initial > eff_max && (initial.is_some() || max.is_some()) {
+        let field = if initial.is_some() { "initialDelay" } else { "maxDelay" };
+        let at = format!("{pointer}/retry/{field}");
+        out.push(
+            Diagnostic::error(
+                Code::InvalidPolicy,
+                format!("`initialDelay` ({eff_initial} ms) is longer than `maxDelay` ({eff_max} ms)"),
+                at.clone(),
+                doc.value(&at),
+            )
+            .with_label("initialDelay > maxDelay")
+            .with_help("raise `maxDelay` or lower `initialDelay`; missing values come from `policies.default`, then 1s and 10s"),
+        );
+    }
+}
+
+/// A retry delay of the `default` policy, in milliseconds.
+fn default_delay(default: Option<&Policy>, pick: fn(&RetryPolicy) -> &Option<Duration>) -> Option<u64> {
+    default.and_then(|d| d.retry.as_ref()).and_then(|r| pick(r).as_ref()).and_then(|d| d.to_millis().ok())
+}

@@ -1,0 +1,139 @@
+//! `orchestr8 validate`: a workflow document through three layers, each
+//! reporting every fault it finds with its location.
+//!
+//! 1. syntax: strict JSON with spans ([`orchestr8_schema::source`]);
+//! 2. the published JSON Schema ([`schema`]);
+//! 3. the graph rules ([`graph`]) and the types of every reference ([`typecheck`]).
+//!
+//! A layer runs only when the one before it passed: the graph of a document
+//! that is not a workflow has no meaning.
+
+pub mod graph;
+pub mod schema;
+pub mod typecheck;
+
+use orchestr8_schema::ast::Workflow;
+use orchestr8_schema::source::{self, raw_offset_in_string_token, Span, SpanIndex, SyntaxIssueKind};
+
+use crate::agents::AgentSchemaSource;
+use crate::diagnostics::{sort_and_dedup, Code, Diagnostic};
+
+/// The outcome of validating one document.
+#[derive(Debug)]
+pub struct Validation {
+    /// The source text the diagnostics point into (lossy if it was not UTF-8).
+    pub text: String,
+    /// Every finding, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The workflow, when it has no errors.
+    pub workflow: Option<Workflow>,
+}
+
+impl Validation {
+    /// Whether any finding is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// A parsed document: text and spans, for locating findings.
+pub struct Doc<'a> {
+    text: &'a str,
+    spans: &'a SpanIndex,
+}
+
+impl<'a> Doc<'a> {
+    /// A view of `text` with its spans.
+    pub fn new(text: &'a str, spans: &'a SpanIndex) -> Self {
+        Doc { text, spans }
+    }
+
+    /// The value at `pointer` (or its nearest ancestor).
+    pub fn value(&self, pointer: &str) -> Span {
+        self.spans.value_or_ancestor(pointer)
+    }
+
+    /// The key naming the member at `pointer`, else its value.
+    pub fn key(&self, pointer: &str) -> Span {
+        self.spans.key_or_value(pointer)
+    }
+
+    /// The bytes `start..end` of the decoded string at `pointer`.
+    pub fn in_string(&self, pointer: &str, start: usize, end: usize) -> Span {
+        let Some(node) = self.spans.get(pointer) else { return self.value(pointer) };
+        let raw = &self.text[node.value.start..node.value.end];
+        let from = node.value.start + raw_offset_in_string_token(raw, start);
+        let to = node.value.start + raw_offset_in_string_token(raw, end);
+        Span::new(from, to)
+    }
+
+    /// 1-based line of the value at `pointer`.
+    pub fn line_of(&self, pointer: &str) -> usize {
+        let at = self.value(pointer).start.min(self.text.len());
+        self.text[..at].matches('\n').count() + 1
+    }
+}
+
+/// Validates the bytes of one workflow document, taking agent schemas from `agents`.
+pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
+    let parsed = match source::parse(bytes) {
+        Ok(parsed) => parsed,
+        Err(issues) => {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            let diagnostics = issues.into_iter().map(syntax_diagnostic).collect();
+            return finish(text, diagnostics, None);
+        }
+    };
+    let mut diagnostics: Vec<Diagnostic> = parsed.warnings.iter().cloned().map(syntax_diagnostic).collect();
+    let schema_errors = schema::check(&parsed.value, &parsed.spans);
+    if !schema_errors.is_empty() {
+        diagnostics.extend(schema_errors);
+        return finish(parsed.text, diagnostics, None);
+    }
+    let workflow: Workflow = match serde_json::from_value(parsed.value.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            // The schema accepted what the types reject: the two disagree.
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::Internal,
+                    format!("internal compiler error: the workflow passed the schema but not the AST types: {e}"),
+                    "",
+                    Span::default(),
+                )
+                .with_help("please report this, with the workflow, to the orchestr8 issue tracker"),
+            );
+            return finish(parsed.text, diagnostics, None);
+        }
+    };
+    let doc = Doc::new(&parsed.text, &parsed.spans);
+    let graph = graph::check(&workflow, &doc, &mut diagnostics);
+    typecheck::check(&workflow, &graph, &doc, agents, &mut diagnostics);
+    drop(graph);
+    let ok = !diagnostics.iter().any(Diagnostic::is_error);
+    finish(parsed.text, diagnostics, ok.then_some(workflow))
+}
+
+fn finish(text: String, mut diagnostics: Vec<Diagnostic>, workflow: Option<Workflow>) -> Validation {
+    sort_and_dedup(&mut diagnostics);
+    Validation { text, diagnostics, workflow }
+}
+
+fn syntax_diagnostic(issue: source::SyntaxIssue) -> Diagnostic {
+    let code = match issue.kind {
+        SyntaxIssueKind::InvalidUtf8 => Code::InvalidUtf8,
+        SyntaxIssueKind::Empty => Code::EmptyFile,
+        SyntaxIssueKind::Syntax => Code::JsonSyntax,
+        SyntaxIssueKind::DuplicateKey => Code::DuplicateKey,
+        SyntaxIssueKind::TooDeep => Code::NestingTooDeep,
+        SyntaxIssueKind::TrailingContent => Code::TrailingContent,
+        SyntaxIssueKind::ByteOrderMark => Code::ByteOrderMark,
+    };
+    let label = match issue.kind {
+        SyntaxIssueKind::DuplicateKey => "duplicate key",
+        SyntaxIssueKind::TrailingContent => "after the document",
+        SyntaxIssueKind::ByteOrderMark => "byte order mark",
+        _ => "here",
+    };
+    Diagnostic::error(code, issue.message, issue.pointer, issue.span).with_label(label).with_optional_help(issue.help)
+}

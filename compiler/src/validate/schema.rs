@@ -1,0 +1,466 @@
+//! Layer 1: the document against the published JSON Schema.
+//!
+//! jsonschema finds the violations; this module turns each into a
+//! diagnostic a person can act on: unknown fields with "did you mean",
+//! missing fields with what they are for, and, for the unions (steps,
+//! durations, policy references, agent kinds), the errors of the branch the
+//! user evidently meant instead of "not valid under any of the schemas".
+
+use std::sync::OnceLock;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{ValidationError, Validator};
+use orchestr8_schema::ast::{SEMVER_PATTERN, SUPPORTED_SCHEMA_VERSIONS};
+use orchestr8_schema::source::{escape_pointer_token, SpanIndex};
+use serde_json::Value;
+
+use crate::diagnostics::{suggestion, Code, Diagnostic};
+
+fn workflow_schema() -> &'static (Value, Validator) {
+    static SCHEMA: OnceLock<(Value, Validator)> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let schema = orchestr8_schema::json_schema();
+        let validator = jsonschema::validator_for(&schema).expect("the published workflow schema compiles");
+        (schema, validator)
+    })
+}
+
+/// Checks `document` against the workflow schema.
+pub fn check(document: &Value, spans: &SpanIndex) -> Vec<Diagnostic> {
+    let (schema, validator) = workflow_schema();
+    let cx = Context { schema, spans };
+    let mut out = Vec::new();
+    for error in validator.iter_errors(document) {
+        cx.convert(&error, &mut out);
+    }
+    out
+}
+
+struct Context<'a> {
+    schema: &'a Value,
+    spans: &'a SpanIndex,
+}
+
+/// The subschema an error comes from, and the `$defs` entry it sits in.
+struct SchemaSite<'a> {
+    node: Option<&'a Value>,
+    def: Option<&'a str>,
+}
+
+impl<'a> Context<'a> {
+    /// Follows an evaluation path (with `$ref` hops) through the schema.
+    fn site(&self, evaluation_path: &str) -> SchemaSite<'a> {
+        let mut node = Some(self.schema);
+        let mut def = None;
+        for raw in evaluation_path.split('/').skip(1) {
+            let segment = raw.replace("~1", "/").replace("~0", "~");
+            let Some(current) = node else { break };
+            if segment == "$ref" {
+                let target = current.get("$ref").and_then(Value::as_str).unwrap_or_default();
+                let name = target.rsplit('/').next().unwrap_or_default();
+                let entry = self.schema.get("$defs").and_then(Value::as_object).and_then(|m| m.get_key_value(name));
+                node = entry.map(|(_, v)| v);
+                def = entry.map(|(k, _)| k.as_str());
+                continue;
+            }
+            node = match current {
+                Value::Object(m) => m.get(&segment),
+                Value::Array(a) => segment.parse::<usize>().ok().and_then(|i| a.get(i)),
+                _ => None,
+            };
+        }
+        SchemaSite { node, def }
+    }
+
+    /// The subschema holding the keyword that failed (the error's site minus
+    /// its last segment).
+    fn parent_site(&self, error: &ValidationError<'_>) -> SchemaSite<'a> {
+        let path = error.evaluation_path().as_str();
+        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+        self.site(parent)
+    }
+
+    fn convert(&self, error: &ValidationError<'_>, out: &mut Vec<Diagnostic>) {
+        let pointer = error.instance_path().as_str().to_owned();
+        let instance = error.instance();
+        let at_value = self.spans.value_or_ancestor(&pointer);
+        let what = describe_site(self.parent_site(error).def, &pointer);
+        match error.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let site = self.parent_site(error);
+                let known: Vec<&str> = site
+                    .node
+                    .and_then(|n| n.get("properties"))
+                    .and_then(Value::as_object)
+                    .map(|m| m.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                for field in unexpected {
+                    let field_pointer = format!("{pointer}/{}", escape_pointer_token(field));
+                    let help = suggestion(field, known.iter().copied())
+                        .or_else(|| (!known.is_empty()).then(|| format!("{what} has the fields {}", list(&known))));
+                    out.push(
+                        Diagnostic::error(
+                            Code::UnknownField,
+                            format!("unknown field `{field}` in {what}"),
+                            field_pointer.clone(),
+                            self.spans.key_or_value(&field_pointer),
+                        )
+                        .with_label("unknown field")
+                        .with_optional_help(help),
+                    );
+                }
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                let purpose = self
+                    .parent_site(error)
+                    .node
+                    .and_then(|n| n.pointer(&format!("/properties/{}/description", escape_pointer_token(name))))
+                    .and_then(Value::as_str)
+                    .map(|d| format!("add `\"{name}\"`: {}", lower_first(d)))
+                    .unwrap_or_else(|| format!("add `\"{name}\"`"));
+                out.push(
+                    Diagnostic::error(
+                        Code::MissingField,
+                        format!("missing field `{name}` in {what}"),
+                        pointer.clone(),
+                        at_value,
+                    )
+                    .with_label(format!("`{name}` is missing here"))
+                    .with_help(purpose),
+                );
+            }
+            ValidationErrorKind::Type { kind } => {
+                let expected = match kind {
+                    TypeKind::Single(t) => article(&t.to_string()),
+                    TypeKind::Multiple(ts) => {
+                        let names: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+                        names.join(" or ")
+                    }
+                };
+                out.push(
+                    Diagnostic::error(
+                        Code::WrongType,
+                        format!("expected {expected} for {what}, found {}", json_kind(instance)),
+                        pointer.clone(),
+                        at_value,
+                    )
+                    .with_label(format!("expected {expected}")),
+                );
+            }
+            ValidationErrorKind::Enum { options } | ValidationErrorKind::Constant { expected_value: options } => {
+                if pointer == "/schemaVersion" {
+                    out.push(
+                        Diagnostic::error(
+                            Code::UnsupportedVersion,
+                            format!("unsupported schemaVersion {instance}"),
+                            pointer.clone(),
+                            at_value,
+                        )
+                        .with_label("not a version this build reads")
+                        .with_help(format!(
+                            "this build of orchestr8 reads schemaVersion {}",
+                            quoted_list(SUPPORTED_SCHEMA_VERSIONS)
+                        )),
+                    );
+                } else {
+                    let allowed: Vec<String> = match &**options {
+                        Value::Array(a) => a.iter().map(Value::to_string).collect(),
+                        other => vec![other.to_string()],
+                    };
+                    let word = instance.as_str().unwrap_or_default();
+                    let help = suggestion(word, allowed.iter().map(|s| s.trim_matches('"')))
+                        .unwrap_or_else(|| format!("use one of {}", allowed.join(", ")));
+                    out.push(
+                        Diagnostic::error(
+                            Code::InvalidValue,
+                            format!("{instance} is not a valid {what}"),
+                            pointer.clone(),
+                            at_value,
+                        )
+                        .with_label("not allowed here")
+                        .with_help(help),
+                    );
+                }
+            }
+            ValidationErrorKind::Pattern { pattern } => {
+                let (rule, example) = pattern_rule(pattern);
+                out.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        format!("{instance} is not a valid {what}"),
+                        pointer.clone(),
+                        at_value,
+                    )
+                    .with_label(rule)
+                    .with_help(example),
+                );
+            }
+            ValidationErrorKind::PropertyNames { error: inner } => {
+                let key = inner.instance().as_str().unwrap_or_default().to_owned();
+                let key_pointer = format!("{pointer}/{}", escape_pointer_token(&key));
+                let (rule, example) = match inner.kind() {
+                    ValidationErrorKind::Pattern { pattern } => pattern_rule(pattern),
+                    _ => ("not a valid name", String::new()),
+                };
+                out.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        format!("`{key}` is not a valid {}", key_kind(&pointer)),
+                        key_pointer.clone(),
+                        self.spans.key_or_value(&key_pointer),
+                    )
+                    .with_label(rule)
+                    .with_help(example),
+                );
+            }
+            ValidationErrorKind::MinItems { limit } => {
+                out.push(
+                    Diagnostic::error(
+                        Code::OutOfRange,
+                        format!("{what} needs at least {limit} item{}", if *limit == 1 { "" } else { "s" }),
+                        pointer.clone(),
+                        at_value,
+                    )
+                    .with_label("empty list")
+                    .with_help("add a step, or remove the block"),
+                );
+            }
+            ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+                out.push(
+                    Diagnostic::error(
+                        Code::OutOfRange,
+                        format!("{what} must be at least {limit}, found {instance}"),
+                        pointer.clone(),
+                        at_value,
+                    )
+                    .with_label(format!("less than {limit}")),
+                );
+            }
+            ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+                out.push(
+                    Diagnostic::error(
+                        Code::OutOfRange,
+                        format!("{what} must be at most {limit}, found {instance}"),
+                        pointer.clone(),
+                        at_value,
+                    )
+                    .with_label(format!("more than {limit}")),
+                );
+            }
+            ValidationErrorKind::MinLength { limit } => {
+                out.push(
+                    Diagnostic::error(Code::OutOfRange, format!("{what} must not be empty"), pointer.clone(), at_value)
+                        .with_label(format!("shorter than {limit}")),
+                );
+            }
+            ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+                self.convert_union(error, context, out);
+            }
+            _ => {
+                out.push(Diagnostic::error(
+                    Code::SchemaViolation,
+                    format!("{what}: {error}"),
+                    pointer.clone(),
+                    at_value,
+                ));
+            }
+        }
+    }
+
+    /// A value matched no branch of a union: report the branch the user meant.
+    fn convert_union(
+        &self,
+        error: &ValidationError<'_>,
+        branches: &[Vec<ValidationError<'static>>],
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let pointer = error.instance_path().as_str().to_owned();
+        let at = self.spans.value_or_ancestor(&pointer);
+        let instance = error.instance();
+        let def = self.parent_site(error).def.or_else(|| self.site(error.evaluation_path().as_str()).def);
+        match def {
+            Some("Step") => {
+                let shapes: Vec<&str> =
+                    ["agent", "parallel", "sequence"].into_iter().filter(|k| instance.get(k).is_some()).collect();
+                if instance.is_object() && shapes.len() != 1 {
+                    let message = if shapes.is_empty() {
+                        "a step needs one of `agent`, `parallel` or `sequence`".to_owned()
+                    } else {
+                        format!(
+                            "a step has exactly one of `agent`, `parallel` or `sequence`, this one has {}",
+                            list(&shapes)
+                        )
+                    };
+                    out.push(
+                        Diagnostic::error(Code::InvalidStepShape, message, pointer, at)
+                            .with_label("not an agent call, a parallel block or a sequence")
+                            .with_help("`agent` calls an agent; `parallel` runs a list of steps concurrently; `sequence` runs them in order"),
+                    );
+                    return;
+                }
+                if let Some(shape) = shapes.first() {
+                    let index = ["agent", "parallel", "sequence"].iter().position(|k| k == shape).unwrap_or(0);
+                    if let Some(branch) = branches.get(index) {
+                        return branch.iter().for_each(|e| self.convert(e, out));
+                    }
+                }
+            }
+            Some("AgentDefinition") => {
+                if let Some(kind) = instance.get("kind").and_then(Value::as_str) {
+                    if kind != "rust" {
+                        out.push(
+                            Diagnostic::error(
+                                Code::UnknownAgentKind,
+                                format!("unknown agent kind `{kind}`"),
+                                format!("{pointer}/kind"),
+                                self.spans.value_or_ancestor(&format!("{pointer}/kind")),
+                            )
+                            .with_label("unknown kind")
+                            .with_help("this build supports the agent kind `rust`"),
+                        );
+                        return;
+                    }
+                }
+            }
+            Some("Duration") => {
+                out.push(
+                    Diagnostic::error(Code::InvalidDuration, format!("{instance} is not a duration"), pointer, at)
+                        .with_label("not a duration")
+                        .with_help(
+                            "write integer milliseconds (`1500`) or a number with a unit: `250ms`, `30s`, `2m`, `1h`",
+                        ),
+                );
+                return;
+            }
+            Some("PolicyRef") if !instance.is_object() => {
+                out.push(
+                    Diagnostic::error(
+                        Code::WrongType,
+                        format!(
+                            "a step's policy is a policy name or an inline policy object, found {}",
+                            json_kind(instance)
+                        ),
+                        pointer,
+                        at,
+                    )
+                    .with_label("expected a string or an object"),
+                );
+                return;
+            }
+            _ => {}
+        }
+        // Otherwise: the branch that got furthest into the value, then the one
+        // with the fewest errors, is the one the user meant.
+        let best = branches.iter().max_by_key(|errs| {
+            let depth = errs.iter().map(|e| e.instance_path().as_str().matches('/').count()).max().unwrap_or(0);
+            (depth, std::cmp::Reverse(errs.len()))
+        });
+        match best {
+            Some(errs) if !errs.is_empty() => errs.iter().for_each(|e| self.convert(e, out)),
+            _ => out.push(Diagnostic::error(Code::SchemaViolation, error.to_string(), pointer, at)),
+        }
+    }
+}
+
+/// A name for what sits at a site, for messages: "agent step", "retry policy".
+fn describe_site(def: Option<&str>, pointer: &str) -> String {
+    if pointer.is_empty() {
+        return "the workflow".into();
+    }
+    let last = pointer.rsplit('/').next().unwrap_or_default();
+    let field_like = last.parse::<usize>().is_err();
+    match def {
+        Some("Metadata") if field_like && pointer.ends_with(&format!("metadata/{last}")) => {
+            format!("`metadata.{last}`")
+        }
+        Some(def) if !field_like || pointer.ends_with(def_field_hint(def)) => words(def),
+        Some(def) => format!("`{last}` of the {}", words(def)),
+        None if field_like => format!("`{last}`"),
+        None => "the value".into(),
+    }
+}
+
+fn def_field_hint(def: &str) -> &'static str {
+    match def {
+        "RetryPolicy" => "/retry",
+        "CircuitBreakerPolicy" => "/circuitBreaker",
+        "Metadata" => "/metadata",
+        _ => "\u{0}",
+    }
+}
+
+/// `AgentStep` -> "agent step".
+fn words(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+fn key_kind(object_pointer: &str) -> &'static str {
+    match object_pointer {
+        "/agents" => "agent id",
+        "/policies" => "policy name",
+        _ => "name",
+    }
+}
+
+/// What a pattern means, and an example that fits it.
+fn pattern_rule(pattern: &str) -> (&'static str, String) {
+    use orchestr8_schema::ast::{DURATION_PATTERN, IDENTIFIER_PATTERN, WORKFLOW_ID_PATTERN};
+    if pattern == WORKFLOW_ID_PATTERN {
+        ("not a workflow id", "use lower case letters, digits and `-`, starting with a letter, at most 64 characters (e.g. `ticket-triage`)".into())
+    } else if pattern == IDENTIFIER_PATTERN {
+        ("not an identifier", "use lower case letters, digits and `_`, starting with a letter, at most 64 characters (e.g. `fetch_ticket`)".into())
+    } else if pattern == SEMVER_PATTERN {
+        ("not a semantic version", "write a version such as `1.0.0` or `0.2.1-beta.1`".into())
+    } else if pattern == DURATION_PATTERN {
+        (
+            "not a duration",
+            "write integer milliseconds (`1500`) or a number with a unit: `250ms`, `30s`, `2m`, `1h`".into(),
+        )
+    } else {
+        ("does not match the expected form", format!("it must match the pattern `{pattern}`"))
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn article(t: &str) -> String {
+    match t {
+        "null" => "null".into(),
+        "integer" | "object" | "array" => format!("an {t}"),
+        _ => format!("a {t}"),
+    }
+}
+
+fn list(items: &[&str]) -> String {
+    items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    items.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}

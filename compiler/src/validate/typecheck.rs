@@ -1,0 +1,537 @@
+//! Layer 3: every value expression against the schema of the field it
+//! feeds, and every reference against the schema of what it reads.
+//!
+//! One walk over the expressions does both the scope rules (a step reads
+//! only steps that have certainly finished) and the type rules, so each
+//! reference is resolved once.
+
+use std::collections::HashMap;
+
+use orchestr8_schema::ast::{OnError, Step, Workflow};
+use orchestr8_schema::expr::{parse_template, PathSegment, Reference, Root, Segment, Template};
+use orchestr8_schema::source::{escape_pointer_token, Span};
+use serde_json::Value;
+
+use super::graph::{Graph, Visibility};
+use super::Doc;
+use crate::agents::{AgentSchemaSource, DeclaredSchema, Origin};
+use crate::diagnostics::{suggestion, Code, Diagnostic};
+use crate::types::{fits, from_schema, literal_ty, Misfit, ObjectTy, Ty};
+
+/// Checks every expression of `workflow`.
+pub fn check(
+    workflow: &Workflow,
+    graph: &Graph<'_>,
+    doc: &Doc<'_>,
+    agents: &dyn AgentSchemaSource,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut cx = Checker { doc, graph, out, outputs: HashMap::new(), inputs: HashMap::new(), input_ty: Ty::Any };
+    let input_ty = match &workflow.input {
+        Some(schema) => cx.schema_ty(
+            &DeclaredSchema { schema: schema.clone(), origin: Origin::Workflow { pointer: "/input".into() } },
+            "/input",
+        ),
+        None => Ty::Object(ObjectTy::default()),
+    };
+
+    // Each agent's shapes, read once however many steps call it.
+    let mut agent_shapes: HashMap<&str, AgentShapes> = HashMap::new();
+    for (id, definition) in &workflow.agents {
+        let pointer = format!("/agents/{}", escape_pointer_token(id));
+        let shapes = match agents.schemas(id, definition, &pointer) {
+            Ok(schemas) => {
+                let read = |cx: &mut Checker<'_, '_>, s: Option<DeclaredSchema>, which: &str| {
+                    s.map(|s| {
+                        let ty = cx.schema_ty(&s, &pointer);
+                        (ty, s.origin)
+                    })
+                    .ok_or_else(|| which.to_owned())
+                };
+                let input = read(&mut cx, schemas.input, "input");
+                let output = read(&mut cx, schemas.output, "output");
+                let missing: Vec<&str> =
+                    [&input, &output].iter().filter_map(|r| r.as_ref().err().map(String::as_str)).collect();
+                if !missing.is_empty() {
+                    cx.out.push(
+                        Diagnostic::error(
+                            Code::AgentSchemaUnavailable,
+                            format!(
+                                "the {} schema of agent `{id}` is not known, so steps calling it are not type-checked",
+                                missing.join(" and ")
+                            ),
+                            pointer.clone(),
+                            doc.key(&pointer),
+                        )
+                        .with_label("no schema")
+                        .with_help(format!(
+                            "declare `{}` on the agent, or declare the agent with `#[agent]`",
+                            missing.join("` and `")
+                        )),
+                    );
+                }
+                AgentShapes { input: input.ok(), output: output.ok() }
+            }
+            Err(diagnostics) => {
+                cx.out.extend(diagnostics);
+                AgentShapes { input: None, output: None }
+            }
+        };
+        agent_shapes.insert(id.as_str(), shapes);
+    }
+
+    for node in &graph.nodes {
+        let Step::Agent(step) = node.step else { continue };
+        let shapes = agent_shapes.get(step.agent.as_str());
+        let output = shapes.and_then(|s| s.output.as_ref()).map_or(Ty::Any, |(t, _)| t.clone());
+        let output = if step.on_error == OnError::Continue { output.optional() } else { output };
+        cx.outputs.insert(step.id.as_str(), output);
+        if let Some(input) = shapes.and_then(|s| s.input.as_ref()) {
+            cx.inputs.insert(step.id.as_str(), input.clone());
+        }
+    }
+
+    cx.input_ty = input_ty;
+    for (index, node) in graph.nodes.iter().enumerate() {
+        let Step::Agent(step) = node.step else { continue };
+        let pointer = format!("{}/input", node.pointer);
+        let input = Value::Object(step.input.clone());
+        let consumer = cx.inputs.get(step.id.as_str()).cloned();
+        let expected = consumer.as_ref().map_or(Ty::Any, |(t, _)| t.clone());
+        let site =
+            Site { referrer: Some(index), agent: &step.agent, origin: consumer.as_ref().map(|(_, o)| o.clone()) };
+        cx.check_value(&input, &pointer, &expected, &site);
+    }
+    if let Some(output) = &workflow.output {
+        let site = Site { referrer: None, agent: "", origin: None };
+        cx.check_value(output, "/output", &Ty::Any, &site);
+    }
+}
+
+struct AgentShapes {
+    input: Option<(Ty, Origin)>,
+    output: Option<(Ty, Origin)>,
+}
+
+/// Who consumes the value being checked.
+struct Site<'s> {
+    /// The referring step (by graph index), or `None` for the workflow's output.
+    referrer: Option<usize>,
+    /// The agent whose input it feeds ("" for the workflow's output).
+    agent: &'s str,
+    /// Where that agent's input schema is declared.
+    origin: Option<Origin>,
+}
+
+struct Checker<'a, 'g> {
+    doc: &'a Doc<'a>,
+    graph: &'a Graph<'g>,
+    out: &'a mut Vec<Diagnostic>,
+    outputs: HashMap<&'g str, Ty>,
+    inputs: HashMap<&'g str, (Ty, Origin)>,
+    /// The workflow input's shape.
+    input_ty: Ty,
+}
+
+impl Checker<'_, '_> {
+    /// Reads a declared schema, reporting what is wrong with it where it is declared.
+    fn schema_ty(&mut self, declared: &DeclaredSchema, agent_pointer: &str) -> Ty {
+        let (base, note) = match &declared.origin {
+            Origin::Workflow { pointer } => (pointer.clone(), None),
+            Origin::RustSource { .. } => (agent_pointer.to_owned(), Some(format!("declared at {}", declared.origin))),
+        };
+        if let Err(e) = jsonschema::meta::validate(&declared.schema) {
+            let at = format!("{base}{}", e.instance_path().as_str());
+            let mut d = Diagnostic::error(
+                Code::InvalidJsonSchema,
+                format!("not a valid JSON Schema: {e}"),
+                at.clone(),
+                self.doc.value(&at),
+            )
+            .with_label("invalid schema")
+            .with_help("see https://json-schema.org/draft/2020-12 for the form of a schema");
+            if let Some(n) = &note {
+                d = d.with_note(n.clone());
+            }
+            self.out.push(d);
+            return Ty::Any;
+        }
+        match from_schema(&declared.schema) {
+            Ok(ty) => ty,
+            Err(problems) => {
+                for p in problems {
+                    let at = format!("{base}{}", p.pointer);
+                    let span = if matches!(declared.origin, Origin::Workflow { .. }) {
+                        self.doc.key(&at)
+                    } else {
+                        self.doc.key(&base)
+                    };
+                    let mut d = Diagnostic::error(Code::UnsupportedSchemaConstruct, p.message, at, span)
+                        .with_label("unsupported")
+                        .with_optional_help(p.help);
+                    if let Some(n) = &note {
+                        d = d.with_note(n.clone());
+                    }
+                    self.out.push(d);
+                }
+                Ty::Any
+            }
+        }
+    }
+
+    fn check_value(&mut self, value: &Value, pointer: &str, expected: &Ty, site: &Site<'_>) {
+        match value {
+            Value::String(s) => self.check_string(s, pointer, expected, site),
+            Value::Object(map) => {
+                let fields = match expected.required() {
+                    Ty::Object(o) => Some(o),
+                    Ty::Any | Ty::Map(_) => None,
+                    other => {
+                        self.mismatch(pointer, self.doc.value(pointer), other, &literal_ty(value), site, "");
+                        None
+                    }
+                };
+                for (name, v) in map {
+                    let child = format!("{pointer}/{}", escape_pointer_token(name));
+                    let field_ty = match (fields, expected.required()) {
+                        (Some(o), _) => match o.fields.get(name) {
+                            Some(f) => f.ty.clone(),
+                            None if o.open => Ty::Any,
+                            None => {
+                                let help = suggestion(name, o.fields.keys().map(String::as_str))
+                                    .unwrap_or_else(|| field_list(o));
+                                self.push(
+                                    Diagnostic::error(
+                                        Code::UnknownInputField,
+                                        format!("{} has no field `{name}`", whose(site, pointer)),
+                                        child.clone(),
+                                        self.doc.key(&child),
+                                    )
+                                    .with_label("unknown field")
+                                    .with_help(help),
+                                    site,
+                                );
+                                Ty::Any
+                            }
+                        },
+                        (None, Ty::Map(t)) => (**t).clone(),
+                        _ => Ty::Any,
+                    };
+                    self.check_value(v, &child, &field_ty, site);
+                }
+                if let Some(o) = fields {
+                    let missing: Vec<&str> = o
+                        .fields
+                        .iter()
+                        .filter(|(n, f)| f.required && !map.contains_key(*n))
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    for name in missing {
+                        self.push(
+                            Diagnostic::error(
+                                Code::MissingInputField,
+                                format!("{} requires field `{name}`, which is not given", whose(site, pointer)),
+                                pointer,
+                                self.doc.key(pointer),
+                            )
+                            .with_label(format!("`{name}` is missing"))
+                            .with_help(format!("add `\"{name}\": ...` with a value of type {}", o.fields[name].ty)),
+                            site,
+                        );
+                    }
+                }
+            }
+            Value::Array(items) => {
+                let item_ty = match expected.required() {
+                    Ty::Array(t) => (**t).clone(),
+                    Ty::Any => Ty::Any,
+                    other => {
+                        self.mismatch(pointer, self.doc.value(pointer), other, &literal_ty(value), site, "");
+                        Ty::Any
+                    }
+                };
+                for (i, v) in items.iter().enumerate() {
+                    self.check_value(v, &format!("{pointer}/{i}"), &item_ty, site);
+                }
+            }
+            literal => {
+                if let Err(misfit) = fits(&literal_ty(literal), expected) {
+                    self.report_misfit(misfit, pointer, self.doc.value(pointer), &literal.to_string(), site);
+                }
+            }
+        }
+    }
+
+    fn check_string(&mut self, s: &str, pointer: &str, expected: &Ty, site: &Site<'_>) {
+        let template = match parse_template(s) {
+            Ok(t) => t,
+            Err(e) => {
+                let span = self.doc.in_string(pointer, e.start, e.end);
+                self.out.push(
+                    Diagnostic::error(Code::MalformedReference, e.message, pointer, span)
+                        .with_label("malformed reference")
+                        .with_optional_help(e.help),
+                );
+                return;
+            }
+        };
+        match template {
+            Template::Literal(text) => {
+                if let Err(misfit) = fits(&Ty::String(Some(vec![text.clone()])), expected) {
+                    self.report_misfit(misfit, pointer, self.doc.value(pointer), &format!("\"{text}\""), site);
+                }
+            }
+            Template::Whole(r) => {
+                let span = self.doc.in_string(pointer, r.start, r.end);
+                if let Some(found) = self.resolve(&r.value, pointer, span, site) {
+                    if let Err(misfit) = fits(&found, expected) {
+                        self.report_misfit(misfit, pointer, span, &format!("`${{{}}}`", r.value), site);
+                    }
+                }
+            }
+            Template::Interpolated(segments) => {
+                for segment in segments {
+                    let Segment::Reference(r) = segment else { continue };
+                    let span = self.doc.in_string(pointer, r.start, r.end);
+                    let Some(found) = self.resolve(&r.value, pointer, span, site) else { continue };
+                    if found.is_optional() {
+                        self.out.push(
+                            Diagnostic::error(
+                                Code::MaybeAbsent,
+                                format!("`${{{}}}` may be absent, so it cannot be interpolated", r.value),
+                                pointer,
+                                span,
+                            )
+                            .with_label(format!("{found}"))
+                            .with_help(
+                                "reference a required value, or pass it whole as `\"${...}\"` into an optional field",
+                            ),
+                        );
+                    } else if !found.is_scalar() {
+                        self.out.push(
+                            Diagnostic::error(Code::NotInterpolatable, format!("`${{{}}}` is {}, which cannot be interpolated into text", r.value, with_article(&found)), pointer, span)
+                                .with_label(format!("{found}"))
+                                .with_help("only strings, numbers, integers and booleans interpolate; pass a whole value as `\"${...}\"` alone in the string"),
+                        );
+                    }
+                }
+                if let Err(misfit) = fits(&Ty::String(None), expected) {
+                    self.report_misfit(misfit, pointer, self.doc.value(pointer), "interpolated text", site);
+                }
+            }
+        }
+    }
+
+    /// The shape a reference reads, after checking it is in scope and exists.
+    fn resolve(&mut self, reference: &Reference, pointer: &str, span: Span, site: &Site<'_>) -> Option<Ty> {
+        let shown = format!("`${{{reference}}}`");
+        let (mut ty, mut described) = match &reference.root {
+            Root::Input => (self.input_ty.clone(), "the workflow's input".to_owned()),
+            Root::ExecutionId | Root::CorrelationId | Root::WorkflowId | Root::WorkflowVersion => {
+                return Some(Ty::String(None))
+            }
+            Root::StepOutput(id) => {
+                let Some(&target) = self.graph.by_id.get(id.as_str()) else {
+                    let help = suggestion(id, self.graph.ids())
+                        .unwrap_or_else(|| "reference one of the steps declared before this one".into());
+                    self.out.push(
+                        Diagnostic::error(
+                            Code::UnknownStep,
+                            format!("{shown} references step `{id}`, which does not exist"),
+                            pointer,
+                            span,
+                        )
+                        .with_label("unknown step")
+                        .with_help(help),
+                    );
+                    return None;
+                };
+                let target_node = &self.graph.nodes[target];
+                if !matches!(target_node.step, Step::Agent(_)) {
+                    let kind = target_node.step.children_key().unwrap_or("block");
+                    self.out.push(
+                        Diagnostic::error(
+                            Code::BlockHasNoOutput,
+                            format!("{shown} references `{id}`, a {kind} block, which has no output"),
+                            pointer,
+                            span,
+                        )
+                        .with_label("a block has no output")
+                        .with_help(format!("reference the output of a step inside `{id}` instead")),
+                    );
+                    return None;
+                }
+                if let Some(referrer) = site.referrer {
+                    let me = self.graph.nodes[referrer].step.id();
+                    let problem = match self.graph.visibility(referrer, target) {
+                        Visibility::Visible => None,
+                        Visibility::Itself => Some((format!("step `{me}` cannot read its own output"), "a step's output exists only after it has run".to_owned())),
+                        Visibility::Concurrent(block) => Some((
+                            format!("step `{me}` cannot read the output of `{id}`: both run concurrently in parallel block `{block}`"),
+                            format!("move the step that needs `{id}` after the parallel block `{block}`"),
+                        )),
+                        Visibility::Later => Some((
+                            format!("step `{me}` cannot read the output of `{id}`, which runs later"),
+                            format!("move `{id}` before `{me}`, or the reference into a later step"),
+                        )),
+                        Visibility::Enclosing => Some((
+                            format!("step `{me}` cannot read the output of `{id}`, which encloses it"),
+                            "reference a step that has finished before this one starts".to_owned(),
+                        )),
+                    };
+                    if let Some((message, help)) = problem {
+                        self.out.push(
+                            Diagnostic::error(Code::StepNotInScope, message, pointer, span)
+                                .with_label("not finished yet")
+                                .with_help(help),
+                        );
+                        return None;
+                    }
+                }
+                let agent = match target_node.step {
+                    Step::Agent(s) => s.agent.as_str(),
+                    _ => "",
+                };
+                (
+                    self.outputs.get(id.as_str()).cloned().unwrap_or(Ty::Any),
+                    format!("the output of step `{id}` (agent `{agent}`)"),
+                )
+            }
+        };
+        for segment in &reference.path {
+            let optional = ty.is_optional();
+            let next = match (ty.required(), segment) {
+                (Ty::Any, _) => Ty::Any,
+                (Ty::Object(o), PathSegment::Field(name)) => match o.fields.get(name) {
+                    Some(f) => f.ty.clone(),
+                    None if o.open => Ty::Any,
+                    None => {
+                        let help =
+                            suggestion(name, o.fields.keys().map(String::as_str)).unwrap_or_else(|| field_list(o));
+                        self.out.push(
+                            Diagnostic::error(
+                                Code::NoSuchField,
+                                format!("{shown}: {described} has no field `{name}`"),
+                                pointer,
+                                span,
+                            )
+                            .with_label("no such field")
+                            .with_help(help),
+                        );
+                        return None;
+                    }
+                },
+                (Ty::Map(v), PathSegment::Field(_)) => (**v).clone().optional(),
+                (Ty::Array(item), PathSegment::Index(_)) => (**item).clone(),
+                (other, _) => {
+                    let what = match segment {
+                        PathSegment::Field(name) => format!("field `{name}`"),
+                        PathSegment::Index(i) => format!("index [{i}]"),
+                    };
+                    self.out.push(
+                        Diagnostic::error(
+                            Code::NoSuchField,
+                            format!("{shown}: {described} is {}, which has no {what}", with_article(other)),
+                            pointer,
+                            span,
+                        )
+                        .with_label(format!("{other}")),
+                    );
+                    return None;
+                }
+            };
+            ty = if optional { next.optional() } else { next };
+            described = format!("{described}{segment}");
+        }
+        Some(ty)
+    }
+
+    fn report_misfit(&mut self, misfit: Misfit, pointer: &str, span: Span, shown: &str, site: &Site<'_>) {
+        match misfit {
+            Misfit::Type { path, expected, found } => self.mismatch(pointer, span, &expected, &found, site, &format!("{shown}{}", at_path(&path))),
+            Misfit::MaybeAbsent { path } => self.push(
+                Diagnostic::error(Code::MaybeAbsent, format!("{shown}{} may be absent, but {} is required", at_path(&path), field_name(site, pointer)), pointer, span)
+                    .with_label("may be absent")
+                    .with_help("the value is optional (an optional field, or the output of an `onError: \"continue\"` step): pass it only into an optional field"),
+                site,
+            ),
+            Misfit::MissingField { path, field } => self.push(
+                Diagnostic::error(Code::TypeMismatch, format!("{shown}{} lacks field `{field}`, which {} requires", at_path(&path), field_name(site, pointer)), pointer, span)
+                    .with_label(format!("no `{field}`")),
+                site,
+            ),
+        }
+    }
+
+    fn mismatch(&mut self, pointer: &str, span: Span, expected: &Ty, found: &Ty, site: &Site<'_>, shown: &str) {
+        let subject = if shown.is_empty() { "the value".to_owned() } else { shown.to_owned() };
+        let found_text = match found {
+            Ty::String(Some(v)) if v.len() == 1 => "string".to_owned(),
+            other => other.to_string(),
+        };
+        self.push(
+            Diagnostic::error(
+                Code::TypeMismatch,
+                format!("type mismatch: {subject} is {found_text}, but {} takes {expected}", field_name(site, pointer)),
+                pointer,
+                span,
+            )
+            .with_label(format!("expected {expected}, found {found_text}")),
+            site,
+        );
+    }
+
+    /// Adds a diagnostic, with a note naming where the consumer's schema is declared.
+    fn push(&mut self, mut d: Diagnostic, site: &Site<'_>) {
+        if let Some(origin) = &site.origin {
+            d = d.with_note(format!("the input of agent `{}` is declared at {origin}", site.agent));
+        }
+        self.out.push(d);
+    }
+}
+
+fn at_path(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(" (at `{path}`)")
+    }
+}
+
+/// "field `text` of agent `classify`'s input", from the value's pointer.
+fn field_name(site: &Site<'_>, pointer: &str) -> String {
+    if site.referrer.is_none() {
+        return "the workflow's output".into();
+    }
+    let field: Vec<&str> = pointer.split("/input/").nth(1).map(|p| p.split('/').collect()).unwrap_or_default();
+    if field.is_empty() {
+        format!("the input of agent `{}`", site.agent)
+    } else {
+        format!("field `{}` of agent `{}`", field.join("."), site.agent)
+    }
+}
+
+fn whose(site: &Site<'_>, pointer: &str) -> String {
+    let field_path = pointer.split("/input/").nth(1);
+    match field_path {
+        Some(p) => format!("field `{}` of agent `{}`", p.replace('/', "."), site.agent),
+        None => format!("the input of agent `{}`", site.agent),
+    }
+}
+
+fn field_list(o: &ObjectTy) -> String {
+    if o.fields.is_empty() {
+        "it has no fields".into()
+    } else {
+        let names: Vec<String> = o.fields.keys().map(|k| format!("`{k}`")).collect();
+        format!("its fields are {}", names.join(", "))
+    }
+}
+
+fn with_article(ty: &Ty) -> String {
+    let s = ty.to_string();
+    match s.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {s}"),
+        _ => format!("a {s}"),
+    }
+}

@@ -1,0 +1,427 @@
+//! The workflow document as Rust types: the format contract of
+//! `spec/workflow-v1.md`, one type per concept.
+//!
+//! Doc comments here become the descriptions of the published JSON Schema,
+//! so they are written for the person editing `workflow.json`.
+
+use std::collections::BTreeMap;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// The format versions this build reads.
+pub const SUPPORTED_SCHEMA_VERSIONS: &[&str] = &["1.0.0"];
+
+/// Pattern of a workflow id (`metadata.id`).
+pub const WORKFLOW_ID_PATTERN: &str = "^[a-z][a-z0-9-]{0,63}$";
+/// Pattern of an agent id and of a step id.
+pub const IDENTIFIER_PATTERN: &str = "^[a-z][a-z0-9_]{0,63}$";
+/// Pattern of a semantic version.
+pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
+/// Pattern of a duration written as text.
+pub const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|h)$";
+
+/// An orchestr8 workflow: agents wired into steps, with resilience policies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "orchestr8 workflow")]
+pub struct Workflow {
+    /// The JSON Schema this document follows, for editors (ignored by orchestr8).
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Version of the workflow format. This build reads "1.0.0".
+    #[schemars(schema_with = "schema_version_schema")]
+    pub schema_version: String,
+    /// Who the workflow is: its id, name, version and description.
+    pub metadata: Metadata,
+    /// JSON Schema (draft 2020-12) of the workflow's input. Absent means `{}` is the only input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "inline_schema")]
+    pub input: Option<Value>,
+    /// The agents the steps call, by agent id (lower case letters, digits and `_`).
+    #[schemars(extend("propertyNames" = {"pattern": IDENTIFIER_PATTERN}))]
+    pub agents: BTreeMap<String, AgentDefinition>,
+    /// Resilience policies by name. The policy named `default` applies to every step;
+    /// a step's own policy overrides it field by field.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, Policy>,
+    /// The steps, run in order.
+    #[schemars(length(min = 1))]
+    pub steps: Vec<Step>,
+    /// A value expression for the workflow's result. Absent means the last step's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "value_expression")]
+    pub output: Option<Value>,
+}
+
+/// Who the workflow is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metadata {
+    /// Workflow id: lower case letters, digits and `-`, starting with a letter. It names the
+    /// generated crate and binary.
+    #[schemars(regex(pattern = WORKFLOW_ID_PATTERN))]
+    pub id: String,
+    /// A human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Semantic version of this workflow, recorded in every journal.
+    #[schemars(regex(pattern = SEMVER_PATTERN))]
+    pub version: String,
+    /// What the workflow does; becomes doc comments in generated code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// An agent: a unit of work with a typed input and a typed output. `kind` says which sort.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AgentDefinition {
+    /// An async Rust function marked `#[agent]` in a crate beside the workflow.
+    Rust(RustAgent),
+}
+
+impl AgentDefinition {
+    /// The part every kind of agent has.
+    pub fn common(&self) -> &AgentCommon {
+        match self {
+            AgentDefinition::Rust(a) => &a.common,
+        }
+    }
+}
+
+/// A Rust agent: an async function marked `#[agent]`. Its input and output schemas come
+/// from that declaration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RustAgent {
+    /// Package name of the agent crate.
+    #[serde(rename = "crate")]
+    #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]*$"))]
+    pub crate_name: String,
+    /// Directory of the agent crate, relative to the workflow file.
+    #[schemars(length(min = 1))]
+    pub path: String,
+    /// Path of the `#[agent]` function inside the crate, e.g. `classify` or `nlp::classify`.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$"))]
+    pub function: String,
+    /// Fields every kind of agent has.
+    #[serde(flatten)]
+    pub common: AgentCommon,
+}
+
+/// Fields every kind of agent has.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCommon {
+    /// Semantic version of the agent; defaults to the crate's version. Circuit breakers are
+    /// kept per agent id and version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SEMVER_PATTERN))]
+    pub version: Option<String>,
+    /// What the agent does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON object handed to the agent at run time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Map<String, Value>>,
+    /// JSON Schema of the agent's input. For a Rust agent it must agree with the `#[agent]`
+    /// declaration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "inline_schema")]
+    pub input: Option<Value>,
+    /// JSON Schema of the agent's output. For a Rust agent it must agree with the `#[agent]`
+    /// declaration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "inline_schema")]
+    pub output: Option<Value>,
+}
+
+/// A step: an agent call, a parallel block or a sequence. Exactly one of `agent`,
+/// `parallel` and `sequence` says which.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+// Steps are read once per document; boxing the agent step would only make matching noisier.
+#[allow(clippy::large_enum_variant)]
+pub enum Step {
+    /// Calls an agent.
+    Agent(AgentStep),
+    /// Runs its steps concurrently.
+    Parallel(ParallelStep),
+    /// Runs its steps in order.
+    Sequence(SequenceStep),
+}
+
+impl Step {
+    /// The step's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Step::Agent(s) => &s.id,
+            Step::Parallel(s) => &s.id,
+            Step::Sequence(s) => &s.id,
+        }
+    }
+
+    /// The steps nested directly inside a block (none for an agent step).
+    pub fn children(&self) -> &[Step] {
+        match self {
+            Step::Agent(_) => &[],
+            Step::Parallel(s) => &s.parallel,
+            Step::Sequence(s) => &s.sequence,
+        }
+    }
+
+    /// The key holding the nested steps: `parallel`, `sequence`, or none.
+    pub fn children_key(&self) -> Option<&'static str> {
+        match self {
+            Step::Agent(_) => None,
+            Step::Parallel(_) => Some("parallel"),
+            Step::Sequence(_) => Some("sequence"),
+        }
+    }
+}
+
+/// Calls an agent with an input built from value expressions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentStep {
+    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword.
+    #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
+    pub id: String,
+    /// What the step does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The id of the agent to call, a key of `agents`.
+    #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
+    pub agent: String,
+    /// The agent's input: one value expression per field of the agent's input. Strings may
+    /// reference data with `${input.x}`, `${steps.ID.output.y}`, `${execution.id}`,
+    /// `${execution.correlationId}`, `${workflow.id}`, `${workflow.version}`; `$${` is a
+    /// literal `${`.
+    #[serde(default)]
+    #[schemars(schema_with = "step_input")]
+    pub input: Map<String, Value>,
+    /// A policy name (a key of `policies`) or an inline policy. Fields it leaves out come
+    /// from `policies.default`, then from the built-in defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRef>,
+    /// What a failure of this step does: `fail` (the default) fails the workflow;
+    /// `continue` records it, and later steps see this step's output as optional.
+    #[serde(default, skip_serializing_if = "OnError::is_fail")]
+    pub on_error: OnError,
+}
+
+/// Runs its steps concurrently; completes when all have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ParallelStep {
+    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword.
+    #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
+    pub id: String,
+    /// What the block does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The steps to run concurrently. They may not reference each other.
+    #[schemars(length(min = 1))]
+    pub parallel: Vec<Step>,
+    /// `true` (the default): the first failure cancels the others and fails the block.
+    /// `false`: wait for every step, then fail if any failed.
+    #[serde(default = "fail_fast_default", skip_serializing_if = "is_true")]
+    pub fail_fast: bool,
+}
+
+/// Runs its steps in order (a branch of a parallel block with several steps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SequenceStep {
+    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword.
+    #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
+    pub id: String,
+    /// What the sequence does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The steps to run in order.
+    #[schemars(length(min = 1))]
+    pub sequence: Vec<Step>,
+}
+
+/// What a failed step does to the workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// The workflow fails fast.
+    #[default]
+    Fail,
+    /// The failure is recorded and the workflow goes on; the step's output becomes optional.
+    Continue,
+}
+
+impl OnError {
+    fn is_fail(&self) -> bool {
+        *self == OnError::Fail
+    }
+}
+
+/// A step's policy: the name of a policy in `policies`, or a policy written inline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PolicyRef {
+    /// A key of `policies`.
+    Named(String),
+    /// A policy for this step alone.
+    Inline(Policy),
+}
+
+/// Resilience for a step. Every field is optional: missing ones come from
+/// `policies.default`, then from the built-in defaults.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Policy {
+    /// Bound on the whole step, every attempt and backoff sleep included (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Retry of retryable failures with exponential backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// The circuit breaker of the step's agent (one per agent id and version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerPolicy>,
+}
+
+/// Retry with exponential backoff. The delay before attempt n+1 is
+/// `min(maxDelay, initialDelay * backoffMultiplier^(n-1))`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// How many calls at most, the first included (default 3; 1 means no retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_attempts: Option<u32>,
+    /// Delay before the second call (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<Duration>,
+    /// Upper bound of any delay, jitter included (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<Duration>,
+    /// Factor by which the delay grows per attempt (default 2; at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0))]
+    pub backoff_multiplier: Option<f64>,
+    /// Full jitter: draw each delay uniformly in `[0, delay]` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<bool>,
+}
+
+/// A circuit breaker: after `failureThreshold` consecutive failed attempts the agent's
+/// calls fail at once with `circuit_open` until `resetTimeout` has passed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CircuitBreakerPolicy {
+    /// Consecutive failed attempts (timeouts included) that open the circuit (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub failure_threshold: Option<u32>,
+    /// How long the circuit stays open before it lets probe calls through (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_timeout: Option<Duration>,
+    /// Probe calls let through at once when half-open, and successes that close it (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub half_open_requests: Option<u32>,
+}
+
+/// A duration: integer milliseconds, or a string such as `"250ms"`, `"30s"`, `"2m"`, `"1h"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Duration {
+    /// Milliseconds.
+    Millis(u64),
+    /// Digits and a unit: `ms`, `s`, `m` or `h`.
+    Text(#[schemars(regex(pattern = DURATION_PATTERN))] String),
+}
+
+impl Duration {
+    /// The duration in milliseconds, or a message saying what is wrong with it.
+    pub fn to_millis(&self) -> Result<u64, String> {
+        match self {
+            Duration::Millis(ms) => Ok(*ms),
+            Duration::Text(text) => parse_duration_text(text),
+        }
+    }
+}
+
+/// Parses `"250ms"`, `"30s"`, `"2m"`, `"1h"` into milliseconds.
+pub fn parse_duration_text(text: &str) -> Result<u64, String> {
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(digits_end);
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!(
+            "`{text}` is not a duration: write integer milliseconds or digits with a unit (`250ms`, `30s`, `2m`, `1h`)"
+        )),
+    };
+    if digits.is_empty() {
+        return Err(format!("`{text}` has no number before its unit"));
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("`{text}` is too long a duration"))
+}
+
+fn fail_fast_default() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn schema_version_schema(_: &mut SchemaGenerator) -> Schema {
+    json!({
+        "description": "Version of the workflow format. This build reads \"1.0.0\".",
+        "type": "string",
+        "enum": SUPPORTED_SCHEMA_VERSIONS,
+    })
+    .try_into()
+    .expect("a JSON object is a schema")
+}
+
+fn inline_schema(_: &mut SchemaGenerator) -> Schema {
+    json!({
+        "description": "A JSON Schema (draft 2020-12). orchestr8 supports `type`, `properties`, \
+            `required`, `items`, `enum`, `const`, `description`, `title`, `default`, \
+            `additionalProperties`, local `$ref`/`$defs`, `anyOf` with `null` for optional \
+            values, and the validation keywords (`minimum`, `maxLength`, `pattern`, `format`, ...).",
+        "type": ["object", "boolean"],
+    })
+    .try_into()
+    .expect("a JSON object is a schema")
+}
+
+fn value_expression(_: &mut SchemaGenerator) -> Schema {
+    json!({
+        "description": "A value expression: any JSON value. A string that is exactly one \
+            `${REF}` passes the referenced value with its own type; text around references \
+            makes a string. `$${` is a literal `${`.",
+    })
+    .try_into()
+    .expect("a JSON object is a schema")
+}
+
+fn step_input(_: &mut SchemaGenerator) -> Schema {
+    json!({
+        "description": "The agent's input: one value expression per field of the agent's input.",
+        "type": "object",
+        "additionalProperties": {
+            "description": "A value expression: any JSON value, strings may hold `${REF}` references."
+        },
+    })
+    .try_into()
+    .expect("a JSON object is a schema")
+}
