@@ -1,1 +1,33 @@
-//! orchestr8 runtime (being built).
+//! The runtime every workflow compiled by orchestr8 links: agents, resilience
+//! (timeout, retry, circuit breaker), the executor, cancellation, the journal
+//! and the event bus. Semantics follow the format contract
+//! (`spec/workflow-v1.md`).
+//!
+//! Generated code reaches everything through [`codegen`].
+
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod bus;
+pub mod codegen;
+pub mod error;
+pub mod executor;
+pub mod journal;
+pub mod policy;
+pub mod resilience;
+pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use agent::{Agent, AgentContext, AgentError, AgentErrorKind, DynAgent, ExecutionMeta};
+pub use bus::{BusMessage, EventBus, Subscriber};
+pub use error::{ErrorKind, ExecutionError, StepError};
+pub use executor::{
+    AgentStep, Execution, ExecutionHandle, ExecutionOptions, Node, OnError, Outcome, Runtime, StepNode, Workflow,
+    WorkflowInfo,
+};
+pub use journal::{FileStore, JournalEvent, JournalStore, MemoryStore};
+pub use policy::{CircuitBreakerPolicy, Policy, PolicyOverlay, RetryPolicy};
+pub use resilience::{BreakerRegistry, CircuitBreaker, CircuitState};
+pub use state::{ExecutionState, StepState};
+pub use tokio_util::sync::CancellationToken;

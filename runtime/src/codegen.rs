@@ -1,0 +1,41 @@
+//! Everything generated crates use, under one path (like `tonic::codegen`):
+//! generated code writes `::orchestr8_runtime::codegen::...` and nothing else.
+
+pub use crate::agent::{Agent, AgentContext, AgentError, BoxFuture, ExecutionMeta};
+pub use crate::error::{ErrorKind, ExecutionError, StepError};
+pub use crate::executor::{
+    new_execution_id, AgentStep, Execution, ExecutionHandle, ExecutionOptions, Node, OnError, Runtime, Workflow,
+    WorkflowInfo,
+};
+pub use crate::journal::{FileStore, JournalStore, MemoryStore, DEFAULT_JOURNAL_DIR};
+pub use crate::policy::{CircuitBreakerPolicy, Policy, PolicyOverlay, RetryPolicy};
+pub use crate::resilience::BreakerRegistry;
+pub use crate::state::ExecutionState;
+pub use std::sync::{Arc, OnceLock};
+pub use tokio_util::sync::CancellationToken;
+pub use {schemars, serde, serde_json, tokio, tracing};
+
+/// Reads a step's output slot, for building a later step's input: an empty
+/// slot (the step did not succeed) is an error naming the step.
+pub fn slot<'a, T>(slot: &'a OnceLock<T>, step: &str) -> Result<&'a T, String> {
+    slot.get().ok_or_else(|| format!("the output of step {step} is not available"))
+}
+
+/// Stores a step's output in its slot; a second store is an error (a step
+/// runs at most once per execution).
+pub fn store<T>(slot: &OnceLock<T>, step: &str, value: T) -> Result<(), String> {
+    slot.set(value).map_err(|_| format!("the output of step {step} was already stored"))
+}
+
+/// A policy from the built-ins and up to three overlays; an invalid policy
+/// in generated code is a compiler bug, so this panics with the reason.
+pub fn policy(
+    default: Option<&PolicyOverlay>,
+    named: Option<&PolicyOverlay>,
+    inline: Option<&PolicyOverlay>,
+) -> Policy {
+    match Policy::resolve(default, named, inline) {
+        Ok(p) => p,
+        Err(e) => panic!("orchestr8: generated policy is invalid: {e}"),
+    }
+}

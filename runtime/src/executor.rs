@@ -1,0 +1,897 @@
+//! The executor: a plan tree of agent steps, sequences and parallel blocks,
+//! generic over a typed shared state so steps hand typed outputs to later
+//! steps without JSON round trips (JSON is made only for the journal).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::agent::{Agent, AgentContext, BoxFuture, ExecutionMeta};
+use crate::bus::EventBus;
+use crate::error::{ErrorKind, ExecutionError, StepError};
+use crate::journal::{EventKind, JournalEvent, JournalStore, MemoryStore, StateName};
+use crate::policy::Policy;
+use crate::resilience::{self, BreakerRegistry, CircuitBreaker, CircuitTransition, Observer};
+use crate::state::{ExecutionState, StepState};
+
+/// What the workflow does when an agent step fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// The failure fails the enclosing blocks and the execution (the default).
+    #[default]
+    Fail,
+    /// The failure is recorded, the step's output stays empty, the workflow goes on.
+    Continue,
+}
+
+/// How a node ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done (including a failed step with `onError: "continue"`).
+    Ok,
+    /// Failed; the error of the first failing step.
+    Failed(StepError),
+    /// Stopped by a cancellation.
+    Cancelled,
+}
+
+/// Identity of a workflow definition, recorded in every journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowInfo {
+    /// `metadata.id`.
+    pub id: Arc<str>,
+    /// `metadata.version`.
+    pub version: Arc<str>,
+    /// Hash of the definition the code was generated from.
+    pub definition_hash: Arc<str>,
+}
+
+impl WorkflowInfo {
+    /// Builds the identity.
+    pub fn new(id: impl Into<Arc<str>>, version: impl Into<Arc<str>>, definition_hash: impl Into<Arc<str>>) -> Self {
+        WorkflowInfo { id: id.into(), version: version.into(), definition_hash: definition_hash.into() }
+    }
+}
+
+/// Appends one execution's journal events in `seq` order and mirrors them on the bus.
+pub struct Recorder {
+    meta: Arc<ExecutionMeta>,
+    bus: EventBus,
+    inner: Mutex<RecorderInner>,
+}
+
+struct RecorderInner {
+    seq: u64,
+    writer: Box<dyn crate::journal::JournalWriter>,
+    failed: bool,
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder").field("execution_id", &self.meta.execution_id).finish()
+    }
+}
+
+impl Recorder {
+    /// A fresh event of `kind` for this execution.
+    pub fn event(&self, kind: EventKind) -> JournalEvent {
+        JournalEvent::new(self.meta.execution_id.clone(), kind)
+    }
+
+    /// Assigns the next `seq`, appends, publishes. A journal write error is
+    /// logged once and the execution goes on.
+    pub fn record(&self, mut event: JournalEvent) {
+        let terminal = event.event.is_terminal();
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.seq += 1;
+        event.seq = inner.seq;
+        if self.bus.has_subscribers() {
+            // Published under the lock so the bus sees seq order too.
+            self.bus.publish(Arc::new(event.clone()));
+        }
+        let mut res = inner.writer.append(event);
+        if terminal && res.is_ok() {
+            res = inner.writer.sync();
+        }
+        if let Err(e) = res {
+            if !inner.failed {
+                inner.failed = true;
+                tracing::error!(execution_id = &*self.meta.execution_id, error = %e, "journal write failed; later events of this execution may be missing");
+            }
+        }
+    }
+
+    /// The execution this recorder writes for.
+    pub fn meta(&self) -> &ExecutionMeta {
+        &self.meta
+    }
+
+    fn step_event(&self, kind: EventKind, step: &Arc<str>, agent: &Arc<str>) -> JournalEvent {
+        let mut ev = self.event(kind);
+        ev.step_id = Some(step.clone());
+        ev.agent_id = Some(agent.clone());
+        ev
+    }
+
+    fn skipped(&self, step: &Arc<str>, agent: &Arc<str>) {
+        let mut ev = self.step_event(EventKind::StepSkipped, step, agent);
+        ev.state = Some(StepState::Skipped.into());
+        self.record(ev);
+    }
+
+    fn circuit(&self, t: &CircuitTransition, step: &Arc<str>) {
+        let mut ev = self.event(t.event());
+        ev.step_id = Some(step.clone());
+        ev.agent_id = Some(t.key.agent_id.clone());
+        ev.agent_version = Some(t.key.version.clone());
+        self.record(ev);
+    }
+}
+
+/// What a node sees while it runs: the typed state, the execution, the journal.
+pub struct Cx<'a, S> {
+    state: &'a S,
+    recorder: &'a Recorder,
+}
+
+impl<'a, S> Cx<'a, S> {
+    /// The execution's typed state.
+    pub fn state(&self) -> &'a S {
+        self.state
+    }
+    /// The journal and bus.
+    pub fn recorder(&self) -> &'a Recorder {
+        self.recorder
+    }
+    /// The execution's identity.
+    pub fn meta(&self) -> &'a ExecutionMeta {
+        &self.recorder.meta
+    }
+}
+
+/// A leaf of the plan. [`AgentStep`] is the implementation generated code
+/// uses; implement it yourself for other kinds of steps.
+pub trait StepNode<S>: Send + Sync {
+    /// The step's id.
+    fn step_id(&self) -> &Arc<str>;
+    /// The agent's id.
+    fn agent_id(&self) -> &Arc<str>;
+    /// Takes the step's circuit breaker from `registry`.
+    fn bind(&mut self, registry: &BreakerRegistry);
+    /// Runs the step, recording its events.
+    fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome>;
+}
+
+/// A node of the plan tree.
+pub enum Node<S> {
+    /// One agent step.
+    Step(Box<dyn StepNode<S>>),
+    /// Children run one after another.
+    Sequence {
+        /// The block's id, if it has one.
+        id: Option<Arc<str>>,
+        /// The children.
+        children: Vec<Node<S>>,
+    },
+    /// Children run concurrently, in the execution's task.
+    Parallel {
+        /// The block's id, if it has one.
+        id: Option<Arc<str>>,
+        /// The children.
+        children: Vec<Node<S>>,
+        /// Cancel the others at the first failure (the default), or wait for all.
+        fail_fast: bool,
+    },
+}
+
+impl<S> fmt::Debug for Node<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Step(s) => write!(f, "Step({})", s.step_id()),
+            Node::Sequence { id, children } => {
+                f.debug_struct("Sequence").field("id", id).field("children", children).finish()
+            }
+            Node::Parallel { id, children, fail_fast } => f
+                .debug_struct("Parallel")
+                .field("id", id)
+                .field("fail_fast", fail_fast)
+                .field("children", children)
+                .finish(),
+        }
+    }
+}
+
+impl<S: Sync + 'static> Node<S> {
+    /// A leaf node for a step.
+    pub fn step(step: impl StepNode<S> + 'static) -> Self {
+        Node::Step(Box::new(step))
+    }
+
+    /// A sequence without an id (e.g. the workflow's top-level `steps`).
+    pub fn sequence(children: Vec<Node<S>>) -> Self {
+        Node::Sequence { id: None, children }
+    }
+
+    /// A sequence block with an id.
+    pub fn named_sequence(id: impl Into<Arc<str>>, children: Vec<Node<S>>) -> Self {
+        Node::Sequence { id: Some(id.into()), children }
+    }
+
+    /// A parallel block.
+    pub fn parallel(id: impl Into<Arc<str>>, fail_fast: bool, children: Vec<Node<S>>) -> Self {
+        Node::Parallel { id: Some(id.into()), children, fail_fast }
+    }
+
+    fn bind(&mut self, registry: &BreakerRegistry) {
+        match self {
+            Node::Step(s) => s.bind(registry),
+            Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
+                children.iter_mut().for_each(|c| c.bind(registry))
+            }
+        }
+    }
+
+    fn skip_all(&self, rec: &Recorder) {
+        match self {
+            Node::Step(s) => rec.skipped(s.step_id(), s.agent_id()),
+            Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
+                children.iter().for_each(|c| c.skip_all(rec))
+            }
+        }
+    }
+
+    /// Runs the node.
+    pub fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
+        match self {
+            Node::Step(s) => s.run(cx, cancel),
+            Node::Sequence { children, .. } => Box::pin(run_sequence(children, cx, cancel)),
+            Node::Parallel { children, fail_fast, .. } => Box::pin(run_parallel(children, *fail_fast, cx, cancel)),
+        }
+    }
+}
+
+async fn run_sequence<'a, S: Sync + 'static>(
+    children: &'a [Node<S>],
+    cx: &'a Cx<'a, S>,
+    cancel: &'a CancellationToken,
+) -> Outcome {
+    for (i, child) in children.iter().enumerate() {
+        if cancel.is_cancelled() {
+            // New work stops at once: this child and the rest never start.
+            children[i..].iter().for_each(|c| c.skip_all(cx.recorder));
+            return Outcome::Cancelled;
+        }
+        let outcome = child.run(cx, cancel).await;
+        if outcome != Outcome::Ok {
+            children[i + 1..].iter().for_each(|c| c.skip_all(cx.recorder));
+            return outcome;
+        }
+    }
+    Outcome::Ok
+}
+
+async fn run_parallel<'a, S: Sync + 'static>(
+    children: &'a [Node<S>],
+    fail_fast: bool,
+    cx: &'a Cx<'a, S>,
+    cancel: &'a CancellationToken,
+) -> Outcome {
+    let block = cancel.child_token();
+    let mut running: FuturesUnordered<_> = children.iter().map(|c| c.run(cx, &block)).collect();
+    let mut first_error: Option<StepError> = None;
+    let mut cancelled = false;
+    while let Some(outcome) = running.next().await {
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::Failed(e) => {
+                if first_error.is_none() {
+                    if fail_fast {
+                        block.cancel();
+                    }
+                    first_error = Some(e);
+                }
+            }
+            Outcome::Cancelled => cancelled = true,
+        }
+    }
+    match first_error {
+        Some(e) => Outcome::Failed(e),
+        None if cancelled => Outcome::Cancelled,
+        None => Outcome::Ok,
+    }
+}
+
+type InputFn<S, I> = dyn Fn(&S) -> Result<I, String> + Send + Sync;
+type StoreFn<S, O> = dyn Fn(&S, O) -> Result<(), String> + Send + Sync;
+
+/// An agent step: builds the agent's input from the state, runs the agent
+/// under the step's policy (timeout, retry, circuit breaker), records the
+/// journal, and stores the typed output in the state.
+pub struct AgentStep<S, A: Agent> {
+    id: Arc<str>,
+    agent_id: Arc<str>,
+    agent: Arc<A>,
+    policy: Policy,
+    on_error: OnError,
+    config: Value,
+    breaker: Option<Arc<CircuitBreaker>>,
+    input: Box<InputFn<S, A::Input>>,
+    store: Box<StoreFn<S, A::Output>>,
+    _state: PhantomData<fn(&S)>,
+}
+
+impl<S, A: Agent> fmt::Debug for AgentStep<S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentStep")
+            .field("id", &self.id)
+            .field("agent", &self.agent_id)
+            .field("policy", &self.policy)
+            .field("on_error", &self.on_error)
+            .finish()
+    }
+}
+
+impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
+    /// A step `id` running `agent` with the built-in policy.
+    ///
+    /// `input` builds the agent's input from the state (an `Err` fails the
+    /// step with `invalid_input`); `store` puts the output in the state (an
+    /// `Err` fails it with `invalid_output`).
+    pub fn new(
+        id: impl Into<Arc<str>>,
+        agent: impl Into<Arc<A>>,
+        input: impl Fn(&S) -> Result<A::Input, String> + Send + Sync + 'static,
+        store: impl Fn(&S, A::Output) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        let agent = agent.into();
+        AgentStep {
+            id: id.into(),
+            agent_id: Agent::id(&*agent).into(),
+            agent,
+            policy: Policy::default(),
+            on_error: OnError::Fail,
+            config: Value::Null,
+            breaker: None,
+            input: Box::new(input),
+            store: Box::new(store),
+            _state: PhantomData,
+        }
+    }
+
+    /// Sets the resolved policy.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets `onError`.
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// Sets the agent's `config` object.
+    pub fn config(mut self, config: Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses this breaker instead of one from the workflow's registry.
+    pub fn breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Wraps the step as a plan node.
+    pub fn node(self) -> Node<S> {
+        Node::Step(Box::new(self))
+    }
+
+    async fn run_step(&self, cx: &Cx<'_, S>, cancel: &CancellationToken) -> Outcome {
+        let rec = cx.recorder;
+        if cancel.is_cancelled() {
+            rec.skipped(&self.id, &self.agent_id);
+            return Outcome::Cancelled;
+        }
+        let started = Instant::now();
+        let input = (self.input)(cx.state);
+        let mut ev = rec.step_event(EventKind::StepStarted, &self.id, &self.agent_id);
+        ev.state = Some(StepState::Executing.into());
+        if let Ok(i) = &input {
+            ev.input = to_json(i);
+        }
+        rec.record(ev);
+        let input = match input {
+            Ok(i) => i,
+            Err(msg) => {
+                let e = StepError::new(ErrorKind::InvalidInput, msg, 0);
+                return self.failed(rec, e, started);
+            }
+        };
+        let observer = StepObserver { rec, step: &self.id, agent: &self.agent_id, attempt: AtomicU32::new(0) };
+        let meta = cx.meta();
+        let agent = &*self.agent;
+        let step_id: &str = &self.id;
+        let config = &self.config;
+        let result =
+            resilience::call_from(started, &self.policy, self.breaker.as_deref(), cancel, &observer, |attempt| {
+                let input = input.clone();
+                async move {
+                    let ctx = AgentContext::new(cancel, meta, step_id, attempt, config);
+                    agent.run(&ctx, input).await
+                }
+            })
+            .await;
+        let attempt = observer.attempt.load(Ordering::Relaxed);
+        match result {
+            Ok(out) => {
+                let output = to_json(&out);
+                if let Err(msg) = (self.store)(cx.state, out) {
+                    let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
+                    return self.failed(rec, e, started);
+                }
+                let mut ev = rec.step_event(EventKind::StepSucceeded, &self.id, &self.agent_id);
+                ev.attempt = Some(attempt);
+                ev.duration_ms = Some(millis(started.elapsed()));
+                ev.output = output;
+                ev.state = Some(StepState::Succeeded.into());
+                rec.record(ev);
+                Outcome::Ok
+            }
+            Err(e) if e.kind == ErrorKind::Cancelled => {
+                let mut ev = rec.step_event(EventKind::StepCancelled, &self.id, &self.agent_id);
+                ev.attempt = Some(e.attempt);
+                ev.duration_ms = Some(millis(started.elapsed()));
+                ev.error = Some(e.with_step(self.id.clone()));
+                ev.state = Some(StepState::Cancelled.into());
+                rec.record(ev);
+                Outcome::Cancelled
+            }
+            Err(e) => self.failed(rec, e, started),
+        }
+    }
+
+    fn failed(&self, rec: &Recorder, e: StepError, started: Instant) -> Outcome {
+        let e = e.with_step(self.id.clone());
+        let state = if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed };
+        let mut ev = rec.step_event(EventKind::StepFailed, &self.id, &self.agent_id);
+        ev.attempt = Some(e.attempt);
+        ev.duration_ms = Some(millis(started.elapsed()));
+        ev.state = Some(state.into());
+        ev.error = Some(e.clone());
+        rec.record(ev);
+        match self.on_error {
+            OnError::Fail => Outcome::Failed(e),
+            OnError::Continue => Outcome::Ok,
+        }
+    }
+}
+
+impl<S: Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
+    fn step_id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    fn agent_id(&self) -> &Arc<str> {
+        &self.agent_id
+    }
+
+    fn bind(&mut self, registry: &BreakerRegistry) {
+        if self.breaker.is_none() {
+            self.breaker =
+                Some(registry.get(&self.agent_id, Agent::version(&*self.agent), &self.policy.circuit_breaker));
+        }
+    }
+
+    fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.run_step(cx, cancel))
+    }
+}
+
+struct StepObserver<'a> {
+    rec: &'a Recorder,
+    step: &'a Arc<str>,
+    agent: &'a Arc<str>,
+    attempt: AtomicU32,
+}
+
+impl Observer for StepObserver<'_> {
+    fn attempt_started(&self, attempt: u32) {
+        self.attempt.store(attempt, Ordering::Relaxed);
+        let mut ev = self.rec.step_event(EventKind::StepAttemptStarted, self.step, self.agent);
+        ev.attempt = Some(attempt);
+        ev.state = Some(StepState::Executing.into());
+        self.rec.record(ev);
+    }
+
+    fn attempt_failed(&self, attempt: u32, error: &StepError, elapsed: Duration) {
+        let mut ev = self.rec.step_event(EventKind::StepAttemptFailed, self.step, self.agent);
+        ev.attempt = Some(attempt);
+        ev.duration_ms = Some(millis(elapsed));
+        ev.error = Some(error.clone().with_step(self.step.clone()));
+        self.rec.record(ev);
+    }
+
+    fn retry_scheduled(&self, next_attempt: u32, delay: Duration) {
+        let mut ev = self.rec.step_event(EventKind::StepRetryScheduled, self.step, self.agent);
+        ev.attempt = Some(next_attempt);
+        ev.delay_ms = Some(millis(delay));
+        ev.state = Some(StepState::Retrying.into());
+        self.rec.record(ev);
+    }
+
+    fn circuit(&self, t: CircuitTransition) {
+        self.rec.circuit(&t, self.step);
+    }
+
+    fn attempt_span(&self, attempt: u32) -> tracing::Span {
+        let m = &self.rec.meta;
+        tracing::info_span!(
+            "agent.run",
+            workflow_id = &*m.workflow_id,
+            step_id = &**self.step,
+            agent_id = &**self.agent,
+            correlation_id = &*m.correlation_id,
+            attempt
+        )
+    }
+
+    fn retry_span(&self, next_attempt: u32, delay: Duration) -> tracing::Span {
+        let m = &self.rec.meta;
+        tracing::info_span!(
+            "resilience.retry",
+            workflow_id = &*m.workflow_id,
+            step_id = &**self.step,
+            agent_id = &**self.agent,
+            correlation_id = &*m.correlation_id,
+            attempt = next_attempt,
+            delay_ms = millis(delay)
+        )
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Option<Value> {
+    match serde_json::to_value(v) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(error = %e, "value cannot be journaled as JSON");
+            None
+        }
+    }
+}
+
+type OutputFn<S, O> = dyn Fn(&S) -> Result<O, String> + Send + Sync;
+
+/// A runnable workflow: identity, plan tree and how to read the output from
+/// the state. Build it once and run it many times.
+pub struct Workflow<S, O> {
+    info: WorkflowInfo,
+    root: Node<S>,
+    output: Box<OutputFn<S, O>>,
+}
+
+impl<S, O> fmt::Debug for Workflow<S, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workflow").field("info", &self.info).field("root", &self.root).finish()
+    }
+}
+
+impl<S: Sync + 'static, O: Serialize> Workflow<S, O> {
+    /// A workflow whose steps share breakers through [`BreakerRegistry::global`].
+    pub fn new(
+        info: WorkflowInfo,
+        root: Node<S>,
+        output: impl Fn(&S) -> Result<O, String> + Send + Sync + 'static,
+    ) -> Self {
+        Workflow::with_registry(info, root, output, BreakerRegistry::global())
+    }
+
+    /// A workflow whose steps take their breakers from `registry`.
+    pub fn with_registry(
+        info: WorkflowInfo,
+        mut root: Node<S>,
+        output: impl Fn(&S) -> Result<O, String> + Send + Sync + 'static,
+        registry: &BreakerRegistry,
+    ) -> Self {
+        root.bind(registry);
+        Workflow { info, root, output: Box::new(output) }
+    }
+
+    /// The workflow's identity.
+    pub fn info(&self) -> &WorkflowInfo {
+        &self.info
+    }
+
+    /// The plan tree.
+    pub fn root(&self) -> &Node<S> {
+        &self.root
+    }
+}
+
+/// Per-execution choices.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionOptions {
+    /// The execution id; a fresh UUID v4 when `None`.
+    pub execution_id: Option<String>,
+    /// The correlation id; the execution id when `None`.
+    pub correlation_id: Option<String>,
+    /// The workflow input as JSON, for the journal's `execution.started`.
+    pub input: Option<Value>,
+    /// Cancels the execution when cancelled; a fresh token when `None`.
+    pub cancel: Option<CancellationToken>,
+}
+
+/// Journal store and event bus shared by the executions it starts.
+#[derive(Clone)]
+pub struct Runtime {
+    store: Arc<dyn JournalStore>,
+    bus: EventBus,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("bus", &self.bus).finish()
+    }
+}
+
+impl Default for Runtime {
+    /// Journals in memory; see [`Runtime::new`] for files.
+    fn default() -> Self {
+        Runtime::new(MemoryStore::new())
+    }
+}
+
+impl Runtime {
+    /// A runtime writing journals to `store`, with a default-sized bus.
+    pub fn new(store: impl JournalStore) -> Self {
+        Runtime { store: Arc::new(store), bus: EventBus::default() }
+    }
+
+    /// Uses `bus` for lifecycle events.
+    pub fn with_bus(mut self, bus: EventBus) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// The journal store.
+    pub fn store(&self) -> &Arc<dyn JournalStore> {
+        &self.store
+    }
+
+    /// Creates an execution of `info` (id, journal, token) without running it.
+    pub fn prepare(&self, info: &WorkflowInfo, opts: ExecutionOptions) -> io::Result<Execution> {
+        let execution_id: Arc<str> = opts.execution_id.unwrap_or_else(new_execution_id).into();
+        let correlation_id = opts.correlation_id.map(Arc::from).unwrap_or_else(|| execution_id.clone());
+        let writer = self.store.create(&execution_id)?;
+        let meta = Arc::new(ExecutionMeta {
+            execution_id,
+            correlation_id,
+            workflow_id: info.id.clone(),
+            workflow_version: info.version.clone(),
+        });
+        Ok(Execution {
+            recorder: Recorder {
+                meta,
+                bus: self.bus.clone(),
+                inner: Mutex::new(RecorderInner { seq: 0, writer, failed: false }),
+            },
+            definition_hash: info.definition_hash.clone(),
+            input: opts.input,
+            cancel: opts.cancel.unwrap_or_default(),
+            state: Arc::new(AtomicU8::new(ExecutionState::Pending.to_u8())),
+        })
+    }
+
+    /// Runs `workflow` on `state` in the current task.
+    pub async fn run<S: Sync + 'static, O: Serialize>(
+        &self,
+        workflow: &Workflow<S, O>,
+        state: &S,
+        opts: ExecutionOptions,
+    ) -> io::Result<Result<O, ExecutionError>> {
+        let exec = self.prepare(&workflow.info, opts)?;
+        Ok(exec.run(workflow, state).await)
+    }
+
+    /// Spawns an execution of `workflow` on `state`; the handle awaits or cancels it.
+    /// Dropping the handle leaves the execution running.
+    pub fn start<S, O>(
+        &self,
+        workflow: Arc<Workflow<S, O>>,
+        state: impl Into<Arc<S>>,
+        opts: ExecutionOptions,
+    ) -> io::Result<ExecutionHandle<O>>
+    where
+        S: Send + Sync + 'static,
+        O: Serialize + Send + 'static,
+    {
+        let exec = self.prepare(&workflow.info, opts)?;
+        let state = state.into();
+        let execution_id = exec.recorder.meta.execution_id.clone();
+        let cancel = exec.cancel.clone();
+        let shared = exec.state.clone();
+        let join = tokio::spawn(async move { exec.run(&workflow, &state).await });
+        Ok(ExecutionHandle { execution_id, cancel, state: shared, join })
+    }
+}
+
+/// A UUID v4 (from a non-cryptographic generator: ids need uniqueness, not secrecy).
+pub fn new_execution_id() -> String {
+    let mut b = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// One execution, created by [`Runtime::prepare`], not yet run.
+pub struct Execution {
+    recorder: Recorder,
+    definition_hash: Arc<str>,
+    input: Option<Value>,
+    cancel: CancellationToken,
+    state: Arc<AtomicU8>,
+}
+
+impl fmt::Debug for Execution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Execution").field("execution_id", &self.recorder.meta.execution_id).finish()
+    }
+}
+
+impl Execution {
+    /// The execution id.
+    pub fn execution_id(&self) -> &str {
+        &self.recorder.meta.execution_id
+    }
+
+    /// The token that cancels this execution.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ExecutionState {
+        ExecutionState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Runs the workflow to its end and records the terminal event.
+    pub async fn run<S: Sync + 'static, O: Serialize>(
+        self,
+        workflow: &Workflow<S, O>,
+        state: &S,
+    ) -> Result<O, ExecutionError> {
+        let meta = self.recorder.meta.clone();
+        let span = tracing::info_span!(
+            "orchestrator.execute",
+            workflow_id = &*meta.workflow_id,
+            correlation_id = &*meta.correlation_id,
+            execution_id = &*meta.execution_id
+        );
+        self.run_inner(workflow, state).instrument(span).await
+    }
+
+    async fn run_inner<S: Sync + 'static, O: Serialize>(
+        self,
+        workflow: &Workflow<S, O>,
+        state: &S,
+    ) -> Result<O, ExecutionError> {
+        let rec = &self.recorder;
+        let started = Instant::now();
+        self.set_state(ExecutionState::Running);
+        let mut ev = rec.event(EventKind::ExecutionStarted);
+        ev.workflow_id = Some(rec.meta.workflow_id.clone());
+        ev.workflow_version = Some(rec.meta.workflow_version.clone());
+        ev.definition_hash = Some(self.definition_hash.clone());
+        ev.correlation_id = Some(rec.meta.correlation_id.clone());
+        ev.input = self.input.clone();
+        ev.state = Some(StateName::Running);
+        rec.record(ev);
+
+        let cx = Cx { state, recorder: rec };
+        let outcome = workflow.root.run(&cx, &self.cancel).await;
+        let result = match outcome {
+            _ if self.cancel.is_cancelled() && outcome != Outcome::Ok => {
+                Err(StepError::new(ErrorKind::Cancelled, "execution cancelled", 0))
+            }
+            Outcome::Ok => (workflow.output)(state).map_err(|msg| StepError::new(ErrorKind::InvalidOutput, msg, 0)),
+            Outcome::Failed(e) => Err(e),
+            Outcome::Cancelled => Err(StepError::new(ErrorKind::Cancelled, "execution cancelled", 0)),
+        };
+        let (kind, final_state) = match &result {
+            Ok(_) => (EventKind::ExecutionCompleted, ExecutionState::Completed),
+            Err(e) if e.kind == ErrorKind::Cancelled => (EventKind::ExecutionCancelled, ExecutionState::Cancelled),
+            Err(_) => (EventKind::ExecutionFailed, ExecutionState::Failed),
+        };
+        let mut ev = rec.event(kind);
+        ev.duration_ms = Some(millis(started.elapsed()));
+        ev.state = Some(final_state.into());
+        match &result {
+            Ok(o) => ev.output = to_json(o),
+            Err(e) => ev.error = Some(e.clone()),
+        }
+        rec.record(ev);
+        self.set_state(final_state);
+        result
+    }
+
+    fn set_state(&self, s: ExecutionState) {
+        self.state.store(s.to_u8(), Ordering::Release);
+    }
+}
+
+/// A running execution: await it or cancel it.
+#[derive(Debug)]
+pub struct ExecutionHandle<O> {
+    execution_id: Arc<str>,
+    cancel: CancellationToken,
+    state: Arc<AtomicU8>,
+    join: tokio::task::JoinHandle<Result<O, ExecutionError>>,
+}
+
+impl<O> ExecutionHandle<O> {
+    /// The execution id.
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// Requests cooperative cancellation: no new step starts; running agents
+    /// see their token; the execution ends `cancelled` when they return or
+    /// their timeouts end them.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// A clone of the execution's cancellation token (e.g. for a Ctrl-C handler).
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// `pending`, `running`, `completed`, `failed` or `cancelled`.
+    pub fn state(&self) -> ExecutionState {
+        ExecutionState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Waits for the result. A panic inside the execution is resumed here.
+    pub async fn wait(self) -> Result<O, ExecutionError> {
+        match self.join.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StepError::new(ErrorKind::Cancelled, "execution task was aborted", 0)),
+        }
+    }
+}
+
+impl<O> Future for ExecutionHandle<O> {
+    type Output = Result<O, ExecutionError>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match std::pin::Pin::new(&mut self.join).poll(cx) {
+            std::task::Poll::Ready(Ok(r)) => std::task::Poll::Ready(r),
+            std::task::Poll::Ready(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            std::task::Poll::Ready(Err(_)) => {
+                std::task::Poll::Ready(Err(StepError::new(ErrorKind::Cancelled, "execution task was aborted", 0)))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}

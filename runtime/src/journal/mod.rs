@@ -1,0 +1,377 @@
+//! The execution journal: one JSON object per line, in the contract's format.
+//!
+//! Every event is appended and handed to the OS as it happens (no fsync per
+//! step); the terminal event is followed by an fsync. [`read_file`] and
+//! [`parse`] recover every complete event of a journal whose last line was
+//! torn by a crash, and say so.
+
+mod store;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use store::{FileStore, JournalStore, JournalWriter, MemoryStore, DEFAULT_JOURNAL_DIR};
+
+use crate::error::{ErrorKind, StepError};
+use crate::state::{ExecutionState, StepState};
+
+/// The journal's event names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// The first event; carries workflow id and version, definition hash and correlation id.
+    #[serde(rename = "execution.started")]
+    ExecutionStarted,
+    /// A step began (its input was built).
+    #[serde(rename = "step.started")]
+    StepStarted,
+    /// One call of the agent began.
+    #[serde(rename = "step.attempt.started")]
+    StepAttemptStarted,
+    /// One call of the agent failed.
+    #[serde(rename = "step.attempt.failed")]
+    StepAttemptFailed,
+    /// Another attempt will follow after `delayMs`.
+    #[serde(rename = "step.retry.scheduled")]
+    StepRetryScheduled,
+    /// The step produced its output.
+    #[serde(rename = "step.succeeded")]
+    StepSucceeded,
+    /// The step failed (`state` is `failed` or `timed_out`).
+    #[serde(rename = "step.failed")]
+    StepFailed,
+    /// The step was cancelled.
+    #[serde(rename = "step.cancelled")]
+    StepCancelled,
+    /// The step was never run (an earlier failure or a cancellation).
+    #[serde(rename = "step.skipped")]
+    StepSkipped,
+    /// A circuit breaker opened.
+    #[serde(rename = "circuit.opened")]
+    CircuitOpened,
+    /// A circuit breaker began admitting probes.
+    #[serde(rename = "circuit.half_opened")]
+    CircuitHalfOpened,
+    /// A circuit breaker closed.
+    #[serde(rename = "circuit.closed")]
+    CircuitClosed,
+    /// Terminal: the execution produced its output.
+    #[serde(rename = "execution.completed")]
+    ExecutionCompleted,
+    /// Terminal: the execution failed.
+    #[serde(rename = "execution.failed")]
+    ExecutionFailed,
+    /// Terminal: the execution was cancelled.
+    #[serde(rename = "execution.cancelled")]
+    ExecutionCancelled,
+}
+
+impl EventKind {
+    /// The contract's name, e.g. `"step.retry.scheduled"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ExecutionStarted => "execution.started",
+            EventKind::StepStarted => "step.started",
+            EventKind::StepAttemptStarted => "step.attempt.started",
+            EventKind::StepAttemptFailed => "step.attempt.failed",
+            EventKind::StepRetryScheduled => "step.retry.scheduled",
+            EventKind::StepSucceeded => "step.succeeded",
+            EventKind::StepFailed => "step.failed",
+            EventKind::StepCancelled => "step.cancelled",
+            EventKind::StepSkipped => "step.skipped",
+            EventKind::CircuitOpened => "circuit.opened",
+            EventKind::CircuitHalfOpened => "circuit.half_opened",
+            EventKind::CircuitClosed => "circuit.closed",
+            EventKind::ExecutionCompleted => "execution.completed",
+            EventKind::ExecutionFailed => "execution.failed",
+            EventKind::ExecutionCancelled => "execution.cancelled",
+        }
+    }
+
+    /// True for the three events that end an execution.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, EventKind::ExecutionCompleted | EventKind::ExecutionFailed | EventKind::ExecutionCancelled)
+    }
+}
+
+/// The `state` field: an execution state or a step state by its contract name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum StateName {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Executing,
+    Retrying,
+    Succeeded,
+    TimedOut,
+    Skipped,
+}
+
+impl From<ExecutionState> for StateName {
+    fn from(s: ExecutionState) -> Self {
+        match s {
+            ExecutionState::Pending => StateName::Pending,
+            ExecutionState::Running => StateName::Running,
+            ExecutionState::Completed => StateName::Completed,
+            ExecutionState::Failed => StateName::Failed,
+            ExecutionState::Cancelled => StateName::Cancelled,
+        }
+    }
+}
+
+impl From<StepState> for StateName {
+    fn from(s: StepState) -> Self {
+        match s {
+            StepState::Executing => StateName::Executing,
+            StepState::Retrying => StateName::Retrying,
+            StepState::Succeeded => StateName::Succeeded,
+            StepState::Failed => StateName::Failed,
+            StepState::TimedOut => StateName::TimedOut,
+            StepState::Cancelled => StateName::Cancelled,
+            StepState::Skipped => StateName::Skipped,
+        }
+    }
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalEvent {
+    /// 1, 2, 3… in the order events were appended.
+    pub seq: u64,
+    /// Wall-clock time, RFC 3339 UTC.
+    #[serde(with = "rfc3339")]
+    pub ts: SystemTime,
+    /// The execution.
+    pub execution_id: Arc<str>,
+    /// What happened.
+    pub event: EventKind,
+    /// The step, for `step.*` events (and circuit events a step caused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<Arc<str>>,
+    /// The agent, for `step.*` and `circuit.*` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<Arc<str>>,
+    /// The attempt, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Duration of the attempt, step or execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The step's (or execution's) input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// The step's (or execution's) output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// Backoff before the next attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// The execution's or step's state after this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateName>,
+    /// `execution.started` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<Arc<str>>,
+    /// `execution.started` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_version: Option<Arc<str>>,
+    /// `execution.started` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition_hash: Option<Arc<str>>,
+    /// `execution.started` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Arc<str>>,
+    /// The agent's version, on `circuit.*` events (the breaker's key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<Arc<str>>,
+}
+
+impl JournalEvent {
+    /// An event of `kind` for `execution_id`, stamped now, with every optional field empty.
+    /// `seq` is assigned when the event is appended.
+    pub fn new(execution_id: Arc<str>, kind: EventKind) -> Self {
+        JournalEvent {
+            seq: 0,
+            ts: SystemTime::now(),
+            execution_id,
+            event: kind,
+            step_id: None,
+            agent_id: None,
+            attempt: None,
+            duration_ms: None,
+            input: None,
+            output: None,
+            error: None,
+            delay_ms: None,
+            state: None,
+            workflow_id: None,
+            workflow_version: None,
+            definition_hash: None,
+            correlation_id: None,
+            agent_version: None,
+        }
+    }
+
+    /// The event's name.
+    pub fn name(&self) -> &'static str {
+        self.event.as_str()
+    }
+}
+
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_micros(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&s).map_err(de::Error::custom)
+    }
+}
+
+/// What reading a journal found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JournalRead {
+    /// Every complete event, in order.
+    pub events: Vec<JournalEvent>,
+    /// Problems that did not stop the read (a torn last line).
+    pub warnings: Vec<String>,
+}
+
+impl JournalRead {
+    /// The state the journal ends in: the execution's and every step's.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::from_events(&self.events)
+    }
+}
+
+/// Parses journal bytes. A last line without its newline that does not parse
+/// is dropped with a warning (a crash tore it); any other bad line is an
+/// `InvalidData` error.
+pub fn parse(bytes: &[u8]) -> io::Result<JournalRead> {
+    let mut read = JournalRead::default();
+    let mut rest = bytes;
+    let mut line_no = 0usize;
+    while !rest.is_empty() {
+        line_no += 1;
+        let (line, complete) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let l = &rest[..i];
+                rest = &rest[i + 1..];
+                (l, true)
+            }
+            None => {
+                let l = rest;
+                rest = &[];
+                (l, false)
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<JournalEvent>(line) {
+            Ok(ev) => read.events.push(ev),
+            Err(e) if !complete => {
+                read.warnings.push(format!(
+                    "line {line_no}: last line is incomplete ({} bytes, {e}); ignored, the journal was probably cut by a crash",
+                    line.len()
+                ));
+            }
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("journal line {line_no}: {e}"))),
+        }
+    }
+    Ok(read)
+}
+
+/// Reads and parses a journal file; see [`parse`]. Warnings are also logged.
+pub fn read_file(path: impl AsRef<Path>) -> io::Result<JournalRead> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path)?;
+    let read = parse(&bytes)?;
+    for w in &read.warnings {
+        tracing::warn!(path = %path.display(), "{w}");
+    }
+    Ok(read)
+}
+
+/// The states a journal's events lead to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// The execution's state; `None` before `execution.started`.
+    pub execution: Option<ExecutionState>,
+    /// Each step's latest state, by step id.
+    pub steps: BTreeMap<String, StepState>,
+    /// The execution's error, when it failed or was cancelled; `interrupted`
+    /// when the journal ends without a terminal event.
+    pub error: Option<StepError>,
+    /// The output of `execution.completed`.
+    pub output: Option<Value>,
+}
+
+impl Snapshot {
+    /// Folds events into states.
+    pub fn from_events(events: &[JournalEvent]) -> Snapshot {
+        let mut s = Snapshot::default();
+        let mut terminal = false;
+        for ev in events {
+            if let (Some(step), Some(state)) = (&ev.step_id, ev.state) {
+                if let Some(st) = StepState::from_name(state) {
+                    if ev.event.as_str().starts_with("step.") {
+                        s.steps.insert(step.to_string(), st);
+                    }
+                }
+            }
+            match ev.event {
+                EventKind::ExecutionStarted => s.execution = Some(ExecutionState::Running),
+                EventKind::ExecutionCompleted => {
+                    s.execution = Some(ExecutionState::Completed);
+                    s.output = ev.output.clone();
+                    terminal = true;
+                }
+                EventKind::ExecutionFailed => {
+                    s.execution = Some(ExecutionState::Failed);
+                    s.error = ev.error.clone();
+                    terminal = true;
+                }
+                EventKind::ExecutionCancelled => {
+                    s.execution = Some(ExecutionState::Cancelled);
+                    s.error = ev.error.clone();
+                    terminal = true;
+                }
+                _ => {}
+            }
+        }
+        if s.execution.is_some() && !terminal {
+            // The process ended mid-run: the contract calls this `interrupted`.
+            s.execution = Some(ExecutionState::Failed);
+            s.error = Some(StepError::new(
+                ErrorKind::Interrupted,
+                "the journal ends without a terminal event: the process ended while the execution was running",
+                0,
+            ));
+        }
+        s
+    }
+
+    /// True when the journal ended without a terminal event.
+    pub fn interrupted(&self) -> bool {
+        self.error.as_ref().is_some_and(|e| e.kind == ErrorKind::Interrupted)
+    }
+}

@@ -1,0 +1,220 @@
+//! Where journals go: files (the default) or memory, behind one trait.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::{JournalEvent, JournalRead};
+
+/// The default journal directory, relative to the working directory.
+pub const DEFAULT_JOURNAL_DIR: &str = ".orchestr8/executions";
+
+/// Appends one execution's events. The executor calls it from one task at a
+/// time, under its own lock, in `seq` order.
+pub trait JournalWriter: Send {
+    /// Appends `event` and hands it to the OS (no fsync).
+    fn append(&mut self, event: JournalEvent) -> io::Result<()>;
+    /// Makes everything appended durable; called after the terminal event.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// Creates and reads journals, one per execution.
+pub trait JournalStore: Send + Sync + 'static {
+    /// A writer for a new execution's journal.
+    fn create(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>>;
+    /// Reads an execution's journal back.
+    fn read(&self, execution_id: &str) -> io::Result<JournalRead>;
+}
+
+/// Journals as `DIR/EXECUTION_ID.jsonl` files.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// Journals under `dir` (created on first use).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileStore { dir: dir.into() }
+    }
+
+    /// Journals under [`DEFAULT_JOURNAL_DIR`] in the working directory.
+    pub fn default_dir() -> Self {
+        FileStore::new(DEFAULT_JOURNAL_DIR)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of one execution.
+    pub fn path(&self, execution_id: &str) -> PathBuf {
+        self.dir.join(format!("{execution_id}.jsonl"))
+    }
+}
+
+impl Default for FileStore {
+    fn default() -> Self {
+        FileStore::default_dir()
+    }
+}
+
+struct FileWriter {
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl JournalWriter for FileWriter {
+    fn append(&mut self, event: JournalEvent) -> io::Result<()> {
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &event)?;
+        self.buf.push(b'\n');
+        // One write(2) per event: the line reaches the OS whole, so a crash
+        // of this process loses nothing; only a machine crash can tear it.
+        self.file.write_all(&self.buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+impl JournalStore for FileStore {
+    fn create(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
+        if execution_id.is_empty() || execution_id.contains(['/', '\\']) || execution_id.starts_with('.') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("execution id {execution_id:?} cannot name a journal file"),
+            ));
+        }
+        let path = self.path(execution_id);
+        let open = || OpenOptions::new().create_new(true).append(true).open(&path);
+        let file = match open() {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.dir)?;
+                open()?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Box::new(FileWriter { file, buf: Vec::with_capacity(512) }))
+    }
+
+    fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
+        super::read_file(self.path(execution_id))
+    }
+}
+
+type Events = Arc<Mutex<Vec<JournalEvent>>>;
+
+#[derive(Default)]
+struct MemoryInner {
+    journals: HashMap<String, Events>,
+    order: VecDeque<String>,
+}
+
+/// Journals kept in memory, for tests and benchmarks. Holds at most
+/// `capacity` executions; the oldest is forgotten first.
+#[derive(Clone)]
+pub struct MemoryStore {
+    capacity: usize,
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("capacity", &self.capacity).field("executions", &self.len()).finish()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store keeping the last 1024 executions.
+    pub fn new() -> Self {
+        MemoryStore::with_capacity(1024)
+    }
+
+    /// A store keeping the last `capacity` executions (at least 1).
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemoryStore { capacity: capacity.max(1), inner: Arc::new(Mutex::new(MemoryInner::default())) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of one execution's events (empty if unknown).
+    pub fn events(&self, execution_id: &str) -> Vec<JournalEvent> {
+        let j = self.lock().journals.get(execution_id).cloned();
+        j.map(|j| j.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
+    }
+
+    /// Execution ids held, oldest first.
+    pub fn execution_ids(&self) -> Vec<String> {
+        self.lock().order.iter().cloned().collect()
+    }
+
+    /// Executions held.
+    pub fn len(&self) -> usize {
+        self.lock().journals.len()
+    }
+
+    /// True when no execution is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct MemoryWriter {
+    events: Events,
+}
+
+impl JournalWriter for MemoryWriter {
+    fn append(&mut self, event: JournalEvent) -> io::Result<()> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl JournalStore for MemoryStore {
+    fn create(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
+        let mut inner = self.lock();
+        if inner.journals.contains_key(execution_id) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("journal {execution_id} exists")));
+        }
+        while inner.journals.len() >= self.capacity {
+            match inner.order.pop_front() {
+                Some(old) => {
+                    inner.journals.remove(&old);
+                }
+                None => break,
+            }
+        }
+        let events: Events = Arc::new(Mutex::new(Vec::new()));
+        inner.journals.insert(execution_id.to_owned(), events.clone());
+        inner.order.push_back(execution_id.to_owned());
+        Ok(Box::new(MemoryWriter { events }))
+    }
+
+    fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
+        let j = self.lock().journals.get(execution_id).cloned();
+        match j {
+            Some(j) => {
+                Ok(JournalRead { events: j.lock().unwrap_or_else(|e| e.into_inner()).clone(), warnings: Vec::new() })
+            }
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no journal for execution {execution_id}"))),
+        }
+    }
+}

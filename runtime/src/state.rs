@@ -1,0 +1,78 @@
+//! Execution and step states, as the contract names them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::StateName;
+
+/// An execution's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionState {
+    /// Created, not yet running.
+    Pending,
+    /// Running steps.
+    Running,
+    /// Finished with an output.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Stopped by a cancellation.
+    Cancelled,
+}
+
+impl ExecutionState {
+    /// True for completed, failed and cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ExecutionState::Completed | ExecutionState::Failed | ExecutionState::Cancelled)
+    }
+
+    pub(crate) fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn from_u8(v: u8) -> ExecutionState {
+        match v {
+            0 => ExecutionState::Pending,
+            1 => ExecutionState::Running,
+            2 => ExecutionState::Completed,
+            3 => ExecutionState::Failed,
+            _ => ExecutionState::Cancelled,
+        }
+    }
+}
+
+/// A step's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// An attempt is running.
+    Executing,
+    /// Waiting before the next attempt.
+    Retrying,
+    /// Produced its output.
+    Succeeded,
+    /// Failed (not by its timeout).
+    Failed,
+    /// Its timeout ended it.
+    TimedOut,
+    /// Cancelled while running.
+    Cancelled,
+    /// Never run.
+    Skipped,
+}
+
+impl StepState {
+    /// The step state with this name, if it is one.
+    pub fn from_name(n: StateName) -> Option<StepState> {
+        Some(match n {
+            StateName::Executing => StepState::Executing,
+            StateName::Retrying => StepState::Retrying,
+            StateName::Succeeded => StepState::Succeeded,
+            StateName::Failed => StepState::Failed,
+            StateName::TimedOut => StepState::TimedOut,
+            StateName::Cancelled => StepState::Cancelled,
+            StateName::Skipped => StepState::Skipped,
+            _ => return None,
+        })
+    }
+}
