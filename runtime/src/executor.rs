@@ -343,18 +343,18 @@ impl<S, A: Agent> fmt::Debug for AgentStep<S, A> {
 }
 
 impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
-    /// A step `id` running `agent` with the built-in policy.
+    /// A step `id` running `agent` (shared, so several steps may use one
+    /// agent) with the built-in policy.
     ///
     /// `input` builds the agent's input from the state (an `Err` fails the
     /// step with `invalid_input`); `store` puts the output in the state (an
     /// `Err` fails it with `invalid_output`).
     pub fn new(
         id: impl Into<Arc<str>>,
-        agent: impl Into<Arc<A>>,
+        agent: Arc<A>,
         input: impl Fn(&S) -> Result<A::Input, String> + Send + Sync + 'static,
         store: impl Fn(&S, A::Output) -> Result<(), String> + Send + Sync + 'static,
     ) -> Self {
-        let agent = agent.into();
         AgentStep {
             id: id.into(),
             agent_id: Agent::id(&*agent).into(),

@@ -1,0 +1,109 @@
+//! Policies: built-in defaults, durations, merging, validation; errors and agents.
+
+use std::time::Duration;
+
+use orchestr8_runtime::agent::{AgentContext, DynAgent, ExecutionMeta};
+use orchestr8_runtime::policy::{duration, Policy, PolicyOverlay};
+use orchestr8_runtime::testing::MockAgent;
+use orchestr8_runtime::{AgentError, CancellationToken, ErrorKind, StepError};
+use serde_json::{json, Value};
+
+#[test]
+fn built_in_defaults_are_the_contracts() {
+    let p = Policy::default();
+    let v = serde_json::to_value(p).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "timeout": 30000,
+            "retry": {"maxAttempts": 3, "initialDelay": 1000, "maxDelay": 10000, "backoffMultiplier": 2.0, "jitter": true},
+            "circuitBreaker": {"failureThreshold": 5, "resetTimeout": 60000, "halfOpenRequests": 3}
+        })
+    );
+    assert!(p.validate().is_ok());
+}
+
+#[test]
+fn durations_parse_from_integers_and_strings() {
+    for (s, ms) in [("250ms", 250), ("30s", 30_000), ("2m", 120_000), ("1h", 3_600_000), ("1500", 1500), (" 5s ", 5000)]
+    {
+        assert_eq!(duration::parse(s).unwrap(), Duration::from_millis(ms), "{s}");
+    }
+    for bad in ["", "ms", "1.5s", "-3s", "10 parsecs", "5d", "99999999999999999999h"] {
+        assert!(duration::parse(bad).is_err(), "{bad}");
+    }
+    let o: PolicyOverlay =
+        serde_json::from_value(json!({"timeout": "2s", "retry": {"initialDelay": 250, "maxDelay": "1m"}})).unwrap();
+    assert_eq!(o.timeout, Some(Duration::from_secs(2)));
+    let r = o.retry.unwrap();
+    assert_eq!(r.initial_delay, Some(Duration::from_millis(250)));
+    assert_eq!(r.max_delay, Some(Duration::from_secs(60)));
+    assert!(serde_json::from_value::<PolicyOverlay>(json!({"timeout": -1})).is_err());
+    assert!(serde_json::from_value::<PolicyOverlay>(json!({"timeout": "soon"})).is_err());
+}
+
+#[test]
+fn merge_order_is_builtin_default_named_inline() {
+    let default: PolicyOverlay =
+        serde_json::from_value(json!({"timeout": 20000, "retry": {"maxAttempts": 5, "jitter": false}})).unwrap();
+    let named: PolicyOverlay = serde_json::from_value(json!({"timeout": 2000, "retry": {"maxAttempts": 2}})).unwrap();
+    let inline: PolicyOverlay = serde_json::from_value(json!({"circuitBreaker": {"failureThreshold": 1}})).unwrap();
+    let p = Policy::resolve(Some(&default), Some(&named), Some(&inline)).unwrap();
+    assert_eq!(p.timeout, Duration::from_secs(2));
+    assert_eq!(p.retry.max_attempts, 2);
+    assert!(!p.retry.jitter, "from default, not overridden");
+    assert_eq!(p.retry.initial_delay, Duration::from_secs(1), "built-in");
+    assert_eq!(p.circuit_breaker.failure_threshold, 1);
+    assert_eq!(p.circuit_breaker.half_open_requests, 3);
+    assert_eq!(Policy::resolve(None, None, None).unwrap(), Policy::default());
+}
+
+#[test]
+fn unknown_fields_and_impossible_settings_are_rejected() {
+    assert!(serde_json::from_value::<PolicyOverlay>(json!({"timeOut": 1})).is_err());
+    assert!(serde_json::from_value::<PolicyOverlay>(json!({"retry": {"attempts": 1}})).is_err());
+    for bad in [
+        json!({"retry": {"maxAttempts": 0}}),
+        json!({"retry": {"backoffMultiplier": 0.5}}),
+        json!({"retry": {"initialDelay": 20000}}),
+        json!({"timeout": 0}),
+        json!({"circuitBreaker": {"halfOpenRequests": 0}}),
+    ] {
+        let o: PolicyOverlay = serde_json::from_value(bad.clone()).unwrap();
+        assert!(Policy::resolve(None, None, Some(&o)).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn step_error_serialises_as_kind_message_step_attempt() {
+    let e = StepError::new(ErrorKind::CircuitOpen, "open", 1).with_step("fetch".into());
+    assert_eq!(
+        serde_json::to_value(&e).unwrap(),
+        json!({"kind": "circuit_open", "message": "open", "step": "fetch", "attempt": 1})
+    );
+    assert_eq!(e.to_string(), "step fetch: circuit_open: open (attempt 1)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dyn_agents_run_over_json_with_schemas() {
+    let agent: Box<dyn DynAgent> = Box::new(MockAgent::<Value>::new("a", "1.2.3").then_ok(json!({"x": 1})));
+    assert_eq!((agent.id(), agent.version()), ("a", "1.2.3"));
+    let _ = agent.input_schema();
+    let token = CancellationToken::new();
+    let meta = ExecutionMeta {
+        execution_id: "e".into(),
+        correlation_id: "c".into(),
+        workflow_id: "w".into(),
+        workflow_version: "1".into(),
+    };
+    let config = json!({"k": "v"});
+    let ctx = AgentContext::new(&token, &meta, "s", 1, &config);
+    assert_eq!(ctx.config()["k"], "v");
+    assert_eq!((ctx.execution_id(), ctx.correlation_id(), ctx.step_id(), ctx.attempt()), ("e", "c", "s", 1));
+    assert_eq!(agent.run_json(&ctx, json!({})).await.unwrap(), json!({"x": 1}));
+
+    let e = AgentError::retryable("busy").with_retry_after(Duration::from_secs(3));
+    assert!(e.is_retryable());
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+    assert!(!AgentError::fatal("no").is_retryable());
+}
