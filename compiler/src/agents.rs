@@ -29,7 +29,7 @@ pub enum Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Origin::Workflow { pointer } => write!(f, "the workflow at {pointer}"),
+            Origin::Workflow { pointer } => write!(f, "`{pointer}`"),
             Origin::RustSource { file, line } => write!(f, "{file}:{line}"),
         }
     }

@@ -38,10 +38,9 @@ pub enum Ty {
 /// An object's fields.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObjectTy {
-    /// Fields by name.
+    /// Fields by name. Fields beyond these are never read or written: the
+    /// generated Rust struct has exactly these.
     pub fields: BTreeMap<String, Field>,
-    /// Whether fields beyond these are allowed.
-    pub open: bool,
 }
 
 /// One field of an object.
@@ -100,6 +99,7 @@ impl fmt::Display for Ty {
                 let names: Vec<&str> = o.fields.keys().map(String::as_str).collect();
                 write!(f, "object {{{}}}", names.join(", "))
             }
+            Ty::Map(v) if **v == Ty::Any => f.write_str("object"),
             Ty::Map(v) => write!(f, "map of {v}"),
             Ty::Optional(inner) => write!(f, "optional {inner}"),
         }
@@ -311,9 +311,12 @@ impl<'a> Reader<'a> {
     fn screen_keywords(&mut self, obj: &Map<String, Value>, at: &str) {
         for key in obj.keys() {
             if let Some((_, what)) = UNSUPPORTED.iter().find(|(k, _)| k == key) {
+                if (key == "then" || key == "else") && obj.contains_key("if") {
+                    continue; // reported once, at `if`
+                }
                 self.problem(
                     format!("{at}/{key}"),
-                    format!("{what} is not supported in agent and workflow schemas"),
+                    format!("{what} cannot be used in agent and workflow schemas"),
                     Some("generated Rust types cannot express it: describe the data with `type`, `properties`, `required`, `items` and `enum`".into()),
                 );
             } else if !ANNOTATIONS.contains(&key.as_str()) && !SHAPING.contains(&key.as_str()) {
@@ -423,8 +426,9 @@ impl<'a> Reader<'a> {
             }
         }
         match obj.get("additionalProperties") {
-            None | Some(Value::Bool(true)) => Ty::Object(ObjectTy { fields, open: true }),
-            Some(Value::Bool(false)) => Ty::Object(ObjectTy { fields, open: false }),
+            // An object without declared fields is a free-form map.
+            None | Some(Value::Bool(true)) if fields.is_empty() => Ty::Map(Box::new(Ty::Any)),
+            None | Some(Value::Bool(_)) => Ty::Object(ObjectTy { fields }),
             Some(values) if fields.is_empty() => {
                 Ty::Map(Box::new(self.read(values, &format!("{at}/additionalProperties"))))
             }
@@ -435,7 +439,7 @@ impl<'a> Reader<'a> {
                         .into(),
                     None,
                 );
-                Ty::Object(ObjectTy { fields, open: true })
+                Ty::Object(ObjectTy { fields })
             }
         }
     }
@@ -450,7 +454,7 @@ pub fn literal_ty(value: &Value) -> Ty {
         Value::Number(_) => Ty::Number,
         Value::String(s) => Ty::String(Some(vec![s.clone()])),
         Value::Array(_) => Ty::Array(Box::new(Ty::Any)),
-        Value::Object(_) => Ty::Object(ObjectTy { fields: BTreeMap::new(), open: true }),
+        Value::Object(_) => Ty::Map(Box::new(Ty::Any)),
     }
 }
 

@@ -360,9 +360,11 @@ pub fn parse_duration_text(text: &str) -> Result<u64, String> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "`{text}` is not a duration: write integer milliseconds or digits with a unit (`250ms`, `30s`, `2m`, `1h`)"
-        )),
+        ))
+        }
     };
     if digits.is_empty() {
         return Err(format!("`{text}` has no number before its unit"));

@@ -14,6 +14,9 @@ pub use ast::Workflow;
 /// `schema/workflow.schema.json`.
 pub fn json_schema() -> serde_json::Value {
     let mut schema = serde_json::to_value(schemars::schema_for!(ast::Workflow)).expect("a schema serializes");
+    // Optional fields are absent, never null: say so, so editors and the
+    // validator reject `"timeout": null` as the AST types do.
+    remove_null(&mut schema);
     if let Some(obj) = schema.as_object_mut() {
         obj.insert("$id".into(), "https://orchestr8.dev/schema/workflow-v1.json".into());
     }
@@ -26,4 +29,36 @@ pub fn json_schema_text() -> String {
     let mut text = serde_json::to_string_pretty(&json_schema()).expect("a value serializes");
     text.push('\n');
     text
+}
+
+/// Removes the `null` that schemars adds to every `Option` field.
+fn remove_null(schema: &mut serde_json::Value) {
+    use serde_json::Value;
+    match schema {
+        Value::Object(obj) => {
+            if let Some(Value::Array(types)) = obj.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.pop().expect("one type");
+                    obj.insert("type".into(), only);
+                }
+            }
+            let single_branch = match obj.get_mut("anyOf") {
+                Some(Value::Array(branches)) => {
+                    branches.retain(|b| b.get("type").is_none_or(|t| t != "null"));
+                    (branches.len() == 1).then(|| branches.pop().expect("one branch"))
+                }
+                _ => None,
+            };
+            if let Some(Value::Object(branch)) = single_branch {
+                obj.remove("anyOf");
+                for (k, v) in branch {
+                    obj.entry(k).or_insert(v);
+                }
+            }
+            obj.values_mut().for_each(remove_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(remove_null),
+        _ => {}
+    }
 }

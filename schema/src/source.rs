@@ -284,11 +284,13 @@ impl Parser<'_> {
                 e
             }
             Some(c) => {
-                let mut e = self.error(self.pos, format!("expected {expected}, found `{}`", c.escape_debug()), pointer);
+                let shown =
+                    if c.is_control() || c.is_whitespace() { c.escape_debug().to_string() } else { c.to_string() };
+                let mut e = self.error(self.pos, format!("expected {expected}, found `{shown}`"), pointer);
                 e.help = match c {
                     '\'' => Some("JSON strings use double quotes".into()),
                     '/' => Some("JSON has no comments".into()),
-                    '}' | ']' => Some("JSON allows no trailing comma".into()),
+                    '"' if expected.starts_with("`,`") => Some("add a `,` after the previous value".into()),
                     _ => None,
                 };
                 e
@@ -381,11 +383,11 @@ impl Parser<'_> {
             self.skip_ws();
             match self.bytes.get(self.pos) {
                 Some(b',') => {
+                    let comma = self.pos;
                     self.pos += 1;
                     self.skip_ws();
                     if self.bytes.get(self.pos) == Some(&b'}') {
-                        let mut e = self.error(self.pos - 1, "trailing comma in object", pointer);
-                        e.span = Span::new(self.pos - 1, self.pos);
+                        let mut e = self.error(comma, "trailing comma in object", pointer);
                         e.help = Some("JSON allows no trailing comma: remove it".into());
                         return Err(e);
                     }
@@ -417,11 +419,11 @@ impl Parser<'_> {
             self.skip_ws();
             match self.bytes.get(self.pos) {
                 Some(b',') => {
+                    let comma = self.pos;
                     self.pos += 1;
                     self.skip_ws();
                     if self.bytes.get(self.pos) == Some(&b']') {
-                        let mut e = self.error(self.pos - 1, "trailing comma in array", pointer);
-                        e.span = Span::new(self.pos - 1, self.pos);
+                        let mut e = self.error(comma, "trailing comma in array", pointer);
                         e.help = Some("JSON allows no trailing comma: remove it".into());
                         return Err(e);
                     }

@@ -94,16 +94,14 @@ pub fn render_human(file: &str, text: &str, diagnostics: &[Diagnostic], options:
             "^".repeat(caret_len),
             p.reset
         );
-        if d.help.is_some() || !d.notes.is_empty() || !d.pointer.is_empty() {
-            let _ = writeln!(out, "{gutter} {}|{}", p.accent, p.reset);
-        }
+        let _ = writeln!(out, "{gutter} {}|{}", p.accent, p.reset);
         if let Some(help) = &d.help {
             let _ = writeln!(out, "{gutter} {}={} {}help{}: {help}", p.accent, p.reset, p.bold, p.reset);
         }
         for note in &d.notes {
             let _ = writeln!(out, "{gutter} {}={} {}note{}: {note}", p.accent, p.reset, p.bold, p.reset);
         }
-        let pointer = if d.pointer.is_empty() { "(the document)" } else { &d.pointer };
+        let pointer = shorten_pointer(&d.pointer);
         let _ = writeln!(out, "{gutter} {}={} {}at{}: {pointer}", p.accent, p.reset, p.bold, p.reset);
         out.push('\n');
     }
@@ -143,6 +141,18 @@ fn window(line: &str, col: usize, len: usize) -> (String, usize, usize) {
         shown.push_str("...");
     }
     (shown, caret, len)
+}
+
+/// A pointer short enough to read: the middle of a very deep one is elided.
+fn shorten_pointer(pointer: &str) -> std::borrow::Cow<'_, str> {
+    const KEEP: usize = 40;
+    if pointer.is_empty() {
+        "(the document)".into()
+    } else if pointer.len() <= 2 * KEEP + 5 || !pointer.is_ascii() {
+        pointer.into()
+    } else {
+        format!("{}/.../{}", &pointer[..KEEP], &pointer[pointer.len() - KEEP..]).into()
+    }
 }
 
 /// Renders diagnostics as JSON Lines, one object per diagnostic.

@@ -28,17 +28,40 @@ fn workflow_schema() -> &'static (Value, Validator) {
 /// Checks `document` against the workflow schema.
 pub fn check(document: &Value, spans: &SpanIndex) -> Vec<Diagnostic> {
     let (schema, validator) = workflow_schema();
-    let cx = Context { schema, spans };
+    let cx = Context { schema, spans, document };
     let mut out = Vec::new();
     for error in validator.iter_errors(document) {
         cx.convert(&error, &mut out);
     }
+    fold_misspelled_required(&mut out);
     out
+}
+
+/// A misspelled required field is reported twice by JSON Schema: as an
+/// unknown field and as a missing one. Keep the unknown one, which says
+/// "did you mean", and drop the other.
+fn fold_misspelled_required(out: &mut Vec<Diagnostic>) {
+    let misspelled: Vec<(String, String)> = out
+        .iter()
+        .filter(|d| d.code == Code::UnknownField)
+        .filter_map(|d| {
+            let meant = d.help.as_deref()?.strip_prefix("did you mean `")?.strip_suffix("`?")?;
+            let parent = d.pointer.rsplit_once('/')?.0;
+            Some((parent.to_owned(), meant.to_owned()))
+        })
+        .collect();
+    out.retain(|d| {
+        d.code != Code::MissingField
+            || !misspelled
+                .iter()
+                .any(|(parent, field)| *parent == d.pointer && d.message.contains(&format!("`{field}`")))
+    });
 }
 
 struct Context<'a> {
     schema: &'a Value,
     spans: &'a SpanIndex,
+    document: &'a Value,
 }
 
 /// The subschema an error comes from, and the `$defs` entry it sits in.
@@ -84,7 +107,7 @@ impl<'a> Context<'a> {
         let pointer = error.instance_path().as_str().to_owned();
         let instance = error.instance();
         let at_value = self.spans.value_or_ancestor(&pointer);
-        let what = describe_site(self.parent_site(error).def, &pointer);
+        let what = describe(self.document, &pointer);
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let site = self.parent_site(error);
@@ -117,7 +140,12 @@ impl<'a> Context<'a> {
                     .node
                     .and_then(|n| n.pointer(&format!("/properties/{}/description", escape_pointer_token(name))))
                     .and_then(Value::as_str)
-                    .map(|d| format!("add `\"{name}\"`: {}", lower_first(d)))
+                    .map(|d| {
+                        format!(
+                            "add `\"{name}\"`: {}",
+                            lower_first(&d.split_whitespace().collect::<Vec<_>>().join(" "))
+                        )
+                    })
                     .unwrap_or_else(|| format!("add `\"{name}\"`"));
                 out.push(
                     Diagnostic::error(
@@ -278,6 +306,34 @@ impl<'a> Context<'a> {
         let pointer = error.instance_path().as_str().to_owned();
         let at = self.spans.value_or_ancestor(&pointer);
         let instance = error.instance();
+        // A union of constants (an enum whose values have descriptions) is one choice.
+        let constants: Option<Vec<String>> = branches
+            .iter()
+            .map(|errs| match errs.as_slice() {
+                [e] if e.instance_path().as_str() == pointer => match e.kind() {
+                    ValidationErrorKind::Constant { expected_value } => Some(expected_value.to_string()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        if let Some(allowed) = constants.filter(|c| !c.is_empty()) {
+            let word = instance.as_str().unwrap_or_default();
+            let help = suggestion(word, allowed.iter().map(|s| s.trim_matches('"')))
+                .unwrap_or_else(|| format!("use one of {}", allowed.join(", ")));
+            let what = describe(self.document, &pointer);
+            out.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    format!("{instance} is not a valid value for {what}"),
+                    pointer,
+                    at,
+                )
+                .with_label("not allowed here")
+                .with_help(help),
+            );
+            return;
+        }
         let def = self.parent_site(error).def.or_else(|| self.site(error.evaluation_path().as_str()).def);
         match def {
             Some("Step") => {
@@ -363,43 +419,47 @@ impl<'a> Context<'a> {
     }
 }
 
-/// A name for what sits at a site, for messages: "agent step", "retry policy".
-fn describe_site(def: Option<&str>, pointer: &str) -> String {
-    if pointer.is_empty() {
-        return "the workflow".into();
-    }
-    let last = pointer.rsplit('/').next().unwrap_or_default();
-    let field_like = last.parse::<usize>().is_err();
-    match def {
-        Some("Metadata") if field_like && pointer.ends_with(&format!("metadata/{last}")) => {
-            format!("`metadata.{last}`")
+/// What sits at `pointer`, for messages: "the workflow", "step `fetch`",
+/// "`retry.maxAttempts` of policy `fast`", "`metadata.id`".
+fn describe(document: &Value, pointer: &str) -> String {
+    let segments: Vec<String> = pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+    let (subject, rest): (String, &[String]) = match segments.as_slice() {
+        [] => return "the workflow".into(),
+        [first, rest @ ..] if first == "metadata" => return format!("`metadata{}`", dotted(rest)),
+        [first, id, rest @ ..] if first == "agents" => (format!("agent `{id}`"), rest),
+        [first, name, rest @ ..] if first == "policies" => (format!("policy `{name}`"), rest),
+        [first, ..] if first == "steps" => {
+            // The innermost step: /steps/N, then (parallel|sequence)/N pairs.
+            let mut end = 2.min(segments.len());
+            while end + 1 < segments.len() + 1
+                && matches!(segments.get(end).map(String::as_str), Some("parallel" | "sequence"))
+                && segments.get(end + 1).is_some_and(|i| i.parse::<usize>().is_ok())
+            {
+                end += 2;
+            }
+            let step_pointer: String = segments[..end].iter().map(|s| format!("/{s}")).collect();
+            let subject = match document.pointer(&format!("{step_pointer}/id")).and_then(Value::as_str) {
+                Some(id) if end >= 2 => format!("step `{id}`"),
+                _ if end >= 2 => "a step".to_owned(),
+                _ => return "`steps`".into(),
+            };
+            (subject, &segments[end..])
         }
-        Some(def) if !field_like || pointer.ends_with(def_field_hint(def)) => words(def),
-        Some(def) => format!("`{last}` of the {}", words(def)),
-        None if field_like => format!("`{last}`"),
-        None => "the value".into(),
+        [first, rest @ ..] => {
+            let field = format!("`{first}{}`", dotted(rest));
+            return field;
+        }
+    };
+    if rest.is_empty() {
+        subject
+    } else {
+        format!("`{}` of {subject}", dotted(rest).trim_start_matches('.'))
     }
 }
 
-fn def_field_hint(def: &str) -> &'static str {
-    match def {
-        "RetryPolicy" => "/retry",
-        "CircuitBreakerPolicy" => "/circuitBreaker",
-        "Metadata" => "/metadata",
-        _ => "\u{0}",
-    }
-}
-
-/// `AgentStep` -> "agent step".
-fn words(camel: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            out.push(' ');
-        }
-        out.extend(c.to_lowercase());
-    }
-    out
+/// `["retry", "maxAttempts"]` -> ".retry.maxAttempts"; indices as `[n]`.
+fn dotted(segments: &[String]) -> String {
+    segments.iter().map(|s| if s.parse::<usize>().is_ok() { format!("[{s}]") } else { format!(".{s}") }).collect()
 }
 
 fn key_kind(object_pointer: &str) -> &'static str {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use orchestr8_schema::ast::{OnError, Step, Workflow};
 use orchestr8_schema::expr::{parse_template, PathSegment, Reference, Root, Segment, Template};
 use orchestr8_schema::source::{escape_pointer_token, Span};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::graph::{Graph, Visibility};
 use super::Doc;
@@ -26,7 +26,7 @@ pub fn check(
     agents: &dyn AgentSchemaSource,
     out: &mut Vec<Diagnostic>,
 ) {
-    let mut cx = Checker { doc, graph, out, outputs: HashMap::new(), inputs: HashMap::new(), input_ty: Ty::Any };
+    let mut cx = Checker { doc, graph, out, outputs: Vec::new(), input_ty: Ty::Any };
     let input_ty = match &workflow.input {
         Some(schema) => cx.schema_ty(
             &DeclaredSchema { schema: schema.clone(), origin: Origin::Workflow { pointer: "/input".into() } },
@@ -80,27 +80,31 @@ pub fn check(
         agent_shapes.insert(id.as_str(), shapes);
     }
 
-    for node in &graph.nodes {
-        let Step::Agent(step) = node.step else { continue };
-        let shapes = agent_shapes.get(step.agent.as_str());
-        let output = shapes.and_then(|s| s.output.as_ref()).map_or(Ty::Any, |(t, _)| t.clone());
-        let output = if step.on_error == OnError::Continue { output.optional() } else { output };
-        cx.outputs.insert(step.id.as_str(), output);
-        if let Some(input) = shapes.and_then(|s| s.input.as_ref()) {
-            cx.inputs.insert(step.id.as_str(), input.clone());
-        }
-    }
+    // What each step produces, by graph index (blocks produce nothing).
+    cx.outputs = graph
+        .nodes
+        .iter()
+        .map(|node| match node.step {
+            Step::Agent(step) => {
+                let shapes = agent_shapes.get(step.agent.as_str());
+                let output = shapes.and_then(|s| s.output.as_ref()).map_or(Ty::Any, |(t, _)| t.clone());
+                if step.on_error == OnError::Continue {
+                    output.optional()
+                } else {
+                    output
+                }
+            }
+            _ => Ty::Any,
+        })
+        .collect();
 
     cx.input_ty = input_ty;
     for (index, node) in graph.nodes.iter().enumerate() {
         let Step::Agent(step) = node.step else { continue };
-        let pointer = format!("{}/input", node.pointer);
-        let input = Value::Object(step.input.clone());
-        let consumer = cx.inputs.get(step.id.as_str()).cloned();
-        let expected = consumer.as_ref().map_or(Ty::Any, |(t, _)| t.clone());
-        let site =
-            Site { referrer: Some(index), agent: &step.agent, origin: consumer.as_ref().map(|(_, o)| o.clone()) };
-        cx.check_value(&input, &pointer, &expected, &site);
+        let consumer = agent_shapes.get(step.agent.as_str()).and_then(|s| s.input.as_ref());
+        let expected = consumer.map_or(Ty::Any, |(t, _)| t.clone());
+        let site = Site { referrer: Some(index), agent: &step.agent, origin: consumer.map(|(_, o)| o.clone()) };
+        cx.check_object(&step.input, &format!("{}/input", node.pointer), &expected, &site);
     }
     if let Some(output) = &workflow.output {
         let site = Site { referrer: None, agent: "", origin: None };
@@ -127,8 +131,8 @@ struct Checker<'a, 'g> {
     doc: &'a Doc<'a>,
     graph: &'a Graph<'g>,
     out: &'a mut Vec<Diagnostic>,
-    outputs: HashMap<&'g str, Ty>,
-    inputs: HashMap<&'g str, (Ty, Origin)>,
+    /// Output shape of each step, by graph index.
+    outputs: Vec<Ty>,
     /// The workflow input's shape.
     input_ty: Ty,
 }
@@ -182,65 +186,7 @@ impl Checker<'_, '_> {
     fn check_value(&mut self, value: &Value, pointer: &str, expected: &Ty, site: &Site<'_>) {
         match value {
             Value::String(s) => self.check_string(s, pointer, expected, site),
-            Value::Object(map) => {
-                let fields = match expected.required() {
-                    Ty::Object(o) => Some(o),
-                    Ty::Any | Ty::Map(_) => None,
-                    other => {
-                        self.mismatch(pointer, self.doc.value(pointer), other, &literal_ty(value), site, "");
-                        None
-                    }
-                };
-                for (name, v) in map {
-                    let child = format!("{pointer}/{}", escape_pointer_token(name));
-                    let field_ty = match (fields, expected.required()) {
-                        (Some(o), _) => match o.fields.get(name) {
-                            Some(f) => f.ty.clone(),
-                            None if o.open => Ty::Any,
-                            None => {
-                                let help = suggestion(name, o.fields.keys().map(String::as_str))
-                                    .unwrap_or_else(|| field_list(o));
-                                self.push(
-                                    Diagnostic::error(
-                                        Code::UnknownInputField,
-                                        format!("{} has no field `{name}`", whose(site, pointer)),
-                                        child.clone(),
-                                        self.doc.key(&child),
-                                    )
-                                    .with_label("unknown field")
-                                    .with_help(help),
-                                    site,
-                                );
-                                Ty::Any
-                            }
-                        },
-                        (None, Ty::Map(t)) => (**t).clone(),
-                        _ => Ty::Any,
-                    };
-                    self.check_value(v, &child, &field_ty, site);
-                }
-                if let Some(o) = fields {
-                    let missing: Vec<&str> = o
-                        .fields
-                        .iter()
-                        .filter(|(n, f)| f.required && !map.contains_key(*n))
-                        .map(|(n, _)| n.as_str())
-                        .collect();
-                    for name in missing {
-                        self.push(
-                            Diagnostic::error(
-                                Code::MissingInputField,
-                                format!("{} requires field `{name}`, which is not given", whose(site, pointer)),
-                                pointer,
-                                self.doc.key(pointer),
-                            )
-                            .with_label(format!("`{name}` is missing"))
-                            .with_help(format!("add `\"{name}\": ...` with a value of type {}", o.fields[name].ty)),
-                            site,
-                        );
-                    }
-                }
-            }
+            Value::Object(map) => self.check_object(map, pointer, expected, site),
             Value::Array(items) => {
                 let item_ty = match expected.required() {
                     Ty::Array(t) => (**t).clone(),
@@ -256,8 +202,63 @@ impl Checker<'_, '_> {
             }
             literal => {
                 if let Err(misfit) = fits(&literal_ty(literal), expected) {
-                    self.report_misfit(misfit, pointer, self.doc.value(pointer), &literal.to_string(), site);
+                    self.report_misfit(misfit, pointer, self.doc.value(pointer), &format!("`{literal}`"), site);
                 }
+            }
+        }
+    }
+
+    fn check_object(&mut self, map: &Map<String, Value>, pointer: &str, expected: &Ty, site: &Site<'_>) {
+        let fields = match expected.required() {
+            Ty::Object(o) => Some(o),
+            Ty::Any | Ty::Map(_) => None,
+            other => {
+                self.mismatch(pointer, self.doc.value(pointer), other, &Ty::Map(Box::new(Ty::Any)), site, "");
+                None
+            }
+        };
+        for (name, v) in map {
+            let child = format!("{pointer}/{}", escape_pointer_token(name));
+            let field_ty = match (fields, expected.required()) {
+                (Some(o), _) => match o.fields.get(name) {
+                    Some(f) => f.ty.clone(),
+                    None => {
+                        let help =
+                            suggestion(name, o.fields.keys().map(String::as_str)).unwrap_or_else(|| field_list(o));
+                        self.push(
+                            Diagnostic::error(
+                                Code::UnknownInputField,
+                                format!("{} has no field `{name}`", whose(site, pointer)),
+                                child.clone(),
+                                self.doc.key(&child),
+                            )
+                            .with_label("unknown field")
+                            .with_help(help),
+                            site,
+                        );
+                        Ty::Any
+                    }
+                },
+                (None, Ty::Map(t)) => (**t).clone(),
+                _ => Ty::Any,
+            };
+            self.check_value(v, &child, &field_ty, site);
+        }
+        if let Some(o) = fields {
+            let missing: Vec<&str> =
+                o.fields.iter().filter(|(n, f)| f.required && !map.contains_key(*n)).map(|(n, _)| n.as_str()).collect();
+            for name in missing {
+                self.push(
+                    Diagnostic::error(
+                        Code::MissingInputField,
+                        format!("{} requires field `{name}`, which is not given", whose(site, pointer)),
+                        pointer,
+                        self.doc.key(pointer),
+                    )
+                    .with_label(format!("`{name}` is missing"))
+                    .with_help(format!("add `\"{name}\": ...` with a value of type {}", o.fields[name].ty)),
+                    site,
+                );
             }
         }
     }
@@ -325,6 +326,8 @@ impl Checker<'_, '_> {
     /// The shape a reference reads, after checking it is in scope and exists.
     fn resolve(&mut self, reference: &Reference, pointer: &str, span: Span, site: &Site<'_>) -> Option<Ty> {
         let shown = format!("`${{{reference}}}`");
+        // The reference up to the segment being resolved, for messages.
+        let mut reached = Reference { root: reference.root.clone(), path: Vec::new() }.to_string();
         let (mut ty, mut described) = match &reference.root {
             Root::Input => (self.input_ty.clone(), "the workflow's input".to_owned()),
             Root::ExecutionId | Root::CorrelationId | Root::WorkflowId | Root::WorkflowVersion => {
@@ -392,10 +395,7 @@ impl Checker<'_, '_> {
                     Step::Agent(s) => s.agent.as_str(),
                     _ => "",
                 };
-                (
-                    self.outputs.get(id.as_str()).cloned().unwrap_or(Ty::Any),
-                    format!("the output of step `{id}` (agent `{agent}`)"),
-                )
+                (self.outputs[target].clone(), format!("the output of step `{id}` (agent `{agent}`)"))
             }
         };
         for segment in &reference.path {
@@ -404,7 +404,6 @@ impl Checker<'_, '_> {
                 (Ty::Any, _) => Ty::Any,
                 (Ty::Object(o), PathSegment::Field(name)) => match o.fields.get(name) {
                     Some(f) => f.ty.clone(),
-                    None if o.open => Ty::Any,
                     None => {
                         let help =
                             suggestion(name, o.fields.keys().map(String::as_str)).unwrap_or_else(|| field_list(o));
@@ -441,7 +440,8 @@ impl Checker<'_, '_> {
                 }
             };
             ty = if optional { next.optional() } else { next };
-            described = format!("{described}{segment}");
+            reached.push_str(&segment.to_string());
+            described = format!("`{reached}`");
         }
         Some(ty)
     }
@@ -465,14 +465,21 @@ impl Checker<'_, '_> {
 
     fn mismatch(&mut self, pointer: &str, span: Span, expected: &Ty, found: &Ty, site: &Site<'_>, shown: &str) {
         let subject = if shown.is_empty() { "the value".to_owned() } else { shown.to_owned() };
-        let found_text = match found {
-            Ty::String(Some(v)) if v.len() == 1 => "string".to_owned(),
-            other => other.to_string(),
+        // A literal's own one-value enum would read oddly: call it a string.
+        let found = match found {
+            Ty::String(Some(v)) if v.len() == 1 => &Ty::String(None),
+            other => other,
         };
+        let found_text = found.to_string();
         self.push(
             Diagnostic::error(
                 Code::TypeMismatch,
-                format!("type mismatch: {subject} is {found_text}, but {} takes {expected}", field_name(site, pointer)),
+                format!(
+                    "type mismatch: {subject} is {}, but {} takes {}",
+                    with_article(found),
+                    field_name(site, pointer),
+                    with_article(expected)
+                ),
                 pointer,
                 span,
             )
@@ -503,20 +510,26 @@ fn field_name(site: &Site<'_>, pointer: &str) -> String {
     if site.referrer.is_none() {
         return "the workflow's output".into();
     }
-    let field: Vec<&str> = pointer.split("/input/").nth(1).map(|p| p.split('/').collect()).unwrap_or_default();
-    if field.is_empty() {
-        format!("the input of agent `{}`", site.agent)
-    } else {
-        format!("field `{}` of agent `{}`", field.join("."), site.agent)
-    }
+    whose(site, pointer)
 }
 
+/// "field `meta.tags[1]` of agent `score`", or "the input of agent `score`".
 fn whose(site: &Site<'_>, pointer: &str) -> String {
-    let field_path = pointer.split("/input/").nth(1);
-    match field_path {
-        Some(p) => format!("field `{}` of agent `{}`", p.replace('/', "."), site.agent),
-        None => format!("the input of agent `{}`", site.agent),
+    let Some(field_path) = pointer.split_once("/input/").map(|(_, p)| p) else {
+        return format!("the input of agent `{}`", site.agent);
+    };
+    let mut shown = String::new();
+    for segment in field_path.split('/') {
+        if segment.parse::<usize>().is_ok() {
+            shown.push_str(&format!("[{segment}]"));
+        } else {
+            if !shown.is_empty() {
+                shown.push('.');
+            }
+            shown.push_str(&segment.replace("~1", "/").replace("~0", "~"));
+        }
     }
+    format!("field `{shown}` of agent `{}`", site.agent)
 }
 
 fn field_list(o: &ObjectTy) -> String {
