@@ -5,6 +5,8 @@
 mod breaker;
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -49,25 +51,71 @@ impl Observer for () {}
 /// once; a running attempt is expected to watch the same token, and one that
 /// ignores it is ended by the step timeout. A cancelled call records nothing
 /// in the breaker.
-pub async fn call<T, F, Fut, O>(
-    policy: &Policy,
-    breaker: Option<&CircuitBreaker>,
-    cancel: &CancellationToken,
-    observer: &O,
+pub fn call<'a, T, F, Fut, O>(
+    policy: &'a Policy,
+    breaker: Option<&'a CircuitBreaker>,
+    cancel: &'a CancellationToken,
+    observer: &'a O,
     op: F,
-) -> Result<T, StepError>
+) -> impl Future<Output = Result<T, StepError>> + 'a
 where
-    F: FnMut(u32) -> Fut,
-    Fut: Future<Output = Result<T, AgentError>>,
+    T: 'a,
+    F: FnMut(u32) -> Fut + 'a,
+    Fut: Future<Output = Result<T, AgentError>> + 'a,
     O: Observer + ?Sized,
 {
-    call_from(Instant::now(), policy, breaker, cancel, observer, op).await
+    // A plain function returning the state machine: no extra future layer to move.
+    run(Instant::now(), true, policy, breaker, cancel, observer, op)
 }
 
-/// [`call`] with the step's clock started at `started` (a caller that already
-/// read the clock saves reading it again).
-pub async fn call_from<T, F, Fut, O>(
+/// [`call`] for a caller that has read the clock (`started`) and has already
+/// checked `cancel` before the first attempt (the executor does both).
+pub(crate) fn call_from<'a, T, F, Fut, O>(
     started: Instant,
+    policy: &'a Policy,
+    breaker: Option<&'a CircuitBreaker>,
+    cancel: &'a CancellationToken,
+    observer: &'a O,
+    op: F,
+) -> impl Future<Output = Result<T, StepError>> + 'a
+where
+    T: 'a,
+    F: FnMut(u32) -> Fut + 'a,
+    Fut: Future<Output = Result<T, AgentError>> + 'a,
+    O: Observer + ?Sized,
+{
+    run(started, false, policy, breaker, cancel, observer, op)
+}
+
+pin_project_lite::pin_project! {
+    /// Like `tokio::time::timeout_at`, but the timer is created only if the
+    /// operation does not finish on its first poll: a call that completes at
+    /// once never touches the timer wheel.
+    struct Deadline<F> {
+        #[pin]
+        fut: F,
+        deadline: Instant,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for Deadline<F> {
+    type Output = Option<F::Output>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.fut.poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        let deadline = *this.deadline;
+        let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        sleep.as_mut().poll(cx).map(|()| None)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run<T, F, Fut, O>(
+    started: Instant,
+    check_first: bool,
     policy: &Policy,
     breaker: Option<&CircuitBreaker>,
     cancel: &CancellationToken,
@@ -85,7 +133,7 @@ where
     let mut attempt = 1u32;
     let mut rng: Option<fastrand::Rng> = None;
     loop {
-        if cancel.is_cancelled() {
+        if (attempt > 1 || check_first) && cancel.is_cancelled() {
             return Err(StepError::cancelled(attempt));
         }
         let permit = match breaker {
@@ -107,16 +155,20 @@ where
             None => deadline,
         };
         let span = observer.attempt_span(attempt);
-        let fut = op(attempt);
-        let res = tracing::Instrument::instrument(tokio::time::timeout_at(attempt_deadline, fut), span).await;
+        let attempt_fut = Deadline { fut: op(attempt), deadline: attempt_deadline, sleep: None };
+        let res = if span.is_disabled() {
+            attempt_fut.await
+        } else {
+            tracing::Instrument::instrument(attempt_fut, span).await
+        };
         let (error, hint) = match res {
-            Ok(Ok(v)) => {
+            Some(Ok(v)) => {
                 if let Some(p) = permit {
                     p.success(|t| observer.circuit(t));
                 }
                 return Ok(v);
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 if e.kind() == AgentErrorKind::Cancelled || cancel.is_cancelled() {
                     // Dropping the permit frees a half-open slot, records nothing.
                     return Err(StepError::cancelled(attempt));
@@ -127,7 +179,7 @@ where
                 let kind = if e.kind() == AgentErrorKind::Fatal { ErrorKind::Fatal } else { ErrorKind::AgentFailed };
                 (StepError::new(kind, e.message(), attempt), e.retry_after())
             }
-            Err(_elapsed) => {
+            None => {
                 if cancel.is_cancelled() {
                     return Err(StepError::cancelled(attempt));
                 }
