@@ -94,7 +94,11 @@ fn the_examples_validate() {
         if workflow.exists() {
             let out = orchestr8().arg("validate").arg(&workflow).output().unwrap();
             assert_eq!(out.status.code(), Some(0), "{}: {}", workflow.display(), String::from_utf8_lossy(&out.stderr));
-            assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                !String::from_utf8_lossy(&out.stderr).contains("warning"),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             count += 1;
         }
     }

@@ -58,7 +58,11 @@ fn ten_thousand_levels_of_nesting() {
 #[test]
 fn ten_megabytes_of_input() {
     // A valid document padded with a 10 MB description: parsed, not refused.
-    let big = VALID.replacen("\"version\": \"1.0.0\"", &format!("\"version\": \"1.0.0\", \"description\": \"{}\"", "x".repeat(10 << 20)), 1);
+    let big = VALID.replacen(
+        "\"version\": \"1.0.0\"",
+        &format!("\"version\": \"1.0.0\", \"description\": \"{}\"", "x".repeat(10 << 20)),
+        1,
+    );
     let v = check(big.as_bytes());
     assert!(!v.has_errors(), "{:?}", v.diagnostics);
     // 10 MB of one long line of garbage: one located error.
@@ -72,7 +76,8 @@ fn ten_megabytes_of_input() {
 
 #[test]
 fn lone_surrogates_and_odd_escapes() {
-    for text in [r#"{"a": "\ud800"}"#, r#"{"a": "\udc00"}"#, r#"{"a": "\u12"}"#, r#"{"a": "\x"}"#, "{\"a\": \"\u{1}\"}"] {
+    for text in [r#"{"a": "\ud800"}"#, r#"{"a": "\udc00"}"#, r#"{"a": "\u12"}"#, r#"{"a": "\x"}"#, "{\"a\": \"\u{1}\"}"]
+    {
         assert_eq!(codes(&check(text.as_bytes())), [Code::JsonSyntax], "{text}");
     }
     // A valid surrogate pair is fine (then fails the schema, not the parser).
@@ -98,9 +103,23 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let n = VALID.len();
     let interesting = prop::sample::select(vec![
-        b"{".to_vec(), b"}".to_vec(), b"[".to_vec(), b"]".to_vec(), b",".to_vec(), b"\"".to_vec(), b":".to_vec(),
-        b"${".to_vec(), b"${steps.".to_vec(), b"\\".to_vec(), b"\\u".to_vec(), b"null".to_vec(), b"-0.5e".to_vec(),
-        b"\xff".to_vec(), "é".as_bytes().to_vec(), b"\"id\": \"x\",".to_vec(), b"\"parallel\": [],".to_vec(),
+        b"{".to_vec(),
+        b"}".to_vec(),
+        b"[".to_vec(),
+        b"]".to_vec(),
+        b",".to_vec(),
+        b"\"".to_vec(),
+        b":".to_vec(),
+        b"${".to_vec(),
+        b"${steps.".to_vec(),
+        b"\\".to_vec(),
+        b"\\u".to_vec(),
+        b"null".to_vec(),
+        b"-0.5e".to_vec(),
+        b"\xff".to_vec(),
+        "é".as_bytes().to_vec(),
+        b"\"id\": \"x\",".to_vec(),
+        b"\"parallel\": [],".to_vec(),
     ]);
     prop_oneof![
         (0..n, 1..20usize).prop_map(|(at, len)| Mutation::Delete(at, len)),

@@ -9,6 +9,7 @@ pub mod expr;
 pub mod source;
 
 pub use ast::Workflow;
+use serde_json::Value;
 
 /// The JSON Schema of a workflow document (draft 2020-12), as published in
 /// `schema/workflow.schema.json`.
@@ -17,6 +18,14 @@ pub fn json_schema() -> serde_json::Value {
     // Optional fields are absent, never null: say so, so editors and the
     // validator reject `"timeout": null` as the AST types do.
     remove_null(&mut schema);
+    // schemars leaves the tag of an internally tagged enum undescribed.
+    if let Some(Value::Array(kinds)) = schema.pointer_mut("/$defs/AgentDefinition/oneOf") {
+        for kind in kinds {
+            if let Some(Value::Object(tag)) = kind.pointer_mut("/properties/kind") {
+                tag.insert("description".into(), "Which sort of agent this is.".into());
+            }
+        }
+    }
     if let Some(obj) = schema.as_object_mut() {
         obj.insert("$id".into(), "https://orchestr8.dev/schema/workflow-v1.json".into());
     }

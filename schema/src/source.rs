@@ -599,3 +599,48 @@ impl Parser<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_of_values_and_keys_by_pointer() {
+        let text = r#"{"a/b": [1, {"c~d": "x"}], "e": true}"#;
+        let parsed = parse(text.as_bytes()).unwrap();
+        let at = |p: &str| {
+            let s = parsed.spans.get(p).unwrap().value;
+            &text[s.start..s.end]
+        };
+        assert_eq!(at(""), text);
+        assert_eq!(at("/a~1b/1/c~0d"), "\"x\"");
+        assert_eq!(at("/a~1b/0"), "1");
+        let key = parsed.spans.get("/e").unwrap().key.unwrap();
+        assert_eq!(&text[key.start..key.end], "\"e\"");
+        // A missing member is located at its nearest ancestor.
+        assert_eq!(parsed.spans.value_or_ancestor("/a~1b/1/zz"), parsed.spans.get("/a~1b/1").unwrap().value);
+    }
+
+    #[test]
+    fn keys_keep_source_order() {
+        let parsed = parse(br#"{"z": 1, "a": 2}"#).unwrap();
+        let keys: Vec<&String> = parsed.value.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["z", "a"]);
+    }
+
+    #[test]
+    fn every_duplicate_key_is_reported() {
+        let issues = parse(br#"{"a": 1, "a": 2, "b": {"c": 1, "c": 2}}"#).unwrap_err();
+        let pointers: Vec<&str> = issues.iter().map(|i| i.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/a", "/b/c"]);
+    }
+
+    #[test]
+    fn offsets_inside_strings_with_escapes() {
+        // Decoded: `a"é😀${x}`; raw: `"a\"\u00e9\ud83d\ude00${x}"`.
+        let raw = r#""a\"\u00e9\ud83d\ude00${x}""#;
+        let decoded = "a\"é😀";
+        assert_eq!(raw_offset_in_string_token(raw, decoded.len()), raw.find('$').unwrap());
+        assert_eq!(raw_offset_in_string_token(raw, 0), 1);
+    }
+}

@@ -18,3 +18,33 @@ fn published_schema_is_current() {
         "schema/workflow.schema.json is stale: run `ORCHESTR8_BLESS=1 cargo test -p orchestr8-schema` and commit it"
     );
 }
+
+/// Editors show these descriptions as you type: none may be missing.
+#[test]
+fn every_property_has_a_description() {
+    fn walk(node: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+        match node {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                    for (name, prop) in props {
+                        if prop.get("description").is_none() {
+                            missing.push(format!("{path}/properties/{name}"));
+                        }
+                    }
+                }
+                for (k, v) in map {
+                    walk(v, &format!("{path}/{k}"), missing);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{path}/{i}"), missing);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&orchestr8_schema::json_schema(), "", &mut missing);
+    assert!(missing.is_empty(), "properties without a description: {missing:?}");
+}
