@@ -380,23 +380,8 @@ impl Parser<'_> {
                 map.insert(key, v);
             }
             pointer.truncate(len);
-            self.skip_ws();
-            match self.bytes.get(self.pos) {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_ws();
-                    if self.bytes.get(self.pos) == Some(&b'}') {
-                        let mut e = self.error(comma, "trailing comma in object", pointer);
-                        e.help = Some("JSON allows no trailing comma: remove it".into());
-                        return Err(e);
-                    }
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(map));
-                }
-                _ => return Err(self.unexpected("`,` or `}`", pointer)),
+            if self.end_of_member(b'}', "object", pointer)? {
+                return Ok(Value::Object(map));
             }
         }
     }
@@ -416,24 +401,33 @@ impl Parser<'_> {
             pointer.push_str(&items.len().to_string());
             items.push(self.value(pointer, depth + 1, None)?);
             pointer.truncate(len);
-            self.skip_ws();
-            match self.bytes.get(self.pos) {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_ws();
-                    if self.bytes.get(self.pos) == Some(&b']') {
-                        let mut e = self.error(comma, "trailing comma in array", pointer);
-                        e.help = Some("JSON allows no trailing comma: remove it".into());
-                        return Err(e);
-                    }
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.unexpected("`,` or `]`", pointer)),
+            if self.end_of_member(b']', "array", pointer)? {
+                return Ok(Value::Array(items));
             }
+        }
+    }
+
+    /// After a member of an object or array: `,` (false: another follows)
+    /// or the closing bracket (true: the container ends).
+    fn end_of_member(&mut self, close: u8, container: &str, pointer: &str) -> Result<bool, SyntaxIssue> {
+        self.skip_ws();
+        match self.bytes.get(self.pos) {
+            Some(b',') => {
+                let comma = self.pos;
+                self.pos += 1;
+                self.skip_ws();
+                if self.bytes.get(self.pos) == Some(&close) {
+                    let mut e = self.error(comma, format!("trailing comma in {container}"), pointer);
+                    e.help = Some("JSON allows no trailing comma: remove it".into());
+                    return Err(e);
+                }
+                Ok(false)
+            }
+            Some(&b) if b == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.unexpected(&format!("`,` or `{}`", close as char), pointer)),
         }
     }
 

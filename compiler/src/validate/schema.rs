@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use orchestr8_schema::ast::{SEMVER_PATTERN, SUPPORTED_SCHEMA_VERSIONS};
-use orchestr8_schema::source::{escape_pointer_token, SpanIndex};
+use orchestr8_schema::source::{escape_pointer_token, Span, SpanIndex};
 use serde_json::Value;
 
 use crate::diagnostics::{suggestion, Code, Diagnostic};
@@ -196,19 +196,7 @@ impl<'a> Context<'a> {
                         Value::Array(a) => a.iter().map(Value::to_string).collect(),
                         other => vec![other.to_string()],
                     };
-                    let word = instance.as_str().unwrap_or_default();
-                    let help = suggestion(word, allowed.iter().map(|s| s.trim_matches('"')))
-                        .unwrap_or_else(|| format!("use one of {}", allowed.join(", ")));
-                    out.push(
-                        Diagnostic::error(
-                            Code::InvalidValue,
-                            format!("{instance} is not a valid {what}"),
-                            pointer.clone(),
-                            at_value,
-                        )
-                        .with_label("not allowed here")
-                        .with_help(help),
-                    );
+                    out.push(invalid_choice(instance, &allowed, &what, pointer.clone(), at_value));
                 }
             }
             ValidationErrorKind::Pattern { pattern } => {
@@ -216,7 +204,7 @@ impl<'a> Context<'a> {
                 out.push(
                     Diagnostic::error(
                         Code::InvalidValue,
-                        format!("{instance} is not a valid {what}"),
+                        format!("{instance} is not a valid value for {what}"),
                         pointer.clone(),
                         at_value,
                     )
@@ -318,20 +306,7 @@ impl<'a> Context<'a> {
             })
             .collect();
         if let Some(allowed) = constants.filter(|c| !c.is_empty()) {
-            let word = instance.as_str().unwrap_or_default();
-            let help = suggestion(word, allowed.iter().map(|s| s.trim_matches('"')))
-                .unwrap_or_else(|| format!("use one of {}", allowed.join(", ")));
-            let what = describe(self.document, &pointer);
-            out.push(
-                Diagnostic::error(
-                    Code::InvalidValue,
-                    format!("{instance} is not a valid value for {what}"),
-                    pointer,
-                    at,
-                )
-                .with_label("not allowed here")
-                .with_help(help),
-            );
+            out.push(invalid_choice(instance, &allowed, &describe(self.document, &pointer), pointer, at));
             return;
         }
         let def = self.parent_site(error).def.or_else(|| self.site(error.evaluation_path().as_str()).def);
@@ -417,6 +392,16 @@ impl<'a> Context<'a> {
             _ => out.push(Diagnostic::error(Code::SchemaViolation, error.to_string(), pointer, at)),
         }
     }
+}
+
+/// A value that is not one of the `allowed` choices (JSON texts).
+fn invalid_choice(instance: &Value, allowed: &[String], what: &str, pointer: String, at: Span) -> Diagnostic {
+    let word = instance.as_str().unwrap_or_default();
+    let help = suggestion(word, allowed.iter().map(|s| s.trim_matches('"')))
+        .unwrap_or_else(|| format!("use one of {}", allowed.join(", ")));
+    Diagnostic::error(Code::InvalidValue, format!("{instance} is not a valid value for {what}"), pointer, at)
+        .with_label("not allowed here")
+        .with_help(help)
 }
 
 /// What sits at `pointer`, for messages: "the workflow", "step `fetch`",
