@@ -6,9 +6,12 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use std::time::SystemTime;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
@@ -69,6 +72,15 @@ pub struct Recorder {
     meta: Arc<ExecutionMeta>,
     bus: EventBus,
     inner: Mutex<RecorderInner>,
+    /// The writer holds events back until flushed.
+    buffers: bool,
+    /// Events were appended since the last flush.
+    dirty: AtomicBool,
+    /// Wall clock and monotonic clock read together at the start, so event
+    /// times come from the monotonic readings the executor takes anyway
+    /// (and follow tokio's paused clock in tests).
+    base_wall: SystemTime,
+    base_mono: Instant,
 }
 
 struct RecorderInner {
@@ -84,9 +96,35 @@ impl fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// A fresh event of `kind` for this execution.
+    /// A fresh event of `kind` for this execution, stamped now.
     pub fn event(&self, kind: EventKind) -> JournalEvent {
-        JournalEvent::new(self.meta.execution_id.clone(), kind)
+        self.event_at(kind, Instant::now())
+    }
+
+    /// A fresh event of `kind` stamped with the monotonic instant `at`.
+    pub fn event_at(&self, kind: EventKind, at: Instant) -> JournalEvent {
+        let ts = self.base_wall + at.saturating_duration_since(self.base_mono);
+        JournalEvent::at(self.meta.execution_id.clone(), kind, ts)
+    }
+
+    /// Hands held-back events to the OS. Called before agent code runs and
+    /// before the execution task yields.
+    pub fn flush(&self) {
+        if !self.buffers || !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let res = inner.writer.flush();
+        self.check(&mut inner, res);
+    }
+
+    fn check(&self, inner: &mut RecorderInner, res: io::Result<()>) {
+        if let Err(e) = res {
+            if !inner.failed {
+                inner.failed = true;
+                tracing::error!(execution_id = &*self.meta.execution_id, error = %e, "journal write failed; later events of this execution may be missing");
+            }
+        }
     }
 
     /// Assigns the next `seq`, appends, publishes. A journal write error is
@@ -103,13 +141,10 @@ impl Recorder {
         let mut res = inner.writer.append(event);
         if terminal && res.is_ok() {
             res = inner.writer.sync();
+        } else if self.buffers {
+            self.dirty.store(true, Ordering::Release);
         }
-        if let Err(e) = res {
-            if !inner.failed {
-                inner.failed = true;
-                tracing::error!(execution_id = &*self.meta.execution_id, error = %e, "journal write failed; later events of this execution may be missing");
-            }
-        }
+        self.check(&mut inner, res);
     }
 
     /// The execution this recorder writes for.
@@ -117,15 +152,15 @@ impl Recorder {
         &self.meta
     }
 
-    fn step_event(&self, kind: EventKind, step: &Arc<str>, agent: &Arc<str>) -> JournalEvent {
-        let mut ev = self.event(kind);
+    fn step_event(&self, kind: EventKind, step: &Arc<str>, agent: &Arc<str>, at: Instant) -> JournalEvent {
+        let mut ev = self.event_at(kind, at);
         ev.step_id = Some(step.clone());
         ev.agent_id = Some(agent.clone());
         ev
     }
 
     fn skipped(&self, step: &Arc<str>, agent: &Arc<str>) {
-        let mut ev = self.step_event(EventKind::StepSkipped, step, agent);
+        let mut ev = self.step_event(EventKind::StepSkipped, step, agent, Instant::now());
         ev.state = Some(StepState::Skipped.into());
         self.record(ev);
     }
@@ -406,7 +441,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         }
         let started = Instant::now();
         let input = (self.input)(cx.state);
-        let mut ev = rec.step_event(EventKind::StepStarted, &self.id, &self.agent_id);
+        let mut ev = rec.step_event(EventKind::StepStarted, &self.id, &self.agent_id, started);
         ev.state = Some(StepState::Executing.into());
         if let Ok(i) = &input {
             ev.input = to_json(i);
@@ -441,18 +476,20 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
                     let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
                     return self.failed(rec, e, started);
                 }
-                let mut ev = rec.step_event(EventKind::StepSucceeded, &self.id, &self.agent_id);
+                let end = Instant::now();
+                let mut ev = rec.step_event(EventKind::StepSucceeded, &self.id, &self.agent_id, end);
                 ev.attempt = Some(attempt);
-                ev.duration_ms = Some(millis(started.elapsed()));
+                ev.duration_ms = Some(millis(end - started));
                 ev.output = output;
                 ev.state = Some(StepState::Succeeded.into());
                 rec.record(ev);
                 Outcome::Ok
             }
             Err(e) if e.kind == ErrorKind::Cancelled => {
-                let mut ev = rec.step_event(EventKind::StepCancelled, &self.id, &self.agent_id);
+                let end = Instant::now();
+                let mut ev = rec.step_event(EventKind::StepCancelled, &self.id, &self.agent_id, end);
                 ev.attempt = Some(e.attempt);
-                ev.duration_ms = Some(millis(started.elapsed()));
+                ev.duration_ms = Some(millis(end - started));
                 ev.error = Some(e.with_step(self.id.clone()));
                 ev.state = Some(StepState::Cancelled.into());
                 rec.record(ev);
@@ -465,9 +502,10 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
     fn failed(&self, rec: &Recorder, e: StepError, started: Instant) -> Outcome {
         let e = e.with_step(self.id.clone());
         let state = if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed };
-        let mut ev = rec.step_event(EventKind::StepFailed, &self.id, &self.agent_id);
+        let end = Instant::now();
+        let mut ev = rec.step_event(EventKind::StepFailed, &self.id, &self.agent_id, end);
         ev.attempt = Some(e.attempt);
-        ev.duration_ms = Some(millis(started.elapsed()));
+        ev.duration_ms = Some(millis(end - started));
         ev.state = Some(state.into());
         ev.error = Some(e.clone());
         rec.record(ev);
@@ -507,16 +545,16 @@ struct StepObserver<'a> {
 }
 
 impl Observer for StepObserver<'_> {
-    fn attempt_started(&self, attempt: u32) {
+    fn attempt_started(&self, attempt: u32, at: Instant) {
         self.attempt.store(attempt, Ordering::Relaxed);
-        let mut ev = self.rec.step_event(EventKind::StepAttemptStarted, self.step, self.agent);
+        let mut ev = self.rec.step_event(EventKind::StepAttemptStarted, self.step, self.agent, at);
         ev.attempt = Some(attempt);
         ev.state = Some(StepState::Executing.into());
         self.rec.record(ev);
     }
 
     fn attempt_failed(&self, attempt: u32, error: &StepError, elapsed: Duration) {
-        let mut ev = self.rec.step_event(EventKind::StepAttemptFailed, self.step, self.agent);
+        let mut ev = self.rec.step_event(EventKind::StepAttemptFailed, self.step, self.agent, Instant::now());
         ev.attempt = Some(attempt);
         ev.duration_ms = Some(millis(elapsed));
         ev.error = Some(error.clone().with_step(self.step.clone()));
@@ -524,7 +562,7 @@ impl Observer for StepObserver<'_> {
     }
 
     fn retry_scheduled(&self, next_attempt: u32, delay: Duration) {
-        let mut ev = self.rec.step_event(EventKind::StepRetryScheduled, self.step, self.agent);
+        let mut ev = self.rec.step_event(EventKind::StepRetryScheduled, self.step, self.agent, Instant::now());
         ev.attempt = Some(next_attempt);
         ev.delay_ms = Some(millis(delay));
         ev.state = Some(StepState::Retrying.into());
@@ -533,6 +571,10 @@ impl Observer for StepObserver<'_> {
 
     fn circuit(&self, t: CircuitTransition) {
         self.rec.circuit(&t, self.step);
+    }
+
+    fn before_agent_poll(&self) {
+        self.rec.flush();
     }
 
     fn attempt_span(&self, attempt: u32) -> tracing::Span {
@@ -683,6 +725,7 @@ impl Runtime {
         let execution_id: Arc<str> = opts.execution_id.unwrap_or_else(new_execution_id).into();
         let correlation_id = opts.correlation_id.map(Arc::from).unwrap_or_else(|| execution_id.clone());
         let writer = self.store.create(&execution_id)?;
+        let buffers = writer.buffers();
         let meta = Arc::new(ExecutionMeta {
             execution_id,
             correlation_id,
@@ -694,6 +737,10 @@ impl Runtime {
                 meta,
                 bus: self.bus.clone(),
                 inner: Mutex::new(RecorderInner { seq: 0, writer, failed: false }),
+                buffers,
+                dirty: AtomicBool::new(false),
+                base_wall: SystemTime::now(),
+                base_mono: Instant::now(),
             },
             definition_hash: info.definition_hash.clone(),
             input: opts.input,
@@ -809,7 +856,7 @@ impl Execution {
         rec.record(ev);
 
         let cx = Cx { state, recorder: rec };
-        let outcome = workflow.root.run(&cx, &self.cancel).await;
+        let outcome = FlushOnYield { fut: workflow.root.run(&cx, &self.cancel), rec }.await;
         let result = match outcome {
             _ if self.cancel.is_cancelled() && outcome != Outcome::Ok => {
                 Err(StepError::new(ErrorKind::Cancelled, "execution cancelled", 0))
@@ -837,6 +884,22 @@ impl Execution {
 
     fn set_state(&self, s: ExecutionState) {
         self.state.store(s.to_u8(), Ordering::Release);
+    }
+}
+
+/// Polls the plan and flushes the journal after every poll, so nothing
+/// recorded stays held back while the execution task waits.
+struct FlushOnYield<'a, F> {
+    fut: F,
+    rec: &'a Recorder,
+}
+
+impl<F: Future + Unpin> Future for FlushOnYield<'_, F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let r = Pin::new(&mut self.fut).poll(cx);
+        self.rec.flush();
+        r
     }
 }
 

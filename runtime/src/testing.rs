@@ -267,7 +267,7 @@ impl RecordingObserver {
 }
 
 impl Observer for RecordingObserver {
-    fn attempt_started(&self, attempt: u32) {
+    fn attempt_started(&self, attempt: u32, _at: Instant) {
         self.push(Observed::AttemptStarted(attempt));
     }
     fn attempt_failed(&self, attempt: u32, error: &StepError, _elapsed: Duration) {

@@ -191,10 +191,25 @@ fn snapshot_of_a_journal_without_terminal_event_is_interrupted() {
 }
 
 #[test]
-fn file_writer_appends_one_line_per_event() {
+fn file_writer_writes_per_event_or_per_flush() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::new(dir.path());
+    let lines = |store: &FileStore, id: &str| std::fs::read_to_string(store.path(id)).unwrap().lines().count() as u64;
+    let grouped = FileStore::new(dir.path());
+    let mut w = grouped.create("grouped").unwrap();
+    assert!(w.buffers());
+    for seq in 1..=3 {
+        w.append(JournalEvent::new("grouped".into(), EventKind::StepStarted)).unwrap();
+        assert_eq!(lines(&grouped, "grouped"), 0, "held back until flushed ({seq})");
+    }
+    w.flush().unwrap();
+    assert_eq!(lines(&grouped, "grouped"), 3);
+    w.append(JournalEvent::new("grouped".into(), EventKind::StepStarted)).unwrap();
+    drop(w);
+    assert_eq!(lines(&grouped, "grouped"), 4, "dropping the writer flushes");
+
+    let store = FileStore::new(dir.path()).write_per_event(true);
     let mut w = store.create("lines").unwrap();
+    assert!(!w.buffers());
     for seq in 1..=3 {
         let mut ev = JournalEvent::new("lines".into(), EventKind::StepStarted);
         ev.seq = seq;
@@ -211,4 +226,75 @@ fn file_writer_appends_one_line_per_event() {
     let read = store.read("lines").unwrap();
     assert_eq!(read.events.len(), 3);
     assert_eq!(read.warnings.len(), 1);
+}
+
+/// Reads its own execution's journal file while it runs.
+struct Peek {
+    dir: std::path::PathBuf,
+}
+
+impl orchestr8_runtime::Agent for Peek {
+    type Input = ();
+    type Output = Vec<String>;
+    fn id(&self) -> &str {
+        "peek"
+    }
+    fn version(&self) -> &str {
+        "1"
+    }
+    async fn run(
+        &self,
+        ctx: &orchestr8_runtime::AgentContext<'_>,
+        _: (),
+    ) -> Result<Vec<String>, orchestr8_runtime::AgentError> {
+        // Wait first so the execution task yields, then look again after.
+        let before = journal::read_file(self.dir.join(format!("{}.jsonl", ctx.execution_id()))).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let after = journal::read_file(self.dir.join(format!("{}.jsonl", ctx.execution_id()))).unwrap();
+        assert_eq!(before.events.len(), after.events.len());
+        Ok(before.events.iter().map(|e| e.name().to_string()).collect())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_reach_the_file_before_agent_code_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(FileStore::new(dir.path()));
+    let peek = Arc::new(Peek { dir: dir.path().to_path_buf() });
+    let seen: Arc<std::sync::Mutex<Vec<Vec<String>>>> = Arc::default();
+    let steps = (0..2)
+        .map(|i| {
+            let seen = seen.clone();
+            AgentStep::new(
+                format!("p{i}"),
+                peek.clone(),
+                |_: &()| Ok(()),
+                move |_: &(), out| {
+                    seen.lock().unwrap().push(out);
+                    Ok(())
+                },
+            )
+            .node()
+        })
+        .collect();
+    let wf = Workflow::with_registry(
+        WorkflowInfo::new("w", "1", "h"),
+        Node::sequence(steps),
+        |_: &()| Ok(()),
+        &BreakerRegistry::new(2),
+    );
+    runtime.run(&wf, &(), ExecutionOptions::default()).await.unwrap().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0], ["execution.started", "step.started", "step.attempt.started"]);
+    assert_eq!(
+        seen[1],
+        [
+            "execution.started",
+            "step.started",
+            "step.attempt.started",
+            "step.succeeded",
+            "step.started",
+            "step.attempt.started"
+        ]
+    );
 }

@@ -203,9 +203,14 @@ impl JournalEvent {
     /// An event of `kind` for `execution_id`, stamped now, with every optional field empty.
     /// `seq` is assigned when the event is appended.
     pub fn new(execution_id: Arc<str>, kind: EventKind) -> Self {
+        JournalEvent::at(execution_id, kind, SystemTime::now())
+    }
+
+    /// Like [`new`](Self::new) with the timestamp given.
+    pub fn at(execution_id: Arc<str>, kind: EventKind, ts: SystemTime) -> Self {
         JournalEvent {
             seq: 0,
-            ts: SystemTime::now(),
+            ts,
             execution_id,
             event: kind,
             step_id: None,

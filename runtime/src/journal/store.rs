@@ -13,10 +13,23 @@ pub const DEFAULT_JOURNAL_DIR: &str = ".orchestr8/executions";
 
 /// Appends one execution's events. The executor calls it from one task at a
 /// time, under its own lock, in `seq` order.
+///
+/// A writer may hold appended events back until [`flush`](Self::flush); the
+/// executor flushes before any agent code runs and whenever the execution
+/// task is about to yield, so an event waits only while the runtime's own
+/// code runs, never on an agent or a timer.
 pub trait JournalWriter: Send {
-    /// Appends `event` and hands it to the OS (no fsync).
+    /// Appends `event`.
     fn append(&mut self, event: JournalEvent) -> io::Result<()>;
-    /// Makes everything appended durable; called after the terminal event.
+    /// Hands every appended event to the OS (no fsync).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// True if [`flush`](Self::flush) has work to do (so the executor can skip calling it).
+    fn buffers(&self) -> bool {
+        false
+    }
+    /// Flushes and makes everything durable; called after the terminal event.
     fn sync(&mut self) -> io::Result<()>;
 }
 
@@ -29,15 +42,29 @@ pub trait JournalStore: Send + Sync + 'static {
 }
 
 /// Journals as `DIR/EXECUTION_ID.jsonl` files.
+///
+/// By default the events the executor records in one uninterrupted stretch
+/// (no agent code, no waiting in between) go to the OS in one `write(2)`;
+/// [`write_per_event`](Self::write_per_event) makes one `write(2)` per event.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
+    per_event: bool,
 }
+
+/// Bytes a file journal holds back at most before writing.
+const MAX_BUFFERED: usize = 64 * 1024;
 
 impl FileStore {
     /// Journals under `dir` (created on first use).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileStore { dir: dir.into() }
+        FileStore { dir: dir.into(), per_event: false }
+    }
+
+    /// One `write(2)` per event instead of one per stretch of events.
+    pub fn write_per_event(mut self, yes: bool) -> Self {
+        self.per_event = yes;
+        self
     }
 
     /// Journals under [`DEFAULT_JOURNAL_DIR`] in the working directory.
@@ -65,20 +92,44 @@ impl Default for FileStore {
 struct FileWriter {
     file: File,
     buf: Vec<u8>,
+    per_event: bool,
 }
 
 impl JournalWriter for FileWriter {
     fn append(&mut self, event: JournalEvent) -> io::Result<()> {
-        self.buf.clear();
         serde_json::to_writer(&mut self.buf, &event)?;
         self.buf.push(b'\n');
-        // One write(2) per event: the line reaches the OS whole, so a crash
-        // of this process loses nothing; only a machine crash can tear it.
-        self.file.write_all(&self.buf)
+        if self.per_event || self.buf.len() >= MAX_BUFFERED {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            // Whole lines in one write(2): once in the OS, a crash of this
+            // process loses nothing; only a machine crash can tear a line.
+            let r = self.file.write_all(&self.buf);
+            self.buf.clear();
+            r?;
+        }
+        Ok(())
+    }
+
+    fn buffers(&self) -> bool {
+        !self.per_event
     }
 
     fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
         self.file.sync_data()
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        // E.g. the execution task panicked: keep what was recorded.
+        let _ = self.flush();
     }
 }
 
@@ -100,7 +151,7 @@ impl JournalStore for FileStore {
             }
             Err(e) => return Err(e),
         };
-        Ok(Box::new(FileWriter { file, buf: Vec::with_capacity(512) }))
+        Ok(Box::new(FileWriter { file, buf: Vec::with_capacity(4096), per_event: self.per_event }))
     }
 
     fn read(&self, execution_id: &str) -> io::Result<JournalRead> {

@@ -24,8 +24,11 @@ use crate::policy::Policy;
 /// Hooks called by [`call`] as a step's attempts unfold. Every method has a
 /// no-op default; `()` observes nothing.
 pub trait Observer {
-    /// Attempt `attempt` is about to call the agent.
-    fn attempt_started(&self, _attempt: u32) {}
+    /// Attempt `attempt` is about to call the agent; `at` is now.
+    fn attempt_started(&self, _attempt: u32, _at: Instant) {}
+    /// Agent code is about to run (each poll of an attempt); the executor
+    /// flushes its journal here.
+    fn before_agent_poll(&self) {}
     /// Attempt `attempt` failed after `elapsed`.
     fn attempt_failed(&self, _attempt: u32, _error: &StepError, _elapsed: Duration) {}
     /// Attempt `next_attempt` will start after `delay`.
@@ -91,18 +94,20 @@ pin_project_lite::pin_project! {
     /// Like `tokio::time::timeout_at`, but the timer is created only if the
     /// operation does not finish on its first poll: a call that completes at
     /// once never touches the timer wheel.
-    struct Deadline<F> {
+    struct Deadline<'a, F, O: ?Sized> {
         #[pin]
         fut: F,
         deadline: Instant,
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        observer: &'a O,
     }
 }
 
-impl<F: Future> Future for Deadline<F> {
+impl<F: Future, O: Observer + ?Sized> Future for Deadline<'_, F, O> {
     type Output = Option<F::Output>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        this.observer.before_agent_poll();
         if let Poll::Ready(v) = this.fut.poll(cx) {
             return Poll::Ready(Some(v));
         }
@@ -149,13 +154,13 @@ where
             },
             None => None,
         };
-        observer.attempt_started(attempt);
+        observer.attempt_started(attempt, attempt_start);
         let attempt_deadline = match policy.attempt_timeout {
             Some(t) => deadline.min(attempt_start + t),
             None => deadline,
         };
         let span = observer.attempt_span(attempt);
-        let attempt_fut = Deadline { fut: op(attempt), deadline: attempt_deadline, sleep: None };
+        let attempt_fut = Deadline { fut: op(attempt), deadline: attempt_deadline, sleep: None, observer };
         let res = if span.is_disabled() {
             attempt_fut.await
         } else {
