@@ -100,6 +100,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let files = FileStore::new(dir.path());
     let file_rt = Runtime::new(files.clone());
+    let strict_rt = Runtime::new(files.clone().write_per_event(true));
 
     for parallel in [false, true] {
         let mut group = c.benchmark_group(if parallel { "parallel" } else { "sequence" });
@@ -122,21 +123,29 @@ fn bench(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("orchestr8_memory", n), &n, |b, _| {
                 b.iter(|| rt.block_on(mem.run(&wf, &(), ExecutionOptions::default())).unwrap().unwrap())
             });
-            group.bench_with_input(BenchmarkId::new("orchestr8_file", n), &n, |b, _| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let id = orchestr8_runtime::executor::new_execution_id();
-                        let opts = ExecutionOptions { execution_id: Some(id.clone()), ..ExecutionOptions::default() };
-                        let t = Instant::now();
-                        rt.block_on(file_rt.run(&wf, &(), opts)).unwrap().unwrap();
-                        total += t.elapsed();
-                        // Untimed: keep the temp dir small.
-                        std::fs::remove_file(files.path(&id)).unwrap();
-                    }
-                    total
-                })
-            });
+            let variants: &[(&str, &Runtime)] = if parallel {
+                &[("orchestr8_file", &file_rt)]
+            } else {
+                &[("orchestr8_file", &file_rt), ("orchestr8_file_per_event", &strict_rt)]
+            };
+            for (name, file_rt) in variants {
+                group.bench_with_input(BenchmarkId::new(*name, n), &n, |b, _| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let id = orchestr8_runtime::executor::new_execution_id();
+                            let opts =
+                                ExecutionOptions { execution_id: Some(id.clone()), ..ExecutionOptions::default() };
+                            let t = Instant::now();
+                            rt.block_on(file_rt.run(&wf, &(), opts)).unwrap().unwrap();
+                            total += t.elapsed();
+                            // Untimed: keep the temp dir small.
+                            std::fs::remove_file(files.path(&id)).unwrap();
+                        }
+                        total
+                    })
+                });
+            }
         }
         group.finish();
     }

@@ -159,7 +159,29 @@ impl JournalStore for FileStore {
     }
 }
 
-type Events = Arc<Mutex<Vec<JournalEvent>>>;
+/// Events in fixed-size chunks: appending never moves earlier events.
+#[derive(Default)]
+struct Chunks(Vec<Vec<JournalEvent>>);
+
+const CHUNK: usize = 1024;
+
+impl Chunks {
+    fn push(&mut self, ev: JournalEvent) {
+        match self.0.last_mut() {
+            Some(c) if c.len() < CHUNK => c.push(ev),
+            _ => {
+                let mut c = Vec::with_capacity(CHUNK);
+                c.push(ev);
+                self.0.push(c);
+            }
+        }
+    }
+    fn to_vec(&self) -> Vec<JournalEvent> {
+        self.0.iter().flatten().cloned().collect()
+    }
+}
+
+type Events = Arc<Mutex<Chunks>>;
 
 #[derive(Default)]
 struct MemoryInner {
@@ -205,7 +227,7 @@ impl MemoryStore {
     /// A copy of one execution's events (empty if unknown).
     pub fn events(&self, execution_id: &str) -> Vec<JournalEvent> {
         let j = self.lock().journals.get(execution_id).cloned();
-        j.map(|j| j.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
+        j.map(|j| j.lock().unwrap_or_else(|e| e.into_inner()).to_vec()).unwrap_or_default()
     }
 
     /// Execution ids held, oldest first.
@@ -253,7 +275,7 @@ impl JournalStore for MemoryStore {
                 None => break,
             }
         }
-        let events: Events = Arc::new(Mutex::new(Vec::new()));
+        let events: Events = Arc::new(Mutex::new(Chunks::default()));
         inner.journals.insert(execution_id.to_owned(), events.clone());
         inner.order.push_back(execution_id.to_owned());
         Ok(Box::new(MemoryWriter { events }))
@@ -263,7 +285,7 @@ impl JournalStore for MemoryStore {
         let j = self.lock().journals.get(execution_id).cloned();
         match j {
             Some(j) => {
-                Ok(JournalRead { events: j.lock().unwrap_or_else(|e| e.into_inner()).clone(), warnings: Vec::new() })
+                Ok(JournalRead { events: j.lock().unwrap_or_else(|e| e.into_inner()).to_vec(), warnings: Vec::new() })
             }
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no journal for execution {execution_id}"))),
         }
