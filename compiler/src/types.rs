@@ -69,7 +69,7 @@ impl Ty {
     /// Wraps it as optional (once).
     pub fn optional(self) -> Ty {
         match self {
-            Ty::Optional(_) | Ty::Any => self,
+            Ty::Optional(_) => self,
             other => Ty::Optional(Box::new(other)),
         }
     }
@@ -191,7 +191,8 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 
 /// Reads a JSON Schema into a shape, reporting every construct it cannot use.
 pub fn from_schema(schema: &Value) -> Result<Ty, Vec<SchemaProblem>> {
-    let mut reader = Reader { root: schema, problems: Vec::new(), resolving: Vec::new() };
+    let mut reader =
+        Reader { root: schema, problems: Vec::new(), resolving: Vec::new(), read: 0, depth: 0, cut_off: false };
     let ty = reader.read(schema, "");
     if reader.problems.is_empty() {
         Ok(ty)
@@ -205,7 +206,19 @@ struct Reader<'a> {
     problems: Vec<SchemaProblem>,
     /// `$ref` targets being read, to cut recursive types.
     resolving: Vec<String>,
+    /// Subschemas read so far: shared `$defs` are expanded per use, so a
+    /// schema built to explode is cut off rather than read for ever.
+    read: usize,
+    /// Current nesting, bounded to keep the stack safe.
+    depth: usize,
+    /// Whether a limit was hit (reported once).
+    cut_off: bool,
 }
+
+/// Most subschemas one schema may expand to.
+const MAX_SUBSCHEMAS: usize = 20_000;
+/// Deepest nesting of subschemas (through `$ref`s too).
+const MAX_SCHEMA_DEPTH: usize = 64;
 
 impl<'a> Reader<'a> {
     fn problem(&mut self, pointer: String, message: String, help: Option<String>) {
@@ -213,6 +226,25 @@ impl<'a> Reader<'a> {
     }
 
     fn read(&mut self, schema: &'a Value, at: &str) -> Ty {
+        self.read += 1;
+        if self.read > MAX_SUBSCHEMAS || self.depth >= MAX_SCHEMA_DEPTH {
+            if !self.cut_off {
+                self.cut_off = true;
+                self.problem(
+                    at.into(),
+                    format!("the schema expands to more than {MAX_SUBSCHEMAS} subschemas or nests more than {MAX_SCHEMA_DEPTH} deep"),
+                    Some("simplify it: share fewer `$defs` along more paths, or use `{}` for data checked at run time".into()),
+                );
+            }
+            return Ty::Any;
+        }
+        self.depth += 1;
+        let ty = self.read_inner(schema, at);
+        self.depth -= 1;
+        ty
+    }
+
+    fn read_inner(&mut self, schema: &'a Value, at: &str) -> Ty {
         let obj = match schema {
             Value::Bool(true) => return Ty::Any,
             Value::Bool(false) => {
@@ -366,6 +398,13 @@ impl<'a> Reader<'a> {
         };
         let is_null = |s: &Value| s.get("type").and_then(Value::as_str) == Some("null");
         let others: Vec<(usize, &'a Value)> = list.iter().enumerate().filter(|(_, s)| !is_null(s)).collect();
+        // Documented enum values (schemars' form): `oneOf` of string constants.
+        let constants: Option<Vec<String>> =
+            others.iter().map(|(_, s)| s.get("const").and_then(Value::as_str).map(str::to_owned)).collect();
+        if let Some(values) = constants.filter(|v| v.len() > 1) {
+            let ty = Ty::String(Some(values));
+            return if others.len() < list.len() { ty.optional() } else { ty };
+        }
         match others.as_slice() {
             [(i, one)] if list.len() == 2 => self.read(one, &format!("{at}/{i}")).optional(),
             _ => {

@@ -166,3 +166,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn integral_floats_are_integers() {
+    let text = VALID.replace("\"timeout\": \"30s\"", "\"timeout\": 30000.0, \"retry\": {\"maxAttempts\": 3.0}");
+    let v = check(text.as_bytes());
+    assert!(!v.has_errors(), "{:?}", v.diagnostics);
+}
+
+#[test]
+fn documented_enums_read_as_string_enums() {
+    let start = VALID.find("\"mood\": {").unwrap();
+    let end = start + VALID[start..].find('}').unwrap() + 1;
+    let text = format!(
+        "{}\"mood\": {{\"oneOf\": [{{\"const\": \"calm\", \"description\": \"c\"}}, {{\"const\": \"angry\"}}]}}{}",
+        &VALID[..start],
+        &VALID[end..]
+    );
+    assert_ne!(text, VALID);
+    let v = check(text.as_bytes());
+    assert!(!v.has_errors(), "{:?}", v.diagnostics);
+}
+
+#[test]
+fn carriage_returns_past_a_long_line_do_not_break_rendering() {
+    let text = format!("{{\"{}\": 1{}", "a".repeat(130), "\r".repeat(50));
+    assert_eq!(codes(&check(text.as_bytes())), [Code::JsonSyntax]);
+}
+
+#[test]
+fn a_long_chain_of_refs_is_cut_off() {
+    let defs: Vec<String> = (0..5000).map(|i| format!("\"d{i}\": {{\"$ref\": \"#/$defs/d{}\"}}", i + 1)).collect();
+    let schema =
+        format!("{{\"$ref\": \"#/$defs/d0\", \"$defs\": {{{}, \"d5000\": {{\"type\": \"string\"}}}}}}", defs.join(","));
+    let start = VALID.find("\"count\": {").unwrap();
+    let end = start + VALID[start..].find('}').unwrap() + 1;
+    let text = format!("{}\"count\": {schema}{}", &VALID[..start], &VALID[end..]);
+    let v = check(text.as_bytes());
+    assert!(codes(&v).contains(&Code::UnsupportedSchemaConstruct), "{:?}", codes(&v));
+}

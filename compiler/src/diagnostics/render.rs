@@ -122,7 +122,8 @@ fn span_len_on_line(index: &LineIndex<'_>, span: Span, line: usize) -> usize {
 /// length, after expanding tabs and cutting very long lines.
 fn window(line: &str, col: usize, len: usize) -> (String, usize, usize) {
     let chars: Vec<char> = line.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
-    let start = col - 1;
+    // A span may start past the shown text (in trimmed `\r`s or at the end of file).
+    let start = (col - 1).min(chars.len());
     if chars.len() <= MAX_SHOWN_LINE {
         let len = len.min(chars.len().saturating_sub(start).max(1));
         return (chars.iter().collect(), start, len);

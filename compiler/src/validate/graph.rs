@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use orchestr8_schema::ast::{Duration, Policy, PolicyRef, RetryPolicy, Step, Workflow};
+use orchestr8_schema::source::escape_pointer_token;
 
 use super::Doc;
 use crate::diagnostics::{suggestion, Code, Diagnostic};
@@ -97,7 +98,7 @@ pub fn check<'a>(workflow: &'a Workflow, doc: &Doc<'_>, out: &mut Vec<Diagnostic
     index_steps(&workflow.steps, "/steps", Container::Sequence, "", &mut Vec::new(), &mut graph);
 
     for id in workflow.agents.keys() {
-        let pointer = format!("/agents/{id}");
+        let pointer = format!("/agents/{}", escape_pointer_token(id));
         check_not_keyword(id, "agent id", &pointer, doc.key(&pointer), out);
     }
     let mut used_agents = BTreeSet::new();
@@ -173,11 +174,11 @@ pub fn check<'a>(workflow: &'a Workflow, doc: &Doc<'_>, out: &mut Vec<Diagnostic
     }
     for (name, policy) in &workflow.policies {
         let default = if name == "default" { None } else { workflow.policies.get("default") };
-        check_policy(policy, default, &format!("/policies/{name}"), doc, out);
+        check_policy(policy, default, &format!("/policies/{}", escape_pointer_token(name)), doc, out);
     }
 
     for id in workflow.agents.keys().filter(|id| !used_agents.contains(id.as_str())) {
-        let pointer = format!("/agents/{id}");
+        let pointer = format!("/agents/{}", escape_pointer_token(id));
         out.push(
             Diagnostic::error(
                 Code::UnusedAgent,
@@ -190,7 +191,7 @@ pub fn check<'a>(workflow: &'a Workflow, doc: &Doc<'_>, out: &mut Vec<Diagnostic
         );
     }
     for name in workflow.policies.keys().filter(|n| *n != "default" && !used_policies.contains(n.as_str())) {
-        let pointer = format!("/policies/{name}");
+        let pointer = format!("/policies/{}", escape_pointer_token(name));
         out.push(
             Diagnostic::error(
                 Code::UnusedPolicy,

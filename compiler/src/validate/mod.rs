@@ -90,18 +90,27 @@ pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
         diagnostics.extend(schema_errors);
         return finish(parsed.text, diagnostics, None);
     }
-    let workflow: Workflow = match serde_json::from_value(parsed.value.clone()) {
+    // JSON Schema counts `30000.0` as an integer; so do the AST types.
+    let mut value = parsed.value.clone();
+    integral_floats_to_integers(&mut value);
+    let workflow: Workflow = match serde_path_to_error::deserialize(value) {
         Ok(w) => w,
         Err(e) => {
-            // The schema accepted what the types reject: the two disagree.
+            // The schema accepted what the types reject (a number too large, say).
+            let pointer: String = e
+                .path()
+                .iter()
+                .map(|segment| match segment {
+                    serde_path_to_error::Segment::Seq { index } => format!("/{index}"),
+                    serde_path_to_error::Segment::Map { key } => format!("/{}", source::escape_pointer_token(key)),
+                    _ => String::new(),
+                })
+                .collect();
+            let span = parsed.spans.value_or_ancestor(&pointer);
             diagnostics.push(
-                Diagnostic::error(
-                    Code::Internal,
-                    format!("internal compiler error: the workflow passed the schema but not the AST types: {e}"),
-                    "",
-                    Span::default(),
-                )
-                .with_help("please report this, with the workflow, to the orchestr8 issue tracker"),
+                Diagnostic::error(Code::WrongType, format!("this value cannot be read: {}", e.inner()), pointer, span)
+                    .with_label("not readable")
+                    .with_help("check the field's type in the workflow schema (`orchestr8 schema`)"),
             );
             return finish(parsed.text, diagnostics, None);
         }
@@ -136,4 +145,21 @@ fn syntax_diagnostic(issue: source::SyntaxIssue) -> Diagnostic {
         _ => "here",
     };
     Diagnostic::error(code, issue.message, issue.pointer, issue.span).with_label(label).with_optional_help(issue.help)
+}
+
+/// Rewrites numbers like `30000.0` as integers, recursively.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) && f < 2f64.powi(63) {
+                *value = serde_json::Value::from(f as u64);
+            } else if f.fract() == 0.0 && f < 0.0 && f >= i64::MIN as f64 {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }

@@ -34,6 +34,10 @@ pub fn check(document: &Value, spans: &SpanIndex) -> Vec<Diagnostic> {
         cx.convert(&error, &mut out);
     }
     fold_misspelled_required(&mut out);
+    // A document of another format version fails everywhere; say only that.
+    if out.iter().any(|d| d.code == Code::UnsupportedVersion) {
+        out.retain(|d| d.code == Code::UnsupportedVersion);
+    }
     out
 }
 
@@ -239,7 +243,11 @@ impl<'a> Context<'a> {
                         at_value,
                     )
                     .with_label("empty list")
-                    .with_help("add a step, or remove the block"),
+                    .with_help(if pointer == "/steps" {
+                        "a workflow needs at least one step"
+                    } else {
+                        "add a step, or remove the block"
+                    }),
                 );
             }
             ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {

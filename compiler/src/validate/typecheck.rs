@@ -26,7 +26,8 @@ pub fn check(
     agents: &dyn AgentSchemaSource,
     out: &mut Vec<Diagnostic>,
 ) {
-    let mut cx = Checker { doc, graph, out, outputs: Vec::new(), input_ty: Ty::Any };
+    let mut cx =
+        Checker { doc, graph, out, outputs: Vec::new(), input_ty: Ty::Any, declares_input: workflow.input.is_some() };
     let input_ty = match &workflow.input {
         Some(schema) => cx.schema_ty(
             &DeclaredSchema { schema: schema.clone(), origin: Origin::Workflow { pointer: "/input".into() } },
@@ -65,7 +66,7 @@ pub fn check(
                         )
                         .with_label("no schema")
                         .with_help(format!(
-                            "declare `{}` on the agent, or declare the agent with `#[agent]`",
+                            "`orchestr8 validate` does not read `#[agent]` declarations yet: add `{}` to the agent to type-check its steps",
                             missing.join("` and `")
                         )),
                     );
@@ -106,6 +107,28 @@ pub fn check(
         let site = Site { referrer: Some(index), agent: &step.agent, origin: consumer.map(|(_, o)| o.clone()) };
         cx.check_object(&step.input, &format!("{}/input", node.pointer), &expected, &site);
     }
+    if workflow.output.is_none() {
+        // The result is then the last step's output, which a block does not have.
+        if let Some(last) = workflow.steps.last().filter(|s| !matches!(s, Step::Agent(_))) {
+            let pointer = format!("/steps/{}", workflow.steps.len() - 1);
+            let kind = last.children_key().unwrap_or("block");
+            cx.out.push(
+                Diagnostic::error(
+                    Code::BlockHasNoOutput,
+                    format!(
+                        "the workflow has no `output`, and its last step `{}` is a {kind} block, which has no output",
+                        last.id()
+                    ),
+                    pointer.clone(),
+                    doc.value(&pointer),
+                )
+                .with_label("the last step")
+                .with_help(
+                    "add a top-level `output` that picks the results you need, e.g. `{\"x\": \"${steps.ID.output}\"}`",
+                ),
+            );
+        }
+    }
     if let Some(output) = &workflow.output {
         let site = Site { referrer: None, agent: "", origin: None };
         cx.check_value(output, "/output", &Ty::Any, &site);
@@ -135,6 +158,8 @@ struct Checker<'a, 'g> {
     outputs: Vec<Ty>,
     /// The workflow input's shape.
     input_ty: Ty,
+    /// Whether the workflow has an `input` schema.
+    declares_input: bool,
 }
 
 impl Checker<'_, '_> {
@@ -329,6 +354,19 @@ impl Checker<'_, '_> {
         // The reference up to the segment being resolved, for messages.
         let mut reached = Reference { root: reference.root.clone(), path: Vec::new() }.to_string();
         let (mut ty, mut described) = match &reference.root {
+            Root::Input if !self.declares_input && !reference.path.is_empty() => {
+                self.out.push(
+                    Diagnostic::error(
+                        Code::NoSuchField,
+                        format!("{shown}: the workflow declares no `input` schema, so its input is `{{}}`"),
+                        pointer,
+                        span,
+                    )
+                    .with_label("no workflow input")
+                    .with_help("add a top-level `input` JSON Schema with this field"),
+                );
+                return None;
+            }
             Root::Input => (self.input_ty.clone(), "the workflow's input".to_owned()),
             Root::ExecutionId | Root::CorrelationId | Root::WorkflowId | Root::WorkflowVersion => {
                 return Some(Ty::String(None))
