@@ -5,6 +5,7 @@
 //! Throughput is reported per step (`elements`), so criterion's time per
 //! element is the time per step.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,46 @@ fn bench(c: &mut Criterion) {
     let files = FileStore::new(dir.path());
     let file_rt = Runtime::new(files.clone());
     let strict_rt = Runtime::new(files.clone().write_per_event(true));
+
+    // The floor for a file journal with one write(2) per step: the same bytes
+    // per step as the executor writes, appended with one write(2) each, then
+    // one fsync, with no runtime at all.
+    {
+        let id = orchestr8_runtime::executor::new_execution_id();
+        let opts = ExecutionOptions { execution_id: Some(id.clone()), ..ExecutionOptions::default() };
+        rt.block_on(file_rt.run(&workflow(1000, false, &registry), &(), opts)).unwrap().unwrap();
+        let bytes = std::fs::read(files.path(&id)).unwrap();
+        std::fs::remove_file(files.path(&id)).unwrap();
+        let step = vec![b'x'; bytes.len() / 1000];
+        let mut group = c.benchmark_group("io");
+        group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(20);
+        for n in [1_000usize, 10_000] {
+            group.throughput(Throughput::Elements(n as u64));
+            for fsync in [false, true] {
+                let name = if fsync { "write_per_step_then_fsync" } else { "write_per_step" };
+                group.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let path = dir.path().join(orchestr8_runtime::executor::new_execution_id());
+                            let t = Instant::now();
+                            let mut f = std::fs::OpenOptions::new().create_new(true).append(true).open(&path).unwrap();
+                            for _ in 0..n {
+                                f.write_all(&step).unwrap();
+                            }
+                            if fsync {
+                                f.sync_data().unwrap();
+                            }
+                            total += t.elapsed();
+                            std::fs::remove_file(&path).unwrap();
+                        }
+                        total
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
 
     for parallel in [false, true] {
         let mut group = c.benchmark_group(if parallel { "parallel" } else { "sequence" });

@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::agent::{Agent, AgentContext, BoxFuture, ExecutionMeta};
 use crate::bus::EventBus;
 use crate::error::{ErrorKind, ExecutionError, StepError};
-use crate::journal::{EventKind, JournalEvent, JournalStore, MemoryStore, StateName};
+use crate::journal::{EventKind, EventLabels, JournalEvent, JournalStore, Json, MemoryStore, StateName};
 use crate::policy::Policy;
 use crate::resilience::{self, BreakerRegistry, CircuitBreaker, CircuitTransition, Observer};
 use crate::state::{ExecutionState, StepState};
@@ -87,6 +87,9 @@ struct RecorderInner {
     seq: u64,
     writer: Box<dyn crate::journal::JournalWriter>,
     failed: bool,
+    /// Events held back by the writer, published on the bus once flushed:
+    /// nothing leaves the runtime before it is in the OS.
+    unpublished: Vec<Arc<JournalEvent>>,
 }
 
 impl fmt::Debug for Recorder {
@@ -116,6 +119,13 @@ impl Recorder {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let res = inner.writer.flush();
         self.check(&mut inner, res);
+        self.publish_flushed(&mut inner);
+    }
+
+    fn publish_flushed(&self, inner: &mut RecorderInner) {
+        for ev in inner.unpublished.drain(..) {
+            self.bus.publish(ev);
+        }
     }
 
     fn check(&self, inner: &mut RecorderInner, res: io::Result<()>) {
@@ -127,17 +137,15 @@ impl Recorder {
         }
     }
 
-    /// Assigns the next `seq`, appends, publishes. A journal write error is
-    /// logged once and the execution goes on.
+    /// Assigns the next `seq`, appends, publishes (once the event is in the
+    /// OS). A journal write error is logged once and the execution goes on.
     pub fn record(&self, mut event: JournalEvent) {
         let terminal = event.event.is_terminal();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.seq += 1;
         event.seq = inner.seq;
-        if self.bus.has_subscribers() {
-            // Published under the lock so the bus sees seq order too.
-            self.bus.publish(Arc::new(event.clone()));
-        }
+        // Published under the lock so the bus sees seq order too.
+        let publish = self.bus.has_subscribers().then(|| Arc::new(event.clone()));
         let mut res = inner.writer.append(event);
         if terminal && res.is_ok() {
             res = inner.writer.sync();
@@ -145,6 +153,14 @@ impl Recorder {
             self.dirty.store(true, Ordering::Release);
         }
         self.check(&mut inner, res);
+        if let Some(ev) = publish {
+            if self.buffers && !terminal {
+                inner.unpublished.push(ev);
+            } else {
+                self.publish_flushed(&mut inner);
+                self.bus.publish(ev);
+            }
+        }
     }
 
     /// The execution this recorder writes for.
@@ -169,7 +185,7 @@ impl Recorder {
         let mut ev = self.event(t.event());
         ev.step_id = Some(step.clone());
         ev.agent_id = Some(t.key.agent_id.clone());
-        ev.agent_version = Some(t.key.version.clone());
+        ev.labels_mut().agent_version = Some(t.key.version.clone());
         self.record(ev);
     }
 }
@@ -490,7 +506,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
                 let mut ev = rec.step_event(EventKind::StepCancelled, &self.id, &self.agent_id, end);
                 ev.attempt = Some(e.attempt);
                 ev.duration_ms = Some(millis(end - started));
-                ev.error = Some(e.with_step(self.id.clone()));
+                ev.error = Some(Box::new(e.with_step(self.id.clone())));
                 ev.state = Some(StepState::Cancelled.into());
                 rec.record(ev);
                 Outcome::Cancelled
@@ -507,7 +523,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         ev.attempt = Some(e.attempt);
         ev.duration_ms = Some(millis(end - started));
         ev.state = Some(state.into());
-        ev.error = Some(e.clone());
+        ev.error = Some(Box::new(e.clone()));
         rec.record(ev);
         match self.on_error {
             OnError::Fail => Outcome::Failed(e),
@@ -557,7 +573,7 @@ impl Observer for StepObserver<'_> {
         let mut ev = self.rec.step_event(EventKind::StepAttemptFailed, self.step, self.agent, Instant::now());
         ev.attempt = Some(attempt);
         ev.duration_ms = Some(millis(elapsed));
-        ev.error = Some(error.clone().with_step(self.step.clone()));
+        ev.error = Some(Box::new(error.clone().with_step(self.step.clone())));
         self.rec.record(ev);
     }
 
@@ -607,9 +623,9 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn to_json<T: Serialize>(v: &T) -> Option<Value> {
+fn to_json<T: Serialize>(v: &T) -> Option<Json> {
     match serde_json::to_value(v) {
-        Ok(v) => Some(v),
+        Ok(v) => Some(Json::from(v)),
         Err(e) => {
             tracing::warn!(error = %e, "value cannot be journaled as JSON");
             None
@@ -736,14 +752,14 @@ impl Runtime {
             recorder: Recorder {
                 meta,
                 bus: self.bus.clone(),
-                inner: Mutex::new(RecorderInner { seq: 0, writer, failed: false }),
+                inner: Mutex::new(RecorderInner { seq: 0, writer, failed: false, unpublished: Vec::new() }),
                 buffers,
                 dirty: AtomicBool::new(false),
                 base_wall: SystemTime::now(),
                 base_mono: Instant::now(),
             },
             definition_hash: info.definition_hash.clone(),
-            input: opts.input,
+            input: opts.input.map(Json::from),
             cancel: opts.cancel.unwrap_or_default(),
             state: Arc::new(AtomicU8::new(ExecutionState::Pending.to_u8())),
         })
@@ -795,7 +811,7 @@ pub fn new_execution_id() -> String {
 pub struct Execution {
     recorder: Recorder,
     definition_hash: Arc<str>,
-    input: Option<Value>,
+    input: Option<Json>,
     cancel: CancellationToken,
     state: Arc<AtomicU8>,
 }
@@ -847,10 +863,13 @@ impl Execution {
         let started = Instant::now();
         self.set_state(ExecutionState::Running);
         let mut ev = rec.event(EventKind::ExecutionStarted);
-        ev.workflow_id = Some(rec.meta.workflow_id.clone());
-        ev.workflow_version = Some(rec.meta.workflow_version.clone());
-        ev.definition_hash = Some(self.definition_hash.clone());
-        ev.correlation_id = Some(rec.meta.correlation_id.clone());
+        ev.labels = Some(Box::new(EventLabels {
+            workflow_id: Some(rec.meta.workflow_id.clone()),
+            workflow_version: Some(rec.meta.workflow_version.clone()),
+            definition_hash: Some(self.definition_hash.clone()),
+            correlation_id: Some(rec.meta.correlation_id.clone()),
+            agent_version: None,
+        }));
         ev.input = self.input.clone();
         ev.state = Some(StateName::Running);
         rec.record(ev);
@@ -875,7 +894,7 @@ impl Execution {
         ev.state = Some(final_state.into());
         match &result {
             Ok(o) => ev.output = to_json(o),
-            Err(e) => ev.error = Some(e.clone()),
+            Err(e) => ev.error = Some(Box::new(e.clone())),
         }
         rec.record(ev);
         self.set_state(final_state);

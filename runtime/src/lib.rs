@@ -26,7 +26,7 @@ pub use executor::{
     AgentStep, Execution, ExecutionHandle, ExecutionOptions, Node, OnError, Outcome, Runtime, StepNode, Workflow,
     WorkflowInfo,
 };
-pub use journal::{FileStore, JournalEvent, JournalStore, MemoryStore};
+pub use journal::{FileStore, JournalEvent, JournalStore, Json, MemoryStore};
 pub use policy::{CircuitBreakerPolicy, Policy, PolicyOverlay, RetryPolicy};
 pub use resilience::{BreakerRegistry, CircuitBreaker, CircuitState};
 pub use state::{ExecutionState, StepState};

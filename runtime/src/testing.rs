@@ -326,10 +326,10 @@ pub fn assert_well_formed(events: &[JournalEvent]) {
     let first = &events[0];
     assert_eq!(first.name(), "execution.started");
     assert!(
-        first.workflow_id.is_some()
-            && first.workflow_version.is_some()
-            && first.definition_hash.is_some()
-            && first.correlation_id.is_some(),
+        first.workflow_id().is_some()
+            && first.workflow_version().is_some()
+            && first.definition_hash().is_some()
+            && first.correlation_id().is_some(),
         "execution.started lacks identity fields: {first:?}"
     );
     let terminal = events.iter().filter(|e| e.event.is_terminal()).count();

@@ -179,18 +179,18 @@ async fn three_steps_with_a_parallel_block() {
         ]
     );
     let started = &events[0];
-    assert_eq!(started.workflow_id.as_deref(), Some("ticket-triage"));
-    assert_eq!(started.workflow_version.as_deref(), Some("0.1.0"));
-    assert_eq!(started.definition_hash.as_deref(), Some("sha256:abc"));
-    assert_eq!(started.correlation_id.as_deref(), Some("corr-1"));
-    assert_eq!(started.input, Some(json!({"ticketId": "T-1"})));
-    assert_eq!(events[1].input, Some(json!({"id": "T-1"})));
+    assert_eq!(started.workflow_id(), Some("ticket-triage"));
+    assert_eq!(started.workflow_version(), Some("0.1.0"));
+    assert_eq!(started.definition_hash(), Some("sha256:abc"));
+    assert_eq!(started.correlation_id(), Some("corr-1"));
+    assert_eq!(started.input.as_deref(), Some(&json!({"ticketId": "T-1"})));
+    assert_eq!(events[1].input.as_deref(), Some(&json!({"id": "T-1"})));
     assert_eq!(events[1].agent_id.as_deref(), Some("fetch_ticket"));
-    assert_eq!(events[3].output, Some(json!({"body": "my printer is on fire"})));
+    assert_eq!(events[3].output.as_deref(), Some(&json!({"body": "my printer is on fire"})));
     assert_eq!(events[9].duration_ms, Some(2000));
     assert_eq!(events[12].input, None);
-    assert_eq!(events[10].input, Some(json!({"category": "hardware", "mood": "angry"})));
-    assert_eq!(events[13].output, Some(out));
+    assert_eq!(events[10].input.as_deref(), Some(&json!({"category": "hardware", "mood": "angry"})));
+    assert_eq!(events[13].output.as_deref(), Some(&out));
     assert_eq!(events[13].state, Some(StateName::Completed));
 
     let snap = store.read(&id).unwrap().snapshot();
@@ -455,7 +455,7 @@ async fn golden_circuit_events_in_journals() {
         .iter()
         .flatten()
         .filter(|e| e.name().starts_with("circuit."))
-        .map(|e| (e.name(), e.agent_id.as_deref().unwrap(), e.agent_version.as_deref().unwrap()))
+        .map(|e| (e.name(), e.agent_id.as_deref().unwrap(), e.agent_version().unwrap()))
         .collect();
     assert_eq!(
         circuit,

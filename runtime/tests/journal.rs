@@ -81,7 +81,7 @@ fn event_serialises_in_the_contract_shape() {
     ev.agent_id = Some("fetch_ticket".into());
     ev.attempt = Some(2);
     ev.duration_ms = Some(15);
-    ev.error = Some(StepError::new(ErrorKind::Timeout, "step timed out", 2).with_step("fetch".into()));
+    ev.error = Some(Box::new(StepError::new(ErrorKind::Timeout, "step timed out", 2).with_step("fetch".into())));
     let v = serde_json::to_value(&ev).unwrap();
     assert_eq!(
         v,
@@ -297,4 +297,148 @@ async fn events_reach_the_file_before_agent_code_runs() {
             "step.attempt.started"
         ]
     );
+}
+
+#[test]
+fn hand_written_lines_are_serdes_bytes() {
+    use orchestr8_runtime::journal::{EventLabels, LineCache};
+    let mut cache = LineCache::default();
+    let mut out = Vec::new();
+    let base = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_764_000_000_123_456);
+    let mut events = Vec::new();
+    for (i, kind) in
+        [EventKind::ExecutionStarted, EventKind::StepStarted, EventKind::StepRetryScheduled].into_iter().enumerate()
+    {
+        let mut ev = JournalEvent::at("exec-1".into(), kind, base + std::time::Duration::from_millis(700 * i as u64));
+        ev.seq = i as u64 + 1;
+        events.push(ev);
+    }
+    events[0].labels = Some(Box::new(EventLabels {
+        workflow_id: Some("w".into()),
+        workflow_version: Some("1.0.0".into()),
+        definition_hash: Some("sha256:\"quoted\"".into()),
+        correlation_id: Some("c\n1".into()),
+        agent_version: None,
+    }));
+    events[0].input = Some(json!({"z": 1, "a": [true, null, 1.5, "é\u{1}"]}).into());
+    events[0].state = Some(StateName::Running);
+    events[1].step_id = Some("s\\1".into());
+    events[1].agent_id = Some("agent".into());
+    events[1].input = Some(Value::Null.into());
+    events[1].output = Some(json!("done").into());
+    events[1].state = Some(StateName::TimedOut);
+    events[1].attempt = Some(3);
+    events[1].duration_ms = Some(u64::MAX);
+    events[1].error = Some(Box::new(StepError::new(ErrorKind::Timeout, "late\t", 3).with_step("s".into())));
+    events[2].delay_ms = Some(0);
+    events[2].labels_mut().agent_version = Some("2.0".into());
+    // Another execution id through the same cache, and a time before 1970 (written as the epoch).
+    let mut other = JournalEvent::at("other \"id\"".into(), EventKind::StepSkipped, std::time::UNIX_EPOCH);
+    other.ts = std::time::UNIX_EPOCH - std::time::Duration::from_secs(1);
+    events.push(other);
+    for ev in &events {
+        out.clear();
+        ev.write_line(&mut out, &mut cache);
+        let mut want = serde_json::to_vec(ev).unwrap();
+        want.push(b'\n');
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want));
+        let back: JournalEvent = serde_json::from_slice(&out).unwrap();
+        // (`"input":null` reads back as no input, as it always did.)
+        if ev.ts > std::time::UNIX_EPOCH && ev.input.as_deref() != Some(&Value::Null) {
+            assert_eq!(&back, ev);
+        }
+    }
+}
+
+/// Reads its execution's journal file as soon as its code runs; the first
+/// attempt of every step fails (retryably).
+struct Witness {
+    dir: std::path::PathBuf,
+    seen: std::sync::Mutex<Vec<(String, u32, Vec<JournalEvent>)>>,
+}
+
+impl orchestr8_runtime::Agent for Witness {
+    type Input = ();
+    type Output = ();
+    fn id(&self) -> &str {
+        "witness"
+    }
+    fn version(&self) -> &str {
+        "1"
+    }
+    async fn run(&self, ctx: &orchestr8_runtime::AgentContext<'_>, _: ()) -> Result<(), orchestr8_runtime::AgentError> {
+        let read = journal::read_file(self.dir.join(format!("{}.jsonl", ctx.execution_id()))).unwrap();
+        assert!(read.warnings.is_empty(), "only whole lines reach the file: {:?}", read.warnings);
+        self.seen.lock().unwrap().push((ctx.step_id().to_string(), ctx.attempt(), read.events));
+        tokio::task::yield_now().await;
+        if ctx.attempt() == 1 {
+            return Err(orchestr8_runtime::AgentError::retryable("first attempts fail"));
+        }
+        Ok(())
+    }
+}
+
+/// The invariant that lets the file journal group events into one write(2):
+/// everything recorded before an agent's code runs is in the file when it
+/// runs (retries and parallel siblings included), and the bus hands out an
+/// event only once it is in the file.
+#[tokio::test(start_paused = true)]
+async fn everything_recorded_before_agent_code_is_in_the_file() {
+    use orchestr8_runtime::{BusMessage, Policy, RetryPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let runtime = Runtime::new(store.clone());
+    let agent = Arc::new(Witness { dir: dir.path().to_path_buf(), seen: Default::default() });
+    let policy = Policy { retry: RetryPolicy { jitter: false, ..RetryPolicy::default() }, ..Policy::default() };
+    let step = |id: &str| AgentStep::new(id, agent.clone(), |_: &()| Ok(()), |_: &(), _| Ok(())).policy(policy);
+    let wf = Workflow::with_registry(
+        WorkflowInfo::new("w", "1", "h"),
+        Node::sequence(vec![
+            step("first").node(),
+            Node::parallel("block", true, vec![step("left").node(), step("right").node()]),
+            step("last").node(),
+        ]),
+        |_: &()| Ok(()),
+        &BreakerRegistry::new(2),
+    );
+    let mut sub = runtime.bus().subscribe();
+    let path = store.path("inv");
+    let watcher = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(BusMessage::Event(ev)) = sub.recv().await {
+            let in_file = journal::read_file(&path).unwrap().events;
+            assert!(in_file.iter().any(|e| e.seq == ev.seq), "bus had seq {} before the file", ev.seq);
+            n += 1;
+            if ev.event.is_terminal() {
+                break;
+            }
+        }
+        n
+    });
+    let o = ExecutionOptions { execution_id: Some("inv".into()), ..ExecutionOptions::default() };
+    runtime.run(&wf, &(), o).await.unwrap().unwrap();
+    let all = store.read("inv").unwrap().events;
+    assert_eq!(watcher.await.unwrap(), all.len());
+    let seen = agent.seen.lock().unwrap();
+    assert_eq!(seen.len(), 8, "two attempts of four steps");
+    for (step, attempt, in_file) in seen.iter() {
+        // What the agent saw is a prefix of the final journal…
+        assert_eq!(in_file[..], all[..in_file.len()], "{step}#{attempt}");
+        // …that holds everything recorded before its attempt started, the
+        // failure and retry of the attempt before included.
+        let started = all
+            .iter()
+            .position(|e| {
+                e.event == EventKind::StepAttemptStarted
+                    && e.step_id.as_deref() == Some(step)
+                    && e.attempt == Some(*attempt)
+            })
+            .unwrap();
+        assert!(in_file.len() > started, "{step}#{attempt} ran before its attempt.started reached the file");
+        if *attempt == 2 {
+            assert!(in_file
+                .iter()
+                .any(|e| e.event == EventKind::StepRetryScheduled && e.step_id.as_deref() == Some(step)));
+        }
+    }
 }

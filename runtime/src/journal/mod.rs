@@ -142,61 +142,128 @@ impl From<StepState> for StateName {
     }
 }
 
-/// One line of the journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A JSON value in the journal: shared (cloning is a reference count), and
+/// `null` costs no allocation. Derefs to [`Value`].
+#[derive(Clone, Default)]
+pub struct Json(Option<Arc<Value>>);
+
+static NULL: Value = Value::Null;
+
+impl Json {
+    /// `null`.
+    pub const NULL: Json = Json(None);
+
+    /// The value.
+    pub fn value(&self) -> &Value {
+        self.0.as_deref().unwrap_or(&NULL)
+    }
+}
+
+impl std::ops::Deref for Json {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.value()
+    }
+}
+
+impl From<Value> for Json {
+    fn from(v: Value) -> Self {
+        if v.is_null() {
+            Json(None)
+        } else {
+            Json(Some(Arc::new(v)))
+        }
+    }
+}
+
+impl From<Arc<Value>> for Json {
+    fn from(v: Arc<Value>) -> Self {
+        Json(Some(v))
+    }
+}
+
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl PartialEq<Value> for Json {
+    fn eq(&self, other: &Value) -> bool {
+        self.value() == other
+    }
+}
+
+impl std::fmt::Debug for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value().fmt(f)
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(Json::from)
+    }
+}
+
+/// The fields only `execution.started` (the workflow's identity) and
+/// `circuit.*` events (the agent's version) carry, kept out of line so the
+/// common step events stay small.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventLabels {
+    /// `execution.started` only.
+    pub workflow_id: Option<Arc<str>>,
+    /// `execution.started` only.
+    pub workflow_version: Option<Arc<str>>,
+    /// `execution.started` only.
+    pub definition_hash: Option<Arc<str>>,
+    /// `execution.started` only.
+    pub correlation_id: Option<Arc<str>>,
+    /// The agent's version, on `circuit.*` events (the breaker's key).
+    pub agent_version: Option<Arc<str>>,
+}
+
+/// One line of the journal. Serialises to the contract's flat JSON object
+/// (`labels` are flattened, absent fields are left out).
+///
+/// Kept small (the memory journal holds and drops millions of these): JSON
+/// values are shared [`Json`], the error and the rare labels are boxed.
+#[derive(Debug, Clone, PartialEq)]
 pub struct JournalEvent {
     /// 1, 2, 3… in the order events were appended.
     pub seq: u64,
     /// Wall-clock time, RFC 3339 UTC.
-    #[serde(with = "rfc3339")]
     pub ts: SystemTime,
     /// The execution.
     pub execution_id: Arc<str>,
     /// What happened.
     pub event: EventKind,
+    /// The execution's or step's state after this event.
+    pub state: Option<StateName>,
     /// The step, for `step.*` events (and circuit events a step caused).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_id: Option<Arc<str>>,
     /// The agent, for `step.*` and `circuit.*` events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<Arc<str>>,
     /// The attempt, from 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     /// Duration of the attempt, step or execution.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
-    /// The step's (or execution's) input.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input: Option<Value>,
-    /// The step's (or execution's) output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    /// The failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<StepError>,
     /// Backoff before the next attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
-    /// The execution's or step's state after this event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<StateName>,
-    /// `execution.started` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow_id: Option<Arc<str>>,
-    /// `execution.started` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow_version: Option<Arc<str>>,
-    /// `execution.started` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub definition_hash: Option<Arc<str>>,
-    /// `execution.started` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<Arc<str>>,
-    /// The agent's version, on `circuit.*` events (the breaker's key).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_version: Option<Arc<str>>,
+    /// The step's (or execution's) input.
+    pub input: Option<Json>,
+    /// The step's (or execution's) output.
+    pub output: Option<Json>,
+    /// The failure.
+    pub error: Option<Box<StepError>>,
+    /// Workflow identity (`execution.started`) and agent version (`circuit.*`).
+    pub labels: Option<Box<EventLabels>>,
 }
 
 impl JournalEvent {
@@ -213,26 +280,163 @@ impl JournalEvent {
             ts,
             execution_id,
             event: kind,
+            state: None,
             step_id: None,
             agent_id: None,
             attempt: None,
             duration_ms: None,
+            delay_ms: None,
             input: None,
             output: None,
             error: None,
-            delay_ms: None,
-            state: None,
-            workflow_id: None,
-            workflow_version: None,
-            definition_hash: None,
-            correlation_id: None,
-            agent_version: None,
+            labels: None,
         }
     }
 
     /// The event's name.
     pub fn name(&self) -> &'static str {
         self.event.as_str()
+    }
+
+    /// The labels, created empty if absent, to set one.
+    pub fn labels_mut(&mut self) -> &mut EventLabels {
+        self.labels.get_or_insert_with(Default::default)
+    }
+
+    fn label(&self, f: impl Fn(&EventLabels) -> &Option<Arc<str>>) -> Option<&str> {
+        self.labels.as_deref().and_then(|l| f(l).as_deref())
+    }
+
+    /// `workflowId` (`execution.started`).
+    pub fn workflow_id(&self) -> Option<&str> {
+        self.label(|l| &l.workflow_id)
+    }
+
+    /// `workflowVersion` (`execution.started`).
+    pub fn workflow_version(&self) -> Option<&str> {
+        self.label(|l| &l.workflow_version)
+    }
+
+    /// `definitionHash` (`execution.started`).
+    pub fn definition_hash(&self) -> Option<&str> {
+        self.label(|l| &l.definition_hash)
+    }
+
+    /// `correlationId` (`execution.started`).
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.label(|l| &l.correlation_id)
+    }
+
+    /// `agentVersion` (`circuit.*`).
+    pub fn agent_version(&self) -> Option<&str> {
+        self.label(|l| &l.agent_version)
+    }
+
+    /// Appends the event as one JSON line (with its `\n`) to `out`: the same
+    /// bytes as `serde_json::to_writer` followed by a newline, written by
+    /// hand (no intermediate values, timestamps from a cached prefix).
+    pub fn write_line(&self, out: &mut Vec<u8>, cache: &mut LineCache) {
+        line::write(self, out, cache)
+    }
+}
+
+pub use line::LineCache;
+
+mod line;
+
+/// The contract's field names and order, shared by `Serialize` and the line writer.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    seq: u64,
+    #[serde(with = "rfc3339")]
+    ts: SystemTime,
+    execution_id: Arc<str>,
+    event: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    step_id: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent_id: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input: Option<Json>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<Json>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<Box<StepError>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<StateName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workflow_id: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workflow_version: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    definition_hash: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent_version: Option<Arc<str>>,
+}
+
+impl Serialize for JournalEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let l = self.labels.as_deref();
+        let label = |f: fn(&EventLabels) -> &Option<Arc<str>>| l.and_then(|l| f(l).clone());
+        Wire {
+            seq: self.seq,
+            ts: self.ts,
+            execution_id: self.execution_id.clone(),
+            event: self.event,
+            step_id: self.step_id.clone(),
+            agent_id: self.agent_id.clone(),
+            attempt: self.attempt,
+            duration_ms: self.duration_ms,
+            input: self.input.clone(),
+            output: self.output.clone(),
+            error: self.error.clone(),
+            delay_ms: self.delay_ms,
+            state: self.state,
+            workflow_id: label(|l| &l.workflow_id),
+            workflow_version: label(|l| &l.workflow_version),
+            definition_hash: label(|l| &l.definition_hash),
+            correlation_id: label(|l| &l.correlation_id),
+            agent_version: label(|l| &l.agent_version),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JournalEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = Wire::deserialize(d)?;
+        let labels = EventLabels {
+            workflow_id: w.workflow_id,
+            workflow_version: w.workflow_version,
+            definition_hash: w.definition_hash,
+            correlation_id: w.correlation_id,
+            agent_version: w.agent_version,
+        };
+        Ok(JournalEvent {
+            seq: w.seq,
+            ts: w.ts,
+            execution_id: w.execution_id,
+            event: w.event,
+            state: w.state,
+            step_id: w.step_id,
+            agent_id: w.agent_id,
+            attempt: w.attempt,
+            duration_ms: w.duration_ms,
+            delay_ms: w.delay_ms,
+            input: w.input,
+            output: w.output,
+            error: w.error,
+            labels: (labels != EventLabels::default()).then(|| Box::new(labels)),
+        })
     }
 }
 
@@ -242,7 +446,7 @@ mod rfc3339 {
     use serde::{de, Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_micros(*t))
+        s.serialize_str(&super::line::format_ts(*t))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
@@ -347,17 +551,17 @@ impl Snapshot {
                 EventKind::ExecutionStarted => s.execution = Some(ExecutionState::Running),
                 EventKind::ExecutionCompleted => {
                     s.execution = Some(ExecutionState::Completed);
-                    s.output = ev.output.clone();
+                    s.output = ev.output.as_ref().map(|o| o.value().clone());
                     terminal = true;
                 }
                 EventKind::ExecutionFailed => {
                     s.execution = Some(ExecutionState::Failed);
-                    s.error = ev.error.clone();
+                    s.error = ev.error.as_deref().cloned();
                     terminal = true;
                 }
                 EventKind::ExecutionCancelled => {
                     s.execution = Some(ExecutionState::Cancelled);
-                    s.error = ev.error.clone();
+                    s.error = ev.error.as_deref().cloned();
                     terminal = true;
                 }
                 _ => {}

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{JournalEvent, JournalRead};
+use super::{JournalEvent, JournalRead, LineCache};
 
 /// The default journal directory, relative to the working directory.
 pub const DEFAULT_JOURNAL_DIR: &str = ".orchestr8/executions";
@@ -91,14 +91,15 @@ impl Default for FileStore {
 
 struct FileWriter {
     file: File,
+    /// Reused: lines are written into it and handed to the OS from it.
     buf: Vec<u8>,
+    cache: LineCache,
     per_event: bool,
 }
 
 impl JournalWriter for FileWriter {
     fn append(&mut self, event: JournalEvent) -> io::Result<()> {
-        serde_json::to_writer(&mut self.buf, &event)?;
-        self.buf.push(b'\n');
+        event.write_line(&mut self.buf, &mut self.cache);
         if self.per_event || self.buf.len() >= MAX_BUFFERED {
             self.flush()?;
         }
@@ -151,7 +152,12 @@ impl JournalStore for FileStore {
             }
             Err(e) => return Err(e),
         };
-        Ok(Box::new(FileWriter { file, buf: Vec::with_capacity(4096), per_event: self.per_event }))
+        Ok(Box::new(FileWriter {
+            file,
+            buf: Vec::with_capacity(4096),
+            cache: LineCache::default(),
+            per_event: self.per_event,
+        }))
     }
 
     fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
