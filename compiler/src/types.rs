@@ -106,6 +106,23 @@ impl fmt::Display for Ty {
     }
 }
 
+impl Ty {
+    /// The whole shape, fields and all: `{id: integer, tags: [string]}`.
+    pub fn detailed(&self) -> String {
+        match self {
+            Ty::Object(o) => {
+                let fields: Vec<String> =
+                    o.fields.iter().map(|(name, f)| format!("{name}: {}", f.ty.detailed())).collect();
+                format!("{{{}}}", fields.join(", "))
+            }
+            Ty::Array(item) => format!("[{}]", item.detailed()),
+            Ty::Map(v) => format!("map of {}", v.detailed()),
+            Ty::Optional(inner) => format!("{}?", inner.detailed()),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A construct in a schema the compiler cannot use, with where it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchemaProblem {

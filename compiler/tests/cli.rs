@@ -20,7 +20,7 @@ fn stdout_of(cmd: &mut Command) -> String {
 
 #[test]
 fn valid_workflow_exits_zero() {
-    let out = orchestr8().args(["validate", "tests/valid-fixture.json"]).output().unwrap();
+    let out = orchestr8().args(["validate", "--declared-only", "tests/valid-fixture.json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "tests/valid-fixture.json: valid\n");
     assert!(out.stdout.is_empty());
@@ -28,7 +28,8 @@ fn valid_workflow_exits_zero() {
 
 #[test]
 fn invalid_workflow_exits_one_with_located_errors_on_stderr() {
-    let out = orchestr8().args(["validate", "tests/invalid/types-no-such-field.json"]).output().unwrap();
+    let out =
+        orchestr8().args(["validate", "--declared-only", "tests/invalid/types-no-such-field.json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     insta::assert_snapshot!(stderr);
@@ -37,7 +38,14 @@ fn invalid_workflow_exits_one_with_located_errors_on_stderr() {
 #[test]
 fn json_format_prints_one_object_per_diagnostic_on_stdout() {
     let out = orchestr8()
-        .args(["validate", "--format", "json", "tests/invalid/graph-unknown-agent.json", "tests/valid-fixture.json"])
+        .args([
+            "validate",
+            "--declared-only",
+            "--format",
+            "json",
+            "tests/invalid/graph-unknown-agent.json",
+            "tests/valid-fixture.json",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -55,7 +63,7 @@ fn warnings_alone_do_not_fail() {
     let text = include_str!("valid-fixture.json").replacen("\"agents\": {", "\"agents\": {\n    \"spare\": {\"kind\": \"rust\", \"crate\": \"x\", \"path\": \"x\", \"function\": \"f\", \"input\": {}, \"output\": {}},", 1);
     let path = dir.path().join("w.json");
     std::fs::write(&path, text).unwrap();
-    let out = orchestr8().arg("validate").arg(&path).output().unwrap();
+    let out = orchestr8().args(["validate", "--declared-only"]).arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("warning[W0320]: agent `spare` is never used"), "{stderr}");

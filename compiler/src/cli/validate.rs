@@ -1,10 +1,10 @@
 //! `orchestr8 validate FILE...`
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{stderr_color, Format, Status};
-use crate::agents::DeclaredInWorkflow;
+use crate::agents::{DeclaredInWorkflow, FromRustSource};
 use crate::diagnostics::{render_human, render_json, Code, Diagnostic, RenderOptions};
 use crate::validate::validate;
 
@@ -16,6 +16,10 @@ pub(super) struct Args {
     /// Output format of the diagnostics.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    /// Take agent schemas only from the workflow's `agents.ID.input`/`output`,
+    /// without reading the agent crates' `#[agent]` declarations.
+    #[arg(long)]
+    declared_only: bool,
 }
 
 /// Largest workflow file read; a bigger one is refused before it is loaded.
@@ -38,7 +42,12 @@ pub(super) fn run(args: &Args) -> Status {
                 continue;
             }
         };
-        let validation = validate(&bytes, &DeclaredInWorkflow);
+        let validation = if args.declared_only {
+            validate(&bytes, &DeclaredInWorkflow)
+        } else {
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            validate(&bytes, &FromRustSource::new(base))
+        };
         let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
         let warnings = validation.diagnostics.len() - errors;
         match args.format {

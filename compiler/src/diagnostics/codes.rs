@@ -113,6 +113,24 @@ codes! {
     /// An agent whose schemas cannot be found.
     AgentSchemaUnavailable = "W0407", Warning;
 
+    // E041x: agent crates and `#[agent]` declarations.
+    /// The agent's crate is not where the workflow says.
+    AgentCrateNotFound = "E0410", Error;
+    /// The crate at the agent's `path` has another name.
+    CrateNameMismatch = "E0411", Error;
+    /// The agent's function (or a module on its path) is not in the crate.
+    AgentFunctionNotFound = "E0412", Error;
+    /// The function is not marked `#[agent]`.
+    NotAnAgent = "E0413", Error;
+    /// The `#[agent]` declaration has errors.
+    InvalidAgentDeclaration = "E0414", Error;
+    /// A source file of the agent crate cannot be read or parsed.
+    AgentSourceUnreadable = "E0415", Error;
+    /// The workflow and the `#[agent]` declaration disagree.
+    DeclarationMismatch = "E0416", Error;
+    /// A declaration uses a named type the compiler cannot read from source.
+    NamedTypeUnresolved = "W0417", Warning;
+
     // E09xx: the compiler itself.
     /// A bug in orchestr8.
     Internal = "E0900", Error;

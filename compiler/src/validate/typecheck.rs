@@ -40,44 +40,35 @@ pub fn check(
     let mut agent_shapes: HashMap<&str, AgentShapes> = HashMap::new();
     for (id, definition) in &workflow.agents {
         let pointer = format!("/agents/{}", escape_pointer_token(id));
-        let shapes = match agents.schemas(id, definition, &pointer) {
-            Ok(schemas) => {
-                let read = |cx: &mut Checker<'_, '_>, s: Option<DeclaredSchema>, which: &str| {
-                    s.map(|s| {
-                        let ty = cx.schema_ty(&s, &pointer);
-                        (ty, s.origin)
-                    })
-                    .ok_or_else(|| which.to_owned())
-                };
-                let input = read(&mut cx, schemas.input, "input");
-                let output = read(&mut cx, schemas.output, "output");
-                let missing: Vec<&str> =
-                    [&input, &output].iter().filter_map(|r| r.as_ref().err().map(String::as_str)).collect();
-                if !missing.is_empty() {
-                    cx.out.push(
-                        Diagnostic::error(
-                            Code::AgentSchemaUnavailable,
-                            format!(
-                                "the {} schema of agent `{id}` is not known, so steps calling it are not type-checked",
-                                missing.join(" and ")
-                            ),
-                            pointer.clone(),
-                            doc.key(&pointer),
-                        )
-                        .with_label("no schema")
-                        .with_help(format!(
-                            "`orchestr8 validate` does not read `#[agent]` declarations yet: add `{}` to the agent to type-check its steps",
-                            missing.join("` and `")
-                        )),
-                    );
-                }
-                AgentShapes { input: input.ok(), output: output.ok() }
-            }
-            Err(diagnostics) => {
-                cx.out.extend(diagnostics);
-                AgentShapes { input: None, output: None }
-            }
-        };
+        let schemas = agents.schemas(id, definition, &pointer);
+        let reported = !schemas.diagnostics.is_empty();
+        for mut d in schemas.diagnostics {
+            // Sources report by pointer; the entry's key, or the field's value, is what to underline.
+            d.span = if d.pointer == pointer { doc.key(&d.pointer) } else { doc.value(&d.pointer) };
+            cx.out.push(d);
+        }
+        let input = schemas.input.map(|s| (cx.schema_ty(&s, &pointer), s.origin));
+        let output = schemas.output.map(|s| (cx.schema_ty(&s, &pointer), s.origin));
+        let missing: Vec<&str> = [("input", input.is_none()), ("output", output.is_none())]
+            .into_iter()
+            .filter_map(|(side, absent)| absent.then_some(side))
+            .collect();
+        if !missing.is_empty() && !reported {
+            cx.out.push(
+                Diagnostic::error(
+                    Code::AgentSchemaUnavailable,
+                    format!(
+                        "the {} schema of agent `{id}` is not known, so steps calling it are not type-checked",
+                        missing.join(" and ")
+                    ),
+                    pointer.clone(),
+                    doc.key(&pointer),
+                )
+                .with_label("no schema")
+                .with_help(format!("declare `{}` on the agent in the workflow", missing.join("` and `"))),
+            );
+        }
+        let shapes = AgentShapes { input, output };
         agent_shapes.insert(id.as_str(), shapes);
     }
 

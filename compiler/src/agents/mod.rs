@@ -4,6 +4,10 @@
 //! declarations, and the `#[agent]` declarations in agent crates. The
 //! validator asks a source and never knows which it is.
 
+mod rust_source;
+
+pub use rust_source::FromRustSource;
+
 use orchestr8_schema::ast::AgentDefinition;
 use serde_json::Value;
 
@@ -51,14 +55,16 @@ pub struct AgentSchemas {
     pub input: Option<DeclaredSchema>,
     /// Its output schema, if known.
     pub output: Option<DeclaredSchema>,
+    /// Problems finding them (a missing crate, a named type the source
+    /// cannot follow), located in the workflow.
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// A provider of agent schemas for the type layer.
 pub trait AgentSchemaSource {
     /// The schemas of the agent `id`, declared at `pointer` in the workflow
-    /// as `definition`. Problems finding them (a missing crate, say) are
-    /// returned as diagnostics located in the workflow.
-    fn schemas(&self, id: &str, definition: &AgentDefinition, pointer: &str) -> Result<AgentSchemas, Vec<Diagnostic>>;
+    /// as `definition`.
+    fn schemas(&self, id: &str, definition: &AgentDefinition, pointer: &str) -> AgentSchemas;
 }
 
 /// Schemas as the workflow itself declares them in `agents.ID.input` and
@@ -67,7 +73,7 @@ pub trait AgentSchemaSource {
 pub struct DeclaredInWorkflow;
 
 impl AgentSchemaSource for DeclaredInWorkflow {
-    fn schemas(&self, _id: &str, definition: &AgentDefinition, pointer: &str) -> Result<AgentSchemas, Vec<Diagnostic>> {
+    fn schemas(&self, _id: &str, definition: &AgentDefinition, pointer: &str) -> AgentSchemas {
         let common = definition.common();
         let declared = |schema: &Option<Value>, key: &str| {
             schema.as_ref().map(|s| DeclaredSchema {
@@ -75,6 +81,10 @@ impl AgentSchemaSource for DeclaredInWorkflow {
                 origin: Origin::Workflow { pointer: format!("{pointer}/{key}") },
             })
         };
-        Ok(AgentSchemas { input: declared(&common.input, "input"), output: declared(&common.output, "output") })
+        AgentSchemas {
+            input: declared(&common.input, "input"),
+            output: declared(&common.output, "output"),
+            diagnostics: Vec::new(),
+        }
     }
 }

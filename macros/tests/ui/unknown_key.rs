@@ -1,0 +1,8 @@
+use orchestr8_macros::agent;
+
+#[agent(id = "echo", versoin = "1.0.0", input = { text: String }, output = { text: String })]
+async fn echo(_ctx: &orchestr8_runtime::codegen::AgentContext<'_>, input: EchoInput) -> Result<EchoOutput, orchestr8_runtime::codegen::AgentError> {
+    Ok(EchoOutput { text: input.text })
+}
+
+fn main() {}

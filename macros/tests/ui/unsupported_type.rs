@@ -1,0 +1,8 @@
+use orchestr8_macros::agent;
+
+#[agent(id = "echo", version = "1.0.0", input = { pair: (u8, u8) }, output = { text: String })]
+async fn echo(_ctx: &orchestr8_runtime::codegen::AgentContext<'_>, input: EchoInput) -> Result<EchoOutput, orchestr8_runtime::codegen::AgentError> {
+    todo!()
+}
+
+fn main() {}
