@@ -174,12 +174,21 @@ struct Chunks(Vec<Vec<JournalEvent>>);
 /// the one evicted before it (1024 per chunk cost 0.2 µs per step at 10,000 steps).
 const CHUNK: usize = 256;
 
+/// Emptied chunks of evicted journals, reused by new ones: a store that
+/// cycles through journals keeps writing into warm memory instead of
+/// freeing and faulting in megabytes per execution.
+type Spare = Arc<Mutex<Vec<Vec<JournalEvent>>>>;
+
+/// Spare chunks kept at most (about 10 MB).
+const MAX_SPARE: usize = 256;
+
 impl Chunks {
-    fn push(&mut self, ev: JournalEvent) {
+    fn push(&mut self, ev: JournalEvent, spare: &Spare) {
         match self.0.last_mut() {
             Some(c) if c.len() < CHUNK => c.push(ev),
             _ => {
-                let mut c = Vec::with_capacity(CHUNK);
+                let mut c =
+                    spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| Vec::with_capacity(CHUNK));
                 c.push(ev);
                 self.0.push(c);
             }
@@ -196,6 +205,7 @@ type Events = Arc<Mutex<Chunks>>;
 struct MemoryInner {
     journals: HashMap<String, Events>,
     order: VecDeque<String>,
+    spare: Spare,
 }
 
 /// Journals kept in memory, for tests and benchmarks. Holds at most
@@ -257,11 +267,12 @@ impl MemoryStore {
 
 struct MemoryWriter {
     events: Events,
+    spare: Spare,
 }
 
 impl JournalWriter for MemoryWriter {
     fn append(&mut self, event: JournalEvent) -> io::Result<()> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event, &self.spare);
         Ok(())
     }
 
@@ -279,15 +290,26 @@ impl JournalStore for MemoryStore {
         while inner.journals.len() >= self.capacity {
             match inner.order.pop_front() {
                 Some(old) => {
-                    inner.journals.remove(&old);
+                    if let Some(Ok(old)) = inner.journals.remove(&old).map(Arc::try_unwrap) {
+                        let chunks = old.into_inner().unwrap_or_else(|e| e.into_inner()).0;
+                        let mut spare = inner.spare.lock().unwrap_or_else(|e| e.into_inner());
+                        for mut c in chunks {
+                            if spare.len() >= MAX_SPARE {
+                                break;
+                            }
+                            c.clear();
+                            spare.push(c);
+                        }
+                    }
                 }
                 None => break,
             }
         }
         let events: Events = Arc::new(Mutex::new(Chunks::default()));
+        let spare = inner.spare.clone();
         inner.journals.insert(execution_id.to_owned(), events.clone());
         inner.order.push_back(execution_id.to_owned());
-        Ok(Box::new(MemoryWriter { events }))
+        Ok(Box::new(MemoryWriter { events, spare }))
     }
 
     fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
