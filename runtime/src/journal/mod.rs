@@ -1,7 +1,10 @@
 //! The execution journal: one JSON object per line, in the contract's format.
 //!
-//! Every event is appended and handed to the OS as it happens (no fsync per
-//! step); the terminal event is followed by an fsync. [`read_file`] and
+//! Every event is appended and handed to the OS before any agent code runs
+//! after it (and before the execution task waits; no fsync per step); the
+//! terminal event is followed by an fsync. See [`JournalWriter`] and the
+//! crate README for why grouping the events between two agent calls into one
+//! `write(2)` loses nothing a recovery could use. [`read_file`] and
 //! [`parse`] recover every complete event of a journal whose last line was
 //! torn by a crash, and say so.
 
