@@ -1,6 +1,8 @@
 //! From a checked declaration to Rust items.
 
-use orchestr8_agent_decl::{expected_type_names, pascal_case, AgentDecl, FieldList, TypeDecl};
+use orchestr8_agent_decl::{
+    expected_type_names, item_type_name, nested_type_name, pascal_case, rust_field_name, AgentDecl, FieldList, TypeDecl,
+};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::ItemFn;
@@ -106,9 +108,9 @@ fn object(name: &str, list: &FieldList, vis: &syn::Visibility, items: &mut Token
         .iter()
         .map(|field| {
             let json_name = field.json_name();
-            let rust_name = snake_case(&json_name);
+            let rust_name = rust_field_name(&json_name);
             let field_ident = syn::Ident::new_raw_or_plain(&rust_name, field.name.span());
-            let ty = rust_type(&format!("{name}{}", pascal_case(&json_name)), &field.ty, vis, items);
+            let ty = rust_type(&nested_type_name(name, &json_name), &field.ty, vis, items);
             let rename = (rust_name != json_name).then(|| quote!(#[serde(rename = #json_name)]));
             let optional = matches!(field.ty, TypeDecl::Option(..))
                 .then(|| quote!(#[serde(default, skip_serializing_if = "::core::option::Option::is_none")]));
@@ -142,7 +144,7 @@ fn rust_type(name: &str, ty: &TypeDecl, vis: &syn::Visibility, items: &mut Token
             quote!(::core::option::Option<#inner>)
         }
         TypeDecl::Vec(item, _) => {
-            let item = rust_type(&format!("{name}Item"), item, vis, items);
+            let item = rust_type(&item_type_name(name), item, vis, items);
             quote!(::std::vec::Vec<#item>)
         }
         TypeDecl::Object(list) => object(name, list, vis, items, ""),
@@ -173,25 +175,6 @@ fn doc_attrs(text: &str) -> TokenStream {
     }
     let lines = text.lines().map(|l| format!(" {l}"));
     quote!(#(#[doc = #lines])*)
-}
-
-/// `maxSentences` -> `max_sentences`; leaves snake_case as it is.
-fn snake_case(name: &str) -> String {
-    let mut out = String::new();
-    let mut prev_lower = false;
-    for c in name.chars() {
-        if c.is_uppercase() {
-            if prev_lower {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-            prev_lower = false;
-        } else {
-            out.push(if c == '-' { '_' } else { c });
-            prev_lower = c.is_lowercase() || c.is_ascii_digit();
-        }
-    }
-    out
 }
 
 trait IdentExt {

@@ -125,6 +125,17 @@ impl FromRustSource {
                     )
                     .with_label("no such module"));
             };
+            if !matches!(m.vis, syn::Visibility::Public(_)) {
+                let line = m.ident.span().start().line;
+                return Err(self
+                    .error(
+                        Code::AgentNotPublic,
+                        format!("module `{module}` ({}:{line}) is private", shown_file.display()),
+                        function_pointer,
+                    )
+                    .with_label("not reachable from the generated program")
+                    .with_help(format!("write `pub mod {module}`")));
+            }
             match m.content {
                 Some((_, inline)) => items = inline,
                 None => {
@@ -208,6 +219,16 @@ impl FromRustSource {
                 .with_label("not an agent")
                 .with_help("add `#[agent(id = .., version = .., input = { .. }, output = { .. })]` to it"));
         };
+        if !matches!(function.vis, syn::Visibility::Public(_)) {
+            return Err(self
+                .error(
+                    Code::AgentNotPublic,
+                    format!("function `{function_name}` ({shown}:{line}) is private"),
+                    function_pointer,
+                )
+                .with_label("not reachable from the generated program")
+                .with_help(format!("write `pub async fn {function_name}`")));
+        }
         let line = attr.span().start().line;
         let tokens = match &attr.meta {
             syn::Meta::List(list) => list.tokens.clone(),

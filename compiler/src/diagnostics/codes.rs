@@ -130,6 +130,8 @@ codes! {
     DeclarationMismatch = "E0416", Error;
     /// A declaration uses a named type the compiler cannot read from source.
     NamedTypeUnresolved = "W0417", Warning;
+    /// The agent function or a module on its path is not `pub`.
+    AgentNotPublic = "E0418", Error;
 
     // E09xx: the compiler itself.
     /// A bug in orchestr8.

@@ -37,6 +37,37 @@ pub fn is_agent_attribute(attr: &syn::Attribute) -> bool {
     attr.path().segments.last().is_some_and(|s| s.ident == "agent")
 }
 
+/// The Rust name of a field with JSON name `json`: `maxSentences` ->
+/// `max_sentences` (the generated struct renames it back for serde).
+pub fn rust_field_name(json: &str) -> String {
+    let mut out = String::new();
+    let mut prev_lower = false;
+    for c in json.chars() {
+        if c.is_uppercase() {
+            if prev_lower {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+            prev_lower = false;
+        } else {
+            out.push(if c == '-' || c == ' ' || c == '.' { '_' } else { c });
+            prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        }
+    }
+    out
+}
+
+/// The name of the type generated for field `json` of type `parent`
+/// (`ClassifyInput` + `customer` -> `ClassifyInputCustomer`).
+pub fn nested_type_name(parent: &str, json: &str) -> String {
+    format!("{parent}{}", pascal_case(json))
+}
+
+/// The name of the type generated for the items of a list named `parent`.
+pub fn item_type_name(parent: &str) -> String {
+    format!("{parent}Item")
+}
+
 /// `classify` -> `Classify`, `fetch_ticket` -> `FetchTicket`, `in-progress` -> `InProgress`.
 pub fn pascal_case(name: &str) -> String {
     let mut out = String::new();
@@ -86,5 +117,8 @@ mod tests {
         assert_eq!(pascal_case("in-progress"), "InProgress");
         assert_eq!(pascal_case("r#type"), "Type");
         assert_eq!(pascal_case("Bug"), "Bug");
+        assert_eq!(rust_field_name("maxSentences"), "max_sentences");
+        assert_eq!(rust_field_name("ticket_id"), "ticket_id");
+        assert_eq!(rust_field_name("HTTPCode"), "httpcode");
     }
 }

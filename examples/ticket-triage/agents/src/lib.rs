@@ -1,12 +1,10 @@
 //! The agents of the `ticket-triage` example (the format contract's own).
 //! Tickets come from a small in-memory store so the example runs anywhere.
 
-mod nlp;
+pub mod nlp;
 
 use orchestr8_macros::agent;
 use orchestr8_runtime::codegen::{AgentContext, AgentError};
-
-pub use nlp::*;
 
 #[agent(
     id = "fetch_ticket",

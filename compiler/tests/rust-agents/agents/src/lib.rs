@@ -1,4 +1,5 @@
-mod text;
+pub mod text;
+mod hidden;
 
 use orchestr8_macros::agent;
 use orchestr8_runtime::codegen::{AgentContext, AgentError};
