@@ -9,6 +9,7 @@ pub use crate::executor::{
 };
 pub use crate::journal::{FileStore, JournalStore, MemoryStore, DEFAULT_JOURNAL_DIR};
 pub use crate::policy::{CircuitBreakerPolicy, Policy, PolicyOverlay, RetryPolicy};
+pub use crate::program::{ExecutionIds, Program};
 pub use crate::resilience::BreakerRegistry;
 pub use crate::state::ExecutionState;
 pub use std::sync::{Arc, OnceLock};

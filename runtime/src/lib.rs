@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod journal;
 pub mod policy;
+pub mod program;
 pub mod resilience;
 pub mod state;
 #[cfg(feature = "testing")]

@@ -1,0 +1,963 @@
+//! The generated program: everything a compiled workflow's `main` does, so
+//! that generated code is one call.
+//!
+//! ```rust,ignore
+//! use orchestr8_runtime::codegen::*;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     Program::new(workflow(), |input: Input, ids: &ExecutionIds| State::new(input, ids))
+//!         .about("Triage a support ticket.")
+//!         .input_schema(serde_json::json!({ "type": "object" }))
+//!         .main()
+//! }
+//! ```
+//!
+//! The behaviour is the contract's (`spec/workflow-v1.md`, "The generated
+//! program"):
+//!
+//! - the input comes from `--input JSON`, `--input-file PATH` (`-` for
+//!   standard input) or standard input; when neither flag is given and
+//!   standard input is a terminal, or standard input is empty, the input is
+//!   `{}`. It is parsed into the typed input with every error located: a JSON
+//!   pointer for a value that does not fit (`invalid input at /count: invalid
+//!   type: string "x", expected u32`, and the missing or unknown field itself
+//!   for `missing field` / `unknown field`), `line:column` for malformed JSON;
+//! - `--journal-dir DIR` (default [`DEFAULT_JOURNAL_DIR`]), `--correlation-id
+//!   ID` (default: the execution id), `--quiet`, `--help`, `--version`,
+//!   `--input-schema`;
+//! - standard output carries nothing but the output, as pretty JSON and a
+//!   newline; progress (one line per step started, succeeded, failed, retried,
+//!   from the event bus) and errors go to standard error;
+//! - exit status: 0 completed, 1 failed (a human line, then the contract's
+//!   error JSON `{"kind","message","step","attempt"}` on its own line, both on
+//!   standard error), 2 bad input or usage, 130 cancelled. The first Ctrl-C
+//!   cancels the execution cooperatively (running agents see their token;
+//!   the journal ends with `execution.cancelled`); a second one exits at once,
+//!   leaving a journal without a terminal event (read back as interrupted).
+//!
+//! Arguments are parsed by hand: no clap, so generated crates build fast.
+//!
+//! The execution runs on a current-thread tokio runtime on a thread of its
+//! own; the calling thread only writes progress lines. Progress travels over
+//! a bounded channel that the execution side never waits on (lines that do
+//! not fit are counted and reported), so a slow or blocked standard error
+//! never slows the execution.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{BusMessage, Subscriber};
+use crate::error::{ErrorKind, ExecutionError, StepError};
+use crate::executor::{new_execution_id, ExecutionOptions, Runtime, Workflow};
+use crate::journal::{EventKind, FileStore, JournalEvent, DEFAULT_JOURNAL_DIR};
+
+/// Exit status of a completed execution.
+pub const EXIT_COMPLETED: u8 = 0;
+/// Exit status of a failed execution.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status for bad input or bad usage.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status of a cancelled execution (Ctrl-C).
+pub const EXIT_CANCELLED: u8 = 130;
+
+/// Progress lines that may wait for standard error before new ones are dropped.
+const PROGRESS_CAPACITY: usize = 1024;
+
+/// Prefix of every progress line.
+const PREFIX: &str = "[orchestr8]";
+
+/// Ids the program chose for this execution; generated code puts them in its
+/// state for `${execution.id}` / `${execution.correlationId}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionIds {
+    /// The execution id (a fresh UUID v4; names the journal file).
+    pub execution_id: String,
+    /// `--correlation-id`, or the execution id.
+    pub correlation_id: String,
+}
+
+type MakeState<I, S> = Box<dyn FnOnce(I, &ExecutionIds) -> S + Send>;
+
+/// Everything the generated program is made of.
+pub struct Program<I, S, O> {
+    workflow: Arc<Workflow<S, O>>,
+    make_state: MakeState<I, S>,
+    about: Option<String>,
+    input_schema: Option<Value>,
+    interrupts: Option<UnboundedReceiver<()>>,
+    start_paused: bool,
+}
+
+impl<I, S, O> std::fmt::Debug for Program<I, S, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program").field("workflow", &self.workflow).field("about", &self.about).finish()
+    }
+}
+
+impl<I, S, O> Program<I, S, O>
+where
+    I: DeserializeOwned + Serialize + Send + 'static,
+    S: Send + Sync + 'static,
+    O: Serialize + Send + 'static,
+{
+    /// `workflow`: the plan; `make_state`: builds the execution state from the
+    /// parsed input and the execution's ids.
+    pub fn new(workflow: Arc<Workflow<S, O>>, make_state: impl FnOnce(I, &ExecutionIds) -> S + Send + 'static) -> Self {
+        Program {
+            workflow,
+            make_state: Box::new(make_state),
+            about: None,
+            input_schema: None,
+            interrupts: None,
+            start_paused: false,
+        }
+    }
+
+    /// A one-paragraph description for `--help` (the workflow's description).
+    pub fn about(mut self, text: &str) -> Self {
+        self.about = Some(text.to_owned());
+        self
+    }
+
+    /// The input's JSON Schema, printed by `--input-schema` and used for the
+    /// example in `--help`.
+    pub fn input_schema(mut self, schema: Value) -> Self {
+        self.input_schema = Some(schema);
+        self
+    }
+
+    /// Tests only: each message on `interrupts` acts as one Ctrl-C (the
+    /// first cancels, the second exits at once), and no Ctrl-C handler is
+    /// installed. A closed channel never interrupts.
+    #[cfg(feature = "testing")]
+    pub fn interrupts(mut self, interrupts: UnboundedReceiver<()>) -> Self {
+        self.interrupts = Some(interrupts);
+        self
+    }
+
+    /// Tests only: runs the execution on paused tokio time (timers fire as
+    /// soon as the runtime is idle), so retries and timeouts take no real time.
+    #[cfg(feature = "testing")]
+    pub fn start_paused(mut self) -> Self {
+        self.start_paused = true;
+        self
+    }
+
+    /// Parses [`std::env::args_os`], runs, and returns the exit code.
+    pub fn main(self) -> ExitCode {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        let stdin = io::stdin();
+        let mut stdin_lock = (!stdin.is_terminal()).then(|| stdin.lock());
+        let stdin = stdin_lock.as_mut().map(|s| s as &mut dyn Read);
+        let code = self.run(args, stdin, &mut io::stdout().lock(), &mut io::stderr().lock());
+        ExitCode::from(code)
+    }
+
+    /// The same as [`main`](Self::main) with explicit arguments (the program
+    /// name first, as from `args_os`), standard input and output streams.
+    /// `stdin` is read only when neither `--input` nor `--input-file` is
+    /// given. Installs a Ctrl-C handler for the execution (unless a test
+    /// trigger was given), which stays installed afterwards.
+    pub fn run_with(
+        self,
+        args: Vec<OsString>,
+        mut stdin: impl Read,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> u8 {
+        self.run(args, Some(&mut stdin), stdout, stderr)
+    }
+
+    /// `stdin` is `None` when it is a terminal (the input is then `{}`).
+    fn run(
+        self,
+        args: Vec<OsString>,
+        stdin: Option<&mut dyn Read>,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> u8 {
+        let bin = bin_name(args.first(), &self.workflow.info().id);
+        let args = match parse_args(args) {
+            Ok(a) => a,
+            Err(msg) => {
+                let _ = write!(
+                    stderr,
+                    "error: {msg}\n\nUsage: {bin} [OPTIONS]\nFor more information, try '{bin} --help'.\n"
+                );
+                return EXIT_USAGE;
+            }
+        };
+        let text = match args {
+            Command::Help => self.help(&bin),
+            Command::Version => {
+                let info = self.workflow.info();
+                format!("{} {}\n", info.id, info.version)
+            }
+            Command::InputSchema => match &self.input_schema {
+                Some(schema) => pretty(schema).unwrap_or_default() + "\n",
+                None => {
+                    let _ = writeln!(stderr, "error: this program was built without an input schema");
+                    return EXIT_USAGE;
+                }
+            },
+            Command::Run(args) => return self.execute(args, stdin, stdout, stderr),
+        };
+        match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+            Ok(()) => EXIT_COMPLETED,
+            Err(e) => {
+                let _ = writeln!(stderr, "error: cannot write to standard output: {e}");
+                EXIT_FAILED
+            }
+        }
+    }
+
+    fn help(&self, bin: &str) -> String {
+        let info = self.workflow.info();
+        let mut h = String::new();
+        if let Some(about) = self.about.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+            h.push_str(about);
+            h.push_str("\n\n");
+        }
+        let example = match &self.input_schema {
+            Some(schema) => example_value(schema, schema, 0),
+            None => Value::Object(Default::default()),
+        };
+        let example = shell_quote(&serde_json::to_string(&example).unwrap_or_else(|_| "{}".into()));
+        let _ = write!(
+            h,
+            "Runs workflow {id} {version}: reads its input as JSON and prints its output as JSON on
+standard output. Progress and errors go to standard error; every run writes a
+journal DIR/EXECUTION_ID.jsonl.
+
+Usage: {bin} [OPTIONS]
+
+Options:
+      --input JSON           the input (otherwise --input-file, or standard input;
+                             {{}} when standard input is a terminal or empty)
+      --input-file PATH      read the input from PATH ('-': standard input)
+      --journal-dir DIR      where the journal goes [default: {dir}]
+      --correlation-id ID    correlation id to record [default: the execution id]
+  -q, --quiet                no progress lines
+      --input-schema         print the input's JSON Schema and exit
+  -h, --help                 print this help and exit
+  -V, --version              print the workflow id and version and exit
+
+Exit status: 0 completed, 1 failed, 2 bad input or usage, 130 cancelled.
+Ctrl-C cancels cooperatively; a second Ctrl-C exits at once.
+
+Example:
+  {bin} --input {example}
+",
+            id = info.id,
+            version = info.version,
+            dir = DEFAULT_JOURNAL_DIR,
+        );
+        h
+    }
+
+    fn execute(
+        self,
+        args: RunArgs,
+        stdin: Option<&mut dyn Read>,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> u8 {
+        let (text, source) = match read_input(&args, stdin) {
+            Ok(t) => t,
+            Err(msg) => {
+                let _ = writeln!(stderr, "error: {msg}");
+                return EXIT_USAGE;
+            }
+        };
+        let input: I = match parse_input(&text, &source) {
+            Ok(i) => i,
+            Err(msg) => {
+                let _ = writeln!(stderr, "error: {msg}");
+                return EXIT_USAGE;
+            }
+        };
+        let input_json = match serde_json::to_value(&input) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = writeln!(stderr, "error: invalid input: {}", one_line(&e.to_string()));
+                return EXIT_USAGE;
+            }
+        };
+        let execution_id = new_execution_id();
+        let correlation_id = args.correlation_id.unwrap_or_else(|| execution_id.clone());
+        let ids = ExecutionIds { execution_id, correlation_id };
+        let state = (self.make_state)(input, &ids);
+        let store = FileStore::new(args.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)));
+        let (tx, rx) = sync_channel(PROGRESS_CAPACITY);
+        let mut progress = Progress::new(tx, store.path(&ids.execution_id));
+        if !args.quiet && source == Source::Default {
+            progress.send(format!("{PREFIX} no input given; using {{}}"));
+        }
+        let worker = Worker {
+            workflow: self.workflow,
+            state,
+            store,
+            ids,
+            input: input_json,
+            quiet: args.quiet,
+            interrupts: self.interrupts,
+            start_paused: self.start_paused,
+            progress,
+        };
+        let spawned = std::thread::Builder::new().name("orchestr8-execution".into()).spawn(move || worker.run());
+        let worker = match spawned {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = writeln!(stderr, "error: cannot start the execution thread: {e}");
+                return EXIT_FAILED;
+            }
+        };
+        // Ends when the worker drops its sender, i.e. when it is done.
+        for line in rx {
+            let _ = writeln!(stderr, "{line}");
+        }
+        let ended = match worker.join() {
+            Ok(e) => e,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let _ = writeln!(stderr, "error: the execution panicked: {}", one_line(&msg));
+                return EXIT_FAILED;
+            }
+        };
+        match ended {
+            Ended::Finished(Ok(output)) => {
+                let text = match pretty(&output) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = writeln!(stderr, "error: the output cannot be written as JSON: {e}");
+                        return EXIT_FAILED;
+                    }
+                };
+                match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+                    Ok(()) => EXIT_COMPLETED,
+                    Err(e) => {
+                        let _ = writeln!(stderr, "error: cannot write the output to standard output: {e}");
+                        EXIT_FAILED
+                    }
+                }
+            }
+            Ended::Finished(Err(e)) if e.kind == ErrorKind::Cancelled => {
+                let _ = writeln!(stderr, "cancelled");
+                EXIT_CANCELLED
+            }
+            Ended::Finished(Err(e)) => {
+                let json = serde_json::to_string(&e).unwrap_or_default();
+                let _ = writeln!(stderr, "error: {}\n{json}", describe_error(&e));
+                EXIT_FAILED
+            }
+            Ended::Abandoned => {
+                let _ = writeln!(stderr, "cancelled");
+                EXIT_CANCELLED
+            }
+            Ended::NotStarted(msg) => {
+                let _ = writeln!(stderr, "error: {msg}");
+                EXIT_FAILED
+            }
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+enum Command {
+    Run(RunArgs),
+    Help,
+    Version,
+    InputSchema,
+}
+
+#[derive(Debug, Default)]
+struct RunArgs {
+    input: Option<String>,
+    input_file: Option<PathBuf>,
+    journal_dir: Option<PathBuf>,
+    correlation_id: Option<String>,
+    quiet: bool,
+}
+
+/// Parses the arguments after the program name: `--flag VALUE` or
+/// `--flag=VALUE`; `--help`, `--version` and `--input-schema` win as soon as
+/// they are seen.
+fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
+    let mut it = args.into_iter().skip(1);
+    let mut a = RunArgs::default();
+    while let Some(arg) = it.next() {
+        let Some(s) = arg.to_str() else {
+            return Err(format!("unexpected argument {arg:?}"));
+        };
+        let (name, inline) = match s.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(OsString::from(v))),
+            _ => (s, None),
+        };
+        let mut value = |flag: &str| -> Result<OsString, String> {
+            match inline.clone().or_else(|| it.next()) {
+                Some(v) if inline.is_some() || !v.to_str().is_some_and(|v| v.starts_with("--")) => Ok(v),
+                _ => Err(format!("'{flag}' needs a value")),
+            }
+        };
+        let utf8 = |flag: &str, v: OsString| v.into_string().map_err(|_| format!("the value of '{flag}' is not UTF-8"));
+        match name {
+            "-h" | "--help" if inline.is_none() => return Ok(Command::Help),
+            "-V" | "--version" if inline.is_none() => return Ok(Command::Version),
+            "--input-schema" if inline.is_none() => return Ok(Command::InputSchema),
+            "-q" | "--quiet" if inline.is_none() => a.quiet = true,
+            "--input" => set(&mut a.input, name, utf8(name, value(name)?)?)?,
+            "--input-file" => set(&mut a.input_file, name, PathBuf::from(value(name)?))?,
+            "--journal-dir" => set(&mut a.journal_dir, name, PathBuf::from(value(name)?))?,
+            "--correlation-id" => set(&mut a.correlation_id, name, utf8(name, value(name)?)?)?,
+            "-q" | "--quiet" | "--help" | "--version" | "--input-schema" => {
+                return Err(format!("'{name}' takes no value"))
+            }
+            _ if name.starts_with('-') && name != "-" => return Err(format!("unknown option '{name}'")),
+            _ => return Err(format!("unexpected argument '{s}'")),
+        }
+    }
+    if a.input.is_some() && a.input_file.is_some() {
+        return Err("'--input' and '--input-file' cannot be used together".into());
+    }
+    Ok(Command::Run(a))
+}
+
+fn set<T>(slot: &mut Option<T>, flag: &str, value: T) -> Result<(), String> {
+    match slot.replace(value) {
+        None => Ok(()),
+        Some(_) => Err(format!("'{flag}' given more than once")),
+    }
+}
+
+/// The program's name for help and usage: the file name it was run as, else the workflow id.
+fn bin_name(arg0: Option<&OsString>, workflow_id: &str) -> String {
+    arg0.map(Path::new)
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| workflow_id.to_owned())
+}
+
+/// Where the input came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Flag,
+    File(PathBuf),
+    Stdin,
+    /// Nothing given: `{}`.
+    Default,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Flag => f.write_str("--input"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Stdin => f.write_str("standard input"),
+            Source::Default => f.write_str("the default input"),
+        }
+    }
+}
+
+fn read_input(args: &RunArgs, stdin: Option<&mut dyn Read>) -> Result<(String, Source), String> {
+    if let Some(text) = &args.input {
+        return Ok((text.clone(), Source::Flag));
+    }
+    let read_stdin = |stdin: Option<&mut dyn Read>| -> Result<(String, Source), String> {
+        let Some(stdin) = stdin else {
+            return Ok(("{}".into(), Source::Default));
+        };
+        let mut text = String::new();
+        stdin.read_to_string(&mut text).map_err(|e| format!("cannot read the input from standard input: {e}"))?;
+        if text.trim().is_empty() {
+            return Ok(("{}".into(), Source::Default));
+        }
+        Ok((text, Source::Stdin))
+    };
+    match &args.input_file {
+        Some(p) if p.as_os_str() == "-" => read_stdin(stdin),
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(text) => Ok((text, Source::File(p.clone()))),
+            Err(e) => Err(format!("cannot read the input file {}: {e}", p.display())),
+        },
+        None => read_stdin(stdin),
+    }
+}
+
+/// Parses the input into `I`; the error is located by a JSON pointer (a value
+/// that does not fit) or by `line:column` (malformed JSON).
+fn parse_input<I: DeserializeOwned>(text: &str, source: &Source) -> Result<I, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let input: I = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let pointer = json_pointer(e.path());
+        let e = e.into_inner();
+        if e.is_data() {
+            let msg = strip_position(&e);
+            // serde_path_to_error already ends the path with an unknown
+            // field's key, but not with a missing one's.
+            let pointer = match field_named(&msg).map(|f| format!("/{}", escape_pointer(f))) {
+                Some(field) if !pointer.ends_with(&field) => pointer + &field,
+                _ => pointer,
+            };
+            let at = if pointer.is_empty() { "the top level".to_owned() } else { pointer };
+            format!("invalid input at {at}: {}", one_line(&msg))
+        } else {
+            syntax_error(&e, source)
+        }
+    })?;
+    de.end().map_err(|e| syntax_error(&e, source))?;
+    Ok(input)
+}
+
+fn syntax_error(e: &serde_json::Error, source: &Source) -> String {
+    format!("invalid JSON in {source} at {}:{}: {}", e.line(), e.column(), one_line(&strip_position(e)))
+}
+
+/// serde_json's message without its ` at line L column C` suffix.
+fn strip_position(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match full.strip_suffix(&suffix) {
+        Some(m) => m.to_owned(),
+        None => full,
+    }
+}
+
+/// The field a `missing field` / `unknown field` message is about: the error
+/// is raised on the object, and the pointer should name the field.
+fn field_named(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("missing field `").or_else(|| msg.strip_prefix("unknown field `"))?;
+    rest.split_once('`').map(|(field, _)| field)
+}
+
+/// RFC 6901 pointer of a serde path (`""` for the whole document).
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut p = String::new();
+    for seg in path {
+        p.push('/');
+        match seg {
+            Segment::Seq { index } => {
+                let _ = write!(p, "{index}");
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => p.push_str(&escape_pointer(key)),
+            Segment::Unknown => p.push('?'),
+        }
+    }
+    p
+}
+
+fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// `text` on one line: line breaks and other control characters escaped.
+fn one_line(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+fn pretty<T: Serialize + ?Sized>(v: &T) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(v)
+}
+
+/// The human line of a failed execution (after `error: `).
+fn describe_error(e: &ExecutionError) -> String {
+    let msg = one_line(&e.message);
+    match &e.step {
+        Some(step) => format!("step `{step}` failed ({}, attempt {}): {msg}", e.kind, e.attempt),
+        None => format!("execution failed ({}): {msg}", e.kind),
+    }
+}
+
+/// A small example of the input for `--help`, from the schema: `examples`,
+/// `default`, `const` or the first `enum` value when given, else the required
+/// properties with placeholders.
+fn example_value(root: &Value, schema: &Value, depth: usize) -> Value {
+    let Some(obj) = schema.as_object() else {
+        return Value::Null;
+    };
+    if depth > 8 {
+        return Value::Null;
+    }
+    if let Some(v) = obj.get("examples").and_then(Value::as_array).and_then(|a| a.first()) {
+        return v.clone();
+    }
+    for key in ["default", "const"] {
+        if let Some(v) = obj.get(key) {
+            return v.clone();
+        }
+    }
+    if let Some(v) = obj.get("enum").and_then(Value::as_array).and_then(|a| a.first()) {
+        return v.clone();
+    }
+    if let Some(target) = obj.get("$ref").and_then(Value::as_str) {
+        let resolved = target.strip_prefix('#').and_then(|p| root.pointer(p));
+        return resolved.map_or(Value::Null, |s| example_value(root, s, depth + 1));
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(alts) = obj.get(key).and_then(Value::as_array) {
+            let pick = alts.iter().find(|s| s.get("type").and_then(Value::as_str) != Some("null")).or(alts.first());
+            if let Some(s) = pick {
+                return example_value(root, s, depth + 1);
+            }
+        }
+    }
+    let ty = match obj.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null"),
+        _ if obj.contains_key("properties") => "object",
+        _ => "",
+    };
+    match ty {
+        "object" => {
+            let props = obj.get("properties").and_then(Value::as_object);
+            let mut out = serde_json::Map::new();
+            for name in obj.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                let sub = props.and_then(|p| p.get(name)).map_or(Value::Null, |s| example_value(root, s, depth + 1));
+                out.insert(name.to_owned(), sub);
+            }
+            Value::Object(out)
+        }
+        "array" => Value::Array(Vec::new()),
+        "string" => Value::String("...".into()),
+        "integer" | "number" => Value::from(0),
+        "boolean" => Value::Bool(false),
+        _ => Value::Null,
+    }
+}
+
+/// `s` as one POSIX shell word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// How the execution thread ended.
+enum Ended<O> {
+    /// The execution reached its terminal event.
+    Finished(Result<O, ExecutionError>),
+    /// A second interrupt: the execution was left unfinished.
+    Abandoned,
+    /// The execution could not be started (runtime or journal).
+    NotStarted(String),
+}
+
+/// Everything the execution thread owns.
+struct Worker<S, O> {
+    workflow: Arc<Workflow<S, O>>,
+    state: S,
+    store: FileStore,
+    ids: ExecutionIds,
+    input: Value,
+    quiet: bool,
+    interrupts: Option<UnboundedReceiver<()>>,
+    start_paused: bool,
+    progress: Progress,
+}
+
+impl<S, O> Worker<S, O>
+where
+    S: Send + Sync + 'static,
+    O: Serialize + Send + 'static,
+{
+    fn run(self) -> Ended<O> {
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.enable_all();
+        #[cfg(feature = "testing")]
+        if self.start_paused {
+            builder.start_paused(true);
+        }
+        #[cfg(not(feature = "testing"))]
+        let _ = self.start_paused;
+        let rt = match builder.build() {
+            Ok(rt) => rt,
+            Err(e) => return Ended::NotStarted(format!("cannot start the tokio runtime: {e}")),
+        };
+        let ended = rt.block_on(self.drive());
+        // Tasks left (the Ctrl-C listener, an abandoned execution) are dropped
+        // without waiting, as are blocking tasks an agent may have started.
+        rt.shutdown_background();
+        ended
+    }
+
+    async fn drive(self) -> Ended<O> {
+        let Worker { workflow, state, store, ids, input, quiet, interrupts, mut progress, .. } = self;
+        let dir = store.dir().to_owned();
+        let runtime = Runtime::new(store);
+        let mut bus = (!quiet).then(|| runtime.bus().subscribe());
+        let mut interrupts = interrupts.unwrap_or_else(ctrl_c);
+        let opts = ExecutionOptions {
+            execution_id: Some(ids.execution_id),
+            correlation_id: Some(ids.correlation_id),
+            input: Some(input),
+            cancel: Some(CancellationToken::new()),
+        };
+        let mut handle = match runtime.start(workflow, state, opts) {
+            Ok(h) => h,
+            Err(e) => return Ended::NotStarted(format!("cannot create the journal in {}: {e}", dir.display())),
+        };
+        let mut interruptible = true;
+        let mut cancelling = false;
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut handle => {
+                    if let Some(bus) = &mut bus {
+                        while let Some(m) = bus.try_recv() {
+                            progress.message(m);
+                        }
+                    }
+                    return Ended::Finished(result);
+                }
+                signal = interrupts.recv(), if interruptible => match signal {
+                    None => interruptible = false,
+                    Some(()) if cancelling => return Ended::Abandoned,
+                    Some(()) => {
+                        cancelling = true;
+                        handle.cancel();
+                        progress.send(format!("{PREFIX} cancelling; press Ctrl-C again to exit at once"));
+                    }
+                },
+                Some(m) = next_message(&mut bus) => progress.message(m),
+            }
+        }
+    }
+}
+
+/// One `()` per Ctrl-C, from a listener task on the current runtime.
+fn ctrl_c() -> UnboundedReceiver<()> {
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+async fn next_message(bus: &mut Option<Subscriber>) -> Option<BusMessage> {
+    match bus {
+        Some(b) => b.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Turns bus events into progress lines and hands them to the writing
+/// thread without ever waiting.
+struct Progress {
+    tx: SyncSender<String>,
+    dropped: u64,
+    journal: PathBuf,
+    /// The last failed attempt of each step, for the retry line.
+    failed_attempts: HashMap<Arc<str>, StepError>,
+}
+
+impl Progress {
+    fn new(tx: SyncSender<String>, journal: PathBuf) -> Self {
+        Progress { tx, dropped: 0, journal, failed_attempts: HashMap::new() }
+    }
+
+    fn send(&mut self, line: String) {
+        if self.dropped > 0 {
+            let note = format!("{PREFIX} {} progress lines dropped (standard error is slow)", self.dropped);
+            match self.tx.try_send(note) {
+                Ok(()) => self.dropped = 0,
+                Err(_) => {
+                    self.dropped += 1;
+                    return;
+                }
+            }
+        }
+        match self.tx.try_send(line) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => self.dropped += 1,
+        }
+    }
+
+    fn message(&mut self, m: BusMessage) {
+        match m {
+            BusMessage::Event(ev) => {
+                if let Some(line) = self.line(&ev) {
+                    self.send(line);
+                }
+            }
+            BusMessage::Missed(n) => self.send(format!("{PREFIX} {n} events missed (progress fell behind)")),
+        }
+    }
+
+    fn line(&mut self, ev: &JournalEvent) -> Option<String> {
+        let step = ev.step_id.as_deref().unwrap_or("-");
+        let ms = ev.duration_ms.unwrap_or(0);
+        let error = |ev: &JournalEvent| ev.error.as_deref().map(|e| (e.kind, one_line(&e.message)));
+        Some(match ev.event {
+            EventKind::ExecutionStarted => format!(
+                "{PREFIX} execution {} of {} {} started; journal {}",
+                ev.execution_id,
+                ev.workflow_id().unwrap_or("-"),
+                ev.workflow_version().unwrap_or("-"),
+                self.journal.display()
+            ),
+            EventKind::StepStarted => format!("{PREFIX} step {step} started"),
+            EventKind::StepAttemptStarted => return None,
+            EventKind::StepAttemptFailed => {
+                if let (Some(id), Some(e)) = (&ev.step_id, &ev.error) {
+                    self.failed_attempts.insert(id.clone(), (**e).clone());
+                }
+                return None;
+            }
+            EventKind::StepRetryScheduled => {
+                let delay = ev.delay_ms.unwrap_or(0);
+                let failed = ev.step_id.as_ref().and_then(|id| self.failed_attempts.remove(id));
+                match failed {
+                    Some(e) => format!(
+                        "{PREFIX} step {step} attempt {} failed ({}): {}; retrying in {delay} ms",
+                        e.attempt,
+                        e.kind,
+                        one_line(&e.message)
+                    ),
+                    None => format!("{PREFIX} step {step} retrying in {delay} ms"),
+                }
+            }
+            EventKind::StepSucceeded => {
+                let attempts = ev.attempt.unwrap_or(1);
+                let tries = if attempts > 1 { format!(" (attempt {attempts})") } else { String::new() };
+                format!("{PREFIX} step {step} succeeded in {ms} ms{tries}")
+            }
+            EventKind::StepFailed => {
+                if let Some(id) = &ev.step_id {
+                    self.failed_attempts.remove(id);
+                }
+                let attempt = ev.attempt.unwrap_or(0);
+                match error(ev) {
+                    Some((kind, msg)) => {
+                        format!("{PREFIX} step {step} failed ({kind}, attempt {attempt}) in {ms} ms: {msg}")
+                    }
+                    None => format!("{PREFIX} step {step} failed in {ms} ms"),
+                }
+            }
+            EventKind::StepCancelled => format!("{PREFIX} step {step} cancelled after {ms} ms"),
+            EventKind::StepSkipped => format!("{PREFIX} step {step} skipped"),
+            EventKind::CircuitOpened | EventKind::CircuitHalfOpened | EventKind::CircuitClosed => {
+                let what = match ev.event {
+                    EventKind::CircuitOpened => "opened",
+                    EventKind::CircuitHalfOpened => "half-opened",
+                    _ => "closed",
+                };
+                format!(
+                    "{PREFIX} circuit breaker of agent {} {what} (step {step})",
+                    ev.agent_id.as_deref().unwrap_or("-")
+                )
+            }
+            EventKind::ExecutionCompleted => format!("{PREFIX} execution completed in {ms} ms"),
+            EventKind::ExecutionFailed => format!("{PREFIX} execution failed after {ms} ms"),
+            EventKind::ExecutionCancelled => format!("{PREFIX} execution cancelled after {ms} ms"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(list: &[&str]) -> Result<Command, String> {
+        parse_args(std::iter::once("prog").chain(list.iter().copied()).map(OsString::from).collect())
+    }
+
+    #[test]
+    fn parses_flags_in_both_forms() {
+        let Ok(Command::Run(a)) = args(&["--input={\"a\":1}", "--journal-dir", "j", "--correlation-id=c", "-q"]) else {
+            panic!("not a run")
+        };
+        assert_eq!(a.input.as_deref(), Some("{\"a\":1}"));
+        assert_eq!(a.journal_dir, Some(PathBuf::from("j")));
+        assert_eq!(a.correlation_id.as_deref(), Some("c"));
+        assert!(a.quiet);
+    }
+
+    #[test]
+    fn rejects_bad_usage() {
+        let err = |l: &[&str]| args(l).unwrap_err();
+        assert_eq!(err(&["--frob"]), "unknown option '--frob'");
+        assert_eq!(err(&["--input"]), "'--input' needs a value");
+        assert_eq!(err(&["--journal-dir", "--quiet"]), "'--journal-dir' needs a value");
+        assert_eq!(err(&["--quiet=yes"]), "'--quiet' takes no value");
+        assert_eq!(err(&["--input", "{}", "--input", "{}"]), "'--input' given more than once");
+        assert_eq!(
+            err(&["--input", "{}", "--input-file", "x"]),
+            "'--input' and '--input-file' cannot be used together"
+        );
+        assert_eq!(err(&["serve"]), "unexpected argument 'serve'");
+        assert!(matches!(args(&["--input", "{}", "--help"]), Ok(Command::Help)));
+        assert!(matches!(args(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn pointers_are_escaped() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            #[serde(rename = "a/b~c")]
+            x: Vec<u32>,
+        }
+        let e = parse_input::<T>(r#"{"a/b~c": [1, "2"]}"#, &Source::Flag).unwrap_err();
+        assert_eq!(e, r#"invalid input at /a~1b~0c/1: invalid type: string "2", expected u32"#);
+        let e = parse_input::<T>("true", &Source::Flag).unwrap_err();
+        assert_eq!(e, "invalid input at the top level: invalid type: boolean `true`, expected struct T");
+        let e = parse_input::<T>("{}", &Source::Flag).unwrap_err();
+        assert_eq!(e, "invalid input at /a~1b~0c: missing field `a/b~c`");
+        let e = parse_input::<T>(r#"{"a/b~c": []} x"#, &Source::Stdin).unwrap_err();
+        assert_eq!(e, "invalid JSON in standard input at 1:15: trailing characters");
+    }
+
+    #[test]
+    fn example_follows_the_schema() {
+        let schema = json!({
+            "type": "object",
+            "required": ["id", "n", "tags", "kind", "inner", "opt"],
+            "properties": {
+                "id": {"type": "string"},
+                "n": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "kind": {"enum": ["a", "b"]},
+                "inner": {"$ref": "#/$defs/Inner"},
+                "opt": {"anyOf": [{"type": "null"}, {"type": "boolean"}]},
+                "skipped": {"type": "string"}
+            },
+            "$defs": {"Inner": {"type": "object", "required": ["x"], "properties": {"x": {"type": "number", "default": 1.5}}}}
+        });
+        assert_eq!(
+            example_value(&schema, &schema, 0),
+            json!({"id": "...", "n": 0, "tags": [], "kind": "a", "inner": {"x": 1.5}, "opt": false})
+        );
+        assert_eq!(shell_quote(r#"{"a":"it's"}"#), r#"'{"a":"it'\''s"}'"#);
+    }
+
+    #[test]
+    fn messages_stay_on_one_line() {
+        assert_eq!(one_line("a\nb\tc"), r"a\nb\tc");
+        let e = StepError::new(ErrorKind::Timeout, "slow\nvery", 3).with_step("fetch".into());
+        assert_eq!(describe_error(&e), r"step `fetch` failed (timeout, attempt 3): slow\nvery");
+    }
+}
