@@ -40,3 +40,35 @@ pub fn policy(
         Err(e) => panic!("orchestr8: generated policy is invalid: {e}"),
     }
 }
+
+/// A value moved into another type through serde: used by generated code
+/// only where the compiler cannot see both types (named types defined in an
+/// agent crate, `serde_json::Value` fields). Typed data otherwise moves
+/// field by field.
+pub fn convert<A: serde::Serialize + ?Sized, B: serde::de::DeserializeOwned>(value: &A) -> Result<B, String> {
+    let json = serde_json::to_value(value).map_err(|e| format!("cannot convert a value: {e}"))?;
+    serde_json::from_value(json).map_err(|e| format!("cannot convert a value: {e}"))
+}
+
+/// The text of a value for interpolation: a string as it is, anything else
+/// as its JSON.
+pub fn text<A: serde::Serialize + ?Sized>(value: &A) -> Result<String, String> {
+    match serde_json::to_value(value).map_err(|e| format!("cannot render a value: {e}"))? {
+        serde_json::Value::String(s) => Ok(s),
+        other => Ok(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn convert_and_text() {
+        let n: i64 = convert(&serde_json::json!(5)).unwrap();
+        assert_eq!(n, 5);
+        assert!(convert::<_, i64>(&"x").is_err());
+        assert_eq!(text(&"a b").unwrap(), "a b");
+        assert_eq!(text(&serde_json::json!({"k": 1})).unwrap(), "{\"k\":1}");
+    }
+}
