@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod cli;
+pub mod codegen;
 pub mod diagnostics;
 pub mod types;
 pub mod validate;

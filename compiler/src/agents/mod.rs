@@ -6,7 +6,7 @@
 
 mod rust_source;
 
-pub use rust_source::FromRustSource;
+pub use rust_source::{FoundAgent, FromRustSource};
 
 use orchestr8_schema::ast::AgentDefinition;
 use serde_json::Value;

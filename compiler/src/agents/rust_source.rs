@@ -3,7 +3,7 @@
 //! modules are followed from `src/lib.rs` to the function, and the
 //! declaration is parsed by `orchestr8-agent-decl`, the parser the macro uses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -23,12 +23,30 @@ pub struct FromRustSource {
     base: PathBuf,
     /// Parsed source files, by path: several agents share one file.
     files: Mutex<HashMap<PathBuf, Result<syn::File, String>>>,
+    /// Declarations found, by agent id, for the code generator.
+    found: Mutex<BTreeMap<String, FoundAgent>>,
+}
+
+/// A declaration found in source, with the Rust path to its items.
+#[derive(Clone)]
+pub struct FoundAgent {
+    /// The parsed declaration.
+    pub decl: AgentDecl,
+    /// The crate's name as a Rust identifier (`triage_agents`).
+    pub crate_ident: String,
+    /// Modules from the crate root to the function (`["nlp"]`).
+    pub modules: Vec<String>,
 }
 
 impl FromRustSource {
     /// A source for the workflow in directory `base`.
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        FromRustSource { base: base.into(), files: Mutex::new(HashMap::new()) }
+        FromRustSource { base: base.into(), files: Mutex::new(HashMap::new()), found: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The declarations found so far (after validation: one per valid agent).
+    pub fn found(&self) -> BTreeMap<String, FoundAgent> {
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A diagnostic at `pointer`; the type layer locates it in the workflow.
@@ -270,6 +288,18 @@ impl AgentSchemaSource for FromRustSource {
             }
         };
         let here = format!("{file}:{line}");
+        let modules: Vec<String> = agent
+            .function
+            .split("::")
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(_, m)| m.to_vec())
+            .unwrap_or_default();
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            id.to_owned(),
+            FoundAgent { decl: decl.clone(), crate_ident: agent.crate_name.replace('-', "_"), modules },
+        );
         let declared_id = decl.args.id.value();
         if declared_id != id {
             out.diagnostics.push(

@@ -1,5 +1,6 @@
 //! The `orchestr8` command line: one module per subcommand.
 
+mod compile;
 mod schema;
 mod validate;
 
@@ -40,6 +41,11 @@ enum Command {
         after_help = "Examples:\n  orchestr8 validate workflow.json\n  orchestr8 validate --format json examples/*/workflow.json"
     )]
     Validate(validate::Args),
+    /// Validate a workflow, then write it as a Rust crate: `cargo run` runs it.
+    #[command(
+        after_help = "Examples:\n  orchestr8 compile workflow.json && cargo run -- --input-file input.json\n  orchestr8 compile workflow.json --out build/triage"
+    )]
+    Compile(compile::Args),
     /// Print the JSON Schema of workflow documents.
     #[command(after_help = "Example:\n  orchestr8 schema > workflow.schema.json")]
     Schema,
@@ -72,6 +78,7 @@ pub fn main() -> ExitCode {
     };
     let status = match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Compile(args) => compile::run(&args),
         Command::Schema => schema::run(),
     };
     status.into()

@@ -1,0 +1,88 @@
+//! `orchestr8 compile WORKFLOW`: validate, then write the workflow's crate.
+
+use std::path::{Path, PathBuf};
+
+use super::{stderr_color, Status};
+use crate::agents::FromRustSource;
+use crate::codegen::{generate, write_files, CrateOptions};
+use crate::diagnostics::{render_human, RenderOptions};
+use crate::validate::validate;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// The workflow file.
+    #[arg(value_name = "WORKFLOW")]
+    workflow: PathBuf,
+    /// Where to write the crate (default: the workflow's directory, so that
+    /// `cargo run` there runs it).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The `orchestr8-runtime` crate to depend on (default: the one this
+    /// orchestr8 was built with).
+    #[arg(long, value_name = "DIR")]
+    runtime_path: Option<PathBuf>,
+}
+
+/// The runtime this binary was built beside.
+const BUILT_WITH_RUNTIME: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime");
+
+pub(super) fn run(args: &Args) -> Status {
+    match compile(args) {
+        Ok(status) => status,
+        Err(message) => {
+            eprintln!("error: {message}");
+            Status::Usage
+        }
+    }
+}
+
+fn compile(args: &Args) -> Result<Status, String> {
+    let shown = args.workflow.display().to_string();
+    let bytes = std::fs::read(&args.workflow).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    let workflow_dir = absolute(args.workflow.parent().unwrap_or(Path::new("")))?;
+    let source = FromRustSource::new(&workflow_dir);
+    let validation = validate(&bytes, &source);
+    eprint!(
+        "{}",
+        render_human(&shown, &validation.text, &validation.diagnostics, RenderOptions { color: stderr_color() })
+    );
+    let Some(workflow) = validation.workflow else {
+        let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!("{shown}: invalid, {errors} error{}; nothing was written", if errors == 1 { "" } else { "s" });
+        return Ok(Status::Failure);
+    };
+    let runtime_dir = match &args.runtime_path {
+        Some(p) => absolute(p)?,
+        None => absolute(Path::new(BUILT_WITH_RUNTIME))
+            .map_err(|_| "cannot find orchestr8-runtime beside this orchestr8; pass --runtime-path DIR".to_owned())?,
+    };
+    if !runtime_dir.join("Cargo.toml").exists() {
+        return Err(format!("`{}` is not the orchestr8-runtime crate (no Cargo.toml)", runtime_dir.display()));
+    }
+    let out_dir = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+            absolute(dir)?
+        }
+        None => workflow_dir.clone(),
+    };
+    let options = CrateOptions { runtime_dir, out_dir: out_dir.clone(), workflow_dir };
+    let files = generate(&workflow, &validation.text, &source.found(), &options).map_err(|e| {
+        format!("internal compiler error: {e}\nplease report this, with the workflow, to the orchestr8 issue tracker")
+    })?;
+    let summary = write_files(&out_dir, &files).map_err(|e| e.to_string())?;
+    eprintln!(
+        "compiled `{}` into {}: {} file{} written, {} unchanged",
+        workflow.metadata.id,
+        out_dir.display(),
+        summary.written.len(),
+        if summary.written.len() == 1 { "" } else { "s" },
+        summary.unchanged.len()
+    );
+    Ok(Status::Success)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
+    std::fs::canonicalize(path).map_err(|e| format!("cannot find `{}`: {e}", path.display()))
+}
