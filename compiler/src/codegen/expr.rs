@@ -434,6 +434,48 @@ fn through_serde(value: &TokenStream, target: &RustTy) -> Result<TokenStream, Ge
     Ok(quote!(::orchestr8_runtime::codegen::convert::<_, #t>(&#value)?))
 }
 
+/// Whether generated tokens use `?` (and so cannot sit in a plain closure).
+fn has_try(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
+        proc_macro2::TokenTree::Group(g) => has_try(&g.stream()),
+        _ => false,
+    })
+}
+
+/// `expr` without its final `?`, when it is a single call chain ending in
+/// one (so the rest is a `Result<_, String>`).
+fn strip_final_try(expr: &TokenStream) -> Option<TokenStream> {
+    let tokens: Vec<proc_macro2::TokenTree> = expr.clone().into_iter().collect();
+    let starts_with_operator = matches!(tokens.first(), Some(proc_macro2::TokenTree::Punct(p)) if matches!(p.as_char(), '*' | '&' | '!' | '-'));
+    match tokens.last() {
+        Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == '?' && !starts_with_operator => {
+            Some(tokens[..tokens.len() - 1].iter().cloned().collect())
+        }
+        _ => None,
+    }
+}
+
+/// `option` (an `Option<&T>` expression) with each value converted by
+/// `converted` (written over `v`), as `Option::map` would, and as clippy
+/// wants it: `.copied()`/`.cloned()` for plain copies, `transpose` when the
+/// conversion can fail.
+fn map_option(option: &TokenStream, converted: &TokenStream) -> TokenStream {
+    let text = converted.to_string();
+    if text == "* v" {
+        quote!(#option.copied())
+    } else if text == ":: core :: clone :: Clone :: clone (v)" {
+        quote!(#option.cloned())
+    } else if let Some(fallible) = strip_final_try(converted) {
+        // `x.map(|v| f(v)?)` would be `Ok(f(v)?)`: clippy's `needless_question_mark`.
+        quote!(#option.map(|v| #fallible).transpose()?)
+    } else if has_try(converted) {
+        quote!(#option.map(|v| ::core::result::Result::<_, ::std::string::String>::Ok(#converted)).transpose()?)
+    } else {
+        quote!(#option.map(|v| #converted))
+    }
+}
+
 /// A value read from `place` and converted to `Option<target>`.
 fn convert_into_option(place: Place, from: &RustTy, target: &RustTy) -> Result<TokenStream, GenError> {
     Ok(match place {
@@ -443,7 +485,7 @@ fn convert_into_option(place: Place, from: &RustTy, target: &RustTy) -> Result<T
         }
         Place::Optional(e) => {
             let v = convert(&Ref::Borrowed(quote!(v)), from, target)?;
-            quote!(match #e { ::core::option::Option::Some(v) => ::core::option::Option::Some(#v), ::core::option::Option::None => ::core::option::Option::None })
+            map_option(&e, &v)
         }
     })
 }
@@ -467,7 +509,7 @@ pub fn convert(r: &Ref, from: &RustTy, to: &RustTy) -> Result<TokenStream, GenEr
         (RustTy::Option(from_inner), RustTy::Option(inner)) => {
             let converted = convert(&v, from_inner, inner)?;
             let e = r.receiver();
-            quote!(match #e.as_ref() { ::core::option::Option::Some(v) => ::core::option::Option::Some(#converted), ::core::option::Option::None => ::core::option::Option::None })
+            map_option(&quote!(#e.as_ref()), &converted)
         }
         (_, RustTy::Option(inner)) => {
             let converted = convert(r, from, inner)?;

@@ -1,0 +1,169 @@
+//! `orchestr8 compile`: the generated crates of the examples, as snapshots
+//! (reviewed like code), then built under `-D warnings` and run end to end.
+//! The crates share one target folder and the workspace's lockfile, and each
+//! is built once per run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use orchestr8::agents::FromRustSource;
+use orchestr8::codegen::{generate, CrateOptions};
+use orchestr8::validate::validate;
+use serde_json::{json, Value};
+
+const EXAMPLES: [&str; 4] = ["hello", "document-pipeline", "flaky-dependency", "ticket-triage"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap()
+}
+
+fn orchestr8() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestr8"));
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+#[test]
+fn generated_crates_of_the_examples() {
+    for example in EXAMPLES {
+        let dir = repo().join("examples").join(example);
+        let text = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
+        let source = FromRustSource::new(&dir);
+        let validation = validate(text.as_bytes(), &source);
+        let workflow = validation.workflow.unwrap_or_else(|| panic!("{example}: {:?}", validation.diagnostics));
+        let options =
+            CrateOptions { runtime_dir: repo().join("runtime"), out_dir: dir.clone(), workflow_dir: dir.clone() };
+        let files = generate(&workflow, &validation.text, &source.found(), &options).unwrap();
+        let again = generate(&workflow, &validation.text, &source.found(), &options).unwrap();
+        assert_eq!(files, again, "{example}: generation is deterministic");
+        let mut all = String::new();
+        for (path, content) in &files {
+            all.push_str(&format!("==> {} <==\n{content}\n", path.display()));
+        }
+        insta::assert_snapshot!(format!("example_{example}"), all);
+    }
+}
+
+/// Compiles `example` into `target/e2e/EXAMPLE` and builds it.
+fn build(example: &str) -> PathBuf {
+    let out = repo().join("target/e2e").join(example);
+    let status = orchestr8()
+        .args(["compile", "--out"])
+        .arg(&out)
+        .arg(repo().join("examples").join(example).join("workflow.json"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "compile {example}");
+    // One pinned set of dependency versions for every generated crate.
+    std::fs::copy(repo().join("Cargo.lock"), out.join("Cargo.lock")).unwrap();
+    let output = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--offline", "--manifest-path"])
+        .arg(out.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", repo().join("target/generated"))
+        // Generated code is warning-free: any warning fails the build.
+        .env("RUSTFLAGS", "-D warnings")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "build {example}:\n{}", String::from_utf8_lossy(&output.stderr));
+    // And clippy has nothing to say about it.
+    let output = Command::new(env!("CARGO"))
+        .args(["clippy", "--quiet", "--offline", "--manifest-path"])
+        .arg(out.join("Cargo.toml"))
+        .args(["--", "-D", "warnings"])
+        .env("CARGO_TARGET_DIR", repo().join("target/generated"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "clippy {example}:\n{}", String::from_utf8_lossy(&output.stderr));
+    repo().join("target/generated/debug").join(example)
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(binary: &Path, args: &[&str], journal_dir: &Path) -> Run {
+    let output = Command::new(binary).args(args).arg("--journal-dir").arg(journal_dir).output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn journal_events(dir: &Path) -> Vec<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one journal per execution");
+    let text = std::fs::read_to_string(files.pop().unwrap()).unwrap();
+    text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn examples_build_and_run_end_to_end() {
+    let journals = tempfile::tempdir().unwrap();
+    let examples = repo().join("examples");
+    let mut n = 0;
+    let mut fresh_journal = || {
+        n += 1;
+        journals.path().join(n.to_string())
+    };
+    let expected = [
+        ("hello", json!({ "greeting": "Hello, Ada!" })),
+        (
+            "ticket-triage",
+            json!({ "category": "billing", "reply": "Hello Ada, Our billing team will get back to you today." }),
+        ),
+        (
+            "document-pipeline",
+            json!({
+                "report": "# Release notes (21 words, en)\n\nCargo builds the crate. Cargo also runs the tests!\n\nKeywords: cargo (2), release (2), also (1)\n\nReadability: easy\n",
+                "readability": 5.25,
+                "keywords": [{ "word": "cargo", "count": 2 }, { "word": "release", "count": 2 }, { "word": "also", "count": 1 }]
+            }),
+        ),
+    ];
+    for (example, want) in expected {
+        let binary = build(example);
+        let input = examples.join(example).join("input.json");
+        let journal = fresh_journal();
+        let ran = run(&binary, &["--input-file", input.to_str().unwrap()], &journal);
+        assert_eq!(ran.code, 0, "{example}: {}", ran.stderr);
+        assert_eq!(serde_json::from_str::<Value>(&ran.stdout).unwrap(), want, "{example}");
+        let events = journal_events(&journal);
+        assert_eq!(events.first().map(String::as_str), Some("execution.started"), "{example}");
+        assert_eq!(events.last().map(String::as_str), Some("execution.completed"), "{example}");
+    }
+
+    // The flaky dependency: retried twice, then live; with too many failures, the cache answers.
+    let flaky = build("flaky-dependency");
+    let journal = fresh_journal();
+    let ran = run(&flaky, &["--input", r#"{"sku": "ABC-123", "failuresBeforeSuccess": 2}"#], &journal);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let out: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(out["price"]["source"], "live");
+    let events = journal_events(&journal);
+    assert_eq!(events.iter().filter(|e| *e == "step.retry.scheduled").count(), 2, "{events:?}");
+    let ran = run(&flaky, &["--input", r#"{"sku": "XYZ", "failuresBeforeSuccess": 9}"#], &fresh_journal());
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let out: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(out["price"]["source"], "cache", "after 4 failed calls the step gives up and the cache answers");
+
+    // Bad input: exit 2, located; nothing runs.
+    let hello = repo().join("target/generated/debug/hello");
+    let ran = run(&hello, &["--input", r#"{"nme": "Ada"}"#], &fresh_journal());
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("/nme"), "{}", ran.stderr);
+    assert!(ran.stdout.is_empty());
+    let ran = run(&hello, &["--input", "{\"name\": "], &fresh_journal());
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+
+    // An agent that fails for good: exit 1, the error as JSON on the last line of stderr.
+    let journal = fresh_journal();
+    let ran = run(&hello, &["--input", r#"{"name": "   "}"#], &journal);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let error: Value = serde_json::from_str(ran.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(error["kind"], "fatal");
+    assert_eq!(error["step"], "greet");
+    assert_eq!(journal_events(&journal).last().map(String::as_str), Some("execution.failed"));
+}
