@@ -31,10 +31,7 @@ pub struct Input<'a> {
 /// The `workflow.rs` module, unformatted.
 pub fn workflow_module(input: &Input<'_>) -> Result<TokenStream, GenError> {
     let wf = input.workflow;
-    let input_rty = match rust_ty::from_ty("WorkflowInput", input.input_ty) {
-        s @ RustTy::Struct { .. } => s,
-        other => other,
-    };
+    let input_rty = rust_ty::from_ty("WorkflowInput", input.input_ty);
     let mut local_types = TokenStream::new();
     define(&input_rty, "WorkflowInput", true, &mut local_types);
 
