@@ -445,7 +445,20 @@ impl<'a> Reader<'a> {
         };
         let strings: Option<Vec<String>> = list.iter().map(|v| v.as_str().map(str::to_owned)).collect();
         match strings {
-            Some(s) => Ty::String(Some(s)),
+            Some(s) => {
+                // Each value becomes a Rust variant: two that name the same one cannot both be.
+                for (i, v) in s.iter().enumerate() {
+                    let variant = orchestr8_agent_decl::variant_name(v);
+                    if let Some(w) = s[..i].iter().find(|w| orchestr8_agent_decl::variant_name(w) == variant) {
+                        self.problem(
+                            at.into(),
+                            format!("enum values \"{w}\" and \"{v}\" would both be the Rust variant `{variant}`"),
+                            Some("make the values differ in their letters or digits".into()),
+                        );
+                    }
+                }
+                Ty::String(Some(s))
+            }
             None => {
                 self.problem(
                     at.into(),

@@ -1,7 +1,8 @@
 //! From a checked declaration to Rust items.
 
 use orchestr8_agent_decl::{
-    expected_type_names, item_type_name, nested_type_name, pascal_case, rust_field_name, AgentDecl, FieldList, TypeDecl,
+    expected_type_names, item_type_name, nested_type_name, rust_field_name, variant_name, AgentDecl, FieldList,
+    TypeDecl,
 };
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
@@ -153,7 +154,7 @@ fn rust_type(name: &str, ty: &TypeDecl, vis: &syn::Visibility, items: &mut Token
             let attrs = data_attrs();
             let variants = values.iter().map(|v| {
                 let value = v.value();
-                let variant = format_ident!("{}", pascal_case(&value), span = v.span());
+                let variant = format_ident!("{}", variant_name(&value), span = v.span());
                 quote!(#[serde(rename = #value)] #variant)
             });
             items.extend(quote! {

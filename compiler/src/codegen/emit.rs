@@ -31,7 +31,12 @@ pub struct Input<'a> {
 /// The `workflow.rs` module, unformatted.
 pub fn workflow_module(input: &Input<'_>) -> Result<TokenStream, GenError> {
     let wf = input.workflow;
-    let input_rty = rust_ty::from_ty("WorkflowInput", input.input_ty);
+    let mut names = rust_ty::Names::default();
+    // Reserved: the items every generated module defines (the input takes its own name first).
+    for taken in ["State", "WorkflowOutput"] {
+        names.type_name(taken);
+    }
+    let input_rty = rust_ty::from_ty("WorkflowInput", input.input_ty, &mut names);
     let mut local_types = TokenStream::new();
     define(&input_rty, "WorkflowInput", true, &mut local_types);
 
@@ -52,7 +57,7 @@ pub fn workflow_module(input: &Input<'_>) -> Result<TokenStream, GenError> {
 
     // The result: the `output` expression, or the last step's output.
     let (output_rty, output_expr) = match &wf.output {
-        Some(expr) => infer_output(&scope, expr, "WorkflowOutput", &mut local_types)?,
+        Some(expr) => infer_output(&scope, expr, "WorkflowOutput", &mut names, &mut local_types)?,
         None => {
             let last = wf.steps.last().ok_or("a workflow has steps")?;
             let (ty, _) = outputs.get(last.id()).ok_or("the last step is an agent step")?;
@@ -90,8 +95,13 @@ pub fn workflow_module(input: &Input<'_>) -> Result<TokenStream, GenError> {
     )
     .map_err(|e| e.to_string())?;
     let reads_state = wf.output.as_ref().is_none_or(references_anything);
-    // The execution's ids are kept only when an expression reads them (an unread field is a warning).
-    let (ids_field, ids_param, ids_init) = if reads_execution_ids(wf) {
+    // The input and the execution's ids are kept only when an expression reads them (an unread field is a warning).
+    let (input_field, input_param, input_init) = if reads_root(wf, |r| matches!(r, Root::Input)) {
+        (quote!(#[doc = " The workflow's input."] pub input: #input_type,), quote!(input), quote!(input,))
+    } else {
+        (TokenStream::new(), quote!(_input), TokenStream::new())
+    };
+    let (ids_field, ids_param, ids_init) = if reads_root(wf, |r| matches!(r, Root::ExecutionId | Root::CorrelationId)) {
         (
             quote!(#[doc = " The execution's ids."] pub ids: rt::ExecutionIds,),
             quote!(ids),
@@ -112,8 +122,7 @@ pub fn workflow_module(input: &Input<'_>) -> Result<TokenStream, GenError> {
 
         /// What one execution carries: the input, its ids, and each step's output.
         pub struct State {
-            /// The workflow's input.
-            pub input: #input_type,
+            #input_field
             #ids_field
             #(#slots,)*
         }
@@ -138,8 +147,8 @@ pub fn workflow_module(input: &Input<'_>) -> Result<TokenStream, GenError> {
 
         /// The program: reads the input, runs the workflow, prints the output.
         pub fn program() -> rt::Program<#input_type, State, #output_type> {
-            rt::Program::new(rt::Arc::new(workflow()), |input, #ids_param| State {
-                input,
+            rt::Program::new(rt::Arc::new(workflow()), |#input_param, #ids_param| State {
+                #input_init
                 #ids_init
                 #(#slot_inits,)*
             })
@@ -236,9 +245,16 @@ fn plan(steps: &[Step], top: bool) -> TokenStream {
     quote!(rt::Node::sequence(::std::vec![#(#children),*]))
 }
 
-/// Whether any expression reads `${execution.id}` or `${execution.correlationId}`.
-fn reads_execution_ids(wf: &Workflow) -> bool {
-    fn reads(value: &Value) -> bool {
+/// Whether any expression reads a root that `wanted` accepts.
+fn reads_root(wf: &Workflow, wanted: fn(&Root) -> bool) -> bool {
+    let reads = |value: &Value| reads_in(value, wanted);
+    let mut steps = Vec::new();
+    collect_agent_steps(&wf.steps, &mut steps);
+    steps.iter().any(|s| s.input.values().any(reads)) || wf.output.as_ref().is_some_and(reads)
+}
+
+fn reads_in(value: &Value, wanted: fn(&Root) -> bool) -> bool {
+    {
         match value {
             Value::String(s) => {
                 let refs: Vec<Root> = match parse_template(s) {
@@ -252,16 +268,13 @@ fn reads_execution_ids(wf: &Workflow) -> bool {
                         .collect(),
                     _ => Vec::new(),
                 };
-                refs.iter().any(|r| matches!(r, Root::ExecutionId | Root::CorrelationId))
+                refs.iter().any(wanted)
             }
-            Value::Array(items) => items.iter().any(reads),
-            Value::Object(map) => map.values().any(reads),
+            Value::Array(items) => items.iter().any(|v| reads_in(v, wanted)),
+            Value::Object(map) => map.values().any(|v| reads_in(v, wanted)),
             _ => false,
         }
     }
-    let mut steps = Vec::new();
-    collect_agent_steps(&wf.steps, &mut steps);
-    steps.iter().any(|s| s.input.values().any(reads)) || wf.output.as_ref().is_some_and(reads)
 }
 
 /// Whether a value expression reads anything (and so needs the state).
@@ -447,16 +460,17 @@ fn infer_output(
     scope: &Scope<'_>,
     value: &Value,
     name: &str,
+    names: &mut rust_ty::Names,
     out: &mut TokenStream,
 ) -> Result<(RustTy, TokenStream), GenError> {
     match value {
         Value::Object(map) => {
             let mut fields = Vec::new();
             let mut inits = Vec::new();
-            for (json, v) in map {
-                let nested_name = orchestr8_agent_decl::nested_type_name(name, json);
-                let (ty, expr) = infer_output(scope, v, &nested_name, out)?;
-                let ident = rust_ty::field_ident(json);
+            let idents = rust_ty::field_idents(map.keys().map(String::as_str));
+            for ((json, v), ident) in map.iter().zip(idents) {
+                let nested_name = names.type_name(&orchestr8_agent_decl::nested_type_name(name, json));
+                let (ty, expr) = infer_output(scope, v, &nested_name, names, out)?;
                 inits.push(quote!(#ident: #expr));
                 fields.push(rust_ty::RustField { json: json.clone(), ident, ty });
             }

@@ -132,14 +132,21 @@ impl Scope<'_> {
                     (place, field.ty.clone())
                 }
                 (RustTy::Vec(item), PathSegment::Index(i)) => {
+                    // `.first()`, not `.get(0)`: clippy's `get_first`.
+                    let get = if *i == 0 {
+                        quote!(first())
+                    } else {
+                        let i = Literal::usize_unsuffixed(*i);
+                        quote!(get(#i))
+                    };
                     let i = Literal::usize_unsuffixed(*i);
                     let message = format!("{shown}: the list has no item {i}");
                     let place = match place {
                         Place::Required(r) => {
                             let e = r.receiver();
-                            Place::Required(Ref::Borrowed(quote!(#e.get(#i).ok_or_else(|| #message.to_owned())?)))
+                            Place::Required(Ref::Borrowed(quote!(#e.#get.ok_or_else(|| #message.to_owned())?)))
                         }
-                        Place::Optional(e) => Place::Optional(quote!(#e.and_then(|v| v.get(#i)))),
+                        Place::Optional(e) => Place::Optional(quote!(#e.and_then(|v| v.#get))),
                     };
                     (place, (**item).clone())
                 }

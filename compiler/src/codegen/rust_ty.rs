@@ -3,7 +3,7 @@
 //! producer's type into a consumer's, field by field.
 
 use orchestr8_agent_decl::{
-    item_type_name, nested_type_name, pascal_case, rust_field_name, FieldList, ScalarKind, TypeDecl,
+    item_type_name, nested_type_name, rust_field_name, variant_name, FieldList, ScalarKind, TypeDecl,
 };
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
@@ -33,7 +33,7 @@ pub enum RustTy {
     Enum {
         /// Full path of the type.
         path: TokenStream,
-        /// JSON values, in order; variant names are `pascal_case(value)`.
+        /// JSON values, in order; variant names are `variant_name(value)`.
         values: Vec<String>,
     },
     /// A struct with known fields.
@@ -93,17 +93,49 @@ pub fn field_ident(json: &str) -> Ident {
     ident(&rust_field_name(json))
 }
 
-/// An identifier, raw when it is a keyword (`type` -> `r#type`).
+/// An identifier, raw when it is a keyword (`type` -> `r#type`); the
+/// keywords that cannot be raw get a trailing `_`.
 pub fn ident(name: &str) -> Ident {
-    match syn::parse_str::<Ident>(name) {
-        Ok(_) => Ident::new(name, Span::call_site()),
-        Err(_) => Ident::new_raw(name, Span::call_site()),
+    match name {
+        "self" | "Self" | "super" | "crate" | "_" => format_ident!("{name}_"),
+        _ if syn::parse_str::<Ident>(name).is_ok() => Ident::new(name, Span::call_site()),
+        _ => Ident::new_raw(name, Span::call_site()),
     }
+}
+
+/// Unique names for the types and fields a generated crate defines itself,
+/// whatever the JSON names they come from.
+#[derive(Default)]
+pub struct Names {
+    used: std::collections::HashSet<String>,
+}
+
+impl Names {
+    /// `base`, or `base2`, `base3`... if taken.
+    pub fn type_name(&mut self, base: &str) -> String {
+        unique(&mut self.used, base)
+    }
+}
+
+fn unique(used: &mut std::collections::HashSet<String>, base: &str) -> String {
+    let mut name = base.to_owned();
+    let mut n = 2;
+    while !used.insert(name.clone()) {
+        name = format!("{base}{n}");
+        n += 1;
+    }
+    name
+}
+
+/// Field identifiers for JSON names, distinct within one struct.
+pub fn field_idents<'a>(json_names: impl IntoIterator<Item = &'a str>) -> Vec<Ident> {
+    let mut used = std::collections::HashSet::new();
+    json_names.into_iter().map(|json| ident(&unique(&mut used, &rust_field_name(json)))).collect()
 }
 
 /// The variant of enum value `value`.
 pub fn variant(value: &str) -> Ident {
-    format_ident!("{}", pascal_case(value))
+    format_ident!("{}", variant_name(value))
 }
 
 /// The Rust type of a declared field list named `name` in module `module`
@@ -152,8 +184,8 @@ fn decl_type(module: &TokenStream, name: &str, ty: &TypeDecl) -> RustTy {
 }
 
 /// The Rust type of a schema shape, for types the generated crate defines
-/// itself (the workflow's input), named from `name` in `crate`.
-pub fn from_ty(name: &str, ty: &Ty) -> RustTy {
+/// itself (the workflow's input), named from `name`.
+pub fn from_ty(name: &str, ty: &Ty, names: &mut Names) -> RustTy {
     match ty {
         Ty::Any | Ty::Null => RustTy::Json,
         Ty::Boolean => RustTy::Bool,
@@ -161,27 +193,30 @@ pub fn from_ty(name: &str, ty: &Ty) -> RustTy {
         Ty::Number => RustTy::Float(format_ident!("f64")),
         Ty::String(None) => RustTy::String,
         Ty::String(Some(values)) => {
-            let ident = format_ident!("{}", name);
+            let ident = format_ident!("{}", names.type_name(name));
             RustTy::Enum { path: quote!(#ident), values: values.clone() }
         }
-        Ty::Array(item) => RustTy::Vec(Box::new(from_ty(&item_type_name(name), item))),
+        Ty::Array(item) => RustTy::Vec(Box::new(from_ty(&item_type_name(name), item, names))),
         Ty::Map(value) => {
-            let value = from_ty(name, value);
+            let value = from_ty(name, value, names);
             let v = value.tokens();
             RustTy::Map(Box::new(value), quote!(::std::collections::BTreeMap<::std::string::String, #v>))
         }
-        Ty::Optional(inner) => RustTy::Option(Box::new(from_ty(name, inner))),
+        Ty::Optional(inner) => RustTy::Option(Box::new(from_ty(name, inner, names))),
         Ty::Object(o) => {
-            let ident = format_ident!("{}", name);
+            let struct_name = names.type_name(name);
+            let idents = field_idents(o.fields.keys().map(String::as_str));
             let fields = o
                 .fields
                 .iter()
-                .map(|(json, f)| RustField {
+                .zip(idents)
+                .map(|((json, f), ident)| RustField {
                     json: json.clone(),
-                    ident: field_ident(json),
-                    ty: from_ty(&nested_type_name(name, json), &f.ty),
+                    ident,
+                    ty: from_ty(&nested_type_name(&struct_name, json), &f.ty, names),
                 })
                 .collect();
+            let ident = format_ident!("{}", struct_name);
             RustTy::Struct { path: quote!(#ident), fields }
         }
     }

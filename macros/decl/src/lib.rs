@@ -38,23 +38,34 @@ pub fn is_agent_attribute(attr: &syn::Attribute) -> bool {
 }
 
 /// The Rust name of a field with JSON name `json`: `maxSentences` ->
-/// `max_sentences` (the generated struct renames it back for serde).
+/// `max_sentences`, `e-mail` -> `e_mail`, `2nd` -> `_2nd` (the generated
+/// struct renames it back for serde). Keywords are left for the caller to
+/// write raw.
 pub fn rust_field_name(json: &str) -> String {
     let mut out = String::new();
     let mut prev_lower = false;
-    for c in json.chars() {
-        if c.is_uppercase() {
+    for c in json.trim_start_matches("r#").chars() {
+        if c.is_ascii_uppercase() {
             if prev_lower {
                 out.push('_');
             }
-            out.extend(c.to_lowercase());
+            out.push(c.to_ascii_lowercase());
             prev_lower = false;
-        } else {
-            out.push(if c == '-' || c == ' ' || c == '.' { '_' } else { c });
-            prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+            prev_lower = true;
+        } else if !out.ends_with('_') {
+            // Anything else separates words, once: the result is snake_case.
+            out.push('_');
+            prev_lower = false;
         }
     }
-    out
+    let trimmed = out.trim_matches('_');
+    match trimmed.chars().next() {
+        None => "field".to_owned(),
+        Some(c) if c.is_ascii_digit() => format!("_{trimmed}"),
+        Some(_) => trimmed.to_owned(),
+    }
 }
 
 /// The name of the type generated for field `json` of type `parent`
@@ -69,11 +80,14 @@ pub fn item_type_name(parent: &str) -> String {
 }
 
 /// `classify` -> `Classify`, `fetch_ticket` -> `FetchTicket`, `in-progress` -> `InProgress`.
+/// Anything but letters and digits separates words and is dropped, so the
+/// result is always usable in an identifier (possibly empty, or starting
+/// with a digit: see [`variant_name`]).
 pub fn pascal_case(name: &str) -> String {
     let mut out = String::new();
     let mut upper = true;
     for c in name.trim_start_matches("r#").chars() {
-        if c == '_' || c == '-' || c == ' ' || c == '.' {
+        if !c.is_ascii_alphanumeric() {
             upper = true;
         } else if upper {
             out.extend(c.to_uppercase());
@@ -83,6 +97,17 @@ pub fn pascal_case(name: &str) -> String {
         }
     }
     out
+}
+
+/// The Rust variant for string enum value `value`: `in-progress` -> `InProgress`,
+/// `2fa` -> `V2fa`, `` -> `Empty`.
+pub fn variant_name(value: &str) -> String {
+    let name = pascal_case(value);
+    match name.chars().next() {
+        None => "Empty".to_owned(),
+        Some(c) if !c.is_ascii_alphabetic() => format!("V{name}"),
+        Some(_) => name,
+    }
 }
 
 /// The doc comment text of some attributes, one string per line.
@@ -120,5 +145,13 @@ mod tests {
         assert_eq!(rust_field_name("maxSentences"), "max_sentences");
         assert_eq!(rust_field_name("ticket_id"), "ticket_id");
         assert_eq!(rust_field_name("HTTPCode"), "httpcode");
+        assert_eq!(rust_field_name("e-mail \"x\""), "e_mail_x");
+        assert_eq!(rust_field_name("2nd"), "_2nd");
+        assert_eq!(rust_field_name("naïve"), "na_ve");
+        assert_eq!(rust_field_name(""), "field");
+        assert_eq!(rust_field_name("_id"), "id");
+        assert_eq!(variant_name("in progress!"), "InProgress");
+        assert_eq!(variant_name("2fa"), "V2fa");
+        assert_eq!(variant_name("*/"), "Empty");
     }
 }

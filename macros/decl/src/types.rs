@@ -145,10 +145,15 @@ impl Parse for TypeDecl {
                 if values[..i].iter().any(|w| w.value() == v.value()) {
                     return Err(syn::Error::new(v.span(), format!("duplicate enum value \"{}\"", v.value())));
                 }
-                if crate::pascal_case(&v.value()).chars().next().is_some_and(|c| !c.is_alphabetic()) {
+                let variant = crate::variant_name(&v.value());
+                if let Some(other) = values[..i].iter().find(|w| crate::variant_name(&w.value()) == variant) {
                     return Err(syn::Error::new(
                         v.span(),
-                        format!("enum value \"{}\" must start with a letter (it names a Rust variant)", v.value()),
+                        format!(
+                            "enum values \"{}\" and \"{}\" would both be the Rust variant `{variant}`",
+                            other.value(),
+                            v.value()
+                        ),
                     ));
                 }
             }

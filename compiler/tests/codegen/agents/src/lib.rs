@@ -1,0 +1,101 @@
+//! Agents that exercise every shape of data the code generator moves.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use orchestr8_macros::agent;
+use orchestr8_runtime::codegen::{AgentContext, AgentError};
+
+#[agent(id = "echo", version = "1.0.0", input = { text: String, times: Option<u32> }, output = { text: String, length: u64 })]
+/// Repeats the text.
+pub async fn echo(_ctx: &AgentContext<'_>, input: EchoInput) -> Result<EchoOutput, AgentError> {
+    let text = input.text.repeat(input.times.unwrap_or(1) as usize);
+    Ok(EchoOutput { length: text.chars().count() as u64, text })
+}
+
+#[agent(
+    id = "profile",
+    version = "1.0.0",
+    input = { name: String },
+    output = {
+        name: String,
+        age: i64,
+        tags: Vec<String>,
+        address: { city: String, zip: Option<String> },
+        tier: "free" | "pro" | "team",
+        score: f64,
+    },
+)]
+/// A made-up profile.
+pub async fn profile(_ctx: &AgentContext<'_>, input: ProfileInput) -> Result<ProfileOutput, AgentError> {
+    Ok(ProfileOutput {
+        age: input.name.len() as i64 * 10,
+        tags: vec!["a".into(), "b".into()],
+        address: ProfileOutputAddress { city: "Lyon".into(), zip: None },
+        tier: ProfileOutputTier::Pro,
+        score: 0.5,
+        name: input.name,
+    })
+}
+
+#[agent(
+    id = "describe",
+    version = "1.0.0",
+    input = {
+        person: { name: String, city: String, tier: "free" | "pro" | "team" | "enterprise" },
+        tags: Vec<String>,
+        note: Option<String>,
+        score: f64,
+        count: i32,
+    },
+    output = { summary: String },
+)]
+/// Describes a person.
+pub async fn describe(_ctx: &AgentContext<'_>, input: DescribeInput) -> Result<DescribeOutput, AgentError> {
+    let tier = match input.person.tier {
+        DescribeInputPersonTier::Free => "free",
+        DescribeInputPersonTier::Pro => "pro",
+        DescribeInputPersonTier::Team => "team",
+        DescribeInputPersonTier::Enterprise => "enterprise",
+    };
+    Ok(DescribeOutput {
+        summary: format!(
+            "{} from {} ({tier}), tags {}, note {}, score {}, count {}",
+            input.person.name,
+            input.person.city,
+            input.tags.join("+"),
+            input.note.as_deref().unwrap_or("-"),
+            input.score,
+            input.count
+        ),
+    })
+}
+
+static CALLS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+#[agent(id = "flaky", version = "1.0.0", input = { failFirst: u32, key: String }, output = { ok: bool, calls: u32 })]
+/// Fails its first calls with a retryable error.
+pub async fn flaky(_ctx: &AgentContext<'_>, input: FlakyInput) -> Result<FlakyOutput, AgentError> {
+    let calls = {
+        let mut map = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.get_or_insert_with(HashMap::new).entry(input.key).or_default();
+        *n += 1;
+        *n
+    };
+    if calls <= input.fail_first {
+        return Err(AgentError::retryable(format!("call {calls} fails")));
+    }
+    Ok(FlakyOutput { ok: true, calls })
+}
+
+#[agent(id = "boom", version = "1.0.0", input = {}, output = { never: String })]
+/// Always fails for good.
+pub async fn boom(_ctx: &AgentContext<'_>, _input: BoomInput) -> Result<BoomOutput, AgentError> {
+    Err(AgentError::fatal("boom"))
+}
+
+#[agent(id = "join", version = "1.0.0", input = { parts: Vec<String>, sep: Option<String> }, output = { joined: String })]
+/// Joins strings.
+pub async fn join(_ctx: &AgentContext<'_>, input: JoinInput) -> Result<JoinOutput, AgentError> {
+    Ok(JoinOutput { joined: input.parts.join(input.sep.as_deref().unwrap_or(",")) })
+}
