@@ -182,3 +182,30 @@ fn compile_writes_nothing_for_an_invalid_workflow() {
     assert!(!project.path().join("Cargo.toml").exists());
     assert!(!project.path().join("src").exists());
 }
+
+#[test]
+fn run_compiles_builds_and_runs_passing_the_exit_code_through() {
+    let project = hello_project();
+    let workflow = project.path().join("workflow.json");
+    let run = |input: &str| {
+        orchestr8()
+            .args(["run"])
+            .arg(&workflow)
+            .args(["--quiet", "--input", input, "--journal-dir"])
+            .arg(project.path().join("journal"))
+            // Shared with the other tests that build generated crates (same flags, same target).
+            .env("CARGO_TARGET_DIR", repo().join("target/generated"))
+            .env("RUSTFLAGS", "-D warnings")
+            .output()
+            .unwrap()
+    };
+    let out = run(r#"{"name": "Ada"}"#);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["greeting"], "Hello, Ada!");
+    assert!(project.path().join(".orchestr8/build/workflow/Cargo.toml").exists());
+    let out = run(r#"{"name": 5}"#);
+    assert_eq!(out.status.code(), Some(2), "bad input: the program's exit code");
+    let out = run(r#"{"name": " "}"#);
+    assert_eq!(out.status.code(), Some(1), "a failed agent: the program's exit code");
+}

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{stderr_color, Status};
+
 use crate::agents::FromRustSource;
 use crate::codegen::{generate, write_files, CrateOptions};
 use crate::diagnostics::{render_human, RenderOptions};
@@ -27,8 +28,9 @@ pub(super) struct Args {
 const BUILT_WITH_RUNTIME: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime");
 
 pub(super) fn run(args: &Args) -> Status {
-    match compile(args) {
-        Ok(status) => status,
+    match compile(&args.workflow, args.out.as_deref(), args.runtime_path.as_deref()) {
+        Ok(Compiled::Crate { .. }) => Status::Success,
+        Ok(Compiled::Invalid) => Status::Failure,
         Err(message) => {
             eprintln!("error: {message}");
             Status::Usage
@@ -36,10 +38,25 @@ pub(super) fn run(args: &Args) -> Status {
     }
 }
 
-fn compile(args: &Args) -> Result<Status, String> {
-    let shown = args.workflow.display().to_string();
-    let bytes = std::fs::read(&args.workflow).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
-    let workflow_dir = absolute(args.workflow.parent().unwrap_or(Path::new("")))?;
+/// What a compile came to.
+pub(super) enum Compiled {
+    /// The workflow has errors (reported); nothing was written.
+    Invalid,
+    /// The crate is written.
+    Crate {
+        /// Its directory.
+        dir: PathBuf,
+        /// Its package and binary name (`metadata.id`).
+        name: String,
+    },
+}
+
+/// Validates `workflow` and writes its crate to `out` (default: beside it),
+/// reporting diagnostics on standard error.
+pub(super) fn compile(workflow: &Path, out: Option<&Path>, runtime_path: Option<&Path>) -> Result<Compiled, String> {
+    let shown = workflow.display().to_string();
+    let bytes = std::fs::read(workflow).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    let workflow_dir = absolute(workflow.parent().unwrap_or(Path::new("")))?;
     let source = FromRustSource::new(&workflow_dir);
     let validation = validate(&bytes, &source);
     eprint!(
@@ -49,9 +66,9 @@ fn compile(args: &Args) -> Result<Status, String> {
     let Some(workflow) = validation.workflow else {
         let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
         eprintln!("{shown}: invalid, {errors} error{}; nothing was written", if errors == 1 { "" } else { "s" });
-        return Ok(Status::Failure);
+        return Ok(Compiled::Invalid);
     };
-    let runtime_dir = match &args.runtime_path {
+    let runtime_dir = match runtime_path {
         Some(p) => absolute(p)?,
         None => absolute(Path::new(BUILT_WITH_RUNTIME))
             .map_err(|_| "cannot find orchestr8-runtime beside this orchestr8; pass --runtime-path DIR".to_owned())?,
@@ -59,7 +76,7 @@ fn compile(args: &Args) -> Result<Status, String> {
     if !runtime_dir.join("Cargo.toml").exists() {
         return Err(format!("`{}` is not the orchestr8-runtime crate (no Cargo.toml)", runtime_dir.display()));
     }
-    let out_dir = match &args.out {
+    let out_dir = match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
             absolute(dir)?
@@ -79,7 +96,7 @@ fn compile(args: &Args) -> Result<Status, String> {
         if summary.written.len() == 1 { "" } else { "s" },
         summary.unchanged.len()
     );
-    Ok(Status::Success)
+    Ok(Compiled::Crate { dir: out_dir, name: workflow.metadata.id })
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, String> {

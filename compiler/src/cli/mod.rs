@@ -1,6 +1,7 @@
 //! The `orchestr8` command line: one module per subcommand.
 
 mod compile;
+mod run;
 mod schema;
 mod validate;
 
@@ -46,6 +47,11 @@ enum Command {
         after_help = "Examples:\n  orchestr8 compile workflow.json && cargo run -- --input-file input.json\n  orchestr8 compile workflow.json --out build/triage"
     )]
     Compile(compile::Args),
+    /// Compile a workflow into a build folder beside it, build it and run it.
+    #[command(
+        after_help = "Examples:\n  orchestr8 run workflow.json --input '{\"name\": \"Ada\"}'\n  orchestr8 run workflow.json --input-file input.json --quiet"
+    )]
+    Run(run::Args),
     /// Print the JSON Schema of workflow documents.
     #[command(after_help = "Example:\n  orchestr8 schema > workflow.schema.json")]
     Schema,
@@ -79,6 +85,8 @@ pub fn main() -> ExitCode {
     let status = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Compile(args) => compile::run(&args),
+        // The program's own exit code, passed through.
+        Command::Run(args) => return run::run(&args),
         Command::Schema => schema::run(),
     };
     status.into()

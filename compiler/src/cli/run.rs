@@ -1,0 +1,114 @@
+//! `orchestr8 run WORKFLOW [PROGRAM ARGS...]`: compile into a build folder
+//! beside the workflow, build, and run, passing the program's exit code through.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::compile::{compile, Compiled};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// The workflow file.
+    #[arg(value_name = "WORKFLOW")]
+    workflow: PathBuf,
+    /// The `orchestr8-runtime` crate to depend on (default: the one this
+    /// orchestr8 was built with).
+    #[arg(long, value_name = "DIR")]
+    runtime_path: Option<PathBuf>,
+    /// Arguments for the program: `--input JSON`, `--input-file PATH`,
+    /// `--journal-dir DIR`, `--correlation-id ID`, `--quiet`.
+    #[arg(value_name = "PROGRAM ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    program_args: Vec<String>,
+}
+
+pub(super) fn run(args: &Args) -> ExitCode {
+    match run_workflow(args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_workflow(args: &Args) -> Result<ExitCode, String> {
+    let base = args.workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
+    let build_dir = base.join("build");
+    let Compiled::Crate { dir, name } =
+        compile(&args.workflow, Some(&build_dir.join(stem(&args.workflow))), args.runtime_path.as_deref())?
+    else {
+        return Ok(ExitCode::from(1));
+    };
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| base.join("target"), PathBuf::from);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let build = {
+        let _progress = Progress::start(&format!("building {name}"));
+        Command::new(&cargo)
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?
+    };
+    if !build.status.success() {
+        std::io::stderr().write_all(&build.stderr).ok();
+        return Err(format!("the generated crate in `{}` did not build (cargo's output is above)", dir.display()));
+    }
+    // Ctrl-C goes to the program, which cancels cooperatively and exits 130;
+    // orchestr8 waits for it rather than dying first.
+    ctrlc::set_handler(|| {}).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    let binary = target.join("debug").join(&name);
+    let status = Command::new(&binary)
+        .args(&args.program_args)
+        .status()
+        .map_err(|e| format!("cannot run `{}`: {e}", binary.display()))?;
+    Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map_or_else(|| "workflow".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// A spinner on standard error while something runs, on a terminal only.
+struct Progress {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(label: &str) -> Progress {
+        let done = Arc::new(AtomicBool::new(false));
+        if !std::io::stderr().is_terminal() {
+            return Progress { done, thread: None };
+        }
+        let label = label.to_owned();
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let frames = ['|', '/', '-', '\\'];
+            let mut i = 0;
+            while !flag.load(Ordering::Relaxed) {
+                eprint!("\r{} {label} ({}s)", frames[i % frames.len()], started.elapsed().as_secs());
+                i += 1;
+                std::thread::sleep(Duration::from_millis(120));
+            }
+            eprint!("\r\x1b[2K");
+        });
+        Progress { done, thread: Some(thread) }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
