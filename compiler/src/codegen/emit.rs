@@ -80,9 +80,40 @@ pub fn workflow_module(input: &Input<'_>) -> Result<TokenStream, GenError> {
         quote!(#field: ::orchestr8_runtime::codegen::OnceLock::new())
     });
 
+    // One function per distinct policy, named after where it comes from.
+    let mut policies: Vec<(String, proc_macro2::Ident, TokenStream)> = Vec::new();
+    let mut policy_of_step = BTreeMap::new();
+    for step in &agent_steps {
+        let tokens = policy_tokens(&effective_policy(wf, step.policy.as_ref()));
+        let key = tokens.to_string();
+        let ident = match policies.iter().find(|(k, _, _)| *k == key) {
+            Some((_, ident, _)) => ident.clone(),
+            None => {
+                let base = match &step.policy {
+                    None => "policy_default".to_owned(),
+                    Some(PolicyRef::Named(name)) => {
+                        format!("policy_{}", rust_ty::ident(name).to_string().trim_start_matches("r#"))
+                    }
+                    Some(PolicyRef::Inline(_)) => format!("policy_of_{}", step.id),
+                };
+                let ident = format_ident!("{}", names.type_name(&orchestr8_agent_decl::rust_field_name(&base)));
+                policies.push((key, ident.clone(), tokens));
+                ident
+            }
+        };
+        policy_of_step.insert(step.id.clone(), ident);
+    }
+    let policy_fns = policies.iter().map(|(_, ident, tokens)| {
+        quote! {
+            #[doc = " A step policy: the built-in defaults, overlaid by `policies.default` and the step's own."]
+            fn #ident() -> rt::Policy {
+                #tokens
+            }
+        }
+    });
     let constructors = agent_steps
         .iter()
-        .map(|step| step_constructor(&scope, wf, step, &input.agents[&step.agent]))
+        .map(|step| step_constructor(&scope, wf, step, &input.agents[&step.agent], &policy_of_step[&step.id]))
         .collect::<Result<Vec<_>, _>>()?;
     let plan = plan(&wf.steps, true);
 
@@ -126,6 +157,8 @@ pub fn workflow_module(input: &Input<'_>) -> Result<TokenStream, GenError> {
             #ids_field
             #(#slots,)*
         }
+
+        #(#policy_fns)*
 
         #(#constructors)*
 
@@ -181,6 +214,7 @@ fn step_constructor(
     wf: &Workflow,
     step: &orchestr8_schema::ast::AgentStep,
     found: &FoundAgent,
+    policy: &proc_macro2::Ident,
 ) -> Result<TokenStream, GenError> {
     let module = module_path(found);
     let (input_name, _, agent_name) = expected_type_names(&found.decl.function.to_string());
@@ -199,7 +233,6 @@ fn step_constructor(
         step.description.as_deref().map(|d| format!(" {d}")).unwrap_or_default()
     );
     let doc_lines = doc_attrs(&doc);
-    let policy = policy_tokens(&effective_policy(wf, step.policy.as_ref()));
     let on_error = (step.on_error == OnError::Continue).then(|| quote!(.on_error(rt::OnError::Continue)));
     let config = wf.agents.get(&step.agent).and_then(|a| a.common().config.as_ref()).map(|c| {
         let text = serde_json::to_string(c).unwrap_or_default();
@@ -216,7 +249,7 @@ fn step_constructor(
                 },
                 |s: &State, output| rt::store(&s.#field, #id, output),
             )
-            .policy(#policy)
+            .policy(#policy())
             #on_error
             #config
             .node()
