@@ -44,12 +44,21 @@ pub struct ObjectTy {
 }
 
 /// One field of an object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Field {
     /// Its shape.
     pub ty: Ty,
     /// Whether it must be present.
     pub required: bool,
+    /// Its schema's `description`, for doc comments (not part of the shape).
+    pub description: Option<String>,
+}
+
+impl PartialEq for Field {
+    /// Shapes compare equal whatever their descriptions say.
+    fn eq(&self, other: &Self) -> bool {
+        self.ty == other.ty && self.required == other.required
+    }
 }
 
 impl Ty {
@@ -482,7 +491,8 @@ impl<'a> Reader<'a> {
                     .read(schema, &format!("{at}/properties/{}", orchestr8_schema::source::escape_pointer_token(name)));
                 let is_required = required.contains(&name.as_str());
                 let ty = if is_required { ty } else { ty.optional() };
-                fields.insert(name.clone(), Field { ty, required: is_required });
+                let description = schema.get("description").and_then(Value::as_str).map(str::to_owned);
+                fields.insert(name.clone(), Field { ty, required: is_required, description });
             }
         }
         for name in &required {

@@ -432,7 +432,11 @@ fn define(ty: &RustTy, name: &str, input: bool, out: &mut TokenStream) {
                     (ident.to_string().trim_start_matches("r#") != json).then(|| quote!(#[serde(rename = #json)]));
                 let optional = matches!(f.ty, RustTy::Option(_))
                     .then(|| quote!(#[serde(default, skip_serializing_if = "::core::option::Option::is_none")]));
-                quote!(#rename #optional pub #ident: #t)
+                let docs = f
+                    .doc
+                    .as_deref()
+                    .map(|d| doc_attrs(&d.lines().map(|l| format!(" {l}")).collect::<Vec<_>>().join("\n")));
+                quote!(#docs #rename #optional pub #ident: #t)
             });
             let deny = input.then(|| quote!(#[serde(deny_unknown_fields)]));
             let doc = format!(
@@ -505,7 +509,7 @@ fn infer_output(
                 let nested_name = names.type_name(&orchestr8_agent_decl::nested_type_name(name, json));
                 let (ty, expr) = infer_output(scope, v, &nested_name, names, out)?;
                 inits.push(quote!(#ident: #expr));
-                fields.push(rust_ty::RustField { json: json.clone(), ident, ty });
+                fields.push(rust_ty::RustField { doc: None, json: json.clone(), ident, ty });
             }
             let ident = format_ident!("{}", name);
             let ty = RustTy::Struct { path: quote!(#ident), fields };

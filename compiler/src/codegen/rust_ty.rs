@@ -50,6 +50,8 @@ pub enum RustTy {
 /// A field of a generated struct.
 #[derive(Debug, Clone)]
 pub struct RustField {
+    /// Its description, for a doc comment.
+    pub doc: Option<String>,
     /// Its JSON name.
     pub json: String,
     /// Its Rust name.
@@ -147,7 +149,12 @@ pub fn from_decl(module: &TokenStream, name: &str, list: &FieldList) -> RustTy {
         .iter()
         .map(|f| {
             let json = f.json_name();
-            RustField { ident: field_ident(&json), ty: decl_type(module, &nested_type_name(name, &json), &f.ty), json }
+            RustField {
+                doc: None,
+                ident: field_ident(&json),
+                ty: decl_type(module, &nested_type_name(name, &json), &f.ty),
+                json,
+            }
         })
         .collect();
     RustTy::Struct { path: quote!(#module::#type_ident), fields }
@@ -211,6 +218,7 @@ pub fn from_ty(name: &str, ty: &Ty, names: &mut Names) -> RustTy {
                 .iter()
                 .zip(idents)
                 .map(|((json, f), ident)| RustField {
+                    doc: f.description.clone(),
                     json: json.clone(),
                     ident,
                     ty: from_ty(&nested_type_name(&struct_name, json), &f.ty, names),
