@@ -1,6 +1,9 @@
 //! The `orchestr8` command line: one module per subcommand.
 
 mod compile;
+mod completions;
+mod graph;
+mod inspect;
 mod run;
 mod schema;
 mod validate;
@@ -52,6 +55,21 @@ enum Command {
         after_help = "Examples:\n  orchestr8 run workflow.json --input '{\"name\": \"Ada\"}'\n  orchestr8 run workflow.json --input-file input.json --quiet"
     )]
     Run(run::Args),
+    /// Draw a workflow's steps, parallel blocks and data references (Mermaid or DOT).
+    #[command(
+        after_help = "Examples:\n  orchestr8 graph workflow.json > workflow.mmd\n  orchestr8 graph workflow.json --format dot | dot -Tsvg > workflow.svg"
+    )]
+    Graph(graph::Args),
+    /// Show an execution from its journal: steps, attempts, durations, errors and a timeline.
+    #[command(
+        after_help = "Examples:\n  orchestr8 inspect .orchestr8/executions/0f3c9a2e-1b7d-4c55-9e0a-6d2f8b1c4e77.jsonl\n  orchestr8 inspect 0f3c9a2e-1b7d-4c55-9e0a-6d2f8b1c4e77 --journal-dir examples/flaky-dependency/.orchestr8/executions\n  orchestr8 inspect run.jsonl --format json | jq '.steps[] | select(.state != \"succeeded\")'"
+    )]
+    Inspect(inspect::Args),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  orchestr8 completions bash > ~/.local/share/bash-completion/completions/orchestr8\n  orchestr8 completions zsh > ~/.zfunc/_orchestr8\n  orchestr8 completions fish > ~/.config/fish/completions/orchestr8.fish"
+    )]
+    Completions(completions::Args),
     /// Print the JSON Schema of workflow documents.
     #[command(after_help = "Example:\n  orchestr8 schema > workflow.schema.json")]
     Schema,
@@ -88,6 +106,9 @@ pub fn main() -> ExitCode {
         // The program's own exit code, passed through.
         Command::Run(args) => return run::run(&args),
         Command::Schema => schema::run(),
+        Command::Graph(args) => graph::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Completions(args) => completions::run(&args),
     };
     status.into()
 }

@@ -1,0 +1,482 @@
+//! `orchestr8 graph WORKFLOW --format mermaid|dot`: the workflow's structure.
+//!
+//! The graph is read from the validated AST: agent steps are nodes, parallel
+//! blocks and sequences are subgraphs, control edges follow execution order
+//! (a parallel block forks into its branches and joins them), and dashed data
+//! edges go from each step to every step (or the workflow output) whose input
+//! references `${steps.ID.output...}`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use orchestr8_schema::ast::{Step, Workflow};
+use orchestr8_schema::expr::{parse_template, Reference, Root, Segment, Template};
+use serde_json::Value;
+
+use super::{stderr_color, Status};
+use crate::agents::{DeclaredInWorkflow, FromRustSource};
+use crate::diagnostics::{render_human, RenderOptions};
+use crate::validate::validate;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// The workflow file.
+    #[arg(value_name = "WORKFLOW")]
+    file: PathBuf,
+    /// The graph language.
+    #[arg(long, value_enum, default_value_t)]
+    format: GraphFormat,
+    /// Take agent schemas only from the workflow's `agents.ID.input`/`output`,
+    /// without reading the agent crates' `#[agent]` declarations.
+    #[arg(long)]
+    declared_only: bool,
+}
+
+/// The graph languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(super) enum GraphFormat {
+    /// A Mermaid flowchart (GitHub and most Markdown viewers render it).
+    #[default]
+    Mermaid,
+    /// Graphviz DOT (`dot -Tsvg`).
+    Dot,
+}
+
+/// Largest workflow file read.
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub(super) fn run(args: &Args) -> Status {
+    let name = args.file.display().to_string();
+    let bytes = match read(&args.file) {
+        Ok(b) => b,
+        Err(message) => {
+            eprintln!("error[E0100]: {message}");
+            return Status::Usage;
+        }
+    };
+    let validation = if args.declared_only {
+        validate(&bytes, &DeclaredInWorkflow)
+    } else {
+        let base = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
+        validate(&bytes, &FromRustSource::new(base))
+    };
+    let workflow = match (&validation.workflow, validation.has_errors()) {
+        (Some(w), false) => w,
+        _ => {
+            let options = RenderOptions { color: stderr_color() };
+            eprint!("{}", render_human(&name, &validation.text, &validation.diagnostics, options));
+            let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!("{name}: invalid, {errors} error{}", if errors == 1 { "" } else { "s" });
+            return Status::Failure;
+        }
+    };
+    let graph = Graph::of(workflow);
+    let text = match args.format {
+        GraphFormat::Mermaid => graph.mermaid(),
+        GraphFormat::Dot => graph.dot(),
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Status::Success
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    if meta.is_dir() {
+        return Err(format!("`{shown}` is a directory; give the path of a workflow file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "`{shown}` is {} MiB; workflow files are limited to {} MiB",
+            meta.len() >> 20,
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read `{shown}`: {e}"))
+}
+
+/// A node of the drawing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    /// The workflow's input (where execution starts).
+    Input,
+    /// The workflow's output (where execution ends).
+    Output,
+    /// An agent step, by id.
+    Step(String),
+    /// Where a parallel block (by id) starts its branches.
+    Fork(String),
+    /// Where a parallel block (by id) waits for its branches.
+    Join(String),
+}
+
+/// A parallel block or a sequence, drawn as a subgraph.
+#[derive(Debug)]
+struct Cluster {
+    id: String,
+    parallel: bool,
+    description: Option<String>,
+    items: Vec<Item>,
+}
+
+#[derive(Debug)]
+enum Item {
+    Step { id: String, agent: String, description: Option<String> },
+    Fork(String),
+    Join(String),
+    Cluster(Cluster),
+}
+
+/// A data edge: `to` reads `paths` of `from`'s output.
+#[derive(Debug)]
+struct DataEdge {
+    from: String,
+    to: Node,
+    paths: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Graph {
+    workflow_id: String,
+    items: Vec<Item>,
+    control: Vec<(Node, Node)>,
+    data: Vec<DataEdge>,
+    /// The node a step's output comes from: the step, or a block's last node.
+    exits: BTreeMap<String, Node>,
+}
+
+impl Graph {
+    fn of(workflow: &Workflow) -> Graph {
+        let mut g = Graph {
+            workflow_id: workflow.metadata.id.clone(),
+            items: Vec::new(),
+            control: Vec::new(),
+            data: Vec::new(),
+            exits: BTreeMap::new(),
+        };
+        let mut items = Vec::new();
+        let (_, exit) = g.sequence(&workflow.steps, Node::Input, &mut items);
+        g.control.push((exit, Node::Output));
+        g.items = items;
+        if let Some(output) = &workflow.output {
+            g.add_data(output, Node::Output);
+        }
+        g
+    }
+
+    /// Lays out `steps` in order after `before`; returns the first node and the last.
+    fn sequence(&mut self, steps: &[Step], before: Node, items: &mut Vec<Item>) -> (Node, Node) {
+        let mut prev = before;
+        let mut first = None;
+        for step in steps {
+            let start = entry(step);
+            self.control.push((prev, start.clone()));
+            let (_, end) = self.step(step, items);
+            first.get_or_insert(start);
+            prev = end;
+        }
+        (first.unwrap_or_else(|| prev.clone()), prev)
+    }
+
+    /// Lays out one step; returns its entry and exit nodes.
+    fn step(&mut self, step: &Step, items: &mut Vec<Item>) -> (Node, Node) {
+        let bounds = self.step_inner(step, items);
+        self.exits.insert(step.id().to_owned(), bounds.1.clone());
+        bounds
+    }
+
+    fn step_inner(&mut self, step: &Step, items: &mut Vec<Item>) -> (Node, Node) {
+        match step {
+            Step::Agent(s) => {
+                items.push(Item::Step { id: s.id.clone(), agent: s.agent.clone(), description: s.description.clone() });
+                let node = Node::Step(s.id.clone());
+                for value in s.input.values() {
+                    self.add_data(value, node.clone());
+                }
+                (node.clone(), node)
+            }
+            Step::Parallel(p) => {
+                let fork = Node::Fork(p.id.clone());
+                let join = Node::Join(p.id.clone());
+                let mut inner = vec![Item::Fork(p.id.clone())];
+                for child in &p.parallel {
+                    self.control.push((fork.clone(), entry(child)));
+                    let (_, end) = self.step(child, &mut inner);
+                    self.control.push((end, join.clone()));
+                }
+                inner.push(Item::Join(p.id.clone()));
+                items.push(Item::Cluster(Cluster {
+                    id: p.id.clone(),
+                    parallel: true,
+                    description: p.description.clone(),
+                    items: inner,
+                }));
+                (fork, join)
+            }
+            Step::Sequence(s) => {
+                let mut inner = Vec::new();
+                let mut bounds: Option<(Node, Node)> = None;
+                for child in &s.sequence {
+                    if let Some((_, last)) = &bounds {
+                        self.control.push((last.clone(), entry(child)));
+                    }
+                    let (start, end) = self.step(child, &mut inner);
+                    match &mut bounds {
+                        None => bounds = Some((start, end)),
+                        Some((_, last)) => *last = end,
+                    }
+                }
+                items.push(Item::Cluster(Cluster {
+                    id: s.id.clone(),
+                    parallel: false,
+                    description: s.description.clone(),
+                    items: inner,
+                }));
+                // A sequence is never empty in a valid workflow.
+                bounds.unwrap_or((Node::Input, Node::Input))
+            }
+        }
+    }
+
+    /// Adds a data edge to `to` for every `${steps.X.output...}` in `value`.
+    fn add_data(&mut self, value: &Value, to: Node) {
+        let mut refs = Vec::new();
+        collect_refs(value, &mut refs);
+        for r in refs {
+            let Root::StepOutput(from) = &r.root else { continue };
+            let path: String = r.path.iter().map(ToString::to_string).collect();
+            let path = path.strip_prefix('.').map(str::to_owned).unwrap_or(path);
+            let path = if path.is_empty() { "output".to_owned() } else { path };
+            match self.data.iter_mut().find(|e| &e.from == from && e.to == to) {
+                Some(edge) => {
+                    if !edge.paths.contains(&path) {
+                        edge.paths.push(path);
+                    }
+                }
+                None => self.data.push(DataEdge { from: from.clone(), to: to.clone(), paths: vec![path] }),
+            }
+        }
+    }
+
+    fn producer<'a>(&'a self, id: &str) -> &'a Node {
+        // Every referenced step exists in a valid workflow.
+        self.exits.get(id).unwrap_or(&Node::Input)
+    }
+
+    fn mermaid(&self) -> String {
+        let mut out = String::new();
+        out.push_str("flowchart TD\n");
+        out.push_str(&format!("    %% workflow {}\n", self.workflow_id));
+        out.push_str("    IN([\"input\"])\n");
+        for item in &self.items {
+            mermaid_item(item, 1, &mut out);
+        }
+        out.push_str("    OUT([\"output\"])\n");
+        for (from, to) in &self.control {
+            out.push_str(&format!("    {} --> {}\n", mermaid_id(from), mermaid_id(to)));
+        }
+        for edge in &self.data {
+            let label = mermaid_escape(&edge.paths.join(", "));
+            out.push_str(&format!(
+                "    {} -.->|\"{label}\"| {}\n",
+                mermaid_id(self.producer(&edge.from)),
+                mermaid_id(&edge.to)
+            ));
+        }
+        out
+    }
+
+    fn dot(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("digraph \"{}\" {{\n", dot_escape(&self.workflow_id)));
+        out.push_str("    rankdir=TB;\n");
+        out.push_str("    node [shape=box, style=rounded, fontname=\"Helvetica\"];\n");
+        out.push_str("    edge [fontname=\"Helvetica\", fontsize=10];\n");
+        out.push_str("    \"input\" [label=\"input\", shape=oval];\n");
+        for item in &self.items {
+            dot_item(item, 1, &mut out);
+        }
+        out.push_str("    \"output\" [label=\"output\", shape=oval];\n");
+        for (from, to) in &self.control {
+            out.push_str(&format!("    {} -> {};\n", dot_id(from), dot_id(to)));
+        }
+        for edge in &self.data {
+            out.push_str(&format!(
+                "    {} -> {} [style=dashed, color=\"#6b7280\", fontcolor=\"#6b7280\", constraint=false, label=\"{}\"];\n",
+                dot_id(self.producer(&edge.from)),
+                dot_id(&edge.to),
+                dot_escape(&edge.paths.join(", "))
+            ));
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// The node where a step starts.
+fn entry(step: &Step) -> Node {
+    match step {
+        Step::Agent(s) => Node::Step(s.id.clone()),
+        Step::Parallel(p) => Node::Fork(p.id.clone()),
+        Step::Sequence(s) => s.sequence.first().map(entry).unwrap_or(Node::Input),
+    }
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<Reference>) {
+    match value {
+        Value::String(s) => match parse_template(s) {
+            Ok(Template::Whole(r)) => out.push(r.value),
+            Ok(Template::Interpolated(segments)) => {
+                for seg in segments {
+                    if let Segment::Reference(r) = seg {
+                        out.push(r.value);
+                    }
+                }
+            }
+            Ok(Template::Literal(_)) | Err(_) => {}
+        },
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+fn step_label(id: &str, agent: &str, description: Option<&str>) -> Vec<String> {
+    let mut lines = vec![id.to_owned(), format!("agent: {agent}")];
+    if let Some(d) = description {
+        lines.push(d.to_owned());
+    }
+    lines
+}
+
+fn cluster_label(c: &Cluster) -> String {
+    let kind = if c.parallel { "parallel" } else { "sequence" };
+    match &c.description {
+        Some(d) => format!("{} ({kind}): {d}", c.id),
+        None => format!("{} ({kind})", c.id),
+    }
+}
+
+// Mermaid ids: step ids are lower case, so an upper-case prefix keeps every
+// kind of node apart and away from keywords such as `end`.
+fn mermaid_id(node: &Node) -> String {
+    match node {
+        Node::Input => "IN".to_owned(),
+        Node::Output => "OUT".to_owned(),
+        Node::Step(id) => format!("S_{id}"),
+        Node::Fork(id) => format!("F_{id}"),
+        Node::Join(id) => format!("J_{id}"),
+    }
+}
+
+/// Text for a quoted Mermaid label: entity codes for the characters that
+/// end or reinterpret one, white space folded to spaces.
+fn mermaid_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '#' => out.push_str("#35;"),
+            '"' => out.push_str("#quot;"),
+            '<' => out.push_str("#lt;"),
+            '>' => out.push_str("#gt;"),
+            '&' => out.push_str("#amp;"),
+            '`' => out.push_str("#96;"),
+            '|' => out.push_str("#124;"),
+            c if c.is_whitespace() || c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn mermaid_item(item: &Item, depth: usize, out: &mut String) {
+    let pad = "    ".repeat(depth);
+    match item {
+        Item::Step { id, agent, description } => {
+            let label: Vec<String> =
+                step_label(id, agent, description.as_deref()).iter().map(|l| mermaid_escape(l)).collect();
+            out.push_str(&format!("{pad}{}[\"{}\"]\n", mermaid_id(&Node::Step(id.clone())), label.join("<br/>")));
+        }
+        Item::Fork(id) => out.push_str(&format!("{pad}{}((\"fork\"))\n", mermaid_id(&Node::Fork(id.clone())))),
+        Item::Join(id) => out.push_str(&format!("{pad}{}((\"join\"))\n", mermaid_id(&Node::Join(id.clone())))),
+        Item::Cluster(c) => {
+            out.push_str(&format!("{pad}subgraph G_{}[\"{}\"]\n", c.id, mermaid_escape(&cluster_label(c))));
+            if !c.parallel {
+                out.push_str(&format!("{pad}    direction TB\n"));
+            }
+            for child in &c.items {
+                mermaid_item(child, depth + 1, out);
+            }
+            out.push_str(&format!("{pad}end\n"));
+        }
+    }
+}
+
+fn dot_id(node: &Node) -> String {
+    match node {
+        Node::Input => "\"input\"".to_owned(),
+        Node::Output => "\"output\"".to_owned(),
+        Node::Step(id) => format!("\"step:{id}\""),
+        Node::Fork(id) => format!("\"fork:{id}\""),
+        Node::Join(id) => format!("\"join:{id}\""),
+    }
+}
+
+/// Text for a quoted DOT string: backslashes and quotes escaped, line
+/// breaks as `\n`.
+fn dot_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn dot_item(item: &Item, depth: usize, out: &mut String) {
+    let pad = "    ".repeat(depth);
+    match item {
+        Item::Step { id, agent, description } => {
+            let label: Vec<String> =
+                step_label(id, agent, description.as_deref()).iter().map(|l| dot_escape(l)).collect();
+            out.push_str(&format!("{pad}{} [label=\"{}\"];\n", dot_id(&Node::Step(id.clone())), label.join("\\n")));
+        }
+        Item::Fork(id) => out.push_str(&format!(
+            "{pad}{} [label=\"fork\", shape=circle, width=0.3, fontsize=9];\n",
+            dot_id(&Node::Fork(id.clone()))
+        )),
+        Item::Join(id) => out.push_str(&format!(
+            "{pad}{} [label=\"join\", shape=circle, width=0.3, fontsize=9];\n",
+            dot_id(&Node::Join(id.clone()))
+        )),
+        Item::Cluster(c) => {
+            out.push_str(&format!("{pad}subgraph \"cluster_{}\" {{\n", c.id));
+            out.push_str(&format!("{pad}    label=\"{}\";\n", dot_escape(&cluster_label(c))));
+            out.push_str(&format!("{pad}    style={};\n", if c.parallel { "dashed" } else { "solid" }));
+            for child in &c.items {
+                dot_item(child, depth + 1, out);
+            }
+            out.push_str(&format!("{pad}}}\n"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(
+            mermaid_escape("a \"b\" <c> & #d | `e`\nf"),
+            "a #quot;b#quot; #lt;c#gt; #amp; #35;d #124; #96;e#96; f"
+        );
+        assert_eq!(dot_escape("a \"b\" \\n\nc"), "a \\\"b\\\" \\\\n\\nc");
+    }
+}

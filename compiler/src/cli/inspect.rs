@@ -1,0 +1,499 @@
+//! `orchestr8 inspect JOURNAL|EXECUTION_ID`: an execution from its journal.
+//!
+//! The journal is read with the runtime's reader ([`read_file`]) and folded
+//! with its [`snapshot`](JournalRead::snapshot); this module only adds the
+//! timing of each step and attempt, and renders them as text (with a bar
+//! chart of when each step ran), JSON or a Mermaid gantt chart.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use orchestr8_runtime::journal::{read_file, EventKind, JournalEvent, JournalRead, DEFAULT_JOURNAL_DIR};
+use orchestr8_runtime::StepError;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{stderr_color, Status};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// A journal file, or the id of an execution whose journal is in `--journal-dir`.
+    #[arg(value_name = "JOURNAL|EXECUTION_ID")]
+    target: String,
+    /// Where journals named `EXECUTION_ID.jsonl` are looked up.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_JOURNAL_DIR)]
+    journal_dir: PathBuf,
+    /// How the execution is shown.
+    #[arg(long, value_enum, default_value_t)]
+    format: InspectFormat,
+}
+
+/// The output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(super) enum InspectFormat {
+    /// A summary, one line per step and a timeline.
+    #[default]
+    Text,
+    /// One JSON object with the same data.
+    Json,
+    /// A Mermaid gantt chart of the steps' attempts.
+    Mermaid,
+}
+
+/// Width of the timeline's bars, in columns.
+const BAR_WIDTH: u64 = 40;
+
+pub(super) fn run(args: &Args) -> Status {
+    let path = match locate(&args.target, &args.journal_dir) {
+        Ok(p) => p,
+        Err(message) => return usage(&message),
+    };
+    let read = match read_file(&path) {
+        Ok(r) => r,
+        Err(e) => return usage(&format!("cannot read journal `{}`: {e}", path.display())),
+    };
+    for w in &read.warnings {
+        warn(&format!("{}: {w}", path.display()));
+    }
+    let execution = match Execution::from_journal(&read) {
+        Some(x) => x,
+        None => {
+            return usage(&format!(
+                "`{}` is not an orchestr8 journal: it has no `execution.started` event",
+                path.display()
+            ))
+        }
+    };
+    let text = match args.format {
+        InspectFormat::Text => execution.text(stdout_color()),
+        InspectFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&execution.json()).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        InspectFormat::Mermaid => execution.mermaid(),
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Status::Success
+}
+
+fn usage(message: &str) -> Status {
+    if stderr_color() {
+        eprintln!("\x1b[1;31merror\x1b[0m: {message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+    Status::Usage
+}
+
+fn warn(message: &str) {
+    if stderr_color() {
+        eprintln!("\x1b[1;33mwarning\x1b[0m: {message}");
+    } else {
+        eprintln!("warning: {message}");
+    }
+}
+
+/// Colour on standard output: only on a terminal, never with `NO_COLOR`.
+fn stdout_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// The journal's path: `target` itself when it is a file, else
+/// `DIR/TARGET.jsonl`.
+fn locate(target: &str, dir: &Path) -> Result<PathBuf, String> {
+    let as_path = Path::new(target);
+    if as_path.is_file() {
+        return Ok(as_path.to_path_buf());
+    }
+    if as_path.is_dir() {
+        return Err(format!("`{target}` is a directory; give a journal file or an execution id"));
+    }
+    let looks_like_path = target.contains(['/', '\\']) || target.ends_with(".jsonl") || target.ends_with(".json");
+    if looks_like_path || target.is_empty() {
+        return Err(format!("cannot read journal `{target}`: no such file"));
+    }
+    let path = dir.join(format!("{target}.jsonl"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "no execution `{target}`: `{}` does not exist (give a journal file, or the folder of journals with --journal-dir)",
+            path.display()
+        ))
+    }
+}
+
+/// One call of a step's agent.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Attempt {
+    attempt: u32,
+    /// Milliseconds from the execution's start.
+    start_ms: u64,
+    /// Milliseconds from the execution's start; `None` while it runs.
+    end_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<StepError>,
+}
+
+/// What the journal says about one step.
+#[derive(Debug, Clone)]
+struct StepRow {
+    id: String,
+    agent: Option<String>,
+    state: String,
+    start_ms: u64,
+    end_ms: Option<u64>,
+    duration_ms: Option<u64>,
+    attempts: Vec<Attempt>,
+    error: Option<StepError>,
+}
+
+impl StepRow {
+    fn ran(&self) -> bool {
+        self.state != "skipped"
+    }
+
+    fn attempt_count(&self) -> u32 {
+        self.attempts.iter().map(|a| a.attempt).max().unwrap_or(0)
+    }
+}
+
+/// An execution as its journal tells it.
+#[derive(Debug)]
+struct Execution {
+    execution_id: String,
+    workflow_id: Option<String>,
+    workflow_version: Option<String>,
+    correlation_id: Option<String>,
+    definition_hash: Option<String>,
+    started_at: String,
+    state: String,
+    duration_ms: u64,
+    error: Option<StepError>,
+    steps: Vec<StepRow>,
+    warnings: Vec<String>,
+}
+
+fn since(start: SystemTime, t: SystemTime) -> u64 {
+    t.duration_since(start).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn name_of<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => "unknown".to_owned(),
+    }
+}
+
+impl Execution {
+    fn from_journal(read: &JournalRead) -> Option<Execution> {
+        let started = read.events.iter().find(|e| e.event == EventKind::ExecutionStarted)?;
+        let snapshot = read.snapshot();
+        let t0 = started.ts;
+        let last_ms = read.events.iter().map(|e| since(t0, e.ts)).max().unwrap_or(0);
+        let terminal = read.events.iter().find(|e| e.event.is_terminal());
+        let duration_ms = terminal.map(|e| e.duration_ms.unwrap_or_else(|| since(t0, e.ts))).unwrap_or(last_ms);
+        let mut steps: Vec<StepRow> = Vec::new();
+        for ev in &read.events {
+            let Some(step_id) = ev.step_id.as_deref() else { continue };
+            if !ev.event.as_str().starts_with("step.") {
+                continue;
+            }
+            let at = since(t0, ev.ts);
+            let row = match steps.iter().position(|s| s.id == step_id) {
+                Some(i) => &mut steps[i],
+                None => {
+                    steps.push(StepRow {
+                        id: step_id.to_owned(),
+                        agent: None,
+                        state: String::new(),
+                        start_ms: at,
+                        end_ms: None,
+                        duration_ms: None,
+                        attempts: Vec::new(),
+                        error: None,
+                    });
+                    steps.last_mut().expect("just pushed")
+                }
+            };
+            if row.agent.is_none() {
+                row.agent = ev.agent_id.as_deref().map(str::to_owned);
+            }
+            apply(row, ev, at);
+        }
+        for row in &mut steps {
+            row.state = snapshot.steps.get(&row.id).map(name_of).unwrap_or_else(|| "unknown".to_owned());
+            if row.end_ms.is_none() && row.ran() {
+                // Still running when the journal ends: drawn up to its last event.
+                row.duration_ms = None;
+            }
+        }
+        let started_at = serde_json::to_value(started).ok().and_then(|v| v["ts"].as_str().map(str::to_owned));
+        Some(Execution {
+            execution_id: started.execution_id.to_string(),
+            workflow_id: started.workflow_id().map(str::to_owned),
+            workflow_version: started.workflow_version().map(str::to_owned),
+            correlation_id: started.correlation_id().map(str::to_owned),
+            definition_hash: started.definition_hash().map(str::to_owned),
+            started_at: started_at.unwrap_or_default(),
+            state: snapshot.execution.map(|s| name_of(&s)).unwrap_or_else(|| "unknown".to_owned()),
+            duration_ms,
+            error: snapshot.error.clone(),
+            steps,
+            warnings: read.warnings.clone(),
+        })
+    }
+
+    /// The end of a step's bar: its end, or the journal's end while it runs.
+    fn end_of(&self, row: &StepRow) -> u64 {
+        match (row.duration_ms, row.end_ms) {
+            (Some(d), _) => row.start_ms + d,
+            (None, Some(end)) => end,
+            (None, None) => self.duration_ms.max(row.start_ms),
+        }
+    }
+
+    /// The timeline's length: the execution's, or the latest step end if later.
+    fn span(&self) -> u64 {
+        self.steps.iter().map(|s| self.end_of(s)).fold(self.duration_ms, u64::max).max(1)
+    }
+
+    fn json(&self) -> Value {
+        let steps: Vec<Value> = self
+            .steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.id,
+                    "agentId": s.agent,
+                    "state": s.state,
+                    "attempts": s.attempt_count(),
+                    "startMs": s.start_ms,
+                    "endMs": s.end_ms,
+                    "durationMs": s.duration_ms,
+                    "error": s.error,
+                    "attemptDetails": s.attempts,
+                })
+            })
+            .collect();
+        json!({
+            "executionId": self.execution_id,
+            "workflowId": self.workflow_id,
+            "workflowVersion": self.workflow_version,
+            "correlationId": self.correlation_id,
+            "definitionHash": self.definition_hash,
+            "startedAt": self.started_at,
+            "state": self.state,
+            "durationMs": self.duration_ms,
+            "error": self.error,
+            "steps": steps,
+            "warnings": self.warnings,
+        })
+    }
+
+    fn text(&self, color: bool) -> String {
+        let paint = |state: &str, text: &str| -> String {
+            if !color {
+                return text.to_owned();
+            }
+            let code = match state {
+                "succeeded" | "completed" => "32",
+                "failed" | "timed_out" => "31",
+                "executing" | "retrying" | "running" => "33",
+                _ => "2",
+            };
+            format!("\x1b[{code}m{text}\x1b[0m")
+        };
+        let mut out = String::new();
+        let workflow = match (&self.workflow_id, &self.workflow_version) {
+            (Some(id), Some(v)) => format!("{id} {v}"),
+            (Some(id), None) => id.clone(),
+            _ => "(unknown)".to_owned(),
+        };
+        out.push_str(&format!("workflow     {workflow}\n"));
+        out.push_str(&format!("execution    {}\n", self.execution_id));
+        out.push_str(&format!("correlation  {}\n", self.correlation_id.as_deref().unwrap_or("-")));
+        out.push_str(&format!("started      {}\n", self.started_at));
+        out.push_str(&format!("state        {}\n", paint(&self.state, &self.state)));
+        out.push_str(&format!("duration     {}\n", ms(self.duration_ms)));
+        if let Some(e) = &self.error {
+            let step = e.step.as_deref().map(|s| format!(" in step `{s}`")).unwrap_or_default();
+            out.push_str(&format!("error        {}{step}: {}\n", e.kind, one_line(&e.message)));
+        }
+        if self.steps.is_empty() {
+            out.push_str("\nno step started\n");
+            return out;
+        }
+        let id_w = self.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(0).max(4);
+        let state_w = self.steps.iter().map(|s| s.state.len()).max().unwrap_or(0);
+        out.push_str("\nsteps\n");
+        for s in &self.steps {
+            let attempts = match s.attempt_count() {
+                1 => "1 attempt ".to_owned(),
+                n => format!("{n} attempts"),
+            };
+            let duration = match (s.duration_ms, s.ran()) {
+                (Some(d), _) => ms(d),
+                (None, true) => "running".to_owned(),
+                (None, false) => "-".to_owned(),
+            };
+            let state = format!("{:<state_w$}", s.state);
+            let mut line = format!("  {:<id_w$}  {}  {:<11} {:>9}", s.id, paint(&s.state, &state), attempts, duration);
+            if let Some(e) = &s.error {
+                line.push_str(&format!("  {}: {}", e.kind, one_line(&e.message)));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+            for a in &s.attempts {
+                if let Some(e) = &a.error {
+                    if s.error.as_ref().is_some_and(|se| se.attempt == a.attempt && se.kind == e.kind) {
+                        continue;
+                    }
+                    out.push_str(&format!(
+                        "  {:<id_w$}    attempt {} failed at {}: {}: {}\n",
+                        "",
+                        a.attempt,
+                        ms(a.start_ms),
+                        e.kind,
+                        one_line(&e.message)
+                    ));
+                }
+            }
+        }
+        let total = self.span();
+        out.push_str(&format!("\ntimeline (0 to {}, {} per column)\n", ms(total), per_column(total)));
+        for s in &self.steps {
+            let bar = if s.ran() {
+                let from = (s.start_ms * BAR_WIDTH / total).min(BAR_WIDTH - 1);
+                let to = self.end_of(s).saturating_mul(BAR_WIDTH).div_ceil(total).clamp(from + 1, BAR_WIDTH);
+                (0..BAR_WIDTH).map(|c| if c >= from && c < to { '█' } else { ' ' }).collect::<String>()
+            } else {
+                " ".repeat(BAR_WIDTH as usize)
+            };
+            let note = if s.ran() { format!("{} to {}", ms(s.start_ms), ms(self.end_of(s))) } else { s.state.clone() };
+            out.push_str(&format!("  {:<id_w$}  |{}|  {note}\n", s.id, paint(&s.state, &bar)));
+        }
+        out
+    }
+
+    fn mermaid(&self) -> String {
+        let mut out = String::from("gantt\n");
+        let workflow = self.workflow_id.as_deref().unwrap_or("workflow");
+        out.push_str(&format!(
+            "    title {} execution {} ({})\n",
+            gantt_text(workflow),
+            gantt_text(&self.execution_id),
+            gantt_text(&self.state)
+        ));
+        out.push_str("    dateFormat x\n");
+        out.push_str("    axisFormat %M:%S.%L\n");
+        for s in &self.steps {
+            out.push_str(&format!("    section {}\n", gantt_text(&s.id)));
+            if !s.ran() || s.attempts.is_empty() {
+                out.push_str(&format!("    {} :milestone, {}, 0ms\n", gantt_text(&s.state), s.start_ms));
+                continue;
+            }
+            for a in &s.attempts {
+                let end = a.end_ms.unwrap_or_else(|| self.end_of(s)).max(a.start_ms + 1);
+                let (tag, label) = match &a.error {
+                    Some(e) => ("crit, ", format!("attempt {} {}", a.attempt, e.kind)),
+                    None if a.end_ms.is_none() => ("active, ", format!("attempt {} running", a.attempt)),
+                    None if s.state == "succeeded" => ("done, ", format!("attempt {} succeeded", a.attempt)),
+                    None => ("", format!("attempt {} {}", a.attempt, s.state)),
+                };
+                out.push_str(&format!("    {} :{tag}{}, {end}\n", gantt_text(&label), a.start_ms));
+            }
+        }
+        out
+    }
+}
+
+/// Folds one `step.*` event into its step's row; `at` is its offset in ms.
+fn apply(row: &mut StepRow, ev: &JournalEvent, at: u64) {
+    match ev.event {
+        EventKind::StepStarted => row.start_ms = at,
+        EventKind::StepAttemptStarted => {
+            row.attempts.push(Attempt { attempt: ev.attempt.unwrap_or(1), start_ms: at, end_ms: None, error: None })
+        }
+        EventKind::StepAttemptFailed => {
+            if let Some(a) =
+                row.attempts.iter_mut().rev().find(|a| Some(a.attempt) == ev.attempt || ev.attempt.is_none())
+            {
+                a.end_ms = Some(at);
+                a.error = ev.error.as_deref().cloned();
+            }
+        }
+        EventKind::StepSucceeded | EventKind::StepFailed | EventKind::StepCancelled | EventKind::StepSkipped => {
+            row.end_ms = Some(at);
+            if ev.event == EventKind::StepSkipped {
+                row.start_ms = at;
+            } else {
+                row.duration_ms = Some(ev.duration_ms.unwrap_or(at.saturating_sub(row.start_ms)));
+            }
+            row.error = ev.error.as_deref().cloned();
+            if let Some(a) = row.attempts.last_mut() {
+                if a.end_ms.is_none() {
+                    a.end_ms = Some(at);
+                    if a.error.is_none() && ev.event != EventKind::StepSucceeded {
+                        a.error = row.error.clone();
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A duration for people: `850 ms`, `1.25 s`, `2 min 5.0 s`.
+fn ms(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.2} s", ms as f64 / 1_000.0)
+    } else {
+        format!("{} min {:.1} s", ms / 60_000, (ms % 60_000) as f64 / 1_000.0)
+    }
+}
+
+fn per_column(total: u64) -> String {
+    let per = total as f64 / BAR_WIDTH as f64;
+    if per < 1_000.0 {
+        format!("{} ms", (per * 10.0).round() / 10.0)
+    } else {
+        format!("{:.2} s", per / 1_000.0)
+    }
+}
+
+/// A message on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Text safe in a gantt task, section or title: no `:`, `;` or `#` (which
+/// end or start syntax) and no line breaks.
+fn gantt_text(text: &str) -> String {
+    let cleaned: String =
+        text.chars().map(|c| if matches!(c, ':' | ';' | '#' | '%') || c.is_control() { ' ' } else { c }).collect();
+    one_line(&cleaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(ms(0), "0 ms");
+        assert_eq!(ms(999), "999 ms");
+        assert_eq!(ms(1_250), "1.25 s");
+        assert_eq!(ms(125_000), "2 min 5.0 s");
+    }
+
+    #[test]
+    fn gantt_text_drops_syntax() {
+        assert_eq!(gantt_text("a: b;#c\n%%d"), "a b c d");
+    }
+}

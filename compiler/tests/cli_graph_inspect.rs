@@ -1,0 +1,224 @@
+//! `orchestr8 graph`, `inspect` and `completions`: output snapshots and exit codes.
+
+use assert_cmd::Command;
+
+fn orchestr8() -> Command {
+    let mut cmd = Command::cargo_bin("orchestr8").unwrap();
+    cmd.env("NO_COLOR", "1").current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+/// Runs the command, checks its exit code, and returns (stdout, stderr).
+fn run(args: &[&str], code: i32) -> (String, String) {
+    let out = orchestr8().args(args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(code), "{args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    (stdout, stderr)
+}
+
+// graph
+
+#[test]
+fn graph_ticket_triage_mermaid() {
+    let (out, err) = run(&["graph", "../examples/ticket-triage/workflow.json", "--format", "mermaid"], 0);
+    assert_eq!(err, "");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn graph_ticket_triage_dot() {
+    let (out, _) = run(&["graph", "../examples/ticket-triage/workflow.json", "--format", "dot"], 0);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn graph_document_pipeline_mermaid() {
+    let (out, _) = run(&["graph", "../examples/document-pipeline/workflow.json", "--format", "mermaid"], 0);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn graph_document_pipeline_dot() {
+    let (out, _) = run(&["graph", "../examples/document-pipeline/workflow.json", "--format", "dot"], 0);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn graph_is_deterministic_and_declared_only_agrees() {
+    let (a, _) = run(&["graph", "../examples/ticket-triage/workflow.json"], 0);
+    let (b, _) = run(&["graph", "../examples/ticket-triage/workflow.json", "--format", "mermaid"], 0);
+    assert_eq!(a, b, "mermaid is the default");
+    let (c, _) = run(&["graph", "--declared-only", "tests/valid-fixture.json"], 0);
+    let (d, _) = run(&["graph", "--declared-only", "tests/valid-fixture.json"], 0);
+    assert_eq!(c, d);
+}
+
+#[test]
+fn graph_escapes_descriptions_and_draws_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = serde_json::json!({
+        "schemaVersion": "1.0.0",
+        "metadata": {"id": "esc", "version": "1.0.0"},
+        "agents": {"echo": {"kind": "rust", "crate": "x", "path": "x", "function": "echo",
+            "input": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+            "output": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}},
+        "steps": [
+            {"id": "end", "description": "quote \" <b>bold</b> & #1 | `x`\nnext \\ line", "agent": "echo", "input": {"text": "a"}},
+            {"id": "fan", "parallel": [
+                {"id": "branch", "sequence": [
+                    {"id": "one", "agent": "echo", "input": {"text": "${steps.end.output.text}"}},
+                    {"id": "two", "agent": "echo", "input": {"text": "${steps.one.output.text} and ${steps.end.output.text}"}}
+                ]},
+                {"id": "solo", "agent": "echo", "input": {"text": "x"}}
+            ]}
+        ],
+        "output": {"t": "${steps.two.output.text}", "all": "${steps.end.output}"}
+    });
+    let path = dir.path().join("w.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&workflow).unwrap()).unwrap();
+    let path = path.to_str().unwrap();
+    let (mermaid, _) = run(&["graph", "--declared-only", path], 0);
+    let (dot, _) = run(&["graph", "--declared-only", path, "--format", "dot"], 0);
+    insta::assert_snapshot!("graph_escaping_mermaid", mermaid);
+    insta::assert_snapshot!("graph_escaping_dot", dot);
+}
+
+#[test]
+fn graph_of_an_invalid_workflow_prints_diagnostics_and_exits_one() {
+    let (out, err) = run(&["graph", "--declared-only", "tests/invalid/graph-unknown-agent.json"], 1);
+    assert_eq!(out, "");
+    assert!(err.contains("error[E0303]"), "{err}");
+    assert!(err.contains("tests/invalid/graph-unknown-agent.json: invalid, 1 error"), "{err}");
+}
+
+#[test]
+fn graph_of_a_missing_file_exits_two() {
+    let (out, err) = run(&["graph", "does-not-exist.json"], 2);
+    assert_eq!(out, "");
+    assert!(err.contains("cannot read `does-not-exist.json`"), "{err}");
+}
+
+// inspect
+
+#[test]
+fn inspect_completed_with_retry_text() {
+    let (out, err) = run(&["inspect", "tests/journals/completed-retry.jsonl"], 0);
+    assert_eq!(err, "");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn inspect_completed_with_retry_json() {
+    let (out, _) = run(&["inspect", "tests/journals/completed-retry.jsonl", "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["steps"][0]["attempts"], 3);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn inspect_completed_with_retry_mermaid() {
+    let (out, _) = run(&["inspect", "tests/journals/completed-retry.jsonl", "--format", "mermaid"], 0);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn inspect_failed_text() {
+    let (out, _) = run(&["inspect", "tests/journals/failed.jsonl"], 0);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn inspect_failed_json() {
+    let (out, _) = run(&["inspect", "tests/journals/failed.jsonl", "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["state"], "failed");
+    assert_eq!(value["error"]["kind"], "fatal");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn inspect_failed_mermaid() {
+    let (out, _) = run(&["inspect", "tests/journals/failed.jsonl", "--format", "mermaid"], 0);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn inspect_torn_journal_warns_and_shows_what_was_read() {
+    let (out, err) = run(&["inspect", "tests/journals/torn.jsonl"], 0);
+    assert!(err.starts_with("warning: tests/journals/torn.jsonl: line 11: last line is incomplete"), "{err}");
+    insta::assert_snapshot!("inspect_torn_text", out);
+    let (json, _) = run(&["inspect", "tests/journals/torn.jsonl", "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["error"]["kind"], "interrupted");
+    assert_eq!(value["warnings"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn inspect_by_execution_id_in_journal_dir() {
+    let (by_id, _) =
+        run(&["inspect", "0f3c9a2e-1b7d-4c55-9e0a-6d2f8b1c4e77", "--journal-dir", "tests/journals/by-id"], 0);
+    let (by_file, _) = run(&["inspect", "tests/journals/completed-retry.jsonl"], 0);
+    assert_eq!(by_id, by_file);
+}
+
+#[test]
+fn inspect_missing_file_exits_two() {
+    let (out, err) = run(&["inspect", "tests/journals/nope.jsonl"], 2);
+    assert_eq!(out, "");
+    assert_eq!(err, "error: cannot read journal `tests/journals/nope.jsonl`: no such file\n");
+}
+
+#[test]
+fn inspect_unknown_execution_id_exits_two() {
+    let (out, err) = run(&["inspect", "no-such-execution", "--journal-dir", "tests/journals"], 2);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "error: no execution `no-such-execution`: `tests/journals/no-such-execution.jsonl` does not exist \
+         (give a journal file, or the folder of journals with --journal-dir)\n"
+    );
+}
+
+#[test]
+fn inspect_unreadable_journal_exits_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"seq\":1}\nnot json\n").unwrap();
+    let (out, err) = run(&["inspect", bad.to_str().unwrap()], 2);
+    assert_eq!(out, "");
+    assert!(err.starts_with("error: cannot read journal `"), "{err}");
+    assert!(err.contains("journal line 1"), "{err}");
+
+    let other = dir.path().join("other.jsonl");
+    std::fs::write(&other, "").unwrap();
+    let (_, err) = run(&["inspect", other.to_str().unwrap()], 2);
+    assert!(err.contains("is not an orchestr8 journal: it has no `execution.started` event"), "{err}");
+
+    let (_, err) = run(&["inspect", "tests/journals"], 2);
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+// completions
+
+#[test]
+fn completions_for_bash_mention_the_commands() {
+    let (out, _) = run(&["completions", "bash"], 0);
+    assert!(out.contains("validate"), "{out}");
+    assert!(out.contains("inspect"));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (out, _) = run(&["completions", shell], 0);
+        assert!(out.contains("validate"), "{shell}");
+    }
+    run(&["completions", "tcsh"], 2);
+}
+
+// every command
+
+#[test]
+fn every_command_has_an_example_in_its_help() {
+    for command in ["graph", "inspect", "completions"] {
+        let (out, _) = run(&[command, "--help"], 0);
+        assert!(out.contains("Example") && out.contains(&format!("orchestr8 {command} ")), "{out}");
+    }
+}
