@@ -149,6 +149,11 @@ fn examples_build_and_run_end_to_end() {
     let out: Value = serde_json::from_str(&ran.stdout).unwrap();
     assert_eq!(out["price"]["source"], "cache", "after 4 failed calls the step gives up and the cache answers");
 
+    // A bound of the input schema that the types cannot hold (`minimum: 0`).
+    let ran = run(&flaky, &["--input", r#"{"sku": "S", "failuresBeforeSuccess": -1}"#], &fresh_journal());
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("at /failuresBeforeSuccess: -1 is less than the minimum 0"), "{}", ran.stderr);
+
     // Bad input: exit 2, located; nothing runs.
     let hello = repo().join("target/generated/debug/hello");
     let ran = run(&hello, &["--input", r#"{"nme": "Ada"}"#], &fresh_journal());

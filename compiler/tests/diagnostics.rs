@@ -42,3 +42,19 @@ fn the_valid_fixture_is_valid() {
     assert_eq!(validation.diagnostics, vec![], "the base of every invalid fixture must itself be valid");
     assert!(validation.workflow.is_some());
 }
+
+#[test]
+fn unchecked_input_keywords_are_warned_about_where_they_are() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valid-fixture.json"))
+        .unwrap()
+        .replacen(
+            "\"text\": {\n        \"type\": \"string\"\n      }",
+            "\"text\": {\n        \"type\": \"string\",\n        \"pattern\": \"^a\"\n      }",
+            1,
+        );
+    let validation = validate(text.as_bytes(), &DeclaredInWorkflow);
+    let found: Vec<(&str, &str)> =
+        validation.diagnostics.iter().map(|d| (d.code.as_str(), d.pointer.as_str())).collect();
+    assert_eq!(found, [("W0419", "/input/properties/text/pattern")]);
+    assert!(!validation.has_errors());
+}

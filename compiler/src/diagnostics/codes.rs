@@ -132,6 +132,8 @@ codes! {
     NamedTypeUnresolved = "W0417", Warning;
     /// The agent function or a module on its path is not `pub`.
     AgentNotPublic = "E0418", Error;
+    /// A keyword of the workflow's input schema the program does not check.
+    UncheckedInputKeyword = "W0419", Warning;
 
     // E09xx: the compiler itself.
     /// A bug in orchestr8.

@@ -28,6 +28,21 @@ pub fn check(
 ) {
     let mut cx =
         Checker { doc, graph, out, outputs: Vec::new(), input_ty: Ty::Any, declares_input: workflow.input.is_some() };
+    if let Some(schema) = &workflow.input {
+        for pointer in unchecked_keywords(schema, "/input") {
+            let keyword = pointer.rsplit('/').next().unwrap_or_default().to_owned();
+            cx.out.push(
+                Diagnostic::error(
+                    Code::UncheckedInputKeyword,
+                    format!("`{keyword}` is not checked when the compiled program reads its input"),
+                    pointer.clone(),
+                    doc.key(&pointer),
+                )
+                .with_label("not enforced at run time")
+                .with_help("check it in the agent that uses the value, or drop it; types, required fields, enums and numeric and length bounds are checked"),
+            );
+        }
+    }
     let input_ty = match &workflow.input {
         Some(schema) => cx.schema_ty(
             &DeclaredSchema { schema: schema.clone(), origin: Origin::Workflow { pointer: "/input".into() } },
@@ -576,4 +591,28 @@ fn with_article(ty: &Ty) -> String {
         Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {s}"),
         _ => format!("a {s}"),
     }
+}
+
+/// Pointers of the `pattern` and `format` keywords in a schema.
+fn unchecked_keywords(schema: &Value, at: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let here = format!("{at}/{}", escape_pointer_token(key));
+                if matches!(key.as_str(), "pattern" | "format") && value.is_string() {
+                    found.push(here);
+                } else {
+                    found.extend(unchecked_keywords(value, &here));
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                found.extend(unchecked_keywords(item, &format!("{at}/{i}")));
+            }
+        }
+        _ => {}
+    }
+    found
 }
