@@ -5,5 +5,6 @@ pub mod agents;
 pub mod cli;
 pub mod codegen;
 pub mod diagnostics;
+pub mod testfile;
 pub mod types;
 pub mod validate;

@@ -6,6 +6,7 @@ mod graph;
 mod inspect;
 mod run;
 mod schema;
+mod test;
 mod validate;
 
 use std::io::IsTerminal;
@@ -70,6 +71,11 @@ enum Command {
         after_help = "Examples:\n  orchestr8 completions bash > ~/.local/share/bash-completion/completions/orchestr8\n  orchestr8 completions zsh > ~/.zfunc/_orchestr8\n  orchestr8 completions fish > ~/.config/fish/completions/orchestr8.fish"
     )]
     Completions(completions::Args),
+    /// Run the cases of a workflow test file: mocks per step and attempt, on virtual time.
+    #[command(
+        after_help = "Examples:\n  orchestr8 test\n  orchestr8 test cases/billing.test.json --workflow workflow.json"
+    )]
+    Test(test::Args),
     /// Print the JSON Schema of workflow documents.
     #[command(after_help = "Example:\n  orchestr8 schema > workflow.schema.json")]
     Schema,
@@ -105,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => compile::run(&args),
         // The program's own exit code, passed through.
         Command::Run(args) => return run::run(&args),
+        Command::Test(args) => return test::run(&args),
         Command::Schema => schema::run(),
         Command::Graph(args) => graph::run(&args),
         Command::Inspect(args) => inspect::run(&args),

@@ -36,11 +36,19 @@ pub(super) fn run(args: &Args) -> ExitCode {
 }
 
 fn run_workflow(args: &Args) -> Result<ExitCode, String> {
-    let base = args.workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
+    build_and_run(&args.workflow, args.runtime_path.as_deref(), &args.program_args)
+}
+
+/// Compiles `workflow` into `.orchestr8/build/` beside it, builds it, and runs
+/// the program with `program_args`, returning its exit code.
+pub(super) fn build_and_run(
+    workflow: &Path,
+    runtime_path: Option<&Path>,
+    program_args: &[String],
+) -> Result<ExitCode, String> {
+    let base = workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
     let build_dir = base.join("build");
-    let Compiled::Crate { dir, name } =
-        compile(&args.workflow, Some(&build_dir.join(stem(&args.workflow))), args.runtime_path.as_deref())?
-    else {
+    let Compiled::Crate { dir, name } = compile(workflow, Some(&build_dir.join(stem(workflow))), runtime_path)? else {
         return Ok(ExitCode::from(1));
     };
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| base.join("target"), PathBuf::from);
@@ -65,7 +73,7 @@ fn run_workflow(args: &Args) -> Result<ExitCode, String> {
     ctrlc::set_handler(|| {}).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
     let binary = target.join("debug").join(&name);
     let status = Command::new(&binary)
-        .args(&args.program_args)
+        .args(program_args)
         .status()
         .map_err(|e| format!("cannot run `{}`: {e}", binary.display()))?;
     Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))

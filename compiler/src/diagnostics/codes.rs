@@ -135,6 +135,14 @@ codes! {
     /// A keyword of the workflow's input schema the program does not check.
     UncheckedInputKeyword = "W0419", Warning;
 
+    // E05xx: test files.
+    /// A test file that is not of the expected form.
+    TestFile = "E0501", Error;
+    /// A mock or expectation names a step the workflow does not have.
+    TestUnknownStep = "E0502", Error;
+    /// A mocked output the agent's output schema rejects.
+    TestMockOutput = "E0503", Error;
+
     // E09xx: the compiler itself.
     /// A bug in orchestr8.
     Internal = "E0900", Error;

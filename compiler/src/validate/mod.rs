@@ -128,7 +128,7 @@ fn finish(text: String, mut diagnostics: Vec<Diagnostic>, workflow: Option<Workf
     Validation { text, diagnostics, workflow }
 }
 
-fn syntax_diagnostic(issue: source::SyntaxIssue) -> Diagnostic {
+pub(crate) fn syntax_diagnostic(issue: source::SyntaxIssue) -> Diagnostic {
     let code = match issue.kind {
         SyntaxIssueKind::InvalidUtf8 => Code::InvalidUtf8,
         SyntaxIssueKind::Empty => Code::EmptyFile,

@@ -1,0 +1,73 @@
+//! `orchestr8 test [FILE]`: checks a workflow test file against the
+//! workflow and its agents, then builds the workflow and runs the cases in
+//! the program's test mode (in-process, on virtual time, agents mocked per
+//! step and attempt).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::run::build_and_run;
+use super::stderr_color;
+use crate::agents::FromRustSource;
+use crate::diagnostics::{render_human, Diagnostic, RenderOptions};
+use crate::validate::{syntax_diagnostic, validate};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// The test file.
+    #[arg(value_name = "FILE", default_value = "workflow.test.json")]
+    file: PathBuf,
+    /// The workflow it tests (default: `workflow.json` beside the test file).
+    #[arg(long, value_name = "WORKFLOW")]
+    workflow: Option<PathBuf>,
+    /// The `orchestr8-runtime` crate to depend on (default: the one this
+    /// orchestr8 was built with).
+    #[arg(long, value_name = "DIR")]
+    runtime_path: Option<PathBuf>,
+}
+
+pub(super) fn run(args: &Args) -> ExitCode {
+    match test(args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn test(args: &Args) -> Result<ExitCode, String> {
+    let options = RenderOptions { color: stderr_color() };
+    let shown = args.file.display().to_string();
+    let bytes = std::fs::read(&args.file).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    let workflow_path =
+        args.workflow.clone().unwrap_or_else(|| args.file.parent().unwrap_or(Path::new("")).join("workflow.json"));
+    let workflow_shown = workflow_path.display().to_string();
+    let workflow_bytes = std::fs::read(&workflow_path).map_err(|e| format!("cannot read `{workflow_shown}`: {e}"))?;
+    let workflow_dir = workflow_path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let source =
+        FromRustSource::new(if workflow_dir.as_os_str().is_empty() { PathBuf::from(".") } else { workflow_dir });
+    let validation = validate(&workflow_bytes, &source);
+    let Some(workflow) = validation.workflow else {
+        eprint!("{}", render_human(&workflow_shown, &validation.text, &validation.diagnostics, options));
+        eprintln!("{workflow_shown}: invalid; fix it before testing it");
+        return Ok(ExitCode::from(1));
+    };
+    let (text, diagnostics) = match orchestr8_schema::source::parse(&bytes) {
+        Ok(parsed) => {
+            let found = crate::testfile::check(&parsed.value, &parsed.spans, &workflow, &source);
+            (parsed.text, found)
+        }
+        Err(issues) => (
+            String::from_utf8_lossy(&bytes).into_owned(),
+            issues.into_iter().map(syntax_diagnostic).collect::<Vec<_>>(),
+        ),
+    };
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        eprint!("{}", render_human(&shown, &text, &diagnostics, options));
+        eprintln!("{shown}: invalid test file; nothing was run");
+        return Ok(ExitCode::from(2));
+    }
+    let test_file = std::fs::canonicalize(&args.file).map_err(|e| format!("cannot find `{shown}`: {e}"))?;
+    build_and_run(&workflow_path, args.runtime_path.as_deref(), &["--test".to_owned(), test_file.display().to_string()])
+}

@@ -1,0 +1,234 @@
+//! `workflow.test.json`: cases for `orchestr8 test`, checked before anything
+//! is built. Every mistake is located in the test file: a mock for a step
+//! that does not exist, an attempt range that does not parse, a mocked
+//! output that the agent's declared output schema rejects.
+
+use orchestr8_schema::ast::{Step, Workflow};
+use orchestr8_schema::source::{escape_pointer_token, SpanIndex};
+use serde_json::{Map, Value};
+
+use crate::agents::AgentSchemaSource;
+use crate::diagnostics::{suggestion, Code, Diagnostic};
+
+/// Checks a parsed test file against the workflow it tests.
+pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn AgentSchemaSource) -> Vec<Diagnostic> {
+    let mut cx = Checker { spans, out: Vec::new() };
+    let Some(cases) = cx.field(test, "", "cases").and_then(|c| cx.array(c, "/cases")) else {
+        return cx.out;
+    };
+    if let Value::Object(top) = test {
+        cx.unknown_keys(top, "", &["cases", "$schema"]);
+    }
+    let mut steps = Vec::new();
+    collect(&workflow.steps, &mut steps);
+    let step_ids: Vec<&str> = steps.iter().map(|(id, _)| *id).collect();
+    for (i, case) in cases.iter().enumerate() {
+        let at = format!("/cases/{i}");
+        let Some(case_obj) = cx.object(case, &at) else { continue };
+        cx.unknown_keys(case_obj, &at, &["name", "input", "mocks", "expect"]);
+        if !matches!(case_obj.get("name"), Some(Value::String(_))) {
+            cx.push(
+                Code::TestFile,
+                "every case needs a `name` (a string)".into(),
+                &at,
+                Some("add `\"name\": \"...\"`".into()),
+            );
+        }
+        if let Some(mocks) = case_obj.get("mocks") {
+            let mocks_at = format!("{at}/mocks");
+            let Some(mocks) = cx.object(mocks, &mocks_at) else { continue };
+            for (step, mock) in mocks {
+                let step_at = format!("{mocks_at}/{}", escape_pointer_token(step));
+                match steps.iter().find(|(id, _)| id == step) {
+                    Some((_, agent)) => cx.mock(mock, &step_at, workflow, agent, agents),
+                    None => cx.unknown_step(step, &step_at, &step_ids),
+                }
+            }
+        }
+        if let Some(expect) = case_obj.get("expect") {
+            let expect_at = format!("{at}/expect");
+            let Some(expect) = cx.object(expect, &expect_at) else { continue };
+            cx.unknown_keys(expect, &expect_at, &["output", "error", "steps", "attempts"]);
+            if expect.contains_key("output") && expect.contains_key("error") {
+                cx.push(
+                    Code::TestFile,
+                    "a case expects either an `output` or an `error`, not both".into(),
+                    &expect_at,
+                    None,
+                );
+            }
+            if let Some(Value::Array(order)) = expect.get("steps") {
+                for (j, s) in order.iter().enumerate() {
+                    let s_at = format!("{expect_at}/steps/{j}");
+                    match s.as_str() {
+                        Some(id) if step_ids.contains(&id) => {}
+                        Some(id) => cx.unknown_step(id, &s_at, &step_ids),
+                        None => cx.push(Code::TestFile, "a step id is a string".into(), &s_at, None),
+                    }
+                }
+            }
+            if let Some(Value::Object(attempts)) = expect.get("attempts") {
+                for id in attempts.keys() {
+                    if !step_ids.contains(&id.as_str()) {
+                        cx.unknown_step(id, &format!("{expect_at}/attempts/{}", escape_pointer_token(id)), &step_ids);
+                    }
+                }
+            }
+        }
+    }
+    cx.out
+}
+
+/// Agent steps, with their agent ids, in document order.
+fn collect<'a>(steps: &'a [Step], out: &mut Vec<(&'a str, &'a str)>) {
+    for step in steps {
+        match step {
+            Step::Agent(s) => out.push((&s.id, &s.agent)),
+            other => collect(other.children(), out),
+        }
+    }
+}
+
+struct Checker<'a> {
+    spans: &'a SpanIndex,
+    out: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, code: Code, message: String, pointer: &str, help: Option<String>) {
+        let span = self.spans.key_or_value(pointer);
+        self.out.push(Diagnostic::error(code, message, pointer, span).with_optional_help(help));
+    }
+
+    fn field<'v>(&mut self, value: &'v Value, at: &str, key: &str) -> Option<&'v Value> {
+        let found = value.get(key);
+        if found.is_none() {
+            self.push(
+                Code::TestFile,
+                format!("missing `{key}`"),
+                at,
+                Some(format!("a test file is `{{\"{key}\": [...]}}`")),
+            );
+        }
+        found
+    }
+
+    fn array<'v>(&mut self, value: &'v Value, at: &str) -> Option<&'v Vec<Value>> {
+        let found = value.as_array();
+        if found.is_none() {
+            self.push(Code::TestFile, "expected a list".into(), at, None);
+        }
+        found
+    }
+
+    fn object<'v>(&mut self, value: &'v Value, at: &str) -> Option<&'v Map<String, Value>> {
+        let found = value.as_object();
+        if found.is_none() {
+            self.push(Code::TestFile, "expected an object".into(), at, None);
+        }
+        found
+    }
+
+    fn unknown_keys(&mut self, map: &Map<String, Value>, at: &str, known: &[&str]) {
+        for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+            let help = suggestion(key, known.iter().copied());
+            self.push(
+                Code::TestFile,
+                format!("unknown field `{key}`"),
+                &format!("{at}/{}", escape_pointer_token(key)),
+                help,
+            );
+        }
+    }
+
+    fn unknown_step(&mut self, id: &str, at: &str, step_ids: &[&str]) {
+        let help = suggestion(id, step_ids.iter().copied())
+            .or_else(|| Some(format!("the agent steps are {}", step_ids.join(", "))));
+        self.push(Code::TestUnknownStep, format!("the workflow has no agent step `{id}`"), at, help);
+    }
+
+    /// A step's mock: one reply, or replies by attempt (`"1"`, `"2-3"`, `"*"`).
+    fn mock(&mut self, mock: &Value, at: &str, workflow: &Workflow, agent: &str, agents: &dyn AgentSchemaSource) {
+        let Some(map) = self.object(mock, at) else { return };
+        let is_reply = ["output", "error", "fatal", "hang", "delayMs"].iter().any(|k| map.contains_key(*k));
+        let output_schema = workflow.agents.get(agent).and_then(|definition| {
+            agents.schemas(agent, definition, &format!("/agents/{agent}")).output.map(|s| s.schema)
+        });
+        if is_reply {
+            self.reply(map, at, output_schema.as_ref());
+            return;
+        }
+        for (key, reply) in map {
+            let reply_at = format!("{at}/{}", escape_pointer_token(key));
+            if !attempt_key_ok(key) {
+                self.push(
+                    Code::TestFile,
+                    format!("`{key}` is not an attempt: write `\"1\"`, a range such as `\"2-3\"`, or `\"*\"`"),
+                    &reply_at,
+                    None,
+                );
+                continue;
+            }
+            if let Some(reply) = self.object(reply, &reply_at) {
+                self.reply(reply, &reply_at, output_schema.as_ref());
+            }
+        }
+    }
+
+    fn reply(&mut self, reply: &Map<String, Value>, at: &str, output_schema: Option<&Value>) {
+        self.unknown_keys(reply, at, &["output", "error", "fatal", "hang", "delayMs"]);
+        let kinds = ["output", "error", "fatal", "hang"].iter().filter(|k| reply.contains_key(**k)).count();
+        if kinds != 1 {
+            self.push(
+                Code::TestFile,
+                "a mocked reply has exactly one of `output`, `error` (retryable), `fatal` or `hang`".into(),
+                at,
+                None,
+            );
+        }
+        if let (Some(output), Some(schema)) = (reply.get("output"), output_schema) {
+            let output_at = format!("{at}/output");
+            match jsonschema::validator_for(schema) {
+                Ok(validator) => {
+                    for error in validator.iter_errors(output) {
+                        let pointer = format!("{output_at}{}", error.instance_path().as_str());
+                        self.push(
+                            Code::TestMockOutput,
+                            format!("the mocked output does not fit the agent's output schema: {error}"),
+                            &pointer,
+                            Some("a mock returns what the agent would: fix the value or the declaration".into()),
+                        );
+                    }
+                }
+                Err(e) => self.push(
+                    Code::Internal,
+                    format!("the agent's output schema does not compile: {e}"),
+                    &output_at,
+                    None,
+                ),
+            }
+        }
+    }
+}
+
+fn attempt_key_ok(key: &str) -> bool {
+    let number = |s: &str| s.parse::<u32>().is_ok_and(|n| n >= 1);
+    key == "*"
+        || number(key)
+        || key
+            .split_once('-')
+            .is_some_and(|(a, b)| number(a) && number(b) && a.parse::<u32>().ok() <= b.parse::<u32>().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn attempt_keys() {
+        for ok in ["1", "2-3", "*", "4-4"] {
+            assert!(super::attempt_key_ok(ok), "{ok}");
+        }
+        for bad in ["0", "3-2", "a", "1-", "", "-1"] {
+            assert!(!super::attempt_key_ok(bad), "{bad}");
+        }
+    }
+}
