@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::agent::{Agent, AgentContext, BoxFuture, ExecutionMeta};
+use crate::agent::{Agent, AgentContext, AgentError, BoxFuture, ExecutionMeta};
 use crate::bus::EventBus;
 use crate::error::{ErrorKind, ExecutionError, StepError};
 use crate::journal::{EventKind, EventLabels, JournalEvent, JournalStore, Json, MemoryStore, StateName};
@@ -194,6 +194,8 @@ impl Recorder {
 pub struct Cx<'a, S> {
     state: &'a S,
     recorder: &'a Recorder,
+    mocks: Option<&'a dyn StepMocks>,
+    breakers: Option<&'a BreakerRegistry>,
 }
 
 impl<'a, S> Cx<'a, S> {
@@ -208,6 +210,89 @@ impl<'a, S> Cx<'a, S> {
     /// The execution's identity.
     pub fn meta(&self) -> &'a ExecutionMeta {
         &self.recorder.meta
+    }
+    /// The execution's step mocks ([`ExecutionOptions::mocks`]).
+    pub fn mocks(&self) -> Option<&'a dyn StepMocks> {
+        self.mocks
+    }
+    /// The execution's own breaker registry ([`ExecutionOptions::breakers`]),
+    /// used instead of the breakers the workflow bound at construction.
+    pub fn breakers(&self) -> Option<&'a BreakerRegistry> {
+        self.breakers
+    }
+}
+
+/// Replies that stand in for agent calls, per step and attempt (the test mode
+/// of the generated program; see [`ExecutionOptions::mocks`]).
+pub trait StepMocks: Send + Sync {
+    /// The reply for attempt `attempt` (from 1) of step `step_id`; `None`
+    /// calls the real agent.
+    fn reply(&self, step_id: &str, attempt: u32) -> Option<MockStep>;
+}
+
+/// What a mocked attempt returns, in place of the agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MockReply {
+    /// This output, deserialised into the agent's output type; a value that
+    /// does not fit fails the step with `invalid_output` (not retried).
+    Output(Value),
+    /// A retryable error with this message.
+    Fail(String),
+    /// A fatal error with this message.
+    Fatal(String),
+    /// Never replies: the attempt ends by the step's timeout or by cancellation.
+    Hang,
+}
+
+/// One mocked attempt: wait `delay` (tokio time; cancellation ends the wait),
+/// then `reply`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockStep {
+    /// How long the attempt takes before it replies.
+    pub delay: Option<Duration>,
+    /// The reply.
+    pub reply: MockReply,
+}
+
+impl MockStep {
+    /// `reply` without a delay.
+    pub fn new(reply: MockReply) -> Self {
+        MockStep { delay: None, reply }
+    }
+    /// The same reply after `delay`.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+}
+
+impl From<MockReply> for MockStep {
+    fn from(reply: MockReply) -> Self {
+        MockStep::new(reply)
+    }
+}
+
+/// A mocked attempt: `Ok(Err(message))` is an output that does not fit `O`.
+async fn mock_attempt<O: serde::de::DeserializeOwned>(
+    mock: MockStep,
+    cancel: &CancellationToken,
+) -> Result<Result<O, String>, AgentError> {
+    if let Some(delay) = mock.delay.filter(|d| !d.is_zero()) {
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(AgentError::cancelled()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    match mock.reply {
+        MockReply::Output(v) => {
+            Ok(serde_json::from_value(v).map_err(|e| format!("the mocked output does not fit the agent's output: {e}")))
+        }
+        MockReply::Fail(m) => Err(AgentError::retryable(m)),
+        MockReply::Fatal(m) => Err(AgentError::fatal(m)),
+        MockReply::Hang => {
+            cancel.cancelled().await;
+            Err(AgentError::cancelled())
+        }
     }
 }
 
@@ -475,18 +560,31 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         let agent = &*self.agent;
         let step_id: &str = &self.id;
         let config = &self.config;
-        let result =
-            resilience::call_from(started, &self.policy, self.breaker.as_deref(), cancel, &observer, |attempt| {
-                let input = input.clone();
-                async move {
-                    let ctx = AgentContext::new(cancel, meta, step_id, attempt, config);
-                    agent.run(&ctx, input).await
+        let mocks = cx.mocks;
+        // An execution with its own registry takes its breaker from there.
+        let own_breaker = cx
+            .breakers
+            .map(|r| r.get(&self.agent_id, Agent::version(&*self.agent), &self.policy.circuit_breaker));
+        let breaker = own_breaker.as_deref().or(self.breaker.as_deref());
+        let result = resilience::call_from(started, &self.policy, breaker, cancel, &observer, |attempt| {
+            let input = input.clone();
+            let mock = mocks.and_then(|m| m.reply(step_id, attempt));
+            async move {
+                if let Some(mock) = mock {
+                    return mock_attempt(mock, cancel).await;
                 }
-            })
-            .await;
+                let ctx = AgentContext::new(cancel, meta, step_id, attempt, config);
+                agent.run(&ctx, input).await.map(Ok)
+            }
+        })
+        .await;
         let attempt = observer.attempt.load(Ordering::Relaxed);
         match result {
-            Ok(out) => {
+            Ok(Err(msg)) => {
+                let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
+                self.failed(rec, e, started)
+            }
+            Ok(Ok(out)) => {
                 let output = to_json(&out);
                 if let Err(msg) = (self.store)(cx.state, out) {
                     let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
@@ -682,7 +780,7 @@ impl<S: Sync + 'static, O: Serialize> Workflow<S, O> {
 }
 
 /// Per-execution choices.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ExecutionOptions {
     /// The execution id; a fresh UUID v4 when `None`.
     pub execution_id: Option<String>,
@@ -692,6 +790,27 @@ pub struct ExecutionOptions {
     pub input: Option<Value>,
     /// Cancels the execution when cancelled; a fresh token when `None`.
     pub cancel: Option<CancellationToken>,
+    /// Replies standing in for agent calls: an attempt the mocks answer does
+    /// not call the agent, and goes through the same policy, breaker,
+    /// journal and events as a real call. Steps (or attempts) without a mock
+    /// call the real agent.
+    pub mocks: Option<Arc<dyn StepMocks>>,
+    /// A breaker registry of this execution's own, used instead of the one
+    /// the workflow's steps were bound to (tests that must not share breakers).
+    pub breakers: Option<Arc<BreakerRegistry>>,
+}
+
+impl fmt::Debug for ExecutionOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutionOptions")
+            .field("execution_id", &self.execution_id)
+            .field("correlation_id", &self.correlation_id)
+            .field("input", &self.input)
+            .field("cancel", &self.cancel)
+            .field("mocks", &self.mocks.is_some())
+            .field("breakers", &self.breakers)
+            .finish()
+    }
 }
 
 /// Journal store and event bus shared by the executions it starts.
@@ -762,6 +881,8 @@ impl Runtime {
             input: opts.input.map(Json::from),
             cancel: opts.cancel.unwrap_or_default(),
             state: Arc::new(AtomicU8::new(ExecutionState::Pending.to_u8())),
+            mocks: opts.mocks,
+            breakers: opts.breakers,
         })
     }
 
@@ -814,6 +935,8 @@ pub struct Execution {
     input: Option<Json>,
     cancel: CancellationToken,
     state: Arc<AtomicU8>,
+    mocks: Option<Arc<dyn StepMocks>>,
+    breakers: Option<Arc<BreakerRegistry>>,
 }
 
 impl fmt::Debug for Execution {
@@ -874,7 +997,7 @@ impl Execution {
         ev.state = Some(StateName::Running);
         rec.record(ev);
 
-        let cx = Cx { state, recorder: rec };
+        let cx = Cx { state, recorder: rec, mocks: self.mocks.as_deref(), breakers: self.breakers.as_deref() };
         let outcome = FlushOnYield { fut: workflow.root.run(&cx, &self.cancel), rec }.await;
         let result = match outcome {
             _ if self.cancel.is_cancelled() && outcome != Outcome::Ok => {

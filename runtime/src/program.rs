@@ -63,6 +63,8 @@ use crate::error::{ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, ExecutionOptions, Runtime, Workflow};
 use crate::journal::{EventKind, FileStore, JournalEvent, DEFAULT_JOURNAL_DIR};
 
+mod test_mode;
+
 /// Exit status of a completed execution.
 pub const EXIT_COMPLETED: u8 = 0;
 /// Exit status of a failed execution.
@@ -88,7 +90,7 @@ pub struct ExecutionIds {
     pub correlation_id: String,
 }
 
-type MakeState<I, S> = Box<dyn FnOnce(I, &ExecutionIds) -> S + Send>;
+type MakeState<I, S> = Arc<dyn Fn(I, &ExecutionIds) -> S + Send + Sync>;
 
 /// Everything the generated program is made of.
 pub struct Program<I, S, O> {
@@ -113,11 +115,15 @@ where
     O: Serialize + Send + 'static,
 {
     /// `workflow`: the plan; `make_state`: builds the execution state from the
-    /// parsed input and the execution's ids.
-    pub fn new(workflow: Arc<Workflow<S, O>>, make_state: impl FnOnce(I, &ExecutionIds) -> S + Send + 'static) -> Self {
+    /// parsed input and the execution's ids (once per execution; `--test`
+    /// runs several).
+    pub fn new(
+        workflow: Arc<Workflow<S, O>>,
+        make_state: impl Fn(I, &ExecutionIds) -> S + Send + Sync + 'static,
+    ) -> Self {
         Program {
             workflow,
-            make_state: Box::new(make_state),
+            make_state: Arc::new(make_state),
             about: None,
             input_schema: None,
             interrupts: None,
@@ -213,6 +219,7 @@ where
                 }
             },
             Command::Run(args) => return self.execute(args, stdin, stdout, stderr),
+            Command::Test(file) => return test_mode::run(&self, &file, stdin, stdout, stderr),
         };
         match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
             Ok(()) => EXIT_COMPLETED,
@@ -251,11 +258,14 @@ Options:
       --correlation-id ID    correlation id to record [default: the execution id]
   -q, --quiet                no progress lines
       --input-schema         print the input's JSON Schema and exit
+      --test FILE            run the test cases of FILE ('-': standard input)
+                             with mocked steps on virtual time, and exit
   -h, --help                 print this help and exit
   -V, --version              print the workflow id and version and exit
 
 Exit status: 0 completed, 1 failed, 2 bad input or usage, 130 cancelled.
 Ctrl-C cancels cooperatively; a second Ctrl-C exits at once.
+With --test: 0 all cases passed, 1 some failed, 2 unreadable or invalid file.
 
 Example:
   {bin} --input {example}
@@ -389,6 +399,8 @@ Example:
 #[derive(Debug)]
 enum Command {
     Run(RunArgs),
+    /// `--test FILE`.
+    Test(PathBuf),
     Help,
     Version,
     InputSchema,
@@ -401,6 +413,7 @@ struct RunArgs {
     journal_dir: Option<PathBuf>,
     correlation_id: Option<String>,
     quiet: bool,
+    test: Option<PathBuf>,
 }
 
 /// Parses the arguments after the program name: `--flag VALUE` or
@@ -433,6 +446,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             "--input-file" => set(&mut a.input_file, name, PathBuf::from(value(name)?))?,
             "--journal-dir" => set(&mut a.journal_dir, name, PathBuf::from(value(name)?))?,
             "--correlation-id" => set(&mut a.correlation_id, name, utf8(name, value(name)?)?)?,
+            "--test" => set(&mut a.test, name, PathBuf::from(value(name)?))?,
             "-q" | "--quiet" | "--help" | "--version" | "--input-schema" => {
                 return Err(format!("'{name}' takes no value"))
             }
@@ -442,6 +456,18 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
     }
     if a.input.is_some() && a.input_file.is_some() {
         return Err("'--input' and '--input-file' cannot be used together".into());
+    }
+    if let Some(file) = a.test.take() {
+        let other = [
+            ("--input", a.input.is_some()),
+            ("--input-file", a.input_file.is_some()),
+            ("--journal-dir", a.journal_dir.is_some()),
+            ("--correlation-id", a.correlation_id.is_some()),
+        ];
+        if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
+            return Err(format!("'--test' and '{flag}' cannot be used together"));
+        }
+        return Ok(Command::Test(file));
     }
     Ok(Command::Run(a))
 }
@@ -787,12 +813,9 @@ where
     fn run(self) -> Ended<O> {
         let mut builder = tokio::runtime::Builder::new_current_thread();
         builder.enable_all();
-        #[cfg(feature = "testing")]
         if self.start_paused {
             builder.start_paused(true);
         }
-        #[cfg(not(feature = "testing"))]
-        let _ = self.start_paused;
         let rt = match builder.build() {
             Ok(rt) => rt,
             Err(e) => return Ended::NotStarted(format!("cannot start the tokio runtime: {e}")),
@@ -815,6 +838,7 @@ where
             correlation_id: Some(ids.correlation_id),
             input: Some(input),
             cancel: Some(CancellationToken::new()),
+            ..ExecutionOptions::default()
         };
         let mut handle = match runtime.start(workflow, state, opts) {
             Ok(h) => h,
