@@ -2,7 +2,9 @@
 
 mod compile;
 mod completions;
+mod create;
 mod graph;
+mod init;
 mod inspect;
 mod run;
 mod schema;
@@ -46,6 +48,14 @@ enum Command {
         after_help = "Examples:\n  orchestr8 validate workflow.json\n  orchestr8 validate --format json examples/*/workflow.json"
     )]
     Validate(validate::Args),
+    /// Create a project: a workflow, its agent crate, tests and a sample input.
+    #[command(
+        after_help = "Examples:\n  orchestr8 init hello && cd hello && orchestr8 compile workflow.json && cargo run -- --input-file input.json\n  orchestr8 init triage --path flows/triage"
+    )]
+    Init(init::Args),
+    /// Add to a project: `create agent NAME` adds an agent to its crate and workflow.
+    #[command(after_help = "Example:\n  orchestr8 create agent summarize")]
+    Create(create::Args),
     /// Validate a workflow, then write it as a Rust crate: `cargo run` runs it.
     #[command(
         after_help = "Examples:\n  orchestr8 compile workflow.json && cargo run -- --input-file input.json\n  orchestr8 compile workflow.json --out build/triage"
@@ -109,6 +119,8 @@ pub fn main() -> ExitCode {
     let status = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Compile(args) => compile::run(&args),
+        Command::Init(args) => init::run(&args),
+        Command::Create(args) => create::run(&args),
         // The program's own exit code, passed through.
         Command::Run(args) => return run::run(&args),
         Command::Test(args) => return test::run(&args),
