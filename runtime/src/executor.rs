@@ -562,9 +562,8 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         let config = &self.config;
         let mocks = cx.mocks;
         // An execution with its own registry takes its breaker from there.
-        let own_breaker = cx
-            .breakers
-            .map(|r| r.get(&self.agent_id, Agent::version(&*self.agent), &self.policy.circuit_breaker));
+        let own_breaker =
+            cx.breakers.map(|r| r.get(&self.agent_id, Agent::version(&*self.agent), &self.policy.circuit_breaker));
         let breaker = own_breaker.as_deref().or(self.breaker.as_deref());
         let result = resilience::call_from(started, &self.policy, breaker, cancel, &observer, |attempt| {
             let input = input.clone();

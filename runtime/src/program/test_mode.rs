@@ -19,7 +19,8 @@
 //! } ] }
 //! ```
 //!
-//! `expect` holds `output` or `error` (`{"kind", "step"?}`), and optionally
+//! `expect` holds `output` or `error` (`{"kind", "step"?}`) or neither (the
+//! execution must complete, with any output), and optionally
 //! `steps` (the steps that succeeded, in order of completion) and `attempts`
 //! (calls per step, mocked or not).
 
@@ -153,8 +154,13 @@ struct Case {
 }
 
 enum Outcome {
+    /// Neither `output` nor `error`: the execution completes, with any output.
+    Completed,
     Output(Value),
-    Error { kind: ErrorKind, step: Option<String> },
+    Error {
+        kind: ErrorKind,
+        step: Option<String>,
+    },
 }
 
 struct Expect {
@@ -324,9 +330,12 @@ fn parse_reply(v: &Value, at: &str) -> Result<MockStep, Invalid> {
         },
         [] => return invalid(at, "a mocked reply needs one of `output`, `error`, `fatal` or `hang`"),
         many => {
-            return invalid(at, format!("a mocked reply has one of `output`, `error`, `fatal` or `hang`, not {}", {
-                many.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
-            }))
+            return invalid(
+                at,
+                format!("a mocked reply has one of `output`, `error`, `fatal` or `hang`, not {}", {
+                    many.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+                }),
+            )
         }
     };
     let delay = match obj.get("delayMs") {
@@ -371,7 +380,7 @@ fn parse_expect(v: &Value, at: &str, steps: &[String]) -> Result<Expect, Invalid
             Outcome::Error { kind, step }
         }
         (Some(_), Some(_)) => return invalid(at, "`expect` has `output` or `error`, not both"),
-        (None, None) => return invalid(at, "`expect` needs `output` or `error`"),
+        (None, None) => Outcome::Completed,
     };
     let expect_steps = match obj.get("steps") {
         None => None,
@@ -463,8 +472,12 @@ where
     let events = store.events(&execution_id);
     let mut failures = Vec::new();
     match (&case.expect.outcome, &result) {
+        (Outcome::Completed, Ok(_)) => {}
+        (Outcome::Completed, Err(e)) => {
+            failures.push(format!("expected the execution to complete, but it failed: {}", describe_error(e)))
+        }
         (Outcome::Output(want), Ok(out)) => match serde_json::to_value(out) {
-            Ok(got) if got == *want => {}
+            Ok(got) if same_json(&got, want) => {}
             Ok(got) => failures.push(format!(
                 "output differs (- expected, + actual):\n{}",
                 line_diff(&pretty(want).unwrap_or_default(), &pretty(&got).unwrap_or_default())
@@ -491,8 +504,11 @@ where
         }
     }
     if let Some(want) = &case.expect.steps {
-        let got: Vec<&str> =
-            events.iter().filter(|e| e.event == EventKind::StepSucceeded).filter_map(|e| e.step_id.as_deref()).collect();
+        let got: Vec<&str> = events
+            .iter()
+            .filter(|e| e.event == EventKind::StepSucceeded)
+            .filter_map(|e| e.step_id.as_deref())
+            .collect();
         if got != *want {
             failures.push(format!("steps: expected [{}], got [{}]", want.join(", "), got.join(", ")));
         }
@@ -507,6 +523,22 @@ where
         }
     }
     failures
+}
+
+/// JSON equality where numbers compare by value (`3` equals `3.0`).
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+            (Some(x), Some(y), _, _) => x == y,
+            (_, _, Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// A line diff of `expected` against `actual`: `- ` lines only expected,
@@ -596,12 +628,10 @@ mod tests {
     fn scripts_fall_back_to_star_then_the_last_entry() {
         let steps = vec!["s".to_owned()];
         let _ = &steps;
-        let script = parse_script(
-            &serde_json::json!({"2-3": {"output": 2}, "1": {"error": "boom"}}),
-            "/cases/0/mocks/s",
-        )
-        .ok()
-        .unwrap();
+        let script =
+            parse_script(&serde_json::json!({"2-3": {"output": 2}, "1": {"error": "boom"}}), "/cases/0/mocks/s")
+                .ok()
+                .unwrap();
         let reply = |n| script.reply(n).map(|m| m.reply);
         assert_eq!(reply(1), Some(MockReply::Fail("boom".into())));
         assert_eq!(reply(3), Some(MockReply::Output(2.into())));
