@@ -61,6 +61,7 @@ pub(super) fn valid_workflow_id(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Writes the project and returns its directory, as given.
 fn init(args: &Args) -> Result<PathBuf, String> {
     let name = args.name.as_str();
     if !valid_workflow_id(name) {
@@ -108,7 +109,7 @@ fn init(args: &Args) -> Result<PathBuf, String> {
             if path == "workflow.schema.json" { orchestr8_schema::json_schema_text() } else { vars.fill(template) };
         write(&dir.join(path), &text)?;
     }
-    std::fs::canonicalize(&dir).map_err(|e| format!("cannot find `{}`: {e}", dir.display()))
+    Ok(dir)
 }
 
 /// What the templates' `{{...}}` placeholders stand for.

@@ -1,0 +1,345 @@
+//! `orchestr8 init` and `orchestr8 create agent`: the files written (as
+//! snapshots, with absolute paths normalised), the in-place edit of
+//! workflow.json, every error path, and a project made by both that compiles,
+//! builds, runs and passes its agents' tests.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn orchestr8(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("orchestr8").unwrap();
+    cmd.env("NO_COLOR", "1").current_dir(dir);
+    cmd
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap()
+}
+
+/// Runs `orchestr8 ARGS` in `dir`, checks the exit code and returns stderr
+/// (stdout must be empty: these commands only report progress).
+fn run(dir: &Path, args: &[&str], code: i32) -> String {
+    let out = orchestr8(dir).args(args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(code), "{args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    stderr
+}
+
+/// `text` without the machine's absolute paths.
+fn normalise(text: &str, tmp: &Path) -> String {
+    text.replace(&tmp.canonicalize().unwrap().display().to_string(), "[TMP]")
+        .replace(&tmp.display().to_string(), "[TMP]")
+        .replace(&repo().display().to_string(), "[ORCHESTR8]")
+}
+
+/// Every file under `dir`, sorted, as `path -> content`.
+fn files(dir: &Path) -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                out.push((rel, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A project made by `init NAME` in a fresh temporary folder.
+fn project(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    run(tmp.path(), &["init", name], 0);
+    let dir = tmp.path().join(name);
+    (tmp, dir)
+}
+
+fn unified_diff(old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(2).header("before", "after").to_string()
+}
+
+/// `new` is `old` with one stretch of text inserted: nothing else moved.
+fn assert_only_inserted(old: &str, new: &str) -> String {
+    let prefix = old.bytes().zip(new.bytes()).take_while(|(a, b)| a == b).count();
+    let suffix = old.len() - prefix;
+    assert!(new.len() > old.len());
+    assert_eq!(&new[..prefix], &old[..prefix]);
+    assert_eq!(&new[new.len() - suffix..], &old[prefix..], "the text after the insertion is unchanged");
+    new[prefix..new.len() - suffix].to_owned()
+}
+
+// init
+
+#[test]
+fn init_writes_a_project() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stderr = run(tmp.path(), &["init", "my-flow"], 0);
+    insta::assert_snapshot!("init_stderr", normalise(&stderr, tmp.path()));
+    let dir = tmp.path().join("my-flow");
+    let mut all = String::new();
+    for (path, content) in files(&dir) {
+        if path == "workflow.schema.json" {
+            assert_eq!(content, orchestr8_schema::json_schema_text(), "the published schema");
+            continue;
+        }
+        all.push_str(&format!("==> {path} <==\n{}\n", normalise(&content, tmp.path())));
+    }
+    insta::assert_snapshot!("init_files", all);
+    // The agent crate depends on this repository's crates, by absolute path.
+    let manifest = std::fs::read_to_string(dir.join("agents/Cargo.toml")).unwrap();
+    assert!(manifest.contains(&format!("path = \"{}\"", repo().join("runtime").display())), "{manifest}");
+}
+
+#[test]
+fn init_validates_without_warnings() {
+    let (_tmp, dir) = project("clean");
+    assert_eq!(run(&dir, &["validate", "workflow.json"], 0), "workflow.json: valid\n");
+}
+
+#[test]
+fn init_path_and_orchestr8_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("o8");
+    for krate in ["runtime", "macros"] {
+        std::fs::create_dir_all(fake.join(krate)).unwrap();
+        std::fs::write(fake.join(krate).join("Cargo.toml"), "").unwrap();
+    }
+    // An existing but empty directory is fine.
+    std::fs::create_dir_all(tmp.path().join("deep/place")).unwrap();
+    run(tmp.path(), &["init", "x1", "--path", "deep/place", "--orchestr8-path", "o8"], 0);
+    let manifest = std::fs::read_to_string(tmp.path().join("deep/place/agents/Cargo.toml")).unwrap();
+    let manifest = normalise(&manifest, tmp.path());
+    assert!(manifest.contains("name = \"x1_agents\""), "{manifest}");
+    assert!(manifest.contains("orchestr8-runtime = { path = \"[TMP]/o8/runtime\" }"), "{manifest}");
+    assert!(manifest.contains("orchestr8-macros = { path = \"[TMP]/o8/macros\" }"), "{manifest}");
+    let workflow = std::fs::read_to_string(tmp.path().join("deep/place/workflow.json")).unwrap();
+    assert!(workflow.contains("\"id\": \"x1\""), "{workflow}");
+}
+
+#[test]
+fn init_refuses_bad_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut all = String::new();
+    for name in ["Hello", "1st", "my_flow", "a.b", "héllo", &"a".repeat(65)] {
+        all.push_str(&run(tmp.path(), &["init", name], 2));
+    }
+    insta::assert_snapshot!("init_bad_names", all);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing was written");
+}
+
+#[test]
+fn init_refuses_a_non_empty_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("taken")).unwrap();
+    std::fs::write(tmp.path().join("taken/notes.txt"), "mine").unwrap();
+    let stderr = run(tmp.path(), &["init", "taken"], 2);
+    assert_eq!(
+        stderr,
+        "error: `taken` is not empty; init only writes into a new or empty directory (pick another --path)\n"
+    );
+    let stderr = run(tmp.path(), &["init", "other", "--path", "taken"], 2);
+    assert!(stderr.contains("`taken` is not empty"), "{stderr}");
+    assert_eq!(files(&tmp.path().join("taken")), [("notes.txt".to_owned(), "mine".to_owned())]);
+}
+
+#[test]
+fn init_refuses_an_orchestr8_path_without_the_crates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stderr = run(tmp.path(), &["init", "x", "--orchestr8-path", "."], 2);
+    assert!(stderr.contains("has no orchestr8-runtime crate"), "{stderr}");
+    let stderr = run(tmp.path(), &["init", "x", "--orchestr8-path", "nowhere"], 2);
+    assert!(stderr.contains("cannot find `nowhere`"), "{stderr}");
+    assert!(!tmp.path().join("x").exists());
+}
+
+// create agent
+
+#[test]
+fn create_agent_registers_it_and_keeps_the_layout() {
+    let (tmp, dir) = project("grow");
+    let before = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
+    let lib_before = std::fs::read_to_string(dir.join("agents/src/lib.rs")).unwrap();
+    let stderr = run(&dir, &["create", "agent", "summarize_text"], 0);
+    insta::assert_snapshot!("create_agent_stderr", normalise(&stderr, tmp.path()));
+    let after = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
+    assert_only_inserted(&before, &after);
+    insta::assert_snapshot!("create_agent_workflow_diff", unified_diff(&before, &after));
+    let lib_after = std::fs::read_to_string(dir.join("agents/src/lib.rs")).unwrap();
+    let appended = lib_after.strip_prefix(&lib_before).expect("lib.rs is only appended to");
+    insta::assert_snapshot!("create_agent_lib_rs_appended", appended);
+    // The new agent is unused until a step calls it, which validate says.
+    let stderr = run(&dir, &["validate", "workflow.json"], 0);
+    assert!(stderr.contains("warning[W0320]: agent `summarize_text` is never used"), "{stderr}");
+    assert!(stderr.ends_with("workflow.json: valid, with 1 warning\n"), "{stderr}");
+}
+
+/// A hand-written project: `path` names the crate's folder.
+fn hand_written(workflow: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("crates/mine/src")).unwrap();
+    std::fs::write(tmp.path().join("crates/mine/src/lib.rs"), "//! Mine.\n").unwrap();
+    std::fs::write(tmp.path().join("crates/mine/Cargo.toml"), "[package]\nname = \"mine\"\n").unwrap();
+    std::fs::write(tmp.path().join("flow.json"), workflow).unwrap();
+    tmp
+}
+
+#[test]
+fn create_agent_follows_the_users_indentation() {
+    // Four spaces, tabs for the agent's fields, a key order of its own, no final newline.
+    let workflow = "{\n    \"steps\": [{\"id\": \"s\", \"agent\": \"first\"}],\n    \"agents\": {\n        \"first\": {\n\t\t\t\"path\": \"crates/mine\",\n\t\t\t\"kind\": \"rust\",\n\t\t\t\"function\": \"first\",\n\t\t\t\"crate\": \"mine\"\n        }\n    },\n    \"schemaVersion\": \"1.0.0\"\n}";
+    let tmp = hand_written(workflow);
+    run(tmp.path(), &["create", "agent", "second", "--workflow", "flow.json"], 0);
+    let after = std::fs::read_to_string(tmp.path().join("flow.json")).unwrap();
+    let inserted = assert_only_inserted(workflow, &after);
+    insta::assert_snapshot!("create_agent_indentation", inserted);
+    let lib = std::fs::read_to_string(tmp.path().join("crates/mine/src/lib.rs")).unwrap();
+    assert!(lib.starts_with("//! Mine.\n\n#[orchestr8_macros::agent(\n    id = \"second\","), "{lib}");
+}
+
+#[test]
+fn create_agent_keeps_compact_agents_compact() {
+    let workflow = "{\"agents\": {\"first\": {\"kind\": \"rust\", \"crate\": \"mine\", \"path\": \"crates/mine\", \"function\": \"first\"}}, \"steps\": []}\n";
+    let tmp = hand_written(workflow);
+    run(tmp.path(), &["create", "agent", "second", "--workflow", "flow.json"], 0);
+    let after = std::fs::read_to_string(tmp.path().join("flow.json")).unwrap();
+    insta::assert_snapshot!("create_agent_compact", assert_only_inserted(workflow, &after));
+}
+
+#[test]
+fn create_agent_fills_empty_agents() {
+    let (_tmp, dir) = project("empty");
+    let workflow = "{\n  \"schemaVersion\": \"1.0.0\",\n  \"agents\": {},\n  \"steps\": []\n}\n";
+    std::fs::write(dir.join("workflow.json"), workflow).unwrap();
+    run(&dir, &["create", "agent", "first"], 0);
+    let after = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
+    insta::assert_snapshot!("create_agent_empty_agents_diff", unified_diff(workflow, &after));
+}
+
+/// Runs a `create agent` that must fail, and checks that nothing changed.
+fn create_fails(dir: &Path, args: &[&str]) -> String {
+    let before = files(dir);
+    let mut full = vec!["create", "agent"];
+    full.extend_from_slice(args);
+    let stderr = run(dir, &full, 2);
+    assert_eq!(files(dir), before, "{args:?}: nothing written, no temporary file left");
+    stderr
+}
+
+#[test]
+fn create_agent_errors() {
+    let (tmp, dir) = project("errs");
+    let mut all = String::new();
+    for args in [
+        &["greet"][..],
+        &["normalize"],
+        &["Summarize"],
+        &["summarize-text"],
+        &["2fast"],
+        &["loop"],
+        &["self"],
+        &["x", "--workflow", "missing.json"],
+        &["input", "--workflow", "input.json"],
+        &["x", "--workflow", "README.md"],
+    ] {
+        all.push_str(&format!("$ create agent {}\n{}\n", args.join(" "), create_fails(&dir, args)));
+    }
+    // lib.rs is gone.
+    std::fs::rename(dir.join("agents/src/lib.rs"), dir.join("agents/src/main.rs")).unwrap();
+    all.push_str(&format!("$ create agent x (no lib.rs)\n{}\n", create_fails(&dir, &["x"])));
+    // A function of that name exists already.
+    std::fs::rename(dir.join("agents/src/main.rs"), dir.join("agents/src/lib.rs")).unwrap();
+    let lib = std::fs::read_to_string(dir.join("agents/src/lib.rs")).unwrap();
+    std::fs::write(dir.join("agents/src/lib.rs"), format!("{lib}\nfn helper() {{}}\n")).unwrap();
+    all.push_str(&format!("$ create agent helper\n{}\n", create_fails(&dir, &["helper"])));
+    // No Rust agent and no agents/ crate.
+    let empty = tmp.path().join("bare");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("workflow.json"), "{\"agents\": {}, \"steps\": []}").unwrap();
+    all.push_str(&format!("$ create agent x (no agent crate)\n{}\n", create_fails(&empty, &["x"])));
+    // Run outside a project.
+    all.push_str(&format!("$ create agent x (no workflow.json)\n{}", create_fails(tmp.path(), &["x"])));
+    insta::assert_snapshot!("create_agent_errors", normalise(&all, tmp.path()));
+}
+
+// both
+
+#[test]
+fn help_has_examples() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [&["init", "--help"][..], &["create", "agent", "--help"], &["create", "--help"]] {
+        let out = orchestr8(tmp.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(help.contains("Example") && help.contains(&format!("orchestr8 {} ", args[0])), "{help}");
+    }
+}
+
+// end to end
+
+/// `init`, `create agent`, `compile`; then the crate builds under `-D
+/// warnings` (in the target folder the other build tests share), runs on the
+/// sample input, and the agents' unit tests pass.
+#[test]
+fn init_create_compile_build_run_and_test() {
+    let (_tmp, dir) = project("init-create-e2e");
+    run(&dir, &["create", "agent", "summarize"], 0);
+    let stderr = run(&dir, &["compile", "workflow.json"], 0);
+    assert!(stderr.contains("warning[W0320]: agent `summarize` is never used"), "{stderr}");
+    std::fs::copy(repo().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let cargo = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO"))
+            .args(args)
+            .args(["--quiet", "--offline"])
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", repo().join("target/generated"))
+            .env("RUSTFLAGS", "-D warnings")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "cargo {args:?}:\n{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    cargo(&["build"]);
+    let journal = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(repo().join("target/generated/debug/init-create-e2e"))
+        .args(["--input-file", "input.json", "--journal-dir"])
+        .arg(journal.path())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let output: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output, serde_json::json!({ "greeting": "Hello, Ada Lovelace!" }));
+    // The execution's journal reads back.
+    let journal_file = std::fs::read_dir(journal.path()).unwrap().next().unwrap().unwrap().path();
+    let stdout = orchestr8(&dir).arg("inspect").arg(&journal_file).output().unwrap();
+    assert_eq!(stdout.status.code(), Some(0), "{}", String::from_utf8_lossy(&stdout.stderr));
+    let timeline = String::from_utf8(stdout.stdout).unwrap();
+    assert!(timeline.contains("normalize") && timeline.contains("greet"), "{timeline}");
+
+    // The agents' unit tests: the two of init and the one of create.
+    let tests = cargo(&["test", "--manifest-path", "agents/Cargo.toml"]);
+    assert!(tests.contains("test result: ok. 3 passed"), "{tests}");
+
+    // And the cases of workflow.test.json, built where the rest was.
+    let build = dir.join(".orchestr8/build/workflow");
+    std::fs::create_dir_all(&build).unwrap();
+    std::fs::copy(repo().join("Cargo.lock"), build.join("Cargo.lock")).unwrap();
+    let out = orchestr8(&dir)
+        .arg("test")
+        .env("CARGO_TARGET_DIR", repo().join("target/generated"))
+        .env("RUSTFLAGS", "-D warnings")
+        .env("CARGO_NET_OFFLINE", "true")
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains("2 passed, 0 failed"), "{report}");
+}
