@@ -147,7 +147,7 @@ fn examples_build_and_run_end_to_end() {
     let ran = run(&flaky, &["--input", r#"{"sku": "XYZ", "failuresBeforeSuccess": 9}"#], &fresh_journal());
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let out: Value = serde_json::from_str(&ran.stdout).unwrap();
-    assert_eq!(out["price"]["source"], "cache", "after 4 failed calls the step gives up and the cache answers");
+    assert_eq!(out["price"]["source"], "cache", "after 3 failed calls the circuit opens and the cache answers");
 
     // A bound of the input schema that the types cannot hold (`minimum: 0`).
     let ran = run(&flaky, &["--input", r#"{"sku": "S", "failuresBeforeSuccess": -1}"#], &fresh_journal());
@@ -171,4 +171,53 @@ fn examples_build_and_run_end_to_end() {
     assert_eq!(error["kind"], "fatal");
     assert_eq!(error["step"], "greet");
     assert_eq!(journal_events(&journal).last().map(String::as_str), Some("execution.failed"));
+}
+
+#[test]
+fn examples_pass_their_workflow_tests() {
+    for example in EXAMPLES {
+        let dir = repo().join("examples").join(example);
+        let out = orchestr8()
+            .arg("test")
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", repo().join("target/generated"))
+            .env("RUSTFLAGS", "-D warnings")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{example}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let last = stdout.lines().last().unwrap_or_default();
+        assert!(last.ends_with(" passed, 0 failed") && !last.starts_with("0 "), "{example}: {last}");
+    }
+}
+
+#[test]
+fn a_bad_test_file_is_reported_where_it_is_wrong_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.test.json");
+    std::fs::write(
+        &file,
+        r#"{
+  "cases": [
+    {
+      "name": "typos",
+      "input": { "name": "Ada" },
+      "mocks": { "gret": { "output": {} }, "greet": { "2-1": { "output": {} }, "1": { "output": { "greeting": 5 } } } },
+      "expect": { "output": {}, "atempts": {} }
+    }
+  ]
+}
+"#,
+    )
+    .unwrap();
+    let out = orchestr8()
+        .arg("test")
+        .arg(&file)
+        .arg("--workflow")
+        .arg(repo().join("examples/hello/workflow.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "bad.test.json");
+    insta::assert_snapshot!(stderr);
 }
