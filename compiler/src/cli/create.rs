@@ -249,7 +249,10 @@ fn insert_agent(parsed: &Parsed, name: &str, crate_name: &str, crate_path: &str)
         }
     };
     let end = if members.is_empty() { agents.end - 1 } else { at };
-    let new_text = format!("{}{prefix}{member}{suffix}{}", &text[..at], &text[end..]);
+    // Windows line ends stay Windows line ends.
+    let inserted = format!("{prefix}{member}{suffix}");
+    let inserted = if text.contains("\r\n") { inserted.replace('\n', "\r\n") } else { inserted };
+    let new_text = format!("{}{inserted}{}", &text[..at], &text[end..]);
     // The edit must leave a document with the agent in it.
     match source::parse(new_text.as_bytes()) {
         Ok(p) if p.value["agents"].get(name).is_some() => Ok(new_text),
@@ -318,6 +321,14 @@ mod tests {
             insert(text),
             "{\n    \"agents\": {\n        \"a\": {\n            \"kind\": \"rust\"\n        },\n        \"new_one\": {\n            \"kind\": \"rust\",\n            \"crate\": \"c\",\n            \"path\": \"agents\",\n            \"function\": \"new_one\",\n            \"description\": \"TODO: say what `new_one` does.\"\n        }\n    }\n}\n"
         );
+    }
+
+    #[test]
+    fn keeps_windows_line_ends() {
+        let text = "{\r\n  \"agents\": {\r\n    \"a\": {\r\n      \"kind\": \"rust\"\r\n    }\r\n  }\r\n}\r\n";
+        let new = insert(text);
+        assert!(new.starts_with("{\r\n  \"agents\": {\r\n    \"a\": {\r\n      \"kind\": \"rust\"\r\n    },\r\n    \"new_one\": {\r\n      \"kind\""), "{new}");
+        assert_eq!(new.matches('\n').count(), new.matches("\r\n").count(), "{new}");
     }
 
     #[test]
