@@ -188,6 +188,7 @@ fn examples_pass_their_workflow_tests() {
         assert_eq!(out.status.code(), Some(0), "{example}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         let last = stdout.lines().last().unwrap_or_default();
         assert!(last.ends_with(" passed, 0 failed") && !last.starts_with("0 "), "{example}: {last}");
+        insta::assert_snapshot!(format!("test_report_{example}"), stdout);
     }
 }
 
