@@ -55,7 +55,7 @@ pub(super) enum Compiled {
 /// reporting diagnostics on standard error.
 pub(super) fn compile(workflow: &Path, out: Option<&Path>, runtime_path: Option<&Path>) -> Result<Compiled, String> {
     let shown = workflow.display().to_string();
-    let bytes = std::fs::read(workflow).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    let bytes = super::read_document(workflow)?;
     let workflow_dir = absolute(workflow.parent().unwrap_or(Path::new("")))?;
     let source = FromRustSource::new(&workflow_dir);
     let validation = validate(&bytes, &source);

@@ -43,12 +43,9 @@ pub(super) enum GraphFormat {
     Dot,
 }
 
-/// Largest workflow file read.
-const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
-
 pub(super) fn run(args: &Args) -> Status {
     let name = args.file.display().to_string();
-    let bytes = match read(&args.file) {
+    let bytes = match super::read_document(&args.file) {
         Ok(b) => b,
         Err(message) => {
             eprintln!("error[E0100]: {message}");
@@ -78,22 +75,6 @@ pub(super) fn run(args: &Args) -> Status {
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Status::Success
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
-    if meta.is_dir() {
-        return Err(format!("`{shown}` is a directory; give the path of a workflow file"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "`{shown}` is {} MiB; workflow files are limited to {} MiB",
-            meta.len() >> 20,
-            MAX_FILE_BYTES >> 20
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read `{shown}`: {e}"))
 }
 
 /// A node of the drawing.

@@ -101,6 +101,27 @@ pub enum Format {
     Json,
 }
 
+/// Largest document read; a bigger one is refused before it is loaded.
+const MAX_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads a workflow or test file, refusing directories and huge files with
+/// a message that names the path.
+pub(crate) fn read_document(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    if meta.is_dir() {
+        return Err(format!("`{shown}` is a directory; give the path of a file"));
+    }
+    if meta.len() > MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "`{shown}` is {} MiB; files are limited to {} MiB",
+            meta.len() >> 20,
+            MAX_DOCUMENT_BYTES >> 20
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read `{shown}`: {e}"))
+}
+
 /// Whether to colour output on standard error: only on a terminal, and
 /// never when `NO_COLOR` is set.
 pub fn stderr_color() -> bool {

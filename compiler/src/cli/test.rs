@@ -39,11 +39,11 @@ pub(super) fn run(args: &Args) -> ExitCode {
 fn test(args: &Args) -> Result<ExitCode, String> {
     let options = RenderOptions { color: stderr_color() };
     let shown = args.file.display().to_string();
-    let bytes = std::fs::read(&args.file).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    let bytes = super::read_document(&args.file)?;
     let workflow_path =
         args.workflow.clone().unwrap_or_else(|| args.file.parent().unwrap_or(Path::new("")).join("workflow.json"));
     let workflow_shown = workflow_path.display().to_string();
-    let workflow_bytes = std::fs::read(&workflow_path).map_err(|e| format!("cannot read `{workflow_shown}`: {e}"))?;
+    let workflow_bytes = super::read_document(&workflow_path)?;
     let workflow_dir = workflow_path.parent().unwrap_or(Path::new("")).to_path_buf();
     let source =
         FromRustSource::new(if workflow_dir.as_os_str().is_empty() { PathBuf::from(".") } else { workflow_dir });

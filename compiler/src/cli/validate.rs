@@ -22,15 +22,12 @@ pub(super) struct Args {
     declared_only: bool,
 }
 
-/// Largest workflow file read; a bigger one is refused before it is loaded.
-const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
-
 pub(super) fn run(args: &Args) -> Status {
     let mut status = Status::Success;
     let options = RenderOptions { color: stderr_color() };
     for path in &args.files {
         let name = path.display().to_string();
-        let bytes = match read(path) {
+        let bytes = match super::read_document(path) {
             Ok(b) => b,
             Err(message) => {
                 let d = Diagnostic::error(Code::Io, message, "", Default::default());
@@ -62,22 +59,6 @@ pub(super) fn run(args: &Args) -> Status {
         }
     }
     status
-}
-
-fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
-    if meta.is_dir() {
-        return Err(format!("`{shown}` is a directory; give the path of a workflow file"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "`{shown}` is {} MiB; workflow files are limited to {} MiB",
-            meta.len() >> 20,
-            MAX_FILE_BYTES >> 20
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read `{shown}`: {e}"))
 }
 
 fn summary(name: &str, errors: usize, warnings: usize) -> String {
