@@ -8,40 +8,20 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use orchestr8::agents::FromRustSource;
 use orchestr8::codegen::{generate, CrateOptions};
 use orchestr8::validate::validate;
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// Chained `echo` steps, every tenth position a parallel block of three.
+mod shared;
+
+/// The shared chain of steps, calling the fixture crate's `echo` agent.
 fn workflow(steps: usize) -> String {
-    let mut list = Vec::new();
-    let mut previous: Option<String> = None;
-    let step = |id: &str, previous: &Option<String>| {
-        let text = match previous {
-            Some(p) => format!("${{steps.{p}.output.text}} and ${{input.name}}"),
-            None => "${input.name}".to_owned(),
-        };
-        json!({ "id": id, "agent": "echo", "input": { "text": text, "times": 1 } })
-    };
-    let mut n = 0;
-    while n < steps {
-        if n % 10 == 9 && n + 3 <= steps {
-            let children: Vec<Value> = (0..3).map(|i| step(&format!("s{}", n + i), &previous)).collect();
-            list.push(json!({ "id": format!("block{n}"), "parallel": children }));
-            previous = Some(format!("s{}", n + 2));
-            n += 3;
-        } else {
-            let id = format!("s{n}");
-            list.push(step(&id, &previous));
-            previous = Some(id);
-            n += 1;
-        }
-    }
+    let (list, last) = shared::chained_steps(steps, "echo", "name");
     serde_json::to_string_pretty(&json!({
         "schemaVersion": "1.0.0",
         "metadata": { "id": "bench", "version": "1.0.0" },
         "input": { "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] },
         "agents": { "echo": { "kind": "rust", "crate": "fixture_codegen_agents", "path": "agents", "function": "echo" } },
         "steps": list,
-        "output": { "last": format!("${{steps.{}.output.text}}", previous.unwrap()) }
+        "output": { "last": format!("${{steps.{last}.output.text}}") }
     }))
     .unwrap()
 }

@@ -4,10 +4,11 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use orchestr8::agents::DeclaredInWorkflow;
 use orchestr8::validate::validate;
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// A chain of agent steps, every tenth position a parallel block of three,
-/// each step reading the previous step's output and the workflow's input.
+mod shared;
+
+/// The shared chain of steps, with agent schemas declared in the workflow.
 fn workflow(steps: usize) -> String {
     let text_schema = json!({
         "type": "object",
@@ -19,29 +20,7 @@ fn workflow(steps: usize) -> String {
         "properties": { "text": { "type": "string" }, "length": { "type": "integer" } },
         "required": ["text", "length"]
     });
-    let mut list = Vec::new();
-    let mut previous = None::<String>;
-    let mut n = 0;
-    let step = |id: &str, previous: &Option<String>| {
-        let text = match previous {
-            Some(p) => format!("${{steps.{p}.output.text}} / ${{input.topic}}"),
-            None => "${input.topic}".to_owned(),
-        };
-        json!({ "id": id, "agent": "work", "input": { "text": text, "count": 3 } })
-    };
-    while n < steps {
-        if n % 10 == 9 && n + 3 <= steps {
-            let children: Vec<Value> = (0..3).map(|i| step(&format!("s{}", n + i), &previous)).collect();
-            list.push(json!({ "id": format!("block{n}"), "parallel": children }));
-            previous = Some(format!("s{}", n + 2));
-            n += 3;
-        } else {
-            let id = format!("s{n}");
-            list.push(step(&id, &previous));
-            previous = Some(id);
-            n += 1;
-        }
-    }
+    let (list, last) = shared::chained_steps(steps, "work", "topic");
     let doc = json!({
         "schemaVersion": "1.0.0",
         "metadata": { "id": "bench", "version": "1.0.0" },
@@ -49,7 +28,7 @@ fn workflow(steps: usize) -> String {
         "agents": { "work": { "kind": "rust", "crate": "a", "path": "a", "function": "work", "input": text_schema, "output": out_schema } },
         "policies": { "default": { "timeout": "30s", "retry": { "maxAttempts": 3 } } },
         "steps": list,
-        "output": { "last": format!("${{steps.{}.output.text}}", previous.unwrap()) }
+        "output": { "last": format!("${{steps.{last}.output.text}}") }
     });
     serde_json::to_string_pretty(&doc).unwrap()
 }
