@@ -16,6 +16,8 @@ pub mod journal;
 pub mod policy;
 pub mod program;
 pub mod resilience;
+#[cfg(feature = "server")]
+mod server;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -98,6 +98,7 @@ pub struct Program<I, S, O> {
     make_state: MakeState<I, S>,
     about: Option<String>,
     input_schema: Option<Value>,
+    output_schema: Option<Value>,
     interrupts: Option<UnboundedReceiver<()>>,
     start_paused: bool,
 }
@@ -126,6 +127,7 @@ where
             make_state: Arc::new(make_state),
             about: None,
             input_schema: None,
+            output_schema: None,
             interrupts: None,
             start_paused: false,
         }
@@ -144,9 +146,16 @@ where
         self
     }
 
+    /// The output's JSON Schema, for `serve`'s OpenAPI document.
+    pub fn output_schema(mut self, schema: Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+
     /// Tests only: each message on `interrupts` acts as one Ctrl-C (the
-    /// first cancels, the second exits at once), and no Ctrl-C handler is
-    /// installed. A closed channel never interrupts.
+    /// first cancels, the second exits at once), and no Ctrl-C or SIGTERM
+    /// handler is installed. A closed channel never interrupts. Under
+    /// `serve`, the first stops the server and cancels its executions.
     #[cfg(feature = "testing")]
     pub fn interrupts(mut self, interrupts: UnboundedReceiver<()>) -> Self {
         self.interrupts = Some(interrupts);
@@ -220,6 +229,7 @@ where
             },
             Command::Run(args) => return self.execute(args, stdin, stdout, stderr),
             Command::Test(file) => return test_mode::run(&self, &file, stdin, stdout, stderr),
+            Command::Serve(args) => return self.serve(args, stderr),
         };
         match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
             Ok(()) => EXIT_COMPLETED,
@@ -249,6 +259,7 @@ standard output. Progress and errors go to standard error; every run writes a
 journal DIR/EXECUTION_ID.jsonl.
 
 Usage: {bin} [OPTIONS]
+       {bin} serve [--addr ADDR] [--journal-dir DIR] [--wait-timeout T] [--body-limit N]
 
 Options:
       --input JSON           the input (otherwise --input-file, or standard input;
@@ -260,6 +271,9 @@ Options:
       --input-schema         print the input's JSON Schema and exit
       --test FILE            run the test cases of FILE ('-': standard input)
                              with mocked steps on virtual time, and exit
+      --addr ADDR            serve: where to listen [default: {addr}]
+      --wait-timeout T       serve: how long ?wait=true waits [default: 30s]
+      --body-limit N         serve: largest request body [default: 1MiB]
   -h, --help                 print this help and exit
   -V, --version              print the workflow id and version and exit
 
@@ -273,8 +287,90 @@ Example:
             id = info.id,
             version = info.version,
             dir = DEFAULT_JOURNAL_DIR,
+            addr = DEFAULT_ADDR,
         );
         h
+    }
+
+    #[cfg(not(feature = "server"))]
+    fn serve(self, _args: ServeArgs, stderr: &mut dyn Write) -> u8 {
+        let _ = writeln!(stderr, "error: this program was built without the server; build it with --features serve");
+        EXIT_USAGE
+    }
+
+    /// `serve`: the server runs on a thread of its own; this one writes its
+    /// log lines to `stderr` until it ends.
+    #[cfg(feature = "server")]
+    fn serve(self, args: ServeArgs, stderr: &mut dyn Write) -> u8 {
+        let workflow = self.workflow.clone();
+        let make_state = self.make_state.clone();
+        let schema = self.input_schema.clone();
+        let start = move |runtime: &Runtime,
+                          input: &Value,
+                          correlation_id: Option<String>,
+                          cancel: CancellationToken|
+              -> Result<crate::server::Started, crate::server::StartError> {
+            use crate::server::StartError;
+            let typed: I = parse_input_value(input).map_err(StartError::Input)?;
+            let input_json = serde_json::to_value(&typed).map_err(|e| {
+                StartError::Input(InputError { pointer: String::new(), message: one_line(&e.to_string()) })
+            })?;
+            if let Some(schema) = &schema {
+                check_bounds(schema, schema, &input_json, "").map_err(StartError::Input)?;
+            }
+            let execution_id = new_execution_id();
+            let correlation_id = correlation_id.unwrap_or_else(|| execution_id.clone());
+            let ids = ExecutionIds { execution_id, correlation_id };
+            let state = make_state(typed, &ids);
+            let opts = ExecutionOptions {
+                execution_id: Some(ids.execution_id.clone()),
+                correlation_id: Some(ids.correlation_id.clone()),
+                input: Some(input_json),
+                cancel: Some(cancel),
+                ..ExecutionOptions::default()
+            };
+            let handle = runtime.start(workflow.clone(), state, opts).map_err(StartError::Journal)?;
+            let done = Box::pin(async move {
+                let output = handle.await?;
+                serde_json::to_value(output).map_err(|e| StepError::new(ErrorKind::InvalidOutput, e.to_string(), 0))
+            });
+            Ok(crate::server::Started { ids, done })
+        };
+        let config = crate::server::Config {
+            args,
+            info: self.workflow.info().clone(),
+            about: self.about,
+            input_schema: self.input_schema,
+            output_schema: self.output_schema,
+        };
+        let interrupts = self.interrupts;
+        let (tx, rx) = sync_channel(PROGRESS_CAPACITY);
+        let spawned = std::thread::Builder::new()
+            .name("orchestr8-server".into())
+            .spawn(move || crate::server::run(config, Arc::new(start), interrupts, tx));
+        let server = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = writeln!(stderr, "error: cannot start the server thread: {e}");
+                return EXIT_FAILED;
+            }
+        };
+        for line in rx {
+            let _ = writeln!(stderr, "{line}");
+            let _ = stderr.flush();
+        }
+        match server.join() {
+            Ok(Ok(crate::server::End::Stopped)) => EXIT_COMPLETED,
+            Ok(Ok(crate::server::End::Abandoned)) => EXIT_CANCELLED,
+            Ok(Err(msg)) => {
+                let _ = writeln!(stderr, "error: {}", one_line(&msg));
+                EXIT_FAILED
+            }
+            Err(_) => {
+                let _ = writeln!(stderr, "error: the server panicked");
+                EXIT_FAILED
+            }
+        }
     }
 
     fn execute(
@@ -404,6 +500,26 @@ enum Command {
     Help,
     Version,
     InputSchema,
+    /// `serve`: the workflow as an HTTP service.
+    Serve(ServeArgs),
+}
+
+/// Default address of `serve`: loopback only.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Default bound of `POST /workflows/execute?wait=true`.
+pub const DEFAULT_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default request body limit of `serve`, in bytes.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The options of `serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) struct ServeArgs {
+    pub addr: std::net::SocketAddr,
+    pub journal_dir: PathBuf,
+    pub wait_timeout: std::time::Duration,
+    pub body_limit: usize,
+    pub quiet: bool,
 }
 
 #[derive(Debug, Default)]
@@ -414,14 +530,22 @@ struct RunArgs {
     correlation_id: Option<String>,
     quiet: bool,
     test: Option<PathBuf>,
+    serve: bool,
+    addr: Option<String>,
+    wait_timeout: Option<String>,
+    body_limit: Option<String>,
 }
 
 /// Parses the arguments after the program name: `--flag VALUE` or
 /// `--flag=VALUE`; `--help`, `--version` and `--input-schema` win as soon as
 /// they are seen.
 fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
-    let mut it = args.into_iter().skip(1);
+    let mut it = args.into_iter().skip(1).peekable();
     let mut a = RunArgs::default();
+    if it.peek().is_some_and(|first| first == "serve") {
+        it.next();
+        a.serve = true;
+    }
     while let Some(arg) = it.next() {
         let Some(s) = arg.to_str() else {
             return Err(format!("unexpected argument {arg:?}"));
@@ -447,12 +571,26 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             "--journal-dir" => set(&mut a.journal_dir, name, PathBuf::from(value(name)?))?,
             "--correlation-id" => set(&mut a.correlation_id, name, utf8(name, value(name)?)?)?,
             "--test" => set(&mut a.test, name, PathBuf::from(value(name)?))?,
+            "--addr" => set(&mut a.addr, name, utf8(name, value(name)?)?)?,
+            "--wait-timeout" => set(&mut a.wait_timeout, name, utf8(name, value(name)?)?)?,
+            "--body-limit" => set(&mut a.body_limit, name, utf8(name, value(name)?)?)?,
             "-q" | "--quiet" | "--help" | "--version" | "--input-schema" => {
                 return Err(format!("'{name}' takes no value"))
             }
             _ if name.starts_with('-') && name != "-" => return Err(format!("unknown option '{name}'")),
             _ => return Err(format!("unexpected argument '{s}'")),
         }
+    }
+    if a.serve {
+        return serve_args(a);
+    }
+    let serve_only = [
+        ("--addr", a.addr.is_some()),
+        ("--wait-timeout", a.wait_timeout.is_some()),
+        ("--body-limit", a.body_limit.is_some()),
+    ];
+    if let Some((flag, _)) = serve_only.iter().find(|(_, given)| *given) {
+        return Err(format!("'{flag}' is only for 'serve'"));
     }
     if a.input.is_some() && a.input_file.is_some() {
         return Err("'--input' and '--input-file' cannot be used together".into());
@@ -470,6 +608,55 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
         return Ok(Command::Test(file));
     }
     Ok(Command::Run(a))
+}
+
+/// Checks and converts the options of `serve`.
+fn serve_args(a: RunArgs) -> Result<Command, String> {
+    let other = [
+        ("--input", a.input.is_some()),
+        ("--input-file", a.input_file.is_some()),
+        ("--correlation-id", a.correlation_id.is_some()),
+        ("--test", a.test.is_some()),
+    ];
+    if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
+        return Err(format!("'serve' and '{flag}' cannot be used together"));
+    }
+    let addr = a.addr.as_deref().unwrap_or(DEFAULT_ADDR);
+    let addr = addr.parse().map_err(|_| format!("'--addr' needs an address like {DEFAULT_ADDR}, not '{addr}'"))?;
+    let wait_timeout = match &a.wait_timeout {
+        Some(t) => crate::policy::duration::parse(t)
+            .map_err(|_| format!("'--wait-timeout' needs a duration like 30s or 500ms, not '{t}'"))?,
+        None => DEFAULT_WAIT_TIMEOUT,
+    };
+    let body_limit = match &a.body_limit {
+        Some(b) => parse_size(b)
+            .ok_or_else(|| format!("'--body-limit' needs a size like 1048576, 64KiB or 1MiB, not '{b}'"))?,
+        None => DEFAULT_BODY_LIMIT,
+    };
+    Ok(Command::Serve(ServeArgs {
+        addr,
+        journal_dir: a.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)),
+        wait_timeout,
+        body_limit,
+        quiet: a.quiet,
+    }))
+}
+
+/// `1048576`, `64KiB`, `1MiB` (also `KB`/`MB` as powers of 1000); at least 1.
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: usize = n.parse().ok()?;
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        "KB" | "kB" => 1000,
+        "MB" => 1000 * 1000,
+        _ => return None,
+    };
+    n.checked_mul(unit).filter(|&b| b > 0)
 }
 
 fn set<T>(slot: &mut Option<T>, flag: &str, value: T) -> Result<(), String> {
@@ -539,20 +726,10 @@ fn read_input(args: &RunArgs, stdin: Option<&mut dyn Read>) -> Result<(String, S
 fn parse_input<I: DeserializeOwned>(text: &str, source: &Source) -> Result<I, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     let input: I = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let pointer = json_pointer(e.path());
-        let e = e.into_inner();
-        if e.is_data() {
-            let msg = strip_position(&e);
-            // serde_path_to_error already ends the path with an unknown
-            // field's key, but not with a missing one's.
-            let pointer = match field_named(&msg).map(|f| format!("/{}", escape_pointer(f))) {
-                Some(field) if !pointer.ends_with(&field) => pointer + &field,
-                _ => pointer,
-            };
-            let at = if pointer.is_empty() { "the top level".to_owned() } else { pointer };
-            format!("invalid input at {at}: {}", one_line(&msg))
+        if e.inner().is_data() {
+            locate(e.path(), e.inner()).to_string()
         } else {
-            syntax_error(&e, source)
+            syntax_error(e.inner(), source)
         }
     })?;
     de.end().map_err(|e| syntax_error(&e, source))?;
@@ -585,7 +762,7 @@ fn field_named(msg: &str) -> Option<&str> {
 /// property counts, `uniqueItems` and `const`. Types, required and unknown
 /// fields and enums were checked by deserializing. `pattern` and `format`
 /// are not checked (the compiler warns about them).
-fn check_bounds(root: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+pub(crate) fn check_bounds(root: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), InputError> {
     let Value::Object(s) = schema else { return Ok(()) };
     if let Some(target) = s.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
         if let Some(resolved) = root.pointer(target) {
@@ -593,8 +770,7 @@ fn check_bounds(root: &Value, schema: &Value, value: &Value, at: &str) -> Result
             return check_bounds(root, resolved, value, at);
         }
     }
-    let fail =
-        |what: String| Err(format!("invalid input at {}: {what}", if at.is_empty() { "the top level" } else { at }));
+    let fail = |what: String| Err(InputError { pointer: at.to_owned(), message: what });
     let num = |k: &str| s.get(k).and_then(Value::as_f64);
     let count = |k: &str| s.get(k).and_then(Value::as_u64);
     if let Some(c) = s.get("const") {
@@ -678,6 +854,45 @@ fn check_bounds(root: &Value, schema: &Value, value: &Value, at: &str) -> Result
     Ok(())
 }
 
+/// A value of the input that does not fit its type or bounds, located by a
+/// JSON pointer (`""`: the whole input). Displays as `invalid input at
+/// POINTER: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) struct InputError {
+    /// RFC 6901 pointer into the input.
+    pub pointer: String,
+    /// What is wrong, on one line.
+    pub message: String,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = if self.pointer.is_empty() { "the top level" } else { &self.pointer };
+        write!(f, "invalid input at {at}: {}", self.message)
+    }
+}
+
+/// Parses an input given as a JSON value (the server's request body) into
+/// `I`, located as [`parse_input`] locates it.
+#[cfg(feature = "server")]
+pub(crate) fn parse_input_value<I: DeserializeOwned>(value: &Value) -> Result<I, InputError> {
+    serde_path_to_error::deserialize(value).map_err(|e| locate(e.path(), e.inner()))
+}
+
+/// The pointer and message of a data error at `path`.
+fn locate(path: &serde_path_to_error::Path, e: &serde_json::Error) -> InputError {
+    let pointer = json_pointer(path);
+    let msg = strip_position(e);
+    // serde_path_to_error already ends the path with an unknown
+    // field's key, but not with a missing one's.
+    let pointer = match field_named(&msg).map(|f| format!("/{}", escape_pointer(f))) {
+        Some(field) if !pointer.ends_with(&field) => pointer + &field,
+        _ => pointer,
+    };
+    InputError { pointer, message: one_line(&msg) }
+}
+
 /// RFC 6901 pointer of a serde path (`""` for the whole document).
 fn json_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
@@ -695,12 +910,12 @@ fn json_pointer(path: &serde_path_to_error::Path) -> String {
     p
 }
 
-fn escape_pointer(key: &str) -> String {
+pub(crate) fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
 /// `text` on one line: line breaks and other control characters escaped.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_owned();
     }
@@ -1021,7 +1236,7 @@ mod tests {
             },
             "$defs": { "tag": { "type": "string", "maxLength": 3 } }
         });
-        let check = |v: Value| check_bounds(&schema, &schema, &v, "");
+        let check = |v: Value| check_bounds(&schema, &schema, &v, "").map_err(|e| e.to_string());
         assert!(check(serde_json::json!({ "n": 5, "name": "ab", "tags": ["a", "b"], "opt": 1 })).is_ok());
         assert!(check(serde_json::json!({ "opt": null })).is_ok());
         for (bad, at) in [
@@ -1065,7 +1280,21 @@ mod tests {
             err(&["--input", "{}", "--input-file", "x"]),
             "'--input' and '--input-file' cannot be used together"
         );
-        assert_eq!(err(&["serve"]), "unexpected argument 'serve'");
+        assert_eq!(err(&["run"]), "unexpected argument 'run'");
+        assert_eq!(err(&["--quiet", "serve"]), "unexpected argument 'serve'");
+        assert_eq!(err(&["--addr", "127.0.0.1:1"]), "'--addr' is only for 'serve'");
+        assert_eq!(err(&["serve", "--input", "{}"]), "'serve' and '--input' cannot be used together");
+        assert_eq!(
+            err(&["serve", "--addr", "localhost"]),
+            "'--addr' needs an address like 127.0.0.1:8080, not 'localhost'"
+        );
+        assert!(err(&["serve", "--body-limit", "0"]).starts_with("'--body-limit' needs a size"));
+        assert!(err(&["serve", "--wait-timeout", "soon"]).starts_with("'--wait-timeout' needs a duration"));
+        let Ok(Command::Serve(s)) = args(&["serve", "--body-limit=64KiB", "--wait-timeout", "250ms", "-q"]) else {
+            panic!("not serve")
+        };
+        assert_eq!(s.addr.to_string(), DEFAULT_ADDR);
+        assert_eq!((s.body_limit, s.wait_timeout, s.quiet), (65536, std::time::Duration::from_millis(250), true));
         assert!(matches!(args(&["--input", "{}", "--help"]), Ok(Command::Help)));
         assert!(matches!(args(&["-V"]), Ok(Command::Version)));
     }

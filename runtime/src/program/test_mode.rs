@@ -430,8 +430,8 @@ where
         Err(e) => return vec![format!("invalid input: {}", one_line(&e.to_string()))],
     };
     if let Some(schema) = &program.input_schema {
-        if let Err(msg) = check_bounds(schema, schema, &input_json, "") {
-            return vec![msg];
+        if let Err(e) = check_bounds(schema, schema, &input_json, "") {
+            return vec![e.to_string()];
         }
     }
     // Deterministic ids, so outputs that carry them can be expected.

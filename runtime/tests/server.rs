@@ -1,0 +1,596 @@
+//! `PROGRAM serve`, driven through `Program::run_with` on a thread of its
+//! own, bound to 127.0.0.1:0, and called with a small HTTP/1.1 client over
+//! `std::net::TcpStream`. Signals are a channel (`Program::interrupts`).
+//! Nothing asserts on time: waiting is a bounded loop of requests.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{mpsc, Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use orchestr8_runtime::codegen::{
+    slot, store, Agent, AgentStep, BreakerRegistry, ExecutionIds, Node, Program, Workflow, WorkflowInfo,
+};
+use orchestr8_runtime::journal::{read_file, JournalEvent};
+use orchestr8_runtime::policy::{Policy, RetryPolicy};
+use orchestr8_runtime::testing::{assert_well_formed, event_names, MockAgent, Reply};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Input {
+    ticket_id: String,
+    #[serde(default)]
+    count: u32,
+}
+
+struct State {
+    input: Input,
+    ids: ExecutionIds,
+    fetch: OnceLock<Value>,
+}
+
+fn schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["ticketId"],
+        "properties": {
+            "ticketId": {"type": "string", "minLength": 1},
+            "count": {"$ref": "#/$defs/count"}
+        },
+        "additionalProperties": false,
+        "$defs": {"count": {"type": "integer", "minimum": 0, "maximum": 10}}
+    })
+}
+
+/// `probe` 1.2.3: one step `fetch` calling `agent`; the output echoes the
+/// agent's output, the count and the ids.
+fn program<A: Agent<Input = Value, Output = Value>>(agent: A) -> Program<Input, State, Value> {
+    let policy = Policy {
+        timeout: Duration::from_secs(600),
+        retry: RetryPolicy { jitter: false, max_attempts: 1, ..RetryPolicy::default() },
+        ..Policy::default()
+    };
+    let fetch = AgentStep::new(
+        "fetch",
+        Arc::new(agent),
+        |s: &State| Ok(json!({"id": s.input.ticket_id})),
+        |s: &State, out| store(&s.fetch, "fetch", out),
+    )
+    .policy(policy)
+    .node();
+    let workflow = Workflow::with_registry(
+        WorkflowInfo::new("probe", "1.2.3", "sha256:0"),
+        Node::sequence(vec![fetch]),
+        |s: &State| {
+            Ok(json!({
+                "ticket": slot(&s.fetch, "fetch")?,
+                "count": s.input.count,
+                "executionId": s.ids.execution_id,
+                "correlationId": s.ids.correlation_id,
+            }))
+        },
+        &BreakerRegistry::new(16),
+    );
+    Program::new(Arc::new(workflow), |input: Input, ids: &ExecutionIds| State {
+        input,
+        ids: ids.clone(),
+        fetch: OnceLock::new(),
+    })
+    .about("Probe a ticket.")
+    .input_schema(schema())
+    .output_schema(json!({"type": "object"}))
+}
+
+fn ok_agent() -> MockAgent<Value, Value> {
+    MockAgent::new("fetch_ticket", "1.0.0").then_ok(json!({"body": "hello"}))
+}
+
+fn hang_agent() -> MockAgent<Value, Value> {
+    MockAgent::new("fetch_ticket", "1.0.0").then_hang()
+}
+
+/// Standard error of the server, line by line.
+struct Lines(mpsc::Sender<String>, Vec<u8>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        while let Some(i) = self.1.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.1.drain(..=i).collect();
+            let _ = self.0.send(String::from_utf8_lossy(&line).trim_end().to_owned());
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Server {
+    addr: String,
+    interrupt: UnboundedSender<()>,
+    thread: Option<JoinHandle<u8>>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(program: Program<Input, State, Value>, dir: &Path, extra: &[&str]) -> Server {
+        let (interrupt, rx) = unbounded_channel();
+        let program = program.interrupts(rx);
+        let mut args: Vec<OsString> =
+            ["probe", "serve", "--addr", "127.0.0.1:0", "--journal-dir"].into_iter().map(OsString::from).collect();
+        args.push(dir.as_os_str().to_owned());
+        args.extend(extra.iter().map(OsString::from));
+        let (tx, lines) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            program.run_with(args, std::io::empty(), &mut out, &mut Lines(tx, Vec::new()))
+        });
+        // A guard against a hang, not a timing assertion.
+        let first = lines.recv_timeout(Duration::from_secs(60)).expect("the server says where it listens");
+        let addr = first
+            .split_once("on http://")
+            .and_then(|(_, rest)| rest.split(';').next())
+            .unwrap_or_else(|| panic!("no address in {first:?}"))
+            .to_owned();
+        Server { addr, interrupt, thread: Some(thread), lines }
+    }
+
+    /// One Ctrl-C / SIGTERM.
+    fn interrupt(&self) {
+        self.interrupt.send(()).expect("the server listens for interrupts");
+    }
+
+    /// Waits for the server to exit; its exit status and remaining log.
+    fn join(mut self) -> (u8, Vec<String>) {
+        let code = self.thread.take().unwrap().join().expect("the server thread does not panic");
+        (code, self.lines.try_iter().collect())
+    }
+
+    fn stop(self) -> (u8, Vec<String>) {
+        self.interrupt();
+        self.join()
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        request(&self.addr, "GET", path, &[], b"")
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Resp {
+        request(&self.addr, "POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
+    }
+
+    /// GETs `path` until `done` holds (at most 2,000 tries, 5 ms apart).
+    fn poll(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..2000 {
+            let r = self.get(path);
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json();
+            if done(&v) {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("{path} never reached the expected state");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A failing test must not leave the server running.
+        if let Some(t) = self.thread.take() {
+            let _ = self.interrupt.send(());
+            let _ = self.interrupt.send(());
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    /// Checks an RFC 9457 problem of `status` and returns it.
+    fn problem(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        let p = self.json();
+        assert_eq!(p["status"], status, "{p}");
+        for key in ["type", "title", "detail"] {
+            assert!(p[key].as_str().is_some_and(|s| !s.is_empty()), "{key} in {p}");
+        }
+        p
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut req = head.into_bytes();
+    req.extend_from_slice(body);
+    // The server may answer (413) and close before reading everything.
+    let _ = s.write_all(&req);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // A reset after the response (unread request bytes): keep what came.
+            Err(_) if !buf.is_empty() => break,
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+    parse_response(&buf)
+}
+
+fn parse_response(buf: &[u8]) -> Resp {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+    let head = std::str::from_utf8(&buf[..end]).expect("ASCII head");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let i = rest.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..i]).unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[i + 2..i + 2 + size]);
+            rest = &rest[i + 2 + size + 2..];
+        }
+        body = out;
+    } else if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()) {
+        assert!(body.len() >= len, "short body");
+        body.truncate(len);
+    }
+    Resp { status, headers, body }
+}
+
+fn journal_events(dir: &Path, id: &str) -> Vec<JournalEvent> {
+    read_file(dir.join(format!("{id}.jsonl"))).expect("journal").events
+}
+
+fn id_of(v: &Value) -> String {
+    v["executionId"].as_str().expect("executionId").to_owned()
+}
+
+#[test]
+fn every_endpoint_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+
+    // Start and wait.
+    let r = server.post("/workflows/execute?wait=true", &json!({"input": {"ticketId": "T-1", "count": 2}}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    let waited = id_of(&v);
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["output"]["ticket"], json!({"body": "hello"}));
+    assert_eq!(v["output"]["count"], 2);
+    assert_eq!(v["output"]["executionId"], json!(waited));
+    assert_eq!(v["output"]["correlationId"], json!(waited));
+
+    // Start without waiting, with a correlation id.
+    let r = server.post(
+        "/workflows/execute",
+        &json!({"input": {"ticketId": "T-2"}, "correlationId": "corr-7", "workflowId": "probe"}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let v = r.json();
+    let id = id_of(&v);
+    assert!(["pending", "running", "completed"].contains(&v["status"].as_str().unwrap()), "{v}");
+    assert_eq!(
+        v["links"],
+        json!({
+            "self": format!("/executions/{id}"),
+            "journal": format!("/executions/{id}/journal"),
+            "cancel": format!("/executions/{id}/cancel"),
+        })
+    );
+    assert_eq!(r.header("location"), Some(format!("/executions/{id}").as_str()));
+
+    // Its state, once it ended.
+    let s = server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
+    assert_eq!(s["executionId"], json!(id));
+    assert_eq!(s["workflowId"], "probe");
+    assert_eq!(s["workflowVersion"], "1.2.3");
+    assert_eq!(s["correlationId"], "corr-7");
+    assert_eq!(s["output"]["correlationId"], "corr-7");
+    assert_eq!(s["runningSteps"], json!([]));
+    assert_eq!(s["steps"], json!({"fetch": "succeeded"}));
+    assert!(s["startedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{s}");
+    assert!(s["endedAt"].as_str().is_some(), "{s}");
+    assert!(s.get("error").is_none(), "{s}");
+
+    // Its journal, whole and paged.
+    let j = server.get(&format!("/executions/{id}/journal")).json();
+    let events = j["events"].as_array().unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names.first(), Some(&"execution.started"));
+    assert_eq!(names.last(), Some(&"execution.completed"));
+    assert_eq!(j["complete"], true);
+    assert_eq!(j["more"], false);
+    let total = events.len() as u64;
+    assert_eq!(j["after"], total);
+    let page = server.get(&format!("/executions/{id}/journal?after=2&limit=2")).json();
+    let seqs: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![3, 4]);
+    assert_eq!(page["more"], total > 4);
+    assert_eq!(page["after"], 4);
+    let tail = server.get(&format!("/executions/{id}/journal?after={total}")).json();
+    assert_eq!(tail["events"], json!([]));
+    // The served journal is the file journal of a plain run.
+    let file = journal_events(dir.path(), &id);
+    assert_well_formed(&file);
+    assert_eq!(event_names(&file), names);
+
+    // Health and the OpenAPI document.
+    let h = server.get("/health");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.json()["status"], "ok");
+    assert_eq!(h.json()["workflowId"], "probe");
+    let o = server.get("/openapi.json");
+    assert_eq!(o.status, 200);
+    assert_eq!(o.header("content-type"), Some("application/json"));
+    let doc = o.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["version"], "1.2.3");
+    let input = &doc["components"]["schemas"]["Input"];
+    assert_eq!(input["required"], json!(["ticketId"]));
+    // Local references point into the document where the schema sits.
+    assert_eq!(input["properties"]["count"]["$ref"], "#/components/schemas/Input/$defs/count");
+    assert_eq!(doc.pointer("/components/schemas/Input/$defs/count/maximum"), Some(&json!(10)));
+    assert_eq!(doc["components"]["schemas"]["Output"], json!({"type": "object"}));
+    for path in
+        ["/workflows/execute", "/executions/{id}", "/executions/{id}/journal", "/executions/{id}/cancel", "/health"]
+    {
+        assert!(doc["paths"].get(path).is_some(), "{path}");
+    }
+    for status in ["200", "202", "400", "413", "415", "422"] {
+        assert!(doc["paths"]["/workflows/execute"]["post"]["responses"].get(status).is_some(), "{status}");
+    }
+
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+    assert!(log.iter().any(|l| l.contains("stopped")), "{log:?}");
+}
+
+#[test]
+fn every_error_is_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &["--body-limit", "1KiB"]);
+    let addr = server.addr.clone();
+    let json_ct = [("Content-Type", "application/json")];
+
+    // 400: malformed JSON, with its position.
+    let p = request(&addr, "POST", "/workflows/execute", &json_ct, b"{\"input\": {\"ticketId\": \"T\",}}").problem(400);
+    assert!(p["detail"].as_str().unwrap().contains("1:"), "{p}");
+    // 400: a bad query parameter.
+    server.post("/workflows/execute?wait=maybe", &json!({"input": {"ticketId": "T"}})).problem(400);
+
+    // 415: no content type, or not JSON.
+    request(&addr, "POST", "/workflows/execute", &[], b"{\"input\": {}}").problem(415);
+    request(&addr, "POST", "/workflows/execute", &[("Content-Type", "text/plain")], b"{\"input\": {}}").problem(415);
+    // A JSON media type with parameters is fine.
+    let r = request(
+        &addr,
+        "POST",
+        "/workflows/execute",
+        &[("Content-Type", "application/json; charset=utf-8")],
+        br#"{"input": {"ticketId": "T"}}"#,
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+
+    // 413: over --body-limit (1 KiB).
+    let big = json!({"input": {"ticketId": "x".repeat(2000)}}).to_string();
+    let p = request(&addr, "POST", "/workflows/execute", &json_ct, big.as_bytes()).problem(413);
+    assert!(p["detail"].as_str().unwrap().contains("1024"), "{p}");
+
+    // 422: each with the JSON pointer of what is wrong, into the request body.
+    let cases = [
+        (json!({"input": {}}), "/input/ticketId", "missing field `ticketId`"),
+        (json!({"input": {"ticketId": 5}}), "/input/ticketId", "invalid type"),
+        (json!({"input": {"ticketId": "T", "count": -1}}), "/input/count", "invalid value"),
+        (json!({"input": {"ticketId": "T", "extra": 1}}), "/input/extra", "unknown field `extra`"),
+        // Bounds of the schema, which the types do not hold.
+        (json!({"input": {"ticketId": "T", "count": 11}}), "/input/count", "more than the maximum 10"),
+        (json!({"input": {"ticketId": ""}}), "/input/ticketId", "fewer than 1"),
+        (json!({"input": "T"}), "/input", "invalid type"),
+        (json!({"ticketId": "T"}), "/input", "missing field `input`"),
+        (json!({"input": {"ticketId": "T"}, "correlationId": 3}), "/correlationId", "non-empty string"),
+        (json!({"input": {"ticketId": "T"}, "workflowId": "other"}), "/workflowId", "probe"),
+        (json!({"input": {"ticketId": "T"}, "a/b": 1}), "/a~1b", "unknown field"),
+        (json!([1]), "", "must be an object"),
+    ];
+    for (body, pointer, detail) in cases {
+        let p = server.post("/workflows/execute", &body).problem(422);
+        assert_eq!(p["errors"][0]["pointer"], pointer, "{body} -> {p}");
+        assert!(p["errors"][0]["detail"].as_str().unwrap().contains(detail), "{body} -> {p}");
+        assert!(p["detail"].as_str().unwrap().contains(detail), "{body} -> {p}");
+    }
+
+    // 404: unknown executions, ids that cannot name a journal, unknown routes.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    server.get(&format!("/executions/{unknown}")).problem(404);
+    server.get(&format!("/executions/{unknown}/journal")).problem(404);
+    server.post(&format!("/executions/{unknown}/cancel"), &json!({})).problem(404);
+    server.get("/executions/..%2Fx").problem(404);
+    server.get("/nowhere").problem(404);
+    // 405: a known route, the wrong method.
+    request(&addr, "GET", "/workflows/execute", &[], b"").problem(405);
+
+    // 409: cancelling an execution that ended; 400 for a bad `after`.
+    let done = server.post("/workflows/execute?wait=true", &json!({"input": {"ticketId": "T"}}));
+    assert_eq!(done.status, 200, "{}", done.text());
+    let id = id_of(&done.json());
+    server.post(&format!("/executions/{id}/cancel"), &json!({})).problem(409);
+    server.get(&format!("/executions/{id}/journal?after=-1")).problem(400);
+
+    // Bad input never started anything: only the two good requests have journals.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+}
+
+#[test]
+fn cancels_a_long_running_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(hang_agent()), dir.path(), &[]);
+    let r = server.post("/workflows/execute", &json!({"input": {"ticketId": "T"}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = id_of(&r.json());
+    let s = server.poll(&format!("/executions/{id}"), |v| v["runningSteps"] == json!(["fetch"]));
+    assert_eq!(s["status"], "running");
+    assert_eq!(s["steps"], json!({"fetch": "executing"}));
+    assert_eq!(s["cancelRequested"], false);
+    assert!(s.get("endedAt").is_none(), "{s}");
+    let running = server.get(&format!("/executions/{id}/journal")).json();
+    assert_eq!(running["complete"], false);
+    assert_eq!(server.get("/health").json()["running"], 1);
+
+    let c = server.post(&format!("/executions/{id}/cancel"), &json!({}));
+    assert_eq!(c.status, 202, "{}", c.text());
+    assert_eq!(c.json()["cancelRequested"], true);
+    let s = server.poll(&format!("/executions/{id}"), |v| v["status"] == "cancelled");
+    assert_eq!(s["error"]["kind"], "cancelled");
+    assert_eq!(s["steps"], json!({"fetch": "cancelled"}));
+    assert_eq!(s["runningSteps"], json!([]));
+    let events = journal_events(dir.path(), &id);
+    assert_well_formed(&events);
+    assert_eq!(event_names(&events).last(), Some(&"execution.cancelled"));
+    server.post(&format!("/executions/{id}/cancel"), &json!({})).problem(409);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn wait_is_bounded_and_shutdown_cancels_running_executions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(hang_agent()), dir.path(), &["--wait-timeout", "50ms"]);
+    // The agent never returns: the wait ends at its bound with a 202.
+    let r = server.post("/workflows/execute?wait=true", &json!({"input": {"ticketId": "T"}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["status"], "running");
+    let id = id_of(&v);
+    server.poll(&format!("/executions/{id}"), |v| v["runningSteps"] == json!(["fetch"]));
+
+    // One SIGTERM: stop accepting, cancel, let the journal end, exit 0.
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+    assert!(log.iter().any(|l| l.contains("cancelling 1 running executions")), "{log:?}");
+    let events = journal_events(dir.path(), &id);
+    assert_well_formed(&events);
+    assert_eq!(event_names(&events).last(), Some(&"execution.cancelled"));
+}
+
+#[test]
+fn concurrent_executions_all_complete_their_journals() {
+    const N: usize = 24;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let addr = server.addr.clone();
+    let clients: Vec<_> = (0..N)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let body = json!({"input": {"ticketId": format!("T-{i}"), "count": i % 11}}).to_string();
+                let r = request(
+                    &addr,
+                    "POST",
+                    "/workflows/execute?wait=true",
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                );
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.json()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        let v = c.join().expect("client");
+        assert_eq!(v["status"], "completed", "{v}");
+        assert_eq!(v["output"]["count"], i % 11);
+        ids.push(id_of(&v));
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), N);
+    for id in &ids {
+        let events = journal_events(dir.path(), id);
+        assert_well_formed(&events);
+        let names = event_names(&events);
+        assert_eq!(names.first(), Some(&"execution.started"), "{id}");
+        assert_eq!(names.last(), Some(&"execution.completed"), "{id}");
+        assert_eq!(server.get(&format!("/executions/{id}")).json()["status"], "completed");
+    }
+    assert_eq!(server.get("/health").json()["running"], 0);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn an_execution_cut_off_by_an_exit_reads_back_as_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    // An agent that ignores cancellation keeps the first interrupt from ending it.
+    let agent = MockAgent::new("fetch_ticket", "1.0.0").reply(Reply::hang().ignoring_cancel());
+    let server = Server::start(program(agent), dir.path(), &[]);
+    let r = server.post("/workflows/execute", &json!({"input": {"ticketId": "T"}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = id_of(&r.json());
+    server.poll(&format!("/executions/{id}"), |v| v["runningSteps"] == json!(["fetch"]));
+    server.interrupt();
+    server.interrupt();
+    let (code, log) = server.join();
+    assert_eq!(code, 130, "{log:?}");
+    let events = journal_events(dir.path(), &id);
+    assert!(!events.last().unwrap().event.is_terminal(), "{:?}", event_names(&events));
+
+    // A new process over the same journals.
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let s = server.get(&format!("/executions/{id}")).json();
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["kind"], "interrupted", "{s}");
+    assert_eq!(s["correlationId"], json!(id));
+    assert!(s.get("endedAt").is_none(), "{s}");
+    let j = server.get(&format!("/executions/{id}/journal")).json();
+    assert_eq!(j["complete"], false);
+    // Not running here: it cannot be cancelled.
+    server.post(&format!("/executions/{id}/cancel"), &json!({})).problem(409);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
