@@ -35,6 +35,10 @@
 //!   the journal ends with `execution.cancelled`); a second one exits at once,
 //!   leaving a journal without a terminal event (read back as interrupted).
 //!
+//! `PROGRAM serve [--addr ADDR]` serves the workflow over HTTP instead (the
+//! `server` module, behind the cargo feature `server`; without it, `serve`
+//! exits 2 and says how to build it).
+//!
 //! Arguments are parsed by hand: no clap, so generated crates build fast.
 //!
 //! The execution runs on a current-thread tokio runtime on a thread of its
