@@ -519,7 +519,7 @@ fn wait_is_bounded_and_shutdown_cancels_running_executions() {
 
 #[test]
 fn concurrent_executions_all_complete_their_journals() {
-    const N: usize = 24;
+    const N: usize = 100;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(program(ok_agent()), dir.path(), &[]);
     let addr = server.addr.clone();
