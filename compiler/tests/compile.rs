@@ -222,3 +222,73 @@ fn a_bad_test_file_is_reported_where_it_is_wrong_and_nothing_runs() {
     let stderr = String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "bad.test.json");
     insta::assert_snapshot!(stderr);
 }
+
+/// One HTTP/1.1 request on loopback; the response's status and body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
+    let out = repo().join("target/e2e/hello-serve");
+    let status = orchestr8()
+        .args(["compile", "--out"])
+        .arg(&out)
+        .arg(repo().join("examples/hello/workflow.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::copy(repo().join("Cargo.lock"), out.join("Cargo.lock")).unwrap();
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--offline", "--features", "serve", "--manifest-path"])
+        .arg(out.join("Cargo.toml"))
+        // Its own target folder: the same binary name is built without the feature by another test.
+        .env("CARGO_TARGET_DIR", repo().join("target/generated-serve"))
+        .env("RUSTFLAGS", "-D warnings")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let journals = tempfile::tempdir().unwrap();
+    let mut server = Command::new(repo().join("target/generated-serve/debug/hello"))
+        .args(["serve", "--quiet", "--addr", &format!("127.0.0.1:{port}"), "--journal-dir"])
+        .arg(journals.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bounded wait for the listener.
+    let up = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let result = std::panic::catch_unwind(|| {
+        assert!(up, "the server did not start listening");
+        let (status, body) = http(port, "POST", "/workflows/execute?wait=true", r#"{"input": {"name": "Ada"}}"#);
+        assert_eq!(status, 200, "{body}");
+        let value: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(value["output"], json!({ "greeting": "Hello, Ada!" }), "{body}");
+        let (status, body) = http(port, "POST", "/workflows/execute", r#"{"input": {"nme": "Ada"}}"#);
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("/input"), "{body}");
+        let (status, body) = http(port, "GET", "/openapi.json", "");
+        assert_eq!(status, 200);
+        assert!(body.contains("greeting"), "the output schema is published: {body}");
+    });
+    server.kill().ok();
+    server.wait().ok();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

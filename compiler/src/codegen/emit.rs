@@ -186,6 +186,10 @@ pub fn workflow_module(input: &Input<'_>) -> Result<TokenStream, GenError> {
                 #(#slot_inits,)*
             })
             .about(#about)
+            .output_schema(
+                rt::serde_json::to_value(rt::schemars::schema_for!(#output_type))
+                    .expect("a schema serializes"),
+            )
             .input_schema(
                 rt::serde_json::from_str(#input_schema).expect("the input schema is JSON written by orchestr8"),
             )
@@ -415,10 +419,11 @@ fn policy_tokens(p: &EffectivePolicy) -> TokenStream {
 
 /// Defines the crate's own types below `ty` (the workflow's input and output).
 fn define(ty: &RustTy, name: &str, input: bool, out: &mut TokenStream) {
+    // JsonSchema: the output's schema, which may hold input types, is published by `serve`.
     let derives = if input {
-        quote!(#[derive(::core::fmt::Debug, ::core::clone::Clone, rt::serde::Serialize, rt::serde::Deserialize)])
+        quote!(#[derive(::core::fmt::Debug, ::core::clone::Clone, rt::serde::Serialize, rt::serde::Deserialize, rt::schemars::JsonSchema)])
     } else {
-        quote!(#[derive(::core::fmt::Debug, ::core::clone::Clone, rt::serde::Serialize)])
+        quote!(#[derive(::core::fmt::Debug, ::core::clone::Clone, rt::serde::Serialize, rt::schemars::JsonSchema)])
     };
     match ty {
         RustTy::Struct { path, fields } => {
@@ -453,6 +458,7 @@ fn define(ty: &RustTy, name: &str, input: bool, out: &mut TokenStream) {
                 #[doc = #doc]
                 #derives
                 #[serde(crate = "rt::serde")]
+                #[schemars(crate = "rt::schemars")]
                 #deny
                 pub struct #ident { #(#field_defs,)* }
             });
@@ -482,8 +488,9 @@ fn define_nested(ty: &RustTy, input: bool, out: &mut TokenStream) {
             });
             out.extend(quote! {
                 #[doc = " One of the allowed values."]
-                #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy, ::core::cmp::PartialEq, ::core::cmp::Eq, rt::serde::Serialize, rt::serde::Deserialize)]
+                #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy, ::core::cmp::PartialEq, ::core::cmp::Eq, rt::serde::Serialize, rt::serde::Deserialize, rt::schemars::JsonSchema)]
                 #[serde(crate = "rt::serde")]
+                #[schemars(crate = "rt::schemars")]
                 pub enum #ident { #(#variants,)* }
             });
         }
@@ -547,8 +554,9 @@ fn define_flat(ty: &RustTy, name: &str, out: &mut TokenStream) {
     let doc = if name == "WorkflowOutput" { " The workflow's result." } else { " Part of the workflow's result." };
     out.extend(quote! {
         #[doc = #doc]
-        #[derive(::core::fmt::Debug, ::core::clone::Clone, rt::serde::Serialize)]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone, rt::serde::Serialize, rt::schemars::JsonSchema)]
         #[serde(crate = "rt::serde")]
+        #[schemars(crate = "rt::schemars")]
         pub struct #ident { #(#field_defs,)* }
     });
 }

@@ -69,7 +69,7 @@ pub fn manifest(workflow: &Workflow, options: &CrateOptions) -> Result<String, S
         deps.push(format!("{name} = {{ path = {} }}", toml_str(&slash(&dir))));
     }
     Ok(format!(
-        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n\n# A crate of its own, wherever it is written.\n[workspace]\n",
+        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\n[features]\nserve = [\"orchestr8-runtime/server\"]\n\n# A crate of its own, wherever it is written.\n[workspace]\n",
         header("#"),
         toml_str(&workflow.metadata.id),
         toml_str(&workflow.metadata.version),
