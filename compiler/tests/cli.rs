@@ -209,3 +209,18 @@ fn run_compiles_builds_and_runs_passing_the_exit_code_through() {
     let out = run(r#"{"name": " "}"#);
     assert_eq!(out.status.code(), Some(1), "a failed agent: the program's exit code");
 }
+
+#[test]
+fn top_level_help_lists_every_command() {
+    let help = stdout_of(orchestr8().arg("--help"));
+    insta::assert_snapshot!(help);
+}
+
+#[test]
+fn compile_reports_what_it_wrote() {
+    let project = hello_project();
+    let out = orchestr8().arg("compile").arg(project.path().join("workflow.json")).output().unwrap();
+    let dir = project.path().canonicalize().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(dir.to_str().unwrap(), "[PROJECT]");
+    insta::assert_snapshot!(stderr);
+}

@@ -66,6 +66,11 @@ enum Command {
         after_help = "Examples:\n  orchestr8 run workflow.json --input '{\"name\": \"Ada\"}'\n  orchestr8 run workflow.json --input-file input.json --quiet"
     )]
     Run(run::Args),
+    /// Run the cases of a workflow test file: mocks per step and attempt, on virtual time.
+    #[command(
+        after_help = "Examples:\n  orchestr8 test\n  orchestr8 test cases/billing.test.json --workflow workflow.json"
+    )]
+    Test(test::Args),
     /// Draw a workflow's steps, parallel blocks and data references (Mermaid or DOT).
     #[command(
         after_help = "Examples:\n  orchestr8 graph workflow.json > workflow.mmd\n  orchestr8 graph workflow.json --format dot | dot -Tsvg > workflow.svg"
@@ -81,11 +86,6 @@ enum Command {
         after_help = "Examples:\n  orchestr8 completions bash > ~/.local/share/bash-completion/completions/orchestr8\n  orchestr8 completions zsh > ~/.zfunc/_orchestr8\n  orchestr8 completions fish > ~/.config/fish/completions/orchestr8.fish"
     )]
     Completions(completions::Args),
-    /// Run the cases of a workflow test file: mocks per step and attempt, on virtual time.
-    #[command(
-        after_help = "Examples:\n  orchestr8 test\n  orchestr8 test cases/billing.test.json --workflow workflow.json"
-    )]
-    Test(test::Args),
     /// Print the JSON Schema of workflow documents.
     #[command(after_help = "Example:\n  orchestr8 schema > workflow.schema.json")]
     Schema,
