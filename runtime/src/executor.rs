@@ -98,6 +98,17 @@ impl fmt::Debug for Recorder {
     }
 }
 
+/// Runs blocking `f` without stalling the other tasks of a multi-threaded
+/// tokio runtime; on a current-thread runtime (tests, the CLI) just runs it.
+fn outside_the_workers<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 impl Recorder {
     /// A fresh event of `kind` for this execution, stamped now.
     pub fn event(&self, kind: EventKind) -> JournalEvent {
@@ -148,7 +159,9 @@ impl Recorder {
         let publish = self.bus.has_subscribers().then(|| Arc::new(event.clone()));
         let mut res = inner.writer.append(event);
         if terminal && res.is_ok() {
-            res = inner.writer.sync();
+            // An fsync can take milliseconds: on a multi-threaded runtime (the
+            // server), let the other tasks move to another worker meanwhile.
+            res = outside_the_workers(|| inner.writer.sync());
         } else if self.buffers {
             self.dirty.store(true, Ordering::Release);
         }
