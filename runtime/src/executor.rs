@@ -99,7 +99,10 @@ impl fmt::Debug for Recorder {
 }
 
 /// Runs blocking `f` without stalling the other tasks of a multi-threaded
-/// tokio runtime; on a current-thread runtime (tests, the CLI) just runs it.
+/// tokio runtime (the server's); elsewhere (tests, the CLI) just runs it.
+/// Multi-threaded runtimes come with the `server` feature, which enables
+/// tokio's `rt-multi-thread`, where `block_in_place` lives.
+#[cfg(feature = "server")]
 fn outside_the_workers<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -107,6 +110,12 @@ fn outside_the_workers<R>(f: impl FnOnce() -> R) -> R {
         }
         _ => f(),
     }
+}
+
+/// Without the server, runtimes are current-thread: run `f` in place.
+#[cfg(not(feature = "server"))]
+fn outside_the_workers<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 impl Recorder {
