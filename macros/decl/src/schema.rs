@@ -85,7 +85,7 @@ mod tests {
     fn decl(args: proc_macro2::TokenStream) -> syn::Result<AgentDecl> {
         let function: syn::ItemFn = syn::parse2(quote! {
             /// Classifies a ticket.
-            async fn classify(ctx: &AgentContext<'_>, input: ClassifyInput) -> Result<ClassifyOutput, AgentError> { todo!() }
+            async fn classify(ctx: &AgentContext<'_>, input: ClassifyInput) -> Result<ClassifyOutput, AgentError> { Err(AgentError::fatal("only parsed, never run")) }
         })
         .unwrap();
         AgentDecl::new(args, proc_macro2::Span::call_site(), &function)
