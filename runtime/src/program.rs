@@ -448,12 +448,7 @@ Example:
         let ended = match worker.join() {
             Ok(e) => e,
             Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                let _ = writeln!(stderr, "error: the execution panicked: {}", one_line(&msg));
+                let _ = writeln!(stderr, "error: the execution panicked: {}", one_line(&panic_message(&*panic)));
                 return EXIT_FAILED;
             }
         };
@@ -895,6 +890,15 @@ fn locate(path: &serde_path_to_error::Path, e: &serde_json::Error) -> InputError
         _ => pointer,
     };
     InputError { pointer, message: one_line(&msg) }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// RFC 6901 pointer of a serde path (`""` for the whole document).

@@ -460,14 +460,7 @@ where
     let result = match ran {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return vec![format!("cannot create the journal: {e}")],
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            return vec![format!("the execution panicked: {}", one_line(&msg))];
-        }
+        Err(panic) => return vec![format!("the execution panicked: {}", one_line(&super::panic_message(&*panic)))],
     };
     let events = store.events(&execution_id);
     let mut failures = Vec::new();
