@@ -68,6 +68,18 @@ impl FromRustSource {
             .clone()
     }
 
+    /// The items of a source file of the agent declared at `pointer`.
+    #[allow(clippy::result_large_err)] // see `declaration`
+    fn items(&self, path: &Path, pointer: &str) -> Result<Vec<syn::Item>, Diagnostic> {
+        self.parse(path).map(|file| file.items).map_err(|e| {
+            self.error(
+                Code::AgentSourceUnreadable,
+                format!("cannot read the agent crate's source: {e}"),
+                format!("{pointer}/path"),
+            )
+        })
+    }
+
     /// Finds and parses the declaration of `agent`, or says why it cannot.
     // Once per agent, off any hot path: a boxed error would only add noise.
     #[allow(clippy::result_large_err)]
@@ -117,16 +129,7 @@ impl FromRustSource {
         let function_pointer = format!("{pointer}/function");
         let mut file_path = dir.join(&lib);
         let mut shown_file = shown_dir.join(&lib);
-        let mut items = self
-            .parse(&file_path)
-            .map_err(|e| {
-                self.error(
-                    Code::AgentSourceUnreadable,
-                    format!("cannot read the agent crate's source: {e}"),
-                    format!("{pointer}/path"),
-                )
-            })?
-            .items;
+        let mut items = self.items(&file_path, pointer)?;
         let segments: Vec<&str> = agent.function.split("::").collect();
         let (function_name, modules) = segments.split_last().expect("split yields one segment");
         for module in modules {
@@ -180,16 +183,7 @@ impl FromRustSource {
                     };
                     file_path = found.clone();
                     shown_file = PathBuf::from(display_under(found, &self.base));
-                    items = self
-                        .parse(&file_path)
-                        .map_err(|e| {
-                            self.error(
-                                Code::AgentSourceUnreadable,
-                                format!("cannot read the agent crate's source: {e}"),
-                                format!("{pointer}/path"),
-                            )
-                        })?
-                        .items;
+                    items = self.items(&file_path, pointer)?;
                 }
             }
         }

@@ -34,6 +34,30 @@ enum Place {
     Optional(TokenStream),
 }
 
+impl Place {
+    /// The place reached by `access` (an expression of type `Option<&U>`
+    /// over a receiver): optional from then on.
+    fn and_then(self, access: impl Fn(TokenStream) -> TokenStream) -> Place {
+        match self {
+            Place::Required(r) => Place::Optional(access(r.receiver())),
+            Place::Optional(e) => {
+                let inner = access(quote!(v));
+                Place::Optional(quote!(#e.and_then(|v| #inner)))
+            }
+        }
+    }
+}
+
+/// Unwraps `Option`s: an optional value is an optional place of its inner
+/// type, one notion of absence.
+fn flatten_option(mut place: Place, mut ty: RustTy) -> (Place, RustTy) {
+    while let RustTy::Option(inner) = ty {
+        place = place.and_then(|e| quote!(#e.as_ref()));
+        ty = *inner;
+    }
+    (place, ty)
+}
+
 /// A read of a `T`, written so that generated code needs no extra `&`, `*`
 /// or parentheses (which rustc and clippy would flag).
 #[derive(Clone)]
@@ -110,16 +134,7 @@ impl Scope<'_> {
         };
         for segment in &reference.path {
             // An `Option` met on the way makes the rest of the path optional.
-            if let RustTy::Option(inner) = ty {
-                place = match place {
-                    Place::Required(r) => {
-                        let e = r.receiver();
-                        Place::Optional(quote!(#e.as_ref()))
-                    }
-                    Place::Optional(e) => Place::Optional(quote!(#e.and_then(|v| v.as_ref()))),
-                };
-                ty = *inner;
-            }
+            (place, ty) = flatten_option(place, ty);
             let shown = reference.to_string();
             (place, ty) = match (&ty, segment) {
                 (RustTy::Struct { fields, .. }, PathSegment::Field(name)) => {
@@ -151,14 +166,7 @@ impl Scope<'_> {
                     (place, (**item).clone())
                 }
                 (RustTy::Map(value, _), PathSegment::Field(name)) => {
-                    let place = match place {
-                        Place::Required(r) => {
-                            let e = r.receiver();
-                            Place::Optional(quote!(#e.get(#name)))
-                        }
-                        Place::Optional(e) => Place::Optional(quote!(#e.and_then(|v| v.get(#name)))),
-                    };
-                    (place, (**value).clone())
+                    (place.and_then(|e| quote!(#e.get(#name))), (**value).clone())
                 }
                 (RustTy::Json, segment) => {
                     let key = match segment {
@@ -168,14 +176,7 @@ impl Scope<'_> {
                             quote!(#i)
                         }
                     };
-                    let place = match place {
-                        Place::Required(r) => {
-                            let e = r.receiver();
-                            Place::Optional(quote!(#e.get(#key)))
-                        }
-                        Place::Optional(e) => Place::Optional(quote!(#e.and_then(|v| v.get(#key)))),
-                    };
-                    (place, RustTy::Json)
+                    (place.and_then(|e| quote!(#e.get(#key))), RustTy::Json)
                 }
                 (RustTy::Named(path), _) => {
                     return Err(format!(
@@ -185,18 +186,7 @@ impl Scope<'_> {
                 _ => return Err(format!("{shown}: cannot follow {segment} into a value of this type")),
             };
         }
-        // An optional value is an optional place of its inner type: one notion of absence.
-        while let RustTy::Option(inner) = ty {
-            place = match place {
-                Place::Required(r) => {
-                    let e = r.receiver();
-                    Place::Optional(quote!(#e.as_ref()))
-                }
-                Place::Optional(e) => Place::Optional(quote!(#e.and_then(|v| v.as_ref()))),
-            };
-            ty = *inner;
-        }
-        Ok((place, ty))
+        Ok(flatten_option(place, ty))
     }
 
     /// An owned value of type `target` for the value expression `value`.
