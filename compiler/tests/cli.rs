@@ -224,3 +224,68 @@ fn compile_reports_what_it_wrote() {
     let stderr = String::from_utf8_lossy(&out.stderr).replace(dir.to_str().unwrap(), "[PROJECT]");
     insta::assert_snapshot!(stderr);
 }
+
+#[test]
+fn compile_into_a_file_is_refused_clearly() {
+    let project = hello_project();
+    let blocker = project.path().join("out");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let out = orchestr8()
+        .arg("compile")
+        .arg(project.path().join("workflow.json"))
+        .arg("--out")
+        .arg(&blocker)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot create") && stderr.contains("out"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "not a directory", "the file is left as it was");
+}
+
+/// `orchestr8` with the shared build settings of the tests that build generated crates.
+fn orchestr8_building() -> Command {
+    let mut cmd = orchestr8();
+    cmd.env("CARGO_TARGET_DIR", repo().join("target/generated")).env("RUSTFLAGS", "-D warnings");
+    cmd
+}
+
+#[test]
+fn test_reports_a_failing_case_with_a_diff_and_exits_one() {
+    let project = hello_project();
+    let cases = r#"{"cases": [
+        {"name": "right", "input": {"name": "Ada"}, "expect": {"output": {"greeting": "Hello, Ada!"}}},
+        {"name": "wrong", "input": {"name": "Ada"}, "expect": {"output": {"greeting": "Goodbye, Ada!"}}},
+        {"name": "retried", "input": {"name": "Ada"},
+         "mocks": {"greet": {"1": {"error": "busy"}, "2": {"output": {"greeting": "Hi"}}}},
+         "expect": {"output": {"greeting": "Hi"}, "attempts": {"greet": 3}}}
+    ]}"#;
+    std::fs::write(project.path().join("workflow.test.json"), cases).unwrap();
+    let out = orchestr8_building().arg("test").current_dir(project.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("case right ... ok"), "{stdout}");
+    assert!(stdout.contains("case wrong ... FAILED"), "{stdout}");
+    assert!(stdout.contains("Goodbye, Ada!") && stdout.contains("Hello, Ada!"), "the diff shows both: {stdout}");
+    assert!(stdout.contains("case retried ... FAILED"), "2 attempts were made, 3 expected: {stdout}");
+    assert_eq!(stdout.lines().last(), Some("1 passed, 2 failed"), "{stdout}");
+}
+
+#[test]
+fn run_reports_an_agent_crate_that_does_not_build() {
+    let project = hello_project();
+    let lib = project.path().join("agents/src/lib.rs");
+    let broken = std::fs::read_to_string(&lib).unwrap().replace("greeting(name)", "greeting(name, 1)");
+    std::fs::write(&lib, broken).unwrap();
+    let out = orchestr8_building()
+        .args(["run"])
+        .arg(project.path().join("workflow.json"))
+        .args(["--input", r#"{"name": "Ada"}"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error[E0061]"), "cargo's own error is shown: {stderr}");
+    assert!(stderr.contains("did not build"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
