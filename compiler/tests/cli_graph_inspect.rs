@@ -163,6 +163,19 @@ fn inspect_by_execution_id_in_journal_dir() {
 }
 
 #[test]
+fn inspect_by_execution_id_in_a_server_log() {
+    // Two segments of a served process, the lines of two executions interleaved.
+    let dir = ["--journal-dir", "tests/journals/server-log"];
+    let (by_id, err) = run(&[&["inspect", "0f3c9a2e-1b7d-4c55-9e0a-6d2f8b1c4e77"][..], &dir].concat(), 0);
+    assert_eq!(err, "");
+    let (by_file, _) = run(&["inspect", "tests/journals/completed-retry.jsonl"], 0);
+    assert_eq!(by_id, by_file);
+    let (other, _) = run(&[&["inspect", "7a1e5c3b-2d4f-4e6a-8b9c-0d1e2f3a4b5c"][..], &dir].concat(), 0);
+    let (other_file, _) = run(&["inspect", "tests/journals/failed.jsonl"], 0);
+    assert_eq!(other, other_file);
+}
+
+#[test]
 fn inspect_missing_file_exits_two() {
     let (out, err) = run(&["inspect", "tests/journals/nope.jsonl"], 2);
     assert_eq!(out, "");
@@ -175,8 +188,8 @@ fn inspect_unknown_execution_id_exits_two() {
     assert_eq!(out, "");
     assert_eq!(
         err,
-        "error: no execution `no-such-execution`: `tests/journals/no-such-execution.jsonl` does not exist \
-         (give a journal file, or the folder of journals with --journal-dir)\n"
+        "error: no execution `no-such-execution`: neither `tests/journals/no-such-execution.jsonl` nor the server \
+         log in `tests/journals/log` has it (give a journal file, or the folder of journals with --journal-dir)\n"
     );
 }
 

@@ -98,26 +98,6 @@ impl fmt::Debug for Recorder {
     }
 }
 
-/// Runs blocking `f` without stalling the other tasks of a multi-threaded
-/// tokio runtime (the server's); elsewhere (tests, the CLI) just runs it.
-/// Multi-threaded runtimes come with the `server` feature, which enables
-/// tokio's `rt-multi-thread`, where `block_in_place` lives.
-#[cfg(feature = "server")]
-fn outside_the_workers<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
-/// Without the server, runtimes are current-thread: run `f` in place.
-#[cfg(not(feature = "server"))]
-fn outside_the_workers<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
-
 impl Recorder {
     /// A fresh event of `kind` for this execution, stamped now.
     pub fn event(&self, kind: EventKind) -> JournalEvent {
@@ -168,9 +148,8 @@ impl Recorder {
         let publish = self.bus.has_subscribers().then(|| Arc::new(event.clone()));
         let mut res = inner.writer.append(event);
         if terminal && res.is_ok() {
-            // An fsync can take milliseconds: on a multi-threaded runtime (the
-            // server), let the other tasks move to another worker meanwhile.
-            res = outside_the_workers(|| inner.writer.sync());
+            // In the OS now; `sync` makes it durable.
+            res = inner.writer.flush();
         } else if self.buffers {
             self.dirty.store(true, Ordering::Release);
         }
@@ -182,6 +161,17 @@ impl Recorder {
                 self.publish_flushed(&mut inner);
                 self.bus.publish(ev);
             }
+        }
+    }
+
+    /// Makes everything recorded durable (called after the terminal event);
+    /// an error is logged like a failed write.
+    pub async fn sync(&self) {
+        let durable = self.inner.lock().unwrap_or_else(|e| e.into_inner()).writer.sync();
+        let res = durable.await;
+        if res.is_err() {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            self.check(&mut inner, res);
         }
     }
 
@@ -945,8 +935,16 @@ pub fn new_execution_id() -> String {
     let mut b = fastrand::u128(..).to_be_bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        id.push(HEX[usize::from(x >> 4)].into());
+        id.push(HEX[usize::from(x & 0xf)].into());
+    }
+    id
 }
 
 /// One execution, created by [`Runtime::prepare`], not yet run.
@@ -1041,6 +1039,7 @@ impl Execution {
             Err(e) => ev.error = Some(Box::new(e.clone())),
         }
         rec.record(ev);
+        rec.sync().await;
         self.set_state(final_state);
         result
     }

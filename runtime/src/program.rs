@@ -311,9 +311,9 @@ Example:
         let schema = self.input_schema.clone();
         let start = move |runtime: &Runtime,
                           input: &Value,
-                          correlation_id: Option<String>,
+                          ids: ExecutionIds,
                           cancel: CancellationToken|
-              -> Result<crate::server::Started, crate::server::StartError> {
+              -> Result<crate::server::Run, crate::server::StartError> {
             use crate::server::StartError;
             let typed: I = parse_input_value(input).map_err(StartError::Input)?;
             let input_json = serde_json::to_value(&typed).map_err(|e| {
@@ -322,23 +322,20 @@ Example:
             if let Some(schema) = &schema {
                 check_bounds(schema, schema, &input_json, "").map_err(StartError::Input)?;
             }
-            let execution_id = new_execution_id();
-            let correlation_id = correlation_id.unwrap_or_else(|| execution_id.clone());
-            let ids = ExecutionIds { execution_id, correlation_id };
             let state = make_state(typed, &ids);
             let opts = ExecutionOptions {
-                execution_id: Some(ids.execution_id.clone()),
-                correlation_id: Some(ids.correlation_id.clone()),
+                execution_id: Some(ids.execution_id),
+                correlation_id: Some(ids.correlation_id),
                 input: Some(input_json),
                 cancel: Some(cancel),
                 ..ExecutionOptions::default()
             };
-            let handle = runtime.start(workflow.clone(), state, opts).map_err(StartError::Journal)?;
-            let done = Box::pin(async move {
-                let output = handle.await?;
+            let execution = runtime.prepare(workflow.info(), opts).map_err(StartError::Journal)?;
+            let workflow = workflow.clone();
+            Ok(Box::pin(async move {
+                let output = execution.run(&workflow, &state).await?;
                 serde_json::to_value(output).map_err(|e| StepError::new(ErrorKind::InvalidOutput, e.to_string(), 0))
-            });
-            Ok(crate::server::Started { ids, done })
+            }))
         };
         let config = crate::server::Config {
             args,
@@ -893,7 +890,7 @@ fn locate(path: &serde_path_to_error::Path, e: &serde_json::Error) -> InputError
 }
 
 /// The text of a caught panic.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -47,9 +47,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::BoxFuture;
 use crate::error::{ErrorKind, ExecutionError, StepError};
-use crate::executor::{Runtime, WorkflowInfo};
-use crate::journal::{FileStore, JournalRead, JournalStore, Snapshot};
-use crate::program::{escape_pointer, one_line, ExecutionIds, InputError, ServeArgs};
+use crate::executor::{new_execution_id, Runtime, WorkflowInfo};
+use crate::journal::{JournalRead, JournalStore, LogStore, Snapshot, LOG_DIR};
+use crate::program::{escape_pointer, one_line, panic_message, ExecutionIds, InputError, ServeArgs};
 use crate::state::{ExecutionState, StepState};
 
 /// Finished executions kept in memory at most; older ones are read back
@@ -59,11 +59,8 @@ pub(crate) const MAX_FINISHED: usize = 10_000;
 /// Journal events one page holds at most.
 const MAX_PAGE: usize = 10_000;
 
-/// A started execution: its ids and its result (output as JSON).
-pub(crate) struct Started {
-    pub ids: ExecutionIds,
-    pub done: BoxFuture<'static, Result<Value, ExecutionError>>,
-}
+/// A prepared execution (journal created): runs it to its output, as JSON.
+pub(crate) type Run = BoxFuture<'static, Result<Value, ExecutionError>>;
 
 /// Why an execution could not be started.
 #[derive(Debug)]
@@ -74,10 +71,10 @@ pub(crate) enum StartError {
     Journal(io::Error),
 }
 
-/// Parses the input, builds the state and starts the execution on `runtime`
-/// (the typed part, from [`Program`](crate::program::Program)).
+/// Parses the input, builds the state and prepares the execution on
+/// `runtime` (the typed part, from [`Program`](crate::program::Program)).
 pub(crate) type StartFn =
-    dyn Fn(&Runtime, &Value, Option<String>, CancellationToken) -> Result<Started, StartError> + Send + Sync;
+    dyn Fn(&Runtime, &Value, ExecutionIds, CancellationToken) -> Result<Run, StartError> + Send + Sync;
 
 /// What the server is about.
 pub(crate) struct Config {
@@ -131,7 +128,8 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let mut interrupts = interrupts.unwrap_or_else(signals);
-    let store = FileStore::new(config.args.journal_dir.clone());
+    let store = LogStore::new(config.args.journal_dir.clone())
+        .map_err(|e| format!("cannot start the journal's commit thread: {e}"))?;
     let app = Arc::new(App {
         openapi: Bytes::from(serde_json::to_vec_pretty(&openapi(&config)).unwrap_or_default()),
         runtime: Runtime::new(store.clone()),
@@ -146,7 +144,7 @@ async fn serve(
             "[orchestr8] serving {} {} on http://{local}; journals in {}",
             app.config.info.id,
             app.config.info.version,
-            app.store.dir().display()
+            app.store.dir().join(LOG_DIR).display()
         ),
     );
     let shutdown = CancellationToken::new();
@@ -231,7 +229,7 @@ fn signals() -> UnboundedReceiver<()> {
 struct App {
     config: Config,
     runtime: Runtime,
-    store: FileStore,
+    store: LogStore,
     start: Arc<StartFn>,
     table: Mutex<Table>,
     openapi: Bytes,
@@ -271,6 +269,69 @@ impl App {
                 table.entries.remove(&old);
             }
         }
+    }
+
+    /// Starts an execution of `input`. Its entry goes into the table first
+    /// (under the lock, cheap), so a shutdown sees and cancels it; the input
+    /// is parsed and the journal created outside the lock.
+    ///
+    /// Returns the entry and the execution, not yet polled: a request that
+    /// waits drives it itself (no task to spawn, no wake-up to hand the
+    /// result over), and [`Detached`] spawns whatever is left of it when the
+    /// request stops waiting.
+    fn start(
+        self: &Arc<Self>,
+        input: &Value,
+        correlation_id: Option<String>,
+    ) -> Result<(Arc<Entry>, Detached), Problem> {
+        let id: Arc<str> = new_execution_id().into();
+        let cancel = CancellationToken::new();
+        let (tx, rx) = watch::channel(None);
+        let entry = Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), done: rx });
+        {
+            let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            if table.closing {
+                return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down")
+                    .detail("the server is shutting down and starts no new execution"));
+            }
+            table.entries.insert(id.clone(), entry.clone());
+        }
+        let ids = ExecutionIds {
+            execution_id: id.to_string(),
+            correlation_id: correlation_id.unwrap_or_else(|| id.to_string()),
+        };
+        let run = match (self.start)(&self.runtime, input, ids, cancel) {
+            Ok(run) => run,
+            Err(e) => {
+                self.table.lock().unwrap_or_else(|e| e.into_inner()).entries.remove(&id);
+                // Whoever waits on it (a shutdown) sees it end.
+                let cause = StepError::new(ErrorKind::InvalidInput, "the execution did not start", 0);
+                let _ = tx.send(Some(Arc::new(Done { result: Err(cause) })));
+                return Err(match e {
+                    StartError::Input(e) => Problem::invalid(format!("/input{}", e.pointer), e.message),
+                    StartError::Journal(e) => {
+                        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "journal-unavailable", "Journal unavailable")
+                            .detail(format!("cannot create the journal: {}", one_line(&e.to_string())))
+                    }
+                });
+            }
+        };
+        let app = self.clone();
+        let run = Box::pin(async move {
+            let result = match AssertUnwindSafe(run).catch_unwind().await {
+                Ok(r) => r,
+                Err(panic) => Err(StepError::new(
+                    ErrorKind::Fatal,
+                    format!("the execution panicked: {}", one_line(&panic_message(&*panic))),
+                    0,
+                )),
+            };
+            let done = Arc::new(Done { result });
+            let _ = tx.send(Some(done.clone()));
+            app.finished(id);
+            done
+        });
+        Ok((entry, Detached(Some(run))))
     }
 
     /// The journal of `id`; `None` when there is none (or the id cannot name one).
@@ -485,48 +546,9 @@ async fn execute_inner(app: Arc<App>, query: Option<String>, request: Request) -
             }
         }
     }
-    let entry = {
-        let mut table = app.table.lock().unwrap_or_else(|e| e.into_inner());
-        if table.closing {
-            return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down")
-                .detail("the server is shutting down and starts no new execution"));
-        }
-        let cancel = CancellationToken::new();
-        let started = (app.start)(&app.runtime, &input, correlation_id, cancel.clone()).map_err(|e| match e {
-            StartError::Input(e) => Problem::invalid(format!("/input{}", e.pointer), e.message),
-            StartError::Journal(e) => {
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "journal-unavailable", "Journal unavailable")
-                    .detail(format!("cannot create the journal: {}", one_line(&e.to_string())))
-            }
-        })?;
-        let id: Arc<str> = started.ids.execution_id.into();
-        let (tx, rx) = watch::channel(None);
-        let entry = Arc::new(Entry { id: id.clone(), cancel, done: rx });
-        table.entries.insert(id.clone(), entry.clone());
-        let app = app.clone();
-        let done = started.done;
-        tokio::spawn(async move {
-            let result = match AssertUnwindSafe(done).catch_unwind().await {
-                Ok(r) => r,
-                Err(panic) => {
-                    let msg = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(StepError::new(ErrorKind::Fatal, format!("the execution panicked: {}", one_line(&msg)), 0))
-                }
-            };
-            let _ = tx.send(Some(Arc::new(Done { result })));
-            app.finished(id);
-        });
-        entry
-    };
+    let (entry, mut run) = app.start(&input, correlation_id)?;
     if wait {
-        let mut rx = entry.done.clone();
-        let ended = tokio::time::timeout(app.config.args.wait_timeout, rx.wait_for(Option::is_some)).await;
-        if let Ok(Ok(done)) = ended {
-            let done = done.clone().unwrap_or_else(|| unreachable!("waited for Some"));
+        if let Ok(done) = tokio::time::timeout(app.config.args.wait_timeout, &mut run).await {
             let mut body = Map::new();
             body.insert("executionId".into(), json!(&*entry.id));
             insert_result(&mut body, &done.result);
@@ -545,6 +567,37 @@ async fn execute_inner(app: Arc<App>, query: Option<String>, request: Request) -
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// An execution that runs to its end wherever it is: polled by the request
+/// that waits for it, and spawned as a task of its own (with what is left of
+/// it) when dropped unfinished, as when the wait times out, the client goes
+/// away, or nobody waits.
+struct Detached(Option<BoxFuture<'static, Arc<Done>>>);
+
+impl std::future::Future for Detached {
+    type Output = Arc<Done>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Arc<Done>> {
+        let Some(run) = self.0.as_mut() else {
+            // Polled after it ended: never, as `timeout` stops at `Ready`.
+            return std::task::Poll::Pending;
+        };
+        let done = std::task::ready!(run.as_mut().poll(cx));
+        self.0 = None;
+        std::task::Poll::Ready(done)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(run) = self.0.take() {
+            // Dropped inside the server's runtime (a handler); without one
+            // (the runtime is gone) there is nothing left to run it on.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(run);
+            }
+        }
+    }
 }
 
 /// serde_json's message without its ` at line L column C` suffix.

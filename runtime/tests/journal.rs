@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use orchestr8_runtime::journal::{self, EventKind, JournalEvent, Snapshot, StateName};
+use orchestr8_runtime::journal::{self, EventKind, JournalEvent, LogStore, Snapshot, StateName};
 use orchestr8_runtime::testing::{assert_well_formed, MockAgent};
 use orchestr8_runtime::{
     AgentStep, BreakerRegistry, ErrorKind, ExecutionOptions, ExecutionState, FileStore, JournalStore, MemoryStore,
@@ -219,7 +219,7 @@ fn file_writer_writes_per_event_or_per_flush() {
         assert_eq!(text.lines().count() as u64, seq);
         assert!(text.ends_with('\n'));
     }
-    w.sync().unwrap();
+    futures_util::FutureExt::now_or_never(w.sync()).expect("a file store syncs in place").unwrap();
     drop(w);
     let mut f = std::fs::OpenOptions::new().append(true).open(store.path("lines")).unwrap();
     f.write_all(b"{\"seq\":4,\"ts\":\"2026-").unwrap();
@@ -228,7 +228,7 @@ fn file_writer_writes_per_event_or_per_flush() {
     assert_eq!(read.warnings.len(), 1);
 }
 
-/// Reads its own execution's journal file while it runs.
+/// Reads its own execution's journal (file or log) while it runs.
 struct Peek {
     dir: std::path::PathBuf,
 }
@@ -248,9 +248,9 @@ impl orchestr8_runtime::Agent for Peek {
         _: (),
     ) -> Result<Vec<String>, orchestr8_runtime::AgentError> {
         // Wait first so the execution task yields, then look again after.
-        let before = journal::read_file(self.dir.join(format!("{}.jsonl", ctx.execution_id()))).unwrap();
+        let before = journal::read_execution(&self.dir, ctx.execution_id()).unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        let after = journal::read_file(self.dir.join(format!("{}.jsonl", ctx.execution_id()))).unwrap();
+        let after = journal::read_execution(&self.dir, ctx.execution_id()).unwrap();
         assert_eq!(before.events.len(), after.events.len());
         Ok(before.events.iter().map(|e| e.name().to_string()).collect())
     }
@@ -259,8 +259,18 @@ impl orchestr8_runtime::Agent for Peek {
 #[tokio::test(start_paused = true)]
 async fn events_reach_the_file_before_agent_code_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(FileStore::new(dir.path()));
-    let peek = Arc::new(Peek { dir: dir.path().to_path_buf() });
+    events_reach_the_os_before_agent_code_runs(FileStore::new(dir.path()), dir.path()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_reach_the_log_before_agent_code_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    events_reach_the_os_before_agent_code_runs(LogStore::new(dir.path()).unwrap(), dir.path()).await;
+}
+
+async fn events_reach_the_os_before_agent_code_runs(store: impl JournalStore, dir: &std::path::Path) {
+    let runtime = Runtime::new(store);
+    let peek = Arc::new(Peek { dir: dir.to_path_buf() });
     let seen: Arc<std::sync::Mutex<Vec<Vec<String>>>> = Arc::default();
     let steps = (0..2)
         .map(|i| {

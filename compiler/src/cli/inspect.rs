@@ -1,6 +1,7 @@
 //! `orchestr8 inspect JOURNAL|EXECUTION_ID`: an execution from its journal.
 //!
-//! The journal is read with the runtime's reader ([`read_file`]) and folded
+//! The journal is read with the runtime's readers ([`read_file`],
+//! [`read_execution`] for an id, also found in a server's log) and folded
 //! with its [`snapshot`](JournalRead::snapshot); this module only adds the
 //! timing of each step and attempt, and renders them as text (with a bar
 //! chart of when each step ran), JSON or a Mermaid gantt chart.
@@ -9,7 +10,9 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use orchestr8_runtime::journal::{read_file, EventKind, JournalEvent, JournalRead, DEFAULT_JOURNAL_DIR};
+use orchestr8_runtime::journal::{
+    read_execution, read_file, EventKind, JournalEvent, JournalRead, DEFAULT_JOURNAL_DIR, LOG_DIR,
+};
 use orchestr8_runtime::StepError;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -21,7 +24,7 @@ pub(super) struct Args {
     /// A journal file, or the id of an execution whose journal is in `--journal-dir`.
     #[arg(value_name = "JOURNAL|EXECUTION_ID")]
     target: String,
-    /// Where journals named `EXECUTION_ID.jsonl` are looked up.
+    /// Where executions are looked up: `EXECUTION_ID.jsonl` files (runs) and the `log/` of a server.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_JOURNAL_DIR)]
     journal_dir: PathBuf,
     /// How the execution is shown.
@@ -45,25 +48,16 @@ pub(super) enum InspectFormat {
 const BAR_WIDTH: u64 = 40;
 
 pub(super) fn run(args: &Args) -> Status {
-    let path = match locate(&args.target, &args.journal_dir) {
-        Ok(p) => p,
+    let (read, source) = match load(&args.target, &args.journal_dir) {
+        Ok(r) => r,
         Err(message) => return usage(&message),
     };
-    let read = match read_file(&path) {
-        Ok(r) => r,
-        Err(e) => return usage(&format!("cannot read journal `{}`: {e}", path.display())),
-    };
     for w in &read.warnings {
-        warn(&format!("{}: {w}", path.display()));
+        warn(&format!("{source}: {w}"));
     }
     let execution = match Execution::from_journal(&read) {
         Some(x) => x,
-        None => {
-            return usage(&format!(
-                "`{}` is not an orchestr8 journal: it has no `execution.started` event",
-                path.display()
-            ))
-        }
+        None => return usage(&format!("`{source}` is not an orchestr8 journal: it has no `execution.started` event")),
     };
     let text = match args.format {
         InspectFormat::Text => execution.text(stdout_color()),
@@ -102,10 +96,14 @@ fn stdout_color() -> bool {
 
 /// The journal's path: `target` itself when it is a file, else
 /// `DIR/TARGET.jsonl`.
-fn locate(target: &str, dir: &Path) -> Result<PathBuf, String> {
+/// Reads the journal `target` names: a file, or an execution id looked up
+/// in `dir` (its own `ID.jsonl` from a run, or its lines in a server's
+/// log); with a label for messages.
+fn load(target: &str, dir: &Path) -> Result<(JournalRead, String), String> {
     let as_path = Path::new(target);
     if as_path.is_file() {
-        return Ok(as_path.to_path_buf());
+        let read = read_file(as_path).map_err(|e| format!("cannot read journal `{target}`: {e}"))?;
+        return Ok((read, target.to_owned()));
     }
     if as_path.is_dir() {
         return Err(format!("`{target}` is a directory; give a journal file or an execution id"));
@@ -114,14 +112,14 @@ fn locate(target: &str, dir: &Path) -> Result<PathBuf, String> {
     if looks_like_path || target.is_empty() {
         return Err(format!("cannot read journal `{target}`: no such file"));
     }
-    let path = dir.join(format!("{target}.jsonl"));
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "no execution `{target}`: `{}` does not exist (give a journal file, or the folder of journals with --journal-dir)",
-            path.display()
-        ))
+    match read_execution(dir, target) {
+        Ok(read) => Ok((read, format!("execution {target}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "no execution `{target}`: neither `{}` nor the server log in `{}` has it (give a journal file, or the folder of journals with --journal-dir)",
+            dir.join(format!("{target}.jsonl")).display(),
+            dir.join(LOG_DIR).display()
+        )),
+        Err(e) => Err(format!("cannot read the journal of execution `{target}` in `{}`: {e}", dir.display())),
     }
 }
 

@@ -2,12 +2,14 @@
 //!
 //! Every event is appended and handed to the OS before any agent code runs
 //! after it (and before the execution task waits; no fsync per step); the
-//! terminal event is followed by an fsync. See [`JournalWriter`] and the
+//! execution ends only once its terminal event is durable (an fsync of its
+//! file, or of the server's shared [`LogStore`], one for many executions). See [`JournalWriter`] and the
 //! crate README for why grouping the events between two agent calls into one
 //! `write(2)` loses nothing a recovery could use. [`read_file`] and
 //! [`parse`] recover every complete event of a journal whose last line was
 //! torn by a crash, and say so.
 
+mod log;
 mod store;
 
 use std::collections::BTreeMap;
@@ -19,7 +21,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use store::{FileStore, JournalStore, JournalWriter, MemoryStore, DEFAULT_JOURNAL_DIR};
+pub use log::{read_execution, LogOptions, LogStore, DEFAULT_COMMIT_DELAY, INDEX_CAPACITY, LOG_DIR, SEGMENT_BYTES};
+pub use store::{Durable, FileStore, JournalStore, JournalWriter, MemoryStore, DEFAULT_JOURNAL_DIR};
 
 use crate::error::{ErrorKind, StepError};
 use crate::state::{ExecutionState, StepState};

@@ -29,8 +29,39 @@ pub trait JournalWriter: Send {
     fn buffers(&self) -> bool {
         false
     }
-    /// Flushes and makes everything durable; called after the terminal event.
-    fn sync(&mut self) -> io::Result<()>;
+    /// Flushes and makes everything appended durable; called after the
+    /// terminal event. A store that syncs in place does so here and returns
+    /// a finished future; one that commits in groups returns a future that
+    /// resolves once the commit covering these events is done.
+    fn sync(&mut self) -> Durable;
+}
+
+/// What [`JournalWriter::sync`] returns: resolves once the journal is durable.
+pub type Durable = crate::agent::BoxFuture<'static, io::Result<()>>;
+
+/// Runs blocking `f` without stalling the other tasks of a multi-threaded
+/// tokio runtime (the server's); elsewhere (tests, the CLI) just runs it.
+/// Multi-threaded runtimes come with the `server` feature, which enables
+/// tokio's `rt-multi-thread`, where `block_in_place` lives.
+#[cfg(feature = "server")]
+fn outside_the_workers<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Without the server, runtimes are current-thread: run `f` in place.
+#[cfg(not(feature = "server"))]
+fn outside_the_workers<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// A future already resolved with `r`.
+fn durable_now(r: io::Result<()>) -> Durable {
+    Box::pin(std::future::ready(r))
 }
 
 /// Creates and reads journals, one per execution.
@@ -52,8 +83,8 @@ pub struct FileStore {
     per_event: bool,
 }
 
-/// Bytes a file journal holds back at most before writing.
-const MAX_BUFFERED: usize = 64 * 1024;
+/// Bytes a journal writer holds back at most before writing.
+pub(super) const MAX_BUFFERED: usize = 64 * 1024;
 
 impl FileStore {
     /// Journals under `dir` (created on first use).
@@ -121,9 +152,10 @@ impl JournalWriter for FileWriter {
         !self.per_event
     }
 
-    fn sync(&mut self) -> io::Result<()> {
-        self.flush()?;
-        self.file.sync_data()
+    fn sync(&mut self) -> Durable {
+        // An fsync can take milliseconds: on a multi-threaded runtime (the
+        // server's), let the other tasks move to another worker meanwhile.
+        durable_now(outside_the_workers(|| self.flush().and_then(|()| self.file.sync_data())))
     }
 }
 
@@ -136,12 +168,7 @@ impl Drop for FileWriter {
 
 impl JournalStore for FileStore {
     fn create(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
-        if execution_id.is_empty() || execution_id.contains(['/', '\\']) || execution_id.starts_with('.') {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("execution id {execution_id:?} cannot name a journal file"),
-            ));
-        }
+        check_execution_id(execution_id)?;
         let path = self.path(execution_id);
         let open = || OpenOptions::new().create_new(true).append(true).open(&path);
         let file = match open() {
@@ -163,6 +190,17 @@ impl JournalStore for FileStore {
     fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
         super::read_file(self.path(execution_id))
     }
+}
+
+/// Execution ids name files: none empty, none with a path separator, none hidden.
+pub(super) fn check_execution_id(execution_id: &str) -> io::Result<()> {
+    if execution_id.is_empty() || execution_id.contains(['/', '\\', '\n']) || execution_id.starts_with('.') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("execution id {execution_id:?} cannot name a journal file"),
+        ));
+    }
+    Ok(())
 }
 
 /// Events in fixed-size chunks: appending never moves earlier events.
@@ -276,8 +314,8 @@ impl JournalWriter for MemoryWriter {
         Ok(())
     }
 
-    fn sync(&mut self) -> io::Result<()> {
-        Ok(())
+    fn sync(&mut self) -> Durable {
+        durable_now(Ok(()))
     }
 }
 

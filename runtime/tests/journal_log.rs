@@ -1,0 +1,223 @@
+//! The server's journal store: many executions in one log, group commit,
+//! reading back by index, by scan after a restart, and across segments.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use orchestr8_runtime::journal::{self, EventKind, JournalEvent, LogOptions, LogStore};
+use orchestr8_runtime::testing::{assert_well_formed, MockAgent};
+use orchestr8_runtime::{
+    AgentStep, BreakerRegistry, ErrorKind, ExecutionOptions, ExecutionState, FileStore, JournalStore, MemoryStore,
+    Node, Runtime, Workflow, WorkflowInfo,
+};
+use serde_json::{json, Value};
+
+fn workflow(steps: usize) -> Arc<Workflow<(), Value>> {
+    let agent = Arc::new(MockAgent::<Value>::new("echo", "1").then_ok(json!({"ok": true})));
+    let nodes = (0..steps)
+        .map(|i| {
+            AgentStep::new(format!("s{i}"), agent.clone(), move |_: &()| Ok(json!({"n": i})), |_: &(), _| Ok(())).node()
+        })
+        .collect();
+    Arc::new(Workflow::with_registry(
+        WorkflowInfo::new("w", "1.0.0", "h"),
+        Node::sequence(nodes),
+        |_: &()| Ok(json!("done")),
+        &BreakerRegistry::new(4),
+    ))
+}
+
+fn opts(id: &str) -> ExecutionOptions {
+    ExecutionOptions { execution_id: Some(id.into()), ..ExecutionOptions::default() }
+}
+
+/// Everything but the times (real time passes differently from run to run).
+fn without_times(events: &[JournalEvent]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap();
+            let fields = v.as_object_mut().unwrap();
+            fields.remove("ts");
+            fields.remove("durationMs");
+            v
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_executions_interleave_in_one_log_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::new(dir.path()).unwrap();
+    let runtime = Runtime::new(store.clone());
+    let wf = workflow(3);
+    let ids: Vec<String> = (0..50).map(|i| format!("exec-{i}")).collect();
+    let handles: Vec<_> = ids.iter().map(|id| runtime.start(wf.clone(), (), opts(id)).unwrap()).collect();
+    for r in join_all(handles).await {
+        assert_eq!(r.unwrap(), json!("done"));
+    }
+
+    // The same events a memory journal holds for the same workflow.
+    let memory = MemoryStore::new();
+    Runtime::new(memory.clone()).run(&wf, &(), opts("exec-0")).await.unwrap().unwrap();
+    let expected = without_times(&memory.events("exec-0"));
+    for id in &ids {
+        let read = store.read(id).unwrap();
+        assert!(read.warnings.is_empty());
+        assert_well_formed(&read.events);
+        let mut got = without_times(&read.events);
+        for ev in &mut got {
+            ev["executionId"] = json!("exec-0");
+            if ev.get("correlationId").is_some() {
+                ev["correlationId"] = json!("exec-0");
+            }
+        }
+        assert_eq!(got, expected, "{id}");
+        assert_eq!(read.snapshot().execution, Some(ExecutionState::Completed));
+    }
+
+    // One segment holds every line, each a contract line of some execution.
+    let segments = store.segments();
+    assert_eq!(segments.len(), 1);
+    let text = std::fs::read_to_string(&segments[0]).unwrap();
+    assert_eq!(text.lines().count(), 50 * expected.len());
+    assert!(text.ends_with('\n'));
+    let parsed = journal::parse(text.as_bytes()).unwrap();
+    assert_eq!(parsed.events.len(), 50 * expected.len());
+    // ... and they interleave: the execution of the second line is not always the first's.
+    let first_ids: Vec<&str> = parsed.events.iter().take(20).map(|e| &*e.execution_id).collect();
+    assert!(first_ids.iter().any(|id| *id != first_ids[0]), "{first_ids:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_store_finds_old_executions_and_reports_unfinished_ones_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = LogStore::new(dir.path()).unwrap();
+        Runtime::new(store.clone()).run(&workflow(2), &(), opts("finished")).await.unwrap().unwrap();
+        // An execution the process never finished: its writer is dropped mid-run.
+        let mut w = store.create("unfinished").unwrap();
+        let mut ev = JournalEvent::new("unfinished".into(), EventKind::ExecutionStarted);
+        ev.seq = 1;
+        w.append(ev).unwrap();
+        let mut ev = JournalEvent::new("unfinished".into(), EventKind::StepStarted);
+        ev.seq = 2;
+        ev.step_id = Some("s0".into());
+        w.append(ev).unwrap();
+    }
+    let restarted = LogStore::new(dir.path()).unwrap();
+    let finished = restarted.read("finished").unwrap();
+    assert_well_formed(&finished.events);
+    assert_eq!(finished.snapshot().output, Some(json!("done")));
+
+    let unfinished = restarted.read("unfinished").unwrap();
+    assert_eq!(unfinished.events.len(), 2);
+    let snapshot = unfinished.snapshot();
+    assert_eq!(snapshot.execution, Some(ExecutionState::Failed));
+    assert_eq!(snapshot.error.unwrap().kind, ErrorKind::Interrupted);
+
+    let missing = restarted.read("never-ran").unwrap_err();
+    assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+    // The same lookup, from outside any store (what `orchestr8 inspect` does).
+    assert_eq!(journal::read_execution(dir.path(), "finished").unwrap().events, finished.events);
+}
+
+#[tokio::test(start_paused = true)]
+async fn segments_rotate_and_a_journal_spanning_them_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::with_options(dir.path(), LogOptions { segment_bytes: 600, ..LogOptions::default() }).unwrap();
+    let runtime = Runtime::new(store.clone());
+    runtime.run(&workflow(6), &(), opts("long")).await.unwrap().unwrap();
+    runtime.run(&workflow(1), &(), opts("short")).await.unwrap().unwrap();
+    let segments = store.segments();
+    assert!(segments.len() > 2, "{segments:?}");
+    let mut names = segments.clone();
+    names.sort();
+    assert_eq!(names, segments, "segment names sort by age");
+
+    let indexed = store.read("long").unwrap();
+    assert_well_formed(&indexed.events);
+    assert_eq!(indexed.events.len(), 2 + 6 * 3);
+    let scanned = LogStore::new(dir.path()).unwrap().read("long").unwrap();
+    assert_eq!(scanned.events, indexed.events);
+    assert_eq!(store.read("short").unwrap().snapshot().output, Some(json!("done")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_torn_line_in_the_log_is_a_warning_and_spares_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::new(dir.path()).unwrap();
+    Runtime::new(store.clone()).run(&workflow(1), &(), opts("a")).await.unwrap().unwrap();
+    let segment = store.segments().pop().unwrap();
+    drop(store);
+    // A crash cut the last line of another execution's write.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
+    f.write_all(b"{\"seq\":1,\"ts\":\"2026-11-24T00:00:00Z\",\"executionId\":\"b\",\"event\":\"execu").unwrap();
+    drop(f);
+
+    let restarted = LogStore::new(dir.path()).unwrap();
+    let a = restarted.read("a").unwrap();
+    assert!(a.warnings.is_empty());
+    assert_eq!(a.snapshot().execution, Some(ExecutionState::Completed));
+    let b = restarted.read("b").unwrap();
+    assert!(b.events.is_empty());
+    assert_eq!(b.warnings.len(), 1, "{:?}", b.warnings);
+    assert!(b.warnings[0].contains("incomplete"), "{}", b.warnings[0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ids_are_checked_and_never_reused_and_run_journals_are_found_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::new(dir.path()).unwrap();
+    store.create("x").unwrap();
+    assert_eq!(store.create("x").err().unwrap().kind(), std::io::ErrorKind::AlreadyExists);
+    for bad in ["", "../etc/passwd", ".hidden", "a\nb"] {
+        assert_eq!(store.create(bad).err().unwrap().kind(), std::io::ErrorKind::InvalidInput, "{bad:?}");
+    }
+    // A journal `run` wrote into the same directory.
+    Runtime::new(FileStore::new(dir.path())).run(&workflow(1), &(), opts("from-run")).await.unwrap().unwrap();
+    assert_eq!(store.read("from-run").unwrap().snapshot().output, Some(json!("done")));
+}
+
+fn completed(id: &str) -> JournalEvent {
+    let mut ev = JournalEvent::new(id.into(), EventKind::ExecutionCompleted);
+    ev.seq = 1;
+    ev
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_ending_together_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::new(dir.path()).unwrap();
+    let mut writers: Vec<_> = (0..200).map(|i| (i, store.create(&format!("e{i}")).unwrap())).collect();
+    let syncs: Vec<_> = writers
+        .iter_mut()
+        .map(|(i, w)| {
+            w.append(completed(&format!("e{i}"))).unwrap();
+            w.sync()
+        })
+        .collect();
+    for r in join_all(syncs).await {
+        r.unwrap();
+    }
+    let commits = store.commits();
+    assert!((1..=100).contains(&commits), "{commits} commits for 200 executions");
+    drop(writers);
+    let events = store.read("e199").unwrap().events;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event, EventKind::ExecutionCompleted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_outliving_its_store_still_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::new(dir.path()).unwrap();
+    let mut w = store.create("late").unwrap();
+    drop(store);
+    w.append(completed("late")).unwrap();
+    w.sync().await.unwrap();
+    drop(w);
+    let events = journal::read_execution(dir.path(), "late").unwrap().events;
+    assert_eq!(events.len(), 1);
+}
