@@ -80,7 +80,14 @@ async fn concurrent_executions_interleave_in_one_log_and_read_back_whole() {
     // One segment holds every line, each a contract line of some execution.
     let segments = store.segments();
     assert_eq!(segments.len(), 1);
-    let text = std::fs::read_to_string(&segments[0]).unwrap();
+    let bytes = std::fs::read(&segments[0]).unwrap();
+    // Space is reserved ahead (NULs) while the segment is written.
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    assert!(bytes[end..].iter().all(|&b| b == 0));
+    if cfg!(target_os = "linux") {
+        assert_eq!(bytes.len() as u64, journal::SEGMENT_BYTES, "the segment's space is reserved and mapped");
+    }
+    let text = std::str::from_utf8(&bytes[..end]).unwrap();
     assert_eq!(text.lines().count(), 50 * expected.len());
     assert!(text.ends_with('\n'));
     let parsed = journal::parse(text.as_bytes()).unwrap();
@@ -124,9 +131,19 @@ async fn a_restarted_store_finds_old_executions_and_reports_unfinished_ones_inte
 }
 
 #[tokio::test(start_paused = true)]
-async fn segments_rotate_and_a_journal_spanning_them_reads_back() {
+async fn mapped_segments_rotate_and_a_journal_spanning_them_reads_back() {
+    segments_rotate_and_a_journal_spanning_them_reads_back(true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn written_segments_rotate_and_a_journal_spanning_them_reads_back() {
+    segments_rotate_and_a_journal_spanning_them_reads_back(false).await;
+}
+
+async fn segments_rotate_and_a_journal_spanning_them_reads_back(map_segments: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let store = LogStore::with_options(dir.path(), LogOptions { segment_bytes: 600, ..LogOptions::default() }).unwrap();
+    let options = LogOptions { segment_bytes: 600, map_segments, ..LogOptions::default() };
+    let store = LogStore::with_options(dir.path(), options).unwrap();
     let runtime = Runtime::new(store.clone());
     runtime.run(&workflow(6), &(), opts("long")).await.unwrap().unwrap();
     runtime.run(&workflow(1), &(), opts("short")).await.unwrap().unwrap();
@@ -142,6 +159,14 @@ async fn segments_rotate_and_a_journal_spanning_them_reads_back() {
     let scanned = LogStore::new(dir.path()).unwrap().read("long").unwrap();
     assert_eq!(scanned.events, indexed.events);
     assert_eq!(store.read("short").unwrap().snapshot().output, Some(json!("done")));
+
+    // Closed (full, or all at the end): cut to their lines, no reserved tail left.
+    drop((store, runtime));
+    for segment in &segments {
+        let bytes = std::fs::read(segment).unwrap();
+        assert!(!bytes.contains(&0), "{}", segment.display());
+        assert!(bytes.ends_with(b"\n"), "{}", segment.display());
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -26,7 +26,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -34,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+use super::segment::{read_at, Segment};
 use super::store::{check_execution_id, Durable};
 use super::{JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache};
 
@@ -55,11 +55,15 @@ pub struct LogOptions {
     /// How long a commit waits, while other executions are running, for
     /// their ends to share its fsync ([`DEFAULT_COMMIT_DELAY`]; zero: never).
     pub commit_delay: Duration,
+    /// Reserve each segment's space up front and append through a shared
+    /// mapping (Linux; a copy instead of a system call per append). Off, or
+    /// where the file system cannot reserve, appends are positioned writes.
+    pub map_segments: bool,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { segment_bytes: SEGMENT_BYTES, commit_delay: DEFAULT_COMMIT_DELAY }
+        LogOptions { segment_bytes: SEGMENT_BYTES, commit_delay: DEFAULT_COMMIT_DELAY, map_segments: true }
     }
 }
 
@@ -68,7 +72,8 @@ pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_micros(500);
 
 /// Journals of many executions in segments under `DIR/log/`, with group
 /// commit. Clones share the log; the commit thread ends with the last clone
-/// (and the last writer), after a final sync.
+/// (and the last writer), after a final sync, and dropping that last one
+/// waits for it.
 #[derive(Clone)]
 pub struct LogStore {
     handle: Arc<Handle>,
@@ -80,16 +85,20 @@ impl std::fmt::Debug for LogStore {
     }
 }
 
-/// Keeps the commit thread alive; the last one dropped stops it.
+/// Keeps the commit thread alive; the last one dropped stops it and waits
+/// for its last commit, so a dropped store has synced and closed its log.
 struct Handle {
     shared: Arc<Shared>,
+    committer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let mut c = lock(&self.shared.commit);
-        c.stop = true;
+        lock(&self.shared.commit).stop = true;
         self.shared.wake.notify_one();
+        if let Some(thread) = self.committer.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -97,6 +106,7 @@ struct Shared {
     dir: PathBuf,
     segment_bytes: u64,
     commit_delay: Duration,
+    map_segments: bool,
     /// Writers alive (executions that may still ask for a commit).
     open: AtomicUsize,
     /// Commits (fsync rounds) done.
@@ -130,19 +140,13 @@ struct Log {
     segments: Vec<Segment>,
     /// Bytes written in all, across segments.
     pos: u64,
-    /// Segments closed since the last commit (their tails need an fsync too).
-    unsynced: Vec<Arc<File>>,
+    /// Segments (indexes) full since the last commit: synced, then closed.
+    full: Vec<usize>,
     /// Where the lines of recent executions are.
     index: HashMap<Arc<str>, Vec<Range>>,
     order: VecDeque<Arc<str>>,
     /// Segments opened by this process, to name the next one.
     opened: u32,
-}
-
-struct Segment {
-    path: PathBuf,
-    file: Arc<File>,
-    len: u64,
 }
 
 /// Some lines of one execution: `len` bytes at `offset` of segment `segment`.
@@ -170,6 +174,7 @@ impl LogStore {
             dir: dir.into(),
             segment_bytes: options.segment_bytes.max(1),
             commit_delay: options.commit_delay,
+            map_segments: options.map_segments,
             open: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
             log: Mutex::new(Log::default()),
@@ -178,8 +183,9 @@ impl LogStore {
             durable: watch::Sender::new(Synced::default()),
         });
         let committer = shared.clone();
-        std::thread::Builder::new().name("orchestr8-journal".into()).spawn(move || committer.commit_loop())?;
-        Ok(LogStore { handle: Arc::new(Handle { shared }) })
+        let committer =
+            std::thread::Builder::new().name("orchestr8-journal".into()).spawn(move || committer.commit_loop())?;
+        Ok(LogStore { handle: Arc::new(Handle { shared, committer: Some(committer) }) })
     }
 
     /// Commits (fsync rounds) so far: each made the ends of one or more
@@ -221,54 +227,72 @@ impl Shared {
     fn commit_loop(&self) {
         let mut done = 0u64;
         loop {
-            {
+            let stop = {
                 let mut c = lock(&self.commit);
                 while c.wanted <= done && !c.stop {
                     c = self.wake.wait(c).unwrap_or_else(|e| e.into_inner());
                 }
-                if c.wanted <= done && c.stop {
-                    return;
-                }
-            }
-            self.gather();
-            let (files, upto) = {
-                let mut log = lock(&self.log);
-                let mut files = std::mem::take(&mut log.unsynced);
-                files.extend(log.segments.last().map(|s| s.file.clone()));
-                (files, log.pos)
+                c.stop
             };
-            let failed = files.iter().find_map(|f| f.sync_data().err());
-            if let Some(e) = &failed {
-                tracing::error!(error = %e, "journal log fsync failed; executions ending from now on are not durable");
+            if !stop {
+                self.gather();
             }
-            self.durable.send_modify(|s| {
-                s.upto = upto;
-                if let (None, Some(e)) = (&s.error, &failed) {
-                    s.error = Some(format!("journal fsync failed: {e}").into());
+            let (files, full, upto) = {
+                let mut log = lock(&self.log);
+                let full = std::mem::take(&mut log.full);
+                let mut files: Vec<Arc<File>> = full.iter().map(|&i| log.segments[i].file.clone()).collect();
+                files.extend(log.segments.last().map(|s| s.file.clone()));
+                (files, full, log.pos)
+            };
+            if upto > done || !full.is_empty() {
+                let failed = files.iter().find_map(|f| f.sync_data().err());
+                if let Some(e) = &failed {
+                    tracing::error!(error = %e, "journal log fsync failed; executions ending from now on are not durable");
                 }
-            });
-            done = upto;
-            self.commits.fetch_add(1, Ordering::Relaxed);
+                self.durable.send_modify(|s| {
+                    s.upto = upto;
+                    if let (None, Some(e)) = (&s.error, &failed) {
+                        s.error = Some(format!("journal fsync failed: {e}").into());
+                    }
+                });
+                done = upto;
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                let mut log = lock(&self.log);
+                for i in full {
+                    self.close(&mut log.segments[i]);
+                }
+            }
+            if stop {
+                // No store and no writer is left: nothing appends any more.
+                let mut log = lock(&self.log);
+                if let Some(last) = log.segments.last_mut() {
+                    self.close(last);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Cuts a segment that is written no more to its length.
+    fn close(&self, segment: &mut Segment) {
+        if let Err(e) = segment.close() {
+            tracing::warn!(path = %segment.path.display(), error = %e, "cannot cut the journal segment to its length; readers skip its NUL tail");
         }
     }
 
     /// Appends `bytes` (whole lines of `id`) to the current segment; returns
     /// the log position after them.
     fn append(&self, id: &Arc<str>, bytes: &[u8]) -> io::Result<u64> {
+        let n = bytes.len() as u64;
         let mut log = lock(&self.log);
         let log = &mut *log;
-        let full = log.segments.last().is_none_or(|s| s.len > 0 && s.len + bytes.len() as u64 > self.segment_bytes);
+        let full = log.segments.last().is_none_or(|s| s.len > 0 && (s.len + n > self.segment_bytes || !s.fits(n)));
         if full {
-            self.open_segment(log)?;
+            self.open_segment(log, n)?;
         }
         let number = log.segments.len() - 1;
-        let seg = &mut log.segments[number];
-        // At the segment's length, not O_APPEND: a failed write leaves the
-        // length where it was, so the next one overwrites any partial line.
-        seg.file.write_all_at(bytes, seg.len)?;
-        let offset = seg.len;
-        seg.len += bytes.len() as u64;
-        log.pos += bytes.len() as u64;
+        let offset = log.segments[number].append(bytes)?;
+        log.pos += n;
         if let Some(ranges) = log.index.get_mut(id) {
             let len = bytes.len() as u32;
             match ranges.last_mut() {
@@ -279,7 +303,8 @@ impl Shared {
         Ok(log.pos)
     }
 
-    fn open_segment(&self, log: &mut Log) -> io::Result<()> {
+    /// Starts the next segment, with room for at least `n` bytes.
+    fn open_segment(&self, log: &mut Log, n: u64) -> io::Result<()> {
         let dir = self.dir.join(LOG_DIR);
         let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let path = dir.join(format!("{millis:013}-{}-{:04}.jsonl", std::process::id(), log.opened));
@@ -293,10 +318,11 @@ impl Shared {
             Err(e) => return Err(e),
         };
         log.opened += 1;
-        if let Some(old) = log.segments.last() {
-            log.unsynced.push(old.file.clone());
+        if !log.segments.is_empty() {
+            log.full.push(log.segments.len() - 1);
         }
-        log.segments.push(Segment { path, file: Arc::new(file), len: 0 });
+        let reserve = if self.map_segments { self.segment_bytes.max(n) } else { 0 };
+        log.segments.push(Segment::new(path, file, reserve));
         Ok(())
     }
 
@@ -334,7 +360,7 @@ impl Shared {
         for r in ranges {
             let start = bytes.len();
             bytes.resize(start + r.len as usize, 0);
-            if let Err(e) = files[r.segment as usize].read_exact_at(&mut bytes[start..], r.offset) {
+            if let Err(e) = read_at(&files[r.segment as usize], &mut bytes[start..], r.offset) {
                 return Some(Err(e));
             }
         }
@@ -467,7 +493,7 @@ fn scan(log_dir: &Path, execution_id: &str) -> io::Result<JournalRead> {
     let finder = memchr::memmem::Finder::new(&key);
     let mut read = JournalRead::default();
     for path in names {
-        let bytes = std::fs::read(&path)?;
+        let bytes = read_segment(&path)?;
         let mut from = 0;
         while let Some(at) = finder.find(&bytes[from..]) {
             let at = from + at;
@@ -493,4 +519,28 @@ fn scan(log_dir: &Path, execution_id: &str) -> io::Result<JournalRead> {
         tracing::warn!("{w}");
     }
     Ok(read)
+}
+
+/// A segment's lines: its bytes up to the first NUL. Lines never hold one
+/// (JSON escapes control characters); a segment still being written (or
+/// cut short by a crash) has its reserved space after them, all NULs, which
+/// is not read.
+fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    const CHUNK: usize = 1 << 20;
+    let mut file = File::open(path)?;
+    let mut bytes = Vec::new();
+    loop {
+        let start = bytes.len();
+        bytes.resize(start + CHUNK, 0);
+        let n = file.read(&mut bytes[start..])?;
+        bytes.truncate(start + n);
+        if let Some(nul) = memchr::memchr(0, &bytes[start..]) {
+            bytes.truncate(start + nul);
+            return Ok(bytes);
+        }
+        if n == 0 {
+            return Ok(bytes);
+        }
+    }
 }
