@@ -547,14 +547,23 @@ async fn execute_inner(app: Arc<App>, query: Option<String>, request: Request) -
         }
     }
     let (entry, mut run) = app.start(&input, correlation_id)?;
-    if wait {
-        if let Ok(done) = tokio::time::timeout(app.config.args.wait_timeout, &mut run).await {
-            let mut body = Map::new();
-            body.insert("executionId".into(), json!(&*entry.id));
-            insert_result(&mut body, &done.result);
-            return Ok(ok_json(StatusCode::OK, &Value::Object(body)));
-        }
+    if !wait {
+        // Up to its first wait: `execution.started` is recorded.
+        std::future::poll_fn(|cx| {
+            let _ = std::future::Future::poll(std::pin::Pin::new(&mut run), cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+    } else if let Ok(done) = tokio::time::timeout(app.config.args.wait_timeout, &mut run).await {
+        let mut body = Map::new();
+        body.insert("executionId".into(), json!(&*entry.id));
+        insert_result(&mut body, &done.result);
+        return Ok(ok_json(StatusCode::OK, &Value::Object(body)));
     }
+    // Acknowledged once its start is in the OS: after a crash from here on
+    // it reads back `interrupted`, never unknown. (A failing journal is
+    // logged by the journal; the execution runs regardless.)
+    let _ = app.store.in_os().await;
     let status = match &*entry.done.borrow() {
         Some(done) => result_state(&done.result),
         None => ExecutionState::Running,

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use orchestr8_runtime::journal::{self, EventKind, JournalEvent, LogStore, Snapshot, StateName};
+use orchestr8_runtime::journal::{self, EventKind, JournalEvent, Snapshot, StateName};
 use orchestr8_runtime::testing::{assert_well_formed, MockAgent};
 use orchestr8_runtime::{
     AgentStep, BreakerRegistry, ErrorKind, ExecutionOptions, ExecutionState, FileStore, JournalStore, MemoryStore,
@@ -228,7 +228,7 @@ fn file_writer_writes_per_event_or_per_flush() {
     assert_eq!(read.warnings.len(), 1);
 }
 
-/// Reads its own execution's journal (file or log) while it runs.
+/// Reads its own execution's journal file while it runs.
 struct Peek {
     dir: std::path::PathBuf,
 }
@@ -259,17 +259,8 @@ impl orchestr8_runtime::Agent for Peek {
 #[tokio::test(start_paused = true)]
 async fn events_reach_the_file_before_agent_code_runs() {
     let dir = tempfile::tempdir().unwrap();
-    events_reach_the_os_before_agent_code_runs(FileStore::new(dir.path()), dir.path()).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn events_reach_the_log_before_agent_code_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    events_reach_the_os_before_agent_code_runs(LogStore::new(dir.path()).unwrap(), dir.path()).await;
-}
-
-async fn events_reach_the_os_before_agent_code_runs(store: impl JournalStore, dir: &std::path::Path) {
-    let runtime = Runtime::new(store);
+    let dir = dir.path();
+    let runtime = Runtime::new(FileStore::new(dir));
     let peek = Arc::new(Peek { dir: dir.to_path_buf() });
     let seen: Arc<std::sync::Mutex<Vec<Vec<String>>>> = Arc::default();
     let steps = (0..2)

@@ -6,22 +6,35 @@
 //! of concurrent executions interleave and one execution's journal is its
 //! lines, in `seq` order. A process appends to segments of its own, named
 //! `UNIXMS-PID-N.jsonl` (so names sort by age), and starts a new one every
-//! [`SEGMENT_BYTES`].
+//! [`LogOptions::segment_bytes`].
 //!
-//! Why not a file per execution, as `run` writes: on this project's VM disk
-//! creating a file costs 20 µs to 0.5 ms and an fsync 0.2 to 3 ms, so a server
-//! doing both per execution tops out at a few thousand executions a second.
-//! Here an execution's events reach the OS in the same `write(2)`s as with a
-//! file (before any agent code runs, see [`JournalWriter`]), and its terminal
-//! event is durable before [`JournalWriter::sync`] resolves, but one
-//! `fdatasync` by a background thread covers every execution that ended
-//! while the previous one ran.
+//! One thread of the log's own does all file I/O. Executions append their
+//! lines to a buffer in memory (a copy under a lock, never a system call),
+//! and the log thread writes whatever has collected in one `write(2)` as
+//! soon as it is there. When an execution ends, [`JournalWriter::sync`]
+//! resolves once an `fdatasync` covers its terminal event; one `fdatasync`
+//! covers every execution that ended while the previous one ran.
+//!
+//! Why: on this project's VM disk a file per execution costs a create (20
+//! µs to 0.5 ms) and an fsync (0.2 to 3 ms), which capped a server at a few
+//! thousand executions a second; and when executions wrote into the log's
+//! pages themselves, they waited on the page locks of the commit's
+//! write-out, stalling the server's worker threads for milliseconds.
+//!
+//! What a crash can cost: the lines an execution recorded in the last
+//! moments (the time the log thread takes to write them out, typically
+//! microseconds) may be missing; the execution then reads back as
+//! `interrupted`, as it would anyway. A server acknowledges an execution
+//! only once its `execution.started` line is in the OS
+//! ([`LogStore::in_os`]), and returns a result only once it is durable.
+//! (`run`'s file journal keeps the stricter rule: every event in the OS
+//! before the next agent code runs.)
 //!
 //! Reading: the log keeps, for the most recent [`INDEX_CAPACITY`]
 //! executions, where their lines are, and reads just those; anything older
-//! (or written by an earlier process) is found by scanning the segments,
-//! newest last, for its id. A plain `EXECUTION_ID.jsonl` in `DIR` (from
-//! `run`) is read too, so one directory serves both.
+//! (or written by an earlier process) is found by scanning the segments for
+//! its id. A plain `EXECUTION_ID.jsonl` in `DIR` (from `run`) is read too,
+//! so one directory serves both.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -33,7 +46,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use super::segment::{read_at, Segment};
+use super::segment::{read_at, write_at};
 use super::store::{check_execution_id, Durable};
 use super::{JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache};
 
@@ -55,15 +68,11 @@ pub struct LogOptions {
     /// How long a commit waits, while other executions are running, for
     /// their ends to share its fsync ([`DEFAULT_COMMIT_DELAY`]; zero: never).
     pub commit_delay: Duration,
-    /// Reserve each segment's space up front and append through a shared
-    /// mapping (Linux; a copy instead of a system call per append). Off, or
-    /// where the file system cannot reserve, appends are positioned writes.
-    pub map_segments: bool,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { segment_bytes: SEGMENT_BYTES, commit_delay: DEFAULT_COMMIT_DELAY, map_segments: true }
+        LogOptions { segment_bytes: SEGMENT_BYTES, commit_delay: DEFAULT_COMMIT_DELAY }
     }
 }
 
@@ -71,9 +80,9 @@ impl Default for LogOptions {
 pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_micros(500);
 
 /// Journals of many executions in segments under `DIR/log/`, with group
-/// commit. Clones share the log; the commit thread ends with the last clone
-/// (and the last writer), after a final sync, and dropping that last one
-/// waits for it.
+/// commit. Clones share the log; the log thread ends with the last clone
+/// (and the last writer), after writing and syncing what is left, and
+/// dropping that last one waits for it.
 #[derive(Clone)]
 pub struct LogStore {
     handle: Arc<Handle>,
@@ -85,18 +94,18 @@ impl std::fmt::Debug for LogStore {
     }
 }
 
-/// Keeps the commit thread alive; the last one dropped stops it and waits
-/// for its last commit, so a dropped store has synced and closed its log.
+/// Keeps the log thread alive; the last one dropped stops it and waits for
+/// its last write and commit.
 struct Handle {
     shared: Arc<Shared>,
-    committer: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        lock(&self.shared.commit).stop = true;
+        lock(&self.shared.log).stop = true;
         self.shared.wake.notify_one();
-        if let Some(thread) = self.committer.take() {
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
@@ -106,55 +115,72 @@ struct Shared {
     dir: PathBuf,
     segment_bytes: u64,
     commit_delay: Duration,
-    map_segments: bool,
+    log: Mutex<Log>,
+    /// Wakes the log thread: lines to write, a commit wanted, or stop.
+    wake: Condvar,
+    /// Wakes readers waiting for lines to be written.
+    written: Condvar,
     /// Writers alive (executions that may still ask for a commit).
     open: AtomicUsize,
     /// Commits (fsync rounds) done.
     commits: AtomicU64,
-    log: Mutex<Log>,
-    commit: Mutex<CommitRequest>,
-    wake: Condvar,
-    /// What the commit thread has made durable.
-    durable: watch::Sender<Synced>,
-}
-
-#[derive(Default)]
-struct CommitRequest {
-    /// The log position (bytes this process wrote in all) a writer waits for.
-    wanted: u64,
-    /// Writers that asked since the last commit began.
-    waiting: usize,
-    stop: bool,
+    /// What the log thread has written and made durable.
+    progress: watch::Sender<Progress>,
 }
 
 #[derive(Debug, Clone, Default)]
-struct Synced {
-    upto: u64,
-    /// Set once and kept: after a failed fsync nothing later can be promised.
+struct Progress {
+    /// Log position up to which lines are in the OS.
+    written: u64,
+    /// Log position up to which lines are durable.
+    durable: u64,
+    /// Set once and kept: after a failed write or fsync nothing later can be promised.
     error: Option<Arc<str>>,
 }
 
 #[derive(Default)]
 struct Log {
-    /// This process's segments, oldest first; the last is written.
+    /// This process's segments, oldest first; the last is appended to.
     segments: Vec<Segment>,
-    /// Bytes written in all, across segments.
+    /// Bytes appended in all, across segments (the log position).
     pos: u64,
-    /// Segments (indexes) full since the last commit: synced, then closed.
-    full: Vec<usize>,
+    /// Appended, not yet written: runs of bytes, in order.
+    pending: Vec<Run>,
+    /// Log position up to which `pending` has been written.
+    written: u64,
+    /// The log position a writer waits to be durable.
+    wanted: u64,
+    /// Writers that asked for a commit since the last one began.
+    waiting: usize,
     /// Where the lines of recent executions are.
     index: HashMap<Arc<str>, Vec<Range>>,
     order: VecDeque<Arc<str>>,
-    /// Segments opened by this process, to name the next one.
-    opened: u32,
+    stop: bool,
 }
 
-/// Some lines of one execution: `len` bytes at `offset` of segment `segment`.
+/// A segment: its file exists once the log thread first writes to it.
+struct Segment {
+    path: PathBuf,
+    file: Option<Arc<File>>,
+    /// Bytes appended (written or pending).
+    len: u64,
+}
+
+/// Bytes appended to segment `segment` at `offset`, not yet written.
+struct Run {
+    segment: usize,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// Some lines of one execution: `len` bytes at `offset` of segment `segment`,
+/// ending at log position `end`.
 #[derive(Debug, Clone, Copy)]
 struct Range {
     segment: u32,
     offset: u64,
     len: u32,
+    end: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -162,8 +188,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LogStore {
-    /// A log under `dir/log/` (created on the first write), committed by a
-    /// thread of its own, with the default [`LogOptions`].
+    /// A log under `dir/log/` (created on the first write), written and
+    /// committed by a thread of its own, with the default [`LogOptions`].
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         LogStore::with_options(dir, LogOptions::default())
     }
@@ -174,18 +200,18 @@ impl LogStore {
             dir: dir.into(),
             segment_bytes: options.segment_bytes.max(1),
             commit_delay: options.commit_delay,
-            map_segments: options.map_segments,
+            log: Mutex::new(Log::default()),
+            wake: Condvar::new(),
+            written: Condvar::new(),
             open: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
-            log: Mutex::new(Log::default()),
-            commit: Mutex::new(CommitRequest::default()),
-            wake: Condvar::new(),
-            durable: watch::Sender::new(Synced::default()),
+            progress: watch::Sender::new(Progress::default()),
         });
-        let committer = shared.clone();
-        let committer =
-            std::thread::Builder::new().name("orchestr8-journal".into()).spawn(move || committer.commit_loop())?;
-        Ok(LogStore { handle: Arc::new(Handle { shared, committer: Some(committer) }) })
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new().name("orchestr8-journal".into()).spawn(move || shared.run())?
+        };
+        Ok(LogStore { handle: Arc::new(Handle { shared, thread: Some(thread) }) })
     }
 
     /// Commits (fsync rounds) so far: each made the ends of one or more
@@ -201,166 +227,224 @@ impl LogStore {
 
     /// The segments this process has written, oldest first.
     pub fn segments(&self) -> Vec<PathBuf> {
-        lock(&self.handle.shared.log).segments.iter().map(|s| s.path.clone()).collect()
+        let log = lock(&self.handle.shared.log);
+        log.segments.iter().filter(|s| s.file.is_some()).map(|s| s.path.clone()).collect()
+    }
+
+    /// Resolves once every line appended so far is in the OS (written, not
+    /// necessarily durable): what survives a crash of this process.
+    pub async fn in_os(&self) -> io::Result<()> {
+        let shared = &self.handle.shared;
+        let mut rx = shared.progress.subscribe();
+        let pos = lock(&shared.log).pos;
+        let progress = rx
+            .wait_for(|p| p.written >= pos || p.error.is_some())
+            .await
+            .map_err(|_| io::Error::other("the journal's log thread has stopped"))?;
+        match &progress.error {
+            Some(e) => Err(io::Error::other(e.to_string())),
+            None => Ok(()),
+        }
     }
 }
 
 impl Shared {
-    /// Before a commit: while other executions are still running (writers
-    /// open that have not asked for a commit yet), waits up to the commit
-    /// delay so that their ends share this fsync. Each fsync costs the disk
-    /// a flush and this VM an exit to the hypervisor; a lone execution
-    /// waits for nothing.
-    fn gather(&self) {
-        if self.commit_delay.is_zero() {
-            return;
-        }
-        let waiting = std::mem::take(&mut lock(&self.commit).waiting);
-        if self.open.load(Ordering::Relaxed) > waiting {
-            std::thread::sleep(self.commit_delay);
-        }
-    }
-
-    /// The commit thread: waits for a writer to want a position, syncs
-    /// everything written so far (one `fdatasync` for all who asked
-    /// meanwhile), says so, repeats; on stop, commits what is left.
-    fn commit_loop(&self) {
-        let mut done = 0u64;
+    /// The log thread: writes what was appended, commits when a writer
+    /// waits for durability, until stopped; then writes, commits and closes
+    /// what is left.
+    fn run(&self) {
+        let mut durable = 0u64;
+        let mut unsynced: Vec<Arc<File>> = Vec::new();
         loop {
-            let stop = {
-                let mut c = lock(&self.commit);
-                while c.wanted <= done && !c.stop {
-                    c = self.wake.wait(c).unwrap_or_else(|e| e.into_inner());
-                }
-                c.stop
-            };
-            if !stop {
-                self.gather();
-            }
-            let (files, full, upto) = {
+            let (runs, upto, commit, stop) = {
                 let mut log = lock(&self.log);
-                let full = std::mem::take(&mut log.full);
-                let mut files: Vec<Arc<File>> = full.iter().map(|&i| log.segments[i].file.clone()).collect();
-                files.extend(log.segments.last().map(|s| s.file.clone()));
-                (files, full, log.pos)
-            };
-            if upto > done || !full.is_empty() {
-                let failed = files.iter().find_map(|f| f.sync_data().err());
-                if let Some(e) = &failed {
-                    tracing::error!(error = %e, "journal log fsync failed; executions ending from now on are not durable");
+                while log.pending.is_empty() && log.wanted <= durable && !log.stop {
+                    log = self.wake.wait(log).unwrap_or_else(|e| e.into_inner());
                 }
-                self.durable.send_modify(|s| {
-                    s.upto = upto;
-                    if let (None, Some(e)) = (&s.error, &failed) {
-                        s.error = Some(format!("journal fsync failed: {e}").into());
-                    }
-                });
-                done = upto;
+                let commit = log.wanted > durable || log.stop;
+                if commit && !log.stop {
+                    log = self.gather(log);
+                }
+                let runs = std::mem::take(&mut log.pending);
+                (runs, log.pos, commit, log.stop)
+            };
+            let wrote = self.write(runs, &mut unsynced);
+            {
+                let mut log = lock(&self.log);
+                log.written = upto;
+            }
+            self.written.notify_all();
+            let mut failed = wrote.err();
+            if commit && upto > durable {
+                if failed.is_none() {
+                    failed = unsynced.iter().find_map(|f| f.sync_data().err());
+                    // The last segment stays open for the next commit.
+                    let current = unsynced.pop();
+                    unsynced.clear();
+                    unsynced.extend(current);
+                }
+                durable = upto;
                 self.commits.fetch_add(1, Ordering::Relaxed);
-                let mut log = lock(&self.log);
-                for i in full {
-                    self.close(&mut log.segments[i]);
-                }
             }
+            if let Some(e) = &failed {
+                tracing::error!(error = %e, "journal log write or fsync failed; executions ending from now on are not durable");
+            }
+            self.progress.send_modify(|p| {
+                p.written = upto;
+                if commit {
+                    p.durable = durable;
+                }
+                if let (None, Some(e)) = (&p.error, &failed) {
+                    p.error = Some(format!("journal write failed: {e}").into());
+                }
+            });
             if stop {
-                // No store and no writer is left: nothing appends any more.
-                let mut log = lock(&self.log);
-                if let Some(last) = log.segments.last_mut() {
-                    self.close(last);
+                let log = lock(&self.log);
+                if log.pending.is_empty() {
+                    return;
                 }
-                return;
             }
         }
     }
 
-    /// Cuts a segment that is written no more to its length.
-    fn close(&self, segment: &mut Segment) {
-        if let Err(e) = segment.close() {
-            tracing::warn!(path = %segment.path.display(), error = %e, "cannot cut the journal segment to its length; readers skip its NUL tail");
+    /// Before a commit: while other executions are still running (writers
+    /// open that have not asked for a commit yet), waits the commit delay
+    /// so that their ends share this fsync. Each fsync costs the disk a
+    /// flush and this VM an exit to the hypervisor; a lone execution waits
+    /// for nothing. (Ending the wait as soon as every running execution
+    /// asks costs a wake-up of this thread per execution, and was slower.)
+    fn gather<'a>(&'a self, mut log: MutexGuard<'a, Log>) -> MutexGuard<'a, Log> {
+        let waiting = std::mem::take(&mut log.waiting);
+        if self.commit_delay.is_zero() || self.open.load(Ordering::Relaxed) <= waiting {
+            return log;
         }
+        drop(log);
+        std::thread::sleep(self.commit_delay);
+        lock(&self.log)
     }
 
-    /// Appends `bytes` (whole lines of `id`) to the current segment; returns
-    /// the log position after them.
-    fn append(&self, id: &Arc<str>, bytes: &[u8]) -> io::Result<u64> {
-        let n = bytes.len() as u64;
-        let mut log = lock(&self.log);
-        let log = &mut *log;
-        let full = log.segments.last().is_none_or(|s| s.len > 0 && (s.len + n > self.segment_bytes || !s.fits(n)));
-        if full {
-            self.open_segment(log, n)?;
-        }
-        let number = log.segments.len() - 1;
-        let offset = log.segments[number].append(bytes)?;
-        log.pos += n;
-        if let Some(ranges) = log.index.get_mut(id) {
-            let len = bytes.len() as u32;
-            match ranges.last_mut() {
-                Some(r) if r.segment == number as u32 && r.offset + u64::from(r.len) == offset => r.len += len,
-                _ => ranges.push(Range { segment: number as u32, offset, len }),
+    /// Writes runs of bytes, one `write(2)` per segment touched, creating
+    /// segment files as needed; remembers the files for the next commit.
+    fn write(&self, runs: Vec<Run>, unsynced: &mut Vec<Arc<File>>) -> io::Result<()> {
+        for run in runs {
+            let file = self.file(run.segment)?;
+            write_at(&file, &run.bytes, run.offset)?;
+            if !unsynced.iter().any(|f| Arc::ptr_eq(f, &file)) {
+                unsynced.push(file);
             }
         }
-        Ok(log.pos)
+        Ok(())
     }
 
-    /// Starts the next segment, with room for at least `n` bytes.
-    fn open_segment(&self, log: &mut Log, n: u64) -> io::Result<()> {
-        let dir = self.dir.join(LOG_DIR);
-        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let path = dir.join(format!("{millis:013}-{}-{:04}.jsonl", std::process::id(), log.opened));
+    /// The file of segment `number`, created on first use.
+    fn file(&self, number: usize) -> io::Result<Arc<File>> {
+        let path = {
+            let log = lock(&self.log);
+            let seg = &log.segments[number];
+            if let Some(f) = &seg.file {
+                return Ok(f.clone());
+            }
+            seg.path.clone()
+        };
         let open = || OpenOptions::new().create_new(true).write(true).read(true).open(&path);
         let file = match open() {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir)?;
+                std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
                 open()?
             }
             Err(e) => return Err(e),
         };
-        log.opened += 1;
-        if !log.segments.is_empty() {
-            log.full.push(log.segments.len() - 1);
-        }
-        let reserve = if self.map_segments { self.segment_bytes.max(n) } else { 0 };
-        log.segments.push(Segment::new(path, file, reserve));
-        Ok(())
+        let file = Arc::new(file);
+        lock(&self.log).segments[number].file = Some(file.clone());
+        Ok(file)
     }
 
-    /// Asks the commit thread for everything up to `pos`; resolves once it is durable.
+    /// Appends `bytes` (whole lines of `id`) to the log, in memory; returns
+    /// the log position after them.
+    fn append(&self, id: &Arc<str>, bytes: &[u8]) -> u64 {
+        let n = bytes.len() as u64;
+        let mut log = lock(&self.log);
+        let log = &mut *log;
+        let full = log.segments.last().is_none_or(|s| s.len > 0 && s.len + n > self.segment_bytes);
+        if full {
+            let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let name = format!("{millis:013}-{}-{:04}.jsonl", std::process::id(), log.segments.len());
+            log.segments.push(Segment { path: self.dir.join(LOG_DIR).join(name), file: None, len: 0 });
+        }
+        let number = log.segments.len() - 1;
+        let seg = &mut log.segments[number];
+        let offset = seg.len;
+        seg.len += n;
+        log.pos += n;
+        let wake = log.pending.is_empty();
+        match log.pending.last_mut() {
+            Some(run) if run.segment == number && run.offset + run.bytes.len() as u64 == offset => {
+                run.bytes.extend_from_slice(bytes)
+            }
+            _ => log.pending.push(Run { segment: number, offset, bytes: bytes.to_vec() }),
+        }
+        let end = log.pos;
+        if let Some(ranges) = log.index.get_mut(id) {
+            let len = bytes.len() as u32;
+            match ranges.last_mut() {
+                Some(r) if r.segment == number as u32 && r.offset + u64::from(r.len) == offset => {
+                    r.len += len;
+                    r.end = end;
+                }
+                _ => ranges.push(Range { segment: number as u32, offset, len, end }),
+            }
+        }
+        if wake {
+            self.wake.notify_one();
+        }
+        end
+    }
+
+    /// Asks the log thread for everything up to `pos`; resolves once it is durable.
     fn durable_at(&self, pos: u64) -> Durable {
-        let mut rx = self.durable.subscribe();
+        let mut rx = self.progress.subscribe();
         {
-            let mut c = lock(&self.commit);
-            c.waiting += 1;
-            if c.wanted < pos {
-                c.wanted = pos;
+            let mut log = lock(&self.log);
+            log.waiting += 1;
+            if log.wanted < pos {
+                log.wanted = pos;
                 self.wake.notify_one();
             }
         }
         Box::pin(async move {
-            let synced = rx
-                .wait_for(|s| s.upto >= pos || s.error.is_some())
+            let progress = rx
+                .wait_for(|p| p.durable >= pos || p.error.is_some())
                 .await
-                .map_err(|_| io::Error::other("the journal's commit thread has stopped"))?;
-            match &synced.error {
+                .map_err(|_| io::Error::other("the journal's log thread has stopped"))?;
+            match &progress.error {
                 Some(e) => Err(io::Error::other(e.to_string())),
                 None => Ok(()),
             }
         })
     }
 
-    /// The lines of `id` this process wrote and still indexes.
+    /// The lines of `id` this process appended and still indexes, once written.
     fn read_indexed(&self, id: &str) -> Option<io::Result<Vec<u8>>> {
-        let (ranges, files): (Vec<Range>, Vec<Arc<File>>) = {
-            let log = lock(&self.log);
+        let (ranges, files) = {
+            let mut log = lock(&self.log);
             let ranges = log.index.get(id)?.clone();
-            (ranges, log.segments.iter().map(|s| s.file.clone()).collect())
+            let end = ranges.last().map_or(0, |r| r.end);
+            // Appended moments ago: the log thread is writing it now.
+            while log.written < end && !log.stop {
+                log = self.written.wait(log).unwrap_or_else(|e| e.into_inner());
+            }
+            let files: Vec<Option<Arc<File>>> = log.segments.iter().map(|s| s.file.clone()).collect();
+            (ranges, files)
         };
         let mut bytes = Vec::with_capacity(ranges.iter().map(|r| r.len as usize).sum());
         for r in ranges {
+            let Some(file) = &files[r.segment as usize] else {
+                return Some(Err(io::Error::other("the journal segment was never written")));
+            };
             let start = bytes.len();
             bytes.resize(start + r.len as usize, 0);
-            if let Err(e) = read_at(&files[r.segment as usize], &mut bytes[start..], r.offset) {
+            if let Err(e) = read_at(file, &mut bytes[start..], r.offset) {
                 return Some(Err(e));
             }
         }
@@ -368,8 +452,8 @@ impl Shared {
     }
 }
 
-/// One execution's writer: lines collect in `buf` and go to the log in one
-/// write per flush.
+/// One execution's writer: lines collect in `buf` and go to the log's
+/// buffer in one copy per flush.
 struct LogWriter {
     handle: Arc<Handle>,
     id: Arc<str>,
@@ -389,12 +473,10 @@ impl JournalWriter for LogWriter {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+        if !self.buf.is_empty() {
+            self.pos = self.handle.shared.append(&self.id, &self.buf);
+            self.buf.clear();
         }
-        let r = self.handle.shared.append(&self.id, &self.buf);
-        self.buf.clear();
-        self.pos = r?;
         Ok(())
     }
 
@@ -403,10 +485,8 @@ impl JournalWriter for LogWriter {
     }
 
     fn sync(&mut self) -> Durable {
-        match self.flush() {
-            Ok(()) => self.handle.shared.durable_at(self.pos),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        let _ = self.flush();
+        self.handle.shared.durable_at(self.pos)
     }
 }
 
@@ -493,7 +573,7 @@ fn scan(log_dir: &Path, execution_id: &str) -> io::Result<JournalRead> {
     let finder = memchr::memmem::Finder::new(&key);
     let mut read = JournalRead::default();
     for path in names {
-        let bytes = read_segment(&path)?;
+        let bytes = std::fs::read(&path)?;
         let mut from = 0;
         while let Some(at) = finder.find(&bytes[from..]) {
             let at = from + at;
@@ -519,28 +599,4 @@ fn scan(log_dir: &Path, execution_id: &str) -> io::Result<JournalRead> {
         tracing::warn!("{w}");
     }
     Ok(read)
-}
-
-/// A segment's lines: its bytes up to the first NUL. Lines never hold one
-/// (JSON escapes control characters); a segment still being written (or
-/// cut short by a crash) has its reserved space after them, all NULs, which
-/// is not read.
-fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    const CHUNK: usize = 1 << 20;
-    let mut file = File::open(path)?;
-    let mut bytes = Vec::new();
-    loop {
-        let start = bytes.len();
-        bytes.resize(start + CHUNK, 0);
-        let n = file.read(&mut bytes[start..])?;
-        bytes.truncate(start + n);
-        if let Some(nul) = memchr::memchr(0, &bytes[start..]) {
-            bytes.truncate(start + nul);
-            return Ok(bytes);
-        }
-        if n == 0 {
-            return Ok(bytes);
-        }
-    }
 }

@@ -480,11 +480,10 @@ impl JournalRead {
 
 /// Parses journal bytes. A last line without its newline that does not parse
 /// is dropped with a warning (a crash tore it); any other bad line is an
-/// `InvalidData` error. NUL bytes at the end are not data: the unwritten
-/// tail of a log segment whose space was reserved up front.
+/// `InvalidData` error.
 pub fn parse(bytes: &[u8]) -> io::Result<JournalRead> {
     let mut read = JournalRead::default();
-    let mut rest = without_nul_tail(bytes);
+    let mut rest = bytes;
     let mut line_no = 0usize;
     while !rest.is_empty() {
         line_no += 1;
@@ -515,12 +514,6 @@ pub fn parse(bytes: &[u8]) -> io::Result<JournalRead> {
         }
     }
     Ok(read)
-}
-
-/// `bytes` without the NUL bytes that end it.
-fn without_nul_tail(bytes: &[u8]) -> &[u8] {
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    &bytes[..end]
 }
 
 /// Reads and parses a journal file; see [`parse`]. Warnings are also logged.
