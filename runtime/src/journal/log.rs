@@ -235,16 +235,21 @@ impl LogStore {
     /// necessarily durable): what survives a crash of this process.
     pub async fn in_os(&self) -> io::Result<()> {
         let shared = &self.handle.shared;
-        let mut rx = shared.progress.subscribe();
+        let rx = shared.progress.subscribe();
         let pos = lock(&shared.log).pos;
-        let progress = rx
-            .wait_for(|p| p.written >= pos || p.error.is_some())
-            .await
-            .map_err(|_| io::Error::other("the journal's log thread has stopped"))?;
-        match &progress.error {
-            Some(e) => Err(io::Error::other(e.to_string())),
-            None => Ok(()),
-        }
+        wait_until(rx, move |p| p.written >= pos).await
+    }
+}
+
+/// Waits until the log thread's progress `reached` a point; its error if it failed before.
+async fn wait_until(mut rx: watch::Receiver<Progress>, reached: impl Fn(&Progress) -> bool) -> io::Result<()> {
+    let progress = rx
+        .wait_for(|p| reached(p) || p.error.is_some())
+        .await
+        .map_err(|_| io::Error::other("the journal's log thread has stopped"))?;
+    match &progress.error {
+        Some(e) => Err(io::Error::other(e.to_string())),
+        None => Ok(()),
     }
 }
 
@@ -403,7 +408,7 @@ impl Shared {
 
     /// Asks the log thread for everything up to `pos`; resolves once it is durable.
     fn durable_at(&self, pos: u64) -> Durable {
-        let mut rx = self.progress.subscribe();
+        let rx = self.progress.subscribe();
         {
             let mut log = lock(&self.log);
             log.waiting += 1;
@@ -412,16 +417,7 @@ impl Shared {
                 self.wake.notify_one();
             }
         }
-        Box::pin(async move {
-            let progress = rx
-                .wait_for(|p| p.durable >= pos || p.error.is_some())
-                .await
-                .map_err(|_| io::Error::other("the journal's log thread has stopped"))?;
-            match &progress.error {
-                Some(e) => Err(io::Error::other(e.to_string())),
-                None => Ok(()),
-            }
-        })
+        Box::pin(wait_until(rx, move |p| p.durable >= pos))
     }
 
     /// The lines of `id` this process appended and still indexes, once written.
