@@ -25,8 +25,8 @@
 //!
 //! Run: `cargo bench -p orchestr8-runtime --features server --bench server`.
 //! `O8_BENCH_SECS` changes the measured seconds per row (default 3);
-//! `O8_BENCH_ONLY=bare` or `=serve` runs just the bare row or just `serve`
-//! on disk (to profile one of them).
+//! `O8_BENCH_ONLY=bare`, `=serve` or `=log` runs just the bare row, `serve`
+//! on disk, or the executor on the log store (to profile one of them).
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -393,7 +393,7 @@ fn orchestr8_row(label: &str, dir: &Path, measure: Duration, bare: &Row) -> Row 
 /// The same workflow through `Runtime::start` with no HTTP: `CLIENTS` tasks
 /// each starting and awaiting executions back to back on a multi-thread
 /// runtime; executions per second and p50/p99 of start-to-output.
-fn executor_row(label: &str, store: impl JournalStore, measure: Duration, bare: &Row) {
+fn executor_row(label: &str, store: impl JournalStore, measure: Duration, bare: &Row) -> Row {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let row = rt.block_on(async move {
         let runtime = Arc::new(Runtime::new(store));
@@ -431,6 +431,7 @@ fn executor_row(label: &str, store: impl JournalStore, measure: Duration, bare: 
     });
     rt.shutdown_background();
     print_row(label, &row, Some(bare));
+    row
 }
 
 fn main() {
@@ -445,10 +446,17 @@ fn main() {
     println!("{:<32} {:>12} {:>10} {:>10} {:>10} {:>7} {:>8}", "server", "req/s", "p50", "p99", "max", "x bare", "n");
 
     let only = std::env::var("O8_BENCH_ONLY").unwrap_or_default();
+    // No bare row to compare with: ratios read against 1 req/s.
+    let one = Row { requests: 0, errors: 0, total: 0, per_sec: 1.0, p50: ZERO, p99: ZERO, max: ZERO };
     if only == "serve" {
-        // No bare row to compare with: ratios read against 1 req/s.
-        let one = Row { requests: 0, errors: 0, total: 0, per_sec: 1.0, p50: ZERO, p99: ZERO, max: ZERO };
         orchestr8_row("orchestr8 serve (disk)", tempfile::tempdir().unwrap().path(), measure, &one);
+        return;
+    }
+    if only == "log" {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::new(dir.path()).unwrap();
+        let row = executor_row("executor (log store, disk)", log.clone(), measure, &one);
+        println!("  {} executions per commit (fdatasync) on average", row.total as u64 / log.commits().max(1));
         return;
     }
     let (addr, stop) = start_bare();
@@ -469,11 +477,13 @@ fn main() {
     }
 
     println!("no HTTP: the same workflow through Runtime::start, {CLIENTS} concurrent loops");
-    executor_row("executor (memory store)", MemoryStore::new(), measure, &bare);
+    let _ = executor_row("executor (memory store)", MemoryStore::new(), measure, &bare);
     let dir = tempfile::tempdir().unwrap();
-    executor_row("executor (log store, disk)", LogStore::new(dir.path()).unwrap(), measure, &bare);
+    let log = LogStore::new(dir.path()).unwrap();
+    let row = executor_row("executor (log store, disk)", log.clone(), measure, &bare);
+    println!("  {} executions per commit (fdatasync) on average", row.total as u64 / log.commits().max(1));
     let dir = tempfile::tempdir().unwrap();
-    executor_row("executor (file store, disk)", FileStore::new(dir.path()), measure, &bare);
+    let _ = executor_row("executor (file store, disk)", FileStore::new(dir.path()), measure, &bare);
 
     let probe = tempfile::tempdir().unwrap();
     println!("write + sync_data of a new small file: {} on disk", ms(fsync_cost(probe.path(), 200)));

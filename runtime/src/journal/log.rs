@@ -57,6 +57,9 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// by scanning (about 150 bytes each).
 pub const INDEX_CAPACITY: usize = 100_000;
 
+/// The largest write-out buffer kept for reuse (a burst may grow one past it).
+const MAX_SPARE: usize = 4 << 20;
+
 /// The log's folder under the journal directory.
 pub const LOG_DIR: &str = "log";
 
@@ -144,8 +147,11 @@ struct Log {
     segments: Vec<Segment>,
     /// Bytes appended in all, across segments (the log position).
     pos: u64,
-    /// Appended, not yet written: runs of bytes, in order.
-    pending: Vec<Run>,
+    /// Appended, not yet written.
+    pending: Pending,
+    /// The buffer the log thread last wrote out, emptied, for the next
+    /// `pending`: appends reuse its memory instead of growing a fresh one.
+    spare: Pending,
     /// Log position up to which `pending` has been written.
     written: u64,
     /// The log position a writer waits to be durable.
@@ -166,11 +172,38 @@ struct Segment {
     len: u64,
 }
 
-/// Bytes appended to segment `segment` at `offset`, not yet written.
+/// Bytes appended and not yet written: runs of `bytes`, in order.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    runs: Vec<Run>,
+}
+
+/// `len` bytes of [`Pending::bytes`] from `start`, for segment `segment` at `offset`.
 struct Run {
     segment: usize,
     offset: u64,
-    bytes: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    fn push(&mut self, segment: usize, offset: u64, bytes: &[u8]) {
+        match self.runs.last_mut() {
+            Some(run) if run.segment == segment && run.offset + run.len as u64 == offset => run.len += bytes.len(),
+            _ => self.runs.push(Run { segment, offset, start: self.bytes.len(), len: bytes.len() }),
+        }
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.runs.clear();
+    }
 }
 
 /// Some lines of one execution: `len` bytes at `offset` of segment `segment`,
@@ -261,7 +294,7 @@ impl Shared {
         let mut durable = 0u64;
         let mut unsynced: Vec<Arc<File>> = Vec::new();
         loop {
-            let (runs, upto, commit, stop) = {
+            let (batch, upto, commit, stop) = {
                 let mut log = lock(&self.log);
                 while log.pending.is_empty() && log.wanted <= durable && !log.stop {
                     log = self.wake.wait(log).unwrap_or_else(|e| e.into_inner());
@@ -270,13 +303,19 @@ impl Shared {
                 if commit && !log.stop {
                     log = self.gather(log);
                 }
-                let runs = std::mem::take(&mut log.pending);
-                (runs, log.pos, commit, log.stop)
+                let spare = std::mem::take(&mut log.spare);
+                let batch = std::mem::replace(&mut log.pending, spare);
+                (batch, log.pos, commit, log.stop)
             };
-            let wrote = self.write(runs, &mut unsynced);
+            let wrote = self.write(&batch, &mut unsynced);
             {
                 let mut log = lock(&self.log);
                 log.written = upto;
+                if batch.bytes.capacity() <= MAX_SPARE {
+                    let mut batch = batch;
+                    batch.clear();
+                    log.spare = batch;
+                }
             }
             self.written.notify_all();
             let mut failed = wrote.err();
@@ -330,10 +369,10 @@ impl Shared {
 
     /// Writes runs of bytes, one `write(2)` per segment touched, creating
     /// segment files as needed; remembers the files for the next commit.
-    fn write(&self, runs: Vec<Run>, unsynced: &mut Vec<Arc<File>>) -> io::Result<()> {
-        for run in runs {
+    fn write(&self, batch: &Pending, unsynced: &mut Vec<Arc<File>>) -> io::Result<()> {
+        for run in &batch.runs {
             let file = self.file(run.segment)?;
-            write_at(&file, &run.bytes, run.offset)?;
+            write_at(&file, &batch.bytes[run.start..run.start + run.len], run.offset)?;
             if !unsynced.iter().any(|f| Arc::ptr_eq(f, &file)) {
                 unsynced.push(file);
             }
@@ -383,12 +422,7 @@ impl Shared {
         seg.len += n;
         log.pos += n;
         let wake = log.pending.is_empty();
-        match log.pending.last_mut() {
-            Some(run) if run.segment == number && run.offset + run.bytes.len() as u64 == offset => {
-                run.bytes.extend_from_slice(bytes)
-            }
-            _ => log.pending.push(Run { segment: number, offset, bytes: bytes.to_vec() }),
-        }
+        log.pending.push(number, offset, bytes);
         let end = log.pos;
         if let Some(ranges) = log.index.get_mut(id) {
             let len = bytes.len() as u32;
