@@ -25,7 +25,7 @@
 //! running execution cooperatively and waits for their journals to end; a
 //! second one exits at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::IntoFuture;
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -48,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::BoxFuture;
 use crate::error::{ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, Runtime, WorkflowInfo};
+use crate::journal::id_map::IdMap;
 use crate::journal::{JournalRead, JournalStore, LogStore, Snapshot, LOG_DIR};
 use crate::program::{escape_pointer, one_line, panic_message, ExecutionIds, InputError, ServeArgs};
 use crate::state::{ExecutionState, StepState};
@@ -237,7 +238,7 @@ struct App {
 
 #[derive(Default)]
 struct Table {
-    entries: HashMap<Arc<str>, Arc<Entry>>,
+    entries: IdMap<Arc<str>, Arc<Entry>>,
     /// Finished executions, oldest first, for eviction.
     finished: VecDeque<Arc<str>>,
     /// Shutting down: nothing new starts.
@@ -449,8 +450,15 @@ fn is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = ct.split(';').next().unwrap_or("").trim().as_bytes();
+    let (kind, subtype) = match essence.iter().position(|&b| b == b'/') {
+        Some(i) => (&essence[..i], &essence[i + 1..]),
+        None => return false,
+    };
+    let json = |s: &[u8]| s.eq_ignore_ascii_case(b"json");
+    kind.eq_ignore_ascii_case(b"application")
+        && (json(subtype)
+            || subtype.len() > 5 && json(&subtype[subtype.len() - 4..]) && subtype[subtype.len() - 5] == b'+')
 }
 
 /// `a=b&c=d` into pairs (values are plain words and numbers: no decoding).
@@ -981,4 +989,28 @@ fn openapi(config: &Config) -> Value {
             }
         } }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content_type(ct: &str) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        is_json(&headers)
+    }
+
+    #[test]
+    fn json_media_types_with_any_case_and_parameters() {
+        for yes in
+            ["application/json", "Application/JSON; charset=utf-8", " application/problem+json ", "application/x+JSON"]
+        {
+            assert!(content_type(yes), "{yes}");
+        }
+        for no in ["text/json", "application/jsonx", "application/+json", "json", "application/xml", ""] {
+            assert!(!content_type(no), "{no:?}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
+    }
 }

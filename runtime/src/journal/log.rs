@@ -36,7 +36,7 @@
 //! its id. A plain `EXECUTION_ID.jsonl` in `DIR` (from `run`) is read too,
 //! so one directory serves both.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+use super::id_map::IdMap;
 use super::segment::{read_at, write_at};
 use super::store::{check_execution_id, Durable};
 use super::{JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache};
@@ -159,7 +160,7 @@ struct Log {
     /// Writers that asked for a commit since the last one began.
     waiting: usize,
     /// Where the lines of recent executions are.
-    index: HashMap<Arc<str>, Vec<Range>>,
+    index: IdMap<Arc<str>, Vec<Range>>,
     order: VecDeque<Arc<str>>,
     stop: bool,
 }

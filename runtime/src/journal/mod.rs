@@ -9,6 +9,7 @@
 //! [`parse`] recover every complete event of a journal whose last line was
 //! torn by a crash, and say so.
 
+pub(crate) mod id_map;
 mod log;
 mod segment;
 mod store;

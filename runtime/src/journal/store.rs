@@ -1,11 +1,12 @@
 //! Where journals go: files (the default) or memory, behind one trait.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::id_map::IdMap;
 use super::{JournalEvent, JournalRead, LineCache};
 
 /// The default journal directory, relative to the working directory.
@@ -241,7 +242,7 @@ type Events = Arc<Mutex<Chunks>>;
 
 #[derive(Default)]
 struct MemoryInner {
-    journals: HashMap<String, Events>,
+    journals: IdMap<String, Events>,
     order: VecDeque<String>,
     spare: Spare,
 }
