@@ -9,15 +9,15 @@
 //! warm-up and end before the deadline are counted. Rows:
 //!
 //! - `bare axum`: a handler that reads the JSON body and returns a small JSON;
-//! - `orchestr8 (file store, disk)`: the real server (`Program::run_with`
-//!   `serve`), journals in a temp dir on the disk: one journal file per
-//!   execution, `sync_data` after its terminal event, as in production;
-//! - `orchestr8 (file store, tmpfs)`: the same with the journal dir on
-//!   `/dev/shm` (when present), where an fsync costs next to nothing: the
-//!   difference is what the fsync per execution costs;
+//! - `orchestr8 serve (disk)`: the real server (`Program::run_with`
+//!   `serve`), its journal log in a temp dir on the disk, as in production
+//!   (every request's journal is counted in the log afterwards);
+//! - `orchestr8 serve (tmpfs)`: the same with the journal dir on `/dev/shm`
+//!   (when present), where an fsync costs next to nothing;
 //! - `executor (...)`: the same workflow through `Runtime::start`, no HTTP,
-//!   with a `MemoryStore`, then a `FileStore` on tmpfs and on disk: where the
-//!   time goes between the journal and the HTTP path.
+//!   with a `MemoryStore`, the `LogStore` on disk (and its executions per
+//!   fsync), and a `FileStore` (a file and an fsync per execution) on disk:
+//!   where the time goes between the journal and the HTTP path.
 //!
 //! Then the cost of one write + `sync_data` of a new small file on each, and
 //! whether issue 7's targets hold for the production row (at least half the

@@ -15,11 +15,16 @@
 //! error with its JSON pointer into the request body), 503 while shutting
 //! down.
 //!
-//! Executions run on the same executor and file journal as a plain run
-//! (`--journal-dir`), and are kept in memory by id (the most recent
-//! [`MAX_FINISHED`] finished ones; older ones, and those of earlier
-//! processes, are read back from their journals: one without a terminal
-//! event is reported `failed` with kind `interrupted`).
+//! Executions run on the same executor as a plain run. Their journals go to
+//! one append-only log under `--journal-dir` ([`LogStore`]: `DIR/log/`,
+//! the contract's lines of all executions interleaved, one `fdatasync` for
+//! every execution that ended meanwhile): a request that waits gets its
+//! result once its terminal event is durable, a 202 is sent once the
+//! execution's start is in the OS. Executions are kept in memory by id (the
+//! most recent [`MAX_FINISHED`] finished ones); older ones, and those of
+//! earlier processes, are read back from the log (or a `run`'s
+//! `ID.jsonl`): one without a terminal event is reported `failed` with kind
+//! `interrupted`.
 //!
 //! The first Ctrl-C or SIGTERM stops accepting connections, cancels every
 //! running execution cooperatively and waits for their journals to end; a
@@ -130,7 +135,7 @@ async fn serve(
     let local = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let mut interrupts = interrupts.unwrap_or_else(signals);
     let store = LogStore::new(config.args.journal_dir.clone())
-        .map_err(|e| format!("cannot start the journal's commit thread: {e}"))?;
+        .map_err(|e| format!("cannot start the journal's log thread: {e}"))?;
     let app = Arc::new(App {
         openapi: Bytes::from(serde_json::to_vec_pretty(&openapi(&config)).unwrap_or_default()),
         runtime: Runtime::new(store.clone()),
