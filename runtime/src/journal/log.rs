@@ -128,16 +128,17 @@ struct Shared {
     open: AtomicUsize,
     /// Commits (fsync rounds) done.
     commits: AtomicU64,
-    /// What the log thread has written and made durable.
-    progress: watch::Sender<Progress>,
+    /// How far lines are in the OS, for [`LogStore::in_os`].
+    in_os: watch::Sender<Mark>,
+    /// How far lines are durable, for [`JournalWriter::sync`]. Two channels,
+    /// so that a write-out does not wake every execution waiting for a commit.
+    on_disk: watch::Sender<Mark>,
 }
 
+/// A log position the log thread reached.
 #[derive(Debug, Clone, Default)]
-struct Progress {
-    /// Log position up to which lines are in the OS.
-    written: u64,
-    /// Log position up to which lines are durable.
-    durable: u64,
+struct Mark {
+    pos: u64,
     /// Set once and kept: after a failed write or fsync nothing later can be promised.
     error: Option<Arc<str>>,
 }
@@ -239,7 +240,8 @@ impl LogStore {
             written: Condvar::new(),
             open: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
-            progress: watch::Sender::new(Progress::default()),
+            in_os: watch::Sender::new(Mark::default()),
+            on_disk: watch::Sender::new(Mark::default()),
         });
         let thread = {
             let shared = shared.clone();
@@ -269,19 +271,19 @@ impl LogStore {
     /// necessarily durable): what survives a crash of this process.
     pub async fn in_os(&self) -> io::Result<()> {
         let shared = &self.handle.shared;
-        let rx = shared.progress.subscribe();
+        let rx = shared.in_os.subscribe();
         let pos = lock(&shared.log).pos;
-        wait_until(rx, move |p| p.written >= pos).await
+        wait_until(rx, pos).await
     }
 }
 
-/// Waits until the log thread's progress `reached` a point; its error if it failed before.
-async fn wait_until(mut rx: watch::Receiver<Progress>, reached: impl Fn(&Progress) -> bool) -> io::Result<()> {
-    let progress = rx
-        .wait_for(|p| reached(p) || p.error.is_some())
+/// Waits until the log thread's mark reaches `pos`; its error if it failed before.
+async fn wait_until(mut rx: watch::Receiver<Mark>, pos: u64) -> io::Result<()> {
+    let mark = rx
+        .wait_for(|m| m.pos >= pos || m.error.is_some())
         .await
         .map_err(|_| io::Error::other("the journal's log thread has stopped"))?;
-    match &progress.error {
+    match &mark.error {
         Some(e) => Err(io::Error::other(e.to_string())),
         None => Ok(()),
     }
@@ -289,83 +291,92 @@ async fn wait_until(mut rx: watch::Receiver<Progress>, reached: impl Fn(&Progres
 
 impl Shared {
     /// The log thread: writes what was appended, commits when a writer
-    /// waits for durability, until stopped; then writes, commits and closes
-    /// what is left.
+    /// waits for durability, until stopped; then writes and commits what is
+    /// left.
     fn run(&self) {
         let mut durable = 0u64;
         let mut unsynced: Vec<Arc<File>> = Vec::new();
         loop {
-            let (batch, upto, commit, stop) = {
+            let (commit, stop) = {
                 let mut log = lock(&self.log);
                 while log.pending.is_empty() && log.wanted <= durable && !log.stop {
                     log = self.wake.wait(log).unwrap_or_else(|e| e.into_inner());
                 }
-                let commit = log.wanted > durable || log.stop;
-                if commit && !log.stop {
-                    log = self.gather(log);
-                }
-                let spare = std::mem::take(&mut log.spare);
-                let batch = std::mem::replace(&mut log.pending, spare);
-                (batch, log.pos, commit, log.stop)
+                (log.wanted > durable || log.stop, log.stop)
             };
-            let wrote = self.write(&batch, &mut unsynced);
-            {
-                let mut log = lock(&self.log);
-                log.written = upto;
-                if batch.bytes.capacity() <= MAX_SPARE {
-                    let mut batch = batch;
-                    batch.clear();
-                    log.spare = batch;
-                }
+            // Out first, so that nothing waits on the gathering to be in the OS.
+            let mut written = self.write_out(&mut unsynced);
+            if commit && !stop && self.gather() {
+                written = written.and(self.write_out(&mut unsynced));
             }
-            self.written.notify_all();
-            let mut failed = wrote.err();
+            let (upto, mut failed) = match written {
+                Ok(upto) => (upto, None),
+                Err((upto, e)) => (upto, Some(e)),
+            };
             if commit && upto > durable {
                 if failed.is_none() {
                     failed = unsynced.iter().find_map(|f| f.sync_data().err());
-                    // The last segment stays open for the next commit.
+                    // The last segment is written on; full ones are done.
                     let current = unsynced.pop();
                     unsynced.clear();
                     unsynced.extend(current);
                 }
                 durable = upto;
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                self.on_disk.send_modify(|m| m.pos = durable);
             }
-            if let Some(e) = &failed {
+            if let Some(e) = failed {
                 tracing::error!(error = %e, "journal log write or fsync failed; executions ending from now on are not durable");
+                let error: Arc<str> = format!("journal write failed: {e}").into();
+                for mark in [&self.in_os, &self.on_disk] {
+                    mark.send_modify(|m| {
+                        m.error.get_or_insert_with(|| error.clone());
+                    });
+                }
             }
-            self.progress.send_modify(|p| {
-                p.written = upto;
-                if commit {
-                    p.durable = durable;
-                }
-                if let (None, Some(e)) = (&p.error, &failed) {
-                    p.error = Some(format!("journal write failed: {e}").into());
-                }
-            });
-            if stop {
-                let log = lock(&self.log);
-                if log.pending.is_empty() {
-                    return;
-                }
+            if stop && lock(&self.log).pending.is_empty() {
+                return;
             }
         }
     }
 
+    /// Writes out what is pending and says so (to readers and [`LogStore::in_os`]);
+    /// the log position it reached, with the error if a write failed.
+    fn write_out(&self, unsynced: &mut Vec<Arc<File>>) -> Result<u64, (u64, io::Error)> {
+        let (batch, upto) = {
+            let mut log = lock(&self.log);
+            let spare = std::mem::take(&mut log.spare);
+            (std::mem::replace(&mut log.pending, spare), log.pos)
+        };
+        let wrote = self.write(&batch, unsynced);
+        {
+            let mut log = lock(&self.log);
+            log.written = upto;
+            if batch.bytes.capacity() <= MAX_SPARE {
+                let mut batch = batch;
+                batch.clear();
+                log.spare = batch;
+            }
+        }
+        self.written.notify_all();
+        self.in_os.send_modify(|m| m.pos = upto);
+        wrote.map(|()| upto).map_err(|e| (upto, e))
+    }
+
     /// Before a commit: while other executions are still running (writers
     /// open that have not asked for a commit yet), waits the commit delay
-    /// so that their ends share this fsync. Each fsync costs the disk a
-    /// flush and this VM an exit to the hypervisor; a lone execution waits
-    /// for nothing. (Ending the wait as soon as every running execution
-    /// asks costs a wake-up of this thread per execution, and was slower.)
-    fn gather<'a>(&'a self, mut log: MutexGuard<'a, Log>) -> MutexGuard<'a, Log> {
-        let waiting = std::mem::take(&mut log.waiting);
+    /// so that their ends share this fsync; true if it waited. Each fsync
+    /// costs the disk a flush and this VM an exit to the hypervisor; a lone
+    /// execution waits for nothing. (Ending the wait as soon as every running
+    /// execution asks costs a wake-up of this thread per execution, and was
+    /// slower.)
+    fn gather(&self) -> bool {
+        let waiting = std::mem::take(&mut lock(&self.log).waiting);
         if self.commit_delay.is_zero() || self.open.load(Ordering::Relaxed) <= waiting {
-            return log;
+            return false;
         }
-        drop(log);
         std::thread::sleep(self.commit_delay);
-        lock(&self.log)
+        true
     }
 
     /// Writes runs of bytes, one `write(2)` per segment touched, creating
@@ -443,7 +454,7 @@ impl Shared {
 
     /// Asks the log thread for everything up to `pos`; resolves once it is durable.
     fn durable_at(&self, pos: u64) -> Durable {
-        let rx = self.progress.subscribe();
+        let rx = self.on_disk.subscribe();
         {
             let mut log = lock(&self.log);
             log.waiting += 1;
@@ -452,7 +463,7 @@ impl Shared {
                 self.wake.notify_one();
             }
         }
-        Box::pin(wait_until(rx, move |p| p.durable >= pos))
+        Box::pin(wait_until(rx, pos))
     }
 
     /// The lines of `id` this process appended and still indexes, once written.
