@@ -6,7 +6,7 @@
 //! | `GET /executions/{id}` | state, timestamps, running steps, output or error |
 //! | `GET /executions/{id}/journal[?after=SEQ&limit=N]` | the journal's events after `SEQ` |
 //! | `POST /executions/{id}/cancel` | 202 cancellation requested, 409 already ended, 404 unknown |
-//! | `GET /health` | `{"status": "ok", ...}` |
+//! | `GET /health` | `{"status": "ok", ...}`; 503 `"failing"` with the reason while the journal fails |
 //! | `GET /openapi.json` | an OpenAPI 3.1 document of all of these, with the input schema |
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json`): 400
@@ -136,6 +136,12 @@ async fn serve(
     let mut interrupts = interrupts.unwrap_or_else(signals);
     let store = LogStore::new(config.args.journal_dir.clone())
         .map_err(|e| format!("cannot start the journal's log thread: {e}"))?;
+    store.create_dir().map_err(|e| {
+        format!(
+            "cannot use the journal directory {}: {e} (give --journal-dir a directory this program can write)",
+            config.args.journal_dir.display()
+        )
+    })?;
     let app = Arc::new(App {
         openapi: Bytes::from(serde_json::to_vec_pretty(&openapi(&config)).unwrap_or_default()),
         runtime: Runtime::new(store.clone()),
@@ -153,6 +159,17 @@ async fn serve(
             app.store.dir().join(LOG_DIR).display()
         ),
     );
+    {
+        // A journal that fails is said once, loudly; /health reports it.
+        let (store, log) = (app.store.clone(), log.clone());
+        tokio::spawn(async move {
+            let why = store.failed().await;
+            say(
+                &log,
+                format!("[orchestr8] error: the journal is failing ({why}); executions are no longer recorded durably"),
+            );
+        });
+    }
     let shutdown = CancellationToken::new();
     let server = axum::serve(listener, router(app.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -784,15 +801,22 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         let table = app.table.lock().unwrap_or_else(|e| e.into_inner());
         table.entries.values().filter(|e| e.done.borrow().is_none()).count()
     };
-    ok_json(
-        StatusCode::OK,
-        &json!({
-            "status": "ok",
-            "workflowId": &*app.config.info.id,
-            "workflowVersion": &*app.config.info.version,
-            "running": running,
-        }),
-    )
+    let mut body = json!({
+        "status": "ok",
+        "workflowId": &*app.config.info.id,
+        "workflowVersion": &*app.config.info.version,
+        "running": running,
+    });
+    // Unhealthy while the journal fails: executions would go unrecorded.
+    let status = match app.store.failure() {
+        Some(why) => {
+            body["status"] = json!("failing");
+            body["journal"] = json!(&*why);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        None => StatusCode::OK,
+    };
+    ok_json(status, &body)
 }
 
 async fn openapi_doc(State(app): State<Arc<App>>) -> Response {
@@ -918,7 +942,10 @@ fn openapi(config: &Config) -> Value {
             } },
             "/health": { "get": {
                 "operationId": "health",
-                "responses": { "200": { "description": "the server is up" } }
+                "responses": {
+                    "200": { "description": "the server is up" },
+                    "503": { "description": "the journal is failing (`journal` says why): executions would go unrecorded" }
+                }
             } },
             "/openapi.json": { "get": {
                 "operationId": "openapi",

@@ -246,3 +246,24 @@ async fn a_writer_outliving_its_store_still_commits() {
     let events = journal::read_execution(dir.path(), "late").unwrap().events;
     assert_eq!(events.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_cannot_be_written_says_so_to_every_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(journal::LOG_DIR), "in the way").unwrap();
+    let store = LogStore::new(dir.path()).unwrap();
+    assert!(store.create_dir().is_err(), "a file where the log's folder goes");
+    assert_eq!(store.failure(), None, "nothing written yet");
+    let mut w = store.create("doomed").unwrap();
+    w.append(completed("doomed")).unwrap();
+    let synced = w.sync().await;
+    let err = synced.expect_err("the end of an execution that was not written is not durable");
+    assert!(err.to_string().contains("journal write failed"), "{err}");
+    assert!(store.in_os().await.is_err());
+    assert!(store.failure().unwrap().contains("journal write failed"));
+    assert!(store.failed().await.contains("journal write failed"));
+    // Sticky: a later execution is told too.
+    let mut later = store.create("later").unwrap();
+    later.append(completed("later")).unwrap();
+    assert!(later.sync().await.is_err());
+}

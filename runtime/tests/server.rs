@@ -606,3 +606,46 @@ fn an_execution_cut_off_by_an_exit_reads_back_as_interrupted() {
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }
+
+#[test]
+fn an_unusable_journal_dir_stops_serve_before_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let mut args: Vec<OsString> =
+        ["probe", "serve", "--addr", "127.0.0.1:0", "--journal-dir"].into_iter().map(OsString::from).collect();
+    args.push(file.clone().into_os_string());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = program(ok_agent()).run_with(args, std::io::empty(), &mut out, &mut err);
+    let err = String::from_utf8(err).unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("cannot use the journal directory {}", file.display())), "{err}");
+    assert!(err.contains("give --journal-dir a directory"), "{err}");
+    assert!(!err.contains("serving"), "it never listened: {err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x", "the file is left alone");
+}
+
+#[test]
+fn a_failing_journal_is_said_and_makes_health_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    assert_eq!(server.get("/health").status, 200);
+    // The log's folder becomes a file: its first segment cannot be created.
+    let log = dir.path().join(LOG_DIR);
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::write(&log, "in the way").unwrap();
+
+    // The execution itself still runs and answers.
+    let r = server.post("/workflows/execute?wait=true", &json!({"input": {"ticketId": "T"}}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "completed");
+    let health = server.get("/health");
+    assert_eq!(health.status, 503, "{}", health.text());
+    let health = health.json();
+    assert_eq!(health["status"], "failing");
+    assert!(health["journal"].as_str().unwrap().contains("journal write failed"), "{health}");
+
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+    assert_eq!(log.iter().filter(|l| l.contains("the journal is failing")).count(), 1, "said once: {log:?}");
+}

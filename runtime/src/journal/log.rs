@@ -267,6 +267,30 @@ impl LogStore {
         log.segments.iter().filter(|s| s.file.is_some()).map(|s| s.path.clone()).collect()
     }
 
+    /// Creates the log's folder now (it is otherwise created on the first
+    /// write), so that an unusable journal directory is found before anything
+    /// runs.
+    pub fn create_dir(&self) -> io::Result<()> {
+        std::fs::create_dir_all(self.handle.shared.dir.join(LOG_DIR))
+    }
+
+    /// Why the log stopped being written or made durable, once it has: after
+    /// a failed write or fsync nothing later is promised.
+    pub fn failure(&self) -> Option<Arc<str>> {
+        self.handle.shared.on_disk.borrow().error.clone()
+    }
+
+    /// Resolves with [`failure`](Self::failure) when the log fails (never,
+    /// if it does not).
+    pub async fn failed(&self) -> Arc<str> {
+        let mut rx = self.handle.shared.on_disk.subscribe();
+        let failure = rx.wait_for(|m| m.error.is_some()).await.ok().and_then(|mark| mark.error.clone());
+        match failure {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Resolves once every line appended so far is in the OS (written, not
     /// necessarily durable): what survives a crash of this process.
     pub async fn in_os(&self) -> io::Result<()> {
@@ -305,34 +329,21 @@ impl Shared {
                 (log.wanted > durable || log.stop, log.stop)
             };
             // Out first, so that nothing waits on the gathering to be in the OS.
-            let mut written = self.write_out(&mut unsynced);
+            let mut upto = self.write_out(&mut unsynced);
             if commit && !stop && self.gather() {
-                written = written.and(self.write_out(&mut unsynced));
+                upto = self.write_out(&mut unsynced);
             }
-            let (upto, mut failed) = match written {
-                Ok(upto) => (upto, None),
-                Err((upto, e)) => (upto, Some(e)),
-            };
             if commit && upto > durable {
-                if failed.is_none() {
-                    failed = unsynced.iter().find_map(|f| f.sync_data().err());
-                    // The last segment is written on; full ones are done.
-                    let current = unsynced.pop();
-                    unsynced.clear();
-                    unsynced.extend(current);
+                if let Some(e) = unsynced.iter().find_map(|f| f.sync_data().err()) {
+                    self.fail(&e);
                 }
+                // The last segment is written on; full ones are done.
+                let current = unsynced.pop();
+                unsynced.clear();
+                unsynced.extend(current);
                 durable = upto;
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 self.on_disk.send_modify(|m| m.pos = durable);
-            }
-            if let Some(e) = failed {
-                tracing::error!(error = %e, "journal log write or fsync failed; executions ending from now on are not durable");
-                let error: Arc<str> = format!("journal write failed: {e}").into();
-                for mark in [&self.in_os, &self.on_disk] {
-                    mark.send_modify(|m| {
-                        m.error.get_or_insert_with(|| error.clone());
-                    });
-                }
             }
             if stop && lock(&self.log).pending.is_empty() {
                 return;
@@ -340,15 +351,17 @@ impl Shared {
         }
     }
 
-    /// Writes out what is pending and says so (to readers and [`LogStore::in_os`]);
-    /// the log position it reached, with the error if a write failed.
-    fn write_out(&self, unsynced: &mut Vec<Arc<File>>) -> Result<u64, (u64, io::Error)> {
+    /// Writes out what is pending and says so (to readers and
+    /// [`LogStore::in_os`]); the log position it reached.
+    fn write_out(&self, unsynced: &mut Vec<Arc<File>>) -> u64 {
         let (batch, upto) = {
             let mut log = lock(&self.log);
             let spare = std::mem::take(&mut log.spare);
             (std::mem::replace(&mut log.pending, spare), log.pos)
         };
-        let wrote = self.write(&batch, unsynced);
+        if let Err(e) = self.write(&batch, unsynced) {
+            self.fail(&e);
+        }
         {
             let mut log = lock(&self.log);
             log.written = upto;
@@ -360,7 +373,25 @@ impl Shared {
         }
         self.written.notify_all();
         self.in_os.send_modify(|m| m.pos = upto);
-        wrote.map(|()| upto).map_err(|e| (upto, e))
+        upto
+    }
+
+    /// Marks the log failed, before any position it covers is announced:
+    /// from now on every wait on it returns the error. Logged once.
+    fn fail(&self, e: &io::Error) {
+        let error: Arc<str> = format!("journal write failed: {e}").into();
+        let mut first = false;
+        for mark in [&self.in_os, &self.on_disk] {
+            mark.send_if_modified(|m| {
+                let new = m.error.is_none();
+                m.error.get_or_insert_with(|| error.clone());
+                first |= new;
+                new
+            });
+        }
+        if first {
+            tracing::error!(error = %e, "journal log write or fsync failed; executions ending from now on are not durable");
+        }
     }
 
     /// Before a commit: while other executions are still running (writers
