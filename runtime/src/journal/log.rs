@@ -166,10 +166,13 @@ struct Log {
     stop: bool,
 }
 
-/// A segment: its file exists once the log thread first writes to it.
+/// A segment: its file exists once the log thread first writes to it, and
+/// is held open until the segment is full and synced (readers then open it
+/// by path: a long-running server must not keep a descriptor per segment).
 struct Segment {
     path: PathBuf,
     file: Option<Arc<File>>,
+    created: bool,
     /// Bytes appended (written or pending).
     len: u64,
 }
@@ -214,7 +217,7 @@ impl Pending {
 struct Range {
     segment: u32,
     offset: u64,
-    len: u32,
+    len: u64,
     end: u64,
 }
 
@@ -264,7 +267,7 @@ impl LogStore {
     /// The segments this process has written, oldest first.
     pub fn segments(&self) -> Vec<PathBuf> {
         let log = lock(&self.handle.shared.log);
-        log.segments.iter().filter(|s| s.file.is_some()).map(|s| s.path.clone()).collect()
+        log.segments.iter().filter(|s| s.created).map(|s| s.path.clone()).collect()
     }
 
     /// Creates the log's folder now (it is otherwise created on the first
@@ -318,8 +321,9 @@ impl Shared {
     /// waits for durability, until stopped; then writes and commits what is
     /// left.
     fn run(&self) {
+        let _panic = PanicGuard(self);
         let mut durable = 0u64;
-        let mut unsynced: Vec<Arc<File>> = Vec::new();
+        let mut unsynced: Vec<(usize, Arc<File>)> = Vec::new();
         loop {
             let (commit, stop) = {
                 let mut log = lock(&self.log);
@@ -334,12 +338,18 @@ impl Shared {
                 upto = self.write_out(&mut unsynced);
             }
             if commit && upto > durable {
-                if let Some(e) = unsynced.iter().find_map(|f| f.sync_data().err()) {
+                if let Some(e) = unsynced.iter().find_map(|(_, f)| f.sync_data().err()) {
                     self.fail(&e);
                 }
-                // The last segment is written on; full ones are done.
+                // The last segment is written on; full ones are done: closed.
                 let current = unsynced.pop();
-                unsynced.clear();
+                let mut log = lock(&self.log);
+                for (number, _) in unsynced.drain(..) {
+                    if number + 1 < log.segments.len() {
+                        log.segments[number].file = None;
+                    }
+                }
+                drop(log);
                 unsynced.extend(current);
                 durable = upto;
                 self.commits.fetch_add(1, Ordering::Relaxed);
@@ -353,7 +363,7 @@ impl Shared {
 
     /// Writes out what is pending and says so (to readers and
     /// [`LogStore::in_os`]); the log position it reached.
-    fn write_out(&self, unsynced: &mut Vec<Arc<File>>) -> u64 {
+    fn write_out(&self, unsynced: &mut Vec<(usize, Arc<File>)>) -> u64 {
         let (batch, upto) = {
             let mut log = lock(&self.log);
             let spare = std::mem::take(&mut log.spare);
@@ -412,12 +422,12 @@ impl Shared {
 
     /// Writes runs of bytes, one `write(2)` per segment touched, creating
     /// segment files as needed; remembers the files for the next commit.
-    fn write(&self, batch: &Pending, unsynced: &mut Vec<Arc<File>>) -> io::Result<()> {
+    fn write(&self, batch: &Pending, unsynced: &mut Vec<(usize, Arc<File>)>) -> io::Result<()> {
         for run in &batch.runs {
             let file = self.file(run.segment)?;
             write_at(&file, &batch.bytes[run.start..run.start + run.len], run.offset)?;
-            if !unsynced.iter().any(|f| Arc::ptr_eq(f, &file)) {
-                unsynced.push(file);
+            if !unsynced.iter().any(|(number, _)| *number == run.segment) {
+                unsynced.push((run.segment, file));
             }
         }
         Ok(())
@@ -433,17 +443,23 @@ impl Shared {
             }
             seg.path.clone()
         };
+        let dir = path.parent().unwrap_or(Path::new("."));
         let open = || OpenOptions::new().create_new(true).write(true).read(true).open(&path);
         let file = match open() {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+                std::fs::create_dir_all(dir)?;
                 open()?
             }
             Err(e) => return Err(e),
         };
+        // The new name must be durable with the bytes: POSIX leaves it to an
+        // fsync of the directory (ext4 with its journal happens to cover it).
+        sync_dir(dir)?;
         let file = Arc::new(file);
-        lock(&self.log).segments[number].file = Some(file.clone());
+        let mut log = lock(&self.log);
+        log.segments[number].file = Some(file.clone());
+        log.segments[number].created = true;
         Ok(file)
     }
 
@@ -455,9 +471,13 @@ impl Shared {
         let log = &mut *log;
         let full = log.segments.last().is_none_or(|s| s.len > 0 && s.len + n > self.segment_bytes);
         if full {
+            // Unique in this process (across stores), sorted by age across processes.
+            static SEGMENTS: AtomicU64 = AtomicU64::new(0);
+            let n = SEGMENTS.fetch_add(1, Ordering::Relaxed);
             let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-            let name = format!("{millis:013}-{}-{:04}.jsonl", std::process::id(), log.segments.len());
-            log.segments.push(Segment { path: self.dir.join(LOG_DIR).join(name), file: None, len: 0 });
+            let name = format!("{millis:013}-{}-{n:04}.jsonl", std::process::id());
+            let path = self.dir.join(LOG_DIR).join(name);
+            log.segments.push(Segment { path, file: None, created: false, len: 0 });
         }
         let number = log.segments.len() - 1;
         let seg = &mut log.segments[number];
@@ -468,9 +488,9 @@ impl Shared {
         log.pending.push(number, offset, bytes);
         let end = log.pos;
         if let Some(ranges) = log.index.get_mut(id) {
-            let len = bytes.len() as u32;
+            let len = n;
             match ranges.last_mut() {
-                Some(r) if r.segment == number as u32 && r.offset + u64::from(r.len) == offset => {
+                Some(r) if r.segment == number as u32 && r.offset + r.len == offset => {
                     r.len += len;
                     r.end = end;
                 }
@@ -497,32 +517,73 @@ impl Shared {
         Box::pin(wait_until(rx, pos))
     }
 
-    /// The lines of `id` this process appended and still indexes, once written.
+    /// The lines of `id` this process appended and still indexes, once
+    /// written (empty: none yet); `None` when the index does not know `id`.
     fn read_indexed(&self, id: &str) -> Option<io::Result<Vec<u8>>> {
-        let (ranges, files) = {
+        let (ranges, segments) = {
             let mut log = lock(&self.log);
             let ranges = log.index.get(id)?.clone();
             let end = ranges.last().map_or(0, |r| r.end);
             // Appended moments ago: the log thread is writing it now.
-            while log.written < end && !log.stop {
+            while log.written < end {
                 log = self.written.wait(log).unwrap_or_else(|e| e.into_inner());
             }
-            let files: Vec<Option<Arc<File>>> = log.segments.iter().map(|s| s.file.clone()).collect();
-            (ranges, files)
+            let segments: Vec<(PathBuf, Option<Arc<File>>)> =
+                log.segments.iter().map(|s| (s.path.clone(), s.file.clone())).collect();
+            (ranges, segments)
         };
-        let mut bytes = Vec::with_capacity(ranges.iter().map(|r| r.len as usize).sum());
-        for r in ranges {
-            let Some(file) = &files[r.segment as usize] else {
-                return Some(Err(io::Error::other("the journal segment was never written")));
-            };
-            let start = bytes.len();
-            bytes.resize(start + r.len as usize, 0);
-            if let Err(e) = read_at(file, &mut bytes[start..], r.offset) {
-                return Some(Err(e));
-            }
-        }
-        Some(Ok(bytes))
+        Some(read_ranges(&ranges, &segments))
     }
+}
+
+/// The bytes of `ranges`, from the segments' open files or, for closed
+/// segments, files opened by path.
+fn read_ranges(ranges: &[Range], segments: &[(PathBuf, Option<Arc<File>>)]) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(ranges.iter().map(|r| r.len as usize).sum());
+    let mut reopened: Vec<(u32, Arc<File>)> = Vec::new();
+    for r in ranges {
+        let file = match &segments[r.segment as usize] {
+            (_, Some(f)) => f.clone(),
+            (path, None) => match reopened.iter().find(|(n, _)| *n == r.segment) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let f = Arc::new(File::open(path)?);
+                    reopened.push((r.segment, f.clone()));
+                    f
+                }
+            },
+        };
+        let start = bytes.len();
+        bytes.resize(start + r.len as usize, 0);
+        read_at(&file, &mut bytes[start..], r.offset)?;
+    }
+    Ok(bytes)
+}
+
+/// Should the log thread panic (a bug), fails the log and wakes every
+/// waiter, instead of leaving them waiting for a thread that is gone.
+struct PanicGuard<'a>(&'a Shared);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail(&io::Error::other("the journal's log thread panicked"));
+            lock(&self.0.log).written = u64::MAX;
+            self.0.written.notify_all();
+        }
+    }
+}
+
+/// Makes a new entry of `dir` durable.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Windows has no directory fsync; NTFS journals its metadata.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 /// One execution's writer: lines collect in `buf` and go to the log's
