@@ -54,7 +54,7 @@ use crate::agent::BoxFuture;
 use crate::error::{ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, Runtime, WorkflowInfo};
 use crate::journal::id_map::IdMap;
-use crate::journal::{JournalRead, JournalStore, LogStore, Snapshot, LOG_DIR};
+use crate::journal::{read_execution, JournalRead, LogStore, Snapshot, LOG_DIR};
 use crate::program::{escape_pointer, one_line, panic_message, ExecutionIds, InputError, ServeArgs};
 use crate::state::{ExecutionState, StepState};
 
@@ -148,6 +148,7 @@ async fn serve(
         store,
         start,
         table: Mutex::new(Table::default()),
+        scans: tokio::sync::Mutex::new(()),
         config,
     });
     say(
@@ -256,6 +257,8 @@ struct App {
     start: Arc<StartFn>,
     table: Mutex<Table>,
     openapi: Bytes,
+    /// Held while the segments are searched for an id ([`App::journal`]).
+    scans: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -362,23 +365,39 @@ impl App {
     }
 
     /// The journal of `id`; `None` when there is none (or the id cannot
-    /// name one). Read on the blocking pool: an id the log does not index
-    /// (an earlier process's, or none at all) is looked for in every
-    /// segment, which must not hold up a worker.
+    /// name one). Read on the blocking pool (the write-out of its last lines
+    /// may be behind an fsync). An id the log does not index, an earlier
+    /// process's or none at all, is searched for in every segment: one such
+    /// search at a time, so that requests for unknown ids cannot take more
+    /// than one thread.
     async fn journal(&self, id: &str) -> Result<Option<JournalRead>, Problem> {
         if !valid_id(id) {
             return Ok(None);
         }
         let (store, owned) = (self.store.clone(), id.to_owned());
-        let read = tokio::task::spawn_blocking(move || store.read(&owned))
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(format!("the journal read failed: {e}"))));
+        let recent = blocking(move || Ok(store.read_recent(&owned))).await.transpose();
+        let read = match recent {
+            Some(read) => read.and_then(|r| r),
+            None => {
+                let _one_at_a_time = self.scans.lock().await;
+                let (dir, owned) = (self.store.dir().to_owned(), id.to_owned());
+                blocking(move || read_execution(&dir, &owned)).await
+            }
+        };
         match read {
             Ok(read) => Ok(Some(read)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "journal-unreadable", "Journal unreadable")
                 .detail(format!("cannot read the journal of execution {id}: {}", one_line(&e.to_string())))),
         }
+    }
+}
+
+/// Runs `f` on the blocking pool; a panic in it is an error too.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(io::Error::other(format!("the journal read failed: {e}"))),
     }
 }
 

@@ -196,8 +196,11 @@ async fn a_torn_line_in_the_log_is_a_warning_and_spares_the_rest() {
 async fn ids_are_checked_and_never_reused_and_run_journals_are_found_too() {
     let dir = tempfile::tempdir().unwrap();
     let store = LogStore::new(dir.path()).unwrap();
-    store.create("x").unwrap();
+    let _x = store.create("x").unwrap();
     assert_eq!(store.create("x").err().unwrap().kind(), std::io::ErrorKind::AlreadyExists);
+    // Known but silent so far: not found, without searching the segments; unknown: not this store's.
+    assert_eq!(store.read_recent("x").unwrap().unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    assert!(store.read_recent("y").is_none());
     for bad in ["", "../etc/passwd", ".hidden", "a\nb"] {
         assert_eq!(store.create(bad).err().unwrap().kind(), std::io::ErrorKind::InvalidInput, "{bad:?}");
     }

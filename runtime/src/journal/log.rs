@@ -270,6 +270,22 @@ impl LogStore {
         log.segments.iter().filter(|s| s.created).map(|s| s.path.clone()).collect()
     }
 
+    /// The journal of an execution this store started and still indexes
+    /// (the last [`INDEX_CAPACITY`]), read from just its lines; `None` for
+    /// any other id, which [`read_execution`] finds by searching the
+    /// segments. `NotFound` while it has recorded nothing yet.
+    pub fn read_recent(&self, execution_id: &str) -> Option<io::Result<JournalRead>> {
+        let bytes = match self.handle.shared.read_indexed(execution_id)? {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(if bytes.is_empty() {
+            Err(io::Error::new(io::ErrorKind::NotFound, format!("execution {execution_id} has recorded nothing yet")))
+        } else {
+            super::parse(&bytes)
+        })
+    }
+
     /// Creates the log's folder now (it is otherwise created on the first
     /// write), so that an unusable journal directory is found before anything
     /// runs.
@@ -660,13 +676,10 @@ impl JournalStore for LogStore {
     }
 
     fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
-        if let Some(bytes) = self.handle.shared.read_indexed(execution_id) {
-            let bytes = bytes?;
-            if !bytes.is_empty() {
-                return super::parse(&bytes);
-            }
+        match self.read_recent(execution_id) {
+            Some(read) => read,
+            None => read_execution(&self.handle.shared.dir, execution_id),
         }
-        read_execution(&self.handle.shared.dir, execution_id)
     }
 }
 
