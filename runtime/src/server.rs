@@ -486,12 +486,12 @@ impl IntoResponse for Problem {
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: &Value) -> Response {
+fn respond(status: StatusCode, content_type: &'static str, body: &impl serde::Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], bytes).into_response()
 }
 
-fn ok_json(status: StatusCode, body: &Value) -> Response {
+fn ok_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     respond(status, "application/json", body)
 }
 
@@ -615,10 +615,7 @@ async fn execute_inner(app: Arc<App>, query: Option<String>, request: Request) -
         })
         .await;
     } else if let Ok(done) = tokio::time::timeout(app.config.args.wait_timeout, &mut run).await {
-        let mut body = Map::new();
-        body.insert("executionId".into(), json!(&*entry.id));
-        insert_result(&mut body, &done.result);
-        return Ok(ok_json(StatusCode::OK, &Value::Object(body)));
+        return Ok(ok_json(StatusCode::OK, &Ended::new(&entry.id, &done.result)));
     }
     // Acknowledged once its start is in the OS: after a crash from here on
     // it reads back `interrupted`, never unknown. (A failing journal is
@@ -689,6 +686,25 @@ fn result_state(result: &Result<Value, ExecutionError>) -> ExecutionState {
         Ok(_) => ExecutionState::Completed,
         Err(e) if e.kind == ErrorKind::Cancelled => ExecutionState::Cancelled,
         Err(_) => ExecutionState::Failed,
+    }
+}
+
+/// The body of a waited-for execution's 200: written straight from the
+/// result (no `Value` built, the output not copied).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Ended<'a> {
+    execution_id: &'a str,
+    status: ExecutionState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ExecutionError>,
+}
+
+impl<'a> Ended<'a> {
+    fn new(execution_id: &'a str, result: &'a Result<Value, ExecutionError>) -> Self {
+        Ended { execution_id, status: result_state(result), output: result.as_ref().ok(), error: result.as_ref().err() }
     }
 }
 
