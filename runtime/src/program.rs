@@ -260,7 +260,8 @@ where
             h,
             "Runs workflow {id} {version}: reads its input as JSON and prints its output as JSON on
 standard output. Progress and errors go to standard error; every run writes a
-journal DIR/EXECUTION_ID.jsonl.
+journal DIR/EXECUTION_ID.jsonl. `serve` makes the workflow an HTTP service
+(see /openapi.json) and journals all its executions in one log, DIR/log/.
 
 Usage: {bin} [OPTIONS]
        {bin} serve [--addr ADDR] [--journal-dir DIR] [--wait-timeout T] [--body-limit N]
@@ -269,7 +270,7 @@ Options:
       --input JSON           the input (otherwise --input-file, or standard input;
                              {{}} when standard input is a terminal or empty)
       --input-file PATH      read the input from PATH ('-': standard input)
-      --journal-dir DIR      where the journal goes [default: {dir}]
+      --journal-dir DIR      where journals go [default: {dir}]
       --correlation-id ID    correlation id to record [default: the execution id]
   -q, --quiet                no progress lines
       --input-schema         print the input's JSON Schema and exit
