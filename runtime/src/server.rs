@@ -54,7 +54,7 @@ use crate::agent::BoxFuture;
 use crate::error::{ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, Runtime, WorkflowInfo};
 use crate::journal::id_map::IdMap;
-use crate::journal::{read_execution, JournalRead, LogStore, Snapshot, LOG_DIR};
+use crate::journal::{JournalRead, LogStore, Snapshot, LOG_DIR};
 use crate::program::{escape_pointer, one_line, panic_message, ExecutionIds, InputError, ServeArgs};
 use crate::state::{ExecutionState, StepState};
 
@@ -380,8 +380,8 @@ impl App {
             Some(read) => read.and_then(|r| r),
             None => {
                 let _one_at_a_time = self.scans.lock().await;
-                let (dir, owned) = (self.store.dir().to_owned(), id.to_owned());
-                blocking(move || read_execution(&dir, &owned)).await
+                let (store, owned) = (self.store.clone(), id.to_owned());
+                blocking(move || store.search(&owned)).await
             }
         };
         match read {

@@ -289,3 +289,35 @@ async fn a_log_that_cannot_be_written_says_so_to_every_wait() {
     later.append(completed("later")).unwrap();
     assert!(later.sync().await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn searches_learn_which_segments_hold_which_executions() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let options = LogOptions { segment_bytes: 2_000, ..LogOptions::default() };
+        let runtime = Runtime::new(LogStore::with_options(dir.path(), options).unwrap());
+        for i in 0..20 {
+            runtime.run(&workflow(1), &(), opts(&format!("e{i}"))).await.unwrap().unwrap();
+        }
+    }
+    let segments = std::fs::read_dir(dir.path().join(journal::LOG_DIR)).unwrap().count() as u64;
+    assert!(segments >= 5, "{segments} segments");
+
+    // A later process: nothing indexed, every segment read once.
+    let store = LogStore::new(dir.path()).unwrap();
+    assert_eq!(store.read("e3").unwrap().snapshot().output, Some(json!("done")));
+    assert_eq!(store.segments_searched(), segments);
+    // Then only the segments that may hold the id (a filter can be wrong, rarely, the other way).
+    assert_eq!(store.read("e17").unwrap().snapshot().output, Some(json!("done")));
+    let for_e17 = store.segments_searched() - segments;
+    assert!((1..=3).contains(&for_e17), "{for_e17} segments read for one execution");
+    let before = store.segments_searched();
+    for guess in ["nope", "e20", "e-3", "00000000-0000-4000-8000-000000000000"] {
+        assert_eq!(store.read(guess).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    }
+    assert!(
+        store.segments_searched() - before <= 1,
+        "unknown ids read {} segments",
+        store.segments_searched() - before
+    );
+}

@@ -47,6 +47,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use super::id_map::IdMap;
+use super::lookup::SegmentFilters;
 use super::segment::{read_at, write_at};
 use super::store::{check_execution_id, Durable};
 use super::{JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache};
@@ -128,6 +129,8 @@ struct Shared {
     open: AtomicUsize,
     /// Commits (fsync rounds) done.
     commits: AtomicU64,
+    /// What searches learned of the segments.
+    filters: SegmentFilters,
     /// How far lines are in the OS, for [`LogStore::in_os`].
     in_os: watch::Sender<Mark>,
     /// How far lines are durable, for [`JournalWriter::sync`]. Two channels,
@@ -243,6 +246,7 @@ impl LogStore {
             written: Condvar::new(),
             open: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
+            filters: SegmentFilters::default(),
             in_os: watch::Sender::new(Mark::default()),
             on_disk: watch::Sender::new(Mark::default()),
         });
@@ -272,7 +276,7 @@ impl LogStore {
 
     /// The journal of an execution this store started and still indexes
     /// (the last [`INDEX_CAPACITY`]), read from just its lines; `None` for
-    /// any other id, which [`read_execution`] finds by searching the
+    /// any other id, which [`search`](Self::search) finds by searching the
     /// segments. `NotFound` while it has recorded nothing yet.
     pub fn read_recent(&self, execution_id: &str) -> Option<io::Result<JournalRead>> {
         let bytes = match self.handle.shared.read_indexed(execution_id)? {
@@ -284,6 +288,19 @@ impl LogStore {
         } else {
             super::parse(&bytes)
         })
+    }
+
+    /// Finds an execution this store does not index: a `run`'s journal file
+    /// in the directory, or its lines in the segments (every process's).
+    /// The store learns a filter of the ids in each segment it reads, so
+    /// that a later search reads only the segments that may hold the id.
+    pub fn search(&self, execution_id: &str) -> io::Result<JournalRead> {
+        self.handle.shared.filters.read_execution(&self.handle.shared.dir, execution_id)
+    }
+
+    /// Segment files read by searches so far (the others were skipped).
+    pub fn segments_searched(&self) -> u64 {
+        self.handle.shared.filters.segments_read()
     }
 
     /// Creates the log's folder now (it is otherwise created on the first
@@ -678,72 +695,7 @@ impl JournalStore for LogStore {
     fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
         match self.read_recent(execution_id) {
             Some(read) => read,
-            None => read_execution(&self.handle.shared.dir, execution_id),
+            None => self.search(execution_id),
         }
     }
-}
-
-/// Reads the journal of `execution_id` from a journal directory, wherever it
-/// is: `DIR/EXECUTION_ID.jsonl` (a `run`) or the lines in `DIR/log/` (a
-/// server). `NotFound` when neither has it.
-pub fn read_execution(dir: &Path, execution_id: &str) -> io::Result<JournalRead> {
-    check_execution_id(execution_id)?;
-    match super::read_file(dir.join(format!("{execution_id}.jsonl"))) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        other => return other,
-    }
-    let read = scan(&dir.join(LOG_DIR), execution_id)?;
-    if read.events.is_empty() && read.warnings.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no journal for execution {execution_id}")));
-    }
-    Ok(read)
-}
-
-/// Every line of `execution_id` in the segments under `log_dir`, oldest
-/// segment first. A line that does not parse is a warning (the last line of
-/// a segment a crash cut, or damage), not an error: one bad line must not
-/// hide every other execution's journal.
-fn scan(log_dir: &Path, execution_id: &str) -> io::Result<JournalRead> {
-    let mut names: Vec<PathBuf> = match std::fs::read_dir(log_dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    names.sort();
-    let mut key = b"\"executionId\":".to_vec();
-    // Ids as the line writer escapes them (valid ids need no escaping).
-    serde_json::to_writer(&mut key, execution_id).map_err(io::Error::other)?;
-    key.push(b',');
-    let finder = memchr::memmem::Finder::new(&key);
-    let mut read = JournalRead::default();
-    for path in names {
-        let bytes = std::fs::read(&path)?;
-        let mut from = 0;
-        while let Some(at) = finder.find(&bytes[from..]) {
-            let at = from + at;
-            let start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
-            let end = memchr::memchr(b'\n', &bytes[at..]).map(|i| at + i);
-            let line = &bytes[start..end.unwrap_or(bytes.len())];
-            match serde_json::from_slice::<JournalEvent>(line) {
-                Ok(ev) if *ev.execution_id == *execution_id => read.events.push(ev),
-                Ok(_) => {}
-                Err(e) => {
-                    let what = if end.is_none() { "its last line is incomplete (cut by a crash)" } else { "a line" };
-                    read.warnings.push(format!(
-                        "{}: {what} of execution {execution_id} does not parse ({e}); ignored",
-                        path.display()
-                    ));
-                }
-            }
-            from = end.map_or(bytes.len(), |e| e + 1);
-        }
-    }
-    read.events.sort_by_key(|e| e.seq);
-    for w in &read.warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(read)
 }

@@ -11,6 +11,7 @@
 
 pub(crate) mod id_map;
 mod log;
+mod lookup;
 mod segment;
 mod store;
 
@@ -23,7 +24,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use log::{read_execution, LogOptions, LogStore, DEFAULT_COMMIT_DELAY, INDEX_CAPACITY, LOG_DIR, SEGMENT_BYTES};
+pub use log::{LogOptions, LogStore, DEFAULT_COMMIT_DELAY, INDEX_CAPACITY, LOG_DIR, SEGMENT_BYTES};
+pub use lookup::{read_execution, SegmentFilters};
 pub use store::{Durable, FileStore, JournalStore, JournalWriter, MemoryStore, DEFAULT_JOURNAL_DIR};
 
 use crate::error::{ErrorKind, StepError};
