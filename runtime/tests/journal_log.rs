@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use orchestr8_runtime::journal::{self, EventKind, JournalEvent, LogOptions, LogStore};
-use orchestr8_runtime::testing::{assert_well_formed, MockAgent};
+use orchestr8_runtime::testing::{assert_well_formed, MockAgent, Reply};
 use orchestr8_runtime::{
     AgentStep, BreakerRegistry, ErrorKind, ExecutionOptions, ExecutionState, FileStore, JournalStore, MemoryStore,
     Node, Runtime, Workflow, WorkflowInfo,
@@ -14,7 +14,11 @@ use orchestr8_runtime::{
 use serde_json::{json, Value};
 
 fn workflow(steps: usize) -> Arc<Workflow<(), Value>> {
-    let agent = Arc::new(MockAgent::<Value>::new("echo", "1").then_ok(json!({"ok": true})));
+    workflow_calling(MockAgent::<Value>::new("echo", "1").then_ok(json!({"ok": true})), steps)
+}
+
+fn workflow_calling(agent: MockAgent<Value>, steps: usize) -> Arc<Workflow<(), Value>> {
+    let agent = Arc::new(agent);
     let nodes = (0..steps)
         .map(|i| {
             AgentStep::new(format!("s{i}"), agent.clone(), move |_: &()| Ok(json!({"n": i})), |_: &(), _| Ok(())).node()
@@ -51,7 +55,10 @@ async fn concurrent_executions_interleave_in_one_log_and_read_back_whole() {
     let dir = tempfile::tempdir().unwrap();
     let store = LogStore::new(dir.path()).unwrap();
     let runtime = Runtime::new(store.clone());
-    let wf = workflow(3);
+    // Each call takes a moment (real time), so the 50 executions are all
+    // under way at once and their lines must interleave.
+    let slow = Reply::ok(json!({"ok": true})).after(std::time::Duration::from_millis(2));
+    let wf = workflow_calling(MockAgent::<Value>::new("echo", "1").reply(slow), 3);
     let ids: Vec<String> = (0..50).map(|i| format!("exec-{i}")).collect();
     let handles: Vec<_> = ids.iter().map(|id| runtime.start(wf.clone(), (), opts(id)).unwrap()).collect();
     for r in join_all(handles).await {
