@@ -317,12 +317,7 @@ Example:
               -> Result<crate::server::Run, crate::server::StartError> {
             use crate::server::StartError;
             let typed: I = parse_input_value(input).map_err(StartError::Input)?;
-            let input_json = serde_json::to_value(&typed).map_err(|e| {
-                StartError::Input(InputError { pointer: String::new(), message: one_line(&e.to_string()) })
-            })?;
-            if let Some(schema) = &schema {
-                check_bounds(schema, schema, &input_json, "").map_err(StartError::Input)?;
-            }
+            let input_json = checked_json(schema.as_ref(), &typed).map_err(StartError::Input)?;
             let state = make_state(typed, &ids);
             let opts = ExecutionOptions {
                 execution_id: Some(ids.execution_id),
@@ -396,20 +391,13 @@ Example:
                 return EXIT_USAGE;
             }
         };
-        let input_json = match serde_json::to_value(&input) {
+        let input_json = match checked_json(self.input_schema.as_ref(), &input) {
             Ok(v) => v,
             Err(e) => {
-                let _ = writeln!(stderr, "error: invalid input: {}", one_line(&e.to_string()));
+                let _ = writeln!(stderr, "error: {e}");
                 return EXIT_USAGE;
             }
         };
-        // The types held the shape; the schema's bounds are checked here.
-        if let Some(schema) = &self.input_schema {
-            if let Err(msg) = check_bounds(schema, schema, &input_json, "") {
-                let _ = writeln!(stderr, "error: {msg}");
-                return EXIT_USAGE;
-            }
-        }
         let execution_id = new_execution_id();
         let correlation_id = args.correlation_id.unwrap_or_else(|| execution_id.clone());
         let ids = ExecutionIds { execution_id, correlation_id };
@@ -868,6 +856,18 @@ impl std::fmt::Display for InputError {
         let at = if self.pointer.is_empty() { "the top level" } else { &self.pointer };
         write!(f, "invalid input at {at}: {}", self.message)
     }
+}
+
+/// The typed input as the JSON the journal records, checked against the
+/// schema's bounds (the types already held the shape): what every way in
+/// (a run, `serve`, `--test`) does after parsing.
+pub(crate) fn checked_json<I: Serialize>(schema: Option<&Value>, input: &I) -> Result<Value, InputError> {
+    let json = serde_json::to_value(input)
+        .map_err(|e| InputError { pointer: String::new(), message: one_line(&e.to_string()) })?;
+    if let Some(schema) = schema {
+        check_bounds(schema, schema, &json, "")?;
+    }
+    Ok(json)
 }
 
 /// Parses an input given as a JSON value (the server's request body) into

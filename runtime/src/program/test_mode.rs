@@ -37,7 +37,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{
-    check_bounds, describe_error, escape_pointer, one_line, parse_input, pretty, ExecutionIds, Program, Source,
+    checked_json, describe_error, escape_pointer, one_line, parse_input, pretty, ExecutionIds, Program, Source,
     EXIT_COMPLETED, EXIT_FAILED, EXIT_USAGE,
 };
 use crate::error::ErrorKind;
@@ -425,15 +425,10 @@ where
         Ok(i) => i,
         Err(msg) => return vec![msg],
     };
-    let input_json = match serde_json::to_value(&input) {
+    let input_json = match checked_json(program.input_schema.as_ref(), &input) {
         Ok(v) => v,
-        Err(e) => return vec![format!("invalid input: {}", one_line(&e.to_string()))],
+        Err(e) => return vec![e.to_string()],
     };
-    if let Some(schema) = &program.input_schema {
-        if let Err(e) = check_bounds(schema, schema, &input_json, "") {
-            return vec![e.to_string()];
-        }
-    }
     // Deterministic ids, so outputs that carry them can be expected.
     let execution_id = format!("00000000-0000-4000-8000-{n:012x}");
     let ids = ExecutionIds { execution_id: execution_id.clone(), correlation_id: execution_id.clone() };
