@@ -667,3 +667,31 @@ fn a_failing_journal_is_said_and_makes_health_unavailable() {
     assert_eq!(code, 0, "{log:?}");
     assert!(!log.iter().any(|l| l.contains("the journal is failing")), "said once: {log:?}");
 }
+
+#[test]
+fn a_client_that_leaves_mid_wait_does_not_take_its_execution_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Reply::ok(json!({"body": "late"})).after(Duration::from_millis(300));
+    let server = Server::start(program(MockAgent::new("fetch_ticket", "1.0.0").reply(slow)), dir.path(), &[]);
+    let body = json!({"input": {"ticketId": "T"}}).to_string();
+    let mut client = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        client,
+        "POST /workflows/execute?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    server.poll("/health", |v| v["running"] == 1);
+    // Gone before the answer: the request's future is dropped with it, the execution is not.
+    drop(client);
+    server.poll("/health", |v| v["running"] == 0);
+    let ids = journaled_executions(dir.path());
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let events = journal_events(dir.path(), &ids[0]);
+    assert_well_formed(&events);
+    assert_eq!(event_names(&events).last(), Some(&"execution.completed"));
+    let status = server.get(&format!("/executions/{}", ids[0])).json();
+    assert_eq!(status["output"]["ticket"], json!({"body": "late"}), "{status}");
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+}
