@@ -695,3 +695,30 @@ fn a_client_that_leaves_mid_wait_does_not_take_its_execution_with_it() {
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log:?}");
 }
+
+#[test]
+fn a_failing_agent_is_a_failed_execution_not_an_http_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = MockAgent::new("fetch_ticket", "1.0.0").then_fatal("the ticket system said no");
+    let server = Server::start(program(agent), dir.path(), &[]);
+    let r = server.post("/workflows/execute?wait=true", &json!({"input": {"ticketId": "T"}}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["error"]["kind"], "fatal", "{v}");
+    assert_eq!(v["error"]["step"], "fetch", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("the ticket system said no"), "{v}");
+    assert!(v.get("output").is_none(), "{v}");
+
+    let id = id_of(&v);
+    let s = server.get(&format!("/executions/{id}")).json();
+    assert_eq!((&s["status"], &s["error"]["kind"]), (&json!("failed"), &json!("fatal")), "{s}");
+    assert_eq!(s["steps"]["fetch"], "failed", "{s}");
+    assert!(s.get("endedAt").is_some(), "{s}");
+    let events = journal_events(dir.path(), &id);
+    assert_well_formed(&events);
+    assert_eq!(event_names(&events).last(), Some(&"execution.failed"));
+    server.post(&format!("/executions/{id}/cancel"), &json!({})).problem(409);
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+}
