@@ -271,31 +271,55 @@ fn load(addr: SocketAddr, path: &'static str, measure: Duration) -> Row {
         }
         let start = Instant::now();
         let (from, to) = (start + WARMUP, start + WARMUP + measure);
-        let tasks: Vec<_> = conns
-            .into_iter()
-            .map(|mut conn| {
-                tokio::spawn(async move {
-                    let (mut lat, mut errors, mut total) = (Vec::with_capacity(8192), 0usize, 0usize);
-                    loop {
-                        let t0 = Instant::now();
-                        if t0 >= to {
-                            break;
-                        }
-                        let status = conn.call().await;
-                        let t1 = Instant::now();
-                        total += 1;
-                        if status != 200 {
-                            errors += 1;
-                        } else if t0 >= from && t1 <= to {
-                            lat.push(t1 - t0);
-                        }
-                    }
-                    (lat, errors, total)
-                })
-            })
-            .collect();
+        let tasks: Vec<_> = conns.into_iter().map(|conn| tokio::spawn(client_loop(conn, from, to))).collect();
         collect(tasks, measure).await
     })
+}
+
+/// One call of a load loop: a request, or an execution; true if it succeeded.
+trait Call {
+    async fn succeeds(&mut self) -> bool;
+}
+
+impl Call for Conn {
+    async fn succeeds(&mut self) -> bool {
+        self.call().await == 200
+    }
+}
+
+/// Executions of the no-op workflow through `Runtime::start`, no HTTP.
+struct Executions {
+    runtime: Arc<Runtime>,
+    wf: Arc<Workflow<State, Done>>,
+}
+
+impl Call for Executions {
+    async fn succeeds(&mut self) -> bool {
+        let opts = ExecutionOptions { input: Some(serde_json::json!({})), ..ExecutionOptions::default() };
+        let handle = self.runtime.start(self.wf.clone(), State { step: OnceLock::new() }, opts).expect("a journal");
+        handle.await.is_ok()
+    }
+}
+
+/// One client: calls back to back until `to`, counting every call and the
+/// failed ones; latencies of the calls that start after `from` and end by `to`.
+async fn client_loop(mut client: impl Call, from: Instant, to: Instant) -> (Vec<Duration>, usize, usize) {
+    let (mut lat, mut errors, mut total) = (Vec::with_capacity(8192), 0usize, 0usize);
+    loop {
+        let t0 = Instant::now();
+        if t0 >= to {
+            break;
+        }
+        let ok = client.succeeds().await;
+        let t1 = Instant::now();
+        total += 1;
+        if !ok {
+            errors += 1;
+        } else if t0 >= from && t1 <= to {
+            lat.push(t1 - t0);
+        }
+    }
+    (lat, errors, total)
 }
 
 type Task = tokio::task::JoinHandle<(Vec<Duration>, usize, usize)>;
@@ -401,31 +425,7 @@ fn executor_row(label: &str, store: impl JournalStore, measure: Duration, bare: 
         let start = Instant::now();
         let (from, to) = (start + WARMUP, start + WARMUP + measure);
         let tasks: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                let (runtime, wf) = (runtime.clone(), wf.clone());
-                tokio::spawn(async move {
-                    let (mut lat, mut errors, mut total) = (Vec::with_capacity(8192), 0usize, 0usize);
-                    loop {
-                        let t0 = Instant::now();
-                        if t0 >= to {
-                            break;
-                        }
-                        let opts =
-                            ExecutionOptions { input: Some(serde_json::json!({})), ..ExecutionOptions::default() };
-                        let handle =
-                            runtime.start(wf.clone(), State { step: OnceLock::new() }, opts).expect("a journal");
-                        let ok = handle.await.is_ok();
-                        let t1 = Instant::now();
-                        total += 1;
-                        if !ok {
-                            errors += 1;
-                        } else if t0 >= from && t1 <= to {
-                            lat.push(t1 - t0);
-                        }
-                    }
-                    (lat, errors, total)
-                })
-            })
+            .map(|_| tokio::spawn(client_loop(Executions { runtime: runtime.clone(), wf: wf.clone() }, from, to)))
             .collect();
         collect(tasks, measure).await
     });
