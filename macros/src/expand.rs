@@ -1,8 +1,8 @@
 //! From a checked declaration to Rust items.
 
+use orchestr8_agent_decl::emit;
 use orchestr8_agent_decl::{
-    expected_type_names, item_type_name, nested_type_name, rust_field_name, variant_name, AgentDecl, FieldList,
-    TypeDecl,
+    expected_type_names, field_ident, item_type_name, nested_type_name, variant_ident, AgentDecl, FieldList, TypeDecl,
 };
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
@@ -22,7 +22,7 @@ pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
         // and rustc's complaints about them would bury the real mistake.
         Err(e) => return e.to_compile_error(),
     };
-    let vis = &function.vis;
+    let vis = &quote::ToTokens::to_token_stream(&function.vis);
     let name = function.sig.ident.to_string();
     let (input_name, output_name, agent_name) = expected_type_names(&name);
     let mut items = TokenStream::new();
@@ -48,7 +48,7 @@ pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
         Some(d) => format!("The `{}` agent: {d}", id.value()),
         None => format!("The `{}` agent.", id.value()),
     };
-    let agent_doc_lines = doc_attrs(&agent_doc);
+    let agent_doc_lines = emit::doc_attrs(&[agent_doc]);
     quote! {
         #function
 
@@ -100,43 +100,36 @@ fn data_attrs() -> TokenStream {
 }
 
 /// Emits a struct for `list` named `name` (and its nested types); returns its path.
-fn object(name: &str, list: &FieldList, vis: &syn::Visibility, items: &mut TokenStream, doc: &str) -> TokenStream {
+fn object(name: &str, list: &FieldList, vis: &TokenStream, items: &mut TokenStream, doc: &str) -> TokenStream {
     let ident = format_ident!("{}", name);
     let attrs = data_attrs();
-    let docs = doc_attrs(doc);
-    let fields: Vec<TokenStream> = list
+    let idents: Vec<syn::Ident> = list
         .fields
         .iter()
-        .map(|field| {
-            let json_name = field.json_name();
-            let rust_name = rust_field_name(&json_name);
-            let field_ident = syn::Ident::new_raw_or_plain(&rust_name, field.name.span());
-            let ty = rust_type(&nested_type_name(name, &json_name), &field.ty, vis, items);
-            let rename = (rust_name != json_name).then(|| quote!(#[serde(rename = #json_name)]));
-            let optional = matches!(field.ty, TypeDecl::Option(..))
-                .then(|| quote!(#[serde(default, skip_serializing_if = "::core::option::Option::is_none")]));
-            let field_docs = doc_attrs(&field.docs.join("\n"));
-            quote! {
-                #field_docs
-                #rename
-                #optional
-                pub #field_ident: #ty
-            }
+        // The declaration's parser has rejected every name that is not an identifier.
+        .map(|f| field_ident(&f.json_name(), f.name.span()).expect("declared field names are checked"))
+        .collect();
+    let jsons: Vec<String> = list.fields.iter().map(|f| f.json_name()).collect();
+    let fields: Vec<emit::Field<'_>> = list
+        .fields
+        .iter()
+        .zip(&idents)
+        .zip(&jsons)
+        .map(|((field, ident), json)| emit::Field {
+            docs: &field.docs,
+            json,
+            ident,
+            ty: rust_type(&nested_type_name(name, json), &field.ty, vis, items),
+            optional: matches!(field.ty, TypeDecl::Option(..)),
         })
         .collect();
-    items.extend(quote! {
-        #docs
-        #attrs
-        #[serde(deny_unknown_fields)]
-        #vis struct #ident {
-            #(#fields,)*
-        }
-    });
+    let docs: Vec<String> = if doc.is_empty() { Vec::new() } else { vec![doc.to_owned()] };
+    items.extend(emit::struct_item(&emit::Item { vis, ident: &ident, docs: &docs, attrs: &attrs }, &fields, true));
     quote!(#ident)
 }
 
 /// The Rust type of a declared type, emitting nested types named from `name`.
-fn rust_type(name: &str, ty: &TypeDecl, vis: &syn::Visibility, items: &mut TokenStream) -> TokenStream {
+fn rust_type(name: &str, ty: &TypeDecl, vis: &TokenStream, items: &mut TokenStream) -> TokenStream {
     match ty {
         TypeDecl::Scalar(_, tokens) | TypeDecl::Json(tokens) | TypeDecl::Map(_, tokens) => tokens.clone(),
         TypeDecl::Named(path) => quote!(#path),
@@ -151,43 +144,22 @@ fn rust_type(name: &str, ty: &TypeDecl, vis: &syn::Visibility, items: &mut Token
         TypeDecl::Object(list) => object(name, list, vis, items, ""),
         TypeDecl::Enum(values) => {
             let ident = format_ident!("{}", name);
-            let attrs = data_attrs();
-            let variants = values.iter().map(|v| {
-                let value = v.value();
-                let variant = format_ident!("{}", variant_name(&value), span = v.span());
-                quote!(#[serde(rename = #value)] #variant)
-            });
-            items.extend(quote! {
-                #attrs
+            let data = data_attrs();
+            let attrs = quote! {
+                #data
                 #[derive(::core::marker::Copy, ::core::cmp::Eq, ::core::hash::Hash)]
-                #vis enum #ident {
-                    #(#variants,)*
-                }
-            });
+            };
+            let jsons: Vec<String> = values.iter().map(|v| v.value()).collect();
+            let idents: Vec<syn::Ident> = values
+                .iter()
+                .zip(&jsons)
+                // The declaration's parser has rejected every value that is not a variant.
+                .map(|(v, json)| variant_ident(json, v.span()).expect("declared enum values are checked"))
+                .collect();
+            let variants: Vec<emit::Variant<'_>> =
+                jsons.iter().zip(&idents).map(|(json, ident)| emit::Variant { json, ident }).collect();
+            items.extend(emit::enum_item(&emit::Item { vis, ident: &ident, docs: &[], attrs: &attrs }, &variants));
             quote!(#ident)
-        }
-    }
-}
-
-/// `#[doc = " ..."]` per line, the way rustdoc writes `///` comments.
-fn doc_attrs(text: &str) -> TokenStream {
-    if text.trim().is_empty() {
-        return TokenStream::new();
-    }
-    let lines = text.lines().map(|l| format!(" {l}"));
-    quote!(#(#[doc = #lines])*)
-}
-
-trait IdentExt {
-    fn new_raw_or_plain(name: &str, span: Span) -> syn::Ident;
-}
-
-impl IdentExt for syn::Ident {
-    /// An identifier, raw when it is a keyword (`type` -> `r#type`).
-    fn new_raw_or_plain(name: &str, span: Span) -> syn::Ident {
-        match syn::parse_str::<syn::Ident>(name) {
-            Ok(_) => syn::Ident::new(name, span),
-            Err(_) => syn::Ident::new_raw(name, span),
         }
     }
 }

@@ -6,6 +6,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType};
 
 use crate::args::AgentArgs;
+use crate::ident::expected_type_names;
 
 /// A complete declaration: the attribute's arguments and the function.
 #[derive(Clone)]
@@ -16,14 +17,6 @@ pub struct AgentDecl {
     pub function: syn::Ident,
     /// The function's doc comment lines (the agent's description).
     pub docs: Vec<String>,
-}
-
-/// The names a declaration generates for function `name`: its input type,
-/// output type and agent type (`classify` -> `ClassifyInput`,
-/// `ClassifyOutput`, `ClassifyAgent`).
-pub fn expected_type_names(name: &str) -> (String, String, String) {
-    let base = crate::pascal_case(name);
-    (format!("{base}Input"), format!("{base}Output"), format!("{base}Agent"))
 }
 
 impl AgentDecl {

@@ -109,6 +109,29 @@ impl Parse for FieldList {
             content.parse::<Token![:]>()?;
             let ty: TypeDecl = content.parse()?;
             let field = FieldDecl { docs: crate::doc_lines(&attrs), name, ty };
+            if let Err(e) = crate::field_ident(&field.json_name(), field.name.span()) {
+                return Err(syn::Error::new(
+                    field.name.span(),
+                    format!(
+                        "a field cannot be named `{}`: it is a Rust keyword that cannot be written raw; choose another name",
+                        e.ident
+                    ),
+                ));
+            }
+            let rust_name = crate::rust_field_name(&field.json_name());
+            if let Some(first) = fields
+                .iter()
+                .find(|f| f.json_name() != field.json_name() && crate::rust_field_name(&f.json_name()) == rust_name)
+            {
+                return Err(syn::Error::new(
+                    field.name.span(),
+                    format!(
+                        "fields `{}` and `{}` would both be the Rust field `{rust_name}`; rename one",
+                        first.json_name(),
+                        field.json_name()
+                    ),
+                ));
+            }
             if let Some(first) = fields.iter().find(|f| f.json_name() == field.json_name()) {
                 let mut e = syn::Error::new(field.name.span(), format!("duplicate field `{}`", field.json_name()));
                 e.combine(syn::Error::new(first.name.span(), "first declared here"));
@@ -144,6 +167,15 @@ impl Parse for TypeDecl {
                 }
                 if values[..i].iter().any(|w| w.value() == v.value()) {
                     return Err(syn::Error::new(v.span(), format!("duplicate enum value \"{}\"", v.value())));
+                }
+                if let Err(e) = crate::variant_ident(&v.value(), v.span()) {
+                    return Err(syn::Error::new(
+                        v.span(),
+                        format!(
+                            "enum value \"{}\" would be the Rust variant `{}`, a keyword; choose another value",
+                            e.name, e.ident
+                        ),
+                    ));
                 }
                 let variant = crate::variant_name(&v.value());
                 if let Some(other) = values[..i].iter().find(|w| crate::variant_name(&w.value()) == variant) {

@@ -1,0 +1,8 @@
+use orchestr8_macros::agent;
+
+#[agent(id = "echo", version = "1.0.0", input = { text: String }, output = { who: "other" | "self" })]
+async fn echo(_ctx: &orchestr8_runtime::codegen::AgentContext<'_>, input: EchoInput) -> Result<EchoOutput, orchestr8_runtime::codegen::AgentError> {
+    Err(orchestr8_runtime::codegen::AgentError::fatal("only compiled"))
+}
+
+fn main() {}
