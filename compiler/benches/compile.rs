@@ -38,8 +38,8 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let source = FromRustSource::new(&dir);
                 let validation = validate(text.as_bytes(), &source);
-                let workflow = validation.workflow.expect("the bench workflow is valid");
-                generate(&workflow, &validation.text, &source.found(), &options).expect("generates")
+                let workflow = validation.checked.expect("the bench workflow is valid");
+                generate(&workflow, &options).expect("generates")
             })
         });
     }

@@ -1,7 +1,10 @@
-//! The orchestr8 workflow compiler: validation with located diagnostics,
-//! and (later) code generation.
+//! The orchestr8 workflow compiler, a pipeline of stages, each run once:
+//! parse and validate (`validate`, with located `diagnostics`; agent schemas
+//! from `agents`), lower to the checked workflow (`checked`), and generate
+//! a crate from it (`codegen`).
 
 pub mod agents;
+pub mod checked;
 pub mod cli;
 pub mod codegen;
 pub mod diagnostics;

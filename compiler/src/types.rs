@@ -5,8 +5,9 @@
 //! Only what generated Rust types can express is accepted; every other
 //! construct is reported by name rather than silently ignored.
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+use indexmap::IndexMap;
 
 use serde_json::{Map, Value};
 
@@ -38,9 +39,10 @@ pub enum Ty {
 /// An object's fields.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObjectTy {
-    /// Fields by name. Fields beyond these are never read or written: the
-    /// generated Rust struct has exactly these.
-    pub fields: BTreeMap<String, Field>,
+    /// Fields by name, in the schema's order (equality ignores the order).
+    /// Fields beyond these are never read or written: the generated Rust
+    /// struct has exactly these.
+    pub fields: IndexMap<String, Field>,
 }
 
 /// One field of an object.
@@ -135,12 +137,23 @@ impl Ty {
 /// A construct in a schema the compiler cannot use, with where it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchemaProblem {
+    /// What sort of problem.
+    pub kind: ProblemKind,
     /// JSON pointer relative to the schema's root.
     pub pointer: String,
     /// What is wrong.
     pub message: String,
     /// What to do instead.
     pub help: Option<String>,
+}
+
+/// What sort of problem a schema has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A construct generated types cannot express.
+    Unsupported,
+    /// A name (a property, an enum value) no Rust identifier can stand for.
+    NotAnIdentifier,
 }
 
 /// Keywords that only annotate or validate values, and change no shape.
@@ -248,7 +261,16 @@ const MAX_SCHEMA_DEPTH: usize = 64;
 
 impl<'a> Reader<'a> {
     fn problem(&mut self, pointer: String, message: String, help: Option<String>) {
-        self.problems.push(SchemaProblem { pointer, message, help });
+        self.problems.push(SchemaProblem { kind: ProblemKind::Unsupported, pointer, message, help });
+    }
+
+    fn not_an_identifier(&mut self, pointer: String, message: String) {
+        self.problems.push(SchemaProblem {
+            kind: ProblemKind::NotAnIdentifier,
+            pointer,
+            message,
+            help: Some("generated Rust types name it: choose another".into()),
+        });
     }
 
     fn read(&mut self, schema: &'a Value, at: &str) -> Ty {
@@ -457,6 +479,12 @@ impl<'a> Reader<'a> {
             Some(s) => {
                 // Each value becomes a Rust variant: two that name the same one cannot both be.
                 for (i, v) in s.iter().enumerate() {
+                    if let Err(e) = orchestr8_agent_decl::variant_ident(v, proc_macro2::Span::call_site()) {
+                        self.not_an_identifier(
+                            format!("{at}/{i}"),
+                            format!("enum value \"{v}\" would be the Rust variant `{}`, a keyword", e.ident),
+                        );
+                    }
                     let variant = orchestr8_agent_decl::variant_name(v);
                     if let Some(w) = s[..i].iter().find(|w| orchestr8_agent_decl::variant_name(w) == variant) {
                         self.problem(
@@ -484,11 +512,20 @@ impl<'a> Reader<'a> {
             Some(Value::Array(r)) => r.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
         };
-        let mut fields = BTreeMap::new();
+        let mut fields = IndexMap::new();
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
             for (name, schema) in props {
-                let ty = self
-                    .read(schema, &format!("{at}/properties/{}", orchestr8_schema::source::escape_pointer_token(name)));
+                let here = format!("{at}/properties/{}", orchestr8_schema::source::escape_pointer_token(name));
+                if let Err(e) = orchestr8_agent_decl::field_ident(name, proc_macro2::Span::call_site()) {
+                    self.not_an_identifier(
+                        here.clone(),
+                        format!(
+                            "property `{name}` cannot be a Rust field: `{}` is a keyword that cannot be written raw",
+                            e.ident
+                        ),
+                    );
+                }
+                let ty = self.read(schema, &here);
                 let is_required = required.contains(&name.as_str());
                 let ty = if is_required { ty } else { ty.optional() };
                 let description = schema.get("description").and_then(Value::as_str).map(str::to_owned);
@@ -545,9 +582,9 @@ pub enum Misfit {
         /// Where below the value (`.a[]`), empty at the top.
         path: String,
         /// What the field takes.
-        expected: Ty,
+        expected: Box<Ty>,
         /// What the value is.
-        found: Ty,
+        found: Box<Ty>,
     },
     /// The value may be absent and the field is required.
     MaybeAbsent {
@@ -571,8 +608,11 @@ pub fn fits(found: &Ty, expected: &Ty) -> Result<(), Misfit> {
 }
 
 fn fits_at(found: &Ty, expected: &Ty, path: &mut String) -> Result<(), Misfit> {
-    let mismatch =
-        |path: &str| Misfit::Type { path: path.to_owned(), expected: expected.clone(), found: found.clone() };
+    let mismatch = |path: &str| Misfit::Type {
+        path: path.to_owned(),
+        expected: Box::new(expected.clone()),
+        found: Box::new(found.clone()),
+    };
     match (found, expected) {
         (_, Ty::Any) | (Ty::Any, _) => Ok(()),
         (Ty::Optional(f), Ty::Optional(e)) => fits_at(f, e, path),

@@ -45,11 +45,11 @@ fn fixtures_generate_build_and_run() {
         let text = std::fs::read_to_string(fixtures.join(format!("{name}.json"))).unwrap();
         let source = FromRustSource::new(&fixtures);
         let validation = validate(text.as_bytes(), &source);
-        let workflow = validation.workflow.unwrap_or_else(|| panic!("{name}: {:?}", validation.diagnostics));
+        let workflow = validation.checked.unwrap_or_else(|| panic!("{name}: {:?}", validation.diagnostics));
         let out = repo().join("target/codegen-fixtures").join(&name);
         let options =
             CrateOptions { runtime_dir: repo().join("runtime"), out_dir: out.clone(), workflow_dir: fixtures.clone() };
-        let files = generate(&workflow, &validation.text, &source.found(), &options).unwrap();
+        let files = generate(&workflow, &options).unwrap();
         insta::assert_snapshot!(format!("{name}.rs"), files[Path::new("src/workflow.rs")]);
 
         std::fs::create_dir_all(&out).unwrap();
@@ -61,7 +61,7 @@ fn fixtures_generate_build_and_run() {
         let linted = cargo(&["clippy", "--quiet", "--offline"], &manifest, &["--", "-D", "warnings"]);
         assert!(linted.status.success(), "{name}: clippy\n{}", String::from_utf8_lossy(&linted.stderr));
 
-        let binary = repo().join("target/generated/debug").join(&workflow.metadata.id);
+        let binary = repo().join("target/generated/debug").join(&workflow.id);
         let ran = Command::new(binary)
             .arg("--quiet")
             .arg("--input-file")

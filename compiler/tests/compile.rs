@@ -30,11 +30,11 @@ fn generated_crates_of_the_examples() {
         let text = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
         let source = FromRustSource::new(&dir);
         let validation = validate(text.as_bytes(), &source);
-        let workflow = validation.workflow.unwrap_or_else(|| panic!("{example}: {:?}", validation.diagnostics));
+        let workflow = validation.checked.unwrap_or_else(|| panic!("{example}: {:?}", validation.diagnostics));
         let options =
             CrateOptions { runtime_dir: repo().join("runtime"), out_dir: dir.clone(), workflow_dir: dir.clone() };
-        let files = generate(&workflow, &validation.text, &source.found(), &options).unwrap();
-        let again = generate(&workflow, &validation.text, &source.found(), &options).unwrap();
+        let files = generate(&workflow, &options).unwrap();
+        let again = generate(&workflow, &options).unwrap();
         assert_eq!(files, again, "{example}: generation is deterministic");
         let mut all = String::new();
         for (path, content) in &files {

@@ -8,7 +8,7 @@ pub use crate::executor::{
     Runtime, StepMocks, Workflow, WorkflowInfo,
 };
 pub use crate::journal::{FileStore, JournalStore, MemoryStore, DEFAULT_JOURNAL_DIR};
-pub use crate::policy::{CircuitBreakerPolicy, Policy, PolicyOverlay, RetryPolicy};
+pub use crate::policy::{CircuitBreakerPolicy, Policy, RetryPolicy};
 pub use crate::program::{ExecutionIds, Program};
 pub use crate::resilience::BreakerRegistry;
 pub use crate::state::ExecutionState;
@@ -28,19 +28,6 @@ pub fn store<T>(slot: &OnceLock<T>, step: &str, value: T) -> Result<(), String> 
     slot.set(value).map_err(|_| format!("the output of step {step} was already stored"))
 }
 
-/// A policy from the built-ins and up to three overlays; an invalid policy
-/// in generated code is a compiler bug, so this panics with the reason.
-pub fn policy(
-    default: Option<&PolicyOverlay>,
-    named: Option<&PolicyOverlay>,
-    inline: Option<&PolicyOverlay>,
-) -> Policy {
-    match Policy::resolve(default, named, inline) {
-        Ok(p) => p,
-        Err(e) => panic!("orchestr8: generated policy is invalid: {e}"),
-    }
-}
-
 /// A value moved into another type through serde: used by generated code
 /// only where the compiler cannot see both types (named types defined in an
 /// agent crate, `serde_json::Value` fields). Typed data otherwise moves
@@ -48,6 +35,11 @@ pub fn policy(
 pub fn convert<A: serde::Serialize + ?Sized, B: serde::de::DeserializeOwned>(value: &A) -> Result<B, String> {
     let json = serde_json::to_value(value).map_err(|e| format!("cannot convert a value: {e}"))?;
     serde_json::from_value(json).map_err(|e| format!("cannot convert a value: {e}"))
+}
+
+/// A value as JSON, for `serde_json::Value` fields built from typed data.
+pub fn json<A: serde::Serialize + ?Sized>(value: &A) -> Result<serde_json::Value, String> {
+    serde_json::to_value(value).map_err(|e| format!("cannot convert a value to JSON: {e}"))
 }
 
 /// The text of a value for interpolation: a string as it is, anything else
@@ -70,5 +62,7 @@ mod tests {
         assert!(convert::<_, i64>(&"x").is_err());
         assert_eq!(text(&"a b").unwrap(), "a b");
         assert_eq!(text(&serde_json::json!({"k": 1})).unwrap(), "{\"k\":1}");
+        assert_eq!(json(&Some(3)).unwrap(), serde_json::json!(3));
+        assert_eq!(json(&None::<u8>).unwrap(), serde_json::Value::Null);
     }
 }

@@ -367,18 +367,18 @@ impl<S: Sync + 'static> Node<S> {
     }
 
     /// A sequence without an id (e.g. the workflow's top-level `steps`).
-    pub fn sequence(children: Vec<Node<S>>) -> Self {
-        Node::Sequence { id: None, children }
+    pub fn sequence(children: impl IntoIterator<Item = Node<S>>) -> Self {
+        Node::Sequence { id: None, children: children.into_iter().collect() }
     }
 
     /// A sequence block with an id.
-    pub fn named_sequence(id: impl Into<Arc<str>>, children: Vec<Node<S>>) -> Self {
-        Node::Sequence { id: Some(id.into()), children }
+    pub fn named_sequence(id: impl Into<Arc<str>>, children: impl IntoIterator<Item = Node<S>>) -> Self {
+        Node::Sequence { id: Some(id.into()), children: children.into_iter().collect() }
     }
 
     /// A parallel block.
-    pub fn parallel(id: impl Into<Arc<str>>, fail_fast: bool, children: Vec<Node<S>>) -> Self {
-        Node::Parallel { id: Some(id.into()), children, fail_fast }
+    pub fn parallel(id: impl Into<Arc<str>>, fail_fast: bool, children: impl IntoIterator<Item = Node<S>>) -> Self {
+        Node::Parallel { id: Some(id.into()), children: children.into_iter().collect(), fail_fast }
     }
 
     fn bind(&mut self, registry: &BreakerRegistry) {

@@ -5,96 +5,21 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Durations as the contract writes them: integer milliseconds or strings
-/// such as `"250ms"`, `"30s"`, `"2m"`.
-pub mod duration {
+pub use orchestr8_schema::ast::{parse_duration, CircuitBreakerOverlay, DurationError, PolicyOverlay, RetryOverlay};
+
+/// Resolved durations on the wire: integer milliseconds, read back in any
+/// form the contract allows (through the format's one parser).
+mod duration {
     use std::time::Duration;
 
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
-    /// A duration string or number that does not parse.
-    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-    #[error("invalid duration {input:?}: expected integer milliseconds or a number with unit ms, s, m or h (e.g. \"250ms\", \"30s\", \"2m\")")]
-    pub struct ParseDurationError {
-        input: String,
-    }
-
-    /// Parses `"250ms"`, `"30s"`, `"2m"`, `"1h"` or a bare integer of milliseconds.
-    pub fn parse(s: &str) -> Result<Duration, ParseDurationError> {
-        let err = || ParseDurationError { input: s.to_owned() };
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        if num.is_empty() {
-            return Err(err());
-        }
-        let n: u64 = num.parse().map_err(|_| err())?;
-        let ms = match unit.trim() {
-            "" | "ms" => Some(n),
-            "s" => n.checked_mul(1_000),
-            "m" => n.checked_mul(60_000),
-            "h" => n.checked_mul(3_600_000),
-            _ => None,
-        }
-        .ok_or_else(err)?;
-        Ok(Duration::from_millis(ms))
-    }
-
-    /// Serialises as integer milliseconds.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// Deserialises integer milliseconds or a duration string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_any(DurationVisitor)
-    }
-
-    struct DurationVisitor;
-
-    impl Visitor<'_> for DurationVisitor {
-        type Value = Duration;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("integer milliseconds or a string such as \"250ms\", \"30s\", \"2m\"")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            Ok(Duration::from_millis(v))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v).map(Duration::from_millis).map_err(|_| E::custom("a duration cannot be negative"))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-            // JSON writers sometimes emit 1000.0; accept whole numbers only.
-            if v >= 0.0 && v.fract() == 0.0 && v <= u64::MAX as f64 {
-                Ok(Duration::from_millis(v as u64))
-            } else {
-                Err(E::custom("a duration in milliseconds must be a non-negative integer"))
-            }
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            super::duration::parse(v).map_err(E::custom)
-        }
-    }
-
-    /// `Option<Duration>` with the same formats.
-    pub mod option {
-        use std::time::Duration;
-
-        use serde::{Deserializer, Serializer};
-
-        /// Serialises `Some` as integer milliseconds.
-        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => super::serialize(d, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        /// Deserialises a present value with [`super::deserialize`].
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            super::deserialize(d).map(Some)
-        }
+        orchestr8_schema::ast::Duration::deserialize(d)?.to_std().map_err(serde::de::Error::custom)
     }
 }
 
@@ -215,95 +140,133 @@ impl Default for Policy {
     }
 }
 
-/// The partial retry settings a workflow writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RetryOverlay {
-    /// See [`RetryPolicy::max_attempts`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_attempts: Option<u32>,
-    /// See [`RetryPolicy::initial_delay`].
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub initial_delay: Option<Duration>,
-    /// See [`RetryPolicy::max_delay`].
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub max_delay: Option<Duration>,
-    /// See [`RetryPolicy::backoff_multiplier`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_multiplier: Option<f64>,
-    /// See [`RetryPolicy::jitter`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jitter: Option<bool>,
+/// A field of a policy, for errors that say which one is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyField {
+    /// `timeout`
+    Timeout,
+    /// `retry.maxAttempts`
+    MaxAttempts,
+    /// `retry.initialDelay`
+    InitialDelay,
+    /// `retry.maxDelay`
+    MaxDelay,
+    /// `retry.backoffMultiplier`
+    BackoffMultiplier,
+    /// `circuitBreaker.failureThreshold`
+    FailureThreshold,
+    /// `circuitBreaker.resetTimeout`
+    ResetTimeout,
+    /// `circuitBreaker.halfOpenRequests`
+    HalfOpenRequests,
 }
 
-/// The partial breaker settings a workflow writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CircuitBreakerOverlay {
-    /// See [`CircuitBreakerPolicy::failure_threshold`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_threshold: Option<u32>,
-    /// See [`CircuitBreakerPolicy::reset_timeout`].
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub reset_timeout: Option<Duration>,
-    /// See [`CircuitBreakerPolicy::half_open_requests`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub half_open_requests: Option<u32>,
+impl PolicyField {
+    /// Its JSON pointer below the policy object (`/retry/maxAttempts`).
+    pub fn pointer(self) -> &'static str {
+        match self {
+            PolicyField::Timeout => "/timeout",
+            PolicyField::MaxAttempts => "/retry/maxAttempts",
+            PolicyField::InitialDelay => "/retry/initialDelay",
+            PolicyField::MaxDelay => "/retry/maxDelay",
+            PolicyField::BackoffMultiplier => "/retry/backoffMultiplier",
+            PolicyField::FailureThreshold => "/circuitBreaker/failureThreshold",
+            PolicyField::ResetTimeout => "/circuitBreaker/resetTimeout",
+            PolicyField::HalfOpenRequests => "/circuitBreaker/halfOpenRequests",
+        }
+    }
+
+    /// Its name as the contract writes it (`maxAttempts`).
+    pub fn name(self) -> &'static str {
+        self.pointer().rsplit('/').next().unwrap_or_default()
+    }
+
+    /// Whether `overlay` sets it.
+    pub fn is_set_in(self, overlay: &PolicyOverlay) -> bool {
+        let retry = overlay.retry.as_ref();
+        let breaker = overlay.circuit_breaker.as_ref();
+        match self {
+            PolicyField::Timeout => overlay.timeout.is_some(),
+            PolicyField::MaxAttempts => retry.is_some_and(|r| r.max_attempts.is_some()),
+            PolicyField::InitialDelay => retry.is_some_and(|r| r.initial_delay.is_some()),
+            PolicyField::MaxDelay => retry.is_some_and(|r| r.max_delay.is_some()),
+            PolicyField::BackoffMultiplier => retry.is_some_and(|r| r.backoff_multiplier.is_some()),
+            PolicyField::FailureThreshold => breaker.is_some_and(|c| c.failure_threshold.is_some()),
+            PolicyField::ResetTimeout => breaker.is_some_and(|c| c.reset_timeout.is_some()),
+            PolicyField::HalfOpenRequests => breaker.is_some_and(|c| c.half_open_requests.is_some()),
+        }
+    }
 }
 
-/// A policy as written in a workflow: every field optional.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PolicyOverlay {
-    /// See [`Policy::timeout`].
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Duration>,
-    /// See [`Policy::retry`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryOverlay>,
-    /// See [`Policy::circuit_breaker`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub circuit_breaker: Option<CircuitBreakerOverlay>,
-}
-
-/// A policy that cannot run (e.g. `maxAttempts: 0`).
+/// A policy that cannot run (e.g. `maxAttempts: 0`), with the fields at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid policy: {0}")]
-pub struct PolicyError(String);
+pub enum PolicyError {
+    /// A duration that does not parse.
+    #[error("invalid policy: `{}`: {error}", .field.name())]
+    Duration {
+        /// Which one.
+        field: PolicyField,
+        /// Why.
+        error: DurationError,
+    },
+    /// A count or duration that must be positive is zero.
+    #[error("invalid policy: `{}` must be greater than 0", .0.name())]
+    Zero(PolicyField),
+    /// `backoffMultiplier` below 1, or not finite.
+    #[error("invalid policy: `backoffMultiplier` must be a finite number of at least 1")]
+    Multiplier,
+    /// The first delay is longer than the cap on every delay.
+    #[error("invalid policy: `initialDelay` ({} ms) is longer than `maxDelay` ({} ms)", .initial.as_millis(), .max.as_millis())]
+    DelayOrder {
+        /// The resolved `initialDelay`.
+        initial: Duration,
+        /// The resolved `maxDelay`.
+        max: Duration,
+    },
+}
+
+impl PolicyError {
+    /// The fields that make the policy invalid, most telling first.
+    pub fn fields(&self) -> Vec<PolicyField> {
+        match self {
+            PolicyError::Duration { field, .. } | PolicyError::Zero(field) => vec![*field],
+            PolicyError::Multiplier => vec![PolicyField::BackoffMultiplier],
+            PolicyError::DelayOrder { .. } => vec![PolicyField::InitialDelay, PolicyField::MaxDelay],
+        }
+    }
+}
 
 impl Policy {
     /// Applies the fields `overlay` sets on top of `self`, field by field.
-    pub fn overlay(mut self, overlay: &PolicyOverlay) -> Self {
-        if let Some(t) = overlay.timeout {
-            self.timeout = t;
-        }
+    pub fn overlay(mut self, overlay: &PolicyOverlay) -> Result<Self, PolicyError> {
+        let duration = |d: &Option<orchestr8_schema::ast::Duration>, field, current| match d {
+            Some(d) => d.to_std().map_err(|error| PolicyError::Duration { field, error }),
+            None => Ok(current),
+        };
+        self.timeout = duration(&overlay.timeout, PolicyField::Timeout, self.timeout)?;
         if let Some(r) = &overlay.retry {
             let p = &mut self.retry;
             p.max_attempts = r.max_attempts.unwrap_or(p.max_attempts);
-            p.initial_delay = r.initial_delay.unwrap_or(p.initial_delay);
-            p.max_delay = r.max_delay.unwrap_or(p.max_delay);
+            p.initial_delay = duration(&r.initial_delay, PolicyField::InitialDelay, p.initial_delay)?;
+            p.max_delay = duration(&r.max_delay, PolicyField::MaxDelay, p.max_delay)?;
             p.backoff_multiplier = r.backoff_multiplier.unwrap_or(p.backoff_multiplier);
             p.jitter = r.jitter.unwrap_or(p.jitter);
         }
         if let Some(c) = &overlay.circuit_breaker {
             let p = &mut self.circuit_breaker;
             p.failure_threshold = c.failure_threshold.unwrap_or(p.failure_threshold);
-            p.reset_timeout = c.reset_timeout.unwrap_or(p.reset_timeout);
+            p.reset_timeout = duration(&c.reset_timeout, PolicyField::ResetTimeout, p.reset_timeout)?;
             p.half_open_requests = c.half_open_requests.unwrap_or(p.half_open_requests);
         }
-        self
+        Ok(self)
     }
 
-    /// Resolves a step's policy: built-ins, then `policies.default`, then the
-    /// named policy, then an inline one; then checks it.
-    pub fn resolve(
-        default: Option<&PolicyOverlay>,
-        named: Option<&PolicyOverlay>,
-        inline: Option<&PolicyOverlay>,
-    ) -> Result<Policy, PolicyError> {
+    /// Resolves a step's policy: the built-ins, then each layer in order
+    /// (`policies.default`, then the named or inline policy); then checks it.
+    pub fn resolve<'a>(layers: impl IntoIterator<Item = &'a PolicyOverlay>) -> Result<Policy, PolicyError> {
         let mut p = Policy::default();
-        for o in [default, named, inline].into_iter().flatten() {
-            p = p.overlay(o);
+        for layer in layers {
+            p = p.overlay(layer)?;
         }
         p.validate()?;
         Ok(p)
@@ -313,20 +276,21 @@ impl Policy {
     pub fn validate(&self) -> Result<(), PolicyError> {
         let r = &self.retry;
         let c = &self.circuit_breaker;
-        if r.max_attempts == 0 {
-            return Err(PolicyError("retry.maxAttempts must be at least 1".into()));
+        let zero = [
+            (self.timeout.is_zero(), PolicyField::Timeout),
+            (r.max_attempts == 0, PolicyField::MaxAttempts),
+            (c.failure_threshold == 0, PolicyField::FailureThreshold),
+            (c.reset_timeout.is_zero(), PolicyField::ResetTimeout),
+            (c.half_open_requests == 0, PolicyField::HalfOpenRequests),
+        ];
+        if let Some((_, field)) = zero.into_iter().find(|(is_zero, _)| *is_zero) {
+            return Err(PolicyError::Zero(field));
         }
         if !(r.backoff_multiplier.is_finite() && r.backoff_multiplier >= 1.0) {
-            return Err(PolicyError("retry.backoffMultiplier must be a finite number >= 1".into()));
+            return Err(PolicyError::Multiplier);
         }
         if r.initial_delay > r.max_delay {
-            return Err(PolicyError("retry.initialDelay must not exceed retry.maxDelay".into()));
-        }
-        if self.timeout.is_zero() {
-            return Err(PolicyError("timeout must be positive".into()));
-        }
-        if c.failure_threshold == 0 || c.half_open_requests == 0 {
-            return Err(PolicyError("circuitBreaker.failureThreshold and halfOpenRequests must be at least 1".into()));
+            return Err(PolicyError::DelayOrder { initial: r.initial_delay, max: r.max_delay });
         }
         Ok(())
     }

@@ -609,7 +609,7 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
     let addr = a.addr.as_deref().unwrap_or(DEFAULT_ADDR);
     let addr = addr.parse().map_err(|_| format!("'--addr' needs an address like {DEFAULT_ADDR}, not '{addr}'"))?;
     let wait_timeout = match &a.wait_timeout {
-        Some(t) => crate::policy::duration::parse(t)
+        Some(t) => crate::policy::parse_duration(t)
             .map_err(|_| format!("'--wait-timeout' needs a duration like 30s or 500ms, not '{t}'"))?,
         None => DEFAULT_WAIT_TIMEOUT,
     };

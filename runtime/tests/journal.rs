@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 async fn run_one(store: impl JournalStore, id: &str, steps: usize) {
     let runtime = Runtime::new(store);
     let agent = Arc::new(MockAgent::<Value>::new("echo", "1").then_ok(json!({"ok": true})));
-    let nodes = (0..steps)
+    let nodes: Vec<_> = (0..steps)
         .map(|i| {
             AgentStep::new(format!("s{i}"), agent.clone(), |_: &()| Ok(json!({"n": 1})), |_: &(), _| Ok(())).node()
         })
@@ -263,7 +263,7 @@ async fn events_reach_the_file_before_agent_code_runs() {
     let runtime = Runtime::new(FileStore::new(dir));
     let peek = Arc::new(Peek { dir: dir.to_path_buf() });
     let seen: Arc<std::sync::Mutex<Vec<Vec<String>>>> = Arc::default();
-    let steps = (0..2)
+    let steps: Vec<_> = (0..2)
         .map(|i| {
             let seen = seen.clone();
             AgentStep::new(

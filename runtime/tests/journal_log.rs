@@ -19,7 +19,7 @@ fn workflow(steps: usize) -> Arc<Workflow<(), Value>> {
 
 fn workflow_calling(agent: MockAgent<Value>, steps: usize) -> Arc<Workflow<(), Value>> {
     let agent = Arc::new(agent);
-    let nodes = (0..steps)
+    let nodes: Vec<_> = (0..steps)
         .map(|i| {
             AgentStep::new(format!("s{i}"), agent.clone(), move |_: &()| Ok(json!({"n": i})), |_: &(), _| Ok(())).node()
         })

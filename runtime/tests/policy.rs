@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use orchestr8_runtime::agent::{AgentContext, DynAgent, ExecutionMeta};
-use orchestr8_runtime::policy::{duration, Policy, PolicyOverlay};
+use orchestr8_runtime::policy::{parse_duration, Policy, PolicyError, PolicyField, PolicyOverlay};
 use orchestr8_runtime::testing::MockAgent;
 use orchestr8_runtime::{AgentError, CancellationToken, ErrorKind, StepError};
 use serde_json::{json, Value};
@@ -27,19 +27,22 @@ fn built_in_defaults_are_the_contracts() {
 fn durations_parse_from_integers_and_strings() {
     for (s, ms) in [("250ms", 250), ("30s", 30_000), ("2m", 120_000), ("1h", 3_600_000), ("1500", 1500), (" 5s ", 5000)]
     {
-        assert_eq!(duration::parse(s).unwrap(), Duration::from_millis(ms), "{s}");
+        assert_eq!(parse_duration(s).unwrap(), Duration::from_millis(ms), "{s}");
     }
     for bad in ["", "ms", "1.5s", "-3s", "10 parsecs", "5d", "99999999999999999999h"] {
-        assert!(duration::parse(bad).is_err(), "{bad}");
+        assert!(parse_duration(bad).is_err(), "{bad}");
     }
     let o: PolicyOverlay =
         serde_json::from_value(json!({"timeout": "2s", "retry": {"initialDelay": 250, "maxDelay": "1m"}})).unwrap();
-    assert_eq!(o.timeout, Some(Duration::from_secs(2)));
-    let r = o.retry.unwrap();
-    assert_eq!(r.initial_delay, Some(Duration::from_millis(250)));
-    assert_eq!(r.max_delay, Some(Duration::from_secs(60)));
+    let p = Policy::resolve([&o]).unwrap();
+    assert_eq!(p.timeout, Duration::from_secs(2));
+    assert_eq!(p.retry.initial_delay, Duration::from_millis(250));
+    assert_eq!(p.retry.max_delay, Duration::from_secs(60));
     assert!(serde_json::from_value::<PolicyOverlay>(json!({"timeout": -1})).is_err());
-    assert!(serde_json::from_value::<PolicyOverlay>(json!({"timeout": "soon"})).is_err());
+    let soon: PolicyOverlay = serde_json::from_value(json!({"timeout": "soon"})).unwrap();
+    let err = Policy::resolve([&soon]).unwrap_err();
+    assert!(matches!(err, PolicyError::Duration { field: PolicyField::Timeout, .. }), "{err:?}");
+    assert!(err.to_string().contains("`soon` is not a duration"), "{err}");
 }
 
 #[test]
@@ -48,29 +51,33 @@ fn merge_order_is_builtin_default_named_inline() {
         serde_json::from_value(json!({"timeout": 20000, "retry": {"maxAttempts": 5, "jitter": false}})).unwrap();
     let named: PolicyOverlay = serde_json::from_value(json!({"timeout": 2000, "retry": {"maxAttempts": 2}})).unwrap();
     let inline: PolicyOverlay = serde_json::from_value(json!({"circuitBreaker": {"failureThreshold": 1}})).unwrap();
-    let p = Policy::resolve(Some(&default), Some(&named), Some(&inline)).unwrap();
+    let p = Policy::resolve([&default, &named, &inline]).unwrap();
     assert_eq!(p.timeout, Duration::from_secs(2));
     assert_eq!(p.retry.max_attempts, 2);
     assert!(!p.retry.jitter, "from default, not overridden");
     assert_eq!(p.retry.initial_delay, Duration::from_secs(1), "built-in");
     assert_eq!(p.circuit_breaker.failure_threshold, 1);
     assert_eq!(p.circuit_breaker.half_open_requests, 3);
-    assert_eq!(Policy::resolve(None, None, None).unwrap(), Policy::default());
+    assert_eq!(Policy::resolve([]).unwrap(), Policy::default());
 }
 
 #[test]
 fn unknown_fields_and_impossible_settings_are_rejected() {
     assert!(serde_json::from_value::<PolicyOverlay>(json!({"timeOut": 1})).is_err());
     assert!(serde_json::from_value::<PolicyOverlay>(json!({"retry": {"attempts": 1}})).is_err());
-    for bad in [
-        json!({"retry": {"maxAttempts": 0}}),
-        json!({"retry": {"backoffMultiplier": 0.5}}),
-        json!({"retry": {"initialDelay": 20000}}),
-        json!({"timeout": 0}),
-        json!({"circuitBreaker": {"halfOpenRequests": 0}}),
+    for (bad, fields) in [
+        (json!({"retry": {"maxAttempts": 0}}), vec![PolicyField::MaxAttempts]),
+        (json!({"retry": {"backoffMultiplier": 0.5}}), vec![PolicyField::BackoffMultiplier]),
+        (json!({"retry": {"initialDelay": 20000}}), vec![PolicyField::InitialDelay, PolicyField::MaxDelay]),
+        (json!({"timeout": 0}), vec![PolicyField::Timeout]),
+        (json!({"circuitBreaker": {"resetTimeout": "0s"}}), vec![PolicyField::ResetTimeout]),
+        (json!({"circuitBreaker": {"halfOpenRequests": 0}}), vec![PolicyField::HalfOpenRequests]),
+        (json!({"timeout": "99999999999999999999h"}), vec![PolicyField::Timeout]),
     ] {
         let o: PolicyOverlay = serde_json::from_value(bad.clone()).unwrap();
-        assert!(Policy::resolve(None, None, Some(&o)).is_err(), "{bad}");
+        let err = Policy::resolve([&o]).unwrap_err();
+        assert_eq!(err.fields(), fields, "{bad}: {err}");
+        assert!(err.fields().iter().any(|f| f.is_set_in(&o)), "{bad}: the overlay sets a field at fault");
     }
 }
 

@@ -1,5 +1,5 @@
 //! The workflow document as Rust types: the format contract of
-//! `spec/workflow-v1.md`, one type per concept.
+//! `docs/spec/workflow-v1.md`, one type per concept.
 //!
 //! Doc comments here become the descriptions of the published JSON Schema,
 //! so they are written for the person editing `workflow.json`.
@@ -45,7 +45,7 @@ pub struct Workflow {
     /// Resilience policies by name. The policy named `default` applies to every step;
     /// a step's own policy overrides it field by field.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub policies: BTreeMap<String, Policy>,
+    pub policies: BTreeMap<String, PolicyOverlay>,
     /// The steps, run in order.
     #[schemars(length(min = 1))]
     pub steps: Vec<Step>,
@@ -186,7 +186,7 @@ impl Step {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentStep {
-    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword.
+    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword, nor `input` or `ids`.
     #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
     pub id: String,
     /// What the step does.
@@ -216,7 +216,7 @@ pub struct AgentStep {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ParallelStep {
-    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword.
+    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword, nor `input` or `ids`.
     #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
     pub id: String,
     /// What the block does.
@@ -235,7 +235,7 @@ pub struct ParallelStep {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SequenceStep {
-    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword.
+    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword, nor `input` or `ids`.
     #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
     pub id: String,
     /// What the sequence does.
@@ -270,30 +270,34 @@ pub enum PolicyRef {
     /// A key of `policies`.
     Named(String),
     /// A policy for this step alone.
-    Inline(Policy),
+    Inline(PolicyOverlay),
 }
 
 /// Resilience for a step. Every field is optional: missing ones come from
 /// `policies.default`, then from the built-in defaults.
+// The partial form a workflow writes; the runtime's `Policy` is the resolved
+// one, and the only place of defaults, merging and checks.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Policy {
+#[schemars(rename = "Policy")]
+pub struct PolicyOverlay {
     /// Bound on the whole step, every attempt and backoff sleep included (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// Retry of retryable failures with exponential backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryPolicy>,
+    pub retry: Option<RetryOverlay>,
     /// The circuit breaker of the step's agent (one per agent id and version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub circuit_breaker: Option<CircuitBreakerPolicy>,
+    pub circuit_breaker: Option<CircuitBreakerOverlay>,
 }
 
 /// Retry with exponential backoff. The delay before attempt n+1 is
 /// `min(maxDelay, initialDelay * backoffMultiplier^(n-1))`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RetryPolicy {
+#[schemars(rename = "RetryPolicy")]
+pub struct RetryOverlay {
     /// How many calls at most, the first included (default 3; 1 means no retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -317,7 +321,8 @@ pub struct RetryPolicy {
 /// calls fail at once with `circuit_open` until `resetTimeout` has passed.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CircuitBreakerPolicy {
+#[schemars(rename = "CircuitBreakerPolicy")]
+pub struct CircuitBreakerOverlay {
     /// Consecutive failed attempts (timeouts included) that open the circuit (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -342,38 +347,75 @@ pub enum Duration {
 }
 
 impl Duration {
-    /// The duration in milliseconds, or a message saying what is wrong with it.
-    pub fn to_millis(&self) -> Result<u64, String> {
+    /// The duration, or what is wrong with it.
+    pub fn to_std(&self) -> Result<std::time::Duration, DurationError> {
         match self {
-            Duration::Millis(ms) => Ok(*ms),
-            Duration::Text(text) => parse_duration_text(text),
+            Duration::Millis(ms) => Ok(std::time::Duration::from_millis(*ms)),
+            Duration::Text(text) => parse_duration(text),
         }
     }
 }
 
-/// Parses `"250ms"`, `"30s"`, `"2m"`, `"1h"` into milliseconds.
-pub fn parse_duration_text(text: &str) -> Result<u64, String> {
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(digits_end);
-    let factor = match unit {
-        "ms" => 1,
+/// A duration that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationError {
+    /// The text as written.
+    pub text: String,
+    /// What is wrong with it.
+    pub reason: DurationProblem,
+}
+
+/// What is wrong with a duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationProblem {
+    /// Not digits and a unit.
+    NotADuration,
+    /// A unit without a number.
+    NoNumber,
+    /// More milliseconds than fit 64 bits.
+    TooLong,
+}
+
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = &self.text;
+        match self.reason {
+            DurationProblem::NotADuration => write!(
+                f,
+                "`{text}` is not a duration: write integer milliseconds or digits with a unit (`250ms`, `30s`, `2m`, `1h`)"
+            ),
+            DurationProblem::NoNumber => write!(f, "`{text}` has no number before its unit"),
+            DurationProblem::TooLong => write!(f, "`{text}` is too long a duration"),
+        }
+    }
+}
+
+impl std::error::Error for DurationError {}
+
+/// The one duration parser: `"250ms"`, `"30s"`, `"2m"`, `"1h"`, or bare digits
+/// of milliseconds (the contract's JSON form writes those as a number; a
+/// command-line flag may write them as text). Blanks around it are ignored.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
+    let error = |reason| DurationError { text: text.to_owned(), reason };
+    let trimmed = text.trim();
+    let digits_end = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(digits_end);
+    let factor: u64 = match unit {
+        "" | "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => {
-            return Err(format!(
-            "`{text}` is not a duration: write integer milliseconds or digits with a unit (`250ms`, `30s`, `2m`, `1h`)"
-        ))
-        }
+        _ => return Err(error(DurationProblem::NotADuration)),
     };
     if digits.is_empty() {
-        return Err(format!("`{text}` has no number before its unit"));
+        return Err(error(if unit.is_empty() { DurationProblem::NotADuration } else { DurationProblem::NoNumber }));
     }
     digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| format!("`{text}` is too long a duration"))
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| error(DurationProblem::TooLong))
 }
 
 fn fail_fast_default() -> bool {

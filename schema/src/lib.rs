@@ -1,7 +1,7 @@
 //! The orchestr8 workflow format: the AST as serde types, its JSON Schema,
 //! span-aware loading and the grammar of value expressions.
 //!
-//! The format contract is `spec/workflow-v1.md`; `workflow.schema.json`
+//! The format contract is `docs/spec/workflow-v1.md`; `workflow.schema.json`
 //! beside this crate is generated from [`ast::Workflow`] by [`json_schema`].
 
 pub mod ast;

@@ -49,7 +49,7 @@ pub struct DeclaredSchema {
 }
 
 /// What a source knows about one agent's data.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AgentSchemas {
     /// Its input schema, if known.
     pub input: Option<DeclaredSchema>,
@@ -58,6 +58,9 @@ pub struct AgentSchemas {
     /// Problems finding them (a missing crate, a named type the source
     /// cannot follow), located in the workflow.
     pub diagnostics: Vec<Diagnostic>,
+    /// The `#[agent]` declaration, when the source reads them: code is
+    /// generated only for agents whose declarations are known.
+    pub declaration: Option<FoundAgent>,
 }
 
 /// A provider of agent schemas for the type layer.
@@ -85,6 +88,7 @@ impl AgentSchemaSource for DeclaredInWorkflow {
             input: declared(&common.input, "input"),
             output: declared(&common.output, "output"),
             diagnostics: Vec::new(),
+            declaration: None,
         }
     }
 }

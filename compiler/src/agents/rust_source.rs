@@ -3,7 +3,7 @@
 //! modules are followed from `src/lib.rs` to the function, and the
 //! declaration is parsed by `orchestr8-agent-decl`, the parser the macro uses.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -23,8 +23,6 @@ pub struct FromRustSource {
     base: PathBuf,
     /// Parsed source files, by path: several agents share one file.
     files: Mutex<HashMap<PathBuf, Result<syn::File, String>>>,
-    /// Declarations found, by agent id, for the code generator.
-    found: Mutex<BTreeMap<String, FoundAgent>>,
 }
 
 /// A declaration found in source, with the Rust path to its items.
@@ -38,15 +36,20 @@ pub struct FoundAgent {
     pub modules: Vec<String>,
 }
 
+impl std::fmt::Debug for FoundAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FoundAgent")
+            .field("function", &self.decl.function.to_string())
+            .field("crate_ident", &self.crate_ident)
+            .field("modules", &self.modules)
+            .finish()
+    }
+}
+
 impl FromRustSource {
     /// A source for the workflow in directory `base`.
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        FromRustSource { base: base.into(), files: Mutex::new(HashMap::new()), found: Mutex::new(BTreeMap::new()) }
-    }
-
-    /// The declarations found so far (after validation: one per valid agent).
-    pub fn found(&self) -> BTreeMap<String, FoundAgent> {
-        self.found.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        FromRustSource { base: base.into(), files: Mutex::new(HashMap::new()) }
     }
 
     /// A diagnostic at `pointer`; the type layer locates it in the workflow.
@@ -290,10 +293,8 @@ impl AgentSchemaSource for FromRustSource {
             .split_last()
             .map(|(_, m)| m.to_vec())
             .unwrap_or_default();
-        self.found.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            id.to_owned(),
-            FoundAgent { decl: decl.clone(), crate_ident: agent.crate_name.replace('-', "_"), modules },
-        );
+        out.declaration =
+            Some(FoundAgent { decl: decl.clone(), crate_ident: agent.crate_name.replace('-', "_"), modules });
         let declared_id = decl.args.id.value();
         if declared_id != id {
             out.diagnostics.push(

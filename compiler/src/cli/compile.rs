@@ -63,7 +63,7 @@ pub(super) fn compile(workflow: &Path, out: Option<&Path>, runtime_path: Option<
         "{}",
         render_human(&shown, &validation.text, &validation.diagnostics, RenderOptions { color: stderr_color() })
     );
-    let Some(workflow) = validation.workflow else {
+    let Some(workflow) = validation.checked else {
         let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
         eprintln!("{shown}: invalid, {errors} error{}; nothing was written", if errors == 1 { "" } else { "s" });
         return Ok(Compiled::Invalid);
@@ -84,19 +84,19 @@ pub(super) fn compile(workflow: &Path, out: Option<&Path>, runtime_path: Option<
         None => workflow_dir.clone(),
     };
     let options = CrateOptions { runtime_dir, out_dir: out_dir.clone(), workflow_dir };
-    let files = generate(&workflow, &validation.text, &source.found(), &options).map_err(|e| {
+    let files = generate(&workflow, &options).map_err(|e| {
         format!("internal compiler error: {e}\nplease report this, with the workflow, to the orchestr8 issue tracker")
     })?;
     let summary = write_files(&out_dir, &files).map_err(|e| e.to_string())?;
     eprintln!(
         "compiled `{}` into {}: {} file{} written, {} unchanged",
-        workflow.metadata.id,
+        workflow.id,
         out_dir.display(),
         summary.written.len(),
         if summary.written.len() == 1 { "" } else { "s" },
         summary.unchanged.len()
     );
-    Ok(Compiled::Crate { dir: out_dir, name: workflow.metadata.id })
+    Ok(Compiled::Crate { dir: out_dir, name: workflow.id })
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, String> {

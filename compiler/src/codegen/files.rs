@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use orchestr8_schema::ast::Workflow;
+use crate::checked::CheckedWorkflow;
 use proc_macro2::TokenStream;
 use quote::quote;
 
@@ -16,65 +16,59 @@ fn header(comment: &str) -> String {
     format!("{comment} {GENERATED_MARK} {}. Do not edit: run `orchestr8 compile` again.\n", env!("CARGO_PKG_VERSION"))
 }
 
-/// A Rust file from tokens, formatted by prettyplease.
-pub fn rust_file(tokens: TokenStream, workflow: &Workflow) -> Result<String, String> {
-    let title = workflow.metadata.name.clone().unwrap_or_else(|| workflow.metadata.id.clone());
-    let mut docs =
-        vec![format!(" The `{}` workflow ({title}), version {}.", workflow.metadata.id, workflow.metadata.version)];
-    if let Some(d) = &workflow.metadata.description {
-        docs.push(String::new());
-        docs.extend(d.lines().map(|l| format!(" {l}")));
+/// A Rust file of `items` under the module doc `docs`, formatted by
+/// prettyplease, with a blank line between items.
+pub fn rust_file(docs: &[String], items: Vec<TokenStream>) -> Result<String, String> {
+    let docs = docs.iter().map(|l| if l.is_empty() { String::new() } else { format!(" {l}") });
+    let mut out = header("//");
+    out.push_str(&unparse(quote!(#(#![doc = #docs])*))?);
+    for item in items {
+        out.push('\n');
+        out.push_str(&unparse(item)?);
     }
-    let file = quote! {
-        #(#![doc = #docs])*
-        #tokens
-    };
-    let parsed: syn::File = syn::parse2(file).map_err(|e| format!("generated code does not parse: {e}"))?;
-    Ok(format!("{}{}", header("//"), prettyplease::unparse(&parsed)))
+    Ok(out)
 }
 
 /// `src/main.rs`: the program's entry point.
-pub fn main_file(workflow: &Workflow) -> Result<String, String> {
-    let doc = format!(" Runs the `{}` workflow: see `workflow.rs`.", workflow.metadata.id);
-    rust_file_plain(quote! {
-        #![doc = #doc]
-
-        mod workflow;
-
-        fn main() -> ::std::process::ExitCode {
+pub fn main_file(id: &str) -> Result<String, String> {
+    let docs = [format!("Runs the `{id}` workflow: see `workflow.rs`.")];
+    let main = quote! {
+        fn main() -> std::process::ExitCode {
             workflow::program().main()
         }
-    })
+    };
+    rust_file(
+        &docs,
+        vec![
+            quote!(
+                mod workflow;
+            ),
+            main,
+        ],
+    )
 }
 
-fn rust_file_plain(tokens: TokenStream) -> Result<String, String> {
-    let parsed: syn::File = syn::parse2(tokens).map_err(|e| format!("generated code does not parse: {e}"))?;
-    Ok(format!("{}{}", header("//"), prettyplease::unparse(&parsed)))
+/// Tokens (a file's inner attributes, or items) formatted by prettyplease.
+fn unparse(tokens: TokenStream) -> Result<String, String> {
+    let file: syn::File = syn::parse2(tokens).map_err(|e| format!("generated code does not parse: {e}"))?;
+    Ok(prettyplease::unparse(&file))
 }
 
 /// `Cargo.toml`, its own workspace, depending on the runtime and the agent crates by path.
-pub fn manifest(workflow: &Workflow, options: &CrateOptions) -> Result<String, String> {
-    let toml_str = |s: &str| toml_string(s);
+pub fn manifest(workflow: &CheckedWorkflow, options: &CrateOptions) -> String {
     let runtime = relative_path(&options.out_dir, &options.runtime_dir);
-    let mut deps = vec![format!("orchestr8-runtime = {{ path = {} }}", toml_str(&slash(&runtime)))];
-    let mut crates: Vec<(String, PathBuf)> = Vec::new();
-    for agent in workflow.agents.values() {
-        let orchestr8_schema::ast::AgentDefinition::Rust(rust) = agent;
-        let dir = relative_path(&options.out_dir, &options.workflow_dir.join(&rust.path));
-        if !crates.iter().any(|(name, _)| *name == rust.crate_name) {
-            crates.push((rust.crate_name.clone(), dir));
-        }
+    let mut deps = vec![format!("orchestr8-runtime = {{ path = {} }}", toml_string(&slash(&runtime)))];
+    for agent_crate in &workflow.crates {
+        let dir = relative_path(&options.out_dir, &options.workflow_dir.join(&agent_crate.path));
+        deps.push(format!("{} = {{ path = {} }}", agent_crate.name, toml_string(&slash(&dir))));
     }
-    for (name, dir) in crates {
-        deps.push(format!("{name} = {{ path = {} }}", toml_str(&slash(&dir))));
-    }
-    Ok(format!(
+    format!(
         "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\n[features]\nserve = [\"orchestr8-runtime/server\"]\n\n# A crate of its own, wherever it is written.\n[workspace]\n",
         header("#"),
-        toml_str(&workflow.metadata.id),
-        toml_str(&workflow.metadata.version),
+        toml_string(&workflow.id),
+        toml_string(&workflow.version),
         deps.join("\n"),
-    ))
+    )
 }
 
 /// A TOML basic string.

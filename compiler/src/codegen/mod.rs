@@ -1,23 +1,21 @@
-//! `orchestr8 compile`: a validated workflow becomes a Rust crate.
+//! `orchestr8 compile`: a checked workflow becomes a Rust crate.
 //!
-//! `emit` builds the Rust source as token streams (`expr` turns value
-//! expressions into reads and conversions over `rust_ty`'s type model);
-//! `files` formats it with prettyplease, adds the `@generated` header and
-//! writes only what changed, never over a file orchestr8 did not write.
+//! Code generation reads only the [`CheckedWorkflow`]: `emit` renders its
+//! items (`expr` its values, `types` its types), and `files` formats them
+//! with prettyplease, adds the `@generated` header and writes only what
+//! changed, never over a file orchestr8 did not write.
 
 mod emit;
 mod expr;
 mod files;
-mod rust_ty;
+mod types;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use files::{write_files, WriteError, WriteSummary, GENERATED_MARK};
 
-use crate::agents::FoundAgent;
-use crate::types::Ty;
-use orchestr8_schema::ast::Workflow;
+use crate::checked::CheckedWorkflow;
 
 /// Where the generated crate finds its dependencies.
 pub struct CrateOptions {
@@ -32,35 +30,14 @@ pub struct CrateOptions {
 /// The files of a generated crate, by path relative to its directory.
 pub type GeneratedFiles = BTreeMap<PathBuf, String>;
 
-/// Generates the crate for a validated `workflow`.
-pub fn generate(
-    workflow: &Workflow,
-    source_text: &str,
-    agents: &BTreeMap<String, FoundAgent>,
-    options: &CrateOptions,
-) -> Result<GeneratedFiles, String> {
-    let input_ty = match &workflow.input {
-        Some(schema) => crate::types::from_schema(schema).map_err(|p| format!("input schema: {:?}", p.first()))?,
-        None => Ty::Object(Default::default()),
-    };
-    let hash = definition_hash(source_text);
-    let module = emit::workflow_module(&emit::Input { workflow, input_ty: &input_ty, agents, definition_hash: &hash })?;
+/// Generates the crate of a checked workflow. An error is a bug in
+/// orchestr8 (generated code that does not parse).
+pub fn generate(workflow: &CheckedWorkflow, options: &CrateOptions) -> Result<GeneratedFiles, String> {
     let mut out = GeneratedFiles::new();
-    out.insert(PathBuf::from("src/workflow.rs"), files::rust_file(module, workflow)?);
-    out.insert(PathBuf::from("src/main.rs"), files::main_file(workflow)?);
-    out.insert(PathBuf::from("Cargo.toml"), files::manifest(workflow, options)?);
+    out.insert(PathBuf::from("src/workflow.rs"), files::rust_file(&workflow.docs, emit::workflow_items(workflow))?);
+    out.insert(PathBuf::from("src/main.rs"), files::main_file(&workflow.id)?);
+    out.insert(PathBuf::from("Cargo.toml"), files::manifest(workflow, options));
     Ok(out)
-}
-
-/// A stable hash of the workflow's text (FNV-1a, 64 bits), recorded in journals
-/// so an execution can be matched to the definition that ran it.
-fn definition_hash(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("fnv1a64:{h:016x}")
 }
 
 /// `to` relative to `from` (both absolute), for paths in the generated `Cargo.toml`.

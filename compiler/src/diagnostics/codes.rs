@@ -92,6 +92,8 @@ codes! {
     InvalidJsonSchema = "E0311", Error;
     /// An inline JSON Schema construct the compiler does not support.
     UnsupportedSchemaConstruct = "E0312", Error;
+    /// A name (a field, an enum value) that no Rust identifier can stand for.
+    NotAnIdentifier = "E0313", Error;
     /// An agent that no step uses.
     UnusedAgent = "W0320", Warning;
     /// A policy that no step uses.
@@ -112,6 +114,8 @@ codes! {
     MaybeAbsent = "E0406", Error;
     /// An agent whose schemas cannot be found.
     AgentSchemaUnavailable = "W0407", Warning;
+    /// A literal that does not fit the Rust type of the field it feeds.
+    LiteralOutOfRange = "E0408", Error;
 
     // E041x: agent crates and `#[agent]` declarations.
     /// The agent's crate is not where the workflow says.

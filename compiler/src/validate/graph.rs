@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use orchestr8_schema::ast::{Duration, Policy, PolicyRef, RetryPolicy, Step, Workflow};
+use orchestr8_runtime::policy::{Policy, PolicyError, PolicyField};
+use orchestr8_schema::ast::{PolicyOverlay, PolicyRef, Step, Workflow};
 use orchestr8_schema::source::escape_pointer_token;
 
 use super::Doc;
@@ -17,6 +18,10 @@ const RUST_KEYWORDS: &[&str] = &[
     "move", "mut", "override", "priv", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true",
     "try", "type", "typeof", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
 ];
+
+/// Step ids the generated `State` keeps its own fields under (the input and
+/// the execution's ids), beside one field per step.
+const RESERVED_STEP_IDS: &[&str] = &["input", "ids"];
 
 /// The kind of block a step sits in. The top-level list is a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +112,18 @@ pub fn check<'a>(workflow: &'a Workflow, doc: &Doc<'_>, out: &mut Vec<Diagnostic
         let id = node.step.id();
         let id_pointer = format!("{}/id", node.pointer);
         check_not_keyword(id, "step id", &id_pointer, doc.value(&id_pointer), out);
+        if RESERVED_STEP_IDS.contains(&id) {
+            out.push(
+                Diagnostic::error(
+                    Code::ReservedId,
+                    format!("step id `{id}` is reserved: the generated program keeps its own `{id}` beside the steps' outputs"),
+                    id_pointer.clone(),
+                    doc.value(&id_pointer),
+                )
+                .with_label("reserved")
+                .with_help(format!("choose another name, such as `{id}_step`; `input` and `ids` are reserved")),
+            );
+        }
         let first = graph.by_id[id];
         if first != index {
             let first_line = doc.line_of(&format!("{}/id", graph.nodes[first].pointer));
@@ -252,82 +269,45 @@ fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
-/// Built-in retry delays (the product spec's), used when neither the policy
-/// nor `default` sets one.
-const BUILTIN_INITIAL_DELAY_MS: u64 = 1_000;
-const BUILTIN_MAX_DELAY_MS: u64 = 10_000;
-
-/// Checks one policy's durations and ranges, merged over `default` where a
-/// rule spans two fields.
-fn check_policy(policy: &Policy, default: Option<&Policy>, pointer: &str, doc: &Doc<'_>, out: &mut Vec<Diagnostic>) {
-    let mut duration = |d: &Option<Duration>, field: &str, must_be_positive: bool| -> Option<u64> {
-        let d = d.as_ref()?;
-        let at = format!("{pointer}/{field}");
-        match d.to_millis() {
-            Ok(0) if must_be_positive => {
-                out.push(
-                    Diagnostic::error(
-                        Code::InvalidPolicy,
-                        format!("`{}` must be greater than 0", field.rsplit('/').next().unwrap_or(field)),
-                        at.clone(),
-                        doc.value(&at),
-                    )
-                    .with_label("zero")
-                    .with_help("give a positive duration such as `30s`"),
-                );
-                None
-            }
-            Ok(ms) => Some(ms),
-            Err(message) => {
-                out.push(
-                    Diagnostic::error(Code::InvalidDuration, message, at.clone(), doc.value(&at))
-                        .with_label("not a duration")
-                        .with_help(
-                            "write integer milliseconds (`1500`) or a number with a unit: `250ms`, `30s`, `2m`, `1h`",
-                        ),
-                );
-                None
-            }
+/// Checks one policy as the runtime will resolve it, over `default` (none
+/// for `default` itself). A fault is reported where this policy sets a field
+/// at fault; a fault of `default` alone is reported once, in `default`.
+fn check_policy(
+    policy: &PolicyOverlay,
+    default: Option<&PolicyOverlay>,
+    pointer: &str,
+    doc: &Doc<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Err(error) = Policy::resolve(default.into_iter().chain([policy])) else { return };
+    let Some(field) = error.fields().into_iter().find(|f| f.is_set_in(policy)) else { return };
+    let at = format!("{pointer}{}", field.pointer());
+    let span = doc.value(&at);
+    out.push(match &error {
+        PolicyError::Duration { error, .. } => Diagnostic::error(Code::InvalidDuration, error.to_string(), at, span)
+            .with_label("not a duration")
+            .with_help("write integer milliseconds (`1500`) or a number with a unit: `250ms`, `30s`, `2m`, `1h`"),
+        PolicyError::Zero(field) => {
+            let is_duration = matches!(field, PolicyField::Timeout | PolicyField::ResetTimeout);
+            Diagnostic::error(Code::InvalidPolicy, format!("`{}` must be greater than 0", field.name()), at, span)
+                .with_label("zero")
+                .with_help(if is_duration { "give a positive duration such as `30s`" } else { "give at least 1" })
         }
-    };
-    duration(&policy.timeout, "timeout", true);
-    if let Some(cb) = &policy.circuit_breaker {
-        duration(&cb.reset_timeout, "circuitBreaker/resetTimeout", true);
-    }
-    let retry = policy.retry.as_ref();
-    let initial = retry.and_then(|r| duration(&r.initial_delay, "retry/initialDelay", false));
-    let max = retry.and_then(|r| duration(&r.max_delay, "retry/maxDelay", false));
-    if let Some(m) = retry.and_then(|r| r.backoff_multiplier) {
-        if !m.is_finite() {
-            let at = format!("{pointer}/retry/backoffMultiplier");
-            out.push(Diagnostic::error(
-                Code::InvalidPolicy,
-                "`backoffMultiplier` must be a finite number",
-                at.clone(),
-                doc.value(&at),
-            ));
-        }
-    }
-    let eff_initial =
-        initial.or_else(|| default_delay(default, |r| &r.initial_delay)).unwrap_or(BUILTIN_INITIAL_DELAY_MS);
-    let eff_max = max.or_else(|| default_delay(default, |r| &r.max_delay)).unwrap_or(BUILTIN_MAX_DELAY_MS);
-    if eff_initial > eff_max && (initial.is_some() || max.is_some()) {
-        let field = if initial.is_some() { "initialDelay" } else { "maxDelay" };
-        let at = format!("{pointer}/retry/{field}");
-        out.push(
-            Diagnostic::error(
-                Code::InvalidPolicy,
-                format!("`initialDelay` ({eff_initial} ms) is longer than `maxDelay` ({eff_max} ms)"),
-                at.clone(),
-                doc.value(&at),
-            )
-            .with_label("initialDelay > maxDelay")
-            .with_help("raise `maxDelay` or lower `initialDelay`; missing values come from `policies.default`, then 1s and 10s"),
-        );
-    }
-}
-
-/// A retry delay of the `default` policy, in milliseconds.
-fn default_delay(default: Option<&Policy>, pick: fn(&RetryPolicy) -> &Option<Duration>) -> Option<u64> {
-    default.and_then(|d| d.retry.as_ref()).and_then(|r| pick(r).as_ref()).and_then(|d| d.to_millis().ok())
+        PolicyError::Multiplier => Diagnostic::error(
+            Code::InvalidPolicy,
+            "`backoffMultiplier` must be a finite number of at least 1",
+            at,
+            span,
+        ),
+        PolicyError::DelayOrder { initial, max } => Diagnostic::error(
+            Code::InvalidPolicy,
+            format!("`initialDelay` ({} ms) is longer than `maxDelay` ({} ms)", initial.as_millis(), max.as_millis()),
+            at,
+            span,
+        )
+        .with_label("initialDelay > maxDelay")
+        .with_help(
+            "raise `maxDelay` or lower `initialDelay`; missing values come from `policies.default`, then 1s and 10s",
+        ),
+    });
 }

@@ -3,7 +3,9 @@
 //!
 //! 1. syntax: strict JSON with spans ([`orchestr8_schema::source`]);
 //! 2. the published JSON Schema ([`schema`]);
-//! 3. the graph rules ([`graph`]) and the types of every reference ([`typecheck`]).
+//! 3. the graph rules ([`graph`]) and the types of every reference ([`typecheck`]);
+//! 4. lowering to the checked workflow ([`crate::checked::lower`]), which
+//!    code generation reads, when every agent's declaration is known.
 //!
 //! A layer runs only when the one before it passed: the graph of a document
 //! that is not a workflow has no meaning.
@@ -16,6 +18,7 @@ use orchestr8_schema::ast::Workflow;
 use orchestr8_schema::source::{self, raw_offset_in_string_token, Span, SpanIndex, SyntaxIssueKind};
 
 use crate::agents::AgentSchemaSource;
+use crate::checked::{lower, CheckedWorkflow};
 use crate::diagnostics::{sort_and_dedup, Code, Diagnostic};
 
 /// The outcome of validating one document.
@@ -27,6 +30,10 @@ pub struct Validation {
     pub diagnostics: Vec<Diagnostic>,
     /// The workflow, when it has no errors.
     pub workflow: Option<Workflow>,
+    /// The checked workflow, when it has no errors and every agent's
+    /// declaration is known (not with `--declared-only`): what code
+    /// generation reads.
+    pub checked: Option<CheckedWorkflow>,
 }
 
 impl Validation {
@@ -117,15 +124,31 @@ pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
     };
     let doc = Doc::new(&parsed.text, &parsed.spans);
     let graph = graph::check(&workflow, &doc, &mut diagnostics);
-    typecheck::check(&workflow, &graph, &doc, agents, &mut diagnostics);
+    let typed = typecheck::check(&workflow, &graph, &doc, agents, &mut diagnostics);
+    let every_agent_declared = workflow.agents.keys().all(|id| typed.declarations.contains_key(id));
+    let checked = if diagnostics.iter().any(Diagnostic::is_error) || !every_agent_declared {
+        None
+    } else {
+        let input = lower::Input {
+            workflow: &workflow,
+            text: &parsed.text,
+            graph: &graph,
+            doc: &doc,
+            input: &typed.input,
+            declarations: &typed.declarations,
+        };
+        lower::lower(&input, &mut diagnostics)
+    };
     drop(graph);
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
-    finish(parsed.text, diagnostics, ok.then_some(workflow))
+    let mut validation = finish(parsed.text, diagnostics, ok.then_some(workflow));
+    validation.checked = checked.filter(|_| ok);
+    validation
 }
 
 fn finish(text: String, mut diagnostics: Vec<Diagnostic>, workflow: Option<Workflow>) -> Validation {
     sort_and_dedup(&mut diagnostics);
-    Validation { text, diagnostics, workflow }
+    Validation { text, diagnostics, workflow, checked: None }
 }
 
 pub(crate) fn syntax_diagnostic(issue: source::SyntaxIssue) -> Diagnostic {

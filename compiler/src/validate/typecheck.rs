@@ -5,7 +5,7 @@
 //! only steps that have certainly finished) and the type rules, so each
 //! reference is resolved once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use orchestr8_schema::ast::{OnError, Step, Workflow};
 use orchestr8_schema::expr::{parse_template, PathSegment, Reference, Root, Segment, Template};
@@ -14,9 +14,17 @@ use serde_json::{Map, Value};
 
 use super::graph::{Graph, Visibility};
 use super::Doc;
-use crate::agents::{AgentSchemaSource, DeclaredSchema, Origin};
+use crate::agents::{AgentSchemaSource, DeclaredSchema, FoundAgent, Origin};
 use crate::diagnostics::{suggestion, Code, Diagnostic};
-use crate::types::{fits, from_schema, literal_ty, Misfit, ObjectTy, Ty};
+use crate::types::{fits, from_schema, literal_ty, Misfit, ObjectTy, ProblemKind, Ty};
+
+/// What the type layer learned, for lowering.
+pub struct Typed {
+    /// The workflow input's shape.
+    pub input: Ty,
+    /// Each agent's `#[agent]` declaration, where the source reads them.
+    pub declarations: BTreeMap<String, FoundAgent>,
+}
 
 /// Checks every expression of `workflow`.
 pub fn check(
@@ -25,7 +33,7 @@ pub fn check(
     doc: &Doc<'_>,
     agents: &dyn AgentSchemaSource,
     out: &mut Vec<Diagnostic>,
-) {
+) -> Typed {
     let mut cx =
         Checker { doc, graph, out, outputs: Vec::new(), input_ty: Ty::Any, declares_input: workflow.input.is_some() };
     if let Some(schema) = &workflow.input {
@@ -53,9 +61,13 @@ pub fn check(
 
     // Each agent's shapes, read once however many steps call it.
     let mut agent_shapes: HashMap<&str, AgentShapes> = HashMap::new();
+    let mut declarations = BTreeMap::new();
     for (id, definition) in &workflow.agents {
         let pointer = format!("/agents/{}", escape_pointer_token(id));
-        let schemas = agents.schemas(id, definition, &pointer);
+        let mut schemas = agents.schemas(id, definition, &pointer);
+        if let Some(found) = schemas.declaration.take() {
+            declarations.insert(id.clone(), found);
+        }
         let reported = !schemas.diagnostics.is_empty();
         for mut d in schemas.diagnostics {
             // Sources report by pointer; the entry's key, or the field's value, is what to underline.
@@ -105,7 +117,7 @@ pub fn check(
         })
         .collect();
 
-    cx.input_ty = input_ty;
+    cx.input_ty = input_ty.clone();
     for (index, node) in graph.nodes.iter().enumerate() {
         let Step::Agent(step) = node.step else { continue };
         let consumer = agent_shapes.get(step.agent.as_str()).and_then(|s| s.input.as_ref());
@@ -139,6 +151,7 @@ pub fn check(
         let site = Site { referrer: None, agent: "", origin: None };
         cx.check_value(output, "/output", &Ty::Any, &site);
     }
+    Typed { input: input_ty, declarations }
 }
 
 struct AgentShapes {
@@ -201,9 +214,12 @@ impl Checker<'_, '_> {
                     } else {
                         self.doc.key(&base)
                     };
-                    let mut d = Diagnostic::error(Code::UnsupportedSchemaConstruct, p.message, at, span)
-                        .with_label("unsupported")
-                        .with_optional_help(p.help);
+                    let (code, label) = match p.kind {
+                        ProblemKind::Unsupported => (Code::UnsupportedSchemaConstruct, "unsupported"),
+                        ProblemKind::NotAnIdentifier => (Code::NotAnIdentifier, "not a Rust name"),
+                    };
+                    let mut d =
+                        Diagnostic::error(code, p.message, at, span).with_label(label).with_optional_help(p.help);
                     if let Some(n) = &note {
                         d = d.with_note(n.clone());
                     }

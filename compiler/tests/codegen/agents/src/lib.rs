@@ -99,3 +99,9 @@ pub async fn boom(_ctx: &AgentContext<'_>, _input: BoomInput) -> Result<BoomOutp
 pub async fn join(_ctx: &AgentContext<'_>, input: JoinInput) -> Result<JoinOutput, AgentError> {
     Ok(JoinOutput { joined: input.parts.join(input.sep.as_deref().unwrap_or(",")) })
 }
+
+#[agent(id = "limits", version = "1.0.0", input = { level: u8, count: u32, ratio: f32, low: i8, big: i64 }, output = { text: String })]
+/// Reports its bounded numbers.
+pub async fn limits(_ctx: &AgentContext<'_>, input: LimitsInput) -> Result<LimitsOutput, AgentError> {
+    Ok(LimitsOutput { text: format!("{} {} {} {} {}", input.level, input.count, input.ratio, input.low, input.big) })
+}

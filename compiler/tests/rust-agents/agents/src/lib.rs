@@ -34,3 +34,5 @@ pub async fn helper(_ctx: &AgentContext<'_>, input: String) -> Result<String, Ag
 pub async fn broken(_ctx: &AgentContext<'_>, input: BrokenInput) -> Result<BrokenOutput, AgentError> {
     todo!()
 }
+
+pub mod keywords;

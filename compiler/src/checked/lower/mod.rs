@@ -1,0 +1,394 @@
+//! Lowering: a workflow that passed the type layer, with its agents'
+//! declarations, becomes a [`CheckedWorkflow`]. What only the Rust types can
+//! tell (a literal too large for the field's integer width, an output field
+//! no identifier can name) is reported here, located like every other finding.
+
+mod value;
+
+use std::collections::BTreeMap;
+
+use orchestr8_agent_decl::emit::doc_lines_of;
+use orchestr8_agent_decl::{expected_type_names, nested_type_name};
+use orchestr8_runtime::policy::Policy;
+use orchestr8_schema::ast::{OnError, PolicyRef, Step, Workflow};
+use orchestr8_schema::expr::Template;
+use orchestr8_schema::source::escape_pointer_token;
+use proc_macro2::{Ident, Span};
+use serde_json::Value;
+
+use self::value::{Scope, Slot};
+use super::types::{self, FloatTy, IntTy, Names, RustTy, StructTy, TypePath};
+use super::value::{Absent, Const, Expr};
+use super::{AgentCrate, CheckedStep, CheckedWorkflow, NamedPolicy, PlanNode, PolicySource};
+use crate::agents::FoundAgent;
+use crate::diagnostics::{Code, Diagnostic};
+use crate::types::Ty;
+use crate::validate::graph::Graph;
+use crate::validate::Doc;
+
+/// Why lowering stopped.
+#[derive(Debug)]
+pub enum Lowered {
+    /// A located diagnostic says why.
+    Reported,
+    /// Validation accepted what cannot be lowered: a bug in orchestr8.
+    Internal(String),
+}
+
+/// The result of a lowering step.
+pub type Lowering<T> = Result<T, Lowered>;
+
+fn internal<T>(message: String) -> Lowering<T> {
+    Err(Lowered::Internal(message))
+}
+
+/// What lowering reads: the outcome of the earlier layers.
+pub struct Input<'a> {
+    /// The workflow.
+    pub workflow: &'a Workflow,
+    /// Its text, hashed into the definition's identity.
+    pub text: &'a str,
+    /// Its step tree, indexed.
+    pub graph: &'a Graph<'a>,
+    /// The document, to locate findings.
+    pub doc: &'a Doc<'a>,
+    /// The input's shape, as the type layer read it.
+    pub input: &'a Ty,
+    /// Every agent's declaration, by agent id.
+    pub declarations: &'a BTreeMap<String, FoundAgent>,
+}
+
+/// Lowers a valid workflow; findings (and internal errors) go to `out`.
+pub fn lower(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Option<CheckedWorkflow> {
+    match lower_inner(input, out) {
+        Ok(checked) => Some(checked),
+        Err(Lowered::Reported) => None,
+        Err(Lowered::Internal(message)) => {
+            out.push(
+                Diagnostic::error(
+                    Code::Internal,
+                    format!("internal compiler error: {message}"),
+                    "",
+                    Default::default(),
+                )
+                .with_help("please report this, with the workflow, to the orchestr8 issue tracker"),
+            );
+            None
+        }
+    }
+}
+
+fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<CheckedWorkflow> {
+    let wf = input.workflow;
+    let mut names = Names::default();
+    // The input takes its own name first; the other items every crate defines are reserved.
+    let mut input_types = Vec::new();
+    let input_ty = types::from_ty("WorkflowInput", input.input, &mut names, &mut input_types)
+        .map_err(|e| Lowered::Internal(format!("the input schema: {e}")))?;
+    for taken in ["State", "WorkflowOutput"] {
+        names.unique(taken);
+    }
+
+    // Each agent's types, at their paths in its crate.
+    let mut agents = BTreeMap::new();
+    for (id, found) in input.declarations {
+        let module =
+            TypePath { krate: Some(found.crate_ident.clone()), modules: found.modules.clone(), name: String::new() };
+        let (input_name, output_name, agent_name) = expected_type_names(&found.decl.function.to_string());
+        let declared = |name: &str, list| {
+            types::from_decl(&module, name, list).map_err(|e| Lowered::Internal(format!("agent {id}: {e}")))
+        };
+        let types = (declared(&input_name, &found.decl.args.input)?, declared(&output_name, &found.decl.args.output)?);
+        agents.insert(id.as_str(), (module.sibling(agent_name), types));
+    }
+
+    // Each agent step's output slot.
+    let agent_steps: Vec<(usize, &orchestr8_schema::ast::AgentStep)> = input
+        .graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, node)| match node.step {
+            Step::Agent(s) => Some((i, s)),
+            _ => None,
+        })
+        .collect();
+    let mut slots = BTreeMap::new();
+    for (_, step) in &agent_steps {
+        let Some((_, (_, output))) = agents.get(step.agent.as_str()) else {
+            return internal(format!("agent {} has no declaration", step.agent));
+        };
+        let slot = Slot {
+            field: Ident::new(&step.id, Span::call_site()),
+            ty: output.clone(),
+            may_be_empty: step.on_error == OnError::Continue,
+        };
+        slots.insert(step.id.clone(), slot);
+    }
+    let scope =
+        Scope { input: &input_ty, slots: &slots, workflow: (&wf.metadata.id, &wf.metadata.version), doc: input.doc };
+
+    // Each step: its input, its policy.
+    let mut policies: Vec<NamedPolicy> = Vec::new();
+    let mut steps = Vec::new();
+    let mut failed = false;
+    for (node_index, step) in &agent_steps {
+        let (agent_type, (input_type, output_type)) = &agents[step.agent.as_str()];
+        let pointer = format!("{}/input", input.graph.nodes[*node_index].pointer);
+        let value = scope.value(&Value::Object(step.input.clone()), input_type, &pointer, out);
+        let value = match value {
+            Ok(v) => v,
+            Err(Lowered::Reported) => {
+                // Go on: every literal of every step is checked in one run.
+                failed = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let policy = policy_index(wf, step, &mut policies, &mut names)?;
+        let config =
+            wf.agents.get(&step.agent).and_then(|a| a.common().config.as_ref()).map(|c| Value::Object(c.clone()));
+        let mut docs = vec![format!("Step `{}`: calls agent `{}`.", step.id, step.agent)];
+        if let Some(d) = &step.description {
+            docs.push(String::new());
+            docs.extend(doc_lines_of(d));
+        }
+        steps.push(CheckedStep {
+            id: step.id.clone(),
+            docs,
+            slot: slots[&step.id].field.clone(),
+            agent: step.agent.clone(),
+            agent_type: agent_type.clone(),
+            input_type: input_type.clone(),
+            output_type: output_type.clone(),
+            input: value,
+            policy,
+            continue_on_error: step.on_error == OnError::Continue,
+            config,
+        });
+    }
+
+    // The result: the `output` expression, or the last step's output.
+    let mut output_types = Vec::new();
+    let output = match &wf.output {
+        Some(expr) => infer_output(&scope, expr, "/output", "WorkflowOutput", &mut names, &mut output_types, out),
+        None => {
+            let Some(last) = wf.steps.last() else { return internal("a workflow has steps".into()) };
+            let Some(slot) = slots.get(last.id()) else { return internal("the last step is an agent step".into()) };
+            let (read, ty) = scope.read(&orchestr8_schema::expr::Reference {
+                root: orchestr8_schema::expr::Root::StepOutput(last.id().to_owned()),
+                path: Vec::new(),
+            })?;
+            debug_assert_eq!(ty, slot.ty);
+            Ok(owned(read, ty))
+        }
+    };
+    let (output, output_value) = match output {
+        Ok(o) => o,
+        Err(Lowered::Reported) => return Err(Lowered::Reported),
+        Err(e) => return Err(e),
+    };
+    if failed {
+        return Err(Lowered::Reported);
+    }
+
+    let mut reads = Vec::new();
+    output_value.reads(&mut reads);
+    steps.iter().for_each(|s| s.input.reads(&mut reads));
+    let reads_input = reads.iter().any(|r| r.root == super::value::Root::Input);
+    let reads_ids =
+        reads.iter().any(|r| matches!(r.root, super::value::Root::ExecutionId | super::value::Root::CorrelationId));
+
+    let mut crates: Vec<AgentCrate> = Vec::new();
+    for agent in wf.agents.values() {
+        let orchestr8_schema::ast::AgentDefinition::Rust(rust) = agent;
+        if !crates.iter().any(|c| c.name == rust.crate_name) {
+            crates.push(AgentCrate { name: rust.crate_name.clone(), path: rust.path.clone() });
+        }
+    }
+    let index_of: BTreeMap<String, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+    let plan = plan(&wf.steps, &index_of);
+    Ok(CheckedWorkflow {
+        id: wf.metadata.id.clone(),
+        version: wf.metadata.version.clone(),
+        docs: module_docs(wf),
+        about: wf.metadata.description.clone().or_else(|| wf.metadata.name.clone()),
+        definition_hash: definition_hash(input.text),
+        input: input_ty,
+        input_schema: serde_json::to_string(
+            wf.input.as_ref().unwrap_or(&serde_json::json!({"type": "object", "additionalProperties": false})),
+        )
+        .expect("a JSON value serializes"),
+        output,
+        output_value,
+        input_types,
+        output_types,
+        reads_input,
+        reads_ids,
+        steps,
+        plan,
+        policies,
+        crates,
+    })
+}
+
+/// The index of the step's policy among the distinct ones, adding it if new.
+fn policy_index(
+    wf: &Workflow,
+    step: &orchestr8_schema::ast::AgentStep,
+    policies: &mut Vec<NamedPolicy>,
+    names: &mut Names,
+) -> Lowering<usize> {
+    let (own, source) = match &step.policy {
+        None => (None, PolicySource::Default),
+        Some(PolicyRef::Named(name)) => (wf.policies.get(name), PolicySource::Named(name.clone())),
+        Some(PolicyRef::Inline(policy)) => (Some(policy), PolicySource::Inline(step.id.clone())),
+    };
+    let policy = Policy::resolve(wf.policies.get("default").into_iter().chain(own))
+        .map_err(|e| Lowered::Internal(format!("step {}: {e}", step.id)))?;
+    if let Some(i) = policies.iter().position(|p| p.policy == policy) {
+        policies[i].steps.push(step.id.clone());
+        return Ok(i);
+    }
+    let base = match &source {
+        PolicySource::Default => "policy_default".to_owned(),
+        PolicySource::Named(name) => format!("policy_{}", orchestr8_agent_decl::rust_field_name(name)),
+        PolicySource::Inline(id) => format!("policy_of_{id}"),
+    };
+    let ident = Ident::new(&names.unique(&base), Span::call_site());
+    let over_default = wf.policies.contains_key("default");
+    policies.push(NamedPolicy { ident, source, over_default, policy, steps: vec![step.id.clone()] });
+    Ok(policies.len() - 1)
+}
+
+/// The plan below `steps`: agent steps by index, blocks as written (a
+/// sequence of one step is that step).
+fn plan(steps: &[Step], index_of: &BTreeMap<String, usize>) -> Vec<PlanNode> {
+    steps
+        .iter()
+        .map(|step| match step {
+            Step::Agent(s) => PlanNode::Step(index_of[&s.id]),
+            Step::Parallel(p) => PlanNode::Parallel {
+                id: p.id.clone(),
+                fail_fast: p.fail_fast,
+                children: p.parallel.iter().flat_map(|c| plan(std::slice::from_ref(c), index_of)).collect(),
+            },
+            Step::Sequence(s) => {
+                let mut children = plan(&s.sequence, index_of);
+                if children.len() == 1 {
+                    children.remove(0)
+                } else {
+                    PlanNode::Sequence(children)
+                }
+            }
+        })
+        .collect()
+}
+
+/// An owned copy of what `read` reads, in its own type (optional when it may be absent).
+fn owned(mut read: super::value::Read, mut ty: RustTy) -> (RustTy, Expr) {
+    if read.path.last() == Some(&super::value::Access::Optional) {
+        // The `Option` itself, when nothing before it may be absent.
+        read.path.pop();
+        if read.may_be_absent() {
+            read.path.push(super::value::Access::Optional);
+        } else {
+            ty = RustTy::Option(Box::new(ty));
+            return (ty.clone(), Expr::Read { read, conversion: value::same(&ty), absent: Absent::Never });
+        }
+    }
+    let conversion = value::same(&ty);
+    if read.may_be_absent() {
+        (RustTy::Option(Box::new(ty)), Expr::Read { read, conversion, absent: Absent::None })
+    } else {
+        (ty, Expr::Read { read, conversion, absent: Absent::Never })
+    }
+}
+
+/// The output's type (defined when it is built from an object) and the
+/// expression that builds it.
+fn infer_output(
+    scope: &Scope<'_>,
+    value: &Value,
+    pointer: &str,
+    name: &str,
+    names: &mut Names,
+    defined: &mut Vec<RustTy>,
+    out: &mut Vec<Diagnostic>,
+) -> Lowering<(RustTy, Expr)> {
+    match value {
+        Value::Object(map) => {
+            let idents = match types::field_idents(map.keys().map(String::as_str)) {
+                Ok(idents) => idents,
+                Err(e) => {
+                    let at = format!("{pointer}/{}", escape_pointer_token(&e.name));
+                    out.push(
+                        Diagnostic::error(
+                            Code::NotAnIdentifier,
+                            format!("the output field `{}` cannot be a Rust field: `{}` is a keyword that cannot be written raw", e.name, e.ident),
+                            at.clone(),
+                            scope.doc.key(&at),
+                        )
+                        .with_label("not a Rust field name")
+                        .with_help("rename the output field"),
+                    );
+                    return Err(Lowered::Reported);
+                }
+            };
+            let position = defined.len();
+            let mut fields = Vec::new();
+            let mut inits = Vec::new();
+            for ((json, v), ident) in map.iter().zip(idents) {
+                let nested = names.unique(&nested_type_name(name, json));
+                let at = format!("{pointer}/{}", escape_pointer_token(json));
+                let (ty, expr) = infer_output(scope, v, &at, &nested, names, defined, out)?;
+                inits.push((ident.clone(), expr));
+                fields.push(types::Field { json: json.clone(), ident, ty, docs: Vec::new() });
+            }
+            let path = TypePath::local(name);
+            let ty = RustTy::Struct(StructTy { path: path.clone(), fields });
+            defined.insert(position, ty.clone());
+            Ok((ty, Expr::Struct { path, fields: inits }))
+        }
+        Value::String(s) => match scope.template(s)? {
+            Template::Whole(r) => {
+                let (read, ty) = scope.read(&r.value)?;
+                Ok(owned(read, ty))
+            }
+            _ => Ok((RustTy::String, scope.value(value, &RustTy::String, pointer, out)?)),
+        },
+        Value::Bool(b) => Ok((RustTy::Bool, Expr::Const(Const::Bool(*b)))),
+        Value::Number(n) => {
+            let ty = match (n.as_i64(), n.as_u64()) {
+                (Some(_), _) => RustTy::Int(IntTy::I64),
+                (None, Some(_)) => RustTy::Int(IntTy::U64),
+                (None, None) => RustTy::Float(FloatTy::F64),
+            };
+            Ok((ty.clone(), scope.value(value, &ty, pointer, out)?))
+        }
+        _ => Ok((RustTy::Json, scope.value(value, &RustTy::Json, pointer, out)?)),
+    }
+}
+
+/// The generated module's doc comment.
+fn module_docs(wf: &Workflow) -> Vec<String> {
+    let m = &wf.metadata;
+    let title = m.name.as_deref().unwrap_or(&m.id);
+    let mut docs = doc_lines_of(&format!("The `{}` workflow ({title}), version {}.", m.id, m.version));
+    if let Some(d) = &m.description {
+        docs.push(String::new());
+        docs.extend(doc_lines_of(d));
+    }
+    docs
+}
+
+/// A stable hash of the workflow's text (FNV-1a, 64 bits), recorded in journals
+/// so an execution can be matched to the definition that ran it.
+pub fn definition_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv1a64:{h:016x}")
+}

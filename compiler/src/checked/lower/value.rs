@@ -1,0 +1,391 @@
+//! Value expressions into typed [`Expr`]s: each reference becomes a read of
+//! the state and a conversion into the consumer's Rust type; each literal a
+//! constant of that type, checked to fit it (a `300` into a `u8` field is a
+//! located error here, not a crate that does not build).
+
+use std::collections::BTreeMap;
+
+use orchestr8_schema::expr::{parse_template, PathSegment, Reference, Root as RefRoot, Segment, Template};
+use orchestr8_schema::source::escape_pointer_token;
+use proc_macro2::Ident;
+use serde_json::Value;
+
+use super::{internal, Lowered, Lowering};
+use crate::checked::types::{FloatTy, IntTy, RustTy};
+use crate::checked::value::{Absent, Access, Const, Conversion, Expr, Json, JsonKey, Piece, Read, Render, Root};
+use crate::diagnostics::{Code, Diagnostic};
+use crate::validate::Doc;
+
+/// What a step's output is, for the steps and the output that read it.
+pub struct Slot {
+    /// The state's field holding it.
+    pub field: Ident,
+    /// Its type.
+    pub ty: RustTy,
+    /// Whether the step may fail and go on (`onError: "continue"`).
+    pub may_be_empty: bool,
+}
+
+/// What value expressions can read, and where to report what they cannot.
+pub struct Scope<'a> {
+    /// The workflow input's type.
+    pub input: &'a RustTy,
+    /// Each agent step's output, by step id.
+    pub slots: &'a BTreeMap<String, Slot>,
+    /// `metadata.id` and `metadata.version`.
+    pub workflow: (&'a str, &'a str),
+    /// The document, to locate findings.
+    pub doc: &'a Doc<'a>,
+}
+
+impl Scope<'_> {
+    /// An owned value of type `target` for the value expression `value` at `pointer`.
+    pub fn value(&self, value: &Value, target: &RustTy, pointer: &str, out: &mut Vec<Diagnostic>) -> Lowering<Expr> {
+        if let RustTy::Option(inner) = target {
+            return match value {
+                Value::Null => Ok(Expr::Const(Const::None)),
+                Value::String(s) => match self.template(s)? {
+                    Template::Whole(r) => {
+                        let (mut read, from) = self.read(&r.value)?;
+                        if read.path.last() == Some(&Access::Optional) {
+                            // An optional value into an optional field: the `Option` itself,
+                            // when nothing before it may be absent.
+                            read.path.pop();
+                            if !read.may_be_absent() {
+                                let conversion = convert(&RustTy::Option(Box::new(from)), target)?;
+                                return Ok(Expr::Read { read, conversion, absent: Absent::Never });
+                            }
+                            read.path.push(Access::Optional);
+                        }
+                        let conversion = convert(&from, inner)?;
+                        Ok(if read.may_be_absent() {
+                            Expr::Read { read, conversion, absent: Absent::None }
+                        } else {
+                            Expr::Some(Box::new(Expr::Read { read, conversion, absent: Absent::Never }))
+                        })
+                    }
+                    _ => Ok(Expr::Some(Box::new(self.value(value, inner, pointer, out)?))),
+                },
+                _ => Ok(Expr::Some(Box::new(self.value(value, inner, pointer, out)?))),
+            };
+        }
+        if let RustTy::Json = target {
+            return Ok(Expr::Json(self.json(value)?));
+        }
+        let literal = |c| Ok(Expr::Const(c));
+        let serde = |value: Expr| Ok(Expr::Serde { value: Box::new(value), target: target.clone() });
+        match (value, target) {
+            (Value::String(s), _) => match self.template(s)? {
+                Template::Literal(text) => match target {
+                    RustTy::String => literal(Const::Str(text)),
+                    RustTy::Enum(e) => match e.variants.iter().find(|v| v.json == text) {
+                        Some(v) => literal(Const::Variant(e.path.clone(), v.ident.clone())),
+                        None => internal(format!("\"{text}\" is not a value of {}", target.shown())),
+                    },
+                    RustTy::Named(_) => serde(Expr::Const(Const::Str(text))),
+                    _ => internal(format!("\"{text}\" cannot become {}", target.shown())),
+                },
+                Template::Whole(r) => {
+                    let (read, from) = self.read(&r.value)?;
+                    let conversion = convert(&from, target)?;
+                    let absent = if read.may_be_absent() { Absent::Error } else { Absent::Never };
+                    Ok(Expr::Read { read, conversion, absent })
+                }
+                Template::Interpolated(segments) => {
+                    let text = Expr::Text(self.pieces(&segments)?);
+                    match target {
+                        RustTy::String => Ok(text),
+                        RustTy::Named(_) => serde(text),
+                        _ => internal(format!("text cannot become {}", target.shown())),
+                    }
+                }
+            },
+            (Value::Bool(b), RustTy::Bool) => literal(Const::Bool(*b)),
+            (Value::Bool(b), RustTy::Named(_)) => serde(Expr::Const(Const::Bool(*b))),
+            (Value::Number(n), RustTy::Int(t)) => self.integer(n, *t, pointer, out).map(Expr::Const),
+            (Value::Number(n), RustTy::Float(t)) => self.float(n, *t, pointer, out).map(Expr::Const),
+            (Value::Number(_) | Value::Null, RustTy::Named(_)) => serde(Expr::Json(Json::Literal(value.clone()))),
+            (Value::Array(items), RustTy::Vec(item)) => Ok(Expr::List(every(
+                items.iter().enumerate().map(|(i, v)| self.value(v, item, &format!("{pointer}/{i}"), out)),
+            )?)),
+            (Value::Object(map), RustTy::Struct(s)) => {
+                let fields = every(s.fields.iter().map(|f| {
+                    let value = match map.get(&f.json) {
+                        Some(v) => {
+                            self.value(v, &f.ty, &format!("{pointer}/{}", escape_pointer_token(&f.json)), out)?
+                        }
+                        None => Expr::Const(Const::None),
+                    };
+                    Ok((f.ident.clone(), value))
+                }))?;
+                Ok(Expr::Struct { path: s.path.clone(), fields })
+            }
+            (Value::Object(map), RustTy::Map(kind, value_ty)) => Ok(Expr::Map {
+                kind: *kind,
+                entries: every(map.iter().map(|(k, v)| {
+                    Ok((k.clone(), self.value(v, value_ty, &format!("{pointer}/{}", escape_pointer_token(k)), out)?))
+                }))?,
+            }),
+            (Value::Array(_) | Value::Object(_), RustTy::Named(_)) => serde(Expr::Json(self.json(value)?)),
+            _ => internal(format!("`{value}` cannot become {}", target.shown())),
+        }
+    }
+
+    /// The template of a string, with the references whose value is known
+    /// when compiling (`workflow.id`, `workflow.version`) made text.
+    pub fn template(&self, s: &str) -> Lowering<Template> {
+        let known = |r: &Reference| match (&r.root, r.path.is_empty()) {
+            (RefRoot::WorkflowId, true) => Some(self.workflow.0.to_owned()),
+            (RefRoot::WorkflowVersion, true) => Some(self.workflow.1.to_owned()),
+            _ => None,
+        };
+        Ok(match parse_template(s).map_err(|e| Lowered::Internal(e.message))? {
+            Template::Whole(r) => match known(&r.value) {
+                Some(text) => Template::Literal(text),
+                None => Template::Whole(r),
+            },
+            Template::Interpolated(segments) => {
+                let mut merged: Vec<Segment> = Vec::new();
+                for segment in segments {
+                    let text = match &segment {
+                        Segment::Text(t) => Some(t.clone()),
+                        Segment::Reference(r) => known(&r.value),
+                    };
+                    match (text, merged.last_mut()) {
+                        (Some(t), Some(Segment::Text(last))) => last.push_str(&t),
+                        (Some(t), _) => merged.push(Segment::Text(t)),
+                        (None, _) => merged.push(segment),
+                    }
+                }
+                match merged.as_slice() {
+                    [Segment::Text(t)] => Template::Literal(t.clone()),
+                    _ => Template::Interpolated(merged),
+                }
+            }
+            literal => literal,
+        })
+    }
+
+    /// An integer literal of type `t`, or a located error when it does not fit.
+    fn integer(&self, n: &serde_json::Number, t: IntTy, pointer: &str, out: &mut Vec<Diagnostic>) -> Lowering<Const> {
+        let value = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+        let Some(value) = value else { return internal(format!("{n} is not an integer")) };
+        let (min, max) = t.range();
+        if (min..=max).contains(&value) {
+            return Ok(Const::Int(value, t));
+        }
+        let message = format!("{value} does not fit the field's Rust type `{}` ({min} to {max})", t.name());
+        let label = format!("out of range for `{}`", t.name());
+        self.out_of_range(
+            pointer,
+            message,
+            label,
+            format!("give a value from {min} to {max}, or widen the agent's field"),
+            out,
+        )
+    }
+
+    /// A float literal of type `t`, or a located error when it is not finite there.
+    fn float(&self, n: &serde_json::Number, t: FloatTy, pointer: &str, out: &mut Vec<Diagnostic>) -> Lowering<Const> {
+        let Some(value) = n.as_f64() else { return internal(format!("{n} is not a number")) };
+        let finite = match t {
+            FloatTy::F32 => (value as f32).is_finite(),
+            FloatTy::F64 => value.is_finite(),
+        };
+        if finite {
+            return Ok(Const::Float(value, t));
+        }
+        let message = format!("{value:e} is too large for the field's Rust type `{}`", t.name());
+        let help = match t {
+            FloatTy::F32 => {
+                "an `f32` holds magnitudes up to about 3.4e38: give a smaller value, or make the agent's field `f64`"
+            }
+            FloatTy::F64 => "give a smaller value",
+        };
+        self.out_of_range(pointer, message, format!("not a finite `{}`", t.name()), help.to_owned(), out)
+    }
+
+    /// Reports a literal that its field's Rust type cannot hold.
+    fn out_of_range(
+        &self,
+        pointer: &str,
+        message: String,
+        label: String,
+        help: String,
+        out: &mut Vec<Diagnostic>,
+    ) -> Lowering<Const> {
+        out.push(
+            Diagnostic::error(Code::LiteralOutOfRange, message, pointer, self.doc.value(pointer))
+                .with_label(label)
+                .with_help(help),
+        );
+        Err(Lowered::Reported)
+    }
+
+    /// A `serde_json::Value` for `value`.
+    pub fn json(&self, value: &Value) -> Lowering<Json> {
+        Ok(match value {
+            Value::String(s) => match self.template(s)? {
+                Template::Literal(text) => Json::Literal(Value::String(text)),
+                Template::Whole(r) => Json::Read(self.read(&r.value)?.0),
+                Template::Interpolated(segments) => Json::Text(self.pieces(&segments)?),
+            },
+            Value::Array(items) => Json::Array(items.iter().map(|v| self.json(v)).collect::<Lowering<_>>()?),
+            Value::Object(map) => {
+                Json::Object(map.iter().map(|(k, v)| Ok((k.clone(), self.json(v)?))).collect::<Lowering<_>>()?)
+            }
+            scalar => Json::Literal(scalar.clone()),
+        })
+    }
+
+    /// The pieces of interpolated text.
+    pub fn pieces(&self, segments: &[Segment]) -> Lowering<Vec<Piece>> {
+        segments
+            .iter()
+            .map(|segment| match segment {
+                Segment::Text(t) => Ok(Piece::Text(t.clone())),
+                Segment::Reference(r) => {
+                    let (read, ty) = self.read(&r.value)?;
+                    let render = match ty {
+                        RustTy::String => Render::Str,
+                        RustTy::Bool | RustTy::Int(_) | RustTy::Float(_) => Render::Display,
+                        RustTy::Enum(e) => Render::Enum(e),
+                        RustTy::Json | RustTy::Named(_) => Render::Serde,
+                        other => return internal(format!("{} cannot be interpolated", other.shown())),
+                    };
+                    Ok(Piece::Value(read, render))
+                }
+            })
+            .collect()
+    }
+
+    /// The read of `reference`, and the type it reads (optionality is the read's).
+    pub fn read(&self, reference: &Reference) -> Lowering<(Read, RustTy)> {
+        let shown = reference.to_string();
+        let (root, mut ty) = match &reference.root {
+            RefRoot::Input => (Root::Input, self.input.clone()),
+            RefRoot::StepOutput(id) => {
+                let Some(slot) = self.slots.get(id) else { return internal(format!("no output type for step {id}")) };
+                let root = Root::Slot { step: id.clone(), field: slot.field.clone(), may_be_empty: slot.may_be_empty };
+                (root, slot.ty.clone())
+            }
+            RefRoot::ExecutionId => (Root::ExecutionId, RustTy::String),
+            RefRoot::CorrelationId => (Root::CorrelationId, RustTy::String),
+            RefRoot::WorkflowId => (Root::Constant(self.workflow.0.to_owned()), RustTy::String),
+            RefRoot::WorkflowVersion => (Root::Constant(self.workflow.1.to_owned()), RustTy::String),
+        };
+        let mut path = Vec::new();
+        for segment in &reference.path {
+            // An `Option` met on the way makes the rest of the path optional.
+            ty = unwrap_options(ty, &mut path);
+            ty = match (ty, segment) {
+                (RustTy::Struct(s), PathSegment::Field(name)) => {
+                    let Some(field) = s.fields.into_iter().find(|f| f.json == *name) else {
+                        return internal(format!("{shown}: no field {name}"));
+                    };
+                    path.push(Access::Field(field.ident));
+                    field.ty
+                }
+                (RustTy::Vec(item), PathSegment::Index(i)) => {
+                    path.push(Access::Index(*i));
+                    *item
+                }
+                (RustTy::Map(_, value), PathSegment::Field(name)) => {
+                    path.push(Access::Key(name.clone()));
+                    *value
+                }
+                (RustTy::Json, segment) => {
+                    path.push(Access::Json(match segment {
+                        PathSegment::Field(name) => JsonKey::Name(name.clone()),
+                        PathSegment::Index(i) => JsonKey::Index(*i),
+                    }));
+                    RustTy::Json
+                }
+                (RustTy::Named(path), _) => {
+                    return internal(format!(
+                        "{shown} reads inside `{}`, a type defined outside the declaration; reference the whole value instead",
+                        quote::ToTokens::to_token_stream(&path)
+                    ))
+                }
+                (ty, _) => return internal(format!("{shown}: cannot follow {segment} into {}", ty.shown())),
+            };
+        }
+        let ty = unwrap_options(ty, &mut path);
+        Ok((Read { root, path, shown }, ty))
+    }
+}
+
+/// Every item lowered, so that every literal is checked in one run: the
+/// first internal error, else `Reported` if any was, else the items.
+fn every<T>(items: impl Iterator<Item = Lowering<T>>) -> Lowering<Vec<T>> {
+    let mut out = Vec::new();
+    let mut reported = false;
+    for item in items {
+        match item {
+            Ok(v) => out.push(v),
+            Err(Lowered::Reported) => reported = true,
+            Err(e) => return Err(e),
+        }
+    }
+    if reported {
+        Err(Lowered::Reported)
+    } else {
+        Ok(out)
+    }
+}
+
+/// A value of the same type: copied, or cloned.
+pub fn same(ty: &RustTy) -> Conversion {
+    match ty {
+        t if t.is_copy() => Conversion::Copy,
+        RustTy::Named(_) => Conversion::CloneNamed,
+        _ => Conversion::Clone,
+    }
+}
+
+/// Steps into `Option`s: an optional value is an optional read of its inner type.
+fn unwrap_options(mut ty: RustTy, path: &mut Vec<Access>) -> RustTy {
+    while let RustTy::Option(inner) = ty {
+        path.push(Access::Optional);
+        ty = *inner;
+    }
+    ty
+}
+
+/// How a value of type `from` becomes one of type `to`, decided on the types.
+pub fn convert(from: &RustTy, to: &RustTy) -> Lowering<Conversion> {
+    if from == to {
+        return Ok(same(from));
+    }
+    Ok(match (from, to) {
+        (RustTy::Option(a), RustTy::Option(b)) => Conversion::Option(Box::new(convert(a, b)?)),
+        (_, RustTy::Option(b)) => Conversion::Wrap(Box::new(convert(from, b)?)),
+        (_, RustTy::Json) => Conversion::ToJson,
+        (RustTy::Named(_) | RustTy::Json, _) | (_, RustTy::Named(_)) => Conversion::Serde(to.clone()),
+        (RustTy::Int(a), RustTy::Int(b)) if a.is_subset_of(*b) => Conversion::IntFrom(*b),
+        (RustTy::Int(_), RustTy::Int(b)) => Conversion::IntTryFrom(*b),
+        (RustTy::Int(_) | RustTy::Float(_), RustTy::Float(b)) => Conversion::ToFloat(*b),
+        (RustTy::Enum(e), RustTy::String) => Conversion::EnumToString(e.clone()),
+        (RustTy::Enum(a), RustTy::Enum(b)) => Conversion::EnumToEnum { from: a.clone(), to: b.clone() },
+        (RustTy::Vec(a), RustTy::Vec(b)) => Conversion::List { item: Box::new(convert(a, b)?), to: (**b).clone() },
+        (RustTy::Map(_, a), RustTy::Map(kind, b)) => {
+            Conversion::Map { value: Box::new(convert(a, b)?), kind: *kind, to: (**b).clone() }
+        }
+        (RustTy::Struct(a), RustTy::Struct(b)) => Conversion::Struct {
+            to: b.path.clone(),
+            fields: b
+                .fields
+                .iter()
+                .map(|f| {
+                    let from = match a.fields.iter().find(|g| g.json == f.json) {
+                        Some(g) => Some((g.ident.clone(), convert(&g.ty, &f.ty)?)),
+                        None => None,
+                    };
+                    Ok((f.ident.clone(), from))
+                })
+                .collect::<Lowering<_>>()?,
+        },
+        (RustTy::Struct(_), RustTy::Map(..)) => Conversion::Serde(to.clone()),
+        _ => return internal(format!("cannot convert {} into {}", from.shown(), to.shown())),
+    })
+}

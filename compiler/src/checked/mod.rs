@@ -1,0 +1,137 @@
+//! The checked workflow: what validation returns when a workflow is valid,
+//! and the only thing code generation reads.
+//!
+//! Lowering ([`lower`]) decides everything here once: the Rust name of every
+//! item, the type of every value, the resolved policy of every step (merged
+//! by the runtime's own `Policy::resolve`), and each value expression as
+//! typed reads and conversions ([`value`]). Code generation then renders it
+//! and decides nothing.
+
+pub mod lower;
+pub mod types;
+pub mod value;
+
+use orchestr8_runtime::policy::Policy;
+use proc_macro2::Ident;
+
+pub use types::{RustTy, TypePath};
+pub use value::Expr;
+
+/// A valid workflow, ready to be rendered.
+#[derive(Debug, Clone)]
+pub struct CheckedWorkflow {
+    /// `metadata.id`: the crate's and the binary's name.
+    pub id: String,
+    /// `metadata.version`.
+    pub version: String,
+    /// The generated module's doc comment: who the workflow is, what it does.
+    pub docs: Vec<String>,
+    /// `metadata.description`, else `metadata.name`: the program's `--help` text.
+    pub about: Option<String>,
+    /// A hash of the document's text, recorded in every journal.
+    pub definition_hash: String,
+    /// The input's type (`WorkflowInput`).
+    pub input: RustTy,
+    /// The input's JSON Schema as the document writes it (or the empty object's).
+    pub input_schema: String,
+    /// The result's type.
+    pub output: RustTy,
+    /// How the result is built from the state.
+    pub output_value: Expr,
+    /// The structs and enums the crate defines for its input, in order.
+    pub input_types: Vec<RustTy>,
+    /// The structs the crate defines for its result, in order.
+    pub output_types: Vec<RustTy>,
+    /// Whether any expression reads the input (the state then keeps it).
+    pub reads_input: bool,
+    /// Whether any expression reads the execution's ids.
+    pub reads_ids: bool,
+    /// The agent steps, in document order.
+    pub steps: Vec<CheckedStep>,
+    /// The plan: the top-level sequence.
+    pub plan: Vec<PlanNode>,
+    /// The distinct policies the steps run with.
+    pub policies: Vec<NamedPolicy>,
+    /// The agent crates the generated crate depends on.
+    pub crates: Vec<AgentCrate>,
+}
+
+/// An agent step.
+#[derive(Debug, Clone)]
+pub struct CheckedStep {
+    /// The step's id.
+    pub id: String,
+    /// Its doc comment.
+    pub docs: Vec<String>,
+    /// The state's field holding its output, and the name its functions are made from.
+    pub slot: Ident,
+    /// The agent's id.
+    pub agent: String,
+    /// The agent's type (`::triage_agents::nlp::ClassifyAgent`).
+    pub agent_type: TypePath,
+    /// The agent's input type.
+    pub input_type: RustTy,
+    /// The agent's output type.
+    pub output_type: RustTy,
+    /// The agent's input, built from the state.
+    pub input: Expr,
+    /// Its policy: an index into [`CheckedWorkflow::policies`].
+    pub policy: usize,
+    /// `onError: "continue"`.
+    pub continue_on_error: bool,
+    /// The agent's `config`.
+    pub config: Option<serde_json::Value>,
+}
+
+/// A node of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanNode {
+    /// An agent step: an index into [`CheckedWorkflow::steps`].
+    Step(usize),
+    /// Children run concurrently.
+    Parallel {
+        /// The block's id.
+        id: String,
+        /// Whether the first failure cancels the others.
+        fail_fast: bool,
+        /// Its children.
+        children: Vec<PlanNode>,
+    },
+    /// Children run in order.
+    Sequence(Vec<PlanNode>),
+}
+
+/// A resolved policy, with the function that gives it.
+#[derive(Debug, Clone)]
+pub struct NamedPolicy {
+    /// The function's name (`policy_default`, `policy_fast`, `policy_of_fetch`).
+    pub ident: Ident,
+    /// Where it comes from, for its doc comment.
+    pub source: PolicySource,
+    /// Whether the workflow has a `policies.default` under it.
+    pub over_default: bool,
+    /// The resolved policy.
+    pub policy: Policy,
+    /// The steps that run with it.
+    pub steps: Vec<String>,
+}
+
+/// What a step's policy is written as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// No policy: `policies.default` (if any) over the built-ins.
+    Default,
+    /// A named policy.
+    Named(String),
+    /// An inline policy of this step.
+    Inline(String),
+}
+
+/// An agent crate the generated crate depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCrate {
+    /// Its package name.
+    pub name: String,
+    /// Its directory, relative to the workflow file.
+    pub path: String,
+}
