@@ -11,14 +11,6 @@ use orchestr8_schema::source::escape_pointer_token;
 use super::Doc;
 use crate::diagnostics::{suggestion, Code, Diagnostic};
 
-/// Words a step or agent id cannot be: they become Rust identifiers.
-const RUST_KEYWORDS: &[&str] = &[
-    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate", "do", "dyn", "else",
-    "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "macro", "match", "mod",
-    "move", "mut", "override", "priv", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true",
-    "try", "type", "typeof", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
-];
-
 /// Step ids the generated `State` keeps its own fields under (the input and
 /// the execution's ids), beside one field per step.
 const RESERVED_STEP_IDS: &[&str] = &["input", "ids"];
@@ -251,7 +243,8 @@ fn check_not_keyword(
     span: orchestr8_schema::source::Span,
     out: &mut Vec<Diagnostic>,
 ) {
-    if RUST_KEYWORDS.contains(&id) {
+    // Ids become Rust identifiers.
+    if orchestr8_agent_decl::ident::is_keyword(id) {
         out.push(
             Diagnostic::error(Code::ReservedId, format!("{what} `{id}` is a Rust keyword"), pointer, span)
                 .with_label("reserved")

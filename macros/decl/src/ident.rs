@@ -7,8 +7,21 @@
 
 use proc_macro2::{Ident, Span};
 
+/// Rust's keywords, strict and reserved, in every edition.
+const KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate", "do", "dyn", "else",
+    "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "macro", "match", "mod",
+    "move", "mut", "override", "priv", "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait",
+    "true", "try", "type", "typeof", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
 /// Keywords an identifier cannot be, not even raw (`r#self` is not Rust).
 const NEVER_RAW: &[&str] = &["self", "Self", "super", "crate", "_"];
+
+/// Whether `name` is a Rust keyword (so an identifier of it must be raw, or cannot be).
+pub fn is_keyword(name: &str) -> bool {
+    KEYWORDS.contains(&name)
+}
 
 /// Why a name cannot become a Rust identifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +78,7 @@ pub fn ident(name: &str, span: Span) -> Result<Ident, IdentError> {
     if NEVER_RAW.contains(&name) {
         return Err(IdentError { name: name.to_owned(), ident: name.to_owned() });
     }
-    Ok(if syn::parse_str::<Ident>(name).is_ok() { Ident::new(name, span) } else { Ident::new_raw(name, span) })
+    Ok(if is_keyword(name) { Ident::new_raw(name, span) } else { Ident::new(name, span) })
 }
 
 /// The field identifier of JSON name `json` ([`rust_field_name`], raw if a keyword).
@@ -160,6 +173,7 @@ mod tests {
         let span = Span::call_site();
         assert_eq!(field_ident("type", span).unwrap().to_string(), "r#type");
         assert_eq!(field_ident("async", span).unwrap().to_string(), "r#async");
+        assert_eq!(field_ident("gen", span).unwrap().to_string(), "r#gen");
         assert_eq!(field_ident("name", span).unwrap().to_string(), "name");
         for never in ["self", "super", "crate"] {
             let e = field_ident(never, span).unwrap_err();

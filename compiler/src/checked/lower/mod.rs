@@ -183,11 +183,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             Ok(owned(read, ty))
         }
     };
-    let (output, output_value) = match output {
-        Ok(o) => o,
-        Err(Lowered::Reported) => return Err(Lowered::Reported),
-        Err(e) => return Err(e),
-    };
+    let (output, output_value) = output?;
     if failed {
         return Err(Lowered::Reported);
     }
