@@ -389,3 +389,81 @@ pub fn convert(from: &RustTy, to: &RustTy) -> Lowering<Conversion> {
         _ => return internal(format!("cannot convert {} into {}", from.shown(), to.shown())),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::Span;
+
+    use super::*;
+    use crate::checked::types::{EnumTy, MapKind, TypePath, Variant};
+
+    fn enum_of(name: &str, values: &[&str]) -> RustTy {
+        RustTy::Enum(EnumTy {
+            path: TypePath::local(name),
+            variants: values
+                .iter()
+                .map(|v| Variant {
+                    json: (*v).to_owned(),
+                    ident: Ident::new(&orchestr8_agent_decl::variant_name(v), Span::call_site()),
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn conversions_are_decided_on_the_types() {
+        let int = |t| RustTy::Int(t);
+        let named = RustTy::Named(syn::parse_str("::agents::Money").unwrap());
+        let cases: Vec<(RustTy, RustTy, Conversion, bool)> = vec![
+            (int(IntTy::U8), int(IntTy::U8), Conversion::Copy, false),
+            (RustTy::String, RustTy::String, Conversion::Clone, false),
+            (named.clone(), named.clone(), Conversion::CloneNamed, false),
+            (int(IntTy::U8), int(IntTy::I64), Conversion::IntFrom(IntTy::I64), false),
+            (int(IntTy::I64), int(IntTy::U8), Conversion::IntTryFrom(IntTy::U8), true),
+            (int(IntTy::U32), int(IntTy::Usize), Conversion::IntTryFrom(IntTy::Usize), true),
+            (int(IntTy::I32), RustTy::Float(FloatTy::F64), Conversion::ToFloat(FloatTy::F64), false),
+            (RustTy::String, RustTy::Json, Conversion::ToJson, true),
+            (RustTy::Json, named.clone(), Conversion::Serde(named.clone()), true),
+            (
+                RustTy::Vec(Box::new(int(IntTy::U8))),
+                RustTy::Vec(Box::new(int(IntTy::I64))),
+                Conversion::List { item: Box::new(Conversion::IntFrom(IntTy::I64)), to: int(IntTy::I64) },
+                false,
+            ),
+            (
+                RustTy::Map(MapKind::Hash, Box::new(int(IntTy::I64))),
+                RustTy::Map(MapKind::BTree, Box::new(int(IntTy::I64))),
+                Conversion::Map { value: Box::new(Conversion::Copy), kind: MapKind::BTree, to: int(IntTy::I64) },
+                false,
+            ),
+            (
+                int(IntTy::I64),
+                RustTy::Option(Box::new(int(IntTy::U8))),
+                Conversion::Wrap(Box::new(Conversion::IntTryFrom(IntTy::U8))),
+                true,
+            ),
+        ];
+        for (from, to, expected, fallible) in cases {
+            let c = convert(&from, &to).unwrap_or_else(|e| panic!("{} -> {}: {e:?}", from.shown(), to.shown()));
+            assert_eq!(c, expected, "{} -> {}", from.shown(), to.shown());
+            assert_eq!(c.fallible(), fallible, "{} -> {}", from.shown(), to.shown());
+        }
+    }
+
+    #[test]
+    fn an_enum_into_a_narrower_one_can_fail_and_a_wider_one_cannot() {
+        let (small, large) = (enum_of("Small", &["a", "b"]), enum_of("Large", &["a", "b", "c"]));
+        assert!(!convert(&small, &large).unwrap().fallible());
+        assert!(convert(&large, &small).unwrap().fallible());
+        assert!(matches!(convert(&small, &RustTy::String).unwrap(), Conversion::EnumToString(_)));
+    }
+
+    #[test]
+    fn what_cannot_be_converted_is_an_internal_error_not_a_guess() {
+        assert!(matches!(convert(&RustTy::String, &RustTy::Bool), Err(Lowered::Internal(_))));
+        assert!(matches!(
+            convert(&RustTy::Option(Box::new(RustTy::String)), &RustTy::String),
+            Err(Lowered::Internal(_))
+        ));
+    }
+}
