@@ -152,6 +152,9 @@ pub enum Access {
     Key(String),
     /// A JSON value's member or item: absent when there is none.
     Json(JsonKey),
+    /// Into the JSON value of a named type (one defined outside any
+    /// declaration, known to serde alone), to read below it.
+    Serialize,
     /// Into an `Option`: absent when it is `None`.
     Optional,
 }
@@ -318,10 +321,12 @@ impl Expr {
 }
 
 impl Read {
-    /// Whether reading it can fail: a required step's empty slot, or a list
-    /// index in a required place.
+    /// Whether reading it can fail: a required step's empty slot, a list
+    /// index in a required place, a named type that does not serialize.
     pub fn fails(&self) -> bool {
-        matches!(self.root, Root::Slot { may_be_empty: false, .. }) || self.indexes_required()
+        matches!(self.root, Root::Slot { may_be_empty: false, .. })
+            || self.indexes_required()
+            || self.path.contains(&Access::Serialize)
     }
 
     /// Whether a list index is read before anything makes the read optional

@@ -190,6 +190,11 @@ fn place(read: &Read) -> Place {
                 and_then(place, quote!(get(#i)))
             }
             (Access::Optional, place) => and_then(place, quote!(as_ref())),
+            (Access::Serialize, Place::Required(r)) => {
+                let e = r.by_ref();
+                Place::Required(Ref::Place(quote!(rt::json(#e)?)))
+            }
+            (Access::Serialize, Place::Optional(e)) => Place::Optional(quote!(#e.map(rt::json).transpose()?.as_ref())),
         };
     }
     place

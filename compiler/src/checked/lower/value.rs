@@ -294,18 +294,16 @@ impl Scope<'_> {
                     path.push(Access::Key(name.clone()));
                     *value
                 }
-                (RustTy::Json, segment) => {
+                (ty @ (RustTy::Json | RustTy::Named(_)), segment) => {
+                    // A named type is known to serde alone: it is read through its JSON value.
+                    if matches!(ty, RustTy::Named(_)) {
+                        path.push(Access::Serialize);
+                    }
                     path.push(Access::Json(match segment {
                         PathSegment::Field(name) => JsonKey::Name(name.clone()),
                         PathSegment::Index(i) => JsonKey::Index(*i),
                     }));
                     RustTy::Json
-                }
-                (RustTy::Named(path), _) => {
-                    return internal(format!(
-                        "{shown} reads inside `{}`, a type defined outside the declaration; reference the whole value instead",
-                        quote::ToTokens::to_token_stream(&path)
-                    ))
                 }
                 (ty, _) => return internal(format!("{shown}: cannot follow {segment} into {}", ty.shown())),
             };

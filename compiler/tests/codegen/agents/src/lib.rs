@@ -105,3 +105,27 @@ pub async fn join(_ctx: &AgentContext<'_>, input: JoinInput) -> Result<JoinOutpu
 pub async fn limits(_ctx: &AgentContext<'_>, input: LimitsInput) -> Result<LimitsOutput, AgentError> {
     Ok(LimitsOutput { text: format!("{} {} {} {} {}", input.level, input.count, input.ratio, input.low, input.big) })
 }
+
+/// An amount of money: a type of the agent crate's own, which declarations name.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    orchestr8_runtime::codegen::serde::Serialize,
+    orchestr8_runtime::codegen::serde::Deserialize,
+    orchestr8_runtime::codegen::schemars::JsonSchema,
+)]
+#[serde(crate = "orchestr8_runtime::codegen::serde")]
+#[schemars(crate = "orchestr8_runtime::codegen::schemars")]
+pub struct Money {
+    /// Hundredths of the currency.
+    pub cents: i64,
+    /// An ISO 4217 code.
+    pub currency: String,
+}
+
+#[agent(id = "price", version = "1.0.0", input = { sku: String }, output = { total: Money, discount: Option<Money> })]
+/// Prices an article.
+pub async fn price(_ctx: &AgentContext<'_>, input: PriceInput) -> Result<PriceOutput, AgentError> {
+    Ok(PriceOutput { total: Money { cents: 100 * input.sku.len() as i64, currency: "EUR".into() }, discount: None })
+}
