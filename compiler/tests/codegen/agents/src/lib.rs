@@ -1,9 +1,10 @@
 //! Agents that exercise every shape of data the code generator moves.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use orchestr8_macros::agent;
+use orchestr8_runtime::codegen::serde_json;
 use orchestr8_runtime::codegen::{AgentContext, AgentError};
 
 #[agent(id = "echo", version = "1.0.0", input = { text: String, times: Option<u32> }, output = { text: String, length: u64 })]
@@ -128,4 +129,32 @@ pub struct Money {
 /// Prices an article.
 pub async fn price(_ctx: &AgentContext<'_>, input: PriceInput) -> Result<PriceOutput, AgentError> {
     Ok(PriceOutput { total: Money { cents: 100 * input.sku.len() as i64, currency: "EUR".into() }, discount: None })
+}
+
+#[agent(
+    id = "keep",
+    version = "1.0.0",
+    input = { data: serde_json::Value, items: Option<Vec<serde_json::Value>> },
+    output = { data: serde_json::Value },
+)]
+/// Returns the JSON it is given (found by compiler/tests/generated_workflows.rs).
+pub async fn keep(_ctx: &AgentContext<'_>, input: KeepInput) -> Result<KeepOutput, AgentError> {
+    Ok(KeepOutput { data: input.data })
+}
+
+#[agent(
+    id = "tally",
+    version = "1.0.0",
+    input = { counts: BTreeMap<String, u32> },
+    output = { counts: BTreeMap<String, u32>, small: u8 },
+)]
+/// Returns the counts it is given, and a small number (found by compiler/tests/generated_workflows.rs).
+pub async fn tally(_ctx: &AgentContext<'_>, input: TallyInput) -> Result<TallyOutput, AgentError> {
+    Ok(TallyOutput { small: input.counts.len().min(255) as u8, counts: input.counts })
+}
+
+#[agent(id = "settings", version = "1.0.0", input = { opts: { note: Option<String> } }, output = { note: String })]
+/// Reads optional settings (found by compiler/tests/generated_workflows.rs).
+pub async fn settings(_ctx: &AgentContext<'_>, input: SettingsInput) -> Result<SettingsOutput, AgentError> {
+    Ok(SettingsOutput { note: input.opts.note.unwrap_or_default() })
 }
