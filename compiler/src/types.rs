@@ -516,15 +516,6 @@ impl<'a> Reader<'a> {
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
             for (name, schema) in props {
                 let here = format!("{at}/properties/{}", orchestr8_schema::source::escape_pointer_token(name));
-                if let Err(e) = orchestr8_agent_decl::field_ident(name, proc_macro2::Span::call_site()) {
-                    self.not_an_identifier(
-                        here.clone(),
-                        format!(
-                            "property `{name}` cannot be a Rust field: `{}` is a keyword that cannot be written raw",
-                            e.ident
-                        ),
-                    );
-                }
                 let ty = self.read(schema, &here);
                 let is_required = required.contains(&name.as_str());
                 let ty = if is_required { ty } else { ty.optional() };

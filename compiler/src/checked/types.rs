@@ -335,15 +335,21 @@ fn unique(used: &mut std::collections::HashSet<String>, base: &str) -> String {
 
 /// Field identifiers for the JSON names of one struct of the generated
 /// crate, distinct within it (`maxItems` and `max_items` become `max_items`
-/// and `max_items2`). Names that cannot be identifiers were rejected when
-/// the schema was read.
-pub fn field_idents<'a>(json_names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Ident>, IdentError> {
+/// and `max_items2`; `self`, which cannot be an identifier even raw, `self_`).
+/// Serde renames each back to its JSON name.
+pub fn field_idents<'a>(json_names: impl IntoIterator<Item = &'a str>) -> Vec<Ident> {
     let mut used = std::collections::HashSet::new();
     json_names
         .into_iter()
         .map(|json| {
-            orchestr8_agent_decl::ident::ident(&unique(&mut used, &rust_field_name(json)), Span::call_site())
-                .map_err(|e| IdentError { name: json.to_owned(), ..e })
+            let name = rust_field_name(json);
+            let name = if orchestr8_agent_decl::ident::ident(&name, Span::call_site()).is_err() {
+                format!("{name}_")
+            } else {
+                name
+            };
+            orchestr8_agent_decl::ident::ident(&unique(&mut used, &name), Span::call_site())
+                .expect("a snake_case name with `_` appended to the keywords that cannot be raw is an identifier")
         })
         .collect()
 }
@@ -374,7 +380,7 @@ pub fn from_ty(name: &str, ty: &Ty, names: &mut Names, defined: &mut Vec<RustTy>
         Ty::Optional(inner) => RustTy::Option(Box::new(from_ty(name, inner, names, defined)?)),
         Ty::Object(o) => {
             let struct_name = names.unique(name);
-            let idents = field_idents(o.fields.keys().map(String::as_str))?;
+            let idents = field_idents(o.fields.keys().map(String::as_str));
             let position = defined.len();
             let mut fields = Vec::new();
             for ((json, f), ident) in o.fields.iter().zip(idents) {

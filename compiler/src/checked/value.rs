@@ -250,6 +250,18 @@ pub enum Conversion {
 }
 
 impl Conversion {
+    /// Whether the converted value depends on the source at all (a struct
+    /// whose fields the source has none of does not).
+    pub fn uses_source(&self) -> bool {
+        match self {
+            Conversion::Option(c) | Conversion::Wrap(c) => c.uses_source(),
+            Conversion::List { item, .. } => item.uses_source(),
+            Conversion::Map { value, .. } => value.uses_source(),
+            Conversion::Struct { fields, .. } => fields.iter().any(|(_, f)| f.is_some()),
+            _ => true,
+        }
+    }
+
     /// Whether it can fail at run time (and so needs `?`).
     pub fn fallible(&self) -> bool {
         match self {

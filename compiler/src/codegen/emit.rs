@@ -99,8 +99,7 @@ fn data_item(t: &RustTy, top_doc: &str, attrs: &TokenStream, enum_attrs: &TokenS
 }
 
 fn state(c: &CheckedWorkflow) -> TokenStream {
-    let input = ty(&c.input);
-    let input_field = c.reads_input.then(|| quote!(#[doc = " The workflow's input."] pub input: #input,));
+    let input_field = c.reads_input.then(|| quote!(#[doc = " The workflow's input."] pub input: WorkflowInput,));
     let ids_field = c.reads_ids.then(|| quote!(#[doc = " The execution's ids."] pub ids: rt::ExecutionIds,));
     let slots = c.steps.iter().map(|step| {
         let (field, t) = (&step.slot, ty(&step.output_type));
@@ -259,7 +258,7 @@ fn workflow_fn(c: &CheckedWorkflow) -> TokenStream {
 }
 
 fn program_fn(c: &CheckedWorkflow) -> TokenStream {
-    let (input, output) = (ty(&c.input), ty(&c.output));
+    let output = ty(&c.output);
     let (input_param, input_init) =
         if c.reads_input { (quote!(input), quote!(input,)) } else { (quote!(_input), quote!()) };
     let (ids_param, ids_init) =
@@ -271,7 +270,7 @@ fn program_fn(c: &CheckedWorkflow) -> TokenStream {
     let about = c.about.as_ref().map(|text| quote!(.about(#text)));
     quote! {
         /// The program: reads the input, runs the workflow, prints the output.
-        pub fn program() -> rt::Program<#input, State, #output> {
+        pub fn program() -> rt::Program<WorkflowInput, State, #output> {
             rt::Program::new(rt::Arc::new(workflow()), |#input_param, #ids_param| State {
                 #input_init
                 #ids_init

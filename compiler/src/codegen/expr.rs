@@ -237,6 +237,10 @@ fn map_option(option: &TokenStream, c: &Conversion) -> TokenStream {
             let f = result_fn(c);
             quote!(#option.map(#f).transpose()?)
         }
+        c if !c.uses_source() => {
+            let v = value(c, &param());
+            quote!(#option.map(|_| #v))
+        }
         c => {
             let v = value(c, &param());
             quote!(#option.map(|v| #v))
@@ -439,13 +443,7 @@ pub fn json(j: &Json) -> TokenStream {
             let items = list(items.iter().map(json));
             quote!(rt::serde_json::Value::Array(#items))
         }
-        Json::Object(entries) => {
-            let entries = entries.iter().map(|(k, v)| {
-                let v = json(v);
-                quote!((String::from(#k), #v))
-            });
-            quote!(rt::serde_json::Value::Object(rt::serde_json::Map::from_iter([#(#entries),*])))
-        }
+        Json::Object(entries) => object(entries.iter().map(|(k, v)| (k, json(v)))),
     }
 }
 
@@ -467,13 +465,7 @@ pub fn json_literal(v: &serde_json::Value) -> TokenStream {
             let items = list(items.iter().map(json_literal));
             quote!(rt::serde_json::Value::Array(#items))
         }
-        serde_json::Value::Object(map) => {
-            let entries = map.iter().map(|(k, v)| {
-                let v = json_literal(v);
-                quote!((String::from(#k), #v))
-            });
-            quote!(rt::serde_json::Value::Object(rt::serde_json::Map::from_iter([#(#entries),*])))
-        }
+        serde_json::Value::Object(map) => object(map.iter().map(|(k, v)| (k, json_literal(v)))),
     }
 }
 
@@ -485,6 +477,15 @@ fn list(items: impl ExactSizeIterator<Item = TokenStream>) -> TokenStream {
     } else {
         quote!(Vec::from([#(#items),*]))
     }
+}
+
+/// A JSON object of entries, in order.
+fn object<'a>(entries: impl ExactSizeIterator<Item = (&'a String, TokenStream)>) -> TokenStream {
+    if entries.len() == 0 {
+        return quote!(rt::serde_json::Value::Object(rt::serde_json::Map::new()));
+    }
+    let entries = entries.map(|(k, v)| quote!((String::from(#k), #v)));
+    quote!(rt::serde_json::Value::Object(rt::serde_json::Map::from_iter([#(#entries),*])))
 }
 
 fn map_path(kind: MapKind) -> TokenStream {

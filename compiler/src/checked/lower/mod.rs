@@ -114,12 +114,17 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
         })
         .collect();
     let mut slots = BTreeMap::new();
+    // The state's fields: snake_case (`say__it` is `say_it`), not keywords, distinct, beside `input` and `ids`.
+    let mut fields = Names::default();
+    for taken in ["input", "ids"] {
+        fields.unique(taken);
+    }
     for (_, step) in &agent_steps {
         let Some((_, (_, output))) = agents.get(step.agent.as_str()) else {
             return internal(format!("agent {} has no declaration", step.agent));
         };
         let slot = Slot {
-            field: Ident::new(&step.id, Span::call_site()),
+            field: Ident::new(&fields.unique(&slot_name(&step.id)), Span::call_site()),
             ty: output.clone(),
             may_be_empty: step.on_error == OnError::Continue,
         };
@@ -228,6 +233,17 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     })
 }
 
+/// The state field of a step (and the name its functions are made from):
+/// snake_case, never a keyword (`self_` is `self` in snake_case, so `self_`).
+fn slot_name(id: &str) -> String {
+    let name = orchestr8_agent_decl::rust_field_name(id);
+    if orchestr8_agent_decl::ident::is_keyword(&name) {
+        format!("{name}_")
+    } else {
+        name
+    }
+}
+
 /// The index of the step's policy among the distinct ones, adding it if new.
 fn policy_index(
     wf: &Workflow,
@@ -314,23 +330,7 @@ fn infer_output(
 ) -> Lowering<(RustTy, Expr)> {
     match value {
         Value::Object(map) => {
-            let idents = match types::field_idents(map.keys().map(String::as_str)) {
-                Ok(idents) => idents,
-                Err(e) => {
-                    let at = format!("{pointer}/{}", escape_pointer_token(&e.name));
-                    out.push(
-                        Diagnostic::error(
-                            Code::NotAnIdentifier,
-                            format!("the output field `{}` cannot be a Rust field: `{}` is a keyword that cannot be written raw", e.name, e.ident),
-                            at.clone(),
-                            scope.doc.key(&at),
-                        )
-                        .with_label("not a Rust field name")
-                        .with_help("rename the output field"),
-                    );
-                    return Err(Lowered::Reported);
-                }
-            };
+            let idents = types::field_idents(map.keys().map(String::as_str));
             let position = defined.len();
             let mut fields = Vec::new();
             let mut inits = Vec::new();

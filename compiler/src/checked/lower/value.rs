@@ -58,6 +58,9 @@ impl Scope<'_> {
                             read.path.push(Access::Optional);
                         }
                         let conversion = convert(&from, inner)?;
+                        if let Some(constant) = constant_of(&conversion).filter(|_| !read.may_be_absent()) {
+                            return Ok(Expr::Some(Box::new(constant)));
+                        }
                         Ok(if read.may_be_absent() {
                             Expr::Read { read, conversion, absent: Absent::None }
                         } else {
@@ -88,6 +91,10 @@ impl Scope<'_> {
                 Template::Whole(r) => {
                     let (read, from) = self.read(&r.value)?;
                     let conversion = convert(&from, target)?;
+                    if let Some(constant) = constant_of(&conversion).filter(|_| !read.may_be_absent()) {
+                        // Nothing of the source is kept: no read.
+                        return Ok(constant);
+                    }
                     let absent = if read.may_be_absent() { Absent::Error } else { Absent::Never };
                     Ok(Expr::Read { read, conversion, absent })
                 }
@@ -310,6 +317,18 @@ impl Scope<'_> {
         }
         let ty = unwrap_options(ty, &mut path);
         Ok((Read { root, path, shown }, ty))
+    }
+}
+
+/// The value a conversion gives whatever its source, when it keeps nothing of it.
+fn constant_of(conversion: &Conversion) -> Option<Expr> {
+    match conversion {
+        Conversion::Struct { to, fields } if fields.iter().all(|(_, f)| f.is_none()) => Some(Expr::Struct {
+            path: to.clone(),
+            fields: fields.iter().map(|(ident, _)| (ident.clone(), Expr::Const(Const::None))).collect(),
+        }),
+        Conversion::Wrap(inner) => constant_of(inner).map(|e| Expr::Some(Box::new(e))),
+        _ => None,
     }
 }
 
