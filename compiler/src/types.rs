@@ -320,7 +320,11 @@ impl<'a> Reader<'a> {
         }
         if let Some(c) = obj.get("const") {
             return match c {
-                Value::String(s) => Ty::String(Some(vec![s.clone()])),
+                Value::String(s) => {
+                    let here = format!("{at}/const");
+                    self.check_variants(std::slice::from_ref(s), &here, |_| here.clone());
+                    Ty::String(Some(vec![s.clone()]))
+                }
                 other => literal_ty(other),
             };
         }
@@ -450,6 +454,9 @@ impl<'a> Reader<'a> {
         let constants: Option<Vec<String>> =
             others.iter().map(|(_, s)| s.get("const").and_then(Value::as_str).map(str::to_owned)).collect();
         if let Some(values) = constants.filter(|v| v.len() > 1) {
+            // schemars' documented enum: `oneOf` of `const`s, each at `ITEM/const`.
+            let positions: Vec<usize> = others.iter().map(|(i, _)| *i).collect();
+            self.check_variants(&values, at, |i| format!("{at}/{}/const", positions[i]));
             let ty = Ty::String(Some(values));
             return if others.len() < list.len() { ty.optional() } else { ty };
         }
@@ -469,6 +476,27 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Each string enum value becomes a Rust variant: one that cannot be an
+    /// identifier, and two that name the same one, are reported.
+    fn check_variants(&mut self, values: &[String], at: &str, pointer_of: impl Fn(usize) -> String) {
+        for (i, v) in values.iter().enumerate() {
+            if let Err(e) = orchestr8_agent_decl::variant_ident(v, proc_macro2::Span::call_site()) {
+                self.not_an_identifier(
+                    pointer_of(i),
+                    format!("enum value \"{v}\" would be the Rust variant `{}`, a keyword", e.ident),
+                );
+            }
+            let variant = orchestr8_agent_decl::variant_name(v);
+            if let Some(w) = values[..i].iter().find(|w| orchestr8_agent_decl::variant_name(w) == variant) {
+                self.problem(
+                    at.into(),
+                    format!("enum values \"{w}\" and \"{v}\" would both be the Rust variant `{variant}`"),
+                    Some("make the values differ in their letters or digits".into()),
+                );
+            }
+        }
+    }
+
     fn read_enum(&mut self, values: &Value, at: &str) -> Ty {
         let Some(list) = values.as_array().filter(|l| !l.is_empty()) else {
             self.problem(at.into(), "`enum` must be a non-empty list".into(), None);
@@ -477,23 +505,7 @@ impl<'a> Reader<'a> {
         let strings: Option<Vec<String>> = list.iter().map(|v| v.as_str().map(str::to_owned)).collect();
         match strings {
             Some(s) => {
-                // Each value becomes a Rust variant: two that name the same one cannot both be.
-                for (i, v) in s.iter().enumerate() {
-                    if let Err(e) = orchestr8_agent_decl::variant_ident(v, proc_macro2::Span::call_site()) {
-                        self.not_an_identifier(
-                            format!("{at}/{i}"),
-                            format!("enum value \"{v}\" would be the Rust variant `{}`, a keyword", e.ident),
-                        );
-                    }
-                    let variant = orchestr8_agent_decl::variant_name(v);
-                    if let Some(w) = s[..i].iter().find(|w| orchestr8_agent_decl::variant_name(w) == variant) {
-                        self.problem(
-                            at.into(),
-                            format!("enum values \"{w}\" and \"{v}\" would both be the Rust variant `{variant}`"),
-                            Some("make the values differ in their letters or digits".into()),
-                        );
-                    }
-                }
+                self.check_variants(&s, at, |i| format!("{at}/{i}"));
                 Ty::String(Some(s))
             }
             None => {

@@ -1370,6 +1370,10 @@ impl Gen {
                     self.rng.pick(&options).clone()
                 }
             }
+            // An `f64` too large for an `f32` fails the step that narrows it: only what fits.
+            Ty::Float(_) if vals.iter().any(|v| matches!(v, Val::Float(f) if !(*f as f32).is_finite())) => {
+                Ty::Float(FloatK::F64)
+            }
             Ty::Float(_) => Ty::Float(*self.rng.pick(&[FloatK::F32, FloatK::F64])),
             Ty::Enum(values) => match self.rng.below(3) {
                 _ if ctx == Ctx::MapValue => Ty::Str,

@@ -42,6 +42,17 @@ pub fn json<A: serde::Serialize + ?Sized>(value: &A) -> Result<serde_json::Value
     serde_json::to_value(value).map_err(|e| format!("cannot convert a value to JSON: {e}"))
 }
 
+/// An `f64` as an `f32`, the nearest one, or an error when it is too large
+/// for an `f32` (which `as` would make infinite).
+pub fn f32_from(value: f64) -> Result<f32, String> {
+    let narrowed = value as f32;
+    if narrowed.is_finite() || !value.is_finite() {
+        Ok(narrowed)
+    } else {
+        Err(format!("{value} does not fit an f32"))
+    }
+}
+
 /// The text of a value for interpolation: a string as it is, anything else
 /// as its JSON.
 pub fn text<A: serde::Serialize + ?Sized>(value: &A) -> Result<String, String> {
@@ -64,5 +75,8 @@ mod tests {
         assert_eq!(text(&serde_json::json!({"k": 1})).unwrap(), "{\"k\":1}");
         assert_eq!(json(&Some(3)).unwrap(), serde_json::json!(3));
         assert_eq!(json(&None::<u8>).unwrap(), serde_json::Value::Null);
+        assert_eq!(f32_from(0.5).unwrap(), 0.5f32);
+        assert!(f32_from(1e39).is_err());
+        assert!(f32_from(-1e39).is_err());
     }
 }

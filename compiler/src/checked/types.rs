@@ -161,12 +161,16 @@ impl IntTy {
         }
     }
 
-    /// Whether every value of `self` is a value of `other`, so that `From`
-    /// converts it (std has no `From` between fixed widths and `isize`/`usize`).
+    /// Whether every value of `self` is a value of `other` and std has a
+    /// `From` for it (into `isize`/`usize` only from 16 bits or less).
     pub fn is_subset_of(self, other: IntTy) -> bool {
-        let pointer_sized = |t| matches!(t, IntTy::Isize | IntTy::Usize);
+        use IntTy::*;
+        let pointer_sized = |t| matches!(t, Isize | Usize);
         let ((a_min, a_max), (b_min, b_max)) = (self.range(), other.range());
-        !pointer_sized(self) && !pointer_sized(other) && b_min <= a_min && a_max <= b_max
+        let fixed = !pointer_sized(self) && !pointer_sized(other) && b_min <= a_min && a_max <= b_max;
+        // std's `From` into pointer-sized integers: what fits 16 bits.
+        let into_pointer_sized = matches!((self, other), (U8 | U16, Usize) | (U8 | I8 | I16, Isize));
+        fixed || into_pointer_sized
     }
 
     /// The values it holds. `isize`/`usize` are taken at 64 bits, the

@@ -187,6 +187,9 @@ pub enum Absent {
     /// An error naming the reference: the consumer needs it (a list item
     /// the list may not have).
     Error,
+    /// `null`, converted with the rest through serde (a JSON value or a
+    /// named type into an optional field, where `null` is `None` too).
+    Null,
 }
 
 /// How a value of one Rust type becomes a value of another.
@@ -205,6 +208,8 @@ pub enum Conversion {
     IntTryFrom(IntTy),
     /// An integer or a narrower float into a float (`as`, exact or nearest).
     ToFloat(FloatTy),
+    /// An `f64` into an `f32`: fails when it is too large for one.
+    ToF32,
     /// A string enum into its JSON value.
     EnumToString(EnumTy),
     /// A string enum into another with at least one of its values: fails on
@@ -255,9 +260,10 @@ impl Conversion {
     pub fn uses_source(&self) -> bool {
         match self {
             Conversion::Option(c) | Conversion::Wrap(c) => c.uses_source(),
-            Conversion::List { item, .. } => item.uses_source(),
-            Conversion::Map { value, .. } => value.uses_source(),
-            Conversion::Struct { fields, .. } => fields.iter().any(|(_, f)| f.is_some()),
+            Conversion::Struct { fields, .. } => {
+                fields.iter().any(|(_, f)| f.as_ref().is_some_and(|(_, c)| c.uses_source()))
+            }
+            // A list or a map keeps its length and keys, whatever each item keeps.
             _ => true,
         }
     }
@@ -271,7 +277,7 @@ impl Conversion {
             | Conversion::IntFrom(_)
             | Conversion::ToFloat(_)
             | Conversion::EnumToString(_) => false,
-            Conversion::IntTryFrom(_) | Conversion::ToJson | Conversion::Serde(_) => true,
+            Conversion::IntTryFrom(_) | Conversion::ToF32 | Conversion::ToJson | Conversion::Serde(_) => true,
             Conversion::EnumToEnum { from, to } => {
                 from.variants.iter().any(|v| !to.variants.iter().any(|w| w.json == v.json))
             }

@@ -92,7 +92,14 @@ fn data_item(t: &RustTy, top_doc: &str, attrs: &TokenStream, enum_attrs: &TokenS
             let variants: Vec<items::Variant<'_>> =
                 e.variants.iter().map(|v| items::Variant { json: &v.json, ident: &v.ident }).collect();
             let docs = ["One of the allowed values.".to_owned()];
-            items::enum_item(&items::Item { vis: &vis, ident: &ident, docs: &docs, attrs: enum_attrs }, &variants)
+            // An upper-case value (`"ALL"`) is its variant as written: not an acronym to rename.
+            let upper_case = e.variants.iter().any(|v| {
+                let name = v.ident.to_string();
+                name.len() > 1 && !name.chars().any(|c| c.is_ascii_lowercase())
+            });
+            let allow = upper_case.then(|| quote!(#[allow(clippy::upper_case_acronyms)]));
+            let attrs = quote!(#enum_attrs #allow);
+            items::enum_item(&items::Item { vis: &vis, ident: &ident, docs: &docs, attrs: &attrs }, &variants)
         }
         _ => TokenStream::new(),
     }

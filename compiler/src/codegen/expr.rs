@@ -41,6 +41,8 @@ pub fn expr(e: &Expr) -> TokenStream {
         Expr::Read { read: r, conversion, absent } => match (place(r), absent) {
             (Place::Required(r), _) => value(conversion, &r),
             (Place::Optional(e), Absent::None) => map_option(&e, conversion),
+            // The `Option<&T>` itself through serde: absent and `null` alike are `None`.
+            (Place::Optional(e), Absent::Null) => value(conversion, &Ref::Place(e)),
             (Place::Optional(e), Absent::Error | Absent::Never) => value(conversion, &present(e, &r.shown)),
         },
         Expr::Json(j) => json(j),
@@ -289,32 +291,22 @@ fn value(c: &Conversion, r: &Ref) -> TokenStream {
             });
             quote!(match #e { #(#arms,)* })
         }
-        Conversion::Option(inner) => {
+        Conversion::Option(inner) if !inner.fallible() => {
             let e = r.receiver();
             map_option(&quote!(#e.as_ref()), inner)
         }
-        Conversion::Wrap(inner) => {
+        Conversion::Wrap(inner) if !inner.fallible() => {
             let v = value(inner, r);
             quote!(Some(#v))
         }
-        Conversion::List { item, to } => {
-            let (e, t) = (r.receiver(), ty(to));
-            if item.fallible() {
-                let f = result_fn(item);
-                quote!(#e.iter().map(#f).collect::<Result<Vec<#t>, String>>()?)
-            } else {
-                let v = value(item, &param());
-                quote!(#e.iter().map(|v| #v).collect::<Vec<#t>>())
-            }
+        Conversion::List { item, to } if !item.fallible() => {
+            let (e, t, v) = (r.receiver(), ty(to), value(item, &param()));
+            let v_param = if item.uses_source() { quote!(v) } else { quote!(_) };
+            quote!(#e.iter().map(|#v_param| #v).collect::<Vec<#t>>())
         }
-        Conversion::Map { value: inner, kind, to } => {
-            let (e, t, map) = (r.receiver(), ty(to), map_path(*kind));
-            let v = value(inner, &param());
-            if inner.fallible() {
-                quote!(#e.iter().map(|(k, v)| Ok::<_, String>((k.clone(), #v))).collect::<Result<#map<String, #t>, String>>()?)
-            } else {
-                quote!(#e.iter().map(|(k, v)| (k.clone(), #v)).collect::<#map<String, #t>>())
-            }
+        Conversion::Map { value: inner, kind, to } if !inner.fallible() => {
+            let (e, t, map, v) = (r.receiver(), ty(to), map_path(*kind), value(inner, &param()));
+            quote!(#e.iter().map(|(k, v)| (k.clone(), #v)).collect::<#map<String, #t>>())
         }
         Conversion::Struct { to, fields } => {
             let to = path(to);
@@ -327,7 +319,15 @@ fn value(c: &Conversion, r: &Ref) -> TokenStream {
             });
             quote!(#to { #(#fields),* })
         }
-        Conversion::IntTryFrom(_) | Conversion::ToJson | Conversion::Serde(_) => {
+        // The rest can fail: their `Result`, and `?`.
+        Conversion::IntTryFrom(_)
+        | Conversion::ToF32
+        | Conversion::ToJson
+        | Conversion::Serde(_)
+        | Conversion::Option(_)
+        | Conversion::Wrap(_)
+        | Conversion::List { .. }
+        | Conversion::Map { .. } => {
             let f = result_call(c, r);
             quote!(#f?)
         }
@@ -343,13 +343,9 @@ fn result_fn(c: &Conversion) -> TokenStream {
             let t = ty(target);
             quote!(rt::convert::<_, #t>)
         }
-        Conversion::IntTryFrom(_) => {
+        c => {
             let call = result_call(c, &param());
             quote!(|v| #call)
-        }
-        c => {
-            let v = value(c, &param());
-            quote!(|v| Ok::<_, String>(#v))
         }
     }
 }
@@ -370,6 +366,28 @@ fn result_call(c: &Conversion, r: &Ref) -> TokenStream {
             let (t, e) = (ty(target), r.by_ref());
             quote!(rt::convert::<_, #t>(#e))
         }
+        Conversion::ToF32 => {
+            let e = r.copied();
+            quote!(rt::f32_from(#e))
+        }
+        Conversion::List { item, to } if item.fallible() => {
+            let (e, t, f) = (r.receiver(), ty(to), result_fn(item));
+            quote!(#e.iter().map(#f).collect::<Result<Vec<#t>, String>>())
+        }
+        Conversion::Map { value: inner, kind, to } if inner.fallible() => {
+            let (e, t, map) = (r.receiver(), ty(to), map_path(*kind));
+            let v = value(inner, &param());
+            quote!(#e.iter().map(|(k, v)| Ok::<_, String>((k.clone(), #v))).collect::<Result<#map<String, #t>, String>>())
+        }
+        Conversion::Option(inner) if inner.fallible() => {
+            let (e, f) = (r.receiver(), result_fn(inner));
+            quote!(#e.as_ref().map(#f).transpose())
+        }
+        Conversion::Wrap(inner) if inner.fallible() => {
+            let call = result_call(inner, r);
+            quote!(#call.map(Some))
+        }
+        // A struct or an enum match whose parts can fail: the value, `Ok`.
         other => {
             let v = value(other, r);
             quote!(Ok::<_, String>(#v))

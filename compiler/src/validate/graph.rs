@@ -274,6 +274,10 @@ fn check_policy(
 ) {
     let Err(error) = Policy::resolve(default.into_iter().chain([policy])) else { return };
     let Some(field) = error.fields().into_iter().find(|f| f.is_set_in(policy)) else { return };
+    if matches!(error, PolicyError::Duration { .. }) && Policy::default().overlay(policy).is_ok() {
+        // The duration that does not parse is `default`'s, reported there.
+        return;
+    }
     let at = format!("{pointer}{}", field.pointer());
     let span = doc.value(&at);
     out.push(match &error {

@@ -123,16 +123,10 @@ pub fn pascal_case(name: &str) -> String {
 }
 
 /// The Rust variant for string enum value `value`: `in-progress` -> `InProgress`,
-/// `2fa` -> `V2fa`, `ALL` -> `All`, `` -> `Empty`. `self` gives `Self`, which
+/// `2fa` -> `V2fa`, `` -> `Empty`. `self` gives `Self`, which
 /// [`variant_ident`] rejects.
 pub fn variant_name(value: &str) -> String {
-    let mut name = pascal_case(value);
-    // `ALL` -> `All`, `HTTP2` -> `Http2`: an upper-case word is an acronym to
-    // clippy (`upper_case_acronyms`), and PascalCase capitalizes words only.
-    if name.len() > 1 && name.chars().all(|c| !c.is_ascii_lowercase()) && name.chars().any(|c| c.is_ascii_uppercase()) {
-        let mut chars = name.chars();
-        name = chars.next().into_iter().chain(chars.flat_map(char::to_lowercase)).collect();
-    }
+    let name = pascal_case(value);
     match name.chars().next() {
         None => "Empty".to_owned(),
         Some(c) if !c.is_ascii_alphabetic() => format!("V{name}"),
@@ -172,9 +166,7 @@ mod tests {
         assert_eq!(variant_name("in progress!"), "InProgress");
         assert_eq!(variant_name("2fa"), "V2fa");
         assert_eq!(variant_name("*/"), "Empty");
-        assert_eq!(variant_name("ALL"), "All");
-        assert_eq!(variant_name("HTTP_2"), "Http2");
-        assert_eq!(variant_name("X"), "X");
+        assert_eq!(variant_name("ALL"), "ALL");
         assert_eq!(variant_name("inProgress"), "InProgress");
     }
 

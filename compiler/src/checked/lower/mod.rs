@@ -83,9 +83,12 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     let mut names = Names::default();
     // The input takes its own name first; the other items every crate defines are reserved.
     let mut input_types = Vec::new();
-    let input_ty = types::from_ty("WorkflowInput", input.input, &mut names, &mut input_types)
+    // An object is the struct `WorkflowInput`; anything else is named by an alias of that
+    // name, so its own types are `WorkflowInputValue...`.
+    let base = if matches!(input.input, Ty::Object(_)) { "WorkflowInput" } else { "WorkflowInputValue" };
+    let input_ty = types::from_ty(base, input.input, &mut names, &mut input_types)
         .map_err(|e| Lowered::Internal(format!("the input schema: {e}")))?;
-    for taken in ["State", "WorkflowOutput"] {
+    for taken in ["WorkflowInput", "State", "WorkflowOutput"] {
         names.unique(taken);
     }
 
@@ -264,8 +267,11 @@ fn policy_index(
     }
     let base = match &source {
         PolicySource::Default => "policy_default".to_owned(),
-        PolicySource::Named(name) => format!("policy_{}", orchestr8_agent_decl::rust_field_name(name)),
-        PolicySource::Inline(id) => format!("policy_of_{id}"),
+        // snake_case either way (`2x` is `policy_2x`, `say__it` `policy_of_say_it`).
+        PolicySource::Named(name) => {
+            format!("policy_{}", orchestr8_agent_decl::rust_field_name(name).trim_start_matches('_'))
+        }
+        PolicySource::Inline(id) => format!("policy_of_{}", slot_name(id)),
     };
     let ident = Ident::new(&names.unique(&base), Span::call_site());
     let over_default = wf.policies.contains_key("default");

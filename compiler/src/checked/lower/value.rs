@@ -57,6 +57,11 @@ impl Scope<'_> {
                             }
                             read.path.push(Access::Optional);
                         }
+                        if matches!(from, RustTy::Json | RustTy::Named(_)) {
+                            // Through serde as a whole: an absent value and `null` are both `None`.
+                            let conversion = Conversion::Serde(target.clone());
+                            return Ok(Expr::Read { read, conversion, absent: Absent::Null });
+                        }
                         let conversion = convert(&from, inner)?;
                         if let Some(constant) = constant_of(&conversion).filter(|_| !read.may_be_absent()) {
                             return Ok(Expr::Some(Box::new(constant)));
@@ -323,9 +328,18 @@ impl Scope<'_> {
 /// The value a conversion gives whatever its source, when it keeps nothing of it.
 fn constant_of(conversion: &Conversion) -> Option<Expr> {
     match conversion {
-        Conversion::Struct { to, fields } if fields.iter().all(|(_, f)| f.is_none()) => Some(Expr::Struct {
+        Conversion::Struct { to, fields } => Some(Expr::Struct {
             path: to.clone(),
-            fields: fields.iter().map(|(ident, _)| (ident.clone(), Expr::Const(Const::None))).collect(),
+            fields: fields
+                .iter()
+                .map(|(ident, from)| {
+                    let value = match from {
+                        None => Expr::Const(Const::None),
+                        Some((_, c)) => constant_of(c)?,
+                    };
+                    Some((ident.clone(), value))
+                })
+                .collect::<Option<_>>()?,
         }),
         Conversion::Wrap(inner) => constant_of(inner).map(|e| Expr::Some(Box::new(e))),
         _ => None,
@@ -353,9 +367,17 @@ fn every<T>(items: impl Iterator<Item = Lowering<T>>) -> Lowering<Vec<T>> {
 
 /// A value of the same type: copied, or cloned.
 pub fn same(ty: &RustTy) -> Conversion {
+    // A named type may be `Copy`, where `.clone()` would be flagged.
+    fn named(ty: &RustTy) -> bool {
+        match ty {
+            RustTy::Named(_) => true,
+            RustTy::Option(inner) => named(inner),
+            _ => false,
+        }
+    }
     match ty {
         t if t.is_copy() => Conversion::Copy,
-        RustTy::Named(_) => Conversion::CloneNamed,
+        t if named(t) => Conversion::CloneNamed,
         _ => Conversion::Clone,
     }
 }
@@ -374,13 +396,18 @@ pub fn convert(from: &RustTy, to: &RustTy) -> Lowering<Conversion> {
     if from == to {
         return Ok(same(from));
     }
+    let serde_only = |t: &RustTy| matches!(t, RustTy::Json | RustTy::Named(_));
     Ok(match (from, to) {
+        // A JSON value or a named type into an optional field: `null` is `None` too.
+        (RustTy::Option(a), RustTy::Option(_)) if serde_only(a) => Conversion::Serde(to.clone()),
+        (a, RustTy::Option(_)) if serde_only(a) => Conversion::Serde(to.clone()),
         (RustTy::Option(a), RustTy::Option(b)) => Conversion::Option(Box::new(convert(a, b)?)),
         (_, RustTy::Option(b)) => Conversion::Wrap(Box::new(convert(from, b)?)),
         (_, RustTy::Json) => Conversion::ToJson,
         (RustTy::Named(_) | RustTy::Json, _) | (_, RustTy::Named(_)) => Conversion::Serde(to.clone()),
         (RustTy::Int(a), RustTy::Int(b)) if a.is_subset_of(*b) => Conversion::IntFrom(*b),
         (RustTy::Int(_), RustTy::Int(b)) => Conversion::IntTryFrom(*b),
+        (RustTy::Float(FloatTy::F64), RustTy::Float(FloatTy::F32)) => Conversion::ToF32,
         (RustTy::Int(_) | RustTy::Float(_), RustTy::Float(b)) => Conversion::ToFloat(*b),
         (RustTy::Enum(e), RustTy::String) => Conversion::EnumToString(e.clone()),
         (RustTy::Enum(a), RustTy::Enum(b)) => Conversion::EnumToEnum { from: a.clone(), to: b.clone() },

@@ -158,3 +158,63 @@ pub async fn tally(_ctx: &AgentContext<'_>, input: TallyInput) -> Result<TallyOu
 pub async fn settings(_ctx: &AgentContext<'_>, input: SettingsInput) -> Result<SettingsOutput, AgentError> {
     Ok(SettingsOutput { note: input.opts.note.unwrap_or_default() })
 }
+
+#[agent(
+    id = "people",
+    version = "1.0.0",
+    input = {},
+    output = { people: Vec<{ name: String }>, rows: Vec<Vec<i64>>, small: u8, wide: f64, data: serde_json::Value },
+)]
+/// Data whose shapes differ from `notes`' input (found by a review).
+pub async fn people(_ctx: &AgentContext<'_>, _input: PeopleInput) -> Result<PeopleOutput, AgentError> {
+    Ok(PeopleOutput {
+        people: vec![PeopleOutputPeopleItem { name: "Ada".into() }],
+        rows: vec![vec![1, 2], vec![3]],
+        small: 7,
+        wide: 0.5,
+        data: serde_json::json!({ "note": null }),
+    })
+}
+
+#[agent(
+    id = "notes",
+    version = "1.0.0",
+    input = { items: Vec<{ note: Option<String> }>, rows: Vec<Vec<u8>>, size: usize, ratio: f32, note: Option<String> },
+    output = { text: String },
+)]
+/// Describes what it is given.
+pub async fn notes(_ctx: &AgentContext<'_>, input: NotesInput) -> Result<NotesOutput, AgentError> {
+    Ok(NotesOutput {
+        text: format!(
+            "{} items, rows {:?}, size {}, ratio {}, note {:?}",
+            input.items.len(),
+            input.rows,
+            input.size,
+            input.ratio,
+            input.note
+        ),
+    })
+}
+
+/// A currency: a `Copy` type of the crate's own.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    orchestr8_runtime::codegen::serde::Serialize,
+    orchestr8_runtime::codegen::serde::Deserialize,
+    orchestr8_runtime::codegen::schemars::JsonSchema,
+)]
+#[serde(crate = "orchestr8_runtime::codegen::serde")]
+#[schemars(crate = "orchestr8_runtime::codegen::schemars")]
+pub enum Currency {
+    /// Euros.
+    Eur,
+}
+
+#[agent(id = "till", version = "1.0.0", input = {}, output = { cur: Option<Currency> })]
+/// The till's currency, when it has one.
+pub async fn till(_ctx: &AgentContext<'_>, _input: TillInput) -> Result<TillOutput, AgentError> {
+    Ok(TillOutput { cur: Some(Currency::Eur) })
+}
