@@ -577,6 +577,24 @@ pub fn literal_ty(value: &Value) -> Ty {
     }
 }
 
+/// Whether `written` says what `declared` says, except where `declared` is
+/// any value (a named type, which the written schema may describe).
+pub fn agrees_but_for_any(declared: &Ty, written: &Ty) -> bool {
+    match (declared, written) {
+        (Ty::Any, _) => true,
+        (Ty::Optional(a), Ty::Optional(b)) | (Ty::Array(a), Ty::Array(b)) | (Ty::Map(a), Ty::Map(b)) => {
+            agrees_but_for_any(a, b)
+        }
+        (Ty::Object(a), Ty::Object(b)) => {
+            a.fields.len() == b.fields.len()
+                && a.fields.iter().all(|(name, f)| {
+                    b.fields.get(name).is_some_and(|g| f.required == g.required && agrees_but_for_any(&f.ty, &g.ty))
+                })
+        }
+        (a, b) => a == b,
+    }
+}
+
 /// Why a value does not fit a field.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Misfit {

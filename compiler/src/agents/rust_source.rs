@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 
 use super::{AgentSchemaSource, AgentSchemas, DeclaredSchema, Origin};
 use crate::diagnostics::{suggestion, Code, Diagnostic};
-use crate::types::from_schema;
+use crate::types::{agrees_but_for_any, from_schema};
 
 /// Reads agent schemas from the crates beside a workflow. Where a
 /// declaration uses a named type, the workflow's own `input`/`output` for
@@ -350,10 +350,30 @@ impl AgentSchemaSource for FromRustSource {
                     }
                     Some(DeclaredSchema { schema, origin: Origin::RustSource { file: file.clone(), line } })
                 }
-                (Err(_), Some(workflow_schema)) => Some(DeclaredSchema {
-                    schema: workflow_schema.clone(),
-                    origin: Origin::Workflow { pointer: side_pointer },
-                }),
+                (Err(Unresolved { type_name, .. }), Some(workflow_schema)) => {
+                    // The workflow's schema stands in for the named types; everywhere else it must
+                    // say what the declaration says.
+                    let shape = if side == "input" { decl.input_shape() } else { decl.output_shape() };
+                    if let (Ok(declared), Ok(written)) = (from_schema(&shape), from_schema(workflow_schema)) {
+                        if !agrees_but_for_any(&declared, &written) {
+                            out.diagnostics.push(
+                                self.error(
+                                    Code::DeclarationMismatch,
+                                    format!("the {side} schema of agent `{id}` here disagrees with its `#[agent]` declaration at {here}"),
+                                    side_pointer.clone(),
+                                )
+                                .with_label("disagrees with the declaration")
+                                .with_help(format!("make the two agree; only where the declaration names a type (`{type_name}`) may the schema here say more"))
+                                .with_note(format!("the workflow says: {}", written.detailed()))
+                                .with_note(format!("{here} says: {} (`any value` stands for a named type)", declared.detailed())),
+                            );
+                        }
+                    }
+                    Some(DeclaredSchema {
+                        schema: workflow_schema.clone(),
+                        origin: Origin::Workflow { pointer: side_pointer },
+                    })
+                }
                 (Err(Unresolved { type_name, span }), None) => {
                     out.diagnostics.push(
                         self.error(

@@ -22,22 +22,42 @@ pub struct Unresolved {
 impl AgentDecl {
     /// JSON Schema of the input, or the first named type in the way.
     pub fn input_schema(&self) -> Result<Value, Unresolved> {
-        object_schema(&self.args.input, None)
+        object_schema(&self.args.input, Named::Unresolved)
     }
 
     /// JSON Schema of the output, or the first named type in the way.
     pub fn output_schema(&self) -> Result<Value, Unresolved> {
-        object_schema(&self.args.output, None)
+        object_schema(&self.args.output, Named::Unresolved)
+    }
+
+    /// JSON Schema of the input with each named type as `{}` (any value):
+    /// what a schema the workflow declares for the agent must agree with.
+    pub fn input_shape(&self) -> Value {
+        object_schema(&self.args.input, Named::Any).expect("named types are any value")
+    }
+
+    /// JSON Schema of the output with each named type as `{}` (any value).
+    pub fn output_shape(&self) -> Value {
+        object_schema(&self.args.output, Named::Any).expect("named types are any value")
     }
 }
 
-fn object_schema(list: &FieldList, description: Option<String>) -> Result<Value, Unresolved> {
+/// What a named type becomes in a schema.
+#[derive(Clone, Copy)]
+enum Named {
+    /// The schema cannot be written: the type is defined elsewhere.
+    Unresolved,
+    /// Any value.
+    Any,
+}
+
+fn object_schema(list: &FieldList, named: Named) -> Result<Value, Unresolved> {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for field in &list.fields {
         let (mut schema, optional) = match &field.ty {
-            TypeDecl::Option(inner, _) => (type_schema(inner)?, true),
-            other => (type_schema(other)?, false),
+            TypeDecl::Option(inner, _) => (type_schema(inner, named)?, true),
+            other => (type_schema(other, named)?, false),
         };
         if let (Some(d), Value::Object(obj)) = (crate::description(&field.docs), &mut schema) {
             obj.insert("description".into(), d.into());
@@ -47,28 +67,24 @@ fn object_schema(list: &FieldList, description: Option<String>) -> Result<Value,
         }
         properties.insert(field.json_name(), schema);
     }
-    let mut schema =
-        json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false });
-    if let Some(d) = description {
-        schema["description"] = d.into();
-    }
-    Ok(schema)
+    Ok(json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false }))
 }
 
-fn type_schema(ty: &TypeDecl) -> Result<Value, Unresolved> {
+fn type_schema(ty: &TypeDecl, named: Named) -> Result<Value, Unresolved> {
     Ok(match ty {
         TypeDecl::Scalar(ScalarKind::String, _) => json!({ "type": "string" }),
         TypeDecl::Scalar(ScalarKind::Bool, _) => json!({ "type": "boolean" }),
         TypeDecl::Scalar(ScalarKind::Integer, _) => json!({ "type": "integer" }),
         TypeDecl::Scalar(ScalarKind::Float, _) => json!({ "type": "number" }),
-        TypeDecl::Option(inner, _) => json!({ "anyOf": [type_schema(inner)?, { "type": "null" }] }),
-        TypeDecl::Vec(item, _) => json!({ "type": "array", "items": type_schema(item)? }),
-        TypeDecl::Map(value, _) => json!({ "type": "object", "additionalProperties": type_schema(value)? }),
+        TypeDecl::Option(inner, _) => json!({ "anyOf": [type_schema(inner, named)?, { "type": "null" }] }),
+        TypeDecl::Vec(item, _) => json!({ "type": "array", "items": type_schema(item, named)? }),
+        TypeDecl::Map(value, _) => json!({ "type": "object", "additionalProperties": type_schema(value, named)? }),
         TypeDecl::Json(_) => json!({}),
         TypeDecl::Enum(values) => {
             json!({ "type": "string", "enum": values.iter().map(|v| v.value()).collect::<Vec<_>>() })
         }
-        TypeDecl::Object(list) => object_schema(list, None)?,
+        TypeDecl::Object(list) => object_schema(list, named)?,
+        TypeDecl::Named(_) if matches!(named, Named::Any) => json!({}),
         TypeDecl::Named(path) => {
             let type_name = quote::ToTokens::to_token_stream(path).to_string().replace(' ', "");
             return Err(Unresolved { type_name, span: syn::spanned::Spanned::span(path) });
@@ -141,6 +157,7 @@ mod tests {
         };
         assert!(d.input_schema().is_ok());
         assert_eq!(d.output_schema().unwrap_err().type_name, "Category");
+        assert_eq!(d.output_shape()["properties"]["c"], json!({}));
     }
 
     #[test]
