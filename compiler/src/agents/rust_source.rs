@@ -331,10 +331,24 @@ impl AgentSchemaSource for FromRustSource {
                 (Ok(schema), None) => {
                     Some(DeclaredSchema { schema, origin: Origin::RustSource { file: file.clone(), line } })
                 }
-                (Ok(schema), Some(workflow_schema)) => {
-                    // Both say what the data is: they must say the same.
-                    if let (Ok(a), Ok(b)) = (from_schema(&schema), from_schema(workflow_schema)) {
-                        if a != b {
+                (declared, Some(workflow_schema)) => {
+                    // Both say what the data is: they must say the same, but where the declaration
+                    // names a type, which the workflow's schema then describes.
+                    let named = declared.as_ref().err().map(|u| u.type_name.clone());
+                    let shape = match &declared {
+                        Ok(schema) => schema.clone(),
+                        Err(_) if side == "input" => decl.input_shape(),
+                        Err(_) => decl.output_shape(),
+                    };
+                    if let (Ok(a), Ok(b)) = (from_schema(&shape), from_schema(workflow_schema)) {
+                        if !agrees_but_for_any(&a, &b) {
+                            let (help, stands_for) = match &named {
+                                None => (format!("remove `{side}` here (the declaration is enough), or make the two agree"), ""),
+                                Some(t) => (
+                                    format!("make the two agree; only where the declaration names a type (`{t}`) may the schema here say more"),
+                                    " (`any value` stands for a named type)",
+                                ),
+                            };
                             out.diagnostics.push(
                                 self.error(
                                     Code::DeclarationMismatch,
@@ -342,36 +356,20 @@ impl AgentSchemaSource for FromRustSource {
                                     side_pointer.clone(),
                                 )
                                 .with_label("disagrees with the declaration")
-                                .with_help(format!("remove `{side}` here (the declaration is enough), or make the two agree"))
+                                .with_help(help)
                                 .with_note(format!("the workflow says: {}", b.detailed()))
-                                .with_note(format!("{here} says: {}", a.detailed())),
+                                .with_note(format!("{here} says: {}{stands_for}", a.detailed())),
                             );
                         }
                     }
-                    Some(DeclaredSchema { schema, origin: Origin::RustSource { file: file.clone(), line } })
-                }
-                (Err(Unresolved { type_name, .. }), Some(workflow_schema)) => {
-                    // The workflow's schema stands in for the named types; everywhere else it must
-                    // say what the declaration says.
-                    let shape = if side == "input" { decl.input_shape() } else { decl.output_shape() };
-                    if let (Ok(declared), Ok(written)) = (from_schema(&shape), from_schema(workflow_schema)) {
-                        if !agrees_but_for_any(&declared, &written) {
-                            out.diagnostics.push(
-                                self.error(
-                                    Code::DeclarationMismatch,
-                                    format!("the {side} schema of agent `{id}` here disagrees with its `#[agent]` declaration at {here}"),
-                                    side_pointer.clone(),
-                                )
-                                .with_label("disagrees with the declaration")
-                                .with_help(format!("make the two agree; only where the declaration names a type (`{type_name}`) may the schema here say more"))
-                                .with_note(format!("the workflow says: {}", written.detailed()))
-                                .with_note(format!("{here} says: {} (`any value` stands for a named type)", declared.detailed())),
-                            );
+                    Some(match declared {
+                        Ok(schema) => {
+                            DeclaredSchema { schema, origin: Origin::RustSource { file: file.clone(), line } }
                         }
-                    }
-                    Some(DeclaredSchema {
-                        schema: workflow_schema.clone(),
-                        origin: Origin::Workflow { pointer: side_pointer },
+                        Err(_) => DeclaredSchema {
+                            schema: workflow_schema.clone(),
+                            origin: Origin::Workflow { pointer: side_pointer },
+                        },
                     })
                 }
                 (Err(Unresolved { type_name, span }), None) => {
