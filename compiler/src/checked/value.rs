@@ -137,8 +137,6 @@ pub enum Root {
         /// then an empty slot is an absent value, not an error.
         may_be_empty: bool,
     },
-    /// A string known when compiling (`workflow.id`, `workflow.version`).
-    Constant(String),
 }
 
 /// One step down a read's path.
@@ -292,35 +290,11 @@ impl Conversion {
 }
 
 impl Expr {
-    /// Whether building it can fail at run time.
-    pub fn fallible(&self) -> bool {
-        match self {
-            Expr::Const(_) => false,
-            Expr::Some(e) => e.fallible(),
-            Expr::Struct { fields, .. } => fields.iter().any(|(_, e)| e.fallible()),
-            Expr::List(items) => items.iter().any(Expr::fallible),
-            Expr::Map { entries, .. } => entries.iter().any(|(_, e)| e.fallible()),
-            Expr::Text(pieces) => pieces.iter().any(Piece::fallible),
-            Expr::Read { read, conversion, absent } => {
-                conversion.fallible() || read.fails() || (*absent == Absent::Error && read.may_be_absent())
-            }
-            Expr::Json(j) => j.fallible(),
-            Expr::Serde { .. } => true,
-        }
-    }
-
-    /// Whether it reads the state.
+    /// Whether it reads the state (else the function building it ignores it).
     pub fn reads_state(&self) -> bool {
-        match self {
-            Expr::Const(_) => false,
-            Expr::Some(e) | Expr::Serde { value: e, .. } => e.reads_state(),
-            Expr::Struct { fields, .. } => fields.iter().any(|(_, e)| e.reads_state()),
-            Expr::List(items) => items.iter().any(Expr::reads_state),
-            Expr::Map { entries, .. } => entries.iter().any(|(_, e)| e.reads_state()),
-            Expr::Text(pieces) => pieces.iter().any(|p| matches!(p, Piece::Value(r, _) if r.reads_state())),
-            Expr::Read { read, .. } => read.reads_state(),
-            Expr::Json(j) => j.reads_state(),
-        }
+        let mut reads = Vec::new();
+        self.reads(&mut reads);
+        !reads.is_empty()
     }
 
     /// Every read in it.
@@ -338,42 +312,7 @@ impl Expr {
     }
 }
 
-impl Read {
-    /// Whether reading it can fail: a required step's empty slot, a list
-    /// index in a required place, a named type that does not serialize.
-    pub fn fails(&self) -> bool {
-        matches!(self.root, Root::Slot { may_be_empty: false, .. })
-            || self.indexes_required()
-            || self.path.contains(&Access::Serialize)
-    }
-
-    /// Whether a list index is read before anything makes the read optional
-    /// (then a short list is an error, not an absent value).
-    fn indexes_required(&self) -> bool {
-        let optional_root = matches!(self.root, Root::Slot { may_be_empty: true, .. });
-        !optional_root
-            && self
-                .path
-                .iter()
-                .take_while(|a| !matches!(a, Access::Key(_) | Access::Json(_) | Access::Optional))
-                .any(|a| matches!(a, Access::Index(_)))
-    }
-
-    /// Whether it reads the execution's state (not a compile-time constant).
-    pub fn reads_state(&self) -> bool {
-        !matches!(self.root, Root::Constant(_))
-    }
-}
-
 impl Piece {
-    fn fallible(&self) -> bool {
-        match self {
-            Piece::Text(_) => false,
-            // An absent value cannot be rendered: the text fails.
-            Piece::Value(read, render) => read.fails() || read.may_be_absent() || *render == Render::Serde,
-        }
-    }
-
     fn reads(&self, out: &mut Vec<Read>) {
         if let Piece::Value(r, _) = self {
             out.push(r.clone());
@@ -382,26 +321,6 @@ impl Piece {
 }
 
 impl Json {
-    fn fallible(&self) -> bool {
-        match self {
-            Json::Literal(_) => false,
-            Json::Text(pieces) => pieces.iter().any(Piece::fallible),
-            Json::Read(_) => true,
-            Json::Array(items) => items.iter().any(Json::fallible),
-            Json::Object(entries) => entries.iter().any(|(_, j)| j.fallible()),
-        }
-    }
-
-    fn reads_state(&self) -> bool {
-        match self {
-            Json::Literal(_) => false,
-            Json::Text(pieces) => pieces.iter().any(|p| matches!(p, Piece::Value(r, _) if r.reads_state())),
-            Json::Read(r) => r.reads_state(),
-            Json::Array(items) => items.iter().any(Json::reads_state),
-            Json::Object(entries) => entries.iter().any(|(_, j)| j.reads_state()),
-        }
-    }
-
     fn reads(&self, out: &mut Vec<Read>) {
         match self {
             Json::Literal(_) => {}

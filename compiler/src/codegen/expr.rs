@@ -170,7 +170,6 @@ fn place(read: &Read) -> Place {
             Place::Required(Ref::Borrowed(quote!(rt::slot(&s.#field, #step)?)))
         }
         Root::Slot { field, may_be_empty: true, .. } => Place::Optional(quote!(s.#field.get())),
-        Root::Constant(text) => Place::Required(Ref::Place(quote!(String::from(#text)))),
     };
     for access in &read.path {
         place = match (access, place) {

@@ -141,9 +141,8 @@ pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
     };
     drop(graph);
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
-    let mut validation = finish(parsed.text, diagnostics, ok.then_some(workflow));
-    validation.checked = checked.filter(|_| ok);
-    validation
+    // Lowering runs only without errors, and gives a workflow only if it adds none.
+    Validation { checked, ..finish(parsed.text, diagnostics, ok.then_some(workflow)) }
 }
 
 fn finish(text: String, mut diagnostics: Vec<Diagnostic>, workflow: Option<Workflow>) -> Validation {

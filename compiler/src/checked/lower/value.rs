@@ -283,8 +283,9 @@ impl Scope<'_> {
             }
             RefRoot::ExecutionId => (Root::ExecutionId, RustTy::String),
             RefRoot::CorrelationId => (Root::CorrelationId, RustTy::String),
-            RefRoot::WorkflowId => (Root::Constant(self.workflow.0.to_owned()), RustTy::String),
-            RefRoot::WorkflowVersion => (Root::Constant(self.workflow.1.to_owned()), RustTy::String),
+            RefRoot::WorkflowId | RefRoot::WorkflowVersion => {
+                return internal(format!("{shown} is known when compiling: `template` makes it text"))
+            }
         };
         let mut path = Vec::new();
         for segment in &reference.path {
