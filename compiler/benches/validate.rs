@@ -1,8 +1,12 @@
 //! `orchestr8 validate` on generated workflows of 100, 1,000 and 5,000 steps:
-//! parsing with spans, the JSON Schema, the graph rules and the type checks.
+//! parsing with spans, the JSON Schema, the graph rules and the type checks;
+//! and reporting: 2,000 and 20,000 errors rendered for people, from a
+//! minified document (one line), where a per-diagnostic scan of the line
+//! would be quadratic.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use orchestr8::agents::DeclaredInWorkflow;
+use orchestr8::diagnostics::{render_human, RenderOptions};
 use orchestr8::validate::validate;
 use serde_json::json;
 
@@ -43,6 +47,29 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(steps), &text, |b, text| {
             b.iter(|| validate(text.as_bytes(), &DeclaredInWorkflow))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("report");
+    group.sample_size(10);
+    for steps in [2_000, 20_000] {
+        let list: Vec<_> =
+            (0..steps).map(|i| json!({ "id": format!("s{i}"), "agent": "missing", "input": {} })).collect();
+        let doc = json!({
+            "schemaVersion": "1.0.0",
+            "metadata": { "id": "bench", "version": "1.0.0" },
+            "input": { "type": "object" },
+            "agents": { "work": { "kind": "rust", "crate": "a", "path": "a", "function": "work", "input": {"type": "object"}, "output": {"type": "object"} } },
+            "steps": list,
+            "output": {}
+        });
+        let text = serde_json::to_string(&doc).unwrap();
+        let validation = validate(text.as_bytes(), &DeclaredInWorkflow);
+        assert!(validation.diagnostics.len() > steps);
+        group.throughput(Throughput::Elements(validation.diagnostics.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(steps), &validation, |b, v| {
+            b.iter(|| render_human("bench.json", &v.text, &v.diagnostics, RenderOptions::default()))
         });
     }
     group.finish();

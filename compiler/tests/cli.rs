@@ -185,6 +185,7 @@ fn compile_writes_nothing_for_an_invalid_workflow() {
 
 #[test]
 fn run_compiles_builds_and_runs_passing_the_exit_code_through() {
+    let _generated = generated_lock();
     let project = hello_project();
     let workflow = project.path().join("workflow.json");
     let run = |input: &str| {
@@ -243,6 +244,15 @@ fn compile_into_a_file_is_refused_clearly() {
     assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "not a directory", "the file is left as it was");
 }
 
+/// Generated crates share one target directory, and every `hello` project
+/// builds `debug/hello` there, with or without its test mode: a test that
+/// builds and runs one holds this, so no other replaces its binary meanwhile.
+static GENERATED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn generated_lock() -> std::sync::MutexGuard<'static, ()> {
+    GENERATED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `orchestr8` with the shared build settings of the tests that build generated crates.
 fn orchestr8_building() -> Command {
     let mut cmd = orchestr8();
@@ -252,6 +262,7 @@ fn orchestr8_building() -> Command {
 
 #[test]
 fn test_reports_a_failing_case_with_a_diff_and_exits_one() {
+    let _generated = generated_lock();
     let project = hello_project();
     let cases = r#"{"cases": [
         {"name": "right", "input": {"name": "Ada"}, "expect": {"output": {"greeting": "Hello, Ada!"}}},
@@ -273,6 +284,7 @@ fn test_reports_a_failing_case_with_a_diff_and_exits_one() {
 
 #[test]
 fn run_reports_an_agent_crate_that_does_not_build() {
+    let _generated = generated_lock();
     let project = hello_project();
     let lib = project.path().join("agents/src/lib.rs");
     let broken = std::fs::read_to_string(&lib).unwrap().replace("greeting(name)", "greeting(name, 1)");
@@ -288,4 +300,49 @@ fn run_reports_an_agent_crate_that_does_not_build() {
     assert!(stderr.contains("error[E0061]"), "cargo's own error is shown: {stderr}");
     assert!(stderr.contains("did not build"), "{stderr}");
     assert!(out.stdout.is_empty());
+}
+
+/// A minified document (one line) of `steps` steps that each call an undeclared agent.
+fn many_errors(steps: usize) -> tempfile::NamedTempFile {
+    let steps: Vec<String> = (0..steps).map(|i| format!(r#"{{"id":"s{i}","agent":"missing","input":{{}}}}"#)).collect();
+    let text = format!(
+        r#"{{"schemaVersion":"1.0.0","metadata":{{"id":"many","version":"1.0.0"}},"input":{{"type":"object"}},"agents":{{"unused":{{"kind":"rust","crate":"x","path":"x","function":"f","input":{{"type":"object"}},"output":{{"type":"object"}}}}}},"steps":[{}],"output":{{}}}}"#,
+        steps.join(",")
+    );
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+#[test]
+fn human_output_stops_after_max_errors_and_counts_the_rest() {
+    let file = many_errors(2_000);
+    let path = file.path().to_str().unwrap();
+    let errors_shown = |stderr: &str| stderr.lines().filter(|l| l.starts_with("error[")).count();
+
+    let out = orchestr8().args(["validate", "--declared-only", path]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(errors_shown(&stderr), 20, "the default limit");
+    assert!(stderr.contains("note: 1980 more errors and 0 more warnings not shown"), "{stderr}");
+    assert!(stderr.ends_with(": invalid, 2000 errors and 1 warning\n"), "the summary counts all: {stderr}");
+
+    let out = orchestr8().args(["validate", "--declared-only", "--max-errors", "3", path]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(errors_shown(&stderr), 3);
+    assert!(stderr.contains("1997 more errors"), "{stderr}");
+
+    let out = orchestr8().args(["validate", "--declared-only", "--max-errors", "0", path]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(errors_shown(&stderr), 2_000);
+    assert!(!stderr.contains("not shown"));
+    // Every caret line is cut to a window of the one long line.
+    assert!(stderr.lines().all(|l| l.chars().count() < 200), "a line of the document was printed whole");
+
+    let out = orchestr8().args(["validate", "--declared-only", "--format", "json", path]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2_001, "JSON lists them all");
+
+    let out = orchestr8().args(["compile", "--max-errors", "1", path]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(errors_shown(&String::from_utf8_lossy(&out.stderr)), 1);
 }

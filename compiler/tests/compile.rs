@@ -44,6 +44,15 @@ fn generated_crates_of_the_examples() {
     }
 }
 
+/// Generated crates share one target directory, and every `hello` project
+/// builds `debug/hello` there, with or without its test mode: a test that
+/// builds and runs one holds this, so no other replaces its binary meanwhile.
+static GENERATED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn generated_lock() -> std::sync::MutexGuard<'static, ()> {
+    GENERATED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Compiles `example` into `target/e2e/EXAMPLE` and builds it.
 fn build(example: &str) -> PathBuf {
     let out = repo().join("target/e2e").join(example);
@@ -101,6 +110,7 @@ fn journal_events(dir: &Path) -> Vec<String> {
 
 #[test]
 fn examples_build_and_run_end_to_end() {
+    let _generated = generated_lock();
     let journals = tempfile::tempdir().unwrap();
     let examples = repo().join("examples");
     let mut n = 0;
@@ -175,6 +185,7 @@ fn examples_build_and_run_end_to_end() {
 
 #[test]
 fn examples_pass_their_workflow_tests() {
+    let _generated = generated_lock();
     for example in EXAMPLES {
         let dir = repo().join("examples").join(example);
         let out = orchestr8()

@@ -26,7 +26,7 @@ fn report(path: &Path) -> String {
     };
     assert!(validation.has_errors(), "{name} should be invalid");
     assert!(validation.workflow.is_none(), "{name}: an invalid document yields no workflow");
-    let human = render_human(&name, &validation.text, &validation.diagnostics, RenderOptions { color: false });
+    let human = render_human(&name, &validation.text, &validation.diagnostics, RenderOptions::default());
     let json = render_json(&name, &validation.text, &validation.diagnostics);
     format!("{human}---- json ----\n{json}")
 }
@@ -70,4 +70,34 @@ fn unchecked_input_keywords_are_warned_about_where_they_are() {
         validation.diagnostics.iter().map(|d| (d.code.as_str(), d.pointer.as_str())).collect();
     assert_eq!(found, [("W0419", "/input/properties/text/pattern")]);
     assert!(!validation.has_errors());
+}
+
+#[test]
+fn steps_that_give_one_agent_different_breakers_are_warned_about_at_the_later_step() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valid-fixture.json"))
+        .unwrap()
+        .replacen(
+            "\"text\": \"${steps.first.output.text}\"\n          }",
+            "\"text\": \"${steps.first.output.text}\"\n          },\n          \"policy\": { \"circuitBreaker\": { \"failureThreshold\": 1, \"resetTimeout\": \"5s\" } }",
+            1,
+        )
+        .replacen("\"timeout\": \"30s\"\n    }", "\"timeout\": \"30s\"\n    },\n    \"same\": { \"retry\": { \"maxAttempts\": 1 } }", 1)
+        .replacen("\"id\": \"last\",\n      \"agent\": \"echo\",", "\"id\": \"last\",\n      \"agent\": \"echo\",\n      \"policy\": \"same\",", 1);
+    let validation = validate(text.as_bytes(), &DeclaredInWorkflow);
+    let found: Vec<(&str, &str)> =
+        validation.diagnostics.iter().map(|d| (d.code.as_str(), d.pointer.as_str())).collect();
+    // `last` agrees with `first` (retry settings are the step's own); `right` does not.
+    assert_eq!(found, [("W0322", "/steps/1/parallel/1/policy")]);
+    assert!(!validation.has_errors());
+    let human = render_human("workflow.json", &validation.text, &validation.diagnostics, RenderOptions::default());
+    insta::assert_snapshot!(human);
+
+    // The first step sets a breaker and later ones leave the defaults: located at their agent.
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valid-fixture.json"))
+        .unwrap()
+        .replacen("\"id\": \"first\",\n      \"agent\": \"echo\",", "\"id\": \"first\",\n      \"agent\": \"echo\",\n      \"policy\": { \"circuitBreaker\": { \"failureThreshold\": 1, \"resetTimeout\": \"5s\" } },", 1);
+    let validation = validate(text.as_bytes(), &DeclaredInWorkflow);
+    let found: Vec<(&str, &str)> =
+        validation.diagnostics.iter().map(|d| (d.code.as_str(), d.pointer.as_str())).collect();
+    assert_eq!(found, [("W0322", "/steps/1/parallel/1/agent"), ("W0322", "/steps/2/agent")]);
 }

@@ -12,7 +12,7 @@ fn report(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
     let validation = validate(&bytes, &FromRustSource::new(path.parent().unwrap()));
     let name = format!("rust-agents/{}", path.file_name().unwrap().to_string_lossy());
-    let rendered = render_human(&name, &validation.text, &validation.diagnostics, RenderOptions { color: false });
+    let rendered = render_human(&name, &validation.text, &validation.diagnostics, RenderOptions::default());
     let verdict = if validation.has_errors() { "invalid" } else { "valid" };
     format!("{verdict}\n{rendered}")
 }

@@ -90,3 +90,12 @@ impl StepError {
         StepError::new(ErrorKind::Cancelled, "cancelled", attempt)
     }
 }
+
+/// The message of a caught panic's payload (`panic!` with a literal or a format).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -120,22 +120,55 @@ pub struct Policy {
     pub retry: RetryPolicy,
     /// Circuit breaker settings.
     pub circuit_breaker: CircuitBreakerPolicy,
-    /// Optional bound on a single attempt (Rust API only; the contract has no
-    /// such field). A timed-out attempt is retryable while the step's
-    /// `timeout` leaves room. `None`: an attempt may use the rest of the step's time.
-    #[serde(default, skip)]
+    /// Bound on a single attempt (`attemptTimeout`). A timed-out attempt is
+    /// retryable while the step's `timeout` leaves room. `None`: an attempt
+    /// may use the rest of the step's time.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
     pub attempt_timeout: Option<Duration>,
+    /// How long an agent may take to return once its step is cancelled
+    /// (`cancelGrace`); after that its future is dropped and the step is
+    /// recorded as cancelled.
+    #[serde(default = "default_cancel_grace", with = "duration")]
+    pub cancel_grace: Duration,
+}
+
+/// The built-in `cancelGrace`.
+pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_millis(5_000);
+
+fn default_cancel_grace() -> Duration {
+    DEFAULT_CANCEL_GRACE
+}
+
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<orchestr8_schema::ast::Duration>::deserialize(d)?
+            .map(|d| d.to_std().map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 impl Default for Policy {
-    /// The contract's built-in defaults: 30 s timeout, 3 attempts from 1 s
-    /// doubling to 10 s with jitter, breaker 5 failures / 60 s / 3 probes.
+    /// The contract's built-in defaults: 30 s timeout, no attempt timeout,
+    /// 3 attempts from 1 s doubling to 10 s with jitter, breaker 5 failures /
+    /// 60 s / 3 probes, 5 s cancel grace.
     fn default() -> Self {
         Policy {
             timeout: Duration::from_millis(30_000),
             retry: RetryPolicy::default(),
             circuit_breaker: CircuitBreakerPolicy::default(),
             attempt_timeout: None,
+            cancel_grace: DEFAULT_CANCEL_GRACE,
         }
     }
 }
@@ -145,6 +178,10 @@ impl Default for Policy {
 pub enum PolicyField {
     /// `timeout`
     Timeout,
+    /// `attemptTimeout`
+    AttemptTimeout,
+    /// `cancelGrace`
+    CancelGrace,
     /// `retry.maxAttempts`
     MaxAttempts,
     /// `retry.initialDelay`
@@ -166,6 +203,8 @@ impl PolicyField {
     pub fn pointer(self) -> &'static str {
         match self {
             PolicyField::Timeout => "/timeout",
+            PolicyField::AttemptTimeout => "/attemptTimeout",
+            PolicyField::CancelGrace => "/cancelGrace",
             PolicyField::MaxAttempts => "/retry/maxAttempts",
             PolicyField::InitialDelay => "/retry/initialDelay",
             PolicyField::MaxDelay => "/retry/maxDelay",
@@ -187,6 +226,8 @@ impl PolicyField {
         let breaker = overlay.circuit_breaker.as_ref();
         match self {
             PolicyField::Timeout => overlay.timeout.is_some(),
+            PolicyField::AttemptTimeout => overlay.attempt_timeout.is_some(),
+            PolicyField::CancelGrace => overlay.cancel_grace.is_some(),
             PolicyField::MaxAttempts => retry.is_some_and(|r| r.max_attempts.is_some()),
             PolicyField::InitialDelay => retry.is_some_and(|r| r.initial_delay.is_some()),
             PolicyField::MaxDelay => retry.is_some_and(|r| r.max_delay.is_some()),
@@ -239,11 +280,18 @@ impl PolicyError {
 impl Policy {
     /// Applies the fields `overlay` sets on top of `self`, field by field.
     pub fn overlay(mut self, overlay: &PolicyOverlay) -> Result<Self, PolicyError> {
+        let parse = |d: &orchestr8_schema::ast::Duration, field| {
+            d.to_std().map_err(|error| PolicyError::Duration { field, error })
+        };
         let duration = |d: &Option<orchestr8_schema::ast::Duration>, field, current| match d {
-            Some(d) => d.to_std().map_err(|error| PolicyError::Duration { field, error }),
+            Some(d) => parse(d, field),
             None => Ok(current),
         };
         self.timeout = duration(&overlay.timeout, PolicyField::Timeout, self.timeout)?;
+        if let Some(d) = &overlay.attempt_timeout {
+            self.attempt_timeout = Some(parse(d, PolicyField::AttemptTimeout)?);
+        }
+        self.cancel_grace = duration(&overlay.cancel_grace, PolicyField::CancelGrace, self.cancel_grace)?;
         if let Some(r) = &overlay.retry {
             let p = &mut self.retry;
             p.max_attempts = r.max_attempts.unwrap_or(p.max_attempts);
@@ -278,6 +326,7 @@ impl Policy {
         let c = &self.circuit_breaker;
         let zero = [
             (self.timeout.is_zero(), PolicyField::Timeout),
+            (self.attempt_timeout.is_some_and(|t| t.is_zero()), PolicyField::AttemptTimeout),
             (r.max_attempts == 0, PolicyField::MaxAttempts),
             (c.failure_threshold == 0, PolicyField::FailureThreshold),
             (c.reset_timeout.is_zero(), PolicyField::ResetTimeout),

@@ -63,7 +63,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusMessage, Subscriber};
-use crate::error::{ErrorKind, ExecutionError, StepError};
+use crate::error::{panic_message, ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, ExecutionOptions, Runtime, Workflow};
 use crate::journal::{EventKind, FileStore, JournalEvent, DEFAULT_JOURNAL_DIR};
 
@@ -182,6 +182,19 @@ where
         let stdin = stdin_lock.as_mut().map(|s| s as &mut dyn Read);
         let code = self.run(args, stdin, &mut io::stdout().lock(), &mut io::stderr().lock());
         ExitCode::from(code)
+    }
+
+    /// Checks an input document as `--input` does: JSON syntax, the input
+    /// type, then the input schema's bounds. Returns the typed input and its
+    /// JSON (what the journal records), or the message the program prints.
+    pub fn check_input(&self, text: &str) -> Result<(I, Value), String> {
+        self.check_input_from(text, &Source::Flag)
+    }
+
+    fn check_input_from(&self, text: &str, source: &Source) -> Result<(I, Value), String> {
+        let input: I = parse_input(text, source)?;
+        let json = checked_json(self.input_schema.as_ref(), &input).map_err(|e| e.to_string())?;
+        Ok((input, json))
     }
 
     /// The same as [`main`](Self::main) with explicit arguments (the program
@@ -384,17 +397,10 @@ Example:
                 return EXIT_USAGE;
             }
         };
-        let input: I = match parse_input(&text, &source) {
-            Ok(i) => i,
+        let (input, input_json) = match self.check_input_from(&text, &source) {
+            Ok(checked) => checked,
             Err(msg) => {
                 let _ = writeln!(stderr, "error: {msg}");
-                return EXIT_USAGE;
-            }
-        };
-        let input_json = match checked_json(self.input_schema.as_ref(), &input) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = writeln!(stderr, "error: {e}");
                 return EXIT_USAGE;
             }
         };
@@ -890,15 +896,6 @@ fn locate(path: &serde_path_to_error::Path, e: &serde_json::Error) -> InputError
     InputError { pointer, message: one_line(&msg) }
 }
 
-/// The text of a caught panic.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
 /// RFC 6901 pointer of a serde path (`""` for the whole document).
 fn json_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
@@ -1035,6 +1032,8 @@ where
         let mut builder = tokio::runtime::Builder::new_current_thread();
         builder.enable_all();
         if self.start_paused {
+            // Only `Program::start_paused` (feature `testing`) sets it.
+            #[cfg(feature = "test-mode")]
             builder.start_paused(true);
         }
         let rt = match builder.build() {

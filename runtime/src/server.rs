@@ -51,11 +51,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::BoxFuture;
+use crate::error::panic_message;
 use crate::error::{ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, Runtime, WorkflowInfo};
 use crate::journal::id_map::IdMap;
 use crate::journal::{JournalRead, LogStore, Snapshot, LOG_DIR};
-use crate::program::{escape_pointer, one_line, panic_message, ExecutionIds, InputError, ServeArgs};
+use crate::program::{escape_pointer, one_line, ExecutionIds, InputError, ServeArgs};
 use crate::state::{ExecutionState, StepState};
 
 /// Finished executions kept in memory at most; older ones are read back

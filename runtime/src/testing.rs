@@ -13,10 +13,13 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::agent::{Agent, AgentContext, AgentError};
+use crate::agent::{Agent, AgentContext, AgentError, ExecutionMeta};
 use crate::error::StepError;
 use crate::journal::JournalEvent;
+use crate::policy::Policy;
+use crate::resilience::CircuitBreaker;
 use crate::resilience::{CircuitTransition, Observer};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 enum ReplyKind<O> {
@@ -24,6 +27,8 @@ enum ReplyKind<O> {
     Fail(String, Option<Duration>),
     Fatal(String),
     Hang,
+    Panic(String),
+    Cancelled,
 }
 
 /// What a [`MockAgent`] does on one call.
@@ -58,6 +63,14 @@ impl<O> Reply<O> {
     /// unless [`ignoring_cancel`](Self::ignoring_cancel).
     pub fn hang() -> Self {
         Reply::of(ReplyKind::Hang)
+    }
+    /// Panics with `message` (a bug in the agent).
+    pub fn panic(message: impl Into<String>) -> Self {
+        Reply::of(ReplyKind::Panic(message.into()))
+    }
+    /// Returns [`AgentError::cancelled`] whether or not its token fired.
+    pub fn cancelled() -> Self {
+        Reply::of(ReplyKind::Cancelled)
     }
     /// Waits `delay` (virtual time) before replying.
     pub fn after(mut self, delay: Duration) -> Self {
@@ -204,6 +217,8 @@ where
             ReplyKind::Fail(m, None) => Err(AgentError::retryable(m)),
             ReplyKind::Fail(m, Some(d)) => Err(AgentError::retryable(m).with_retry_after(d)),
             ReplyKind::Fatal(m) => Err(AgentError::fatal(m)),
+            ReplyKind::Panic(m) => panic!("{m}"),
+            ReplyKind::Cancelled => Err(AgentError::cancelled()),
             ReplyKind::Hang if reply.ignore_cancel => std::future::pending().await,
             ReplyKind::Hang => {
                 token.cancelled().await;
@@ -279,6 +294,30 @@ impl Observer for RecordingObserver {
     fn circuit(&self, transition: CircuitTransition) {
         self.push(Observed::Circuit(transition));
     }
+}
+
+/// One step's calls to `agent` under `policy`, `breaker` and `cancel`, the
+/// way the executor makes them (step `s` of execution `e1`, input `{}`),
+/// reported to `observer`.
+pub async fn call_agent<O: Observer + ?Sized>(
+    agent: &MockAgent,
+    policy: &Policy,
+    breaker: Option<&CircuitBreaker>,
+    cancel: &CancellationToken,
+    observer: &O,
+) -> Result<Value, StepError> {
+    let meta = ExecutionMeta {
+        execution_id: "e1".into(),
+        correlation_id: "c1".into(),
+        workflow_id: "wf".into(),
+        workflow_version: "1.0.0".into(),
+    };
+    let config = Value::Null;
+    crate::resilience::call(policy, breaker, cancel, observer, |attempt| {
+        let (meta, config) = (&meta, &config);
+        async move { agent.run(&AgentContext::new(cancel, meta, "s", attempt, config), serde_json::json!({})).await }
+    })
+    .await
 }
 
 /// Event names in order.

@@ -17,10 +17,34 @@ fn built_in_defaults_are_the_contracts() {
         json!({
             "timeout": 30000,
             "retry": {"maxAttempts": 3, "initialDelay": 1000, "maxDelay": 10000, "backoffMultiplier": 2.0, "jitter": true},
-            "circuitBreaker": {"failureThreshold": 5, "resetTimeout": 60000, "halfOpenRequests": 3}
+            "circuitBreaker": {"failureThreshold": 5, "resetTimeout": 60000, "halfOpenRequests": 3},
+            "cancelGrace": 5000
         })
     );
     assert!(p.validate().is_ok());
+    assert_eq!(serde_json::from_value::<Policy>(v).unwrap(), p, "the wire form reads back");
+}
+
+#[test]
+fn attempt_timeout_and_cancel_grace_come_from_the_workflow() {
+    let default: PolicyOverlay = serde_json::from_value(json!({"attemptTimeout": "2s", "cancelGrace": 0})).unwrap();
+    let step: PolicyOverlay = serde_json::from_value(json!({"timeout": "10s", "cancelGrace": "250ms"})).unwrap();
+    let p = Policy::resolve([&default, &step]).unwrap();
+    assert_eq!(p.attempt_timeout, Some(Duration::from_secs(2)), "inherited from default");
+    assert_eq!(p.cancel_grace, Duration::from_millis(250));
+    assert_eq!(Policy::resolve([&default]).unwrap().cancel_grace, Duration::ZERO, "0 abandons at once");
+    let v = serde_json::to_value(p).unwrap();
+    assert_eq!((v["attemptTimeout"].clone(), v["cancelGrace"].clone()), (json!(2000), json!(250)));
+
+    let zero: PolicyOverlay = serde_json::from_value(json!({"attemptTimeout": "0s"})).unwrap();
+    let err = Policy::resolve([&zero]).unwrap_err();
+    assert_eq!(err, PolicyError::Zero(PolicyField::AttemptTimeout));
+    assert_eq!(err.fields()[0].pointer(), "/attemptTimeout");
+    let bad: PolicyOverlay = serde_json::from_value(json!({"cancelGrace": "soon"})).unwrap();
+    assert!(matches!(
+        Policy::resolve([&bad]).unwrap_err(),
+        PolicyError::Duration { field: PolicyField::CancelGrace, .. }
+    ));
 }
 
 #[test]

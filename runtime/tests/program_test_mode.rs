@@ -58,6 +58,7 @@ fn policy() -> Policy {
         },
         circuit_breaker: CircuitBreakerPolicy { failure_threshold: 3, ..CircuitBreakerPolicy::default() },
         attempt_timeout: None,
+        cancel_grace: orchestr8_runtime::policy::DEFAULT_CANCEL_GRACE,
     }
 }
 

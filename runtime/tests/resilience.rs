@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestr8_runtime::agent::{Agent, AgentContext, ExecutionMeta};
 use orchestr8_runtime::policy::{CircuitBreakerPolicy, Policy, RetryPolicy};
-use orchestr8_runtime::resilience::{self, BreakerRegistry, CircuitBreaker, CircuitState};
-use orchestr8_runtime::testing::{MockAgent, Observed, RecordingObserver, Reply};
-use orchestr8_runtime::{CancellationToken, ErrorKind, StepError};
-use serde_json::{json, Value};
+use orchestr8_runtime::resilience::{BreakerRegistry, CircuitBreaker, CircuitState};
+use orchestr8_runtime::testing::{call_agent, MockAgent, Observed, RecordingObserver, Reply};
+use orchestr8_runtime::{CancellationToken, ErrorKind};
+use serde_json::json;
 use tokio::time::Instant;
 
 const S: Duration = Duration::from_secs(1);
@@ -25,37 +24,8 @@ fn policy(max_attempts: u32) -> Policy {
         },
         circuit_breaker: CircuitBreakerPolicy::default(),
         attempt_timeout: None,
+        cancel_grace: orchestr8_runtime::policy::DEFAULT_CANCEL_GRACE,
     }
-}
-
-fn meta() -> ExecutionMeta {
-    ExecutionMeta {
-        execution_id: "e1".into(),
-        correlation_id: "c1".into(),
-        workflow_id: "wf".into(),
-        workflow_version: "1.0.0".into(),
-    }
-}
-
-/// One step's worth of calls to `agent` under `policy`, like the executor makes.
-async fn call_agent(
-    agent: &MockAgent,
-    policy: &Policy,
-    breaker: Option<&CircuitBreaker>,
-    cancel: &CancellationToken,
-    observer: &RecordingObserver,
-) -> Result<Value, StepError> {
-    let meta = meta();
-    let config = Value::Null;
-    resilience::call(policy, breaker, cancel, observer, |attempt| {
-        let meta = &meta;
-        let config = &config;
-        async move {
-            let ctx = AgentContext::new(cancel, meta, "s", attempt, config);
-            agent.run(&ctx, json!({})).await
-        }
-    })
-    .await
 }
 
 #[tokio::test(start_paused = true)]
@@ -469,6 +439,7 @@ mod properties {
                 },
                 circuit_breaker: CircuitBreakerPolicy::default(),
                 attempt_timeout: None,
+                cancel_grace: orchestr8_runtime::policy::DEFAULT_CANCEL_GRACE,
             };
             let rt = orchestr8_runtime::testing::paused_runtime();
             let (calls, elapsed, delays) = rt.block_on(async {

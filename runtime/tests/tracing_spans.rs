@@ -45,11 +45,11 @@ impl Subscriber for Spans {
 async fn spans_carry_the_spec_names_and_fields() {
     let spans = Spans::default();
     let _guard = tracing::subscriber::set_default(spans.clone());
-    let agent = Arc::new(MockAgent::<Value>::new("a", "1").then_fail("x").then_ok(json!(1)));
+    let agent = Arc::new(MockAgent::<Value>::new("a", "1").then_fail("x").then_fail("y").then_ok(json!(1)));
     let policy = Policy {
-        retry: RetryPolicy { jitter: false, ..RetryPolicy::default() },
+        retry: RetryPolicy { max_attempts: 2, jitter: false, ..RetryPolicy::default() },
         circuit_breaker: CircuitBreakerPolicy {
-            failure_threshold: 1,
+            failure_threshold: 2,
             reset_timeout: Duration::ZERO,
             half_open_requests: 1,
         },
@@ -63,7 +63,11 @@ async fn spans_carry_the_spec_names_and_fields() {
         |_: &()| Ok(()),
         &BreakerRegistry::new(2),
     );
-    Runtime::new(MemoryStore::new()).run(&wf, &(), ExecutionOptions::default()).await.unwrap().unwrap();
+    // The first execution retries once, then its second failure opens the
+    // breaker; the second is the half-open probe that closes it.
+    let runtime = Runtime::new(MemoryStore::new());
+    runtime.run(&wf, &(), ExecutionOptions::default()).await.unwrap().unwrap_err();
+    runtime.run(&wf, &(), ExecutionOptions::default()).await.unwrap().unwrap();
     let seen = spans.seen.lock().unwrap().clone();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -71,8 +75,10 @@ async fn spans_carry_the_spec_names_and_fields() {
         [
             "orchestrator.execute",
             "agent.run",
-            "circuit.state",
             "resilience.retry",
+            "agent.run",
+            "circuit.state",
+            "orchestrator.execute",
             "circuit.state",
             "agent.run",
             "circuit.state"

@@ -284,10 +284,20 @@ pub struct PolicyOverlay {
     /// Bound on the whole step, every attempt and backoff sleep included (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    /// Bound on one attempt (default: none, an attempt may use what is left of `timeout`).
+    /// A timed-out attempt is retried while `retry` and `timeout` allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_timeout: Option<Duration>,
+    /// How long a cancelled step's agent may take to return before it is abandoned and
+    /// recorded as cancelled (default 5s; 0 abandons it at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_grace: Option<Duration>,
     /// Retry of retryable failures with exponential backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryOverlay>,
-    /// The circuit breaker of the step's agent (one per agent id and version).
+    /// The circuit breaker of the step's agent. There is one breaker per agent id and
+    /// version, shared by every step that calls it: its settings must agree (a warning
+    /// otherwise), and the first step to run with it sets them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerOverlay>,
 }
@@ -305,7 +315,8 @@ pub struct RetryOverlay {
     /// Delay before the second call (default 1s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_delay: Option<Duration>,
-    /// Upper bound of any delay, jitter included (default 10s).
+    /// Upper bound of the backoff delay, jitter included (default 10s). An agent's
+    /// retry-after hint may ask for longer; only `timeout` bounds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delay: Option<Duration>,
     /// Factor by which the delay grows per attempt (default 2; at least 1).

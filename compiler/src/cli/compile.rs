@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{stderr_color, Status};
+use super::{Reporting, Status};
 
 use crate::agents::FromRustSource;
 use crate::codegen::{generate, write_files, CrateOptions};
-use crate::diagnostics::{render_human, RenderOptions};
+use crate::diagnostics::render_human;
 use crate::validate::validate;
 
 #[derive(Debug, clap::Args)]
@@ -22,13 +22,15 @@ pub(super) struct Args {
     /// orchestr8 was built with).
     #[arg(long, value_name = "DIR")]
     runtime_path: Option<PathBuf>,
+    #[command(flatten)]
+    reporting: Reporting,
 }
 
 /// The runtime this binary was built beside.
 const BUILT_WITH_RUNTIME: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime");
 
 pub(super) fn run(args: &Args) -> Status {
-    match compile(&args.workflow, args.out.as_deref(), args.runtime_path.as_deref()) {
+    match compile(&args.workflow, args.out.as_deref(), args.runtime_path.as_deref(), args.reporting) {
         Ok(Compiled::Crate { .. }) => Status::Success,
         Ok(Compiled::Invalid) => Status::Failure,
         Err(message) => {
@@ -53,16 +55,18 @@ pub(super) enum Compiled {
 
 /// Validates `workflow` and writes its crate to `out` (default: beside it),
 /// reporting diagnostics on standard error.
-pub(super) fn compile(workflow: &Path, out: Option<&Path>, runtime_path: Option<&Path>) -> Result<Compiled, String> {
+pub(super) fn compile(
+    workflow: &Path,
+    out: Option<&Path>,
+    runtime_path: Option<&Path>,
+    reporting: Reporting,
+) -> Result<Compiled, String> {
     let shown = workflow.display().to_string();
     let bytes = super::read_document(workflow)?;
     let workflow_dir = absolute(workflow.parent().unwrap_or(Path::new("")))?;
     let source = FromRustSource::new(&workflow_dir);
     let validation = validate(&bytes, &source);
-    eprint!(
-        "{}",
-        render_human(&shown, &validation.text, &validation.diagnostics, RenderOptions { color: stderr_color() })
-    );
+    eprint!("{}", render_human(&shown, &validation.text, &validation.diagnostics, reporting.options()));
     let Some(workflow) = validation.checked else {
         let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
         eprintln!("{shown}: invalid, {errors} error{}; nothing was written", if errors == 1 { "" } else { "s" });

@@ -14,9 +14,9 @@ use orchestr8_schema::ast::{Step, Workflow};
 use orchestr8_schema::expr::{parse_template, Reference, Root, Segment, Template};
 use serde_json::Value;
 
-use super::{stderr_color, Status};
+use super::{Reporting, Status};
 use crate::agents::{DeclaredInWorkflow, FromRustSource};
-use crate::diagnostics::{render_human, RenderOptions};
+use crate::diagnostics::render_human;
 use crate::validate::validate;
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +31,8 @@ pub(super) struct Args {
     /// without reading the agent crates' `#[agent]` declarations.
     #[arg(long)]
     declared_only: bool,
+    #[command(flatten)]
+    reporting: Reporting,
 }
 
 /// The graph languages.
@@ -61,7 +63,7 @@ pub(super) fn run(args: &Args) -> Status {
     let workflow = match (&validation.workflow, validation.has_errors()) {
         (Some(w), false) => w,
         _ => {
-            let options = RenderOptions { color: stderr_color() };
+            let options = args.reporting.options();
             eprint!("{}", render_human(&name, &validation.text, &validation.diagnostics, options));
             let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
             eprintln!("{name}: invalid, {errors} error{}", if errors == 1 { "" } else { "s" });

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::diagnostics::RenderOptions;
+
 /// Exit status of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -89,6 +91,25 @@ enum Command {
     /// Print the JSON Schema of workflow documents.
     #[command(after_help = "Example:\n  orchestr8 schema > workflow.schema.json")]
     Schema,
+}
+
+/// How much of the human output of diagnostics to show.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(super) struct Reporting {
+    /// Stop showing diagnostics after N errors and count the rest (0: show
+    /// all); `--format json` always lists all.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ERRORS)]
+    max_errors: usize,
+}
+
+/// Errors shown before the rest are only counted (clang's default).
+pub const DEFAULT_MAX_ERRORS: usize = 20;
+
+impl Reporting {
+    /// Rendering options for standard error.
+    fn options(self) -> RenderOptions {
+        RenderOptions { color: stderr_color(), max_errors: self.max_errors }
+    }
 }
 
 /// How diagnostics are printed.

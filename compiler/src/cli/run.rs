@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::compile::{compile, Compiled};
+use super::Reporting;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -19,6 +20,8 @@ pub(super) struct Args {
     /// orchestr8 was built with).
     #[arg(long, value_name = "DIR")]
     runtime_path: Option<PathBuf>,
+    #[command(flatten)]
+    reporting: Reporting,
     /// Arguments for the program: `--input JSON`, `--input-file PATH`,
     /// `--journal-dir DIR`, `--correlation-id ID`, `--quiet`.
     #[arg(value_name = "PROGRAM ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
@@ -36,7 +39,7 @@ pub(super) fn run(args: &Args) -> ExitCode {
 }
 
 fn run_workflow(args: &Args) -> Result<ExitCode, String> {
-    build_and_run(&args.workflow, args.runtime_path.as_deref(), &args.program_args)
+    build_and_run(&args.workflow, args.runtime_path.as_deref(), args.reporting, &[], &args.program_args)
 }
 
 /// Compiles `workflow` into `.orchestr8/build/` beside it, builds it, and runs
@@ -44,11 +47,15 @@ fn run_workflow(args: &Args) -> Result<ExitCode, String> {
 pub(super) fn build_and_run(
     workflow: &Path,
     runtime_path: Option<&Path>,
+    reporting: Reporting,
+    features: &[&str],
     program_args: &[String],
 ) -> Result<ExitCode, String> {
     let base = workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
     let build_dir = base.join("build");
-    let Compiled::Crate { dir, name } = compile(workflow, Some(&build_dir.join(stem(workflow))), runtime_path)? else {
+    let Compiled::Crate { dir, name } =
+        compile(workflow, Some(&build_dir.join(stem(workflow))), runtime_path, reporting)?
+    else {
         return Ok(ExitCode::from(1));
     };
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| base.join("target"), PathBuf::from);
@@ -58,6 +65,7 @@ pub(super) fn build_and_run(
         Command::new(&cargo)
             .args(["build", "--quiet", "--manifest-path"])
             .arg(dir.join("Cargo.toml"))
+            .args(features.iter().flat_map(|f| ["--features", f]))
             .env("CARGO_TARGET_DIR", &target)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

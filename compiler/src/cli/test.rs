@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::run::build_and_run;
-use super::stderr_color;
+use super::Reporting;
 use crate::agents::FromRustSource;
-use crate::diagnostics::{render_human, Diagnostic, RenderOptions};
+use crate::diagnostics::{render_human, Diagnostic};
 use crate::validate::{syntax_diagnostic, validate};
 
 #[derive(Debug, clap::Args)]
@@ -24,6 +24,8 @@ pub(super) struct Args {
     /// orchestr8 was built with).
     #[arg(long, value_name = "DIR")]
     runtime_path: Option<PathBuf>,
+    #[command(flatten)]
+    reporting: Reporting,
 }
 
 pub(super) fn run(args: &Args) -> ExitCode {
@@ -37,7 +39,7 @@ pub(super) fn run(args: &Args) -> ExitCode {
 }
 
 fn test(args: &Args) -> Result<ExitCode, String> {
-    let options = RenderOptions { color: stderr_color() };
+    let options = args.reporting.options();
     let shown = args.file.display().to_string();
     let bytes = super::read_document(&args.file)?;
     let workflow_path =
@@ -69,5 +71,11 @@ fn test(args: &Args) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(2));
     }
     let test_file = std::fs::canonicalize(&args.file).map_err(|e| format!("cannot find `{shown}`: {e}"))?;
-    build_and_run(&workflow_path, args.runtime_path.as_deref(), &["--test".to_owned(), test_file.display().to_string()])
+    build_and_run(
+        &workflow_path,
+        args.runtime_path.as_deref(),
+        args.reporting,
+        &["test-mode"],
+        &["--test".to_owned(), test_file.display().to_string()],
+    )
 }

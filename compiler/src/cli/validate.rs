@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{stderr_color, Format, Status};
+use super::{Format, Reporting, Status};
 use crate::agents::{DeclaredInWorkflow, FromRustSource};
-use crate::diagnostics::{render_human, render_json, Code, Diagnostic, RenderOptions};
+use crate::diagnostics::{render_human, render_json, Code, Diagnostic};
 use crate::validate::validate;
 
 #[derive(Debug, clap::Args)]
@@ -20,11 +20,13 @@ pub(super) struct Args {
     /// without reading the agent crates' `#[agent]` declarations.
     #[arg(long)]
     declared_only: bool,
+    #[command(flatten)]
+    reporting: Reporting,
 }
 
 pub(super) fn run(args: &Args) -> Status {
     let mut status = Status::Success;
-    let options = RenderOptions { color: stderr_color() };
+    let options = args.reporting.options();
     for path in &args.files {
         let name = path.display().to_string();
         let bytes = match super::read_document(path) {

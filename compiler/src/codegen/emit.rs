@@ -151,6 +151,11 @@ fn policy_literal(p: &Policy) -> TokenStream {
     let millis = |d: std::time::Duration| Literal::u64_unsuffixed(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let (r, c) = (&p.retry, &p.circuit_breaker);
     let timeout = millis(p.timeout);
+    let attempt_timeout = match p.attempt_timeout.map(millis) {
+        Some(ms) => quote!(Some(std::time::Duration::from_millis(#ms))),
+        None => quote!(None),
+    };
+    let cancel_grace = millis(p.cancel_grace);
     let (max_attempts, initial_delay, max_delay) =
         (Literal::u32_unsuffixed(r.max_attempts), millis(r.initial_delay), millis(r.max_delay));
     let (multiplier, jitter) = (Literal::f64_unsuffixed(r.backoff_multiplier), r.jitter);
@@ -174,7 +179,8 @@ fn policy_literal(p: &Policy) -> TokenStream {
                 reset_timeout: std::time::Duration::from_millis(#reset_timeout),
                 half_open_requests: #half_open_requests,
             },
-            attempt_timeout: None,
+            attempt_timeout: #attempt_timeout,
+            cancel_grace: std::time::Duration::from_millis(#cancel_grace),
         }
     }
 }

@@ -63,7 +63,7 @@ pub fn manifest(workflow: &CheckedWorkflow, options: &CrateOptions) -> String {
         deps.push(format!("{} = {{ path = {} }}", agent_crate.name, toml_string(&slash(&dir))));
     }
     format!(
-        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\n[features]\nserve = [\"orchestr8-runtime/server\"]\n\n# A crate of its own, wherever it is written.\n[workspace]\n",
+        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\n[features]\nserve = [\"orchestr8-runtime/server\"]\n# `cargo run --features test-mode -- --test FILE` (what `orchestr8 test` runs)\n# runs mocked test cases on paused time.\ntest-mode = [\"orchestr8-runtime/test-mode\"]\n\n# A crate of its own, wherever it is written.\n[workspace]\n",
         header("#"),
         toml_string(&workflow.id),
         toml_string(&workflow.version),

@@ -98,6 +98,8 @@ codes! {
     UnusedAgent = "W0320", Warning;
     /// A policy that no step uses.
     UnusedPolicy = "W0321", Warning;
+    /// Two steps calling one agent with different circuit breaker settings.
+    BreakerSettingsDiffer = "W0322", Warning;
 
     // E04xx: types.
     /// A reference path that does not exist in the producer's schema.

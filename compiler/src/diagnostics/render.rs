@@ -16,28 +16,42 @@ const MAX_SHOWN_LINE: usize = 120;
 pub struct RenderOptions {
     /// ANSI colours.
     pub color: bool,
+    /// Stop after this many errors, with a count of what was left out (0: show all).
+    pub max_errors: usize,
 }
 
-/// Line and column lookup for one source text.
+/// Line and column lookup for one source text, in O(log n) per lookup
+/// whatever the lines' lengths (a minified document is one line).
 pub struct LineIndex<'a> {
     text: &'a str,
     starts: Vec<usize>,
+    /// Byte offsets of the characters longer than one byte, and the extra
+    /// bytes of all such characters up to and including each: byte distances
+    /// become character counts without scanning.
+    wide: Vec<(usize, usize)>,
 }
 
 impl<'a> LineIndex<'a> {
     /// Indexes the line starts of `text`.
     pub fn new(text: &'a str) -> Self {
         let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { text, starts }
+        starts.extend(newlines(text));
+        let mut wide = Vec::new();
+        if !text.is_ascii() {
+            let mut extra = 0;
+            for (i, c) in text.char_indices().filter(|(_, c)| !c.is_ascii()) {
+                extra += c.len_utf8() - 1;
+                wide.push((i, extra));
+            }
+        }
+        LineIndex { text, starts, wide }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = self.floor_char(offset.min(self.text.len()));
         let line = self.starts.partition_point(|&s| s <= offset) - 1;
-        let col = self.text[self.starts[line]..offset].chars().count() + 1;
-        (line + 1, col)
+        (line + 1, self.chars_between(self.starts[line], offset) + 1)
     }
 
     /// The text of a 1-based line, without its line break.
@@ -47,12 +61,26 @@ impl<'a> LineIndex<'a> {
         self.text[start..end].trim_end_matches('\r')
     }
 
+    /// Characters in `text[from..to]` (both on character boundaries).
+    fn chars_between(&self, from: usize, to: usize) -> usize {
+        // Extra bytes of the wide characters that start before `at`.
+        let extra = |at: usize| match self.wide.partition_point(|&(i, _)| i < at) {
+            0 => 0,
+            n => self.wide[n - 1].1,
+        };
+        (to - from) - (extra(to) - extra(from))
+    }
+
     fn floor_char(&self, mut offset: usize) -> usize {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
         offset
     }
+}
+
+fn newlines(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i + 1)
 }
 
 struct Palette {
@@ -67,12 +95,30 @@ const COLOR: Palette =
     Palette { error: "\x1b[1;31m", warning: "\x1b[1;33m", accent: "\x1b[1;34m", bold: "\x1b[1m", reset: "\x1b[0m" };
 const PLAIN: Palette = Palette { error: "", warning: "", accent: "", bold: "", reset: "" };
 
-/// Renders diagnostics of one file the way rustc does.
+/// Renders diagnostics of one file the way rustc does, in time linear in
+/// their number: after `options.max_errors` errors it stops and says how
+/// many errors and warnings it left out.
 pub fn render_human(file: &str, text: &str, diagnostics: &[Diagnostic], options: RenderOptions) -> String {
     let index = LineIndex::new(text);
     let p = if options.color { &COLOR } else { &PLAIN };
     let mut out = String::new();
-    for d in diagnostics {
+    let mut errors = 0;
+    for (shown, d) in diagnostics.iter().enumerate() {
+        if options.max_errors != 0 && errors == options.max_errors {
+            let rest = &diagnostics[shown..];
+            let more_errors = rest.iter().filter(|d| d.is_error()).count();
+            let plural = |n: usize, word: &str| format!("{n} more {word}{}", if n == 1 { "" } else { "s" });
+            let _ = writeln!(
+                out,
+                "{}note{}: {} and {} not shown: `--max-errors 0` shows them all, `--format json` lists them all\n",
+                p.bold,
+                p.reset,
+                plural(more_errors, "error"),
+                plural(rest.len() - more_errors, "warning"),
+            );
+            break;
+        }
+        errors += usize::from(d.is_error());
         let (sev, sev_color) = match d.severity {
             Severity::Error => ("error", p.error),
             Severity::Warning => ("warning", p.warning),
@@ -82,7 +128,7 @@ pub fn render_human(file: &str, text: &str, diagnostics: &[Diagnostic], options:
         let _ = writeln!(out, "{sev_color}{sev}[{}]{}{}: {}{}", d.code.as_str(), p.reset, p.bold, d.message, p.reset);
         let _ = writeln!(out, "{gutter}{}-->{} {file}:{line}:{col}", p.accent, p.reset);
         let _ = writeln!(out, "{gutter} {}|{}", p.accent, p.reset);
-        let (shown, caret_col, caret_len) = window(index.line_text(line), col, span_len_on_line(&index, d.span, line));
+        let (shown, caret_col, caret_len) = window(&index, line, d.span);
         let _ = writeln!(out, "{}{line} |{} {shown}", p.accent, p.reset);
         let label = d.label.as_deref().map(|l| format!(" {l}")).unwrap_or_default();
         let _ = writeln!(
@@ -108,39 +154,43 @@ pub fn render_human(file: &str, text: &str, diagnostics: &[Diagnostic], options:
     out
 }
 
-/// How many characters of `line` the span covers (at least one caret).
-fn span_len_on_line(index: &LineIndex<'_>, span: Span, line: usize) -> usize {
-    let (start_line, start_col) = index.line_col(span.start);
-    let (end_line, end_col) = index.line_col(span.end);
-    let line_chars = index.line_text(line).chars().count();
-    let end_col = if end_line == start_line { end_col } else { line_chars + 1 };
-    debug_assert_eq!(start_line, line);
-    end_col.saturating_sub(start_col).max(1)
-}
-
-/// The part of a line to show, the caret's column in it (0-based) and its
-/// length, after expanding tabs and cutting very long lines.
-fn window(line: &str, col: usize, len: usize) -> (String, usize, usize) {
-    let chars: Vec<char> = line.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
+/// The part of `line` to show for `span` (which starts on it), the caret's
+/// column in it (0-based) and its length. Tabs become spaces; a line longer
+/// than [`MAX_SHOWN_LINE`] is cut to a window around the span, found from
+/// byte offsets so the work does not grow with the line.
+fn window(index: &LineIndex<'_>, line: usize, span: Span) -> (String, usize, usize) {
+    let text = index.line_text(line);
+    let line_start = index.starts[line - 1];
     // A span may start past the shown text (in trimmed `\r`s or at the end of file).
-    let start = (col - 1).min(chars.len());
-    if chars.len() <= MAX_SHOWN_LINE {
-        let len = len.min(chars.len().saturating_sub(start).max(1));
-        return (chars.iter().collect(), start, len);
+    let start = index.floor_char(span.start.min(index.text.len())).saturating_sub(line_start).min(text.len());
+    let end = span.end.clamp(line_start + start, line_start + text.len()) - line_start;
+    let end = index.floor_char(line_start + end) - line_start;
+    let tabs = |s: &str| s.replace('\t', " ");
+    // Bytes bound characters from above, so this count is bounded too.
+    let short =
+        text.len() <= MAX_SHOWN_LINE || (text.len() <= 4 * MAX_SHOWN_LINE && text.chars().count() <= MAX_SHOWN_LINE);
+    if short {
+        let caret = text[..start].chars().count();
+        let len = text[start..end].chars().count().max(1);
+        let len = len.min(text.chars().count().saturating_sub(caret).max(1));
+        return (tabs(text), caret, len);
     }
-    let from = start.saturating_sub(40);
-    let len = len.min(MAX_SHOWN_LINE - 40);
-    let to = (start + len + 40).min(chars.len());
+    // Up to 40 characters before the span, the span (capped) and 40 after.
+    let before: usize = text[..start].chars().rev().take(40).map(char::len_utf8).sum();
+    let len = text[start..end].chars().take(MAX_SHOWN_LINE - 40).count().max(1);
+    let after: usize = text[start..].chars().take(len + 40).map(char::len_utf8).sum();
+    let (from, to) = (start - before, start + after);
     let mut shown = String::new();
-    let mut caret = start - from;
+    let mut caret = text[from..start].chars().count();
     if from > 0 {
         shown.push_str("...");
         caret += 3;
     }
-    shown.extend(&chars[from..to]);
-    if to < chars.len() {
+    shown.push_str(&tabs(&text[from..to]));
+    if to < text.len() {
         shown.push_str("...");
     }
+    let len = len.min(text[start..to].chars().count().max(1));
     (shown, caret, len)
 }
 
@@ -199,9 +249,35 @@ mod tests {
 
     #[test]
     fn long_lines_are_windowed() {
-        let line = "x".repeat(1000);
-        let (shown, caret, len) = window(&line, 500, 5);
+        let text = "x".repeat(1000);
+        let index = LineIndex::new(&text);
+        let (shown, caret, len) = window(&index, 1, Span { start: 499, end: 504 });
         assert!(shown.len() < 200);
         assert_eq!(&shown[caret..caret + len], "xxxxx");
+        assert_eq!(index.line_col(499), (1, 500));
+    }
+
+    #[test]
+    fn wide_characters_on_a_long_line_keep_columns_and_carets_right() {
+        // A minified line of 2,000 characters, every other one two or three bytes.
+        let text: String = (0..1000).map(|i| if i % 2 == 0 { "é\"" } else { "€a" }).collect();
+        let index = LineIndex::new(&text);
+        let offset = text.char_indices().nth(1501).unwrap().0;
+        assert_eq!(index.line_col(offset), (1, 1502));
+        let (shown, caret, len) = window(&index, 1, Span { start: offset, end: offset + 1 });
+        let at: String = shown.chars().skip(caret).take(len).collect();
+        assert_eq!(at, text[offset..].chars().next().unwrap().to_string());
+        assert!(shown.starts_with("...") && shown.ends_with("..."), "{shown}");
+        assert!(shown.chars().count() <= MAX_SHOWN_LINE + 6);
+    }
+
+    #[test]
+    fn a_short_line_is_shown_whole_with_the_caret_under_the_span() {
+        let text = "{\n  \"naïve\":\t1\n}";
+        let index = LineIndex::new(text);
+        let start = text.find('1').unwrap();
+        let (shown, caret, len) = window(&index, 2, Span { start, end: start + 1 });
+        assert_eq!(shown, "  \"naïve\": 1");
+        assert_eq!((caret, len), (11, 1));
     }
 }

@@ -2,9 +2,9 @@
 //! policies make sense; and the step tree is indexed so the type layer can
 //! ask which steps have certainly finished when another starts.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use orchestr8_runtime::policy::{Policy, PolicyError, PolicyField};
+use orchestr8_runtime::policy::{CircuitBreakerPolicy, Policy, PolicyError, PolicyField};
 use orchestr8_schema::ast::{PolicyOverlay, PolicyRef, Step, Workflow};
 use orchestr8_schema::source::escape_pointer_token;
 
@@ -185,6 +185,7 @@ pub fn check<'a>(workflow: &'a Workflow, doc: &Doc<'_>, out: &mut Vec<Diagnostic
         let default = if name == "default" { None } else { workflow.policies.get("default") };
         check_policy(policy, default, &format!("/policies/{}", escape_pointer_token(name)), doc, out);
     }
+    check_shared_breakers(workflow, &graph, doc, out);
 
     for id in workflow.agents.keys().filter(|id| !used_agents.contains(id.as_str())) {
         let pointer = format!("/agents/{}", escape_pointer_token(id));
@@ -262,6 +263,69 @@ fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
+/// One breaker serves every step that calls an agent (per agent id and
+/// version, and one workflow has one version of an agent); the first step
+/// in document order binds it, so a later step's different
+/// `circuitBreaker` settings would be silently ignored.
+fn check_shared_breakers(workflow: &Workflow, graph: &Graph<'_>, doc: &Doc<'_>, out: &mut Vec<Diagnostic>) {
+    let mut first: BTreeMap<&str, (&str, CircuitBreakerPolicy)> = BTreeMap::new();
+    for node in &graph.nodes {
+        let Step::Agent(step) = node.step else { continue };
+        let step_policy = match &step.policy {
+            Some(PolicyRef::Named(name)) => match workflow.policies.get(name) {
+                Some(p) => Some(p),
+                None => continue,
+            },
+            Some(PolicyRef::Inline(p)) => Some(p),
+            None => None,
+        };
+        let layers = workflow.policies.get("default").into_iter().chain(step_policy);
+        let Ok(resolved) = Policy::resolve(layers) else { continue };
+        let breaker = resolved.circuit_breaker;
+        let Some((first_id, first_breaker)) = first.get(step.agent.as_str()) else {
+            first.insert(&step.agent, (&step.id, breaker));
+            continue;
+        };
+        if breaker == *first_breaker {
+            continue;
+        }
+        let differences: Vec<String> = [
+            ("failureThreshold", first_breaker.failure_threshold.to_string(), breaker.failure_threshold.to_string()),
+            (
+                "resetTimeout",
+                format!("{} ms", first_breaker.reset_timeout.as_millis()),
+                format!("{} ms", breaker.reset_timeout.as_millis()),
+            ),
+            ("halfOpenRequests", first_breaker.half_open_requests.to_string(), breaker.half_open_requests.to_string()),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(name, a, b)| format!("`{name}` {b} here, {a} there"))
+        .collect();
+        let at = match &step.policy {
+            Some(_) => format!("{}/policy", node.pointer),
+            None => format!("{}/agent", node.pointer),
+        };
+        out.push(
+            Diagnostic::error(
+                Code::BreakerSettingsDiffer,
+                format!(
+                    "step `{}` gives agent `{}` other circuit breaker settings than step `{first_id}` does, which are the ones used",
+                    step.id, step.agent
+                ),
+                at.clone(),
+                doc.value(&at),
+            )
+            .with_label("ignored circuitBreaker settings")
+            .with_note(format!(
+                "one breaker serves every call to an agent id and version, with the settings of the first step that runs with it: {}",
+                differences.join("; ")
+            ))
+            .with_help("give every step that calls this agent the same `circuitBreaker` settings, e.g. in `policies.default`"),
+        );
+    }
+}
+
 /// Checks one policy as the runtime will resolve it, over `default` (none
 /// for `default` itself). A fault is reported where this policy sets a field
 /// at fault; a fault of `default` alone is reported once, in `default`.
@@ -285,7 +349,8 @@ fn check_policy(
             .with_label("not a duration")
             .with_help("write integer milliseconds (`1500`) or a number with a unit: `250ms`, `30s`, `2m`, `1h`"),
         PolicyError::Zero(field) => {
-            let is_duration = matches!(field, PolicyField::Timeout | PolicyField::ResetTimeout);
+            let is_duration =
+                matches!(field, PolicyField::Timeout | PolicyField::AttemptTimeout | PolicyField::ResetTimeout);
             Diagnostic::error(Code::InvalidPolicy, format!("`{}` must be greater than 0", field.name()), at, span)
                 .with_label("zero")
                 .with_help(if is_duration { "give a positive duration such as `30s`" } else { "give at least 1" })

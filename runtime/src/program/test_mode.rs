@@ -62,6 +62,14 @@ where
     S: Send + Sync + 'static,
     O: Serialize + Send + 'static,
 {
+    if !cfg!(feature = "test-mode") {
+        // Paused time needs tokio's test clock, which a production build leaves out.
+        let _ = writeln!(
+            stderr,
+            "error: this program was built without its test mode: build it with `--features test-mode` (`orchestr8 test` does)"
+        );
+        return EXIT_USAGE;
+    }
     let shown = if file.as_os_str() == "-" { "standard input".to_owned() } else { file.display().to_string() };
     let text = if file.as_os_str() == "-" {
         let mut text = String::new();
@@ -442,7 +450,11 @@ where
         breakers: Some(Arc::new(BreakerRegistry::new(DEFAULT_REGISTRY_CAPACITY))),
         ..ExecutionOptions::default()
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build() {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    #[cfg(feature = "test-mode")]
+    builder.start_paused(true);
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => return vec![format!("cannot start the tokio runtime: {e}")],
     };
@@ -455,7 +467,9 @@ where
     let result = match ran {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return vec![format!("cannot create the journal: {e}")],
-        Err(panic) => return vec![format!("the execution panicked: {}", one_line(&super::panic_message(&*panic)))],
+        Err(panic) => {
+            return vec![format!("the execution panicked: {}", one_line(&crate::error::panic_message(&*panic)))]
+        }
     };
     let events = store.events(&execution_id);
     let mut failures = Vec::new();

@@ -142,14 +142,9 @@ impl CircuitBreaker {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves to `to` (caller holds the lock and has checked `word`).
-    fn transition(
-        &self,
-        inner: &mut Inner,
-        word: u64,
-        to: CircuitState,
-        on_transition: &mut impl FnMut(CircuitTransition),
-    ) {
+    /// Moves to `to` (caller holds the lock and has checked `word`). The
+    /// change is reported by [`report`](Self::report) once the lock is released.
+    fn transition(&self, inner: &mut Inner, word: u64, to: CircuitState) -> CircuitTransition {
         let from = CircuitState::from_word(word);
         let next = ((word >> 2) + 1) << 2 | to.bits();
         match to {
@@ -167,7 +162,15 @@ impl CircuitBreaker {
             }
         }
         self.word.store(next, Ordering::Release);
-        let t = CircuitTransition { key: self.key.clone(), from, to };
+        CircuitTransition { key: self.key.clone(), from, to }
+    }
+
+    /// Tells the log and the caller's observer about a transition. Never
+    /// under the lock: an observer (a journal write) may be slow, and every
+    /// caller of the agent would wait for it.
+    fn report(&self, t: Option<CircuitTransition>, mut on_transition: impl FnMut(CircuitTransition)) {
+        let Some(t) = t else { return };
+        let (from, to) = (t.from, t.to);
         let span = tracing::info_span!(
             "circuit.state",
             agent_id = &*self.key.agent_id,
@@ -181,26 +184,32 @@ impl CircuitBreaker {
 
     /// Asks to make one call. `on_transition` sees an open→half-open change
     /// this request causes.
-    pub fn try_acquire(&self, mut on_transition: impl FnMut(CircuitTransition)) -> Result<Permit<'_>, CircuitOpen> {
+    pub fn try_acquire(&self, on_transition: impl FnMut(CircuitTransition)) -> Result<Permit<'_>, CircuitOpen> {
         let word = self.word.load(Ordering::Acquire);
         if word & STATE_MASK == CircuitState::Closed.bits() {
             return Ok(Permit { breaker: self, word, done: false });
         }
         let mut inner = self.lock();
         let mut word = self.word.load(Ordering::Acquire);
+        let mut changed = None;
         match CircuitState::from_word(word) {
             CircuitState::Closed => return Ok(Permit { breaker: self, word, done: false }),
             CircuitState::Open => {
-                if Instant::now() < inner.opened_at + self.policy.reset_timeout {
+                if Instant::now() < super::saturating_after(inner.opened_at, self.policy.reset_timeout) {
                     return Err(CircuitOpen);
                 }
-                self.transition(&mut inner, word, CircuitState::HalfOpen, &mut on_transition);
+                changed = Some(self.transition(&mut inner, word, CircuitState::HalfOpen));
                 word = self.word.load(Ordering::Acquire);
             }
             CircuitState::HalfOpen => {}
         }
-        if inner.in_flight < self.policy.half_open_requests {
+        let admitted = inner.in_flight < self.policy.half_open_requests;
+        if admitted {
             inner.in_flight += 1;
+        }
+        drop(inner);
+        self.report(changed, on_transition);
+        if admitted {
             Ok(Permit { breaker: self, word, done: false })
         } else {
             Err(CircuitOpen)
@@ -226,7 +235,7 @@ impl Permit<'_> {
     }
 
     /// Records a successful call.
-    pub fn success(mut self, mut on_transition: impl FnMut(CircuitTransition)) {
+    pub fn success(mut self, on_transition: impl FnMut(CircuitTransition)) {
         self.done = true;
         let b = self.breaker;
         if self.word & STATE_MASK == CircuitState::Closed.bits() {
@@ -242,13 +251,14 @@ impl Permit<'_> {
         }
         inner.in_flight = inner.in_flight.saturating_sub(1);
         inner.successes += 1;
-        if inner.successes >= b.policy.half_open_requests {
-            b.transition(&mut inner, self.word, CircuitState::Closed, &mut on_transition);
-        }
+        let changed = (inner.successes >= b.policy.half_open_requests)
+            .then(|| b.transition(&mut inner, self.word, CircuitState::Closed));
+        drop(inner);
+        b.report(changed, on_transition);
     }
 
-    /// Records a failed call (an error or a timed-out attempt).
-    pub fn failure(mut self, mut on_transition: impl FnMut(CircuitTransition)) {
+    /// Records a failed call (an error, a panic or a timed-out attempt).
+    pub fn failure(mut self, on_transition: impl FnMut(CircuitTransition)) {
         self.done = true;
         let b = self.breaker;
         if self.word & STATE_MASK == CircuitState::Closed.bits() {
@@ -264,7 +274,9 @@ impl Permit<'_> {
         if b.word.load(Ordering::Acquire) != self.word {
             return;
         }
-        b.transition(&mut inner, self.word, CircuitState::Open, &mut on_transition);
+        let changed = b.transition(&mut inner, self.word, CircuitState::Open);
+        drop(inner);
+        b.report(Some(changed), on_transition);
     }
 }
 
@@ -285,6 +297,12 @@ impl Drop for Permit<'_> {
 /// [`BreakerRegistry::global`] is the one shared by the process; tests build
 /// their own with [`BreakerRegistry::new`]. A breaker's settings are those of
 /// the first step that asked for it.
+///
+/// Eviction never splits a key or forgets a circuit that is not closed: when
+/// the registry is full, only a breaker that no step holds and that is closed
+/// may go (one without failures first). When none may, the registry holds
+/// more than its capacity until one may: the excess is bounded by the
+/// breakers steps hold and the circuits that are open or half-open.
 #[derive(Debug)]
 pub struct BreakerRegistry {
     capacity: usize,
@@ -295,7 +313,7 @@ pub struct BreakerRegistry {
 pub const DEFAULT_REGISTRY_CAPACITY: usize = 1024;
 
 impl BreakerRegistry {
-    /// A registry holding at most `capacity` breakers (at least 1).
+    /// A registry holding at most `capacity` idle breakers (at least 1).
     pub fn new(capacity: usize) -> Self {
         BreakerRegistry { capacity: capacity.max(1), map: Mutex::new(HashMap::new()) }
     }
@@ -306,12 +324,8 @@ impl BreakerRegistry {
         GLOBAL.get_or_init(|| BreakerRegistry::new(DEFAULT_REGISTRY_CAPACITY))
     }
 
-    /// The breaker for `agent_id`@`version`, created with `policy` if absent.
-    ///
-    /// When full, an idle breaker (closed, no failures, held by no one else)
-    /// is evicted first, since forgetting it loses nothing; failing that, any
-    /// breaker no one else holds; failing that, an arbitrary one (its holders
-    /// keep using it, it is just no longer shared with newcomers).
+    /// The breaker for `agent_id`@`version`, created with `policy` if absent;
+    /// every caller asking for one key gets the same breaker.
     pub fn get(&self, agent_id: &str, version: &str, policy: &CircuitBreakerPolicy) -> Arc<CircuitBreaker> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let key = BreakerKey { agent_id: agent_id.into(), version: version.into() };
@@ -319,12 +333,12 @@ impl BreakerRegistry {
             return b.clone();
         }
         if map.len() >= self.capacity {
-            let unheld = |b: &Arc<CircuitBreaker>| Arc::strong_count(b) == 1;
+            // Held: a step keeps using it, so a new one would split the key.
+            let evictable = |b: &Arc<CircuitBreaker>| Arc::strong_count(b) == 1 && b.state() == CircuitState::Closed;
             let victim = map
                 .iter()
-                .find(|(_, b)| unheld(b) && b.state() == CircuitState::Closed && b.consecutive_failures() == 0)
-                .or_else(|| map.iter().find(|(_, b)| unheld(b)))
-                .or_else(|| map.iter().next())
+                .filter(|(_, b)| evictable(b))
+                .min_by_key(|(_, b)| b.consecutive_failures())
                 .map(|(k, _)| k.clone());
             if let Some(k) = victim {
                 map.remove(&k);

@@ -5,12 +5,13 @@
 mod breaker;
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 pub use breaker::{
     BreakerKey, BreakerRegistry, CircuitBreaker, CircuitOpen, CircuitState, CircuitTransition, Permit,
@@ -18,7 +19,7 @@ pub use breaker::{
 };
 
 use crate::agent::{AgentError, AgentErrorKind};
-use crate::error::{ErrorKind, StepError};
+use crate::error::{panic_message, ErrorKind, StepError};
 use crate::policy::Policy;
 
 /// Hooks called by [`call`] as a step's attempts unfold. Every method has a
@@ -52,8 +53,12 @@ impl Observer for () {}
 ///
 /// Cooperative cancellation: `cancel` stops new attempts and backoff sleeps at
 /// once; a running attempt is expected to watch the same token, and one that
-/// ignores it is ended by the step timeout. A cancelled call records nothing
-/// in the breaker.
+/// ignores it is abandoned (its future dropped) after the policy's
+/// `cancel_grace`. A cancelled call records nothing in the breaker.
+///
+/// An agent that panics fails its attempt with kind `fatal`; an agent that
+/// returns [`AgentError::cancelled`] while `cancel` has not fired fails its
+/// attempt like any retryable error.
 pub fn call<'a, T, F, Fut, O>(
     policy: &'a Policy,
     breaker: Option<&'a CircuitBreaker>,
@@ -90,30 +95,79 @@ where
     run(started, false, policy, breaker, cancel, observer, op)
 }
 
+/// `at + d`, or an instant decades away when that overflows: a deadline
+/// that far off never fires, and no caller's duration can panic the clock.
+pub(crate) fn saturating_after(at: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
+    at.checked_add(d).or_else(|| at.checked_add(FAR)).unwrap_or(at)
+}
+
+/// How one attempt ended.
+enum Ended<T> {
+    /// The agent returned.
+    Returned(T),
+    /// The attempt's deadline passed (or had passed before it was polled).
+    TimedOut,
+    /// The step was cancelled and the agent did not return within the grace period.
+    Abandoned,
+    /// The agent panicked; the payload's message.
+    Panicked(String),
+}
+
 pin_project_lite::pin_project! {
     /// Like `tokio::time::timeout_at`, but the timer is created only if the
     /// operation does not finish on its first poll: a call that completes at
-    /// once never touches the timer wheel.
+    /// once never touches the timer wheel. The deadline is checked before the
+    /// first poll (a slow observer may have used the time up), a panic in the
+    /// agent ends the attempt, and once `cancel` fires the agent has `grace`
+    /// left to return before it is abandoned.
     struct Deadline<'a, F, O: ?Sized> {
         #[pin]
         fut: F,
         deadline: Instant,
+        polled: bool,
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        cancel: &'a CancellationToken,
+        cancelled: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
+        grace: Duration,
+        in_grace: bool,
         observer: &'a O,
     }
 }
 
 impl<F: Future, O: Observer + ?Sized> Future for Deadline<'_, F, O> {
-    type Output = Option<F::Output>;
+    type Output = Ended<F::Output>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
+        if !std::mem::replace(this.polled, true) && Instant::now() >= *this.deadline {
+            return Poll::Ready(Ended::TimedOut);
+        }
         this.observer.before_agent_poll();
-        if let Poll::Ready(v) = this.fut.poll(cx) {
-            return Poll::Ready(Some(v));
+        match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => return Poll::Ready(Ended::Returned(v)),
+            Ok(Poll::Pending) => {}
+            Err(panic) => return Poll::Ready(Ended::Panicked(panic_message(&*panic))),
+        }
+        if !*this.in_grace {
+            let cancel = *this.cancel;
+            let cancelled = this.cancelled.get_or_insert_with(|| Box::pin(cancel.cancelled()));
+            if cancelled.as_mut().poll(cx).is_ready() {
+                *this.in_grace = true;
+                let end = saturating_after(Instant::now(), *this.grace);
+                if end < *this.deadline {
+                    *this.deadline = end;
+                    if let Some(sleep) = this.sleep.as_mut() {
+                        sleep.as_mut().reset(end);
+                    }
+                }
+            }
         }
         let deadline = *this.deadline;
         let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        sleep.as_mut().poll(cx).map(|()| None)
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(if *this.in_grace { Ended::Abandoned } else { Ended::TimedOut })
     }
 }
 
@@ -132,11 +186,14 @@ where
     Fut: Future<Output = Result<T, AgentError>>,
     O: Observer + ?Sized,
 {
-    let deadline = started + policy.timeout;
+    let deadline = saturating_after(started, policy.timeout);
     let max_attempts = policy.retry.max_attempts.max(1);
     let mut attempt_start = started;
     let mut attempt = 1u32;
     let mut rng: Option<fastrand::Rng> = None;
+    // The error of the attempt before this one: what the step fails with
+    // when a retry cannot be made after all.
+    let mut previous: Option<StepError> = None;
     loop {
         if (attempt > 1 || check_first) && cancel.is_cancelled() {
             return Err(StepError::cancelled(attempt));
@@ -145,81 +202,112 @@ where
             Some(b) => match b.try_acquire(|t| observer.circuit(t)) {
                 Ok(p) => Some(p),
                 Err(CircuitOpen) => {
-                    return Err(StepError::new(
-                        ErrorKind::CircuitOpen,
-                        format!("circuit breaker for agent {}@{} is open", b.key().agent_id, b.key().version),
-                        attempt,
-                    ))
+                    // Opened by another caller during the backoff: the step
+                    // fails with its own last error, not with the breaker's.
+                    return Err(match previous {
+                        Some(e) => not_retried(e, b),
+                        None => StepError::new(
+                            ErrorKind::CircuitOpen,
+                            format!("circuit breaker for agent {}@{} is open", b.key().agent_id, b.key().version),
+                            attempt,
+                        ),
+                    });
                 }
             },
             None => None,
         };
         observer.attempt_started(attempt, attempt_start);
         let attempt_deadline = match policy.attempt_timeout {
-            Some(t) => deadline.min(attempt_start + t),
+            Some(t) => deadline.min(saturating_after(attempt_start, t)),
             None => deadline,
         };
-        let span = observer.attempt_span(attempt);
-        let attempt_fut = Deadline { fut: op(attempt), deadline: attempt_deadline, sleep: None, observer };
-        let res = if span.is_disabled() {
-            attempt_fut.await
-        } else {
-            tracing::Instrument::instrument(attempt_fut, span).await
+        let res = match catch_unwind(AssertUnwindSafe(|| op(attempt))) {
+            Ok(fut) => {
+                let span = observer.attempt_span(attempt);
+                let attempt_fut = Deadline {
+                    fut,
+                    deadline: attempt_deadline,
+                    polled: false,
+                    sleep: None,
+                    cancel,
+                    cancelled: None,
+                    grace: policy.cancel_grace,
+                    in_grace: false,
+                    observer,
+                };
+                if span.is_disabled() {
+                    attempt_fut.await
+                } else {
+                    tracing::Instrument::instrument(attempt_fut, span).await
+                }
+            }
+            Err(panic) => Ended::Panicked(panic_message(&*panic)),
         };
         let (error, hint) = match res {
-            Some(Ok(v)) => {
+            Ended::Returned(Ok(v)) => {
                 if let Some(p) = permit {
                     p.success(|t| observer.circuit(t));
                 }
                 return Ok(v);
             }
-            Some(Err(e)) => {
-                if e.kind() == AgentErrorKind::Cancelled || cancel.is_cancelled() {
-                    // Dropping the permit frees a half-open slot, records nothing.
-                    return Err(StepError::cancelled(attempt));
-                }
-                if let Some(p) = permit {
-                    p.failure(|t| observer.circuit(t));
-                }
-                let kind = if e.kind() == AgentErrorKind::Fatal { ErrorKind::Fatal } else { ErrorKind::AgentFailed };
-                (StepError::new(kind, e.message(), attempt), e.retry_after())
+            // Only the execution's token makes a cancellation: dropping the
+            // permit frees a half-open slot and records nothing.
+            _ if cancel.is_cancelled() => {
+                return Err(match res {
+                    Ended::Abandoned => StepError::new(
+                        ErrorKind::Cancelled,
+                        format!(
+                            "cancelled; the agent did not return within the cancel grace of {} ms and was abandoned",
+                            policy.cancel_grace.as_millis()
+                        ),
+                        attempt,
+                    ),
+                    _ => StepError::cancelled(attempt),
+                })
             }
-            None => {
-                if cancel.is_cancelled() {
-                    return Err(StepError::cancelled(attempt));
-                }
-                if let Some(p) = permit {
-                    p.failure(|t| observer.circuit(t));
-                }
-                let err = StepError::new(
-                    ErrorKind::Timeout,
-                    if attempt_deadline == deadline {
-                        format!("step timed out after {} ms", policy.timeout.as_millis())
-                    } else {
-                        format!("attempt timed out after {} ms", policy.attempt_timeout.unwrap_or_default().as_millis())
-                    },
-                    attempt,
-                );
-                if attempt_deadline == deadline {
-                    observer.attempt_failed(attempt, &err, deadline - attempt_start);
-                    return Err(err);
-                }
-                (err, None)
+            Ended::Returned(Err(e)) => {
+                let kind = if e.kind() == AgentErrorKind::Fatal { ErrorKind::Fatal } else { ErrorKind::AgentFailed };
+                let message = if e.kind() == AgentErrorKind::Cancelled {
+                    "the agent returned `cancelled` although its step was not cancelled"
+                } else {
+                    e.message()
+                };
+                (StepError::new(kind, message, attempt), e.retry_after())
+            }
+            Ended::Panicked(message) => {
+                (StepError::new(ErrorKind::Fatal, format!("the agent panicked: {message}"), attempt), None)
+            }
+            Ended::TimedOut | Ended::Abandoned => {
+                let step_timeout = attempt_deadline == deadline;
+                let message = if step_timeout {
+                    format!("step timed out after {} ms", policy.timeout.as_millis())
+                } else {
+                    format!("attempt timed out after {} ms", policy.attempt_timeout.unwrap_or_default().as_millis())
+                };
+                (StepError::new(ErrorKind::Timeout, message, attempt), None)
             }
         };
+        if let Some(p) = permit {
+            p.failure(|t| observer.circuit(t));
+        }
         let now = Instant::now();
-        observer.attempt_failed(attempt, &error, now - attempt_start);
+        observer.attempt_failed(attempt, &error, now.saturating_duration_since(attempt_start));
         let retryable = matches!(error.kind, ErrorKind::AgentFailed | ErrorKind::Timeout);
         if !retryable || attempt >= max_attempts {
             return Err(error);
         }
+        // An open circuit is not retried, whoever opened it.
+        if let Some(b) = breaker.filter(|b| b.state() == CircuitState::Open) {
+            return Err(not_retried(error, b));
+        }
         let rng = rng.get_or_insert_with(fastrand::Rng::new);
         let mut delay = policy.retry.delay(attempt, rng);
-        // The hint is a floor: the agent asked to wait at least that long.
+        // The hint is a floor: the agent asked to wait at least that long
+        // (past `maxDelay` too); the step's deadline is the only cap.
         if let Some(hint) = hint {
             delay = delay.max(hint);
         }
-        if now + delay >= deadline {
+        if delay >= deadline.saturating_duration_since(now) {
             let mut error = error;
             error.message.push_str(&format!(
                 "; retry not started: a {} ms delay would overrun the step timeout of {} ms",
@@ -228,8 +316,12 @@ where
             ));
             return Err(error);
         }
+        // Shorter than what is left before the deadline, so this cannot overflow.
+        let wake = now + delay;
         observer.retry_scheduled(attempt + 1, delay);
-        let sleep = tokio::time::sleep(delay);
+        // Until an instant, not for a duration: a slow observer above does
+        // not push the next attempt later.
+        let sleep = tokio::time::sleep_until(wake);
         let span = observer.retry_span(attempt + 1, delay);
         let cancelled = tracing::Instrument::instrument(
             async {
@@ -245,7 +337,17 @@ where
         if cancelled {
             return Err(StepError::cancelled(attempt));
         }
+        previous = Some(error);
         attempt += 1;
         attempt_start = Instant::now();
     }
+}
+
+/// `error`, noting that the open breaker stopped its retry.
+fn not_retried(mut error: StepError, breaker: &CircuitBreaker) -> StepError {
+    let key = breaker.key();
+    error
+        .message
+        .push_str(&format!("; not retried: the circuit breaker for agent {}@{} is open", key.agent_id, key.version));
+    error
 }
