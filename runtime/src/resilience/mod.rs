@@ -97,6 +97,7 @@ where
 
 /// `at + d`, or an instant decades away when that overflows: a deadline
 /// that far off never fires, and no caller's duration can panic the clock.
+#[inline]
 pub(crate) fn saturating_after(at: Instant, d: Duration) -> Instant {
     const FAR: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
     at.checked_add(d).or_else(|| at.checked_add(FAR)).unwrap_or(at)
@@ -117,29 +118,41 @@ enum Ended<T> {
 pin_project_lite::pin_project! {
     /// Like `tokio::time::timeout_at`, but the timer is created only if the
     /// operation does not finish on its first poll: a call that completes at
-    /// once never touches the timer wheel. The deadline is checked before the
-    /// first poll (a slow observer may have used the time up), a panic in the
-    /// agent ends the attempt, and once `cancel` fires the agent has `grace`
-    /// left to return before it is abandoned.
+    /// once never touches the timer wheel. A retry's deadline is checked
+    /// before its first poll (a backoff's slow observers may have used the
+    /// time up; a first attempt starts right after the clock was read), a
+    /// panic in the agent ends the attempt, and once `cancel` fires the agent
+    /// has `grace` left to return before it is abandoned.
     struct Deadline<'a, F, O: ?Sized> {
         #[pin]
         fut: F,
         deadline: Instant,
-        polled: bool,
-        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        check_deadline: bool,
+        waiting: Option<Pin<Box<Waiting<'a>>>>,
         cancel: &'a CancellationToken,
-        cancelled: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
-        grace: Duration,
-        in_grace: bool,
+        grace: &'a Duration,
         observer: &'a O,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// What an attempt that did not finish on its first poll also waits on,
+    /// in one allocation made only then.
+    struct Waiting<'a> {
+        #[pin]
+        sleep: tokio::time::Sleep,
+        #[pin]
+        cancelled: WaitForCancellationFuture<'a>,
+        in_grace: bool,
     }
 }
 
 impl<F: Future, O: Observer + ?Sized> Future for Deadline<'_, F, O> {
     type Output = Ended<F::Output>;
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if !std::mem::replace(this.polled, true) && Instant::now() >= *this.deadline {
+        if std::mem::take(this.check_deadline) && Instant::now() >= *this.deadline {
             return Poll::Ready(Ended::TimedOut);
         }
         this.observer.before_agent_poll();
@@ -148,26 +161,27 @@ impl<F: Future, O: Observer + ?Sized> Future for Deadline<'_, F, O> {
             Ok(Poll::Pending) => {}
             Err(panic) => return Poll::Ready(Ended::Panicked(panic_message(&*panic))),
         }
-        if !*this.in_grace {
-            let cancel = *this.cancel;
-            let cancelled = this.cancelled.get_or_insert_with(|| Box::pin(cancel.cancelled()));
-            if cancelled.as_mut().poll(cx).is_ready() {
-                *this.in_grace = true;
-                let end = saturating_after(Instant::now(), *this.grace);
-                if end < *this.deadline {
-                    *this.deadline = end;
-                    if let Some(sleep) = this.sleep.as_mut() {
-                        sleep.as_mut().reset(end);
-                    }
-                }
+        let (deadline, cancel) = (*this.deadline, *this.cancel);
+        let waiting = this.waiting.get_or_insert_with(|| {
+            Box::pin(Waiting {
+                sleep: tokio::time::sleep_until(deadline),
+                cancelled: cancel.cancelled(),
+                in_grace: false,
+            })
+        });
+        let mut w = waiting.as_mut().project();
+        if !*w.in_grace && w.cancelled.poll(cx).is_ready() {
+            *w.in_grace = true;
+            let end = saturating_after(Instant::now(), **this.grace);
+            if end < deadline {
+                *this.deadline = end;
+                w.sleep.as_mut().reset(end);
             }
         }
-        let deadline = *this.deadline;
-        let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.as_mut().poll(cx).is_pending() {
+        if w.sleep.poll(cx).is_pending() {
             return Poll::Pending;
         }
-        Poll::Ready(if *this.in_grace { Ended::Abandoned } else { Ended::TimedOut })
+        Poll::Ready(if *w.in_grace { Ended::Abandoned } else { Ended::TimedOut })
     }
 }
 
@@ -193,7 +207,7 @@ where
     let mut rng: Option<fastrand::Rng> = None;
     // The error of the attempt before this one: what the step fails with
     // when a retry cannot be made after all.
-    let mut previous: Option<StepError> = None;
+    let mut previous: Option<Box<StepError>> = None;
     loop {
         if (attempt > 1 || check_first) && cancel.is_cancelled() {
             return Err(StepError::cancelled(attempt));
@@ -205,7 +219,7 @@ where
                     // Opened by another caller during the backoff: the step
                     // fails with its own last error, not with the breaker's.
                     return Err(match previous {
-                        Some(e) => not_retried(e, b),
+                        Some(e) => not_retried(*e, b),
                         None => StepError::new(
                             ErrorKind::CircuitOpen,
                             format!("circuit breaker for agent {}@{} is open", b.key().agent_id, b.key().version),
@@ -221,27 +235,23 @@ where
             Some(t) => deadline.min(saturating_after(attempt_start, t)),
             None => deadline,
         };
-        let res = match catch_unwind(AssertUnwindSafe(|| op(attempt))) {
-            Ok(fut) => {
-                let span = observer.attempt_span(attempt);
-                let attempt_fut = Deadline {
-                    fut,
-                    deadline: attempt_deadline,
-                    polled: false,
-                    sleep: None,
-                    cancel,
-                    cancelled: None,
-                    grace: policy.cancel_grace,
-                    in_grace: false,
-                    observer,
-                };
-                if span.is_disabled() {
-                    attempt_fut.await
-                } else {
-                    tracing::Instrument::instrument(attempt_fut, span).await
-                }
-            }
-            Err(panic) => Ended::Panicked(panic_message(&*panic)),
+        // The closure only builds the attempt's future (an agent's code runs
+        // when it is polled, where panics are caught); catching here would
+        // copy the whole future through the unwinding machinery.
+        let attempt_fut = Deadline {
+            fut: op(attempt),
+            deadline: attempt_deadline,
+            check_deadline: attempt > 1,
+            waiting: None,
+            cancel,
+            grace: &policy.cancel_grace,
+            observer,
+        };
+        let span = observer.attempt_span(attempt);
+        let res = if span.is_disabled() {
+            attempt_fut.await
+        } else {
+            tracing::Instrument::instrument(attempt_fut, span).await
         };
         let (error, hint) = match res {
             Ended::Returned(Ok(v)) => {
@@ -337,7 +347,7 @@ where
         if cancelled {
             return Err(StepError::cancelled(attempt));
         }
-        previous = Some(error);
+        previous = Some(Box::new(error));
         attempt += 1;
         attempt_start = Instant::now();
     }
