@@ -1,0 +1,11 @@
+//! Fuzz target `validate`: see `checks/compiler.rs` for what it checks.
+#![no_main]
+
+// Each target runs one of the checks the module shares with the tests.
+#[allow(dead_code)]
+#[path = "../checks/compiler.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::validate_bytes(data);
+});
