@@ -307,11 +307,16 @@ async fn an_attempt_whose_deadline_passed_is_never_polled() {
     // The observer alone uses up the step's time: the step times out
     // without calling the agent again.
     let agent = MockAgent::new("a", "1").then_fail("once").then_ok(json!({}));
-    let err = call_agent(&agent, &real_time_policy(), None, &CancellationToken::new(), &SlowObserver(S * 5 / 2))
+    let breaker = CircuitBreaker::new("a", "1", breaker_policy(5));
+    let observer = SlowObserver(S * 5 / 2);
+    let err = call_agent(&agent, &real_time_policy(), Some(&breaker), &CancellationToken::new(), &observer)
         .await
         .unwrap_err();
     assert_eq!((err.kind, err.attempt), (ErrorKind::Timeout, 2), "{err:?}");
+    assert!(err.message.contains("before attempt 2 started"), "{}", err.message);
     assert_eq!(agent.calls(), 1);
+    // The agent did not fail a second time: the breaker counts one failure.
+    assert_eq!(breaker.consecutive_failures(), 1);
 }
 
 // Every execution's journal ends with a terminal event, whatever its agents do.

@@ -107,8 +107,11 @@ pub(crate) fn saturating_after(at: Instant, d: Duration) -> Instant {
 enum Ended<T> {
     /// The agent returned.
     Returned(T),
-    /// The attempt's deadline passed (or had passed before it was polled).
+    /// The attempt's deadline passed while the agent ran.
     TimedOut,
+    /// The deadline had passed before the agent was first polled: the agent
+    /// did nothing, so the breaker records nothing.
+    Expired,
     /// The step was cancelled and the agent did not return within the grace period.
     Abandoned,
     /// The agent panicked; the payload's message.
@@ -153,7 +156,7 @@ impl<F: Future, O: Observer + ?Sized> Future for Deadline<'_, F, O> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if std::mem::take(this.check_deadline) && Instant::now() >= *this.deadline {
-            return Poll::Ready(Ended::TimedOut);
+            return Poll::Ready(Ended::Expired);
         }
         this.observer.before_agent_poll();
         match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
@@ -253,6 +256,7 @@ where
         } else {
             tracing::Instrument::instrument(attempt_fut, span).await
         };
+        let expired = matches!(res, Ended::Expired);
         let (error, hint) = match res {
             Ended::Returned(Ok(v)) => {
                 if let Some(p) = permit {
@@ -287,17 +291,21 @@ where
             Ended::Panicked(message) => {
                 (StepError::new(ErrorKind::Fatal, format!("the agent panicked: {message}"), attempt), None)
             }
-            Ended::TimedOut | Ended::Abandoned => {
-                let step_timeout = attempt_deadline == deadline;
-                let message = if step_timeout {
+            Ended::TimedOut | Ended::Abandoned | Ended::Expired => {
+                let mut message = if attempt_deadline == deadline {
                     format!("step timed out after {} ms", policy.timeout.as_millis())
                 } else {
                     format!("attempt timed out after {} ms", policy.attempt_timeout.unwrap_or_default().as_millis())
                 };
+                if expired {
+                    message.push_str(&format!(" before attempt {attempt} started"));
+                }
                 (StepError::new(ErrorKind::Timeout, message, attempt), None)
             }
         };
-        if let Some(p) = permit {
+        // An attempt that never ran is not the agent's failure; dropping its
+        // permit unrecorded frees a half-open slot.
+        if let Some(p) = permit.filter(|_| !expired) {
             p.failure(|t| observer.circuit(t));
         }
         let now = Instant::now();
