@@ -18,11 +18,23 @@ use tracing::{Event, Metadata};
 /// A span's name and field names.
 type SpanInfo = (String, BTreeSet<String>);
 
-/// Records every span's name and field names.
+/// Records every span's name and field names, and the fields of every
+/// warning (as `name=value` text).
 #[derive(Default, Clone)]
 struct Spans {
     seen: Arc<Mutex<Vec<SpanInfo>>>,
+    warnings: Arc<Mutex<Vec<String>>>,
     next: Arc<AtomicU64>,
+}
+
+/// `name=value` pairs of an event's fields.
+#[derive(Default)]
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={value:?} ", field.name()));
+    }
 }
 
 impl Subscriber for Spans {
@@ -36,7 +48,13 @@ impl Subscriber for Spans {
     }
     fn record(&self, _: &Id, _: &Record<'_>) {}
     fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, _: &Event<'_>) {}
+    fn event(&self, event: &Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            self.warnings.lock().unwrap().push(fields.0);
+        }
+    }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
 }
@@ -107,4 +125,22 @@ fn execution_ids_are_uuid_v4() {
     assert!(parts[2].starts_with('4'));
     assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"));
     assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+}
+
+#[test]
+fn a_breaker_asked_for_with_other_settings_is_warned_about_once() {
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(spans.clone());
+    let registry = BreakerRegistry::new(4);
+    let first = CircuitBreakerPolicy::default();
+    let other = CircuitBreakerPolicy { failure_threshold: 1, ..first };
+    registry.get("a", "1", &first);
+    registry.get("a", "1", &first);
+    assert!(spans.warnings.lock().unwrap().is_empty(), "the same settings are fine");
+    let b = registry.get("a", "1", &other);
+    registry.get("a", "1", &other);
+    assert_eq!(b.policy(), &first, "the first settings stay");
+    let warnings = spans.warnings.lock().unwrap().clone();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("agent_id=\"a\"") && warnings[0].contains("failure_threshold"), "{warnings:?}");
 }

@@ -2,7 +2,7 @@
 //! shares breakers between every step and execution in the process.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -101,6 +101,8 @@ pub struct CircuitBreaker {
     word: AtomicU64,
     failures: AtomicU32,
     inner: Mutex<Inner>,
+    /// Someone asked the registry for this breaker with other settings (warned once).
+    other_settings_seen: AtomicBool,
 }
 
 impl CircuitBreaker {
@@ -112,6 +114,7 @@ impl CircuitBreaker {
             word: AtomicU64::new(CircuitState::Closed.bits()),
             failures: AtomicU32::new(0),
             inner: Mutex::new(Inner { opened_at: Instant::now(), in_flight: 0, successes: 0 }),
+            other_settings_seen: AtomicBool::new(false),
         }
     }
 
@@ -296,7 +299,8 @@ impl Drop for Permit<'_> {
 ///
 /// [`BreakerRegistry::global`] is the one shared by the process; tests build
 /// their own with [`BreakerRegistry::new`]. A breaker's settings are those of
-/// the first step that asked for it.
+/// the first step that asked for it; the first request with other settings
+/// is logged as a warning.
 ///
 /// Eviction never splits a key or forgets a circuit that is not closed: when
 /// the registry is full, only a breaker that no step holds and that is closed
@@ -330,6 +334,18 @@ impl BreakerRegistry {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let key = BreakerKey { agent_id: agent_id.into(), version: version.into() };
         if let Some(b) = map.get(&key) {
+            // One breaker per key keeps the first settings; `validate` warns
+            // within a workflow (W0322), this across workflows in a process.
+            if b.policy != *policy && !b.other_settings_seen.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    agent_id,
+                    version,
+                    in_use = ?b.policy,
+                    asked = ?policy,
+                    "circuit breaker asked for with other settings than the ones in use, which stay: \
+                     failure_threshold, reset_timeout and half_open_requests are per agent and version"
+                );
+            }
             return b.clone();
         }
         if map.len() >= self.capacity {
