@@ -111,15 +111,16 @@ impl Recorder {
     }
 
     /// Hands held-back events to the OS. Called before agent code runs and
-    /// before the execution task yields.
-    pub fn flush(&self) {
+    /// before the execution task yields. Returns whether anything was written.
+    pub fn flush(&self) -> bool {
         if !self.buffers || !self.dirty.swap(false, Ordering::AcqRel) {
-            return;
+            return false;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let res = inner.writer.flush();
         self.check(&mut inner, res);
         self.publish_flushed(&mut inner);
+        true
     }
 
     fn publish_flushed(&self, inner: &mut RecorderInner) {
@@ -698,8 +699,8 @@ impl Observer for StepObserver<'_> {
         self.rec.circuit(&t, self.step);
     }
 
-    fn before_agent_poll(&self) {
-        self.rec.flush();
+    fn before_agent_poll(&self) -> bool {
+        self.rec.flush()
     }
 
     fn attempt_span(&self, attempt: u32) -> tracing::Span {

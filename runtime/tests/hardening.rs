@@ -319,6 +319,30 @@ async fn an_attempt_whose_deadline_passed_is_never_polled() {
     assert_eq!(breaker.consecutive_failures(), 1);
 }
 
+/// Blocks the thread when the journal is flushed before the agent runs, like a stalled disk.
+struct SlowFlush(Duration);
+
+impl Observer for SlowFlush {
+    fn before_agent_poll(&self) -> bool {
+        std::thread::sleep(self.0);
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_slow_journal_flush_does_not_let_an_attempt_start_after_its_deadline() {
+    // The flush right before the first poll of the first attempt takes the
+    // whole step: the agent must not run at all.
+    let agent = MockAgent::new("a", "1").then_ok(json!({}));
+    let breaker = CircuitBreaker::new("a", "1", breaker_policy(5));
+    let err = call_agent(&agent, &real_time_policy(), Some(&breaker), &CancellationToken::new(), &SlowFlush(S * 5 / 2))
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.attempt), (ErrorKind::Timeout, 1), "{err:?}");
+    assert_eq!(agent.calls(), 0, "the agent ran after the deadline");
+    assert_eq!(breaker.consecutive_failures(), 0, "an attempt that never ran is not a failure");
+}
+
 // Every execution's journal ends with a terminal event, whatever its agents do.
 
 #[derive(Clone, Copy, Debug)]

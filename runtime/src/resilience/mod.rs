@@ -28,8 +28,12 @@ pub trait Observer {
     /// Attempt `attempt` is about to call the agent; `at` is now.
     fn attempt_started(&self, _attempt: u32, _at: Instant) {}
     /// Agent code is about to run (each poll of an attempt); the executor
-    /// flushes its journal here.
-    fn before_agent_poll(&self) {}
+    /// flushes its journal here. Returns whether it did work that may have
+    /// taken time (I/O): the deadline is then checked before the agent's
+    /// first poll.
+    fn before_agent_poll(&self) -> bool {
+        false
+    }
     /// Attempt `attempt` failed after `elapsed`.
     fn attempt_failed(&self, _attempt: u32, _error: &StepError, _elapsed: Duration) {}
     /// Attempt `next_attempt` will start after `delay`.
@@ -121,16 +125,17 @@ enum Ended<T> {
 pin_project_lite::pin_project! {
     /// Like `tokio::time::timeout_at`, but the timer is created only if the
     /// operation does not finish on its first poll: a call that completes at
-    /// once never touches the timer wheel. A retry's deadline is checked
-    /// before its first poll (a backoff's slow observers may have used the
-    /// time up; a first attempt starts right after the clock was read), a
+    /// once never touches the timer wheel. The deadline is checked before the
+    /// agent's first poll when time may have passed since it was set (a
+    /// retry, whose backoff's observers ran; a journal flush that wrote), a
     /// panic in the agent ends the attempt, and once `cancel` fires the agent
     /// has `grace` left to return before it is abandoned.
     struct Deadline<'a, F, O: ?Sized> {
         #[pin]
         fut: F,
         deadline: Instant,
-        check_deadline: bool,
+        first_poll: bool,
+        retry: bool,
         waiting: Option<Pin<Box<Waiting<'a>>>>,
         cancel: &'a CancellationToken,
         grace: &'a Duration,
@@ -155,10 +160,13 @@ impl<F: Future, O: Observer + ?Sized> Future for Deadline<'_, F, O> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if std::mem::take(this.check_deadline) && Instant::now() >= *this.deadline {
+        // After the observer's flush (a journal write may block), before the
+        // agent's first poll: a retry always (its backoff's observers ran),
+        // a first attempt only when the flush did write.
+        let wrote = this.observer.before_agent_poll();
+        if std::mem::take(this.first_poll) && (*this.retry || wrote) && Instant::now() >= *this.deadline {
             return Poll::Ready(Ended::Expired);
         }
-        this.observer.before_agent_poll();
         match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
             Ok(Poll::Ready(v)) => return Poll::Ready(Ended::Returned(v)),
             Ok(Poll::Pending) => {}
@@ -244,7 +252,8 @@ where
         let attempt_fut = Deadline {
             fut: op(attempt),
             deadline: attempt_deadline,
-            check_deadline: attempt > 1,
+            first_poll: true,
+            retry: attempt > 1,
             waiting: None,
             cancel,
             grace: &policy.cancel_grace,
