@@ -82,6 +82,20 @@ pub enum AgentDefinition {
     Rust(RustAgent),
 }
 
+impl Workflow {
+    /// The policy layers a step runs with, in merge order: `policies.default`,
+    /// then the step's named or inline policy. `None` when it names a policy
+    /// that is not declared.
+    pub fn policy_layers<'a>(&'a self, step: &'a AgentStep) -> Option<impl Iterator<Item = &'a PolicyOverlay>> {
+        let own = match &step.policy {
+            Some(PolicyRef::Named(name)) => Some(self.policies.get(name)?),
+            Some(PolicyRef::Inline(policy)) => Some(policy),
+            None => None,
+        };
+        Some(self.policies.get("default").into_iter().chain(own))
+    }
+}
+
 impl AgentDefinition {
     /// The part every kind of agent has.
     pub fn common(&self) -> &AgentCommon {

@@ -271,16 +271,8 @@ fn check_shared_breakers(workflow: &Workflow, graph: &Graph<'_>, doc: &Doc<'_>, 
     let mut first: BTreeMap<&str, (&str, CircuitBreakerPolicy)> = BTreeMap::new();
     for node in &graph.nodes {
         let Step::Agent(step) = node.step else { continue };
-        let step_policy = match &step.policy {
-            Some(PolicyRef::Named(name)) => match workflow.policies.get(name) {
-                Some(p) => Some(p),
-                None => continue,
-            },
-            Some(PolicyRef::Inline(p)) => Some(p),
-            None => None,
-        };
-        let layers = workflow.policies.get("default").into_iter().chain(step_policy);
-        let Ok(resolved) = Policy::resolve(layers) else { continue };
+        // An unknown or invalid policy is reported on its own.
+        let Some(Ok(resolved)) = workflow.policy_layers(step).map(Policy::resolve) else { continue };
         let breaker = resolved.circuit_breaker;
         let Some((first_id, first_breaker)) = first.get(step.agent.as_str()) else {
             first.insert(&step.agent, (&step.id, breaker));

@@ -231,11 +231,7 @@ where
                     // fails with its own last error, not with the breaker's.
                     return Err(match previous {
                         Some(e) => not_retried(*e, b),
-                        None => StepError::new(
-                            ErrorKind::CircuitOpen,
-                            format!("circuit breaker for agent {}@{} is open", b.key().agent_id, b.key().version),
-                            attempt,
-                        ),
+                        None => StepError::new(ErrorKind::CircuitOpen, open_breaker(b), attempt),
                     });
                 }
             },
@@ -372,9 +368,12 @@ where
 
 /// `error`, noting that the open breaker stopped its retry.
 fn not_retried(mut error: StepError, breaker: &CircuitBreaker) -> StepError {
+    error.message.push_str(&format!("; not retried: the {}", open_breaker(breaker)));
+    error
+}
+
+/// "circuit breaker for agent ID@VERSION is open".
+fn open_breaker(breaker: &CircuitBreaker) -> String {
     let key = breaker.key();
-    error
-        .message
-        .push_str(&format!("; not retried: the circuit breaker for agent {}@{} is open", key.agent_id, key.version));
-    error
+    format!("circuit breaker for agent {}@{} is open", key.agent_id, key.version)
 }

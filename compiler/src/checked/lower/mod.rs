@@ -254,13 +254,14 @@ fn policy_index(
     policies: &mut Vec<NamedPolicy>,
     names: &mut Names,
 ) -> Lowering<usize> {
-    let (own, source) = match &step.policy {
-        None => (None, PolicySource::Default),
-        Some(PolicyRef::Named(name)) => (wf.policies.get(name), PolicySource::Named(name.clone())),
-        Some(PolicyRef::Inline(policy)) => (Some(policy), PolicySource::Inline(step.id.clone())),
+    let source = match &step.policy {
+        None => PolicySource::Default,
+        Some(PolicyRef::Named(name)) => PolicySource::Named(name.clone()),
+        Some(PolicyRef::Inline(_)) => PolicySource::Inline(step.id.clone()),
     };
-    let policy = Policy::resolve(wf.policies.get("default").into_iter().chain(own))
-        .map_err(|e| Lowered::Internal(format!("step {}: {e}", step.id)))?;
+    let layers =
+        wf.policy_layers(step).ok_or_else(|| Lowered::Internal(format!("step {}: unknown policy", step.id)))?;
+    let policy = Policy::resolve(layers).map_err(|e| Lowered::Internal(format!("step {}: {e}", step.id)))?;
     if let Some(i) = policies.iter().position(|p| p.policy == policy) {
         policies[i].steps.push(step.id.clone());
         return Ok(i);
