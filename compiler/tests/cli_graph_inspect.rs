@@ -235,3 +235,16 @@ fn every_command_has_an_example_in_its_help() {
         assert!(out.contains("Example") && out.contains(&format!("orchestr8 {command} ")), "{out}");
     }
 }
+
+#[test]
+fn inspect_shows_token_usage_and_error_reasons() {
+    let (out, err) = run(&["inspect", "tests/journals/llm-usage.jsonl"], 0);
+    assert_eq!(err, "");
+    assert!(out.contains("tokens       1019 total: 688 in (96 cached), 331 out, 3 calls"), "{out}");
+    insta::assert_snapshot!(out);
+    let (out, _) = run(&["inspect", "tests/journals/llm-usage.jsonl", "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["usage"]["calls"], 3);
+    assert_eq!(value["steps"][0]["usage"]["inputTokens"], 412);
+    assert_eq!(value["steps"][1]["error"]["reason"], "truncated");
+}

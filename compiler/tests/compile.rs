@@ -186,7 +186,8 @@ fn examples_build_and_run_end_to_end() {
 #[test]
 fn examples_pass_their_workflow_tests() {
     let _generated = generated_lock();
-    for example in EXAMPLES {
+    // The LLM example too: its steps are mocked, so no model is needed.
+    for example in EXAMPLES.into_iter().chain(["llm-triage"]) {
         let dir = repo().join("examples").join(example);
         let out = orchestr8()
             .arg("test")
@@ -301,5 +302,120 @@ fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
     server.wait().ok();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
+    }
+}
+
+/// The LLM example: its generated crate (snapshot), built and linted like
+/// the others, then run against a real model server on loopback:
+/// llama.cpp's `llama-server` with SmolLM2-135M, installed by
+/// `scripts/local-llm with` (which `.ci/run` runs the suite under) and started here.
+/// The model's text is not asserted, only what must hold whatever it says.
+#[test]
+fn llm_example_runs_against_a_local_model() {
+    let dir = repo().join("examples/llm-triage");
+    let text = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
+    let validation = validate(text.as_bytes(), &FromRustSource::new(&dir));
+    let workflow = validation.checked.unwrap_or_else(|| panic!("{:?}", validation.diagnostics));
+    let options = CrateOptions { runtime_dir: repo().join("runtime"), out_dir: dir.clone(), workflow_dir: dir.clone() };
+    let mut all = String::new();
+    for (path, content) in &generate(&workflow, &options).unwrap() {
+        all.push_str(&format!("==> {} <==\n{content}\n", path.display()));
+    }
+    insta::assert_snapshot!("example_llm-triage", all);
+
+    let (Some(server), Some(model)) =
+        (std::env::var_os("ORCHESTR8_LLAMA_SERVER"), std::env::var_os("ORCHESTR8_LLAMA_MODEL"))
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs this against the local model: run the suite as `scripts/local-llm with cargo test --workspace`, which sets ORCHESTR8_LLAMA_SERVER and ORCHESTR8_LLAMA_MODEL"
+        );
+        eprintln!("skipped: run the tests as `scripts/local-llm with cargo test` to run the LLM example against a local model");
+        return;
+    };
+    let binary = {
+        let _generated = generated_lock();
+        build("llm-triage")
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut llama = LlamaServer(
+        Command::new(server)
+            .arg("-m")
+            .arg(model)
+            .args(["--alias", "smollm2", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["-c", "4096", "-t", "2", "--jinja", "--offline", "--seed", "42"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("llama-server starts"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Not listening yet, or listening and still loading the model (503).
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || http(port, "GET", "/health", "").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "llama-server did not become ready in 60 s");
+        assert!(llama.0.try_wait().unwrap().is_none(), "llama-server exited");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let journal = tempfile::tempdir().unwrap();
+    // A key the server ignores: it must not reach the journal or stderr.
+    let key = "sk-local-NEVERSHOWN-9f8e7d6c5b4a";
+    let output = Command::new(&binary)
+        .arg("--input-file")
+        .arg(dir.join("input.json"))
+        .arg("--journal-dir")
+        .arg(journal.path())
+        .env("ORCHESTR8_OPENAI_BASE_URL", format!("http://127.0.0.1:{port}/v1"))
+        .env("OPENAI_API_KEY", key)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let files: Vec<_> = std::fs::read_dir(journal.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let lines = std::fs::read_to_string(&files[0]).unwrap();
+    for text in [&lines, &stderr.to_string(), &stdout.to_string()] {
+        assert!(!text.contains(key) && !text.contains("NEVERSHOWN"), "the key leaked: {text}");
+    }
+    let events: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = events.last().unwrap();
+    let usage = &last["usage"];
+    assert!(usage["calls"].as_u64().unwrap() >= 1 && usage["inputTokens"].as_u64().unwrap() > 0, "{last}");
+    match output.status.code() {
+        Some(0) => {
+            // Valid against the output schema, which the program checked.
+            let result: Value = serde_json::from_str(&stdout).unwrap();
+            assert!(
+                ["bug", "billing", "question", "feature"].contains(&result["category"].as_str().unwrap()),
+                "{result}"
+            );
+            assert!((1..=4).contains(&result["priority"].as_i64().unwrap()), "{result}");
+            assert!(result["reply"].as_str().unwrap().chars().count() <= 600, "{result}");
+            assert_eq!(last["event"], "execution.completed");
+        }
+        Some(1) => {
+            // A classified, journaled failure of one of the LLM outcome classes.
+            let error = &last["error"];
+            assert_eq!(last["event"], "execution.failed", "{last}");
+            let reason = error["reason"].as_str().unwrap_or_default();
+            assert!(
+                ["invalid_output", "truncated", "refused", "stopped", "budget_exceeded"].contains(&reason)
+                    || error["kind"] == "budget_exceeded",
+                "{error}"
+            );
+            assert!(stderr.contains(error["message"].as_str().unwrap()), "{stderr}");
+        }
+        other => panic!("exit {other:?}\n{stderr}"),
+    }
+    let started = events.iter().filter(|e| e["event"] == "step.started").count();
+    assert!(started >= 1);
+    let _ = llama.0.kill();
+}
+
+/// Stops the model server however the test ends.
+struct LlamaServer(std::process::Child);
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -101,3 +101,22 @@ fn steps_that_give_one_agent_different_breakers_are_warned_about_at_the_later_st
         validation.diagnostics.iter().map(|d| (d.code.as_str(), d.pointer.as_str())).collect();
     assert_eq!(found, [("W0322", "/steps/1/parallel/1/agent"), ("W0322", "/steps/2/agent")]);
 }
+
+/// What a provider cannot enforce of an LLM agent's output schema is a
+/// warning, and the workflow stays valid.
+#[test]
+fn llm_provider_limits_are_warnings() {
+    insta::glob!("llm-warnings/*.json", |path| {
+        let bytes = std::fs::read(path).unwrap();
+        let name = format!("llm-warnings/{}", path.file_name().unwrap().to_string_lossy());
+        let validation = validate(&bytes, &DeclaredInWorkflow);
+        assert!(!validation.has_errors() && !validation.diagnostics.is_empty(), "{name}: {:?}", validation.diagnostics);
+        assert!(validation.checked.is_some(), "{name}: a valid workflow is lowered");
+        insta::assert_snapshot!(render_human(
+            &name,
+            &validation.text,
+            &validation.diagnostics,
+            RenderOptions::default()
+        ));
+    });
+}

@@ -20,6 +20,10 @@ pub enum AgentErrorKind {
     /// The agent stopped because its cancellation token fired. Never retried
     /// and never counted by the circuit breaker.
     Cancelled,
+    /// The execution's token budget (`limits.maxTokens`) is spent: the step
+    /// fails with kind `budget_exceeded`, is never retried, and the breaker
+    /// does not count it.
+    BudgetExceeded,
 }
 
 /// An error returned by an agent.
@@ -29,22 +33,40 @@ pub struct AgentError {
     kind: AgentErrorKind,
     message: String,
     retry_after: Option<Duration>,
+    reason: Option<&'static str>,
 }
 
 impl AgentError {
     /// An ordinary, retryable failure.
     pub fn retryable(message: impl Into<String>) -> Self {
-        AgentError { kind: AgentErrorKind::Retryable, message: message.into(), retry_after: None }
+        AgentError { kind: AgentErrorKind::Retryable, message: message.into(), retry_after: None, reason: None }
     }
 
     /// A fatal failure: the step fails at once with kind `fatal`.
     pub fn fatal(message: impl Into<String>) -> Self {
-        AgentError { kind: AgentErrorKind::Fatal, message: message.into(), retry_after: None }
+        AgentError { kind: AgentErrorKind::Fatal, message: message.into(), retry_after: None, reason: None }
     }
 
     /// The agent noticed its cancellation token and gave up.
     pub fn cancelled() -> Self {
-        AgentError { kind: AgentErrorKind::Cancelled, message: "cancelled".into(), retry_after: None }
+        AgentError { kind: AgentErrorKind::Cancelled, message: "cancelled".into(), retry_after: None, reason: None }
+    }
+
+    /// The execution's token budget is spent.
+    pub fn budget_exceeded(message: impl Into<String>) -> Self {
+        AgentError { kind: AgentErrorKind::BudgetExceeded, message: message.into(), retry_after: None, reason: None }
+    }
+
+    /// A machine-readable sub-kind (e.g. `refused`, `truncated` for LLM
+    /// agents), journaled as the step error's `reason`.
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// The sub-kind, if any.
+    pub fn reason(&self) -> Option<&'static str> {
+        self.reason
     }
 
     /// Asks that the next attempt wait at least `delay` (e.g. an HTTP
@@ -98,6 +120,7 @@ pub struct AgentContext<'a> {
     step_id: &'a str,
     attempt: u32,
     config: &'a Value,
+    tokens: Option<crate::usage::Tokens<'a>>,
 }
 
 impl<'a> AgentContext<'a> {
@@ -110,7 +133,19 @@ impl<'a> AgentContext<'a> {
         attempt: u32,
         config: &'a Value,
     ) -> Self {
-        AgentContext { cancel, meta, step_id, attempt, config }
+        AgentContext { cancel, meta, step_id, attempt, config, tokens: None }
+    }
+
+    /// Where the agent's model calls are counted (the executor sets it).
+    pub fn with_tokens(mut self, tokens: crate::usage::Tokens<'a>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// The step's and execution's token meters and the budget, when run by
+    /// the executor.
+    pub fn tokens(&self) -> Option<crate::usage::Tokens<'a>> {
+        self.tokens
     }
 
     /// The token that fires when the step is cancelled. Long-running agents

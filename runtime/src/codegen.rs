@@ -8,6 +8,7 @@ pub use crate::executor::{
     Runtime, StepMocks, Workflow, WorkflowInfo,
 };
 pub use crate::journal::{FileStore, JournalStore, MemoryStore, DEFAULT_JOURNAL_DIR};
+pub use crate::llm;
 pub use crate::policy::{CircuitBreakerPolicy, Policy, RetryPolicy};
 pub use crate::program::{ExecutionIds, Program};
 pub use crate::resilience::BreakerRegistry;

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Cancelled,
     /// The process ended while the execution was running (found on reading its journal).
     Interrupted,
+    /// The execution's token budget (`limits.maxTokens`) was spent.
+    BudgetExceeded,
 }
 
 impl ErrorKind {
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::InvalidOutput => "invalid_output",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Interrupted => "interrupted",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
         }
     }
 }
@@ -67,6 +70,10 @@ pub struct StepError {
     pub step: Option<Arc<str>>,
     /// The attempt the step was on.
     pub attempt: u32,
+    /// A finer class than `kind`, when the agent gives one (an LLM agent's
+    /// `refused`, `truncated`, `invalid_output`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// An execution's error: the error of the step that failed it (or a
@@ -76,12 +83,18 @@ pub type ExecutionError = StepError;
 impl StepError {
     /// An error of `kind` with no step attached yet.
     pub fn new(kind: ErrorKind, message: impl Into<String>, attempt: u32) -> Self {
-        StepError { kind, message: message.into(), step: None, attempt }
+        StepError { kind, message: message.into(), step: None, attempt, reason: None }
     }
 
     /// Attaches the step id.
     pub fn with_step(mut self, step: Arc<str>) -> Self {
         self.step = Some(step);
+        self
+    }
+
+    /// Attaches a reason.
+    pub fn with_reason(mut self, reason: Option<&str>) -> Self {
+        self.reason = reason.map(str::to_owned);
         self
     }
 

@@ -27,6 +27,7 @@ use crate::journal::{EventKind, EventLabels, JournalEvent, JournalStore, Json, M
 use crate::policy::Policy;
 use crate::resilience::{self, BreakerRegistry, CircuitBreaker, CircuitTransition, Observer};
 use crate::state::{ExecutionState, StepState};
+use crate::usage::{Tokens, Usage, UsageMeter};
 
 /// What the workflow does when an agent step fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,12 +59,25 @@ pub struct WorkflowInfo {
     pub version: Arc<str>,
     /// Hash of the definition the code was generated from.
     pub definition_hash: Arc<str>,
+    /// `limits.maxTokens`: the model tokens one execution may use.
+    pub max_tokens: Option<u64>,
 }
 
 impl WorkflowInfo {
     /// Builds the identity.
     pub fn new(id: impl Into<Arc<str>>, version: impl Into<Arc<str>>, definition_hash: impl Into<Arc<str>>) -> Self {
-        WorkflowInfo { id: id.into(), version: version.into(), definition_hash: definition_hash.into() }
+        WorkflowInfo {
+            id: id.into(),
+            version: version.into(),
+            definition_hash: definition_hash.into(),
+            max_tokens: None,
+        }
+    }
+
+    /// Sets the execution's token budget (`limits.maxTokens`).
+    pub fn max_tokens(mut self, tokens: u64) -> Self {
+        self.max_tokens = Some(tokens);
+        self
     }
 }
 
@@ -81,6 +95,10 @@ pub struct Recorder {
     /// (and follow tokio's paused clock in tests).
     base_wall: SystemTime,
     base_mono: Instant,
+    /// The model tokens the execution's steps used.
+    usage: UsageMeter,
+    /// `limits.maxTokens`.
+    budget: Option<u64>,
 }
 
 struct RecorderInner {
@@ -565,10 +583,18 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
             Ok(i) => i,
             Err(msg) => {
                 let e = StepError::new(ErrorKind::InvalidInput, msg, 0);
-                return self.failed(rec, e, started);
+                return self.failed(rec, e, started, &UsageMeter::default());
             }
         };
-        let observer = StepObserver { rec, step: &self.id, agent: &self.agent_id, attempt: AtomicU32::new(0) };
+        let observer = StepObserver {
+            rec,
+            step: &self.id,
+            agent: &self.agent_id,
+            attempt: AtomicU32::new(0),
+            usage: UsageMeter::default(),
+            attempt_usage: Mutex::new(Usage::default()),
+        };
+        let usage = &observer.usage;
         let meta = cx.meta();
         let agent = &*self.agent;
         let step_id: &str = &self.id;
@@ -585,7 +611,8 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
                 if let Some(mock) = mock {
                     return mock_attempt(mock, cancel).await;
                 }
-                let ctx = AgentContext::new(cancel, meta, step_id, attempt, config);
+                let tokens = Tokens::new(usage, &rec.usage, rec.budget);
+                let ctx = AgentContext::new(cancel, meta, step_id, attempt, config).with_tokens(tokens);
                 agent.run(&ctx, input).await.map(Ok)
             }
         })
@@ -594,13 +621,13 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         match result {
             Ok(Err(msg)) => {
                 let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
-                self.failed(rec, e, started)
+                self.failed(rec, e, started, &observer.usage)
             }
             Ok(Ok(out)) => {
                 let output = to_json(&out);
                 if let Err(msg) = (self.store)(cx.state, out) {
                     let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
-                    return self.failed(rec, e, started);
+                    return self.failed(rec, e, started, &observer.usage);
                 }
                 let end = Instant::now();
                 let mut ev = rec.step_event(EventKind::StepSucceeded, &self.id, &self.agent_id, end);
@@ -608,6 +635,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
                 ev.duration_ms = Some(millis(end - started));
                 ev.output = output;
                 ev.state = Some(StepState::Succeeded.into());
+                set_usage(&mut ev, observer.usage.get());
                 rec.record(ev);
                 Outcome::Ok
             }
@@ -618,14 +646,15 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
                 ev.duration_ms = Some(millis(end - started));
                 ev.error = Some(Box::new(e.with_step(self.id.clone())));
                 ev.state = Some(StepState::Cancelled.into());
+                set_usage(&mut ev, observer.usage.get());
                 rec.record(ev);
                 Outcome::Cancelled
             }
-            Err(e) => self.failed(rec, e, started),
+            Err(e) => self.failed(rec, e, started, &observer.usage),
         }
     }
 
-    fn failed(&self, rec: &Recorder, e: StepError, started: Instant) -> Outcome {
+    fn failed(&self, rec: &Recorder, e: StepError, started: Instant, usage: &UsageMeter) -> Outcome {
         let e = e.with_step(self.id.clone());
         let state = if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed };
         let end = Instant::now();
@@ -634,6 +663,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         ev.duration_ms = Some(millis(end - started));
         ev.state = Some(state.into());
         ev.error = Some(Box::new(e.clone()));
+        set_usage(&mut ev, usage.get());
         rec.record(ev);
         match self.on_error {
             OnError::Fail => Outcome::Failed(e),
@@ -668,11 +698,19 @@ struct StepObserver<'a> {
     step: &'a Arc<str>,
     agent: &'a Arc<str>,
     attempt: AtomicU32,
+    /// The step's model tokens so far.
+    usage: UsageMeter,
+    /// `usage` when the current attempt started: its own usage is the difference.
+    attempt_usage: Mutex<Usage>,
 }
 
 impl Observer for StepObserver<'_> {
     fn attempt_started(&self, attempt: u32, at: Instant) {
         self.attempt.store(attempt, Ordering::Relaxed);
+        let so_far = self.usage.get();
+        if !so_far.is_empty() {
+            *self.attempt_usage.lock().unwrap_or_else(|p| p.into_inner()) = so_far;
+        }
         let mut ev = self.rec.step_event(EventKind::StepAttemptStarted, self.step, self.agent, at);
         ev.attempt = Some(attempt);
         ev.state = Some(StepState::Executing.into());
@@ -684,6 +722,10 @@ impl Observer for StepObserver<'_> {
         ev.attempt = Some(attempt);
         ev.duration_ms = Some(millis(elapsed));
         ev.error = Some(Box::new(error.clone().with_step(self.step.clone())));
+        let so_far = self.usage.get();
+        if !so_far.is_empty() {
+            set_usage(&mut ev, so_far.since(*self.attempt_usage.lock().unwrap_or_else(|p| p.into_inner())));
+        }
         self.rec.record(ev);
     }
 
@@ -726,6 +768,13 @@ impl Observer for StepObserver<'_> {
             attempt = next_attempt,
             delay_ms = millis(delay)
         )
+    }
+}
+
+/// Journals `usage` on `ev` when any model call was made.
+fn set_usage(ev: &mut JournalEvent, usage: Usage) {
+    if !usage.is_empty() {
+        ev.labels_mut().usage = Some(usage);
     }
 }
 
@@ -888,6 +937,8 @@ impl Runtime {
                 dirty: AtomicBool::new(false),
                 base_wall: SystemTime::now(),
                 base_mono: Instant::now(),
+                usage: UsageMeter::default(),
+                budget: info.max_tokens,
             },
             definition_hash: info.definition_hash.clone(),
             input: opts.input.map(Json::from),
@@ -1012,6 +1063,7 @@ impl Execution {
             definition_hash: Some(self.definition_hash.clone()),
             correlation_id: Some(rec.meta.correlation_id.clone()),
             agent_version: None,
+            usage: None,
         }));
         ev.input = self.input.clone();
         ev.state = Some(StateName::Running);
@@ -1039,6 +1091,7 @@ impl Execution {
             Ok(o) => ev.output = to_json(o),
             Err(e) => ev.error = Some(Box::new(e.clone())),
         }
+        set_usage(&mut ev, rec.usage.get());
         rec.record(ev);
         rec.sync().await;
         self.set_state(final_state);

@@ -13,6 +13,7 @@ pub mod codegen;
 pub mod error;
 pub mod executor;
 pub mod journal;
+pub mod llm;
 pub mod policy;
 pub mod program;
 pub mod resilience;
@@ -21,6 +22,7 @@ mod server;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod usage;
 
 pub use agent::{Agent, AgentContext, AgentError, AgentErrorKind, DynAgent, ExecutionMeta};
 pub use bus::{BusMessage, EventBus, Subscriber};
@@ -34,3 +36,4 @@ pub use policy::{CircuitBreakerPolicy, Policy, PolicyOverlay, RetryPolicy};
 pub use resilience::{BreakerRegistry, CircuitBreaker, CircuitState};
 pub use state::{ExecutionState, StepState};
 pub use tokio_util::sync::CancellationToken;
+pub use usage::{Tokens, Usage, UsageMeter};

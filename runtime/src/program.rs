@@ -105,7 +105,12 @@ pub struct Program<I, S, O> {
     output_schema: Option<Value>,
     interrupts: Option<UnboundedReceiver<()>>,
     start_paused: bool,
+    preflight: Vec<Preflight>,
 }
+
+/// A check the program makes before it runs or serves anything (an LLM
+/// agent's API key is set): its error ends the program with exit code 2.
+type Preflight = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl<I, S, O> std::fmt::Debug for Program<I, S, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,7 +139,15 @@ where
             output_schema: None,
             interrupts: None,
             start_paused: false,
+            preflight: Vec::new(),
         }
+    }
+
+    /// Adds a check made when the program starts to run or serve (not for
+    /// `--help` or `--test`, whose mocks may stand in for what it checks).
+    pub fn preflight(mut self, check: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
+        self.preflight.push(Box::new(check));
+        self
     }
 
     /// A one-paragraph description for `--help` (the workflow's description).
@@ -172,6 +185,18 @@ where
     pub fn start_paused(mut self) -> Self {
         self.start_paused = true;
         self
+    }
+
+    /// Runs the preflight checks; reports each failure.
+    fn failed_preflight(&self, stderr: &mut dyn Write) -> bool {
+        let mut failed = false;
+        for check in &self.preflight {
+            if let Err(msg) = check() {
+                let _ = writeln!(stderr, "error: {msg}");
+                failed = true;
+            }
+        }
+        failed
     }
 
     /// Parses [`std::env::args_os`], runs, and returns the exit code.
@@ -244,6 +269,7 @@ where
                     return EXIT_USAGE;
                 }
             },
+            Command::Run(_) | Command::Serve(_) if self.failed_preflight(stderr) => return EXIT_USAGE,
             Command::Run(args) => return self.execute(args, stdin, stdout, stderr),
             Command::Test(file) => return test_mode::run(&self, &file, stdin, stdout, stderr),
             Command::Serve(args) => return self.serve(args, stderr),

@@ -320,6 +320,7 @@ fn hand_written_lines_are_serdes_bytes() {
         definition_hash: Some("sha256:\"quoted\"".into()),
         correlation_id: Some("c\n1".into()),
         agent_version: None,
+        usage: None,
     }));
     events[0].input = Some(json!({"z": 1, "a": [true, null, 1.5, "é\u{1}"]}).into());
     events[0].state = Some(StateName::Running);

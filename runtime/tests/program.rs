@@ -400,3 +400,28 @@ fn a_second_ctrl_c_exits_at_once_with_130() {
     let events = only_journal(dir.path());
     assert!(!events.iter().any(|e| e.event.is_terminal()), "{:?}", event_names(&events));
 }
+
+#[test]
+fn a_failed_preflight_exits_2_before_anything_runs_but_not_for_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = || -> Result<(), String> {
+        Err("agent `triage`: the environment variable ANTHROPIC_API_KEY is not set".into())
+    };
+    let r = run_in(
+        dir.path(),
+        ok_program().preflight(missing).preflight(|| Ok(())),
+        &["--input", r#"{"ticketId": "T-1", "count": 3}"#],
+        "",
+    );
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stderr, "error: agent `triage`: the environment variable ANTHROPIC_API_KEY is not set\n");
+    assert_eq!(r.stdout, "");
+    assert!(journals(dir.path()).is_empty(), "no execution started");
+    let r = run(ok_program().preflight(missing), &["serve"], "");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = run(ok_program().preflight(missing), &["--help"], "");
+    assert_eq!(r.code, 0);
+    let r =
+        run_in(dir.path(), ok_program().preflight(|| Ok(())), &["--input", r#"{"ticketId": "T-1", "count": 3}"#], "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -53,6 +53,9 @@ pub struct Workflow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "value_expression")]
     pub output: Option<Value>,
+    /// Limits on each execution (a token budget for its model calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<WorkflowLimits>,
 }
 
 /// Who the workflow is.
@@ -80,6 +83,8 @@ pub struct Metadata {
 pub enum AgentDefinition {
     /// An async Rust function marked `#[agent]` in a crate beside the workflow.
     Rust(RustAgent),
+    /// A language model called with a JSON prompt; its answer is validated against `output`.
+    Llm(LlmAgent),
 }
 
 impl Workflow {
@@ -101,6 +106,7 @@ impl AgentDefinition {
     pub fn common(&self) -> &AgentCommon {
         match self {
             AgentDefinition::Rust(a) => &a.common,
+            AgentDefinition::Llm(a) => &a.common,
         }
     }
 }
@@ -123,6 +129,137 @@ pub struct RustAgent {
     /// Fields every kind of agent has.
     #[serde(flatten)]
     pub common: AgentCommon,
+}
+
+/// An agent that calls a language model: a JSON prompt in, JSON matching `output` out.
+/// `input` and `output` are required: they are the agent's types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LlmAgent {
+    /// The wire format: `anthropic` (the Messages API), or `openai` (any
+    /// OpenAI-compatible chat-completions server: OpenAI, Ollama, vLLM, llama.cpp).
+    pub provider: Provider,
+    /// The model, as the provider names it (e.g. `claude-sonnet-4-5`).
+    #[schemars(length(min = 1))]
+    pub model: String,
+    /// The provider's base URL (default `https://api.anthropic.com`, or
+    /// `https://api.openai.com/v1`). `ORCHESTR8_ANTHROPIC_BASE_URL` /
+    /// `ORCHESTR8_OPENAI_BASE_URL` override it at run time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key (default `ANTHROPIC_API_KEY`, or
+    /// `OPENAI_API_KEY`, which may be unset for a local server). The key is read from the
+    /// environment only and never written anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub api_key_env: Option<String>,
+    /// The JSON prompt.
+    pub prompt: Prompt,
+    /// Bound on the answer's tokens (default 4096). An answer cut off there fails the
+    /// step with reason `truncated`; it is not repaired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature (the provider's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f64>,
+    /// How an answer that does not match `output` is sent back with its validation errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Repair>,
+    /// How Anthropic is made to answer with the schema: `native` (`output_config.format`,
+    /// the default) or `tool` (a forced tool call, for models without native structured
+    /// output). Ignored by `openai`, which always uses `response_format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_output: Option<StructuredOutput>,
+    /// Limits on this agent's calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<AgentLimits>,
+    /// Fields every kind of agent has.
+    #[serde(flatten)]
+    pub common: AgentCommon,
+}
+
+/// A model provider's wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// An OpenAI-compatible chat-completions API.
+    Openai,
+}
+
+/// How Anthropic is made to answer with the output schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StructuredOutput {
+    /// `output_config.format`: the answer is JSON text.
+    #[default]
+    Native,
+    /// A forced call of one tool whose input schema is the output schema.
+    Tool,
+}
+
+/// The JSON prompt. Texts may reference the agent's own input (`${input.ticket.subject}`),
+/// and nothing else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Prompt {
+    /// The system prompt: who the model is.
+    pub system: String,
+    /// What to do with the input.
+    pub instructions: String,
+    /// Rules the answer must follow, listed in the system prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    /// Worked examples; each must fit the agent's input and output schemas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<Example>,
+}
+
+/// An input and the output expected for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    /// An input, valid against the agent's input schema.
+    pub input: Value,
+    /// Its output, valid against the agent's output schema.
+    pub output: Value,
+}
+
+/// The repair loop: an invalid answer is sent back with what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Repair {
+    /// How many times an invalid answer is sent back (default 2; 0 never repairs). Each
+    /// repair replaces the previous one, so a call's cost does not grow with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
+    pub max_attempts: Option<u32>,
+}
+
+/// Limits on an agent's calls.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentLimits {
+    /// Calls in flight at once to this provider URL and model, shared by every execution
+    /// in the process (the first agent to run sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
+}
+
+/// Limits on one execution.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkflowLimits {
+    /// Model tokens (input and output, repairs included) one execution may use. A call is
+    /// not started once they are spent, and an answer is bounded by what is left; the
+    /// step then fails with kind `budget_exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<u64>,
 }
 
 /// Fields every kind of agent has.

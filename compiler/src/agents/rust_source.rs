@@ -275,7 +275,10 @@ fn display_under(path: &Path, base: &Path) -> String {
 
 impl AgentSchemaSource for FromRustSource {
     fn schemas(&self, id: &str, definition: &AgentDefinition, pointer: &str) -> AgentSchemas {
-        let AgentDefinition::Rust(agent) = definition;
+        // Other kinds declare their schemas in the workflow.
+        let AgentDefinition::Rust(agent) = definition else {
+            return super::DeclaredInWorkflow.schemas(id, definition, pointer);
+        };
         let mut out = AgentSchemas::default();
         let (decl, file, line) = match self.declaration(agent, pointer) {
             Ok(found) => found,

@@ -54,6 +54,38 @@ pub struct CheckedWorkflow {
     pub policies: Vec<NamedPolicy>,
     /// The agent crates the generated crate depends on.
     pub crates: Vec<AgentCrate>,
+    /// The LLM agents, in id order.
+    pub llm_agents: Vec<CheckedLlmAgent>,
+    /// The structs and enums the crate defines for its LLM agents' inputs and outputs.
+    pub agent_types: Vec<RustTy>,
+    /// `limits.maxTokens`: each execution's token budget.
+    pub max_tokens: Option<u64>,
+}
+
+/// How a step's agent is made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentImpl {
+    /// The unit struct `#[agent]` defines in an agent crate.
+    Rust(TypePath),
+    /// An LLM agent: an index into [`CheckedWorkflow::llm_agents`].
+    Llm(usize),
+}
+
+/// An LLM agent, built once per program from its definition.
+#[derive(Debug, Clone)]
+pub struct CheckedLlmAgent {
+    /// Its id.
+    pub id: String,
+    /// Its version: its own, else the workflow's.
+    pub version: String,
+    /// The function giving the program's one instance (`agent_triage`).
+    pub ident: Ident,
+    /// `agents.ID` as JSON: the runtime reads the prompt, provider and schemas from it.
+    pub definition: String,
+    /// Its input type (a struct or enum of [`CheckedWorkflow::agent_types`], or a plain type).
+    pub input: RustTy,
+    /// Its output type.
+    pub output: RustTy,
 }
 
 /// An agent step.
@@ -67,8 +99,8 @@ pub struct CheckedStep {
     pub slot: Ident,
     /// The agent's id.
     pub agent: String,
-    /// The agent's type (`::triage_agents::nlp::ClassifyAgent`).
-    pub agent_type: TypePath,
+    /// How the agent is made (`::triage_agents::nlp::ClassifyAgent`, or an LLM agent).
+    pub agent_impl: AgentImpl,
     /// The agent's input type.
     pub input_type: RustTy,
     /// The agent's output type.

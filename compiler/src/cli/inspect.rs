@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use orchestr8_runtime::journal::{
     read_execution, read_file, EventKind, JournalEvent, JournalRead, DEFAULT_JOURNAL_DIR, LOG_DIR,
 };
-use orchestr8_runtime::StepError;
+use orchestr8_runtime::{StepError, Usage};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -147,6 +147,8 @@ struct StepRow {
     duration_ms: Option<u64>,
     attempts: Vec<Attempt>,
     error: Option<StepError>,
+    /// Model tokens the step used (LLM agents).
+    usage: Option<Usage>,
 }
 
 impl StepRow {
@@ -173,6 +175,8 @@ struct Execution {
     error: Option<StepError>,
     steps: Vec<StepRow>,
     warnings: Vec<String>,
+    /// Model tokens: the terminal event's, else the steps' so far.
+    usage: Option<Usage>,
 }
 
 fn since(start: SystemTime, t: SystemTime) -> u64 {
@@ -213,6 +217,7 @@ impl Execution {
                         duration_ms: None,
                         attempts: Vec::new(),
                         error: None,
+                        usage: None,
                     });
                     steps.last_mut().expect("just pushed")
                 }
@@ -229,6 +234,10 @@ impl Execution {
                 row.duration_ms = None;
             }
         }
+        let usage = terminal.and_then(|e| e.usage().copied()).or_else(|| {
+            let sum = steps.iter().filter_map(|s| s.usage).fold(Usage::default(), Usage::plus);
+            (!sum.is_empty()).then_some(sum)
+        });
         let started_at = serde_json::to_value(started).ok().and_then(|v| v["ts"].as_str().map(str::to_owned));
         Some(Execution {
             execution_id: started.execution_id.to_string(),
@@ -242,6 +251,7 @@ impl Execution {
             error: snapshot.error.clone(),
             steps,
             warnings: read.warnings.clone(),
+            usage,
         })
     }
 
@@ -273,6 +283,7 @@ impl Execution {
                     "endMs": s.end_ms,
                     "durationMs": s.duration_ms,
                     "error": s.error,
+                    "usage": s.usage,
                     "attemptDetails": s.attempts,
                 })
             })
@@ -287,6 +298,7 @@ impl Execution {
             "state": self.state,
             "durationMs": self.duration_ms,
             "error": self.error,
+            "usage": self.usage,
             "steps": steps,
             "warnings": self.warnings,
         })
@@ -317,9 +329,12 @@ impl Execution {
         out.push_str(&format!("started      {}\n", self.started_at));
         out.push_str(&format!("state        {}\n", paint(&self.state, &self.state)));
         out.push_str(&format!("duration     {}\n", ms(self.duration_ms)));
+        if let Some(u) = &self.usage {
+            out.push_str(&format!("tokens       {}\n", tokens(u)));
+        }
         if let Some(e) = &self.error {
             let step = e.step.as_deref().map(|s| format!(" in step `{s}`")).unwrap_or_default();
-            out.push_str(&format!("error        {}{step}: {}\n", e.kind, one_line(&e.message)));
+            out.push_str(&format!("error        {}{step}: {}\n", kind(e), one_line(&e.message)));
         }
         if self.steps.is_empty() {
             out.push_str("\nno step started\n");
@@ -340,8 +355,11 @@ impl Execution {
             };
             let state = format!("{:<state_w$}", s.state);
             let mut line = format!("  {:<id_w$}  {}  {:<11} {:>9}", s.id, paint(&s.state, &state), attempts, duration);
+            if let Some(u) = &s.usage {
+                line.push_str(&format!("  {} tokens", u.total_tokens()));
+            }
             if let Some(e) = &s.error {
-                line.push_str(&format!("  {}: {}", e.kind, one_line(&e.message)));
+                line.push_str(&format!("  {}: {}", kind(e), one_line(&e.message)));
             }
             out.push_str(line.trim_end());
             out.push('\n');
@@ -355,7 +373,7 @@ impl Execution {
                         "",
                         a.attempt,
                         ms(a.start_ms),
-                        e.kind,
+                        kind(e),
                         one_line(&e.message)
                     ));
                 }
@@ -426,6 +444,7 @@ fn apply(row: &mut StepRow, ev: &JournalEvent, at: u64) {
         }
         EventKind::StepSucceeded | EventKind::StepFailed | EventKind::StepCancelled | EventKind::StepSkipped => {
             row.end_ms = Some(at);
+            row.usage = ev.usage().copied();
             if ev.event == EventKind::StepSkipped {
                 row.start_ms = at;
             } else {
@@ -443,6 +462,23 @@ fn apply(row: &mut StepRow, ev: &JournalEvent, at: u64) {
         }
         _ => {}
     }
+}
+
+/// An error's kind, with its reason when it has one: `fatal (refused)`.
+fn kind(e: &StepError) -> String {
+    match &e.reason {
+        Some(r) => format!("{} ({r})", e.kind),
+        None => e.kind.to_string(),
+    }
+}
+
+/// Token usage for people: `1234 in (200 cached), 56 out, 3 calls`.
+fn tokens(u: &Usage) -> String {
+    let cached = u.cache_read_input_tokens + u.cache_creation_input_tokens;
+    let input = u.input_tokens + cached;
+    let cached = if cached > 0 { format!(" ({cached} cached)") } else { String::new() };
+    let calls = if u.calls == 1 { "1 call".to_owned() } else { format!("{} calls", u.calls) };
+    format!("{} total: {input} in{cached}, {} out, {calls}", u.total_tokens(), u.output_tokens)
 }
 
 /// A duration for people: `850 ms`, `1.25 s`, `2 min 5.0 s`.

@@ -11,7 +11,7 @@ use quote::{format_ident, quote};
 use super::expr::{expr, json_literal};
 use super::types::{path, ty};
 use crate::checked::types::RustTy;
-use crate::checked::{CheckedStep, CheckedWorkflow, NamedPolicy, PlanNode, PolicySource};
+use crate::checked::{AgentImpl, CheckedLlmAgent, CheckedStep, CheckedWorkflow, NamedPolicy, PlanNode, PolicySource};
 
 /// The items of `workflow.rs`, in order.
 pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
@@ -44,11 +44,16 @@ pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
     for t in &c.output_types {
         out.push(data_item(t, "The workflow's result.", &output_attrs, &output_attrs, false));
     }
+    // An LLM agent's types are read and written: its answer is parsed into them.
+    for t in &c.agent_types {
+        out.push(data_item(t, "An LLM agent's data.", &input_attrs, &input_enum_attrs, true));
+    }
+    out.extend(c.llm_agents.iter().map(llm_agent_fn));
     out.push(state(c));
     out.extend(c.policies.iter().map(policy_fn));
     for step in &c.steps {
         out.push(input_fn(step));
-        out.push(step_fn(step, &c.policies[step.policy]));
+        out.push(step_fn(step, c));
     }
     out.push(plan_fn(c));
     out.push(output_fn(c));
@@ -201,8 +206,34 @@ fn input_fn(step: &CheckedStep) -> TokenStream {
     }
 }
 
-fn step_fn(step: &CheckedStep, policy: &NamedPolicy) -> TokenStream {
-    let (id, field, agent) = (&step.id, &step.slot, path(&step.agent_type));
+/// The program's one instance of an LLM agent: every step calling it, and
+/// every execution, share its HTTP client and concurrency limit.
+fn llm_agent_fn(a: &CheckedLlmAgent) -> TokenStream {
+    let (ident, id, version, definition) = (&a.ident, &a.id, &a.version, &a.definition);
+    let (input, output) = (ty(&a.input), ty(&a.output));
+    let doc = format!(" LLM agent `{id}`, built once from its definition in the workflow.");
+    quote! {
+        #[doc = #doc]
+        fn #ident() -> rt::Arc<rt::llm::LlmAgent<#input, #output>> {
+            static AGENT: rt::OnceLock<rt::Arc<rt::llm::LlmAgent<#input, #output>>> = rt::OnceLock::new();
+            AGENT.get_or_init(|| rt::Arc::new(rt::llm::LlmAgent::new(#id, #version, #definition))).clone()
+        }
+    }
+}
+
+fn step_fn(step: &CheckedStep, c: &CheckedWorkflow) -> TokenStream {
+    let policy = &c.policies[step.policy];
+    let (id, field) = (&step.id, &step.slot);
+    let agent = match &step.agent_impl {
+        AgentImpl::Rust(p) => {
+            let p = path(p);
+            quote!(rt::Arc::new(#p))
+        }
+        AgentImpl::Llm(i) => {
+            let f = &c.llm_agents[*i].ident;
+            quote!(#f())
+        }
+    };
     let (constructor, input, policy) = (format_ident!("step_{}", step.slot), input_fn_ident(step), &policy.ident);
     let docs = items::doc_attrs(&step.docs);
     let on_error = step.continue_on_error.then(|| quote!(.on_error(rt::OnError::Continue)));
@@ -213,7 +244,7 @@ fn step_fn(step: &CheckedStep, policy: &NamedPolicy) -> TokenStream {
     quote! {
         #docs
         fn #constructor() -> rt::Node<State> {
-            rt::AgentStep::new(#id, rt::Arc::new(#agent), #input, |s: &State, output| rt::store(&s.#field, #id, output))
+            rt::AgentStep::new(#id, #agent, #input, |s: &State, output| rt::store(&s.#field, #id, output))
                 .policy(#policy())
                 #on_error
                 #config
@@ -262,10 +293,11 @@ fn output_fn(c: &CheckedWorkflow) -> TokenStream {
 
 fn workflow_fn(c: &CheckedWorkflow) -> TokenStream {
     let (id, version, hash, output) = (&c.id, &c.version, &c.definition_hash, ty(&c.output));
+    let budget = c.max_tokens.map(|n| quote!(.max_tokens(#n)));
     quote! {
         /// The workflow, ready to run.
         pub fn workflow() -> rt::Workflow<State, #output> {
-            rt::Workflow::new(rt::WorkflowInfo::new(#id, #version, #hash), plan(), output)
+            rt::Workflow::new(rt::WorkflowInfo::new(#id, #version, #hash) #budget, plan(), output)
         }
     }
 }
@@ -281,6 +313,11 @@ fn program_fn(c: &CheckedWorkflow) -> TokenStream {
         quote!(#field: rt::OnceLock::new(),)
     });
     let about = c.about.as_ref().map(|text| quote!(.about(#text)));
+    // A missing API key stops the program before it reads its input.
+    let preflight = c.llm_agents.iter().map(|a| {
+        let f = &a.ident;
+        quote!(.preflight(|| #f().check()))
+    });
     quote! {
         /// The program: reads the input, runs the workflow, prints the output.
         pub fn program() -> rt::Program<WorkflowInput, State, #output> {
@@ -290,6 +327,7 @@ fn program_fn(c: &CheckedWorkflow) -> TokenStream {
                 #(#slots)*
             })
             #about
+            #(#preflight)*
             .output_schema(rt::serde_json::to_value(rt::schemars::schema_for!(#output)).expect("a schema serializes"))
             .input_schema(rt::serde_json::from_str(INPUT_SCHEMA).expect("the input schema is JSON written by orchestr8"))
         }

@@ -57,7 +57,9 @@ fn unparse(tokens: TokenStream) -> Result<String, String> {
 /// `Cargo.toml`, its own workspace, depending on the runtime and the agent crates by path.
 pub fn manifest(workflow: &CheckedWorkflow, options: &CrateOptions) -> String {
     let runtime = relative_path(&options.out_dir, &options.runtime_dir);
-    let mut deps = vec![format!("orchestr8-runtime = {{ path = {} }}", toml_string(&slash(&runtime)))];
+    // The HTTP client and validator only for workflows that call models.
+    let features = if workflow.llm_agents.is_empty() { "" } else { ", features = [\"llm\"]" };
+    let mut deps = vec![format!("orchestr8-runtime = {{ path = {}{features} }}", toml_string(&slash(&runtime)))];
     for agent_crate in &workflow.crates {
         let dir = relative_path(&options.out_dir, &options.workflow_dir.join(&agent_crate.path));
         deps.push(format!("{} = {{ path = {} }}", agent_crate.name, toml_string(&slash(&dir))));

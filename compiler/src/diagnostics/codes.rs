@@ -141,6 +141,20 @@ codes! {
     /// A keyword of the workflow's input schema the program does not check.
     UncheckedInputKeyword = "W0419", Warning;
 
+    // E042x: LLM agents.
+    /// An LLM agent without an `input` or `output` schema (they are its types).
+    LlmSchemaRequired = "E0420", Error;
+    /// A prompt text referencing something other than the agent's own input.
+    PromptReference = "E0421", Error;
+    /// A prompt example that its agent's input or output schema rejects.
+    ExampleMismatch = "E0422", Error;
+    /// Output schema keywords the provider does not enforce: checked locally only.
+    CheckedLocallyOnly = "W0423", Warning;
+    /// An output schema construct the provider's structured output cannot express.
+    ProviderCannotEnforce = "E0424", Error;
+    /// A `baseUrl` that is not an http(s) URL.
+    BadBaseUrl = "E0425", Error;
+
     // E05xx: test files.
     /// A test file that is not of the expected form.
     TestFile = "E0501", Error;

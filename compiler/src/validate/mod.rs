@@ -11,6 +11,7 @@
 //! that is not a workflow has no meaning.
 
 pub mod graph;
+pub mod llm;
 pub mod schema;
 pub mod typecheck;
 
@@ -124,8 +125,10 @@ pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
     };
     let doc = Doc::new(&parsed.text, &parsed.spans);
     let graph = graph::check(&workflow, &doc, &mut diagnostics);
+    llm::check(&workflow, &doc, &mut diagnostics);
     let typed = typecheck::check(&workflow, &graph, &doc, agents, &mut diagnostics);
-    let every_agent_declared = workflow.agents.keys().all(|id| typed.declarations.contains_key(id));
+    let every_agent_declared =
+        workflow.agents.keys().all(|id| typed.declarations.contains_key(id) || typed.llm.contains_key(id));
     let checked = if diagnostics.iter().any(Diagnostic::is_error) || !every_agent_declared {
         None
     } else {
@@ -136,6 +139,7 @@ pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
             doc: &doc,
             input: &typed.input,
             declarations: &typed.declarations,
+            llm: &typed.llm,
         };
         lower::lower(&input, &mut diagnostics)
     };

@@ -16,6 +16,10 @@ use serde_json::Value;
 
 use crate::diagnostics::{suggestion, Code, Diagnostic};
 
+/// The agent kinds, in the order of `AgentDefinition`'s variants (the
+/// published schema's `oneOf` branches).
+const AGENT_KINDS: &[&str] = &["rust", "llm"];
+
 fn workflow_schema() -> &'static (Value, Validator) {
     static SCHEMA: OnceLock<(Value, Validator)> = OnceLock::new();
     SCHEMA.get_or_init(|| {
@@ -347,18 +351,27 @@ impl<'a> Context<'a> {
             }
             Some("AgentDefinition") => {
                 if let Some(kind) = instance.get("kind").and_then(Value::as_str) {
-                    if kind != "rust" {
-                        out.push(
-                            Diagnostic::error(
-                                Code::UnknownAgentKind,
-                                format!("unknown agent kind `{kind}`"),
-                                format!("{pointer}/kind"),
-                                self.spans.value_or_ancestor(&format!("{pointer}/kind")),
-                            )
-                            .with_label("unknown kind")
-                            .with_help("this build supports the agent kind `rust`"),
-                        );
-                        return;
+                    // The union's branches, in `AgentDefinition`'s order: a known
+                    // kind's own errors are the ones to show.
+                    match AGENT_KINDS.iter().position(|k| *k == kind) {
+                        Some(index) => {
+                            if let Some(branch) = branches.get(index) {
+                                return branch.iter().for_each(|e| self.convert(e, out));
+                            }
+                        }
+                        None => {
+                            out.push(
+                                Diagnostic::error(
+                                    Code::UnknownAgentKind,
+                                    format!("unknown agent kind `{kind}`"),
+                                    format!("{pointer}/kind"),
+                                    self.spans.value_or_ancestor(&format!("{pointer}/kind")),
+                                )
+                                .with_label("unknown kind")
+                                .with_help(format!("this build supports the agent kinds {}", list(AGENT_KINDS))),
+                            );
+                            return;
+                        }
                     }
                 }
             }

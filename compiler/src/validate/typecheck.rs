@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use orchestr8_schema::ast::{OnError, Step, Workflow};
+use orchestr8_schema::ast::{AgentDefinition, OnError, Step, Workflow};
 use orchestr8_schema::expr::{parse_template, PathSegment, Reference, Root, Segment, Template};
 use orchestr8_schema::source::{escape_pointer_token, Span};
 use serde_json::{Map, Value};
@@ -24,6 +24,8 @@ pub struct Typed {
     pub input: Ty,
     /// Each agent's `#[agent]` declaration, where the source reads them.
     pub declarations: BTreeMap<String, FoundAgent>,
+    /// Each LLM agent's input and output shapes: the generated crate defines their types.
+    pub llm: BTreeMap<String, (Ty, Ty)>,
 }
 
 /// Checks every expression of `workflow`.
@@ -34,8 +36,15 @@ pub fn check(
     agents: &dyn AgentSchemaSource,
     out: &mut Vec<Diagnostic>,
 ) -> Typed {
-    let mut cx =
-        Checker { doc, graph, out, outputs: Vec::new(), input_ty: Ty::Any, declares_input: workflow.input.is_some() };
+    let mut cx = Checker {
+        doc,
+        graph,
+        out,
+        outputs: Vec::new(),
+        input_ty: Ty::Any,
+        declares_input: workflow.input.is_some(),
+        input_owner: "the workflow's input".into(),
+    };
     if let Some(schema) = &workflow.input {
         for pointer in unchecked_keywords(schema, "/input") {
             let keyword = pointer.rsplit('/').next().unwrap_or_default().to_owned();
@@ -80,7 +89,9 @@ pub fn check(
             .into_iter()
             .filter_map(|(side, absent)| absent.then_some(side))
             .collect();
-        if !missing.is_empty() && !reported {
+        // An LLM agent without schemas is an error of its own (`validate::llm`).
+        let llm = matches!(definition, AgentDefinition::Llm(_));
+        if !missing.is_empty() && !reported && !llm {
             cx.out.push(
                 Diagnostic::error(
                     Code::AgentSchemaUnavailable,
@@ -117,6 +128,28 @@ pub fn check(
         })
         .collect();
 
+    // Each LLM agent's prompt reads its own input.
+    let mut llm = BTreeMap::new();
+    for (id, definition) in &workflow.agents {
+        let AgentDefinition::Llm(agent) = definition else { continue };
+        let Some(shapes) = agent_shapes.get(id.as_str()) else { continue };
+        let (Some((input, _)), Some((output, _))) = (&shapes.input, &shapes.output) else { continue };
+        let pointer = format!("/agents/{}/prompt", escape_pointer_token(id));
+        cx.input_ty = input.clone();
+        cx.declares_input = true;
+        cx.input_owner = format!("agent `{id}`'s input");
+        let texts = [("system", &agent.prompt.system), ("instructions", &agent.prompt.instructions)]
+            .into_iter()
+            .map(|(k, t)| (format!("{pointer}/{k}"), t))
+            .chain(agent.prompt.constraints.iter().enumerate().map(|(i, t)| (format!("{pointer}/constraints/{i}"), t)));
+        for (at, text) in texts {
+            cx.check_prompt_text(text, &at, id);
+        }
+        llm.insert(id.clone(), (input.clone(), output.clone()));
+    }
+    cx.declares_input = workflow.input.is_some();
+    cx.input_owner = "the workflow's input".into();
+
     cx.input_ty = input_ty.clone();
     for (index, node) in graph.nodes.iter().enumerate() {
         let Step::Agent(step) = node.step else { continue };
@@ -151,7 +184,7 @@ pub fn check(
         let site = Site { referrer: None, agent: "", origin: None };
         cx.check_value(output, "/output", &Ty::Any, &site);
     }
-    Typed { input: input_ty, declarations }
+    Typed { input: input_ty, declarations, llm }
 }
 
 struct AgentShapes {
@@ -179,6 +212,8 @@ struct Checker<'a, 'g> {
     input_ty: Ty,
     /// Whether the workflow has an `input` schema.
     declares_input: bool,
+    /// Whose input `${input...}` reads, for messages.
+    input_owner: String,
 }
 
 impl Checker<'_, '_> {
@@ -310,9 +345,10 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn check_string(&mut self, s: &str, pointer: &str, expected: &Ty, site: &Site<'_>) {
-        let template = match parse_template(s) {
-            Ok(t) => t,
+    /// A string's template, or `None` when a reference in it is malformed (reported).
+    fn template(&mut self, s: &str, pointer: &str) -> Option<Template> {
+        match parse_template(s) {
+            Ok(t) => Some(t),
             Err(e) => {
                 let span = self.doc.in_string(pointer, e.start, e.end);
                 self.out.push(
@@ -320,9 +356,13 @@ impl Checker<'_, '_> {
                         .with_label("malformed reference")
                         .with_optional_help(e.help),
                 );
-                return;
+                None
             }
-        };
+        }
+    }
+
+    fn check_string(&mut self, s: &str, pointer: &str, expected: &Ty, site: &Site<'_>) {
+        let Some(template) = self.template(s, pointer) else { return };
         match template {
             Template::Literal(text) => {
                 if let Err(misfit) = fits(&Ty::String(Some(vec![text.clone()])), expected) {
@@ -370,6 +410,45 @@ impl Checker<'_, '_> {
         }
     }
 
+    /// A prompt text of LLM agent `agent`: its references read the agent's
+    /// own input (set as the checker's input), and interpolate. An optional
+    /// value may be absent: it then renders as nothing.
+    fn check_prompt_text(&mut self, s: &str, pointer: &str, agent: &str) {
+        let segments = match self.template(s, pointer) {
+            None | Some(Template::Literal(_)) => return,
+            Some(Template::Whole(r)) => vec![Segment::Reference(r)],
+            Some(Template::Interpolated(segments)) => segments,
+        };
+        let site = Site { referrer: None, agent, origin: None };
+        for segment in segments {
+            let Segment::Reference(r) = segment else { continue };
+            let span = self.doc.in_string(pointer, r.start, r.end);
+            if r.value.root != Root::Input {
+                self.out.push(
+                    Diagnostic::error(
+                        Code::PromptReference,
+                        format!("`${{{}}}`: a prompt may reference only its agent's own input", r.value),
+                        pointer,
+                        span,
+                    )
+                    .with_label("not the agent's input")
+                    .with_help(format!(
+                        "pass the value into agent `{agent}`'s input from the step, and reference it as `${{input...}}`"
+                    )),
+                );
+                continue;
+            }
+            let Some(found) = self.resolve(&r.value, pointer, span, &site) else { continue };
+            if !found.required().is_scalar() {
+                self.out.push(
+                    Diagnostic::error(Code::NotInterpolatable, format!("`${{{}}}` is {}, which cannot be interpolated into text", r.value, with_article(&found)), pointer, span)
+                        .with_label(format!("{found}"))
+                        .with_help("only strings, numbers, integers and booleans interpolate; the whole input is in the prompt anyway"),
+                );
+            }
+        }
+    }
+
     /// The shape a reference reads, after checking it is in scope and exists.
     fn resolve(&mut self, reference: &Reference, pointer: &str, span: Span, site: &Site<'_>) -> Option<Ty> {
         let shown = format!("`${{{reference}}}`");
@@ -389,7 +468,7 @@ impl Checker<'_, '_> {
                 );
                 return None;
             }
-            Root::Input => (self.input_ty.clone(), "the workflow's input".to_owned()),
+            Root::Input => (self.input_ty.clone(), self.input_owner.clone()),
             Root::ExecutionId | Root::CorrelationId | Root::WorkflowId | Root::WorkflowVersion => {
                 return Some(Ty::String(None))
             }

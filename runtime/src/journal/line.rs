@@ -89,6 +89,10 @@ pub(super) fn write(ev: &JournalEvent, out: &mut Vec<u8>, cache: &mut LineCache)
                 push_str(out, v);
             }
         }
+        if let Some(u) = &l.usage {
+            out.extend_from_slice(b",\"usage\":");
+            serde_json::to_writer(&mut *out, u).expect("usage serialises");
+        }
     }
     out.extend_from_slice(b"}\n");
 }

@@ -30,6 +30,7 @@ pub use store::{Durable, FileStore, JournalStore, JournalWriter, MemoryStore, DE
 
 use crate::error::{ErrorKind, StepError};
 use crate::state::{ExecutionState, StepState};
+use crate::usage::Usage;
 
 /// The journal's event names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -237,6 +238,10 @@ pub struct EventLabels {
     pub correlation_id: Option<Arc<str>>,
     /// The agent's version, on `circuit.*` events (the breaker's key).
     pub agent_version: Option<Arc<str>>,
+    /// Model tokens: of the attempt (`step.attempt.failed`), the step
+    /// (`step.succeeded`, `step.failed`, `step.cancelled`) or the execution
+    /// (its terminal event); absent when no model was called.
+    pub usage: Option<Usage>,
 }
 
 /// One line of the journal. Serialises to the contract's flat JSON object
@@ -342,6 +347,11 @@ impl JournalEvent {
         self.label(|l| &l.agent_version)
     }
 
+    /// The model tokens it records, if any.
+    pub fn usage(&self) -> Option<&Usage> {
+        self.labels.as_deref().and_then(|l| l.usage.as_ref())
+    }
+
     /// Appends the event as one JSON line (with its `\n`) to `out`: the same
     /// bytes as `serde_json::to_writer` followed by a newline, written by
     /// hand (no intermediate values, timestamps from a cached prefix).
@@ -391,6 +401,8 @@ struct Wire {
     correlation_id: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     agent_version: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
 }
 
 impl Serialize for JournalEvent {
@@ -416,6 +428,7 @@ impl Serialize for JournalEvent {
             definition_hash: label(|l| &l.definition_hash),
             correlation_id: label(|l| &l.correlation_id),
             agent_version: label(|l| &l.agent_version),
+            usage: l.and_then(|l| l.usage),
         }
         .serialize(s)
     }
@@ -430,6 +443,7 @@ impl<'de> Deserialize<'de> for JournalEvent {
             definition_hash: w.definition_hash,
             correlation_id: w.correlation_id,
             agent_version: w.agent_version,
+            usage: w.usage,
         };
         Ok(JournalEvent {
             seq: w.seq,

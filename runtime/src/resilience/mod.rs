@@ -285,13 +285,17 @@ where
                 })
             }
             Ended::Returned(Err(e)) => {
-                let kind = if e.kind() == AgentErrorKind::Fatal { ErrorKind::Fatal } else { ErrorKind::AgentFailed };
+                let kind = match e.kind() {
+                    AgentErrorKind::Fatal => ErrorKind::Fatal,
+                    AgentErrorKind::BudgetExceeded => ErrorKind::BudgetExceeded,
+                    AgentErrorKind::Retryable | AgentErrorKind::Cancelled => ErrorKind::AgentFailed,
+                };
                 let message = if e.kind() == AgentErrorKind::Cancelled {
                     "the agent returned `cancelled` although its step was not cancelled"
                 } else {
                     e.message()
                 };
-                (StepError::new(kind, message, attempt), e.retry_after())
+                (StepError::new(kind, message, attempt).with_reason(e.reason()), e.retry_after())
             }
             Ended::Panicked(message) => {
                 (StepError::new(ErrorKind::Fatal, format!("the agent panicked: {message}"), attempt), None)
@@ -310,7 +314,9 @@ where
         };
         // An attempt that never ran is not the agent's failure; dropping its
         // permit unrecorded frees a half-open slot.
-        if let Some(p) = permit.filter(|_| !expired) {
+        // Nor is a spent token budget.
+        let not_the_agents = expired || error.kind == ErrorKind::BudgetExceeded;
+        if let Some(p) = permit.filter(|_| !not_the_agents) {
             p.failure(|t| observer.circuit(t));
         }
         let now = Instant::now();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use orchestr8_agent_decl::emit::doc_lines_of;
 use orchestr8_agent_decl::{expected_type_names, nested_type_name};
 use orchestr8_runtime::policy::Policy;
-use orchestr8_schema::ast::{OnError, PolicyRef, Step, Workflow};
+use orchestr8_schema::ast::{AgentDefinition, OnError, PolicyRef, Step, Workflow};
 use orchestr8_schema::expr::Template;
 use orchestr8_schema::source::escape_pointer_token;
 use proc_macro2::{Ident, Span};
@@ -19,7 +19,9 @@ use serde_json::Value;
 use self::value::{Scope, Slot};
 use super::types::{self, FloatTy, IntTy, Names, RustTy, StructTy, TypePath};
 use super::value::{Absent, Const, Expr};
-use super::{AgentCrate, CheckedStep, CheckedWorkflow, NamedPolicy, PlanNode, PolicySource};
+use super::{
+    AgentCrate, AgentImpl, CheckedLlmAgent, CheckedStep, CheckedWorkflow, NamedPolicy, PlanNode, PolicySource,
+};
 use crate::agents::FoundAgent;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::types::Ty;
@@ -54,8 +56,10 @@ pub struct Input<'a> {
     pub doc: &'a Doc<'a>,
     /// The input's shape, as the type layer read it.
     pub input: &'a Ty,
-    /// Every agent's declaration, by agent id.
+    /// Every Rust agent's declaration, by agent id.
     pub declarations: &'a BTreeMap<String, FoundAgent>,
+    /// Every LLM agent's input and output shapes, by agent id.
+    pub llm: &'a BTreeMap<String, (Ty, Ty)>,
 }
 
 /// Lowers a valid workflow; findings (and internal errors) go to `out`.
@@ -102,7 +106,34 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             types::from_decl(&module, name, list).map_err(|e| Lowered::Internal(format!("agent {id}: {e}")))
         };
         let types = (declared(&input_name, &found.decl.args.input)?, declared(&output_name, &found.decl.args.output)?);
-        agents.insert(id.as_str(), (module.sibling(agent_name), types));
+        agents.insert(id.as_str(), (AgentImpl::Rust(module.sibling(agent_name)), types));
+    }
+    // Each LLM agent's types, defined in the generated crate.
+    let mut agent_types = Vec::new();
+    let mut llm_agents = Vec::new();
+    for (id, (input_shape, output_shape)) in input.llm {
+        let Some(AgentDefinition::Llm(definition)) = wf.agents.get(id) else {
+            return internal(format!("agent {id} is not an LLM agent"));
+        };
+        // Named as a Rust agent's would be: `triage` has `TriageInput` and `TriageOutput`.
+        let (input_name, output_name, _) = expected_type_names(id);
+        let mut local = |name: &str, shape: &Ty| {
+            types::from_ty(name, shape, &mut names, &mut agent_types)
+                .map_err(|e| Lowered::Internal(format!("agent {id}'s {name}: {e}")))
+        };
+        let types = (local(&input_name, input_shape)?, local(&output_name, output_shape)?);
+        let version = definition.common.version.clone().unwrap_or_else(|| wf.metadata.version.clone());
+        let json = serde_json::to_string(&AgentDefinition::Llm(definition.clone()))
+            .map_err(|e| Lowered::Internal(format!("agent {id}: {e}")))?;
+        agents.insert(id.as_str(), (AgentImpl::Llm(llm_agents.len()), types.clone()));
+        llm_agents.push(CheckedLlmAgent {
+            id: id.clone(),
+            version,
+            ident: Ident::new(&format!("agent_{}", slot_name(id)), Span::call_site()),
+            definition: json,
+            input: types.0,
+            output: types.1,
+        });
     }
 
     // Each agent step's output slot.
@@ -141,7 +172,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     let mut steps = Vec::new();
     let mut failed = false;
     for (node_index, step) in &agent_steps {
-        let (agent_type, (input_type, output_type)) = &agents[step.agent.as_str()];
+        let (agent_impl, (input_type, output_type)) = &agents[step.agent.as_str()];
         let pointer = format!("{}/input", input.graph.nodes[*node_index].pointer);
         let value = scope.value(&Value::Object(step.input.clone()), input_type, &pointer, out);
         let value = match value {
@@ -166,7 +197,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             docs,
             slot: slots[&step.id].field.clone(),
             agent: step.agent.clone(),
-            agent_type: agent_type.clone(),
+            agent_impl: agent_impl.clone(),
             input_type: input_type.clone(),
             output_type: output_type.clone(),
             input: value,
@@ -205,7 +236,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
 
     let mut crates: Vec<AgentCrate> = Vec::new();
     for agent in wf.agents.values() {
-        let orchestr8_schema::ast::AgentDefinition::Rust(rust) = agent;
+        let AgentDefinition::Rust(rust) = agent else { continue };
         if !crates.iter().any(|c| c.name == rust.crate_name) {
             crates.push(AgentCrate { name: rust.crate_name.clone(), path: rust.path.clone() });
         }
@@ -233,6 +264,9 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
         plan,
         policies,
         crates,
+        llm_agents,
+        agent_types,
+        max_tokens: wf.limits.as_ref().and_then(|l| l.max_tokens),
     })
 }
 

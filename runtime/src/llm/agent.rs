@@ -1,0 +1,463 @@
+//! [`LlmAgent`]: an [`Agent`] whose work is a model call, with the answer
+//! validated against the agent's output schema and sent back for repair
+//! while it is not.
+//!
+//! One attempt of the step is one run of the repair loop (at most
+//! `repair.maxAttempts + 1` calls). Transport failures are not retried
+//! here: they come back as retryable errors (with the provider's
+//! `retry-after`) and the step's retry policy is the one retry loop.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use orchestr8_schema::ast::{self, Provider, StructuredOutput};
+
+use super::failure::Failure;
+use super::prompt::{repair_text, Prompt, Rendered};
+use super::provider::{self, Candidate, Outcome, Repair, Reply, RequestSpec};
+use super::wire::wire_schema;
+use super::{base_url_env, DEFAULT_MAX_TOKENS, DEFAULT_REPAIRS};
+use crate::agent::{Agent, AgentContext, AgentError};
+
+/// An agent declared `{"kind": "llm"}` in a workflow, typed by the Rust
+/// types the compiler generated from its input and output schemas.
+pub struct LlmAgent<I, O> {
+    id: String,
+    version: String,
+    ready: Result<Arc<Ready>, String>,
+    types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> std::fmt::Debug for LlmAgent<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("LlmAgent");
+        d.field("id", &self.id).field("version", &self.version);
+        match &self.ready {
+            Ok(r) => d.field("provider", &r.provider).field("model", &r.model).field("endpoint", &r.endpoint),
+            Err(e) => d.field("error", e),
+        };
+        d.finish()
+    }
+}
+
+/// An API key: never printed.
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Everything a call needs, built once from the agent's definition.
+struct Ready {
+    provider: Provider,
+    mode: StructuredOutput,
+    model: String,
+    endpoint: String,
+    key: Option<Secret>,
+    max_tokens: u32,
+    max_completion_tokens: bool,
+    temperature: Option<f64>,
+    prompt: Prompt,
+    /// The wire schema, wrapped as `{"result": ...}` when `wrapped`.
+    wire: Value,
+    strict: bool,
+    /// Anthropic's tool mode needs an object at the root.
+    wrapped: bool,
+    validator: jsonschema::Validator,
+    repairs: u32,
+    limit: Option<Arc<Semaphore>>,
+}
+
+impl<I, O> LlmAgent<I, O> {
+    /// Builds the agent from its definition in the workflow (the JSON of
+    /// `agents.ID`, as the compiler embeds it) and reads its API key from
+    /// the environment. A problem (a missing key) is kept, reported by
+    /// [`check`](Self::check) when the program starts and by every call.
+    pub fn new(id: &str, version: &str, definition: &str) -> Self {
+        let ready = match serde_json::from_str::<ast::AgentDefinition>(definition) {
+            Ok(ast::AgentDefinition::Llm(def)) => Ready::new(id, &def).map(Arc::new),
+            Ok(_) => Err(format!("agent `{id}` is not an LLM agent")),
+            Err(e) => Err(format!("agent `{id}`: its definition does not parse: {e}")),
+        };
+        LlmAgent { id: id.to_owned(), version: version.to_owned(), ready, types: PhantomData }
+    }
+
+    /// Whether the agent can run: its API key is set and its definition is sound.
+    pub fn check(&self) -> Result<(), String> {
+        self.ready.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+}
+
+impl Ready {
+    fn new(id: &str, def: &ast::LlmAgent) -> Result<Ready, String> {
+        let provider = def.provider;
+        let mode = def.structured_output.unwrap_or_default();
+        let output = def.common.output.clone().ok_or_else(|| format!("agent `{id}` has no output schema"))?;
+        let wire =
+            wire_schema(provider, &output).map_err(|u| format!("agent `{id}`: output{}: {}", u.pointer, u.message))?;
+        let is_object = output.get("type").and_then(Value::as_str) == Some("object");
+        let wrapped = provider == Provider::Anthropic && mode == StructuredOutput::Tool && !is_object;
+        let wire_value = if wrapped {
+            serde_json::json!({"type": "object", "properties": {"result": wire.schema}, "required": ["result"], "additionalProperties": false})
+        } else {
+            wire.schema
+        };
+        let validator = jsonschema::validator_for(&output)
+            .map_err(|e| format!("agent `{id}`: its output schema does not compile: {e}"))?;
+        let (env_base, custom_base) = match std::env::var(base_url_env(provider)) {
+            Ok(url) if !url.is_empty() => (Some(url), true),
+            _ => (None, def.base_url.is_some()),
+        };
+        let base = env_base.or_else(|| def.base_url.clone()).unwrap_or_else(|| default_base_url(provider).to_owned());
+        let base = base.trim_end_matches('/');
+        let endpoint = match provider {
+            Provider::Anthropic => format!("{base}/v1/messages"),
+            Provider::Openai => format!("{base}/chat/completions"),
+        };
+        let key_env = def.api_key_env.clone().unwrap_or_else(|| default_key_env(provider).to_owned());
+        let key = std::env::var(&key_env).ok().filter(|k| !k.is_empty()).map(Secret);
+        // OpenAI-compatible local servers need no key; a key named
+        // explicitly, and Anthropic's, must be there.
+        let key_required = provider == Provider::Anthropic || def.api_key_env.is_some();
+        if key.is_none() && key_required {
+            return Err(format!(
+                "agent `{id}`: the environment variable {key_env} is not set; it holds the {provider} API key \
+                 (set it, or name another variable with `apiKeyEnv`)",
+                provider = provider_name(provider)
+            ));
+        }
+        let prompt = Prompt::new(&def.prompt).map_err(|e| format!("agent `{id}`: prompt {e}"))?;
+        let limit =
+            def.limits.as_ref().and_then(|l| l.concurrency).map(|n| concurrency_limit(&endpoint, &def.model, n));
+        Ok(Ready {
+            provider,
+            mode,
+            model: def.model.clone(),
+            endpoint,
+            key,
+            max_tokens: def.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            max_completion_tokens: provider == Provider::Openai && !custom_base,
+            temperature: def.temperature,
+            prompt,
+            wire: wire_value,
+            strict: wire.strict,
+            wrapped,
+            validator,
+            repairs: def.repair.as_ref().and_then(|r| r.max_attempts).unwrap_or(DEFAULT_REPAIRS),
+            limit,
+        })
+    }
+
+    fn spec(&self, max_tokens: u32) -> RequestSpec<'_> {
+        RequestSpec {
+            provider: self.provider,
+            mode: self.mode,
+            model: &self.model,
+            max_tokens,
+            max_completion_tokens: self.max_completion_tokens,
+            temperature: self.temperature,
+            schema: &self.wire,
+            strict: self.strict,
+        }
+    }
+
+    /// Parses and validates a candidate against the full output schema; the
+    /// errors, located by JSON pointer, are what a repair turn sends back.
+    fn check<O: DeserializeOwned>(&self, candidate: Candidate) -> Result<O, Vec<String>> {
+        let mut value = match candidate {
+            Candidate::Value(v) => v,
+            Candidate::Text(t) => {
+                serde_json::from_str(t.trim()).map_err(|e| vec![format!("the answer is not valid JSON: {e}")])?
+            }
+        };
+        if self.wrapped {
+            value = match value {
+                Value::Object(mut o) if o.contains_key("result") => o.remove("result").unwrap_or_default(),
+                _ => return Err(vec!["the answer has no `result` field".into()]),
+            };
+        }
+        let errors: Vec<String> = self
+            .validator
+            .iter_errors(&value)
+            .map(|e| {
+                let at = e.instance_path().as_str().to_owned();
+                format!("at `{}`: {e}", if at.is_empty() { "/" } else { &at })
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        serde_json::from_value(value).map_err(|e| vec![format!("the answer does not fit the output type: {e}")])
+    }
+
+    /// One HTTP exchange, classified. Errors are the step's: retryable for
+    /// what waiting can fix, fatal for the rest, never holding the key.
+    async fn send(&self, body: &Value) -> Result<Reply, AgentError> {
+        let client = client();
+        let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
+        let mut request = client.post(&self.endpoint).header("content-type", "application/json").body(bytes);
+        match (self.provider, &self.key) {
+            (Provider::Anthropic, key) => {
+                request = request.header("anthropic-version", "2023-06-01");
+                if let Some(k) = key {
+                    request = request.header("x-api-key", &k.0);
+                }
+            }
+            (Provider::Openai, Some(k)) => request = request.bearer_auth(&k.0),
+            (Provider::Openai, None) => {}
+        }
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| self.transport(&e))?;
+        if status.is_success() {
+            return provider::parse(self.provider, self.mode, &body).map_err(|e| {
+                Failure::ProviderError.retryable(self.redact(format!(
+                    "{} at {}: {e}",
+                    provider_name(self.provider),
+                    self.endpoint
+                )))
+            });
+        }
+        let said = provider::error_message(&body).unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&body);
+            let text = text.trim();
+            if text.is_empty() {
+                "no message".to_owned()
+            } else {
+                text.chars().take(300).collect()
+            }
+        });
+        let message = self.redact(format!(
+            "{} answered {} at {}: {said}",
+            provider_name(self.provider),
+            status.as_u16(),
+            self.endpoint
+        ));
+        let code = status.as_u16();
+        let should_retry = match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
+            Some("true") => true,
+            Some("false") => false,
+            _ => matches!(code, 408 | 409 | 429) || code >= 500,
+        };
+        if !should_retry || provider::quota_exhausted(&body) {
+            return Err(Failure::ProviderRejected.fatal(message));
+        }
+        let error = Failure::ProviderUnavailable.retryable(message);
+        Err(match retry_after(&headers) {
+            Some(delay) => error.with_retry_after(delay),
+            None => error,
+        })
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> AgentError {
+        // The URL is ours and holds no key; the chain says what failed.
+        let mut message = format!("cannot reach {} at {}: {e}", provider_name(self.provider), self.endpoint);
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        Failure::Transport.retryable(self.redact(message))
+    }
+
+    /// Removes the API key, and any word sharing a long prefix or suffix
+    /// with it (providers echo a masked key: `sk-abc...xyz`), from text
+    /// that leaves the agent.
+    fn redact(&self, text: String) -> String {
+        let Some(Secret(key)) = &self.key else { return text };
+        if key.len() < 8 {
+            return text.replace(key.as_str(), "[redacted]");
+        }
+        let (head, tail) = (&key[..8.min(key.len())], &key[key.len() - 8..]);
+        let text = text.replace(key.as_str(), "[redacted]");
+        text.split_inclusive(char::is_whitespace)
+            .map(|word| {
+                let w = word.trim_end();
+                if w.contains(head) || w.contains(tail) {
+                    format!("[redacted]{}", &word[w.len()..])
+                } else {
+                    word.to_owned()
+                }
+            })
+            .collect()
+    }
+}
+
+impl<I, O> Agent for LlmAgent<I, O>
+where
+    I: Serialize + DeserializeOwned + schemars::JsonSchema + Clone + Send + Sync + 'static,
+    O: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static,
+{
+    type Input = I;
+    type Output = O;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    async fn run(&self, ctx: &AgentContext<'_>, input: I) -> Result<O, AgentError> {
+        let ready = self.ready.as_ref().map_err(|e| Failure::Config.fatal(e.clone()))?;
+        let input = serde_json::to_value(&input).map_err(|e| AgentError::fatal(format!("invalid input: {e}")))?;
+        let prompt = ready.prompt.render(&input);
+        let cancel = ctx.cancellation_token();
+        let _permit = match &ready.limit {
+            Some(limit) => tokio::select! {
+                permit = limit.acquire() => Some(permit.expect("the limit's semaphore is never closed")),
+                _ = cancel.cancelled() => return Err(AgentError::cancelled()),
+            },
+            None => None,
+        };
+        run_calls(ready, ctx, &prompt).await
+    }
+}
+
+async fn run_calls<O: DeserializeOwned>(
+    ready: &Ready,
+    ctx: &AgentContext<'_>,
+    prompt: &Rendered,
+) -> Result<O, AgentError> {
+    let cancel = ctx.cancellation_token();
+    let tokens = ctx.tokens();
+    let mut repair: Option<Repair> = None;
+    for call in 0..=ready.repairs {
+        let mut max_tokens = ready.max_tokens;
+        if let Some(remaining) = tokens.and_then(|t| t.remaining()) {
+            if remaining == 0 {
+                let budget = tokens.and_then(|t| t.budget()).unwrap_or(0);
+                let what = if call == 0 { "the call" } else { "repair" };
+                return Err(AgentError::budget_exceeded(format!(
+                    "the execution's token budget of {budget} is spent; {what} was not made"
+                )));
+            }
+            // The answer cannot take more than what is left.
+            max_tokens = max_tokens.min(u32::try_from(remaining).unwrap_or(u32::MAX));
+        }
+        let body = provider::body(&ready.spec(max_tokens), prompt, repair.as_ref());
+        let reply = tokio::select! {
+            reply = ready.send(&body) => reply?,
+            _ = cancel.cancelled() => return Err(AgentError::cancelled()),
+        };
+        if let Some(t) = tokens {
+            t.record(reply.usage);
+        }
+        let errors = match reply.outcome {
+            Outcome::Candidate(c) => match ready.check::<O>(c) {
+                Ok(out) => return Ok(out),
+                Err(errors) => errors,
+            },
+            Outcome::Missing(why) => vec![why],
+            Outcome::Refused(why) => return Err(Failure::Refused.fatal(format!("the model refused: {why}"))),
+            Outcome::ContentFiltered => {
+                return Err(Failure::ContentFilter.fatal("the provider's content filter stopped the answer"))
+            }
+            Outcome::Truncated => {
+                return Err(Failure::Truncated
+                    .fatal(format!("the answer was cut off at {max_tokens} tokens (raise the agent's `maxTokens`)")))
+            }
+            Outcome::Stopped(reason) => {
+                return Err(Failure::Stopped.fatal(format!("the model stopped with `{reason}` before answering")))
+            }
+        };
+        if call == ready.repairs {
+            let shown: Vec<&str> = errors.iter().take(5).map(String::as_str).collect();
+            let more = errors.len().saturating_sub(shown.len());
+            let mut message =
+                format!("the answer did not match the output schema after {} call(s): {}", call + 1, shown.join("; "));
+            if more > 0 {
+                message.push_str(&format!("; and {more} more"));
+            }
+            return Err(Failure::InvalidOutput.fatal(ready.redact(message)));
+        }
+        // Each repair replaces the one before: the conversation stays the
+        // prompt, the last answer and what is wrong with it.
+        repair =
+            Some(Repair { assistant: reply.assistant, tool_use_id: reply.tool_use_id, text: repair_text(&errors) });
+    }
+    unreachable!("the loop returns on its last call")
+}
+
+/// The provider's `retry-after-ms` or `retry-after` (seconds or an HTTP
+/// date), honoured between 0 and 60 s as the official SDKs do.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let delay = if let Some(ms) = text("retry-after-ms").and_then(|t| t.parse::<f64>().ok()) {
+        Duration::try_from_secs_f64(ms / 1000.0).ok()?
+    } else {
+        let t = text("retry-after")?;
+        match t.parse::<f64>() {
+            Ok(secs) => Duration::try_from_secs_f64(secs).ok()?,
+            Err(_) => httpdate::parse_http_date(t).ok()?.duration_since(std::time::SystemTime::now()).ok()?,
+        }
+    };
+    (!delay.is_zero() && delay <= Duration::from_secs(60)).then_some(delay)
+}
+
+/// One HTTP client per process: connections to a provider are pooled
+/// across steps and executions.
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("orchestr8/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client's settings are valid")
+    })
+}
+
+/// The process-wide concurrency limit of one endpoint and model: every
+/// execution's calls share it. The first agent to ask sets its size.
+fn concurrency_limit(endpoint: &str, model: &str, permits: u32) -> Arc<Semaphore> {
+    /// By endpoint and model: the size and the permits.
+    type Limits = HashMap<(String, String), (u32, Arc<Semaphore>)>;
+    static LIMITS: OnceLock<Mutex<Limits>> = OnceLock::new();
+    let mut limits = LIMITS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let (size, semaphore) = limits
+        .entry((endpoint.to_owned(), model.to_owned()))
+        .or_insert_with(|| (permits, Arc::new(Semaphore::new(permits as usize))));
+    if *size != permits {
+        tracing::warn!(
+            endpoint,
+            model,
+            in_use = *size,
+            asked = permits,
+            "another agent set this model's concurrency limit; it stays"
+        );
+    }
+    semaphore.clone()
+}
+
+fn default_base_url(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Anthropic => "https://api.anthropic.com",
+        Provider::Openai => "https://api.openai.com/v1",
+    }
+}
+
+fn default_key_env(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Anthropic => "ANTHROPIC_API_KEY",
+        Provider::Openai => "OPENAI_API_KEY",
+    }
+}
+
+fn provider_name(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Anthropic => "Anthropic",
+        Provider::Openai => "the OpenAI-compatible server",
+    }
+}
