@@ -120,3 +120,18 @@ fn llm_provider_limits_are_warnings() {
         ));
     });
 }
+
+/// Review finding: agent ids that give one Rust name (`tri_age`, `tri__age`)
+/// got one function for both, and an agent no step calls was still built
+/// and checked for its key when the program starts.
+#[test]
+fn llm_agents_get_distinct_functions_and_unused_ones_none() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/llm-warnings/llm-unused-agent-and-similar-ids.json");
+    let checked = validate(&std::fs::read(path).unwrap(), &DeclaredInWorkflow).checked.unwrap();
+    let idents: Vec<String> = checked.llm_agents.iter().map(|a| a.ident.to_string()).collect();
+    let mut sorted = idents.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((idents.len(), sorted), (2, vec!["agent_tri_age".to_owned(), "agent_tri_age2".to_owned()]));
+    assert!(checked.llm_agents.iter().all(|a| a.id != "unused"));
+}

@@ -5,9 +5,12 @@
 //! bare `reqwest` POST of the same request body to the same server, in the
 //! same run.
 //!
-//! The mock is a minimal HTTP/1.1 keep-alive server on 127.0.0.1 that
-//! answers every request with one fixed chat completion, so both rows pay
-//! the same server and loopback costs and the difference is orchestr8's.
+//! The mock is a minimal HTTP/1.1 keep-alive server on 127.0.0.1, on a
+//! thread of its own, that answers every request with one fixed chat
+//! completion; the client side runs on a current-thread runtime, as the
+//! generated program does. Both rows pay the same server and loopback costs,
+//! so the difference is orchestr8's. A third row, the agent alone (no
+//! executor, no journal), splits that difference.
 //!
 //! Run: `cargo bench -p orchestr8-runtime --features llm --bench llm`.
 
@@ -15,7 +18,8 @@ use std::sync::{Arc, OnceLock};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use orchestr8_runtime::codegen::{
-    slot, store, AgentStep, ExecutionOptions, MemoryStore, Node, Runtime, Workflow, WorkflowInfo,
+    slot, store, Agent, AgentContext, AgentStep, CancellationToken, ExecutionMeta, ExecutionOptions, MemoryStore, Node,
+    Runtime, Workflow, WorkflowInfo,
 };
 use orchestr8_runtime::llm::LlmAgent;
 use serde::{Deserialize, Serialize};
@@ -112,8 +116,18 @@ fn ticket() -> Ticket {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let port = rt.block_on(mock_server());
+    // The server on a thread of its own; the client side on one thread, as
+    // the generated program runs (a current-thread runtime).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let server = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        server.block_on(async {
+            tx.send(mock_server().await).unwrap();
+            std::future::pending::<()>().await
+        })
+    });
+    let port = rx.recv().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let workflow = Workflow::new(
         WorkflowInfo::new("bench", "1.0.0", "h"),
         Node::sequence([AgentStep::new(
@@ -131,31 +145,97 @@ fn bench(c: &mut Criterion) {
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let body = request_body();
 
-    let mut group = c.benchmark_group("llm_call");
-    group.bench_function("bare reqwest", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                let bytes = r.bytes().await.unwrap();
-                assert_eq!(bytes.len(), ANSWER.len());
-            })
+    // The agent alone (prompt, request, parse, validation), without the executor and journal.
+    let alone = agent(port);
+    let (cancel, config) = (CancellationToken::new(), serde_json::Value::Null);
+    let meta = ExecutionMeta {
+        execution_id: "e".into(),
+        correlation_id: "e".into(),
+        workflow_id: "bench".into(),
+        workflow_version: "1.0.0".into(),
+    };
+    // One call of each row. Loopback timings drift by 10-20 % between
+    // criterion's rows, so every row's iteration makes all three calls in
+    // turn and counts only its own: the rows share the same conditions.
+    let call = |row: usize| {
+        rt.block_on(async {
+            match row {
+                0 => {
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.bytes().await.unwrap().len(), ANSWER.len());
+                }
+                1 => {
+                    let ctx = AgentContext::new(&cancel, &meta, "classify", 1, &config);
+                    assert_eq!(Agent::run(&alone, &ctx, ticket()).await.unwrap().priority, 2);
+                }
+                _ => {
+                    let out =
+                        runtime.run(&workflow, &OnceLock::new(), ExecutionOptions::default()).await.unwrap().unwrap();
+                    assert_eq!(out.priority, 2);
+                }
+            }
         })
-    });
-    group.bench_function("orchestr8 step", |b| {
+    };
+    let mut group = c.benchmark_group("llm_call");
+    for (row, name) in ["bare reqwest", "llm agent alone", "orchestr8 step"].into_iter().enumerate() {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut own = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    for other in (0..3).filter(|r| *r != row) {
+                        call(other);
+                    }
+                    let t = std::time::Instant::now();
+                    call(row);
+                    own += t.elapsed();
+                }
+                own
+            })
+        });
+    }
+    // The executor and journal around an agent that does nothing.
+    let noop = Workflow::new(
+        WorkflowInfo::new("bench", "1.0.0", "h"),
+        Node::sequence([AgentStep::new(
+            "classify",
+            Arc::new(Noop),
+            |_: &OnceLock<Triage>| Ok(ticket()),
+            |s: &OnceLock<Triage>, o| store(s, "classify", o),
+        )
+        .node()]),
+        |s: &OnceLock<Triage>| slot(s, "classify").cloned(),
+    );
+    group.bench_function("orchestr8 step, no-op agent", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let out = runtime.run(&workflow, &OnceLock::new(), ExecutionOptions::default()).await.unwrap().unwrap();
-                assert_eq!(out.priority, 2);
+                runtime.run(&noop, &OnceLock::new(), ExecutionOptions::default()).await.unwrap().unwrap();
             })
         })
     });
     group.finish();
+}
+
+/// An agent that answers at once: what the executor costs by itself.
+struct Noop;
+
+impl Agent for Noop {
+    type Input = Ticket;
+    type Output = Triage;
+    fn id(&self) -> &str {
+        "noop"
+    }
+    fn version(&self) -> &str {
+        "1.0.0"
+    }
+    async fn run(&self, _: &AgentContext<'_>, _: Ticket) -> Result<Triage, orchestr8_runtime::AgentError> {
+        Ok(Triage { category: "bug".into(), priority: 2 })
+    }
 }
 
 /// A request body of the agent's size: the rendered prompt and the schema,

@@ -3,6 +3,7 @@
 //! chosen provider can enforce of the output schema. (Prompt references are
 //! typed, so the type layer checks them.)
 
+use orchestr8_runtime::llm::check_base_url;
 use orchestr8_runtime::llm::wire::wire_schema;
 use orchestr8_schema::ast::{AgentDefinition, LlmAgent, Provider, Workflow};
 use orchestr8_schema::source::escape_pointer_token;
@@ -54,13 +55,37 @@ fn check_agent(id: &str, agent: &LlmAgent, at: &str, doc: &Doc<'_>, out: &mut Ve
             );
         }
     }
+    // The runtime compiles both schemas when the program starts (the output
+    // to validate answers): what passes the meta-schema may still not compile
+    // (a `pattern` that is not a regular expression).
+    let mut compiled = [None, None];
+    for (slot, side, schema) in [(0, "input", &agent.common.input), (1, "output", &agent.common.output)] {
+        let Some(schema) = schema else { continue };
+        if jsonschema::meta::validate(schema).is_err() {
+            continue; // reported by the type layer, located
+        }
+        match jsonschema::validator_for(schema) {
+            Ok(v) => compiled[slot] = Some(v),
+            Err(e) => {
+                let p = format!("{at}/{side}{}", e.instance_path().as_str());
+                out.push(
+                    Diagnostic::error(
+                        Code::InvalidJsonSchema,
+                        format!("agent `{id}`'s {side} schema does not compile: {e}"),
+                        &p,
+                        doc.value(&p),
+                    )
+                    .with_label("does not compile")
+                    .with_help("a `pattern` must be a regular expression (ECMA 262)"),
+                );
+            }
+        }
+    }
     for (i, example) in agent.prompt.examples.iter().enumerate() {
-        for (side, value, schema) in
-            [("input", &example.input, &agent.common.input), ("output", &example.output, &agent.common.output)]
+        for (side, value, validator) in
+            [("input", &example.input, &compiled[0]), ("output", &example.output, &compiled[1])]
         {
-            let Some(schema) = schema else { continue };
-            // A schema that does not compile is reported by the type layer.
-            let Ok(validator) = jsonschema::validator_for(schema) else { continue };
+            let Some(validator) = validator else { continue };
             for error in validator.iter_errors(value) {
                 let p = format!("{at}/prompt/examples/{i}/{side}{}", error.instance_path().as_str());
                 out.push(
@@ -131,62 +156,9 @@ fn check_agent(id: &str, agent: &LlmAgent, at: &str, doc: &Doc<'_>, out: &mut Ve
     }
 }
 
-/// An `http` or `https` URL with a host, and nothing the endpoint path
-/// cannot be appended to (a query or a fragment).
-fn check_base_url(url: &str) -> Result<(), &'static str> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or("it must start with `http://` or `https://`")?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() || host.starts_with(':') {
-        return Err("it has no host");
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("it holds blanks");
-    }
-    if url.contains('?') || url.contains('#') {
-        return Err("it has a query or a fragment, and the endpoint's path is appended to it");
-    }
-    if host.contains('@') {
-        return Err("it holds credentials; name the key's variable with `apiKeyEnv` instead");
-    }
-    let port = host.rsplit_once(':').filter(|(h, _)| !h.ends_with(']') || host.starts_with('[')).map(|(_, p)| p);
-    if let Some(p) = port.filter(|p| !p.contains(']')) {
-        if p.parse::<u16>().is_err() {
-            return Err("its port is not a number from 0 to 65535");
-        }
-    }
-    Ok(())
-}
-
 fn provider_name(p: Provider) -> &'static str {
     match p {
         Provider::Anthropic => "Anthropic's structured output",
         Provider::Openai => "the OpenAI-compatible server",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_base_url;
-
-    #[test]
-    fn base_urls() {
-        for ok in ["http://127.0.0.1:8080/v1", "https://api.example.com", "http://[::1]:9000/v1", "http://localhost/"] {
-            assert_eq!(check_base_url(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "ftp://x",
-            "127.0.0.1:8080",
-            "http://",
-            "http://:80",
-            "http://h:99999",
-            "http://a b",
-            "http://h/v1?x=1",
-            "https://u:p@h",
-        ] {
-            assert!(check_base_url(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -67,8 +67,9 @@ struct Ready {
     max_completion_tokens: bool,
     temperature: Option<f64>,
     prompt: Prompt,
-    /// The wire schema, wrapped as `{"result": ...}` when `wrapped`.
-    wire: Value,
+    /// The wire schema, wrapped as `{"result": ...}` when `wrapped`,
+    /// serialised once.
+    wire: Box<serde_json::value::RawValue>,
     strict: bool,
     /// Anthropic's tool mode needs an object at the root.
     wrapped: bool,
@@ -107,7 +108,17 @@ impl Ready {
         let is_object = output.get("type").and_then(Value::as_str) == Some("object");
         let wrapped = provider == Provider::Anthropic && mode == StructuredOutput::Tool && !is_object;
         let wire_value = if wrapped {
-            serde_json::json!({"type": "object", "properties": {"result": wire.schema}, "required": ["result"], "additionalProperties": false})
+            // `#/$defs/...` references resolve from the root: the definitions move up with them.
+            let mut inner = wire.schema;
+            let mut wrapper =
+                serde_json::json!({"type": "object", "required": ["result"], "additionalProperties": false});
+            for key in ["$defs", "definitions"] {
+                if let Some(defs) = inner.as_object_mut().and_then(|o| o.remove(key)) {
+                    wrapper[key] = defs;
+                }
+            }
+            wrapper["properties"] = serde_json::json!({"result": inner});
+            wrapper
         } else {
             wire.schema
         };
@@ -118,6 +129,10 @@ impl Ready {
             _ => (None, def.base_url.is_some()),
         };
         let base = env_base.or_else(|| def.base_url.clone()).unwrap_or_else(|| default_base_url(provider).to_owned());
+        if let Err(problem) = super::check_base_url(&base) {
+            let from = if custom_base && def.base_url.is_none() { base_url_env(provider) } else { "baseUrl" };
+            return Err(format!("agent `{id}`: the base URL `{base}` (from {from}) is not usable: {problem}"));
+        }
         let base = base.trim_end_matches('/');
         let endpoint = match provider {
             Provider::Anthropic => format!("{base}/v1/messages"),
@@ -125,6 +140,13 @@ impl Ready {
         };
         let key_env = def.api_key_env.clone().unwrap_or_else(|| default_key_env(provider).to_owned());
         let key = std::env::var(&key_env).ok().filter(|k| !k.is_empty()).map(Secret);
+        // A key goes into an HTTP header: visible ASCII only. Say so without showing it.
+        if key.as_ref().is_some_and(|Secret(k)| !k.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(format!(
+                "agent `{id}`: the environment variable {key_env} holds characters an API key cannot have \
+                 (blanks, a line break, or non-ASCII letters); check how it was set"
+            ));
+        }
         // OpenAI-compatible local servers need no key; a key named
         // explicitly, and Anthropic's, must be there.
         let key_required = provider == Provider::Anthropic || def.api_key_env.is_some();
@@ -148,7 +170,7 @@ impl Ready {
             max_completion_tokens: provider == Provider::Openai && !custom_base,
             temperature: def.temperature,
             prompt,
-            wire: wire_value,
+            wire: serde_json::value::to_raw_value(&wire_value).expect("a JSON value serialises"),
             strict: wire.strict,
             wrapped,
             validator,
@@ -189,7 +211,8 @@ impl Ready {
             .validator
             .iter_errors(&value)
             .map(|e| {
-                let at = e.instance_path().as_str().to_owned();
+                // The model sees the wrapper: its paths start at `/result`.
+                let at = format!("{}{}", if self.wrapped { "/result" } else { "" }, e.instance_path().as_str());
                 format!("at `{}`: {e}", if at.is_empty() { "/" } else { &at })
             })
             .collect();
@@ -201,23 +224,25 @@ impl Ready {
 
     /// One HTTP exchange, classified. Errors are the step's: retryable for
     /// what waiting can fix, fatal for the rest, never holding the key.
-    async fn send(&self, body: &Value) -> Result<Reply, AgentError> {
+    async fn send(&self, body: Vec<u8>) -> Result<Reply, AgentError> {
         let client = client();
-        let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
-        let mut request = client.post(&self.endpoint).header("content-type", "application/json").body(bytes);
+        let mut request = client.post(&self.endpoint).header("content-type", "application/json").body(body);
         match (self.provider, &self.key) {
             (Provider::Anthropic, key) => {
                 request = request.header("anthropic-version", "2023-06-01");
                 if let Some(k) = key {
-                    request = request.header("x-api-key", &k.0);
+                    request = request.header("x-api-key", sensitive(&k.0));
                 }
             }
-            (Provider::Openai, Some(k)) => request = request.bearer_auth(&k.0),
+            (Provider::Openai, Some(k)) => {
+                request = request.header("authorization", sensitive(&format!("Bearer {}", k.0)))
+            }
             (Provider::Openai, None) => {}
         }
         let response = request.send().await.map_err(|e| self.transport(&e))?;
         let status = response.status();
-        let headers = response.headers().clone();
+        // Only a failure reads the headers (retry-after, x-should-retry).
+        let headers = if status.is_success() { reqwest::header::HeaderMap::new() } else { response.headers().clone() };
         let body = response.bytes().await.map_err(|e| self.transport(&e))?;
         if status.is_success() {
             return provider::parse(self.provider, self.mode, &body).map_err(|e| {
@@ -260,6 +285,11 @@ impl Ready {
     }
 
     fn transport(&self, e: &reqwest::Error) -> AgentError {
+        if e.is_builder() {
+            // Not the network: a request that cannot be built will not be built on a retry.
+            return Failure::Config
+                .fatal(self.redact(format!("the request to {} cannot be built: {e}", self.endpoint)));
+        }
         // The URL is ours and holds no key; the chain says what failed.
         let mut message = format!("cannot reach {} at {}: {e}", provider_name(self.provider), self.endpoint);
         let mut source = std::error::Error::source(e);
@@ -275,16 +305,18 @@ impl Ready {
     /// that leaves the agent.
     fn redact(&self, text: String) -> String {
         let Some(Secret(key)) = &self.key else { return text };
-        if key.len() < 8 {
-            return text.replace(key.as_str(), "[redacted]");
-        }
-        let (head, tail) = (&key[..8.min(key.len())], &key[key.len() - 8..]);
         let text = text.replace(key.as_str(), "[redacted]");
+        // Providers echo a masked key (`sk-proj-ab****wxyz`): a word with a
+        // mask that starts or ends like the key goes too. Words without a
+        // mask stay, whatever they share with the key (`required`). Keys
+        // are visible ASCII, so byte slices are character slices.
+        let n = key.len().min(4);
+        let (head, tail) = (&key[..n], &key[key.len() - n..]);
         text.split_inclusive(char::is_whitespace)
             .map(|word| {
-                let w = word.trim_end();
-                if w.contains(head) || w.contains(tail) {
-                    format!("[redacted]{}", &word[w.len()..])
+                let w = word.trim_end().trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '*');
+                if w.contains('*') && (w.starts_with(head) || w.ends_with(tail)) {
+                    word.replace(w, "[redacted]")
                 } else {
                     word.to_owned()
                 }
@@ -335,6 +367,7 @@ async fn run_calls<O: DeserializeOwned>(
     let mut repair: Option<Repair> = None;
     for call in 0..=ready.repairs {
         let mut max_tokens = ready.max_tokens;
+        let mut capped_by_budget = false;
         if let Some(remaining) = tokens.and_then(|t| t.remaining()) {
             if remaining == 0 {
                 let budget = tokens.and_then(|t| t.budget()).unwrap_or(0);
@@ -344,11 +377,14 @@ async fn run_calls<O: DeserializeOwned>(
                 )));
             }
             // The answer cannot take more than what is left.
-            max_tokens = max_tokens.min(u32::try_from(remaining).unwrap_or(u32::MAX));
+            if remaining < u64::from(max_tokens) {
+                max_tokens = u32::try_from(remaining).unwrap_or(u32::MAX);
+                capped_by_budget = true;
+            }
         }
         let body = provider::body(&ready.spec(max_tokens), prompt, repair.as_ref());
         let reply = tokio::select! {
-            reply = ready.send(&body) => reply?,
+            reply = ready.send(body) => reply?,
             _ = cancel.cancelled() => return Err(AgentError::cancelled()),
         };
         if let Some(t) = tokens {
@@ -363,6 +399,12 @@ async fn run_calls<O: DeserializeOwned>(
             Outcome::Refused(why) => return Err(Failure::Refused.fatal(format!("the model refused: {why}"))),
             Outcome::ContentFiltered => {
                 return Err(Failure::ContentFilter.fatal("the provider's content filter stopped the answer"))
+            }
+            Outcome::Truncated if capped_by_budget => {
+                let budget = tokens.and_then(|t| t.budget()).unwrap_or(0);
+                return Err(AgentError::budget_exceeded(format!(
+                    "the execution's token budget of {budget} ran out during the answer (cut off at the {max_tokens} tokens that were left)"
+                )));
             }
             Outcome::Truncated => {
                 return Err(Failure::Truncated
@@ -390,6 +432,14 @@ async fn run_calls<O: DeserializeOwned>(
     unreachable!("the loop returns on its last call")
 }
 
+/// A header value that HTTP debugging output does not show.
+fn sensitive(value: &str) -> reqwest::header::HeaderValue {
+    // The key was checked to be visible ASCII when the agent was built.
+    let mut v = reqwest::header::HeaderValue::from_str(value).expect("an API key is a valid header value");
+    v.set_sensitive(true);
+    v
+}
+
 /// The provider's `retry-after-ms` or `retry-after` (seconds or an HTTP
 /// date), honoured between 0 and 60 s as the official SDKs do.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -413,6 +463,8 @@ fn client() -> &'static reqwest::Client {
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // A redirect would carry the API key to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("orchestr8/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client's settings are valid")

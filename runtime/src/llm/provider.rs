@@ -4,8 +4,11 @@
 //! Only the fields orchestr8 uses are read; unknown content blocks, stop
 //! reasons and fields are tolerated (the APIs grow), never a parse error.
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 use orchestr8_schema::ast::{Provider, StructuredOutput};
 
@@ -31,8 +34,9 @@ pub struct RequestSpec<'a> {
     pub max_completion_tokens: bool,
     /// Sampling temperature, sent only when set.
     pub temperature: Option<f64>,
-    /// The wire schema (wrapped in an object for Anthropic's tool mode when its root is not one).
-    pub schema: &'a Value,
+    /// The wire schema (wrapped in an object for Anthropic's tool mode when
+    /// its root is not one), serialised once.
+    pub schema: &'a RawValue,
     /// Whether OpenAI's strict mode is on.
     pub strict: bool,
 }
@@ -48,73 +52,202 @@ pub struct Repair {
     pub text: String,
 }
 
-/// The request body.
-pub fn body(spec: &RequestSpec<'_>, prompt: &Rendered, repair: Option<&Repair>) -> Value {
-    match spec.provider {
-        Provider::Anthropic => anthropic_body(spec, prompt, repair),
-        Provider::Openai => openai_body(spec, prompt, repair),
+/// The request body, as the bytes to send. Built from borrowed parts (the
+/// wire schema is serialised once, when the agent is built): a call copies
+/// its prompt into the body once and clones nothing.
+pub fn body(spec: &RequestSpec<'_>, prompt: &Rendered, repair: Option<&Repair>) -> Vec<u8> {
+    let bytes = match spec.provider {
+        Provider::Anthropic => serde_json::to_vec(&anthropic_body(spec, prompt, repair)),
+        Provider::Openai => serde_json::to_vec(&openai_body(spec, prompt, repair)),
+    };
+    bytes.expect("a request body serialises")
+}
+
+/// Whether the model's turn has nothing in it: the providers reject an
+/// empty turn, so the feedback then goes into the user's turn instead.
+fn is_empty_turn(content: &Value) -> bool {
+    match content {
+        Value::String(s) => s.trim().is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Null => true,
+        _ => false,
     }
 }
 
-fn anthropic_body(spec: &RequestSpec<'_>, prompt: &Rendered, repair: Option<&Repair>) -> Value {
-    let mut messages = vec![json!({"role": "user", "content": prompt.user})];
-    if let Some(r) = repair {
-        messages.push(json!({"role": "assistant", "content": r.assistant}));
+/// The first user turn: the prompt, with a repair's feedback when the
+/// model's own turn was empty (and is left out).
+fn first_turn<'a>(prompt: &'a Rendered, repair: Option<&Repair>, empty: bool) -> Cow<'a, str> {
+    match repair.filter(|_| empty) {
+        Some(r) => Cow::Owned(format!("{}\n\n{}", prompt.user, r.text)),
+        None => Cow::Borrowed(&prompt.user),
+    }
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: Content<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(Cow<'a, str>),
+    /// The model's own content, as it returned it.
+    Returned(&'a Value),
+    ToolResult([ToolResult<'a>; 1]),
+}
+
+#[derive(Serialize)]
+struct ToolResult<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    tool_use_id: &'a str,
+    is_error: bool,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct AnthropicBody<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    system: &'a str,
+    messages: Vec<Message<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_config: Option<OutputConfig<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<[Tool<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ToolChoice>,
+}
+
+#[derive(Serialize)]
+struct OutputConfig<'a> {
+    format: SchemaFormat<'a>,
+}
+
+#[derive(Serialize)]
+struct SchemaFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    schema: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct Tool<'a> {
+    name: &'static str,
+    description: &'static str,
+    input_schema: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct ToolChoice {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'static str,
+    disable_parallel_tool_use: bool,
+}
+
+fn anthropic_body<'a>(spec: &RequestSpec<'a>, prompt: &'a Rendered, repair: Option<&'a Repair>) -> AnthropicBody<'a> {
+    let empty = repair.is_some_and(|r| is_empty_turn(&r.assistant));
+    let mut messages = vec![Message { role: "user", content: Content::Text(first_turn(prompt, repair, empty)) }];
+    if let Some(r) = repair.filter(|_| !empty) {
+        messages.push(Message { role: "assistant", content: Content::Returned(&r.assistant) });
         // The conversation always ends with a user turn: structured output
         // rejects an assistant prefill.
-        messages.push(match &r.tool_use_id {
-            Some(id) => json!({"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": id, "is_error": true, "content": r.text}
-            ]}),
-            None => json!({"role": "user", "content": r.text}),
+        messages.push(Message {
+            role: "user",
+            content: match &r.tool_use_id {
+                Some(id) => Content::ToolResult([ToolResult {
+                    kind: "tool_result",
+                    tool_use_id: id,
+                    is_error: true,
+                    content: &r.text,
+                }]),
+                None => Content::Text(Cow::Borrowed(&r.text)),
+            },
         });
     }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(spec.model));
-    body.insert("max_tokens".into(), json!(spec.max_tokens));
-    body.insert("system".into(), json!(prompt.system));
-    body.insert("messages".into(), Value::Array(messages));
-    if let Some(t) = spec.temperature {
-        body.insert("temperature".into(), json!(t));
+    let native = spec.mode == StructuredOutput::Native;
+    AnthropicBody {
+        model: spec.model,
+        max_tokens: spec.max_tokens,
+        system: &prompt.system,
+        messages,
+        temperature: spec.temperature,
+        output_config: native
+            .then_some(OutputConfig { format: SchemaFormat { kind: "json_schema", schema: spec.schema } }),
+        tools: (!native).then_some([Tool {
+            name: TOOL_NAME,
+            description: "Return the final result.",
+            input_schema: spec.schema,
+        }]),
+        tool_choice: (!native).then_some(ToolChoice { kind: "tool", name: TOOL_NAME, disable_parallel_tool_use: true }),
     }
-    match spec.mode {
-        StructuredOutput::Native => {
-            body.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": spec.schema}}));
-        }
-        StructuredOutput::Tool => {
-            body.insert(
-                "tools".into(),
-                json!([{"name": TOOL_NAME, "description": "Return the final result.", "input_schema": spec.schema}]),
-            );
-            body.insert(
-                "tool_choice".into(),
-                json!({"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": true}),
-            );
-        }
-    }
-    Value::Object(body)
 }
 
-fn openai_body(spec: &RequestSpec<'_>, prompt: &Rendered, repair: Option<&Repair>) -> Value {
-    let mut messages =
-        vec![json!({"role": "system", "content": prompt.system}), json!({"role": "user", "content": prompt.user})];
-    if let Some(r) = repair {
-        messages.push(r.assistant.clone());
-        messages.push(json!({"role": "user", "content": r.text}));
+#[derive(Serialize)]
+struct OpenAiBody<'a> {
+    model: &'a str,
+    messages: Vec<OpenAiMessage<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    response_format: ResponseFormat<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OpenAiMessage<'a> {
+    Text {
+        role: &'static str,
+        content: Cow<'a, str>,
+    },
+    /// The model's own message, as it returned it.
+    Returned(&'a Value),
+}
+
+#[derive(Serialize)]
+struct ResponseFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    json_schema: NamedSchema<'a>,
+}
+
+#[derive(Serialize)]
+struct NamedSchema<'a> {
+    name: &'static str,
+    schema: &'a RawValue,
+    strict: bool,
+}
+
+fn openai_body<'a>(spec: &RequestSpec<'a>, prompt: &'a Rendered, repair: Option<&'a Repair>) -> OpenAiBody<'a> {
+    let empty = repair.is_some_and(|r| is_empty_turn(&r.assistant["content"]));
+    let mut messages = vec![
+        OpenAiMessage::Text { role: "system", content: Cow::Borrowed(&prompt.system) },
+        OpenAiMessage::Text { role: "user", content: first_turn(prompt, repair, empty) },
+    ];
+    if let Some(r) = repair.filter(|_| !empty) {
+        messages.push(OpenAiMessage::Returned(&r.assistant));
+        messages.push(OpenAiMessage::Text { role: "user", content: Cow::Borrowed(&r.text) });
     }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(spec.model));
-    body.insert("messages".into(), Value::Array(messages));
-    let limit = if spec.max_completion_tokens { "max_completion_tokens" } else { "max_tokens" };
-    body.insert(limit.into(), json!(spec.max_tokens));
-    if let Some(t) = spec.temperature {
-        body.insert("temperature".into(), json!(t));
+    let limit = Some(spec.max_tokens);
+    OpenAiBody {
+        model: spec.model,
+        messages,
+        max_tokens: limit.filter(|_| !spec.max_completion_tokens),
+        max_completion_tokens: limit.filter(|_| spec.max_completion_tokens),
+        temperature: spec.temperature,
+        response_format: ResponseFormat {
+            kind: "json_schema",
+            json_schema: NamedSchema { name: "output", schema: spec.schema, strict: spec.strict },
+        },
     }
-    body.insert(
-        "response_format".into(),
-        json!({"type": "json_schema", "json_schema": {"name": "output", "schema": spec.schema, "strict": spec.strict}}),
-    );
-    Value::Object(body)
 }
 
 /// What an answer amounts to.
@@ -355,7 +488,7 @@ mod tests {
         Rendered { system: "sys".into(), user: "user".into() }
     }
 
-    fn spec<'a>(provider: Provider, mode: StructuredOutput, schema: &'a Value) -> RequestSpec<'a> {
+    fn spec<'a>(provider: Provider, mode: StructuredOutput, schema: &'a RawValue) -> RequestSpec<'a> {
         RequestSpec {
             provider,
             mode,
@@ -370,14 +503,14 @@ mod tests {
 
     #[test]
     fn anthropic_tool_mode_repair_answers_the_tool_call() {
-        let schema = json!({"type": "object"});
+        let schema = serde_json::value::to_raw_value(&json!({"type": "object"})).unwrap();
         let s = spec(Provider::Anthropic, StructuredOutput::Tool, &schema);
         let answer = br#"{"content":[{"type":"text","text":"Sure."},{"type":"tool_use","id":"toolu_1","name":"emit_result","input":{"a":1}},{"type":"new_block_kind"}],"stop_reason":"tool_use","usage":{"input_tokens":10,"output_tokens":5}}"#;
         let reply = parse(Provider::Anthropic, StructuredOutput::Tool, answer).unwrap();
         assert_eq!(reply.outcome, Outcome::Candidate(Candidate::Value(json!({"a": 1}))));
         assert_eq!(reply.usage.total_tokens(), 15);
         let repair = Repair { assistant: reply.assistant, tool_use_id: reply.tool_use_id, text: "fix".into() };
-        let body = body(&s, &rendered(), Some(&repair));
+        let body: Value = serde_json::from_slice(&body(&s, &rendered(), Some(&repair))).unwrap();
         assert_eq!(body["messages"][1]["content"][1]["id"], "toolu_1");
         assert_eq!(
             body["messages"][2]["content"][0],

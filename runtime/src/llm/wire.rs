@@ -61,11 +61,22 @@ pub fn wire_schema(provider: Provider, output: &Value) -> Result<WireSchema, Uns
             Ok(WireSchema { schema, strict: true, dropped, not_strict_because: None })
         }
         Provider::Openai => {
-            let mut schema = output.clone();
-            let not_strict_because = openai_strict(&mut schema, "").err();
+            let mut strict = output.clone();
+            let not_strict_because = if is_object(output) {
+                openai_strict(&mut strict, "").err()
+            } else {
+                Some(Unsupported { pointer: String::new(), message: "strict mode needs an object at the root".into() })
+            };
+            // A schema strict mode cannot take is sent as written, not half closed.
+            let schema = if not_strict_because.is_none() { strict } else { output.clone() };
             Ok(WireSchema { schema, strict: not_strict_because.is_none(), dropped: Vec::new(), not_strict_because })
         }
     }
+}
+
+/// Whether a schema describes an object.
+fn is_object(schema: &Value) -> bool {
+    schema.get("type").and_then(Value::as_str) == Some("object") || schema.get("properties").is_some()
 }
 
 fn escape(key: &str) -> String {
@@ -129,11 +140,9 @@ fn anthropic(schema: &Value, at: &str, dropped: &mut Vec<Dropped>) -> Result<Val
             "required" => {
                 out.insert(key.clone(), value.clone());
             }
+            // Closed below; an open object's answer still validates.
             "additionalProperties" => match value {
-                Value::Bool(false) => {}
-                Value::Bool(true) => {
-                    dropped.push(Dropped { pointer: at.to_owned(), keyword: key.clone() });
-                }
+                Value::Bool(_) => {}
                 _ => {
                     return Err(Unsupported {
                         pointer: at.to_owned(),
@@ -159,8 +168,16 @@ fn anthropic(schema: &Value, at: &str, dropped: &mut Vec<Dropped>) -> Result<Val
             }
         }
     }
-    let is_object = obj.get("type").and_then(Value::as_str) == Some("object") || obj.contains_key("properties");
-    if is_object {
+    if is_object(schema) {
+        if !obj.contains_key("properties") {
+            return Err(Unsupported {
+                pointer: at.to_owned(),
+                message: "an object without `properties` cannot be enforced by Anthropic's structured output, \
+                          which closes every object (`additionalProperties: false`), so the model could only \
+                          answer `{}`; declare its properties"
+                    .into(),
+            });
+        }
         out.insert("additionalProperties".into(), Value::Bool(false));
     }
     if !extra.is_empty() {
@@ -201,12 +218,13 @@ fn openai_strict(schema: &mut Value, at: &str) -> Result<(), Unsupported> {
             return not(at, "a map (`additionalProperties`) is not accepted by strict mode".into())
         }
         Some(_) => {}
-        None => {
-            let is_object = obj.get("type").and_then(Value::as_str) == Some("object") || obj.contains_key("properties");
-            if is_object {
-                obj.insert("additionalProperties".into(), Value::Bool(false));
-            }
+        None if obj.contains_key("properties") => {
+            obj.insert("additionalProperties".into(), Value::Bool(false));
         }
+        None if obj.get("type").and_then(Value::as_str) == Some("object") => {
+            return not(at, "an object without `properties` is not accepted by strict mode".into())
+        }
+        None => {}
     }
     for (key, value) in obj.iter_mut() {
         let here = format!("{at}/{}", escape(key));
@@ -285,6 +303,28 @@ mod tests {
         assert!(err.message.contains("array of"), "{}", err.message);
         let err = wire_schema(Provider::Anthropic, &json!({"$ref": "https://example.com/s.json"})).unwrap_err();
         assert!(err.message.contains("local"), "{}", err.message);
+    }
+
+    #[test]
+    fn free_form_objects_cannot_be_closed() {
+        let free = json!({"type": "object", "properties": {"meta": {"type": "object"}}, "required": ["meta"]});
+        let err = wire_schema(Provider::Anthropic, &free).unwrap_err();
+        assert_eq!(err.pointer, "/properties/meta");
+        let wire = wire_schema(Provider::Openai, &free).unwrap();
+        assert!(!wire.strict);
+        assert_eq!(wire.schema, free, "sent as written");
+        // Open with properties: closed on the wire, and nothing is lost to validation.
+        let open = json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": true});
+        let wire = wire_schema(Provider::Anthropic, &open).unwrap();
+        assert_eq!(wire.schema["additionalProperties"], json!(false));
+        assert!(wire.dropped.is_empty());
+    }
+
+    #[test]
+    fn openai_strict_mode_needs_an_object_root() {
+        let wire = wire_schema(Provider::Openai, &json!({"type": "array", "items": {"type": "string"}})).unwrap();
+        assert!(!wire.strict);
+        assert!(wire.not_strict_because.unwrap().message.contains("root"));
     }
 
     #[test]

@@ -111,7 +111,13 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     // Each LLM agent's types, defined in the generated crate.
     let mut agent_types = Vec::new();
     let mut llm_agents = Vec::new();
+    let mut agent_fns = Names::default();
     for (id, (input_shape, output_shape)) in input.llm {
+        // An agent no step calls is only warned about: nothing is generated for it.
+        let called = input.graph.nodes.iter().any(|n| matches!(n.step, Step::Agent(s) if s.agent == *id));
+        if !called {
+            continue;
+        }
         let Some(AgentDefinition::Llm(definition)) = wf.agents.get(id) else {
             return internal(format!("agent {id} is not an LLM agent"));
         };
@@ -129,7 +135,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
         llm_agents.push(CheckedLlmAgent {
             id: id.clone(),
             version,
-            ident: Ident::new(&format!("agent_{}", slot_name(id)), Span::call_site()),
+            ident: Ident::new(&agent_fns.unique(&format!("agent_{}", slot_name(id))), Span::call_site()),
             definition: json,
             input: types.0,
             output: types.1,
