@@ -396,11 +396,9 @@ impl Checker<'_, '_> {
                             ),
                         );
                     } else if !found.is_scalar() {
-                        self.out.push(
-                            Diagnostic::error(Code::NotInterpolatable, format!("`${{{}}}` is {}, which cannot be interpolated into text", r.value, with_article(&found)), pointer, span)
-                                .with_label(format!("{found}"))
-                                .with_help("only strings, numbers, integers and booleans interpolate; pass a whole value as `\"${...}\"` alone in the string"),
-                        );
+                        self.out.push(not_interpolatable(&r.value, &found, pointer, span).with_help(
+                            "only strings, numbers, integers and booleans interpolate; pass a whole value as `\"${...}\"` alone in the string",
+                        ));
                     }
                 }
                 if let Err(misfit) = fits(&Ty::String(None), expected) {
@@ -440,11 +438,9 @@ impl Checker<'_, '_> {
             }
             let Some(found) = self.resolve(&r.value, pointer, span, &site) else { continue };
             if !found.required().is_scalar() {
-                self.out.push(
-                    Diagnostic::error(Code::NotInterpolatable, format!("`${{{}}}` is {}, which cannot be interpolated into text", r.value, with_article(&found)), pointer, span)
-                        .with_label(format!("{found}"))
-                        .with_help("only strings, numbers, integers and booleans interpolate; the whole input is in the prompt anyway"),
-                );
+                self.out.push(not_interpolatable(&r.value, &found, pointer, span).with_help(
+                    "only strings, numbers, integers and booleans interpolate; the whole input is in the prompt anyway",
+                ));
             }
         }
     }
@@ -634,6 +630,18 @@ impl Checker<'_, '_> {
         }
         self.out.push(d);
     }
+}
+
+/// A reference to a value that is not text-like, inside interpolated text
+/// (a step input or a prompt); the caller says what to do instead.
+fn not_interpolatable(reference: &Reference, found: &Ty, pointer: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::NotInterpolatable,
+        format!("`${{{reference}}}` is {}, which cannot be interpolated into text", with_article(found)),
+        pointer,
+        span,
+    )
+    .with_label(format!("{found}"))
 }
 
 fn at_path(path: &str) -> String {
