@@ -62,6 +62,8 @@ struct Ready {
     mode: StructuredOutput,
     model: String,
     endpoint: String,
+    /// `endpoint`, parsed once: a call does not parse it again.
+    url: reqwest::Url,
     key: Option<Secret>,
     max_tokens: u32,
     max_completion_tokens: bool,
@@ -138,6 +140,8 @@ impl Ready {
             Provider::Anthropic => format!("{base}/v1/messages"),
             Provider::Openai => format!("{base}/chat/completions"),
         };
+        let url = reqwest::Url::parse(&endpoint)
+            .map_err(|e| format!("agent `{id}`: the endpoint `{endpoint}` is not a URL: {e}"))?;
         let key_env = def.api_key_env.clone().unwrap_or_else(|| default_key_env(provider).to_owned());
         let key = std::env::var(&key_env).ok().filter(|k| !k.is_empty()).map(Secret);
         // A key goes into an HTTP header: visible ASCII only. Say so without showing it.
@@ -165,6 +169,7 @@ impl Ready {
             mode,
             model: def.model.clone(),
             endpoint,
+            url,
             key,
             max_tokens: def.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             max_completion_tokens: provider == Provider::Openai && !custom_base,
@@ -226,7 +231,7 @@ impl Ready {
     /// what waiting can fix, fatal for the rest, never holding the key.
     async fn send(&self, body: Vec<u8>) -> Result<Reply, AgentError> {
         let client = client();
-        let mut request = client.post(&self.endpoint).header("content-type", "application/json").body(body);
+        let mut request = client.post(self.url.clone()).header("content-type", "application/json").body(body);
         match (self.provider, &self.key) {
             (Provider::Anthropic, key) => {
                 request = request.header("anthropic-version", "2023-06-01");
