@@ -237,19 +237,27 @@ fn a_bad_test_file_is_reported_where_it_is_wrong_and_nothing_runs() {
 
 /// One HTTP/1.1 request on loopback; the response's status and body.
 fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = request(port, method, path, &[], body);
+    (status, body)
+}
+
+/// A request with extra headers; the status, the response head (lower
+/// case) and the body.
+fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 #[test]
@@ -274,17 +282,7 @@ fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let journals = tempfile::tempdir().unwrap();
-    let mut server = Command::new(repo().join("target/generated-serve/debug/hello"))
-        .args(["serve", "--quiet", "--addr", &format!("127.0.0.1:{port}"), "--journal-dir"])
-        .arg(journals.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Bounded wait for the listener.
-    let up = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(25));
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (mut server, up) = serve_hello(port, journals.path(), None);
     let result = std::panic::catch_unwind(|| {
         assert!(up, "the server did not start listening");
         let (status, body) = http(port, "POST", "/workflows/execute?wait=true", r#"{"input": {"name": "Ada"}}"#);
@@ -297,12 +295,106 @@ fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
         let (status, body) = http(port, "GET", "/openapi.json", "");
         assert_eq!(status, 200);
         assert!(body.contains("greeting"), "the output schema is published: {body}");
+        // No OTEL_* variable: no exporter thread, no connection of its own.
+        let threads = thread_names(server.id());
+        assert!(!threads.iter().any(|t| t.starts_with("OpenTelemetry")), "{threads:?}");
+        assert_eq!(outgoing_connections(server.id()), 0, "a served workflow connects nowhere by itself");
     });
     server.kill().ok();
     server.wait().ok();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+
+    // With a collector: a request's `traceparent` makes the execution part
+    // of the caller's trace; SIGTERM still delivers every span.
+    let receiver = Receiver::start();
+    let (mut server, up) = serve_hello(port, journals.path(), Some(&receiver.endpoint()));
+    let pid = server.id();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(up, "the server did not start listening");
+        let threads = thread_names(pid);
+        assert!(threads.iter().any(|t| t.starts_with("OpenTelemetry")), "the exporters run: {threads:?}");
+        let parent_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let parent_span = "00f067aa0ba902b7";
+        let (status, headers, body) = request(
+            port,
+            "POST",
+            "/workflows/execute?wait=true",
+            &[("traceparent", &format!("00-{parent_trace}-{parent_span}-01")), ("X-Correlation-Id", "order-7")],
+            r#"{"input": {"name": "Ada"}}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(headers.contains(&format!("x-trace-id: {parent_trace}")), "{headers}");
+        assert!(headers.contains("x-correlation-id: order-7"), "{headers}");
+        let terminated = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(terminated.success());
+        let code = server.wait().unwrap();
+        assert!(code.success(), "{code:?}");
+        let spans = receiver.get("spans");
+        let execute = spans.iter().find(|s| s["name"] == "orchestrator.execute").expect("the execution's span");
+        assert_eq!(execute["trace_id"], parent_trace, "{execute}");
+        assert_eq!(execute["parent_span_id"], parent_span, "{execute}");
+        assert_eq!(execute["attributes"]["correlation_id"], "order-7");
+        assert!(spans.iter().any(|s| s["name"] == "orchestrator.step" && s["trace_id"] == parent_trace));
+    }));
+    server.kill().ok();
+    server.wait().ok();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `hello serve` on `port`, exporting to `otlp` if given; whether it
+/// listened within 5 s.
+fn serve_hello(port: u16, journals: &Path, otlp: Option<&str>) -> (std::process::Child, bool) {
+    let mut command = Command::new(repo().join("target/generated-serve/debug/hello"));
+    command
+        .args(["serve", "--quiet", "--addr", &format!("127.0.0.1:{port}"), "--journal-dir"])
+        .arg(journals)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stderr(std::process::Stdio::null());
+    if let Some(endpoint) = otlp {
+        command.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
+    }
+    let server = command.spawn().unwrap();
+    // Bounded wait for the listener.
+    let up = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (server, up)
+}
+
+/// The names of a process's threads (Linux).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+/// TCP connections a process holds that it did not accept on its listener
+/// (Linux: its socket inodes matched against /proc/net/tcp{,6}).
+fn outgoing_connections(pid: u32) -> usize {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let mut n = 0;
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // State 0A is LISTEN; everything else is a connection.
+            if cols.len() > 9 && cols[3] != "0A" && inodes.iter().any(|i| i == cols[9]) {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// The LLM example: its generated crate (snapshot), built and linted like
@@ -418,4 +510,141 @@ impl Drop for LlamaServer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A real OTLP/HTTP receiver (scripts/otlp_receiver.py on the official
+/// `opentelemetry-proto` package, in a venv `scripts/otlp-receiver` caches),
+/// started on a free loopback port; killed when dropped.
+struct Receiver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::BufRead;
+        let python = Command::new("bash").arg(repo().join("scripts/otlp-receiver")).arg("python").output().unwrap();
+        assert!(python.status.success(), "installing the receiver: {}", String::from_utf8_lossy(&python.stderr));
+        let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+        let mut child = Command::new(python)
+            .arg(repo().join("scripts/otlp_receiver.py"))
+            .args(["--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().strip_prefix("LISTENING ").and_then(|p| p.parse().ok());
+        let Some(port) = port else {
+            child.kill().ok();
+            panic!("the receiver did not start: {line:?}");
+        };
+        Receiver { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn get(&self, what: &str) -> Vec<Value> {
+        let (status, body) = http(self.port, "GET", &format!("/debug/{what}"), "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn attr<'a>(span: &'a Value, key: &str) -> &'a Value {
+    &span["attributes"][key]
+}
+
+/// A compiled example run with OTEL_EXPORTER_OTLP_ENDPOINT set delivers its
+/// trace and metrics to a real receiver before it exits, and the trace shows
+/// what the journal (and so `inspect`) shows: the same steps, attempts and
+/// durations.
+#[test]
+fn a_run_exports_its_trace_and_metrics_to_an_otlp_receiver() {
+    let _generated = generated_lock();
+    let binary = build("flaky-dependency");
+    let receiver = Receiver::start();
+    let journals = tempfile::tempdir().unwrap();
+    let output = Command::new(&binary)
+        .args(["--input", r#"{"sku": "ABC-123", "failuresBeforeSuccess": 2}"#, "--journal-dir"])
+        .arg(journals.path())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let journal_file = std::fs::read_dir(journals.path()).unwrap().next().unwrap().unwrap().path();
+    let events: Vec<Value> =
+        std::fs::read_to_string(&journal_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let execution_id = events[0]["executionId"].as_str().unwrap().to_owned();
+
+    // Exported at exit: no wait on the batch delay or the metric interval.
+    let spans = receiver.get("spans");
+    let named = |name: &str| spans.iter().filter(|s| s["name"] == name).collect::<Vec<_>>();
+    let execute = named("orchestrator.execute");
+    assert_eq!(execute.len(), 1, "{spans:#?}");
+    let execute = execute[0];
+    assert_eq!(attr(execute, "execution_id"), &json!(execution_id));
+    assert_eq!(attr(execute, "workflow_id"), "flaky-dependency");
+    assert_eq!(attr(execute, "outcome"), "completed");
+    assert_eq!(execute["resource"]["service.name"], "flaky-dependency", "the workflow id by default");
+    assert_eq!(execute["parent_span_id"], "", "a root span");
+    let trace = execute["trace_id"].as_str().unwrap();
+    assert!(spans.iter().all(|s| s["trace_id"] == trace), "one trace per execution");
+
+    // Steps under the execution, attempts under their step, as in the journal.
+    let steps = named("orchestrator.step");
+    let journal_steps: Vec<&Value> = events.iter().filter(|e| e["event"] == "step.succeeded").collect();
+    assert_eq!(steps.len(), journal_steps.len(), "{spans:#?}");
+    for step in &steps {
+        assert_eq!(step["parent_span_id"], execute["span_id"]);
+        let id = attr(step, "step_id");
+        let journaled = journal_steps.iter().find(|e| &e["stepId"] == id).unwrap();
+        assert_eq!(attr(step, "duration_ms"), &journaled["durationMs"], "{id}: the journal's duration");
+        let attempts = named("agent.run").iter().filter(|a| a["parent_span_id"] == step["span_id"]).count();
+        let journaled_attempts =
+            events.iter().filter(|e| e["event"] == "step.attempt.started" && &e["stepId"] == id).count();
+        assert_eq!(attempts, journaled_attempts, "{id}: one agent.run per attempt");
+    }
+    let live: Vec<&Value> = named("agent.run").into_iter().filter(|a| attr(a, "step_id") == "live_price").collect();
+    assert_eq!(live.len(), 3, "two failures, then success");
+    for a in &live {
+        let failed = attr(a, "outcome") == "failed";
+        assert_eq!(a["status"], if failed { 2 } else { 0 }, "status Error on failure: {a}");
+        if failed {
+            assert_eq!(attr(a, "error.type"), "agent_failed");
+        }
+    }
+    assert_eq!(live.iter().filter(|a| attr(a, "outcome") == "failed").count(), 2);
+    assert_eq!(named("resilience.retry").len(), 2, "one span per backoff");
+    assert!(live.iter().all(|a| attr(a, "attempt").is_i64()), "attempt is an integer, not a string");
+
+    // Metrics, with workflow and step attributes, never execution ids.
+    let metrics = receiver.get("metrics");
+    let total = |name: &str| -> f64 {
+        metrics
+            .iter()
+            .filter(|m| m["name"] == name)
+            .flat_map(|m| m["points"].as_array().unwrap())
+            .map(|p| p["value"].as_f64().or_else(|| p["count"].as_f64()).unwrap())
+            .sum()
+    };
+    assert_eq!(total("orchestr8.step.retries"), 2.0, "{metrics:#?}");
+    assert_eq!(total("orchestr8.step.successes"), 2.0);
+    assert_eq!(total("orchestr8.step.duration"), 2.0, "two steps recorded");
+    assert_eq!(total("orchestr8.execution.duration"), 1.0);
+    let units: Vec<(&Value, &Value)> = metrics.iter().map(|m| (&m["name"], &m["unit"])).collect();
+    assert!(units.contains(&(&json!("orchestr8.step.duration"), &json!("s"))), "{units:?}");
+    let text = serde_json::to_string(&metrics).unwrap();
+    assert!(!text.contains(&execution_id), "no execution id on metrics");
 }

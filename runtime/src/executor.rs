@@ -159,6 +159,10 @@ impl Recorder {
     /// Assigns the next `seq`, appends, publishes (once the event is in the
     /// OS). A journal write error is logged once and the execution goes on.
     pub fn record(&self, mut event: JournalEvent) {
+        #[cfg(feature = "otel")]
+        if let Some(metrics) = crate::telemetry::otel::instruments() {
+            metrics.observe(&self.meta, &event);
+        }
         let terminal = event.event.is_terminal();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.seq += 1;
@@ -565,10 +569,11 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         Node::Step(Box::new(self))
     }
 
-    async fn run_step(&self, cx: &Cx<'_, S>, cancel: &CancellationToken) -> Outcome {
+    async fn run_step(&self, cx: &Cx<'_, S>, cancel: &CancellationToken, span: tracing::Span) -> Outcome {
         let rec = cx.recorder;
         if cancel.is_cancelled() {
             rec.skipped(&self.id, &self.agent_id);
+            crate::telemetry::end_span(&span, "step", "skipped", None, None);
             return Outcome::Cancelled;
         }
         let started = Instant::now();
@@ -583,7 +588,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
             Ok(i) => i,
             Err(msg) => {
                 let e = StepError::new(ErrorKind::InvalidInput, msg, 0);
-                return self.failed(rec, e, started, &UsageMeter::default());
+                return self.failed(rec, e, started, &UsageMeter::default(), &span);
             }
         };
         let observer = StepObserver {
@@ -621,13 +626,13 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         match result {
             Ok(Err(msg)) => {
                 let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
-                self.failed(rec, e, started, &observer.usage)
+                self.failed(rec, e, started, &observer.usage, &span)
             }
             Ok(Ok(out)) => {
                 let output = to_json(&out);
                 if let Err(msg) = (self.store)(cx.state, out) {
                     let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
-                    return self.failed(rec, e, started, &observer.usage);
+                    return self.failed(rec, e, started, &observer.usage, &span);
                 }
                 let end = Instant::now();
                 let mut ev = rec.step_event(EventKind::StepSucceeded, &self.id, &self.agent_id, end);
@@ -636,6 +641,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
                 ev.output = output;
                 ev.state = Some(StepState::Succeeded.into());
                 set_usage(&mut ev, observer.usage.get());
+                crate::telemetry::end_span(&span, "step", "succeeded", None, ev.duration_ms);
                 rec.record(ev);
                 Outcome::Ok
             }
@@ -647,14 +653,22 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
                 ev.error = Some(Box::new(e.with_step(self.id.clone())));
                 ev.state = Some(StepState::Cancelled.into());
                 set_usage(&mut ev, observer.usage.get());
+                crate::telemetry::end_span(&span, "step", "cancelled", None, ev.duration_ms);
                 rec.record(ev);
                 Outcome::Cancelled
             }
-            Err(e) => self.failed(rec, e, started, &observer.usage),
+            Err(e) => self.failed(rec, e, started, &observer.usage, &span),
         }
     }
 
-    fn failed(&self, rec: &Recorder, e: StepError, started: Instant, usage: &UsageMeter) -> Outcome {
+    fn failed(
+        &self,
+        rec: &Recorder,
+        e: StepError,
+        started: Instant,
+        usage: &UsageMeter,
+        span: &tracing::Span,
+    ) -> Outcome {
         let e = e.with_step(self.id.clone());
         let state = if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed };
         let end = Instant::now();
@@ -664,6 +678,8 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         ev.state = Some(state.into());
         ev.error = Some(Box::new(e.clone()));
         set_usage(&mut ev, usage.get());
+        let outcome = if state == StepState::TimedOut { "timed_out" } else { "failed" };
+        crate::telemetry::end_span(span, "step", outcome, Some(&e), ev.duration_ms);
         rec.record(ev);
         match self.on_error {
             OnError::Fail => Outcome::Failed(e),
@@ -689,7 +705,20 @@ impl<S: Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
     }
 
     fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
-        Box::pin(self.run_step(cx, cancel))
+        let m = cx.meta();
+        let span = crate::telemetry::executor_span!(
+            "orchestrator.step",
+            workflow_id = &*m.workflow_id,
+            execution_id = &*m.execution_id,
+            correlation_id = &*m.correlation_id,
+            step_id = &*self.id,
+            agent_id = &*self.agent_id,
+        );
+        if span.is_disabled() {
+            return Box::pin(self.run_step(cx, cancel, span));
+        }
+        crate::telemetry::stamp_ids(&span);
+        Box::pin(self.run_step(cx, cancel, span.clone()).instrument(span))
     }
 }
 
@@ -747,13 +776,15 @@ impl Observer for StepObserver<'_> {
 
     fn attempt_span(&self, attempt: u32) -> tracing::Span {
         let m = &self.rec.meta;
-        tracing::info_span!(
+        crate::telemetry::executor_span!(
             "agent.run",
             workflow_id = &*m.workflow_id,
+            execution_id = &*m.execution_id,
             step_id = &**self.step,
             agent_id = &**self.agent,
             correlation_id = &*m.correlation_id,
-            attempt
+            // i64: tracing-opentelemetry exports unsigned fields as strings.
+            attempt = i64::from(attempt),
         )
     }
 
@@ -762,11 +793,12 @@ impl Observer for StepObserver<'_> {
         tracing::info_span!(
             "resilience.retry",
             workflow_id = &*m.workflow_id,
+            execution_id = &*m.execution_id,
             step_id = &**self.step,
             agent_id = &**self.agent,
             correlation_id = &*m.correlation_id,
-            attempt = next_attempt,
-            delay_ms = millis(delay)
+            attempt = i64::from(next_attempt),
+            delay_ms = i64::try_from(millis(delay)).unwrap_or(i64::MAX)
         )
     }
 }
@@ -859,6 +891,9 @@ pub struct ExecutionOptions {
     /// A breaker registry of this execution's own, used instead of the one
     /// the workflow's steps were bound to (tests that must not share breakers).
     pub breakers: Option<Arc<BreakerRegistry>>,
+    /// A W3C trace context the execution's trace continues (a request's
+    /// `traceparent`); used when traces are exported.
+    pub trace_parent: Option<crate::telemetry::TraceParent>,
 }
 
 impl fmt::Debug for ExecutionOptions {
@@ -928,6 +963,18 @@ impl Runtime {
             workflow_id: info.id.clone(),
             workflow_version: info.version.clone(),
         });
+        let span = crate::telemetry::executor_span!(
+            "orchestrator.execute",
+            workflow_id = &*meta.workflow_id,
+            workflow_version = &*meta.workflow_version,
+            correlation_id = &*meta.correlation_id,
+            execution_id = &*meta.execution_id,
+        );
+        #[cfg(feature = "otel")]
+        if let Some(parent) = &opts.trace_parent {
+            crate::telemetry::otel::adopt(&span, parent);
+        }
+        crate::telemetry::stamp_ids(&span);
         Ok(Execution {
             recorder: Recorder {
                 meta,
@@ -946,6 +993,7 @@ impl Runtime {
             state: Arc::new(AtomicU8::new(ExecutionState::Pending.to_u8())),
             mocks: opts.mocks,
             breakers: opts.breakers,
+            span,
         })
     }
 
@@ -1008,6 +1056,9 @@ pub struct Execution {
     state: Arc<AtomicU8>,
     mocks: Option<Arc<dyn StepMocks>>,
     breakers: Option<Arc<BreakerRegistry>>,
+    /// `orchestrator.execute`, built at prepare time so its trace id is
+    /// known before the execution runs (a server answers with it).
+    span: tracing::Span,
 }
 
 impl fmt::Debug for Execution {
@@ -1020,6 +1071,14 @@ impl Execution {
     /// The execution id.
     pub fn execution_id(&self) -> &str {
         &self.recorder.meta.execution_id
+    }
+
+    /// The id of the execution's trace, when traces are exported.
+    pub fn trace_id(&self) -> Option<String> {
+        #[cfg(feature = "otel")]
+        return crate::telemetry::otel::trace_id(&self.span);
+        #[cfg(not(feature = "otel"))]
+        None
     }
 
     /// The token that cancels this execution.
@@ -1038,13 +1097,7 @@ impl Execution {
         workflow: &Workflow<S, O>,
         state: &S,
     ) -> Result<O, ExecutionError> {
-        let meta = self.recorder.meta.clone();
-        let span = tracing::info_span!(
-            "orchestrator.execute",
-            workflow_id = &*meta.workflow_id,
-            correlation_id = &*meta.correlation_id,
-            execution_id = &*meta.execution_id
-        );
+        let span = self.span.clone();
         self.run_inner(workflow, state).instrument(span).await
     }
 
@@ -1092,6 +1145,12 @@ impl Execution {
             Err(e) => ev.error = Some(Box::new(e.clone())),
         }
         set_usage(&mut ev, rec.usage.get());
+        let outcome = match final_state {
+            ExecutionState::Completed => "completed",
+            ExecutionState::Cancelled => "cancelled",
+            _ => "failed",
+        };
+        crate::telemetry::end_span(&self.span, "execution", outcome, result.as_ref().err(), ev.duration_ms);
         rec.record(ev);
         rec.sync().await;
         self.set_state(final_state);

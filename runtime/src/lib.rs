@@ -20,6 +20,7 @@ pub mod resilience;
 #[cfg(feature = "server")]
 mod server;
 pub mod state;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usage;

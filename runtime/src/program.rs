@@ -66,6 +66,8 @@ use crate::bus::{BusMessage, Subscriber};
 use crate::error::{panic_message, ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, ExecutionOptions, Runtime, Workflow};
 use crate::journal::{EventKind, FileStore, JournalEvent, DEFAULT_JOURNAL_DIR};
+use crate::telemetry::{LogFormat, Telemetry};
+use tracing::Level;
 
 mod test_mode;
 
@@ -270,9 +272,22 @@ where
                 }
             },
             Command::Run(_) | Command::Serve(_) if self.failed_preflight(stderr) => return EXIT_USAGE,
-            Command::Run(args) => return self.execute(args, stdin, stdout, stderr),
+            Command::Run(args) => {
+                let Some(format) = log_format(args.log_format, stderr) else { return EXIT_USAGE };
+                let telemetry = Telemetry::install(self.workflow.info(), format, stderr);
+                let code = self.execute(args, format, stdin, stdout, stderr);
+                // Every exit of a run goes through here: nothing recorded is lost.
+                telemetry.shutdown();
+                return code;
+            }
             Command::Test(file) => return test_mode::run(&self, &file, stdin, stdout, stderr),
-            Command::Serve(args) => return self.serve(args, stderr),
+            Command::Serve(args) => {
+                let Some(format) = log_format(args.log_format, stderr) else { return EXIT_USAGE };
+                let telemetry = Telemetry::install(self.workflow.info(), format, stderr);
+                let code = self.serve(args, format, stderr);
+                telemetry.shutdown();
+                return code;
+            }
         };
         match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
             Ok(()) => EXIT_COMPLETED,
@@ -312,6 +327,8 @@ Options:
       --journal-dir DIR      where journals go [default: {dir}]
       --correlation-id ID    correlation id to record [default: the execution id]
   -q, --quiet                no progress lines
+      --log-format FORMAT    standard error as `text` or `json` (one object per
+                             line) [default: $ORCHESTR8_LOG_FORMAT, else text]
       --input-schema         print the input's JSON Schema and exit
       --test FILE            run the test cases of FILE ('-': standard input)
                              with mocked steps on virtual time, and exit
@@ -337,7 +354,7 @@ Example:
     }
 
     #[cfg(not(feature = "server"))]
-    fn serve(self, _args: ServeArgs, stderr: &mut dyn Write) -> u8 {
+    fn serve(self, _args: ServeArgs, _format: LogFormat, stderr: &mut dyn Write) -> u8 {
         let _ = writeln!(stderr, "error: this program was built without the server; build it with --features serve");
         EXIT_USAGE
     }
@@ -345,15 +362,16 @@ Example:
     /// `serve`: the server runs on a thread of its own; this one writes its
     /// log lines to `stderr` until it ends.
     #[cfg(feature = "server")]
-    fn serve(self, args: ServeArgs, stderr: &mut dyn Write) -> u8 {
+    fn serve(self, args: ServeArgs, format: LogFormat, stderr: &mut dyn Write) -> u8 {
         let workflow = self.workflow.clone();
         let make_state = self.make_state.clone();
         let schema = self.input_schema.clone();
         let start = move |runtime: &Runtime,
                           input: &Value,
                           ids: ExecutionIds,
+                          trace_parent: Option<crate::telemetry::TraceParent>,
                           cancel: CancellationToken|
-              -> Result<crate::server::Run, crate::server::StartError> {
+              -> Result<crate::server::Started, crate::server::StartError> {
             use crate::server::StartError;
             let typed: I = parse_input_value(input).map_err(StartError::Input)?;
             let input_json = checked_json(schema.as_ref(), &typed).map_err(StartError::Input)?;
@@ -363,14 +381,17 @@ Example:
                 correlation_id: Some(ids.correlation_id),
                 input: Some(input_json),
                 cancel: Some(cancel),
+                trace_parent,
                 ..ExecutionOptions::default()
             };
             let execution = runtime.prepare(workflow.info(), opts).map_err(StartError::Journal)?;
+            let trace_id = execution.trace_id();
             let workflow = workflow.clone();
-            Ok(Box::pin(async move {
+            let run: crate::server::Run = Box::pin(async move {
                 let output = execution.run(&workflow, &state).await?;
                 serde_json::to_value(output).map_err(|e| StepError::new(ErrorKind::InvalidOutput, e.to_string(), 0))
-            }))
+            });
+            Ok(crate::server::Started { run, trace_id })
         };
         let config = crate::server::Config {
             args,
@@ -392,18 +413,18 @@ Example:
             }
         };
         for line in rx {
-            let _ = writeln!(stderr, "{line}");
+            say(stderr, format, Level::INFO, &line, None);
             let _ = stderr.flush();
         }
         match server.join() {
             Ok(Ok(crate::server::End::Stopped)) => EXIT_COMPLETED,
             Ok(Ok(crate::server::End::Abandoned)) => EXIT_CANCELLED,
             Ok(Err(msg)) => {
-                let _ = writeln!(stderr, "error: {}", one_line(&msg));
+                say(stderr, format, Level::ERROR, &one_line(&msg), None);
                 EXIT_FAILED
             }
             Err(_) => {
-                let _ = writeln!(stderr, "error: the server panicked");
+                say(stderr, format, Level::ERROR, "the server panicked", None);
                 EXIT_FAILED
             }
         }
@@ -412,6 +433,7 @@ Example:
     fn execute(
         self,
         args: RunArgs,
+        format: LogFormat,
         stdin: Option<&mut dyn Read>,
         stdout: &mut dyn Write,
         stderr: &mut dyn Write,
@@ -419,14 +441,14 @@ Example:
         let (text, source) = match read_input(&args, stdin) {
             Ok(t) => t,
             Err(msg) => {
-                let _ = writeln!(stderr, "error: {msg}");
+                say(stderr, format, Level::ERROR, &msg, None);
                 return EXIT_USAGE;
             }
         };
         let (input, input_json) = match self.check_input_from(&text, &source) {
             Ok(checked) => checked,
             Err(msg) => {
-                let _ = writeln!(stderr, "error: {msg}");
+                say(stderr, format, Level::ERROR, &msg, None);
                 return EXIT_USAGE;
             }
         };
@@ -437,7 +459,9 @@ Example:
         let store = FileStore::new(args.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)));
         let (tx, rx) = sync_channel(PROGRESS_CAPACITY);
         let mut progress = Progress::new(tx, store.path(&ids.execution_id));
-        if !args.quiet && source == Source::Default {
+        // JSON logs come from the execution's spans; progress lines are for people.
+        let quiet = args.quiet || format == LogFormat::Json;
+        if !quiet && source == Source::Default {
             progress.send(format!("{PREFIX} no input given; using {{}}"));
         }
         let worker = Worker {
@@ -446,7 +470,7 @@ Example:
             store,
             ids,
             input: input_json,
-            quiet: args.quiet,
+            quiet,
             interrupts: self.interrupts,
             start_paused: self.start_paused,
             progress,
@@ -455,7 +479,7 @@ Example:
         let worker = match spawned {
             Ok(w) => w,
             Err(e) => {
-                let _ = writeln!(stderr, "error: cannot start the execution thread: {e}");
+                say(stderr, format, Level::ERROR, &format!("cannot start the execution thread: {e}"), None);
                 return EXIT_FAILED;
             }
         };
@@ -466,7 +490,8 @@ Example:
         let ended = match worker.join() {
             Ok(e) => e,
             Err(panic) => {
-                let _ = writeln!(stderr, "error: the execution panicked: {}", one_line(&panic_message(&*panic)));
+                let msg = format!("the execution panicked: {}", one_line(&panic_message(&*panic)));
+                say(stderr, format, Level::ERROR, &msg, None);
                 return EXIT_FAILED;
             }
         };
@@ -475,35 +500,78 @@ Example:
                 let text = match pretty(&output) {
                     Ok(t) => t,
                     Err(e) => {
-                        let _ = writeln!(stderr, "error: the output cannot be written as JSON: {e}");
+                        say(stderr, format, Level::ERROR, &format!("the output cannot be written as JSON: {e}"), None);
                         return EXIT_FAILED;
                     }
                 };
                 match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
                     Ok(()) => EXIT_COMPLETED,
                     Err(e) => {
-                        let _ = writeln!(stderr, "error: cannot write the output to standard output: {e}");
+                        let msg = format!("cannot write the output to standard output: {e}");
+                        say(stderr, format, Level::ERROR, &msg, None);
                         EXIT_FAILED
                     }
                 }
             }
             Ended::Finished(Err(e)) if e.kind == ErrorKind::Cancelled => {
-                let _ = writeln!(stderr, "cancelled");
+                say(stderr, format, Level::WARN, "cancelled", None);
                 EXIT_CANCELLED
             }
             Ended::Finished(Err(e)) => {
-                let json = serde_json::to_string(&e).unwrap_or_default();
-                let _ = writeln!(stderr, "error: {}\n{json}", describe_error(&e));
+                say(stderr, format, Level::ERROR, &describe_error(&e), Some(&e));
                 EXIT_FAILED
             }
             Ended::Abandoned => {
-                let _ = writeln!(stderr, "cancelled");
+                say(stderr, format, Level::WARN, "cancelled", None);
                 EXIT_CANCELLED
             }
             Ended::NotStarted(msg) => {
-                let _ = writeln!(stderr, "error: {msg}");
+                say(stderr, format, Level::ERROR, &msg, None);
                 EXIT_FAILED
             }
+        }
+    }
+}
+
+/// The log format: the flag, else [`crate::telemetry::LOG_FORMAT_ENV`];
+/// `None` (after saying why) when the variable holds no format.
+fn log_format(flag: Option<LogFormat>, stderr: &mut dyn Write) -> Option<LogFormat> {
+    match flag.map(Ok).unwrap_or_else(LogFormat::from_env) {
+        Ok(f) => Some(f),
+        Err(msg) => {
+            let _ = writeln!(stderr, "error: {msg}");
+            None
+        }
+    }
+}
+
+/// Writes a message of the program itself to standard error: `error: …`
+/// (and the contract's error JSON on its own line) for people, one JSON
+/// object per line with `--log-format json`.
+fn say(stderr: &mut dyn Write, format: LogFormat, level: Level, message: &str, error: Option<&ExecutionError>) {
+    match format {
+        LogFormat::Text => {
+            let _ = match (level, error) {
+                (_, Some(e)) => {
+                    writeln!(stderr, "error: {message}\n{}", serde_json::to_string(e).unwrap_or_default())
+                }
+                (Level::ERROR, None) => writeln!(stderr, "error: {message}"),
+                _ => writeln!(stderr, "{message}"),
+            };
+        }
+        LogFormat::Json => {
+            let mut line = serde_json::Map::new();
+            line.insert(
+                "timestamp".into(),
+                humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string().into(),
+            );
+            line.insert("level".into(), level.as_str().into());
+            line.insert("target".into(), "orchestr8".into());
+            line.insert("message".into(), message.into());
+            if let Some(e) = error {
+                line.insert("error".into(), serde_json::to_value(e).unwrap_or_default());
+            }
+            let _ = writeln!(stderr, "{}", Value::Object(line));
         }
     }
 }
@@ -537,6 +605,7 @@ pub(crate) struct ServeArgs {
     pub wait_timeout: std::time::Duration,
     pub body_limit: usize,
     pub quiet: bool,
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Default)]
@@ -551,6 +620,7 @@ struct RunArgs {
     addr: Option<String>,
     wait_timeout: Option<String>,
     body_limit: Option<String>,
+    log_format: Option<LogFormat>,
 }
 
 /// Parses the arguments after the program name: `--flag VALUE` or
@@ -591,6 +661,11 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             "--addr" => set(&mut a.addr, name, utf8(name, value(name)?)?)?,
             "--wait-timeout" => set(&mut a.wait_timeout, name, utf8(name, value(name)?)?)?,
             "--body-limit" => set(&mut a.body_limit, name, utf8(name, value(name)?)?)?,
+            "--log-format" => {
+                let v = utf8(name, value(name)?)?;
+                let format = v.parse().map_err(|e| format!("'--log-format': {e}"))?;
+                set(&mut a.log_format, name, format)?
+            }
             "-q" | "--quiet" | "--help" | "--version" | "--input-schema" => {
                 return Err(format!("'{name}' takes no value"))
             }
@@ -618,6 +693,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             ("--input-file", a.input_file.is_some()),
             ("--journal-dir", a.journal_dir.is_some()),
             ("--correlation-id", a.correlation_id.is_some()),
+            ("--log-format", a.log_format.is_some()),
         ];
         if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
             return Err(format!("'--test' and '{flag}' cannot be used together"));
@@ -656,6 +732,7 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
         wait_timeout,
         body_limit,
         quiet: a.quiet,
+        log_format: a.log_format,
     }))
 }
 

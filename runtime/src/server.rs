@@ -58,6 +58,7 @@ use crate::journal::id_map::IdMap;
 use crate::journal::{JournalRead, LogStore, Snapshot, LOG_DIR};
 use crate::program::{escape_pointer, one_line, ExecutionIds, InputError, ServeArgs};
 use crate::state::{ExecutionState, StepState};
+use crate::telemetry::TraceParent;
 
 /// Finished executions kept in memory at most; older ones are read back
 /// from their journals.
@@ -80,8 +81,21 @@ pub(crate) enum StartError {
 
 /// Parses the input, builds the state and prepares the execution on
 /// `runtime` (the typed part, from [`Program`](crate::program::Program)).
-pub(crate) type StartFn =
-    dyn Fn(&Runtime, &Value, ExecutionIds, CancellationToken) -> Result<Run, StartError> + Send + Sync;
+pub(crate) type StartFn = dyn Fn(&Runtime, &Value, ExecutionIds, Option<TraceParent>, CancellationToken) -> Result<Started, StartError>
+    + Send
+    + Sync;
+
+/// An execution the start function prepared.
+pub(crate) struct Started {
+    pub run: Run,
+    /// Its trace, when traces are exported.
+    pub trace_id: Option<String>,
+}
+
+/// The request headers of trace context and correlation.
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+const CORRELATION_ID: &str = "x-correlation-id";
 
 /// What the server is about.
 pub(crate) struct Config {
@@ -310,7 +324,8 @@ impl App {
         self: &Arc<Self>,
         input: &Value,
         correlation_id: Option<String>,
-    ) -> Result<(Arc<Entry>, Detached), Problem> {
+        trace_parent: Option<TraceParent>,
+    ) -> Result<(Arc<Entry>, Detached, Option<String>), Problem> {
         let id: Arc<str> = new_execution_id().into();
         let cancel = CancellationToken::new();
         let (tx, rx) = watch::channel(None);
@@ -331,8 +346,8 @@ impl App {
             execution_id: id.to_string(),
             correlation_id: correlation_id.unwrap_or_else(|| id.to_string()),
         };
-        let run = match (self.start)(&self.runtime, input, ids, cancel) {
-            Ok(run) => run,
+        let Started { run, trace_id } = match (self.start)(&self.runtime, input, ids, trace_parent, cancel) {
+            Ok(started) => started,
             Err(e) => {
                 self.table.lock().unwrap_or_else(|e| e.into_inner()).entries.remove(&id);
                 // Whoever waits on it (a shutdown) sees it end.
@@ -362,7 +377,7 @@ impl App {
             app.finished(id);
             done
         });
-        Ok((entry, Detached(Some(run))))
+        Ok((entry, Detached(Some(run)), trace_id))
     }
 
     /// The journal of `id`; `None` when there is none (or the id cannot
@@ -559,6 +574,7 @@ async fn execute_inner(app: Arc<App>, query: Option<String>, request: Request) -
         )
         .detail("the request body must be JSON (Content-Type: application/json)"));
     }
+    let (trace_parent, header_correlation) = request_context(request.headers())?;
     let limit = app.config.args.body_limit;
     let bytes = axum::body::to_bytes(request.into_body(), limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
@@ -607,7 +623,29 @@ async fn execute_inner(app: Arc<App>, query: Option<String>, request: Request) -
             }
         }
     }
-    let (entry, mut run) = app.start(&input, correlation_id)?;
+    let correlation_id = match (correlation_id, header_correlation) {
+        (Some(body), Some(header)) if body != header => {
+            return Err(Problem::invalid(
+                "/correlationId".into(),
+                format!(
+                    "differs from the X-Correlation-Id header `{}`; give one, or the same in both",
+                    one_line(&header)
+                ),
+            ))
+        }
+        (body, header) => body.or(header),
+    };
+    let (entry, mut run, trace_id) = app.start(&input, correlation_id.clone(), trace_parent)?;
+    let stamp = |mut response: Response| {
+        let correlation = correlation_id.as_deref().unwrap_or(&entry.id);
+        if let Ok(v) = HeaderValue::from_str(correlation) {
+            response.headers_mut().insert(CORRELATION_ID, v);
+        }
+        if let Some(Ok(v)) = trace_id.as_deref().map(HeaderValue::from_str) {
+            response.headers_mut().insert("x-trace-id", v);
+        }
+        response
+    };
     if !wait {
         // Up to its first wait: `execution.started` is recorded.
         std::future::poll_fn(|cx| {
@@ -616,7 +654,7 @@ async fn execute_inner(app: Arc<App>, query: Option<String>, request: Request) -
         })
         .await;
     } else if let Ok(done) = tokio::time::timeout(app.config.args.wait_timeout, &mut run).await {
-        return Ok(ok_json(StatusCode::OK, &Ended::new(&entry.id, &done.result)));
+        return Ok(stamp(ok_json(StatusCode::OK, &Ended::new(&entry.id, &done.result))));
     }
     // Acknowledged once its start is in the OS: after a crash from here on
     // it reads back `interrupted`, never unknown. (A failing journal is
@@ -626,14 +664,32 @@ async fn execute_inner(app: Arc<App>, query: Option<String>, request: Request) -
         Some(done) => result_state(&done.result),
         None => ExecutionState::Running,
     };
-    let mut response = ok_json(
-        StatusCode::ACCEPTED,
-        &json!({ "executionId": &*entry.id, "status": status, "links": links(&entry.id) }),
-    );
+    let mut body = json!({ "executionId": &*entry.id, "status": status, "links": links(&entry.id) });
+    if let Some(t) = &trace_id {
+        body["traceId"] = json!(t);
+    }
+    let mut response = ok_json(StatusCode::ACCEPTED, &body);
     if let Ok(location) = HeaderValue::from_str(&format!("/executions/{}", entry.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    Ok(stamp(response))
+}
+
+/// The trace context and correlation id a request brings in its headers.
+/// A malformed `traceparent` is not the request's failure (W3C Trace
+/// Context): the execution then starts a trace of its own.
+fn request_context(headers: &HeaderMap) -> Result<(Option<TraceParent>, Option<String>), Problem> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let trace_parent = text(TRACEPARENT).map(|traceparent| TraceParent { traceparent, tracestate: text(TRACESTATE) });
+    let correlation = match headers.get(CORRELATION_ID).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) if !v.trim().is_empty() => Some(v.trim().to_owned()),
+        Some(_) => {
+            return Err(Problem::new(StatusCode::BAD_REQUEST, "bad-header", "Bad header")
+                .detail("the `X-Correlation-Id` header must be visible ASCII and not empty"))
+        }
+    };
+    Ok((trace_parent, correlation))
 }
 
 /// An execution that runs to its end wherever it is: polled by the request

@@ -24,6 +24,7 @@ type SpanInfo = (String, BTreeSet<String>);
 struct Spans {
     seen: Arc<Mutex<Vec<SpanInfo>>>,
     warnings: Arc<Mutex<Vec<String>>>,
+    infos: Arc<Mutex<Vec<String>>>,
     next: Arc<AtomicU64>,
 }
 
@@ -49,10 +50,12 @@ impl Subscriber for Spans {
     fn record(&self, _: &Id, _: &Record<'_>) {}
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, event: &Event<'_>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut fields = Fields::default();
-            event.record(&mut fields);
-            self.warnings.lock().unwrap().push(fields.0);
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        match *event.metadata().level() {
+            tracing::Level::WARN => self.warnings.lock().unwrap().push(fields.0),
+            tracing::Level::INFO => self.infos.lock().unwrap().push(fields.0),
+            _ => {}
         }
     }
     fn enter(&self, _: &Id) {}
@@ -92,16 +95,20 @@ async fn spans_carry_the_spec_names_and_fields() {
         names,
         [
             "orchestrator.execute",
+            "orchestrator.step",
             "agent.run",
             "resilience.retry",
             "agent.run",
-            "circuit.state",
             "orchestrator.execute",
-            "circuit.state",
+            "orchestrator.step",
             "agent.run",
-            "circuit.state"
         ]
     );
+    // Circuit transitions are events in the step's span, not spans.
+    let transitions: Vec<String> =
+        spans.infos.lock().unwrap().iter().filter(|e| e.contains("circuit.state")).cloned().collect();
+    assert_eq!(transitions.len(), 3, "opened, half-opened, closed: {transitions:?}");
+    assert!(transitions[0].contains("from=\"closed\"") && transitions[0].contains("to=\"open\""), "{transitions:?}");
     let fields = |name: &str| seen.iter().find(|(n, _)| n == name).unwrap().1.clone();
     let want = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     for name in ["agent.run", "resilience.retry"] {
@@ -111,8 +118,22 @@ async fn spans_carry_the_spec_names_and_fields() {
             fields(name)
         );
     }
-    assert!(fields("orchestrator.execute").is_superset(&want(&["workflow_id", "correlation_id"])));
-    assert!(fields("circuit.state").contains("agent_id"));
+    assert!(fields("orchestrator.execute").is_superset(&want(&[
+        "workflow_id",
+        "workflow_version",
+        "correlation_id",
+        "execution_id",
+        "outcome",
+        "error.type",
+        "otel.status_code"
+    ])));
+    assert!(fields("orchestrator.step").is_superset(&want(&[
+        "step_id",
+        "agent_id",
+        "execution_id",
+        "outcome",
+        "duration_ms"
+    ])));
 }
 
 #[test]

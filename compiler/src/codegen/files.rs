@@ -65,7 +65,7 @@ pub fn manifest(workflow: &CheckedWorkflow, options: &CrateOptions) -> String {
         deps.push(format!("{} = {{ path = {} }}", agent_crate.name, toml_string(&slash(&dir))));
     }
     format!(
-        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\n[features]\nserve = [\"orchestr8-runtime/server\"]\n# `cargo run --features test-mode -- --test FILE` (what `orchestr8 test` runs)\n# runs mocked test cases on paused time.\ntest-mode = [\"orchestr8-runtime/test-mode\"]\n\n# A crate of its own, wherever it is written.\n[workspace]\n",
+        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n\n[features]\n# OpenTelemetry export (traces and metrics over OTLP/HTTP), on when\n# OTEL_EXPORTER_OTLP_ENDPOINT is set at run time; `--no-default-features`\n# builds without it (faster), and such a program says so if asked to export.\ndefault = [\"otel\"]\notel = [\"orchestr8-runtime/otel\"]\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\nserve = [\"orchestr8-runtime/server\"]\n# `cargo run --features test-mode -- --test FILE` (what `orchestr8 test` runs)\n# runs mocked test cases on paused time.\ntest-mode = [\"orchestr8-runtime/test-mode\"]\n\n# A crate of its own, wherever it is written.\n[workspace]\n",
         header("#"),
         toml_string(&workflow.id),
         toml_string(&workflow.version),

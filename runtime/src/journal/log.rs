@@ -365,6 +365,7 @@ impl Shared {
                 }
                 (log.wanted > durable || log.stop, log.stop)
             };
+            let round = std::time::Instant::now();
             // Out first, so that nothing waits on the gathering to be in the OS.
             let mut upto = self.write_out(&mut unsynced);
             if commit && !stop && self.gather() {
@@ -387,6 +388,13 @@ impl Shared {
                 durable = upto;
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 self.on_disk.send_modify(|m| m.pos = durable);
+                // From the wake-up to durable: what an ending execution waits for.
+                #[cfg(feature = "otel")]
+                if let Some(m) = crate::telemetry::otel::instruments() {
+                    m.journal_commit.record(round.elapsed().as_secs_f64(), &[]);
+                }
+                #[cfg(not(feature = "otel"))]
+                let _ = round;
             }
             if stop && lock(&self.log).pending.is_empty() {
                 return;

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use orchestr8_schema::ast::{self, Provider, StructuredOutput};
 
+use super::call_span::CallSpan;
 use super::failure::Failure;
 use super::prompt::{repair_text, Prompt, Rendered};
 use super::provider::{self, Candidate, Outcome, Repair, Reply, RequestSpec};
@@ -232,6 +233,15 @@ impl Ready {
     async fn send(&self, body: Vec<u8>) -> Result<Reply, AgentError> {
         let client = client();
         let mut request = client.post(self.url.clone()).header("content-type", "application/json").body(body);
+        // The call's trace context goes out with it (W3C `traceparent`).
+        #[cfg(feature = "otel")]
+        {
+            let mut context = reqwest::header::HeaderMap::new();
+            crate::telemetry::otel::inject(&mut context);
+            if !context.is_empty() {
+                request = request.headers(context);
+            }
+        }
         match (self.provider, &self.key) {
             (Provider::Anthropic, key) => {
                 request = request.header("anthropic-version", "2023-06-01");
@@ -388,10 +398,14 @@ async fn run_calls<O: DeserializeOwned>(
             }
         }
         let body = provider::body(&ready.spec(max_tokens), prompt, repair.as_ref());
-        let reply = tokio::select! {
-            reply = ready.send(body) => reply?,
+        let observed = CallSpan::start(ready.provider, &ready.model, &ready.url, max_tokens, ready.temperature, &body);
+        let span = observed.span.clone();
+        let sent = tokio::select! {
+            reply = tracing::Instrument::instrument(ready.send(body), span) => reply,
             _ = cancel.cancelled() => return Err(AgentError::cancelled()),
         };
+        observed.end(&ready.model, &sent);
+        let reply = sent?;
         if let Some(t) = tokens {
             t.record(reply.usage);
         }

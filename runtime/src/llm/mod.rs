@@ -11,6 +11,8 @@
 
 #[cfg(feature = "llm")]
 mod agent;
+#[cfg(feature = "llm")]
+mod call_span;
 mod failure;
 pub mod prompt;
 pub mod provider;

@@ -289,6 +289,20 @@ pub struct Reply {
     pub assistant: Value,
     /// The tool call's id (Anthropic tool mode), for the repair's `tool_result`.
     pub tool_use_id: Option<String>,
+    /// What the provider says of itself: the model that answered, the
+    /// response id and why it stopped (for the call's span).
+    pub about: About,
+}
+
+/// The response's own identity, as the provider gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct About {
+    /// The model that answered (may name a snapshot of the requested one).
+    pub model: Option<String>,
+    /// The response id.
+    pub id: Option<String>,
+    /// The stop or finish reason, as the provider spells it.
+    pub finish_reason: Option<String>,
 }
 
 /// Reads a successful (2xx) response body.
@@ -301,6 +315,10 @@ pub fn parse(provider: Provider, mode: StructuredOutput, body: &[u8]) -> Result<
 
 #[derive(Deserialize)]
 struct AnthropicMessage {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
     #[serde(default)]
     content: Vec<Value>,
     #[serde(default)]
@@ -371,11 +389,16 @@ fn parse_anthropic(mode: StructuredOutput, body: &[u8]) -> Result<Reply, String>
         StructuredOutput::Tool => Value::Array(m.content),
         StructuredOutput::Native => Value::String(text),
     };
-    Ok(Reply { outcome, usage, assistant, tool_use_id })
+    let about = About { model: m.model, id: m.id, finish_reason: m.stop_reason };
+    Ok(Reply { outcome, usage, assistant, tool_use_id, about })
 }
 
 #[derive(Deserialize)]
 struct Completion {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
     #[serde(default)]
     choices: Vec<Choice>,
     #[serde(default)]
@@ -431,6 +454,7 @@ fn parse_openai(body: &[u8]) -> Result<Reply, String> {
     };
     let choice = c.choices.into_iter().next();
     let finish = choice.as_ref().and_then(|c| c.finish_reason.clone());
+    let about = About { model: c.model, id: c.id, finish_reason: finish.clone() };
     let message = choice.and_then(|c| c.message).unwrap_or_default();
     let tool_arguments = message
         .tool_calls
@@ -453,7 +477,7 @@ fn parse_openai(body: &[u8]) -> Result<Reply, String> {
         }
     };
     let assistant = json!({"role": "assistant", "content": text.unwrap_or_default()});
-    Ok(Reply { outcome, usage, assistant, tool_use_id: None })
+    Ok(Reply { outcome, usage, assistant, tool_use_id: None, about })
 }
 
 /// The provider's own words from an error body (`error.message`, or a plain

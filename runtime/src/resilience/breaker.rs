@@ -23,6 +23,15 @@ pub enum CircuitState {
 }
 
 impl CircuitState {
+    /// `closed`, `open`, `half_open`: the journal's and the telemetry's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+        }
+    }
+
     fn from_word(w: u64) -> CircuitState {
         match w & STATE_MASK {
             0 => CircuitState::Closed,
@@ -174,14 +183,15 @@ impl CircuitBreaker {
     fn report(&self, t: Option<CircuitTransition>, mut on_transition: impl FnMut(CircuitTransition)) {
         let Some(t) = t else { return };
         let (from, to) = (t.from, t.to);
-        let span = tracing::info_span!(
-            "circuit.state",
+        // An event on the span of the step whose call changed it (a span
+        // event in a trace), not a span of its own: it takes no time.
+        tracing::info!(
             agent_id = &*self.key.agent_id,
             version = &*self.key.version,
-            from = ?from,
-            to = ?to
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit.state: circuit breaker state changed"
         );
-        span.in_scope(|| tracing::info!(agent_id = &*self.key.agent_id, ?from, ?to, "circuit breaker state changed"));
         on_transition(t);
     }
 

@@ -40,7 +40,9 @@ pub trait Observer {
     fn retry_scheduled(&self, _next_attempt: u32, _delay: Duration) {}
     /// The breaker changed state because of this step's call.
     fn circuit(&self, _transition: CircuitTransition) {}
-    /// The span an attempt runs in (`agent.run`).
+    /// The span an attempt runs in (`agent.run`). When it ends, its fields
+    /// `outcome`, `error.type`, `duration_ms`, `otel.status_code` (and
+    /// `trace_id`, `span_id` before it starts) are recorded: declare them.
     fn attempt_span(&self, _attempt: u32) -> tracing::Span {
         tracing::Span::none()
     }
@@ -259,7 +261,8 @@ where
         let res = if span.is_disabled() {
             attempt_fut.await
         } else {
-            tracing::Instrument::instrument(attempt_fut, span).await
+            crate::telemetry::stamp_ids(&span);
+            tracing::Instrument::instrument(attempt_fut, span.clone()).await
         };
         let expired = matches!(res, Ended::Expired);
         let (error, hint) = match res {
@@ -267,11 +270,13 @@ where
                 if let Some(p) = permit {
                     p.success(|t| observer.circuit(t));
                 }
+                crate::telemetry::end_span(&span, "attempt", "succeeded", None, None);
                 return Ok(v);
             }
             // Only the execution's token makes a cancellation: dropping the
             // permit frees a half-open slot and records nothing.
             _ if cancel.is_cancelled() => {
+                crate::telemetry::end_span(&span, "attempt", "cancelled", None, None);
                 return Err(match res {
                     Ended::Abandoned => StepError::new(
                         ErrorKind::Cancelled,
@@ -282,7 +287,7 @@ where
                         attempt,
                     ),
                     _ => StepError::cancelled(attempt),
-                })
+                });
             }
             Ended::Returned(Err(e)) => {
                 let kind = match e.kind() {
@@ -320,7 +325,10 @@ where
             p.failure(|t| observer.circuit(t));
         }
         let now = Instant::now();
-        observer.attempt_failed(attempt, &error, now.saturating_duration_since(attempt_start));
+        let elapsed = now.saturating_duration_since(attempt_start);
+        let outcome = if error.kind == ErrorKind::Timeout { "timed_out" } else { "failed" };
+        crate::telemetry::end_span(&span, "attempt", outcome, Some(&error), u64::try_from(elapsed.as_millis()).ok());
+        observer.attempt_failed(attempt, &error, elapsed);
         let retryable = matches!(error.kind, ErrorKind::AgentFailed | ErrorKind::Timeout);
         if !retryable || attempt >= max_attempts {
             return Err(error);
