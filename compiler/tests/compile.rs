@@ -647,4 +647,87 @@ fn a_run_exports_its_trace_and_metrics_to_an_otlp_receiver() {
     assert!(units.contains(&(&json!("orchestr8.step.duration"), &json!("s"))), "{units:?}");
     let text = serde_json::to_string(&metrics).unwrap();
     assert!(!text.contains(&execution_id), "no execution id on metrics");
+
+    // JSON logs: every line of standard error is one object, and a line
+    // inside the execution carries the ids a trace has.
+    let json_run = |envs: &[(&str, &str)], args: &[&str]| {
+        let journals = tempfile::tempdir().unwrap();
+        let mut command = Command::new(&binary);
+        command
+            .args(["--input", r#"{"sku": "A", "failuresBeforeSuccess": 1}"#, "--journal-dir"])
+            .arg(journals.path())
+            .args(args)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("RUST_LOG")
+            .env_remove("ORCHESTR8_LOG_FORMAT");
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+        let lines: Vec<Value> = String::from_utf8(output.stderr)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        lines
+    };
+    let endpoint = receiver.endpoint();
+    let lines = json_run(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)], &["--log-format", "json"]);
+    let done = lines.iter().find(|l| l["message"] == "execution completed").expect("the execution's end");
+    for key in ["timestamp", "level", "execution_id", "trace_id", "span_id"] {
+        assert!(done[key].is_string(), "{key}: {done}");
+    }
+    let exported = receiver.get("spans");
+    let its = exported.iter().find(|s| s["attributes"]["execution_id"] == done["execution_id"]).unwrap();
+    assert_eq!(done["trace_id"], its["trace_id"], "the log line names the exported trace");
+    let failed = lines.iter().find(|l| l["message"] == "attempt failed").expect("the failed attempt's line");
+    assert_eq!(failed["step_id"], "live_price");
+    assert_eq!(failed["attempt"], 1);
+    assert_eq!(failed["error.type"], "agent_failed");
+    // The variable does what the flag does; without export there is no trace id.
+    let lines = json_run(&[("ORCHESTR8_LOG_FORMAT", "json")], &[]);
+    let done = lines.iter().find(|l| l["message"] == "execution completed").unwrap();
+    assert!(done["execution_id"].is_string() && done.get("trace_id").is_none(), "{done}");
+    // RUST_LOG filters: warnings only, and this run has none.
+    let lines = json_run(&[("RUST_LOG", "warn")], &["--log-format", "json"]);
+    assert!(lines.is_empty(), "{lines:?}");
+}
+
+/// Built without its default feature `otel`, a program asked to export
+/// says it cannot, and runs.
+#[test]
+fn a_program_built_without_otel_says_it_cannot_export() {
+    let out = repo().join("target/e2e/hello-no-otel");
+    let status = orchestr8()
+        .args(["compile", "--out"])
+        .arg(&out)
+        .arg(repo().join("examples/hello/workflow.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::copy(repo().join("Cargo.lock"), out.join("Cargo.lock")).unwrap();
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--offline", "--no-default-features", "--manifest-path"])
+        .arg(out.join("Cargo.toml"))
+        // Its own target folder: `hello` is built with the feature by other tests.
+        .env("CARGO_TARGET_DIR", repo().join("target/generated-no-otel"))
+        .env("RUSTFLAGS", "-D warnings")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let journals = tempfile::tempdir().unwrap();
+    let output = Command::new(repo().join("target/generated-no-otel/debug/hello"))
+        .args(["--input", r#"{"name": "Ada"}"#, "--journal-dir"])
+        .arg(journals.path())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT is set but this program was built without OpenTelemetry export")
+            && stderr.contains("--features otel"),
+        "{stderr}"
+    );
 }

@@ -207,7 +207,9 @@ where
         let stdin = io::stdin();
         let mut stdin_lock = (!stdin.is_terminal()).then(|| stdin.lock());
         let stdin = stdin_lock.as_mut().map(|s| s as &mut dyn Read);
-        let code = self.run(args, stdin, &mut io::stdout().lock(), &mut io::stderr().lock());
+        // Standard error unlocked: the log layers write to it from the
+        // execution's thread (a line at a time) while this one runs.
+        let code = self.run(args, stdin, &mut io::stdout().lock(), &mut io::stderr());
         ExitCode::from(code)
     }
 

@@ -15,7 +15,7 @@
 
 pub(crate) mod json;
 #[cfg(feature = "otel")]
-pub(crate) mod otel;
+pub mod otel;
 
 use std::io::Write;
 use std::str::FromStr;
@@ -97,12 +97,19 @@ impl Telemetry {
             LogFormat::Text => LevelFilter::WARN,
             LogFormat::Json => LevelFilter::INFO,
         };
+        // The SDK's own chatter (`provider set`, ...) only when it matters,
+        // unless RUST_LOG asks for it.
+        let quiet_sdk = Targets::new()
+            .with_default(default)
+            .with_target("opentelemetry", LevelFilter::WARN)
+            .with_target("opentelemetry_sdk", LevelFilter::WARN)
+            .with_target("opentelemetry-otlp", LevelFilter::WARN);
         let filter = match std::env::var("RUST_LOG") {
             Ok(v) if !v.trim().is_empty() => v.parse::<Targets>().unwrap_or_else(|e| {
                 let _ = writeln!(notes, "warning: RUST_LOG `{v}` is not a filter ({e}); using `{default}`");
-                Targets::new().with_default(default)
+                quiet_sdk
             }),
-            _ => Targets::new().with_default(default),
+            _ => quiet_sdk,
         };
         let text = (format == LogFormat::Text).then(|| {
             tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter.clone())
