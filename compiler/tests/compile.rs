@@ -262,24 +262,8 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
 
 #[test]
 fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
-    let out = repo().join("target/e2e/hello-serve");
-    let status = orchestr8()
-        .args(["compile", "--out"])
-        .arg(&out)
-        .arg(repo().join("examples/hello/workflow.json"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::copy(repo().join("Cargo.lock"), out.join("Cargo.lock")).unwrap();
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--offline", "--features", "serve", "--manifest-path"])
-        .arg(out.join("Cargo.toml"))
-        // Its own target folder: the same binary name is built without the feature by another test.
-        .env("CARGO_TARGET_DIR", repo().join("target/generated-serve"))
-        .env("RUSTFLAGS", "-D warnings")
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    // Its own target folder: the same binary name is built without the feature by another test.
+    build_hello("serve", &["--features", "serve"]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let journals = tempfile::tempdir().unwrap();
     let (mut server, up) = serve_hello(port, journals.path(), None);
@@ -343,6 +327,30 @@ fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// `examples/hello` compiled into `target/e2e/hello-VARIANT` and built with
+/// `cargo_args` into `target/generated-VARIANT/debug/hello`.
+fn build_hello(variant: &str, cargo_args: &[&str]) {
+    let out = repo().join(format!("target/e2e/hello-{variant}"));
+    let status = orchestr8()
+        .args(["compile", "--out"])
+        .arg(&out)
+        .arg(repo().join("examples/hello/workflow.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::copy(repo().join("Cargo.lock"), out.join("Cargo.lock")).unwrap();
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--offline"])
+        .args(cargo_args)
+        .arg("--manifest-path")
+        .arg(out.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", repo().join(format!("target/generated-{variant}")))
+        .env("RUSTFLAGS", "-D warnings")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
 }
 
 /// `hello serve` on `port`, exporting to `otlp` if given; whether it
@@ -698,24 +706,8 @@ fn a_run_exports_its_trace_and_metrics_to_an_otlp_receiver() {
 /// says it cannot, and runs.
 #[test]
 fn a_program_built_without_otel_says_it_cannot_export() {
-    let out = repo().join("target/e2e/hello-no-otel");
-    let status = orchestr8()
-        .args(["compile", "--out"])
-        .arg(&out)
-        .arg(repo().join("examples/hello/workflow.json"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::copy(repo().join("Cargo.lock"), out.join("Cargo.lock")).unwrap();
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--offline", "--no-default-features", "--manifest-path"])
-        .arg(out.join("Cargo.toml"))
-        // Its own target folder: `hello` is built with the feature by other tests.
-        .env("CARGO_TARGET_DIR", repo().join("target/generated-no-otel"))
-        .env("RUSTFLAGS", "-D warnings")
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    // Its own target folder: `hello` is built with the feature by other tests.
+    build_hello("no-otel", &["--no-default-features"]);
     let journals = tempfile::tempdir().unwrap();
     let output = Command::new(repo().join("target/generated-no-otel/debug/hello"))
         .args(["--input", r#"{"name": "Ada"}"#, "--journal-dir"])
