@@ -127,6 +127,9 @@ impl Telemetry {
                 }
             };
             let layer = providers.as_ref().and_then(|p| p.tracer.as_ref()).map(otel::layer);
+            if layer.is_some() && format == LogFormat::Json {
+                IDS_IN_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let _ = tracing::subscriber::set_global_default(registry.with(layer));
             if let Some(p) = &providers {
                 p.install_globals();
@@ -194,12 +197,18 @@ pub struct TraceParent {
     pub tracestate: Option<String>,
 }
 
+/// Whether log lines show trace and span ids (JSON logs while traces are
+/// exported): only then are the ids worth recording on every span.
+static IDS_IN_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Records the OpenTelemetry ids of `span` on its `trace_id` and `span_id`
 /// fields (for the JSON log lines of events inside it). Does nothing unless
 /// traces are exported.
 pub(crate) fn stamp_ids(span: &tracing::Span) {
     #[cfg(feature = "otel")]
-    otel::stamp_ids(span);
+    if IDS_IN_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        otel::stamp_ids(span);
+    }
     #[cfg(not(feature = "otel"))]
     let _ = span;
 }
@@ -215,6 +224,7 @@ macro_rules! executor_span {
             error.type = tracing::field::Empty,
             duration_ms = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         )
@@ -224,7 +234,8 @@ pub(crate) use executor_span;
 
 /// How a span of the executor ended: its `outcome`, `error.type`,
 /// `duration_ms` (the journal's figure, so a trace and `inspect` agree) and
-/// status, and one log line in it. The span declares these fields.
+/// status (with the error's message), and one log line in it (for the logs:
+/// the trace has all of it in the span). The span declares these fields.
 pub(crate) fn end_span(
     span: &tracing::Span,
     what: &str,
@@ -244,6 +255,7 @@ pub(crate) fn end_span(
         Some(e) if outcome != "cancelled" => {
             span.record("error.type", e.kind.as_str());
             span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", e.message.as_str());
             tracing::info!(parent: span, error.type = e.kind.as_str(), error.message = %e.message, "{what} {outcome}");
         }
         _ => tracing::info!(parent: span, "{what} {outcome}"),

@@ -162,8 +162,9 @@ fn resource(info: &WorkflowInfo) -> Resource {
 }
 
 /// The `tracing` → OpenTelemetry bridge for `tracer`'s provider: the spans
-/// of workflows and agents, not the exporter's own (it logs through
-/// `tracing` too, and exporting those would loop).
+/// of workflows and agents and their events (circuit transitions, agents'
+/// own logs), not the exporter's own (it logs through `tracing` too, and
+/// exporting those would loop).
 pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -177,7 +178,9 @@ where
         .with_target("hyper", LevelFilter::OFF)
         .with_target("hyper_util", LevelFilter::OFF)
         .with_target("h2", LevelFilter::OFF)
-        .with_target("tower", LevelFilter::OFF);
+        .with_target("tower", LevelFilter::OFF)
+        // The executor's end-of-span log lines: the spans' own fields say it.
+        .with_target("orchestr8_runtime::telemetry", LevelFilter::WARN);
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(SCOPE))
         .with_location(false)
