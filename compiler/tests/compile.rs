@@ -263,7 +263,7 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
 #[test]
 fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
     // Its own target folder: the same binary name is built without the feature by another test.
-    build_hello("serve", &["--features", "serve"]);
+    build_hello("serve", &["--features", "serve"], "target/generated-serve");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let journals = tempfile::tempdir().unwrap();
     let (mut server, up) = serve_hello(port, journals.path(), None);
@@ -330,8 +330,8 @@ fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
 }
 
 /// `examples/hello` compiled into `target/e2e/hello-VARIANT` and built with
-/// `cargo_args` into `target/generated-VARIANT/debug/hello`.
-fn build_hello(variant: &str, cargo_args: &[&str]) {
+/// `cargo_args`; the binary.
+fn build_hello(variant: &str, cargo_args: &[&str], target: &str) -> PathBuf {
     let out = repo().join(format!("target/e2e/hello-{variant}"));
     let status = orchestr8()
         .args(["compile", "--out"])
@@ -346,11 +346,12 @@ fn build_hello(variant: &str, cargo_args: &[&str]) {
         .args(cargo_args)
         .arg("--manifest-path")
         .arg(out.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", repo().join(format!("target/generated-{variant}")))
+        .env("CARGO_TARGET_DIR", repo().join(target))
         .env("RUSTFLAGS", "-D warnings")
         .output()
         .unwrap();
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    repo().join(target).join("debug/hello")
 }
 
 /// `hello serve` on `port`, exporting to `otlp` if given; whether it
@@ -706,10 +707,12 @@ fn a_run_exports_its_trace_and_metrics_to_an_otlp_receiver() {
 /// says it cannot, and runs.
 #[test]
 fn a_program_built_without_otel_says_it_cannot_export() {
-    // Its own target folder: `hello` is built with the feature by other tests.
-    build_hello("no-otel", &["--no-default-features"]);
+    // In the shared target folder (its dependencies are mostly built there
+    // already), holding it: `hello` is built with the feature by other tests.
+    let _generated = generated_lock();
+    let hello = build_hello("no-otel", &["--no-default-features"], "target/generated");
     let journals = tempfile::tempdir().unwrap();
-    let output = Command::new(repo().join("target/generated-no-otel/debug/hello"))
+    let output = Command::new(hello)
         .args(["--input", r#"{"name": "Ada"}"#, "--journal-dir"])
         .arg(journals.path())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")

@@ -199,6 +199,7 @@ pub struct TraceParent {
 
 /// Whether log lines show trace and span ids (JSON logs while traces are
 /// exported): only then are the ids worth recording on every span.
+#[cfg(feature = "otel")]
 static IDS_IN_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Records the OpenTelemetry ids of `span` on its `trace_id` and `span_id`
