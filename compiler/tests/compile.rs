@@ -310,6 +310,7 @@ fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
         );
         assert_eq!(status, 200, "{body}");
         assert!(headers.contains(&format!("x-trace-id: {parent_trace}")), "{headers}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["traceId"], parent_trace, "{body}");
         assert!(headers.contains("x-correlation-id: order-7"), "{headers}");
         let terminated = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
         assert!(terminated.success());
@@ -701,6 +702,18 @@ fn a_run_exports_its_trace_and_metrics_to_an_otlp_receiver() {
     // RUST_LOG filters: warnings only, and this run has none.
     let lines = json_run(&[("RUST_LOG", "warn")], &["--log-format", "json"]);
     assert!(lines.is_empty(), "{lines:?}");
+    // A TLS endpoint cannot be served: said (in the log format), nothing exported, the run goes on.
+    let lines =
+        json_run(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector.example:4318")], &["--log-format", "json"]);
+    let warning = lines.iter().find(|l| l["level"] == "WARN").expect("a warning");
+    assert!(warning["message"].as_str().unwrap().contains("not plain http://"), "{warning}");
+    // The standard sampler variable: no trace, the metrics still.
+    let (spans_before, metrics_before) = (receiver.get("spans").len(), receiver.get("metrics").len());
+    let sampled = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_TRACES_SAMPLER", "always_off")];
+    let lines = json_run(&sampled, &["--log-format", "json"]);
+    assert!(lines.iter().all(|l| l["level"] != "WARN"), "{lines:?}");
+    assert_eq!(receiver.get("spans").len(), spans_before, "always_off samples nothing");
+    assert!(receiver.get("metrics").len() > metrics_before, "metrics are not sampled");
 }
 
 /// Built without its default feature `otel`, a program asked to export

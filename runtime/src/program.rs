@@ -190,15 +190,30 @@ where
     }
 
     /// Runs the preflight checks; reports each failure.
-    fn failed_preflight(&self, stderr: &mut dyn Write) -> bool {
+    fn failed_preflight(&self, format: LogFormat, stderr: &mut dyn Write) -> bool {
         let mut failed = false;
         for check in &self.preflight {
             if let Err(msg) = check() {
-                let _ = writeln!(stderr, "error: {msg}");
+                say(stderr, format, Level::ERROR, &msg, None, &[]);
                 failed = true;
             }
         }
         failed
+    }
+
+    /// Resolves the log format, runs the preflight checks and installs the
+    /// telemetry, saying what goes wrong in that format; `Err` is the exit code.
+    fn start_telemetry(&self, flag: Option<LogFormat>, stderr: &mut dyn Write) -> Result<(LogFormat, Telemetry), u8> {
+        let format = log_format(flag, stderr).ok_or(EXIT_USAGE)?;
+        if self.failed_preflight(format, stderr) {
+            return Err(EXIT_USAGE);
+        }
+        let mut notes = Vec::new();
+        let telemetry = Telemetry::install(self.workflow.info(), format, &mut notes);
+        for note in &notes {
+            say(stderr, format, Level::WARN, note, None, &[]);
+        }
+        Ok((format, telemetry))
     }
 
     /// Parses [`std::env::args_os`], runs, and returns the exit code.
@@ -273,10 +288,11 @@ where
                     return EXIT_USAGE;
                 }
             },
-            Command::Run(_) | Command::Serve(_) if self.failed_preflight(stderr) => return EXIT_USAGE,
             Command::Run(args) => {
-                let Some(format) = log_format(args.log_format, stderr) else { return EXIT_USAGE };
-                let telemetry = Telemetry::install(self.workflow.info(), format, stderr);
+                let (format, telemetry) = match self.start_telemetry(args.log_format, stderr) {
+                    Ok(started) => started,
+                    Err(code) => return code,
+                };
                 let code = self.execute(args, format, stdin, stdout, stderr);
                 // Every exit of a run goes through here: nothing recorded is lost.
                 telemetry.shutdown();
@@ -284,8 +300,10 @@ where
             }
             Command::Test(file) => return test_mode::run(&self, &file, stdin, stdout, stderr),
             Command::Serve(args) => {
-                let Some(format) = log_format(args.log_format, stderr) else { return EXIT_USAGE };
-                let telemetry = Telemetry::install(self.workflow.info(), format, stderr);
+                let (format, telemetry) = match self.start_telemetry(args.log_format, stderr) {
+                    Ok(started) => started,
+                    Err(code) => return code,
+                };
                 let code = self.serve(args, format, stderr);
                 telemetry.shutdown();
                 return code;
@@ -341,7 +359,7 @@ Options:
   -V, --version              print the workflow id and version and exit
 
 Exit status: 0 completed, 1 failed, 2 bad input or usage, 130 cancelled.
-Ctrl-C cancels cooperatively; a second Ctrl-C exits at once.
+Ctrl-C or SIGTERM cancels cooperatively; a second one exits at once.
 With --test: 0 all cases passed, 1 some failed, 2 unreadable or invalid file.
 
 Example:
@@ -415,18 +433,18 @@ Example:
             }
         };
         for line in rx {
-            say(stderr, format, Level::INFO, &line, None);
+            say(stderr, format, Level::INFO, &line, None, &[]);
             let _ = stderr.flush();
         }
         match server.join() {
             Ok(Ok(crate::server::End::Stopped)) => EXIT_COMPLETED,
             Ok(Ok(crate::server::End::Abandoned)) => EXIT_CANCELLED,
             Ok(Err(msg)) => {
-                say(stderr, format, Level::ERROR, &one_line(&msg), None);
+                say(stderr, format, Level::ERROR, &one_line(&msg), None, &[]);
                 EXIT_FAILED
             }
             Err(_) => {
-                say(stderr, format, Level::ERROR, "the server panicked", None);
+                say(stderr, format, Level::ERROR, "the server panicked", None, &[]);
                 EXIT_FAILED
             }
         }
@@ -443,20 +461,22 @@ Example:
         let (text, source) = match read_input(&args, stdin) {
             Ok(t) => t,
             Err(msg) => {
-                say(stderr, format, Level::ERROR, &msg, None);
+                say(stderr, format, Level::ERROR, &msg, None, &[]);
                 return EXIT_USAGE;
             }
         };
         let (input, input_json) = match self.check_input_from(&text, &source) {
             Ok(checked) => checked,
             Err(msg) => {
-                say(stderr, format, Level::ERROR, &msg, None);
+                say(stderr, format, Level::ERROR, &msg, None, &[]);
                 return EXIT_USAGE;
             }
         };
         let execution_id = new_execution_id();
         let correlation_id = args.correlation_id.unwrap_or_else(|| execution_id.clone());
         let ids = ExecutionIds { execution_id, correlation_id };
+        // The ids on the program's own last line, for JSON logs.
+        let ids_fields = [("execution_id", ids.execution_id.clone()), ("correlation_id", ids.correlation_id.clone())];
         let state = (self.make_state)(input, &ids);
         let store = FileStore::new(args.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)));
         let (tx, rx) = sync_channel(PROGRESS_CAPACITY);
@@ -481,7 +501,7 @@ Example:
         let worker = match spawned {
             Ok(w) => w,
             Err(e) => {
-                say(stderr, format, Level::ERROR, &format!("cannot start the execution thread: {e}"), None);
+                say(stderr, format, Level::ERROR, &format!("cannot start the execution thread: {e}"), None, &[]);
                 return EXIT_FAILED;
             }
         };
@@ -493,7 +513,7 @@ Example:
             Ok(e) => e,
             Err(panic) => {
                 let msg = format!("the execution panicked: {}", one_line(&panic_message(&*panic)));
-                say(stderr, format, Level::ERROR, &msg, None);
+                say(stderr, format, Level::ERROR, &msg, None, &[]);
                 return EXIT_FAILED;
             }
         };
@@ -502,7 +522,14 @@ Example:
                 let text = match pretty(&output) {
                     Ok(t) => t,
                     Err(e) => {
-                        say(stderr, format, Level::ERROR, &format!("the output cannot be written as JSON: {e}"), None);
+                        say(
+                            stderr,
+                            format,
+                            Level::ERROR,
+                            &format!("the output cannot be written as JSON: {e}"),
+                            None,
+                            &[],
+                        );
                         return EXIT_FAILED;
                     }
                 };
@@ -510,25 +537,25 @@ Example:
                     Ok(()) => EXIT_COMPLETED,
                     Err(e) => {
                         let msg = format!("cannot write the output to standard output: {e}");
-                        say(stderr, format, Level::ERROR, &msg, None);
+                        say(stderr, format, Level::ERROR, &msg, None, &[]);
                         EXIT_FAILED
                     }
                 }
             }
             Ended::Finished(Err(e)) if e.kind == ErrorKind::Cancelled => {
-                say(stderr, format, Level::WARN, "cancelled", None);
+                say(stderr, format, Level::INFO, "cancelled", None, &ids_fields);
                 EXIT_CANCELLED
             }
             Ended::Finished(Err(e)) => {
-                say(stderr, format, Level::ERROR, &describe_error(&e), Some(&e));
+                say(stderr, format, Level::ERROR, &describe_error(&e), Some(&e), &ids_fields);
                 EXIT_FAILED
             }
             Ended::Abandoned => {
-                say(stderr, format, Level::WARN, "cancelled", None);
+                say(stderr, format, Level::INFO, "cancelled", None, &ids_fields);
                 EXIT_CANCELLED
             }
             Ended::NotStarted(msg) => {
-                say(stderr, format, Level::ERROR, &msg, None);
+                say(stderr, format, Level::ERROR, &msg, None, &[]);
                 EXIT_FAILED
             }
         }
@@ -550,7 +577,14 @@ fn log_format(flag: Option<LogFormat>, stderr: &mut dyn Write) -> Option<LogForm
 /// Writes a message of the program itself to standard error: `error: …`
 /// (and the contract's error JSON on its own line) for people, one JSON
 /// object per line with `--log-format json`.
-fn say(stderr: &mut dyn Write, format: LogFormat, level: Level, message: &str, error: Option<&ExecutionError>) {
+fn say(
+    stderr: &mut dyn Write,
+    format: LogFormat,
+    level: Level,
+    message: &str,
+    error: Option<&ExecutionError>,
+    fields: &[(&str, String)],
+) {
     match format {
         LogFormat::Text => {
             let _ = match (level, error) {
@@ -558,6 +592,7 @@ fn say(stderr: &mut dyn Write, format: LogFormat, level: Level, message: &str, e
                     writeln!(stderr, "error: {message}\n{}", serde_json::to_string(e).unwrap_or_default())
                 }
                 (Level::ERROR, None) => writeln!(stderr, "error: {message}"),
+                (Level::WARN, None) => writeln!(stderr, "warning: {message}"),
                 _ => writeln!(stderr, "{message}"),
             };
         }
@@ -570,6 +605,9 @@ fn say(stderr: &mut dyn Write, format: LogFormat, level: Level, message: &str, e
             line.insert("level".into(), level.as_str().into());
             line.insert("target".into(), "orchestr8".into());
             line.insert("message".into(), message.into());
+            for (k, v) in fields {
+                line.insert((*k).into(), v.as_str().into());
+            }
             if let Some(e) = error {
                 line.insert("error".into(), serde_json::to_value(e).unwrap_or_default());
             }
@@ -1157,7 +1195,7 @@ where
         let dir = store.dir().to_owned();
         let runtime = Runtime::new(store);
         let mut bus = (!quiet).then(|| runtime.bus().subscribe());
-        let mut interrupts = interrupts.unwrap_or_else(ctrl_c);
+        let mut interrupts = interrupts.unwrap_or_else(signals);
         let opts = ExecutionOptions {
             execution_id: Some(ids.execution_id),
             correlation_id: Some(ids.correlation_id),
@@ -1197,16 +1235,28 @@ where
     }
 }
 
-/// One `()` per Ctrl-C, from a listener task on the current runtime.
-fn ctrl_c() -> UnboundedReceiver<()> {
+/// One `()` per Ctrl-C or SIGTERM (a container's stop): both cancel
+/// cooperatively, so the journal ends and telemetry is flushed.
+pub(crate) fn signals() -> UnboundedReceiver<()> {
     let (tx, rx) = unbounded_channel();
+    let ctrl_c = tx.clone();
     tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
-            if tx.send(()).is_err() {
+            if ctrl_c.send(()).is_err() {
                 break;
             }
         }
     });
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        tokio::spawn(async move {
+            while term.recv().await.is_some() {
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
     rx
 }
 

@@ -46,7 +46,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures_util::FutureExt;
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +56,7 @@ use crate::error::{ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, Runtime, WorkflowInfo};
 use crate::journal::id_map::IdMap;
 use crate::journal::{JournalRead, LogStore, Snapshot, LOG_DIR};
-use crate::program::{escape_pointer, one_line, ExecutionIds, InputError, ServeArgs};
+use crate::program::{escape_pointer, one_line, signals, ExecutionIds, InputError, ServeArgs};
 use crate::state::{ExecutionState, StepState};
 use crate::telemetry::TraceParent;
 
@@ -239,30 +239,6 @@ async fn serve(
             Ok(End::Abandoned)
         }
     }
-}
-
-/// One `()` per Ctrl-C or SIGTERM.
-fn signals() -> UnboundedReceiver<()> {
-    let (tx, rx) = unbounded_channel();
-    let ctrl_c = tx.clone();
-    tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            if ctrl_c.send(()).is_err() {
-                break;
-            }
-        }
-    });
-    #[cfg(unix)]
-    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        tokio::spawn(async move {
-            while term.recv().await.is_some() {
-                if tx.send(()).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    rx
 }
 
 struct App {
@@ -654,7 +630,8 @@ async fn execute_inner(app: Arc<App>, query: Option<String>, request: Request) -
         })
         .await;
     } else if let Ok(done) = tokio::time::timeout(app.config.args.wait_timeout, &mut run).await {
-        return Ok(stamp(ok_json(StatusCode::OK, &Ended::new(&entry.id, &done.result))));
+        let ended = Ended { trace_id: trace_id.as_deref(), ..Ended::new(&entry.id, &done.result) };
+        return Ok(stamp(ok_json(StatusCode::OK, &ended)));
     }
     // Acknowledged once its start is in the OS: after a crash from here on
     // it reads back `interrupted`, never unknown. (A failing journal is
@@ -757,11 +734,20 @@ struct Ended<'a> {
     output: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a ExecutionError>,
+    /// The execution's trace, when traces are exported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
 }
 
 impl<'a> Ended<'a> {
     fn new(execution_id: &'a str, result: &'a Result<Value, ExecutionError>) -> Self {
-        Ended { execution_id, status: result_state(result), output: result.as_ref().ok(), error: result.as_ref().err() }
+        Ended {
+            execution_id,
+            status: result_state(result),
+            output: result.as_ref().ok(),
+            error: result.as_ref().err(),
+            trace_id: None,
+        }
     }
 }
 

@@ -308,6 +308,55 @@ struct Answer {
     answer: String,
 }
 
+/// One step asking an OpenAI-compatible `server` through an LLM agent.
+fn ask_workflow(server: &wiremock::MockServer, policy: Policy) -> Workflow<OnceLock<Answer>, Answer> {
+    std::env::set_var("ORCHESTR8_TEST_KEY_TELEMETRY", KEY);
+    let definition = json!({
+        "kind": "llm", "provider": "openai", "model": "test-model",
+        "baseUrl": format!("{}/v1", server.uri()), "apiKeyEnv": "ORCHESTR8_TEST_KEY_TELEMETRY",
+        "prompt": {"system": "Answer.", "instructions": "${input.text}"},
+        "input": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        "output": {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    });
+    let agent = LlmAgent::<Question, Answer>::new("ask", "1", &definition.to_string());
+    agent.check().unwrap();
+    Workflow::new(
+        WorkflowInfo::new("genai", "1", "h"),
+        Node::sequence([AgentStep::new(
+            "ask",
+            Arc::new(agent),
+            |_: &OnceLock<Answer>| Ok(Question { text: "What is six times seven?".into() }),
+            |s: &OnceLock<Answer>, o| store(s, "ask", o),
+        )
+        .policy(policy)
+        .node()]),
+        |s: &OnceLock<Answer>| slot(s, "ask").cloned(),
+    )
+}
+
+/// A call cut off by the step's timeout still shows: a failed `chat` span.
+#[tokio::test]
+async fn a_model_call_cut_off_by_a_timeout_is_a_failed_span() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let policy = Policy { timeout: Duration::from_millis(200), ..Policy::default() };
+    let wf = ask_workflow(&server, policy);
+    let runtime = Runtime::new(MemoryStore::new());
+    let spans = traced(async {
+        runtime.run(&wf, &OnceLock::new(), ExecutionOptions::default()).await.unwrap().unwrap_err();
+    })
+    .await;
+    let chat = one(&spans, "chat test-model");
+    assert_eq!(text(chat, "error.type"), "aborted");
+    assert!(matches!(chat.status, Status::Error { .. }), "{:?}", chat.status);
+    assert_eq!(text(one(&spans, "agent.run"), "outcome"), "timed_out");
+}
+
 #[tokio::test]
 async fn a_model_call_is_a_genai_client_span_that_sends_its_traceparent() {
     use wiremock::matchers::{method, path};
@@ -324,27 +373,7 @@ async fn a_model_call_is_a_genai_client_span_that_sends_its_traceparent() {
         .respond_with(ResponseTemplate::new(200).set_body_json(completion))
         .mount(&server)
         .await;
-    std::env::set_var("ORCHESTR8_TEST_KEY_TELEMETRY", KEY);
-    let definition = json!({
-        "kind": "llm", "provider": "openai", "model": "test-model",
-        "baseUrl": format!("{}/v1", server.uri()), "apiKeyEnv": "ORCHESTR8_TEST_KEY_TELEMETRY",
-        "prompt": {"system": "Answer.", "instructions": "${input.text}"},
-        "input": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
-        "output": {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-    });
-    let agent = LlmAgent::<Question, Answer>::new("ask", "1", &definition.to_string());
-    agent.check().unwrap();
-    let wf = Workflow::new(
-        WorkflowInfo::new("genai", "1", "h"),
-        Node::sequence([AgentStep::new(
-            "ask",
-            Arc::new(agent),
-            |_: &OnceLock<Answer>| Ok(Question { text: "What is six times seven?".into() }),
-            |s: &OnceLock<Answer>, o| store(s, "ask", o),
-        )
-        .node()]),
-        |s: &OnceLock<Answer>| slot(s, "ask").cloned(),
-    );
+    let wf = ask_workflow(&server, Policy::default());
     let runtime = Runtime::new(MemoryStore::new());
     let spans = traced(async {
         runtime.run(&wf, &OnceLock::new(), ExecutionOptions::default()).await.unwrap().unwrap();
@@ -359,7 +388,11 @@ async fn a_model_call_is_a_genai_client_span_that_sends_its_traceparent() {
     assert_eq!(text(chat, "gen_ai.request.model"), "test-model");
     assert_eq!(text(chat, "gen_ai.response.model"), "test-model-2026-01");
     assert_eq!(text(chat, "gen_ai.response.id"), "chatcmpl-7");
-    assert!(text(chat, "gen_ai.response.finish_reasons").contains("stop"));
+    assert_eq!(
+        attr(chat, "gen_ai.response.finish_reasons"),
+        Some(&OtelValue::Array(opentelemetry::Array::String(vec!["stop".into()]))),
+        "a string array"
+    );
     assert_eq!(attr(chat, "gen_ai.usage.input_tokens"), Some(&OtelValue::I64(30)));
     assert_eq!(attr(chat, "gen_ai.usage.output_tokens"), Some(&OtelValue::I64(7)));
     assert_eq!(text(chat, "server.address"), "127.0.0.1");

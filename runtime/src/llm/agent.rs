@@ -404,7 +404,7 @@ async fn run_calls<O: DeserializeOwned>(
             reply = tracing::Instrument::instrument(ready.send(body), span) => reply,
             _ = cancel.cancelled() => return Err(AgentError::cancelled()),
         };
-        observed.end(&ready.model, &sent);
+        observed.end(&sent);
         let reply = sent?;
         if let Some(t) = tokens {
             t.record(reply.usage);

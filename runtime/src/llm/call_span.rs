@@ -20,6 +20,20 @@ pub(super) struct CallSpan {
     started: Instant,
     provider: &'static str,
     capture: bool,
+    /// The model, for the metrics; `None` once ended.
+    model: Option<String>,
+}
+
+/// A call dropped before it answered: the attempt timed out or the
+/// execution was cancelled. It still shows, as a failed call.
+impl Drop for CallSpan {
+    fn drop(&mut self) {
+        let Some(model) = self.model.take() else { return };
+        self.span.record("error.type", "aborted");
+        self.span.record("otel.status_code", "ERROR");
+        self.span.record("otel.status_description", "the call was abandoned (timeout or cancellation)");
+        self.metrics(&model, None, Some("aborted"), None);
+    }
 }
 
 /// `gen_ai.provider.name` of the conventions.
@@ -52,7 +66,6 @@ impl CallSpan {
             gen_ai.request.temperature = temperature,
             gen_ai.response.model = Empty,
             gen_ai.response.id = Empty,
-            gen_ai.response.finish_reasons = Empty,
             gen_ai.usage.input_tokens = Empty,
             gen_ai.usage.output_tokens = Empty,
             gen_ai.input.messages = Empty,
@@ -60,18 +73,19 @@ impl CallSpan {
             server.address = url.host_str().unwrap_or_default(),
             server.port = url.port_or_known_default().map(i64::from),
             error.type = Empty,
+            otel.status_description = Empty,
         );
         let capture = !span.is_disabled()
             && std::env::var(crate::telemetry::CAPTURE_CONTENT_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("true"));
         if capture {
             span.record("gen_ai.input.messages", String::from_utf8_lossy(body).as_ref());
         }
-        CallSpan { span, started: Instant::now(), provider, capture }
+        CallSpan { span, started: Instant::now(), provider, capture, model: Some(model.to_owned()) }
     }
 
     /// Records how the call went on the span and in the metrics.
-    pub(super) fn end(self, model: &str, result: &Result<Reply, AgentError>) {
-        let seconds = self.started.elapsed().as_secs_f64();
+    pub(super) fn end(mut self, result: &Result<Reply, AgentError>) {
+        let Some(model) = self.model.take() else { return };
         let response_model = result.as_ref().ok().and_then(|r| r.about.model.as_deref());
         let error_type = result.as_ref().err().map(|e| e.reason().unwrap_or("agent_error"));
         if !self.span.is_disabled() {
@@ -85,8 +99,7 @@ impl CallSpan {
                         self.span.record("gen_ai.response.id", id.as_str());
                     }
                     if let Some(f) = &a.finish_reason {
-                        // A list in the conventions: one choice here.
-                        self.span.record("gen_ai.response.finish_reasons", tracing::field::debug([f.as_str()]));
+                        finish_reasons(&self.span, f);
                     }
                     let input = reply.usage.input_tokens
                         + reply.usage.cache_creation_input_tokens
@@ -106,6 +119,18 @@ impl CallSpan {
                 }
             }
         }
+        self.metrics(&model, response_model, error_type, result.as_ref().ok().map(|r| &r.usage));
+    }
+
+    /// `gen_ai.client.operation.duration` and, when it answered,
+    /// `gen_ai.client.token.usage`.
+    fn metrics(
+        &self,
+        model: &str,
+        response_model: Option<&str>,
+        error_type: Option<&str>,
+        usage: Option<&crate::usage::Usage>,
+    ) {
         #[cfg(feature = "otel")]
         if let Some(m) = crate::telemetry::otel::instruments() {
             use opentelemetry::KeyValue;
@@ -120,9 +145,8 @@ impl CallSpan {
             if let Some(t) = error_type {
                 attrs.push(KeyValue::new("error.type", t.to_owned()));
             }
-            m.genai_duration.record(seconds, &attrs);
-            if let Ok(reply) = result {
-                let u = &reply.usage;
+            m.genai_duration.record(self.started.elapsed().as_secs_f64(), &attrs);
+            if let Some(u) = usage {
                 let input = u.input_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens;
                 for (kind, n) in [("input", input), ("output", u.output_tokens)] {
                     let mut a = attrs.clone();
@@ -132,6 +156,23 @@ impl CallSpan {
             }
         }
         #[cfg(not(feature = "otel"))]
-        let _ = (seconds, model, response_model, error_type, self.provider);
+        let _ = (model, response_model, error_type, usage, self.provider, self.started);
     }
+}
+
+/// `gen_ai.response.finish_reasons`: a string array in the conventions
+/// (one choice here); `tracing` fields cannot hold arrays, so it is set on
+/// the OpenTelemetry span directly.
+fn finish_reasons(span: &tracing::Span, reason: &str) {
+    #[cfg(feature = "otel")]
+    {
+        use opentelemetry::{Array, StringValue, Value};
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        span.set_attribute(
+            "gen_ai.response.finish_reasons",
+            Value::Array(Array::String(vec![StringValue::from(reason.to_owned())])),
+        );
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = (span, reason);
 }

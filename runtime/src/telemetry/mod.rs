@@ -17,7 +17,6 @@ pub(crate) mod json;
 #[cfg(feature = "otel")]
 pub mod otel;
 
-use std::io::Write;
 use std::str::FromStr;
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -90,9 +89,9 @@ impl Telemetry {
     /// second call keeps the first) and, when the `OTEL_*` variables ask for
     /// it, the OTLP exporters. `RUST_LOG` filters the log lines (`warn` for
     /// text and `info` for JSON by default). What cannot be honoured (a bad
-    /// `RUST_LOG`, an unsupported protocol, a build without the exporter) is
-    /// said on `notes`, and the program runs on.
-    pub fn install(info: &WorkflowInfo, format: LogFormat, notes: &mut dyn Write) -> Telemetry {
+    /// `RUST_LOG`, an unsupported protocol, a build without the exporter)
+    /// goes into `notes` for the caller to say, and the program runs on.
+    pub fn install(info: &WorkflowInfo, format: LogFormat, notes: &mut Vec<String>) -> Telemetry {
         let default = match format {
             LogFormat::Text => LevelFilter::WARN,
             LogFormat::Json => LevelFilter::INFO,
@@ -106,7 +105,7 @@ impl Telemetry {
             .with_target("opentelemetry-otlp", LevelFilter::WARN);
         let filter = match std::env::var("RUST_LOG") {
             Ok(v) if !v.trim().is_empty() => v.parse::<Targets>().unwrap_or_else(|e| {
-                let _ = writeln!(notes, "warning: RUST_LOG `{v}` is not a filter ({e}); using `{default}`");
+                notes.push(format!("RUST_LOG `{v}` is not a filter ({e}); using `{default}`"));
                 quiet_sdk
             }),
             _ => quiet_sdk,
@@ -114,18 +113,30 @@ impl Telemetry {
         let text = (format == LogFormat::Text).then(|| {
             tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter.clone())
         });
-        let json = (format == LogFormat::Json).then(|| json::JsonLayer::stderr().with_filter(filter));
+        // Spans always reach the JSON layer (their ids go on every line, a
+        // warning's too, however strict RUST_LOG is); RUST_LOG picks events.
+        let json = (format == LogFormat::Json).then(|| {
+            json::JsonLayer::stderr().with_filter(tracing_subscriber::filter::filter_fn(move |m| {
+                if m.is_span() {
+                    *m.level() <= tracing::Level::INFO
+                } else {
+                    filter.would_enable(m.target(), m.level())
+                }
+            }))
+        });
         let registry = tracing_subscriber::registry().with(text).with(json);
 
         #[cfg(feature = "otel")]
         {
-            let providers = match otel::Providers::from_env(info) {
+            let mut said = Vec::new();
+            let providers = match otel::Providers::from_env(info, &mut said) {
                 Ok(p) => p,
                 Err(msg) => {
-                    let _ = writeln!(notes, "warning: {msg}; nothing is exported");
+                    said.push(format!("{msg}; nothing is exported"));
                     None
                 }
             };
+            notes.extend(said);
             let layer = providers.as_ref().and_then(|p| p.tracer.as_ref()).map(otel::layer);
             if layer.is_some() && format == LogFormat::Json {
                 IDS_IN_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -140,11 +151,10 @@ impl Telemetry {
         {
             let _ = info;
             if let Some(var) = otel_requested() {
-                let _ = writeln!(
-                    notes,
-                    "warning: {var} is set but this program was built without OpenTelemetry export; \
+                notes.push(format!(
+                    "{var} is set but this program was built without OpenTelemetry export; \
                      nothing is exported (build it with `--features otel`, the generated crate's default)"
-                );
+                ));
             }
             let _ = tracing::subscriber::set_global_default(registry);
             Telemetry {}

@@ -46,37 +46,58 @@ impl Providers {
     /// `/v1/metrics` are appended) or the per-signal variables (used as
     /// given); `OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER` = `none`
     /// turn a signal off; `OTEL_SDK_DISABLED=true` turns both off.
-    pub(crate) fn from_env(info: &WorkflowInfo) -> Result<Option<Providers>, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+    pub(crate) fn from_env(info: &WorkflowInfo, notes: &mut Vec<String>) -> Result<Option<Providers>, String> {
+        let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Ok(None);
         }
-        let base = var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
-        let wants = |signal: &str, exporter_var: &str| -> Result<bool, String> {
-            let endpoint = base || var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")).is_some();
-            match var(exporter_var).as_deref().map(str::trim) {
-                None | Some("otlp") => Ok(endpoint),
-                Some("none") => Ok(false),
-                Some(other) if endpoint => {
-                    Err(format!("{exporter_var}=`{other}` is not supported (only `otlp` or `none`)"))
+        // One signal's problem turns that signal off, not the other.
+        let mut wants = |signal: &str| -> bool {
+            let endpoint =
+                var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")).or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"));
+            let exporter_var = format!("OTEL_{signal}_EXPORTER");
+            let on = match var(&exporter_var).as_deref() {
+                // The SDK's default endpoint (http://localhost:4318) when asked for by name.
+                Some("otlp") => true,
+                None => endpoint.is_some(),
+                Some("none") => false,
+                Some(other) => {
+                    notes.push(format!(
+                        "{exporter_var}=`{other}` is not supported (only `otlp` or `none`); {} are not exported",
+                        signal.to_lowercase()
+                    ));
+                    false
                 }
-                Some(_) => Ok(false),
+            };
+            if !on {
+                return false;
             }
+            if let Some(url) = endpoint.filter(|u| !u.starts_with("http://")) {
+                notes.push(format!(
+                    "the OTLP endpoint `{url}` for {} is not plain http://: this program exports without TLS \
+                     (send to a local collector or agent, which forwards over TLS); nothing is exported",
+                    signal.to_lowercase()
+                ));
+                return false;
+            }
+            // The signal's own protocol variable wins over the general one.
+            let protocol =
+                var(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")).or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
+            if let Some(p) = protocol.filter(|p| p != "http/protobuf") {
+                notes.push(format!(
+                    "the OTLP protocol `{p}` for {} is not supported: this program exports OTLP over HTTP with \
+                     protobuf (set `http/protobuf` and point the endpoint at the collector's HTTP port, usually \
+                     4318); nothing is exported",
+                    signal.to_lowercase()
+                ));
+                return false;
+            }
+            true
         };
-        let traces = wants("TRACES", "OTEL_TRACES_EXPORTER")?;
-        let metrics = wants("METRICS", "OTEL_METRICS_EXPORTER")?;
+        let traces = wants("TRACES");
+        let metrics = wants("METRICS");
         if !traces && !metrics {
             return Ok(None);
-        }
-        for name in
-            ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"]
-        {
-            if let Some(p) = var(name).filter(|p| p.trim() != "http/protobuf") {
-                return Err(format!(
-                    "{name}=`{p}` is not supported: this program exports OTLP over HTTP with protobuf \
-                     (set it to `http/protobuf` and point the endpoint at the collector's HTTP port, usually 4318)"
-                ));
-            }
         }
         let resource = resource(info);
         let tracer = if traces {
@@ -117,27 +138,38 @@ impl Providers {
     /// unreachable collector (the metrics shutdown does not honour its own
     /// timeout, so it runs on a thread we stop waiting for).
     pub(crate) fn shutdown(self) {
+        // Both at once, against one deadline: the metrics shutdown does not
+        // honour a timeout of its own, so it runs on a thread we stop
+        // waiting for.
+        let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let mut pending = 0;
         if let Some(t) = self.tracer {
-            if let Err(e) = t.shutdown_with_timeout(SHUTDOWN_WAIT) {
-                tracing::warn!(target: "orchestr8_runtime::telemetry", error = %e, "the span exporter did not shut down cleanly");
-            }
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new().name("orchestr8-traces-shutdown".into()).spawn(move || {
+                let _ = tx.send(t.shutdown_with_timeout(SHUTDOWN_WAIT).map_err(|e| format!("spans: {e}")));
+            });
+            pending += usize::from(spawned.is_ok());
         }
         if let Some(m) = self.meter {
-            let (tx, rx) = std::sync::mpsc::channel();
             let spawned = std::thread::Builder::new().name("orchestr8-metrics-shutdown".into()).spawn(move || {
-                let _ = tx.send(m.shutdown());
+                let _ = tx.send(m.shutdown().map_err(|e| format!("metrics: {e}")));
             });
-            if spawned.is_ok() {
-                match rx.recv_timeout(SHUTDOWN_WAIT) {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(target: "orchestr8_runtime::telemetry", error = %e, "the metric exporter did not shut down cleanly")
-                    }
-                    Err(_) => tracing::warn!(
+            pending += usize::from(spawned.is_ok());
+        }
+        let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
+        for _ in 0..pending {
+            match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(target: "orchestr8_runtime::telemetry", "the OTLP exporter did not shut down cleanly ({e}); some telemetry may be lost")
+                }
+                Err(_) => {
+                    tracing::warn!(
                         target: "orchestr8_runtime::telemetry",
-                        "the metric exporter did not finish within {} s; metrics may be lost",
+                        "the OTLP exporters did not finish within {} s; some telemetry may be lost",
                         SHUTDOWN_WAIT.as_secs()
-                    ),
+                    );
+                    return;
                 }
             }
         }
