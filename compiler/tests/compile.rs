@@ -322,6 +322,12 @@ fn a_generated_crate_serves_its_workflow_with_the_serve_feature() {
         assert_eq!(execute["parent_span_id"], parent_span, "{execute}");
         assert_eq!(execute["attributes"]["correlation_id"], "order-7");
         assert!(spans.iter().any(|s| s["name"] == "orchestrator.step" && s["trace_id"] == parent_trace));
+        // The journal log's group commits, timed (delivered at shutdown).
+        let metrics = receiver.get("metrics");
+        let commits =
+            metrics.iter().find(|m| m["name"] == "orchestr8.journal.commit.duration").expect("commit latency");
+        assert_eq!(commits["unit"], "s");
+        assert!(commits["points"][0]["count"].as_u64().unwrap() >= 1, "{commits}");
     }));
     server.kill().ok();
     server.wait().ok();
