@@ -950,6 +950,12 @@ fn openapi(config: &Config) -> Value {
     };
     let id_param = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
     let state = json!({ "type": "string", "enum": ["pending", "running", "completed", "failed", "cancelled"] });
+    let trace_id = json!({ "type": "string", "pattern": "^[0-9a-f]{32}$",
+                           "description": "the execution's trace, when traces are exported" });
+    let trace_headers = json!({
+        "X-Correlation-Id": { "schema": { "type": "string" }, "description": "the execution's correlation id" },
+        "X-Trace-Id": { "schema": { "type": "string" }, "description": "the execution's trace id, when traces are exported" }
+    });
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -961,8 +967,16 @@ fn openapi(config: &Config) -> Value {
             "/workflows/execute": { "post": {
                 "operationId": "execute",
                 "summary": "Start an execution",
-                "parameters": [{ "name": "wait", "in": "query", "required": false, "schema": { "type": "boolean" },
-                                 "description": "wait (bounded by the server's --wait-timeout) for the result" }],
+                "parameters": [
+                    { "name": "wait", "in": "query", "required": false, "schema": { "type": "boolean" },
+                      "description": "wait (bounded by the server's --wait-timeout) for the result" },
+                    { "name": "traceparent", "in": "header", "required": false, "schema": { "type": "string" },
+                      "description": "W3C Trace Context: the execution's trace continues it (when traces are exported; a malformed one is ignored)" },
+                    { "name": "tracestate", "in": "header", "required": false, "schema": { "type": "string" },
+                      "description": "W3C Trace Context, with traceparent" },
+                    { "name": "X-Correlation-Id", "in": "header", "required": false, "schema": { "type": "string", "minLength": 1 },
+                      "description": "the correlation id, as `correlationId` in the body (different values in both: 422)" }
+                ],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": {
                     "type": "object",
                     "required": ["input"],
@@ -975,8 +989,10 @@ fn openapi(config: &Config) -> Value {
                 } } } },
                 "responses": {
                     "200": { "description": "the execution ended (with ?wait=true)",
+                             "headers": trace_headers,
                              "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Result" } } } },
                     "202": { "description": "the execution started",
+                             "headers": trace_headers,
                              "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Accepted" } } } },
                     "400": problem("malformed JSON or query"),
                     "413": problem("the body is over the server's limit"),
@@ -1064,7 +1080,12 @@ fn openapi(config: &Config) -> Value {
             "Accepted": {
                 "type": "object",
                 "required": ["executionId", "status", "links"],
-                "properties": { "executionId": { "type": "string" }, "status": state, "links": { "$ref": "#/components/schemas/Links" } }
+                "properties": {
+                    "executionId": { "type": "string" },
+                    "status": state,
+                    "links": { "$ref": "#/components/schemas/Links" },
+                    "traceId": trace_id
+                }
             },
             "Result": {
                 "type": "object",
@@ -1073,7 +1094,8 @@ fn openapi(config: &Config) -> Value {
                     "executionId": { "type": "string" },
                     "status": state,
                     "output": { "$ref": "#/components/schemas/Output" },
-                    "error": { "$ref": "#/components/schemas/Error" }
+                    "error": { "$ref": "#/components/schemas/Error" },
+                    "traceId": trace_id
                 }
             },
             "Execution": {

@@ -404,6 +404,23 @@ fn every_endpoint_answers() {
     for status in ["200", "202", "400", "413", "415", "422"] {
         assert!(doc["paths"]["/workflows/execute"]["post"]["responses"].get(status).is_some(), "{status}");
     }
+    // The trace context and correlation headers, in and out, and the trace id.
+    let execute = &doc["paths"]["/workflows/execute"]["post"];
+    let headers: Vec<&str> = execute["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "header")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(headers, ["traceparent", "tracestate", "X-Correlation-Id"]);
+    for status in ["200", "202"] {
+        let out = &execute["responses"][status]["headers"];
+        assert!(out.get("X-Correlation-Id").is_some() && out.get("X-Trace-Id").is_some(), "{status}: {out}");
+    }
+    for schema in ["Accepted", "Result"] {
+        assert!(doc["components"]["schemas"][schema]["properties"].get("traceId").is_some(), "{schema}");
+    }
 
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log:?}");
