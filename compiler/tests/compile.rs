@@ -718,6 +718,7 @@ fn a_run_exports_its_trace_and_metrics_to_an_otlp_receiver() {
     let sampled = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_TRACES_SAMPLER", "always_off")];
     let lines = json_run(&sampled, &["--log-format", "json"]);
     assert!(lines.iter().all(|l| l["level"] != "WARN"), "{lines:?}");
+    assert!(lines.iter().all(|l| l.get("trace_id").is_none()), "no id of a trace that is not recorded: {lines:?}");
     assert_eq!(receiver.get("spans").len(), spans_before, "always_off samples nothing");
     assert!(receiver.get("metrics").len() > metrics_before, "metrics are not sampled");
 }

@@ -229,7 +229,8 @@ pub(crate) fn stamp_ids(span: &tracing::Span) {
     }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    if sc.is_valid() {
+    // Only a trace that is recorded: an unsampled id leads nowhere.
+    if sc.is_valid() && sc.is_sampled() {
         span.record("trace_id", tracing::field::display(sc.trace_id()));
         span.record("span_id", tracing::field::display(sc.span_id()));
     }
@@ -253,14 +254,14 @@ pub(crate) fn adopt(span: &tracing::Span, parent: &TraceParent) {
     }
 }
 
-/// The trace id of `span`, when it is exported.
+/// The trace id of `span`, when it is exported (sampled).
 pub(crate) fn trace_id(span: &tracing::Span) -> Option<String> {
     if span.is_disabled() {
         return None;
     }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
 }
 
 /// Adds `traceparent` (and `tracestate`) for the current span to `headers`.
