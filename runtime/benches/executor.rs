@@ -5,13 +5,16 @@
 //! Throughput is reported per step (`elements`), so criterion's time per
 //! element is the time per step.
 
+mod common;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Noop;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use orchestr8_runtime::agent::{Agent, AgentContext, AgentError, ExecutionMeta};
+use orchestr8_runtime::agent::{Agent, AgentContext, ExecutionMeta};
 use orchestr8_runtime::{
     AgentStep, BreakerRegistry, CancellationToken, ExecutionOptions, FileStore, MemoryStore, Node, Runtime, Workflow,
     WorkflowInfo,
@@ -19,22 +22,6 @@ use orchestr8_runtime::{
 use serde_json::Value;
 
 const SIZES: [usize; 5] = [1, 10, 100, 1_000, 10_000];
-
-struct Noop;
-
-impl Agent for Noop {
-    type Input = ();
-    type Output = ();
-    fn id(&self) -> &str {
-        "noop"
-    }
-    fn version(&self) -> &str {
-        "1.0.0"
-    }
-    async fn run(&self, _ctx: &AgentContext<'_>, _input: ()) -> Result<(), AgentError> {
-        Ok(())
-    }
-}
 
 fn workflow(n: usize, parallel: bool, registry: &BreakerRegistry) -> Workflow<(), ()> {
     let agent = Arc::new(Noop);

@@ -12,14 +12,16 @@
 //!
 //! Run: `cargo bench -p orchestr8-runtime --features otel --bench telemetry`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Noop;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use orchestr8_runtime::agent::{Agent, AgentContext, AgentError};
 use orchestr8_runtime::telemetry::otel;
 use orchestr8_runtime::{
     AgentStep, BreakerRegistry, ExecutionOptions, MemoryStore, Node, Runtime, Workflow, WorkflowInfo,
@@ -28,22 +30,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
 const STEPS: usize = 100;
-
-struct Noop;
-
-impl Agent for Noop {
-    type Input = ();
-    type Output = ();
-    fn id(&self) -> &str {
-        "noop"
-    }
-    fn version(&self) -> &str {
-        "1.0.0"
-    }
-    async fn run(&self, _ctx: &AgentContext<'_>, _input: ()) -> Result<(), AgentError> {
-        Ok(())
-    }
-}
 
 fn bench(c: &mut Criterion) {
     let agent = Arc::new(Noop);
