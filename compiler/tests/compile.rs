@@ -713,6 +713,10 @@ fn a_run_exports_its_trace_and_metrics_to_an_otlp_receiver() {
         json_run(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector.example:4318")], &["--log-format", "json"]);
     let warning = lines.iter().find(|l| l["level"] == "WARN").expect("a warning");
     assert!(warning["message"].as_str().unwrap().contains("not plain http://"), "{warning}");
+    // A collector that is down: the run ends as it would without one, the
+    // exporter's complaints are log lines too (JSON), and shutdown is bounded.
+    let lines = json_run(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")], &["--log-format", "json"]);
+    assert!(lines.iter().any(|l| l["message"] == "execution completed"), "{lines:?}");
     // The standard sampler variable: no trace, the metrics still.
     let (spans_before, metrics_before) = (receiver.get("spans").len(), receiver.get("metrics").len());
     let sampled = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_TRACES_SAMPLER", "always_off")];

@@ -597,14 +597,7 @@ fn say(
             };
         }
         LogFormat::Json => {
-            let mut line = serde_json::Map::new();
-            line.insert(
-                "timestamp".into(),
-                humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string().into(),
-            );
-            line.insert("level".into(), level.as_str().into());
-            line.insert("target".into(), "orchestr8".into());
-            line.insert("message".into(), message.into());
+            let mut line = crate::telemetry::json::start_line(&level, "orchestr8", message.into());
             for (k, v) in fields {
                 line.insert((*k).into(), v.as_str().into());
             }

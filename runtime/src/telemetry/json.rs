@@ -17,6 +17,18 @@ use tracing_subscriber::Layer;
 /// Span fields a log line carries, innermost span winning.
 const IDS: [&str; 7] = ["trace_id", "span_id", "execution_id", "correlation_id", "workflow_id", "step_id", "attempt"];
 
+/// A log line's first fields, in the order every line has them:
+/// `timestamp`, `level`, `target`, `message` (the program's own lines start
+/// the same way).
+pub(crate) fn start_line(level: &tracing::Level, target: &str, message: Value) -> Map<String, Value> {
+    let mut line = Map::new();
+    line.insert("timestamp".into(), humantime::format_rfc3339_micros(SystemTime::now()).to_string().into());
+    line.insert("level".into(), level.as_str().into());
+    line.insert("target".into(), target.into());
+    line.insert("message".into(), message);
+    line
+}
+
 /// Writes each event as a JSON line to standard error.
 pub(crate) struct JsonLayer {
     write: fn(&[u8]),
@@ -111,14 +123,10 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLayer {
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
-        let mut line = Map::new();
-        line.insert("timestamp".into(), humantime::format_rfc3339_micros(SystemTime::now()).to_string().into());
-        line.insert("level".into(), meta.level().as_str().into());
-        line.insert("target".into(), meta.target().into());
         let mut fields = EventFields(Map::new());
         event.record(&mut fields);
         let message = fields.0.remove("message").unwrap_or_else(|| Value::String(String::new()));
-        line.insert("message".into(), message);
+        let mut line = start_line(meta.level(), meta.target(), message);
         if let Some(scope) = ctx.event_scope(event) {
             let mut innermost = None;
             for span in scope.from_root() {
