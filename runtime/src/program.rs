@@ -201,19 +201,28 @@ where
         failed
     }
 
-    /// Resolves the log format, runs the preflight checks and installs the
-    /// telemetry, saying what goes wrong in that format; `Err` is the exit code.
-    fn start_telemetry(&self, flag: Option<LogFormat>, stderr: &mut dyn Write) -> Result<(LogFormat, Telemetry), u8> {
-        let format = log_format(flag, stderr).ok_or(EXIT_USAGE)?;
+    /// `run` for `run` and `serve`: resolves the log format, runs the
+    /// preflight checks and installs the telemetry (saying what goes wrong
+    /// in that format), runs, then shuts the telemetry down. Every exit of a
+    /// run or a server goes through here: nothing recorded is lost.
+    fn with_telemetry(
+        self,
+        flag: Option<LogFormat>,
+        stderr: &mut dyn Write,
+        run: impl FnOnce(Self, LogFormat, &mut dyn Write) -> u8,
+    ) -> u8 {
+        let Some(format) = log_format(flag, stderr) else { return EXIT_USAGE };
         if self.failed_preflight(format, stderr) {
-            return Err(EXIT_USAGE);
+            return EXIT_USAGE;
         }
         let mut notes = Vec::new();
         let telemetry = Telemetry::install(self.workflow.info(), format, &mut notes);
         for note in &notes {
             say(stderr, format, Level::WARN, note, None, &[]);
         }
-        Ok((format, telemetry))
+        let code = run(self, format, stderr);
+        telemetry.shutdown();
+        code
     }
 
     /// Parses [`std::env::args_os`], runs, and returns the exit code.
@@ -289,24 +298,13 @@ where
                 }
             },
             Command::Run(args) => {
-                let (format, telemetry) = match self.start_telemetry(args.log_format, stderr) {
-                    Ok(started) => started,
-                    Err(code) => return code,
-                };
-                let code = self.execute(args, format, stdin, stdout, stderr);
-                // Every exit of a run goes through here: nothing recorded is lost.
-                telemetry.shutdown();
-                return code;
+                return self.with_telemetry(args.log_format, stderr, |p, format, stderr| {
+                    p.execute(args, format, stdin, stdout, stderr)
+                })
             }
             Command::Test(file) => return test_mode::run(&self, &file, stdin, stdout, stderr),
             Command::Serve(args) => {
-                let (format, telemetry) = match self.start_telemetry(args.log_format, stderr) {
-                    Ok(started) => started,
-                    Err(code) => return code,
-                };
-                let code = self.serve(args, format, stderr);
-                telemetry.shutdown();
-                return code;
+                return self.with_telemetry(args.log_format, stderr, |p, format, stderr| p.serve(args, format, stderr))
             }
         };
         match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
