@@ -8,6 +8,7 @@ pub mod checked;
 pub mod cli;
 pub mod codegen;
 pub mod diagnostics;
+pub mod eval;
 pub mod testfile;
 pub mod types;
 pub mod validate;

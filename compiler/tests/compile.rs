@@ -11,6 +11,8 @@ use orchestr8::codegen::{generate, CrateOptions};
 use orchestr8::validate::validate;
 use serde_json::{json, Value};
 
+mod common;
+
 const EXAMPLES: [&str; 4] = ["hello", "document-pipeline", "flaky-dependency", "ticket-triage"];
 
 fn repo() -> PathBuf {
@@ -431,39 +433,11 @@ fn llm_example_runs_against_a_local_model() {
     }
     insta::assert_snapshot!("example_llm-triage", all);
 
-    let (Some(server), Some(model)) =
-        (std::env::var_os("ORCHESTR8_LLAMA_SERVER"), std::env::var_os("ORCHESTR8_LLAMA_MODEL"))
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs this against the local model: run the suite as `scripts/local-llm with cargo test --workspace`, which sets ORCHESTR8_LLAMA_SERVER and ORCHESTR8_LLAMA_MODEL"
-        );
-        eprintln!("skipped: run the tests as `scripts/local-llm with cargo test` to run the LLM example against a local model");
-        return;
-    };
+    let Some(llama) = common::LlamaServer::start() else { return };
     let binary = {
         let _generated = generated_lock();
         build("llm-triage")
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut llama = LlamaServer(
-        Command::new(server)
-            .arg("-m")
-            .arg(model)
-            .args(["--alias", "smollm2", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["-c", "4096", "-t", "2", "--jinja", "--offline", "--seed", "42"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("llama-server starts"),
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    // Not listening yet, or listening and still loading the model (503).
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || http(port, "GET", "/health", "").0 != 200 {
-        assert!(std::time::Instant::now() < deadline, "llama-server did not become ready in 60 s");
-        assert!(llama.0.try_wait().unwrap().is_none(), "llama-server exited");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
 
     let journal = tempfile::tempdir().unwrap();
     // A key the server ignores: it must not reach the journal or stderr.
@@ -473,7 +447,7 @@ fn llm_example_runs_against_a_local_model() {
         .arg(dir.join("input.json"))
         .arg("--journal-dir")
         .arg(journal.path())
-        .env("ORCHESTR8_OPENAI_BASE_URL", format!("http://127.0.0.1:{port}/v1"))
+        .env("ORCHESTR8_OPENAI_BASE_URL", llama.base_url())
         .env("OPENAI_API_KEY", key)
         .output()
         .unwrap();
@@ -515,17 +489,6 @@ fn llm_example_runs_against_a_local_model() {
     }
     let started = events.iter().filter(|e| e["event"] == "step.started").count();
     assert!(started >= 1);
-    let _ = llama.0.kill();
-}
-
-/// Stops the model server however the test ends.
-struct LlamaServer(std::process::Child);
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A real OTLP/HTTP receiver (scripts/otlp_receiver.py on the official

@@ -313,10 +313,12 @@ async fn openai_request_uses_response_format_and_records_usage() {
     assert_eq!(sent["max_tokens"], 4096);
     assert_eq!(sent["temperature"], 0.0);
     assert_eq!(sent["messages"][0]["role"], "system");
-    assert!(sent["messages"][1]["content"]
-        .as_str()
-        .unwrap()
-        .starts_with("Classify the ticket \"Login page is blank\"."));
+    // The default JSON prompt: the user turn is one JSON object.
+    let user: Value = serde_json::from_str(sent["messages"][1]["content"].as_str().unwrap()).unwrap();
+    assert!(
+        user["instructions"].as_str().unwrap().starts_with("Classify the ticket \"Login page is blank\"."),
+        "{user}"
+    );
     let succeeded = ran.events.iter().find(|e| e.event == EventKind::StepSucceeded).unwrap();
     assert_eq!(
         usage_of(succeeded),

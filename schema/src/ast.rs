@@ -216,6 +216,22 @@ pub struct Prompt {
     /// Worked examples; each must fit the agent's input and output schemas.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<Example>,
+    /// How the user turn is rendered: `json` (the default: instructions, constraints,
+    /// examples and input as one JSON object) or `markdown` (the same content as headings
+    /// and lists). The system turn is the same in both; `orchestr8 eval` compares them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<PromptFormat>,
+}
+
+/// How a prompt's user turn is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptFormat {
+    /// One JSON object: `instructions`, `constraints`, `examples`, `input`.
+    #[default]
+    Json,
+    /// Headings and lists, JSON values in fenced code blocks.
+    Markdown,
 }
 
 /// An input and the output expected for it.

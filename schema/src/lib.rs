@@ -5,6 +5,7 @@
 //! beside this crate is generated from [`ast::Workflow`] by [`json_schema`].
 
 pub mod ast;
+pub mod eval;
 pub mod expr;
 pub mod source;
 
@@ -14,28 +15,49 @@ use serde_json::Value;
 /// The JSON Schema of a workflow document (draft 2020-12), as published in
 /// `schema/workflow.schema.json`.
 pub fn json_schema() -> serde_json::Value {
-    let mut schema = serde_json::to_value(schemars::schema_for!(ast::Workflow)).expect("a schema serializes");
-    // Optional fields are absent, never null: say so, so editors and the
-    // validator reject `"timeout": null` as the AST types do.
-    remove_null(&mut schema);
-    // schemars leaves the tag of an internally tagged enum undescribed.
-    if let Some(Value::Array(kinds)) = schema.pointer_mut("/$defs/AgentDefinition/oneOf") {
-        for kind in kinds {
-            if let Some(Value::Object(tag)) = kind.pointer_mut("/properties/kind") {
-                tag.insert("description".into(), "Which sort of agent this is.".into());
-            }
-        }
-    }
-    if let Some(obj) = schema.as_object_mut() {
-        obj.insert("$id".into(), "https://orchestr8.dev/schema/workflow-v1.json".into());
-    }
-    schema
+    let schema = serde_json::to_value(schemars::schema_for!(ast::Workflow)).expect("a schema serializes");
+    publish(schema, "AgentDefinition", "Which sort of agent this is.", "workflow-v1")
 }
 
 /// The published schema as pretty JSON with a trailing newline: the exact
 /// bytes of `schema/workflow.schema.json`.
 pub fn json_schema_text() -> String {
-    let mut text = serde_json::to_string_pretty(&json_schema()).expect("a value serializes");
+    pretty(&json_schema())
+}
+
+/// The JSON Schema of an eval file (`*.eval.json`), as published in
+/// `schema/eval.schema.json`. Its inline agents are the workflow's LLM agents.
+pub fn eval_json_schema() -> serde_json::Value {
+    let schema = serde_json::to_value(schemars::schema_for!(eval::EvalFile)).expect("a schema serializes");
+    publish(schema, "InlineAgent", "Which sort of agent this is: `llm`.", "eval-v1")
+}
+
+/// The published eval schema's exact bytes (`schema/eval.schema.json`).
+pub fn eval_json_schema_text() -> String {
+    pretty(&eval_json_schema())
+}
+
+/// What schemars generates, made what we publish: optional fields absent
+/// (never null, so editors and the validator reject `"timeout": null` as
+/// the AST types do), the tag of the agent union described (schemars
+/// leaves an internally tagged enum's tag bare), and an `$id`.
+fn publish(mut schema: Value, agent_union: &str, tag: &str, id: &str) -> Value {
+    remove_null(&mut schema);
+    if let Some(Value::Array(kinds)) = schema.pointer_mut(&format!("/$defs/{agent_union}/oneOf")) {
+        for kind in kinds {
+            if let Some(Value::Object(t)) = kind.pointer_mut("/properties/kind") {
+                t.insert("description".into(), tag.into());
+            }
+        }
+    }
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert("$id".into(), format!("https://orchestr8.dev/schema/{id}.json").into());
+    }
+    schema
+}
+
+fn pretty(schema: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(schema).expect("a value serializes");
     text.push('\n');
     text
 }

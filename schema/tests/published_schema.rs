@@ -6,17 +6,21 @@ use std::path::Path;
 
 #[test]
 fn published_schema_is_current() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflow.schema.json");
-    let generated = orchestr8_schema::json_schema_text();
-    if std::env::var_os("ORCHESTR8_BLESS").is_some() {
-        std::fs::write(&path, &generated).expect("write workflow.schema.json");
-        return;
+    for (file, generated) in [
+        ("workflow.schema.json", orchestr8_schema::json_schema_text()),
+        ("eval.schema.json", orchestr8_schema::eval_json_schema_text()),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        if std::env::var_os("ORCHESTR8_BLESS").is_some() {
+            std::fs::write(&path, &generated).expect("write the schema");
+            continue;
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == generated,
+            "schema/{file} is stale: run `ORCHESTR8_BLESS=1 cargo test -p orchestr8-schema` and commit it"
+        );
     }
-    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        on_disk == generated,
-        "schema/workflow.schema.json is stale: run `ORCHESTR8_BLESS=1 cargo test -p orchestr8-schema` and commit it"
-    );
 }
 
 /// Editors show these descriptions as you type: none may be missing.
@@ -45,6 +49,7 @@ fn every_property_has_a_description() {
         }
     }
     let mut missing = Vec::new();
-    walk(&orchestr8_schema::json_schema(), "", &mut missing);
+    walk(&orchestr8_schema::json_schema(), "workflow", &mut missing);
+    walk(&orchestr8_schema::eval_json_schema(), "eval", &mut missing);
     assert!(missing.is_empty(), "properties without a description: {missing:?}");
 }

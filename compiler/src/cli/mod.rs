@@ -3,6 +3,7 @@
 mod compile;
 mod completions;
 mod create;
+mod eval;
 mod graph;
 mod init;
 mod inspect;
@@ -73,6 +74,11 @@ enum Command {
         after_help = "Examples:\n  orchestr8 test\n  orchestr8 test cases/billing.test.json --workflow workflow.json"
     )]
     Test(test::Args),
+    /// Measure prompts: each task's LLM agent with Markdown against JSON prompts, scored and tested.
+    #[command(
+        after_help = "Examples:\n  orchestr8 eval examples/prompt-eval/standard.eval.json\n  orchestr8 eval tasks.eval.json --iterations 5 --concurrency 4 --out reports/today"
+    )]
+    Eval(eval::Args),
     /// Draw a workflow's steps, parallel blocks and data references (Mermaid or DOT).
     #[command(
         after_help = "Examples:\n  orchestr8 graph workflow.json > workflow.mmd\n  orchestr8 graph workflow.json --format dot | dot -Tsvg > workflow.svg"
@@ -166,6 +172,7 @@ pub fn main() -> ExitCode {
         // The program's own exit code, passed through.
         Command::Run(args) => return run::run(&args),
         Command::Test(args) => return test::run(&args),
+        Command::Eval(args) => return eval::run(&args),
         Command::Schema => schema::run(),
         Command::Graph(args) => graph::run(&args),
         Command::Inspect(args) => inspect::run(&args),

@@ -163,6 +163,21 @@ codes! {
     /// A mocked output the agent's output schema rejects.
     TestMockOutput = "E0503", Error;
 
+    // E06xx: eval files.
+    /// Two tasks with one id.
+    EvalDuplicateTask = "E0601", Error;
+    /// A task's agent that cannot be used: its workflow is missing or invalid, or the agent
+    /// is not there or not an LLM agent.
+    EvalAgentUnavailable = "E0602", Error;
+    /// An input document the agent's input schema rejects.
+    EvalInputMismatch = "E0603", Error;
+    /// A constraint that is not exactly one well-formed check, or whose check cannot apply
+    /// to its field.
+    EvalBadConstraint = "E0604", Error;
+    /// A constraint path, a `fields` entry or an `echoes` pointer naming a field the schema
+    /// does not have.
+    EvalNoSuchField = "E0605", Error;
+
     // E09xx: the compiler itself.
     /// A bug in orchestr8.
     Internal = "E0900", Error;

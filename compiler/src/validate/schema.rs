@@ -20,19 +20,39 @@ use crate::diagnostics::{suggestion, Code, Diagnostic};
 /// published schema's `oneOf` branches).
 const AGENT_KINDS: &[&str] = &["rust", "llm"];
 
-fn workflow_schema() -> &'static (Value, Validator) {
-    static SCHEMA: OnceLock<(Value, Validator)> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let schema = orchestr8_schema::json_schema();
-        let validator = jsonschema::validator_for(&schema).expect("the published workflow schema compiles");
+/// A published schema and its compiled validator, built once per process.
+fn compiled(cell: &'static OnceLock<(Value, Validator)>, schema: fn() -> Value) -> &'static (Value, Validator) {
+    cell.get_or_init(|| {
+        let schema = schema();
+        let validator = jsonschema::validator_for(&schema).expect("a published schema compiles");
         (schema, validator)
     })
 }
 
+/// The kind of document checked: which published schema, and what its
+/// root is called in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A workflow (`workflow.schema.json`).
+    Workflow,
+    /// An eval file (`eval.schema.json`).
+    Eval,
+}
+
 /// Checks `document` against the workflow schema.
 pub fn check(document: &Value, spans: &SpanIndex) -> Vec<Diagnostic> {
-    let (schema, validator) = workflow_schema();
-    let cx = Context { schema, spans, document };
+    check_as(Kind::Workflow, document, spans)
+}
+
+/// Checks `document` against the published schema of its kind.
+pub fn check_as(kind: Kind, document: &Value, spans: &SpanIndex) -> Vec<Diagnostic> {
+    static WORKFLOW: OnceLock<(Value, Validator)> = OnceLock::new();
+    static EVAL: OnceLock<(Value, Validator)> = OnceLock::new();
+    let (schema, validator) = match kind {
+        Kind::Workflow => compiled(&WORKFLOW, orchestr8_schema::json_schema),
+        Kind::Eval => compiled(&EVAL, orchestr8_schema::eval_json_schema),
+    };
+    let cx = Context { schema, spans, document, kind };
     let mut out = Vec::new();
     for error in validator.iter_errors(document) {
         cx.convert(&error, &mut out);
@@ -70,6 +90,7 @@ struct Context<'a> {
     schema: &'a Value,
     spans: &'a SpanIndex,
     document: &'a Value,
+    kind: Kind,
 }
 
 /// The subschema an error comes from, and the `$defs` entry it sits in.
@@ -115,7 +136,7 @@ impl<'a> Context<'a> {
         let pointer = error.instance_path().as_str().to_owned();
         let instance = error.instance();
         let at_value = self.spans.value_or_ancestor(&pointer);
-        let what = describe(self.document, &pointer);
+        let what = describe(self.kind, self.document, &pointer);
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let site = self.parent_site(error);
@@ -208,7 +229,13 @@ impl<'a> Context<'a> {
                 }
             }
             ValidationErrorKind::Pattern { pattern } => {
-                let (rule, example) = pattern_rule(pattern);
+                let (rule, example) = match self.kind {
+                    Kind::Eval if pattern == orchestr8_schema::eval::TASK_ID_PATTERN => (
+                        "not a task id",
+                        "use lower case letters, digits and `-`, starting with a letter, at most 64 characters (e.g. `classify-tickets`)".into(),
+                    ),
+                    _ => pattern_rule(pattern),
+                };
                 out.push(
                     Diagnostic::error(
                         Code::InvalidValue,
@@ -247,10 +274,11 @@ impl<'a> Context<'a> {
                         at_value,
                     )
                     .with_label("empty list")
-                    .with_help(if pointer == "/steps" {
-                        "a workflow needs at least one step"
-                    } else {
-                        "add a step, or remove the block"
+                    .with_help(match (self.kind, pointer.as_str()) {
+                        (Kind::Workflow, "/steps") => "a workflow needs at least one step",
+                        (Kind::Workflow, _) => "add a step, or remove the block",
+                        (Kind::Eval, "/tasks") => "an eval needs at least one task",
+                        (Kind::Eval, _) => "add an input document",
                     }),
                 );
             }
@@ -318,7 +346,7 @@ impl<'a> Context<'a> {
             })
             .collect();
         if let Some(allowed) = constants.filter(|c| !c.is_empty()) {
-            out.push(invalid_choice(instance, &allowed, &describe(self.document, &pointer), pointer, at));
+            out.push(invalid_choice(instance, &allowed, &describe(self.kind, self.document, &pointer), pointer, at));
             return;
         }
         let def = self.parent_site(error).def.or_else(|| self.site(error.evaluation_path().as_str()).def);
@@ -347,6 +375,13 @@ impl<'a> Context<'a> {
                     if let Some(branch) = branches.get(index) {
                         return branch.iter().for_each(|e| self.convert(e, out));
                     }
+                }
+            }
+            // An eval task's agent: a reference to a workflow's, or one written inline.
+            Some("TaskAgent") => {
+                let index = usize::from(instance.get("workflow").is_none());
+                if let Some(branch) = branches.get(index) {
+                    return branch.iter().for_each(|e| self.convert(e, out));
                 }
             }
             Some("AgentDefinition") => {
@@ -427,10 +462,17 @@ fn invalid_choice(instance: &Value, allowed: &[String], what: &str, pointer: Str
 
 /// What sits at `pointer`, for messages: "the workflow", "step `fetch`",
 /// "`retry.maxAttempts` of policy `fast`", "`metadata.id`".
-fn describe(document: &Value, pointer: &str) -> String {
+fn describe(kind: Kind, document: &Value, pointer: &str) -> String {
     let segments: Vec<String> = pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
     let (subject, rest): (String, &[String]) = match segments.as_slice() {
+        [] if kind == Kind::Eval => return "the eval file".into(),
         [] => return "the workflow".into(),
+        [first, index, rest @ ..] if kind == Kind::Eval && first == "tasks" => {
+            match document.pointer(&format!("/tasks/{index}/id")).and_then(Value::as_str) {
+                Some(id) => (format!("task `{id}`"), rest),
+                None => (format!("task {index}"), rest),
+            }
+        }
         [first, rest @ ..] if first == "metadata" => return format!("`metadata{}`", dotted(rest)),
         [first, id, rest @ ..] if first == "agents" => (format!("agent `{id}`"), rest),
         [first, name, rest @ ..] if first == "policies" => (format!("policy `{name}`"), rest),

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use orchestr8_schema::ast::{self, Provider, StructuredOutput};
+use orchestr8_schema::ast::{self, PromptFormat, Provider, StructuredOutput};
 
 use super::call_span::CallSpan;
 use super::failure::Failure;
@@ -88,7 +88,9 @@ impl<I, O> LlmAgent<I, O> {
     /// [`check`](Self::check) when the program starts and by every call.
     pub fn new(id: &str, version: &str, definition: &str) -> Self {
         let ready = match serde_json::from_str::<ast::AgentDefinition>(definition) {
-            Ok(ast::AgentDefinition::Llm(def)) => Ready::new(id, &def).map(Arc::new),
+            Ok(ast::AgentDefinition::Llm(def)) => {
+                Ready::new(id, &def, def.prompt.format.unwrap_or_default()).map(Arc::new)
+            }
             Ok(_) => Err(format!("agent `{id}` is not an LLM agent")),
             Err(e) => Err(format!("agent `{id}`: its definition does not parse: {e}")),
         };
@@ -102,7 +104,7 @@ impl<I, O> LlmAgent<I, O> {
 }
 
 impl Ready {
-    fn new(id: &str, def: &ast::LlmAgent) -> Result<Ready, String> {
+    fn new(id: &str, def: &ast::LlmAgent, format: PromptFormat) -> Result<Ready, String> {
         let provider = def.provider;
         let mode = def.structured_output.unwrap_or_default();
         let output = def.common.output.clone().ok_or_else(|| format!("agent `{id}` has no output schema"))?;
@@ -162,7 +164,7 @@ impl Ready {
                 provider = provider_name(provider)
             ));
         }
-        let prompt = Prompt::new(&def.prompt).map_err(|e| format!("agent `{id}`: prompt {e}"))?;
+        let prompt = Prompt::with_format(&def.prompt, format).map_err(|e| format!("agent `{id}`: prompt {e}"))?;
         let limit =
             def.limits.as_ref().and_then(|l| l.concurrency).map(|n| concurrency_limit(&endpoint, &def.model, n));
         Ok(Ready {
@@ -200,17 +202,24 @@ impl Ready {
 
     /// Parses and validates a candidate against the full output schema; the
     /// errors, located by JSON pointer, are what a repair turn sends back.
-    fn check<O: DeserializeOwned>(&self, candidate: Candidate) -> Result<O, Vec<String>> {
+    fn check<O: DeserializeOwned>(&self, candidate: Candidate) -> Result<O, Rejected> {
         let mut value = match candidate {
             Candidate::Value(v) => v,
-            Candidate::Text(t) => {
-                serde_json::from_str(t.trim()).map_err(|e| vec![format!("the answer is not valid JSON: {e}")])?
-            }
+            Candidate::Text(t) => match serde_json::from_str(t.trim()) {
+                Ok(v) => v,
+                Err(e) => {
+                    let errors = vec![format!("the answer is not valid JSON: {e}")];
+                    return Err(Rejected { value: None, text: Some(t), errors });
+                }
+            },
         };
         if self.wrapped {
             value = match value {
                 Value::Object(mut o) if o.contains_key("result") => o.remove("result").unwrap_or_default(),
-                _ => return Err(vec!["the answer has no `result` field".into()]),
+                other => {
+                    let errors = vec!["the answer has no `result` field".into()];
+                    return Err(Rejected { value: Some(other), text: None, errors });
+                }
             };
         }
         let errors: Vec<String> = self
@@ -223,9 +232,12 @@ impl Ready {
             })
             .collect();
         if !errors.is_empty() {
-            return Err(errors);
+            return Err(Rejected { value: Some(value), text: None, errors });
         }
-        serde_json::from_value(value).map_err(|e| vec![format!("the answer does not fit the output type: {e}")])
+        O::deserialize(&value).map_err(|e| {
+            let errors = vec![format!("the answer does not fit the output type: {e}")];
+            Rejected { value: Some(value.clone()), text: None, errors }
+        })
     }
 
     /// One HTTP exchange, classified. Errors are the step's: retryable for
@@ -357,26 +369,69 @@ where
     }
 
     async fn run(&self, ctx: &AgentContext<'_>, input: I) -> Result<O, AgentError> {
-        let ready = self.ready.as_ref().map_err(|e| Failure::Config.fatal(e.clone()))?;
         let input = serde_json::to_value(&input).map_err(|e| AgentError::fatal(format!("invalid input: {e}")))?;
-        let prompt = ready.prompt.render(&input);
-        let cancel = ctx.cancellation_token();
-        let _permit = match &ready.limit {
-            Some(limit) => tokio::select! {
-                permit = limit.acquire() => Some(permit.expect("the limit's semaphore is never closed")),
-                _ = cancel.cancelled() => return Err(AgentError::cancelled()),
-            },
-            None => None,
-        };
-        run_calls(ready, ctx, &prompt).await
+        let ready = self.ready.as_ref().map_err(|e| Failure::Config.fatal(e.clone()))?;
+        let done = answer(ready, ctx, &input).await?;
+        done.result.map_err(|rejected| Failure::InvalidOutput.fatal(ready.redact(rejected.message(done.calls))))
     }
+}
+
+/// An answer that did not validate: what it was, and what is wrong with it.
+struct Rejected {
+    value: Option<Value>,
+    text: Option<String>,
+    errors: Vec<String>,
+}
+
+impl Rejected {
+    fn without_answer(why: String) -> Rejected {
+        Rejected { value: None, text: None, errors: vec![why] }
+    }
+
+    /// The step's error after the last repair.
+    fn message(&self, calls: u32) -> String {
+        let shown: Vec<&str> = self.errors.iter().take(5).map(String::as_str).collect();
+        let more = self.errors.len().saturating_sub(shown.len());
+        let mut message =
+            format!("the answer did not match the output schema after {calls} call(s): {}", shown.join("; "));
+        if more > 0 {
+            message.push_str(&format!("; and {more} more"));
+        }
+        message
+    }
+}
+
+/// The end of the repair loop: the valid output, or the last answer that
+/// was not, with the number of calls made.
+struct Final<O> {
+    result: Result<O, Rejected>,
+    calls: u32,
+}
+
+/// Renders the prompt and runs the repair loop under the agent's
+/// concurrency limit: what [`LlmAgent`] and [`AnswerAgent`] share.
+async fn answer<O: DeserializeOwned>(
+    ready: &Ready,
+    ctx: &AgentContext<'_>,
+    input: &Value,
+) -> Result<Final<O>, AgentError> {
+    let prompt = ready.prompt.render(input);
+    let cancel = ctx.cancellation_token();
+    let _permit = match &ready.limit {
+        Some(limit) => tokio::select! {
+            permit = limit.acquire() => Some(permit.expect("the limit's semaphore is never closed")),
+            _ = cancel.cancelled() => return Err(AgentError::cancelled()),
+        },
+        None => None,
+    };
+    run_calls(ready, ctx, &prompt).await
 }
 
 async fn run_calls<O: DeserializeOwned>(
     ready: &Ready,
     ctx: &AgentContext<'_>,
     prompt: &Rendered,
-) -> Result<O, AgentError> {
+) -> Result<Final<O>, AgentError> {
     let cancel = ctx.cancellation_token();
     let tokens = ctx.tokens();
     let mut repair: Option<Repair> = None;
@@ -409,12 +464,12 @@ async fn run_calls<O: DeserializeOwned>(
         if let Some(t) = tokens {
             t.record(reply.usage);
         }
-        let errors = match reply.outcome {
+        let rejected = match reply.outcome {
             Outcome::Candidate(c) => match ready.check::<O>(c) {
-                Ok(out) => return Ok(out),
-                Err(errors) => errors,
+                Ok(out) => return Ok(Final { result: Ok(out), calls: call + 1 }),
+                Err(rejected) => rejected,
             },
-            Outcome::Missing(why) => vec![why],
+            Outcome::Missing(why) => Rejected::without_answer(why),
             Outcome::Refused(why) => return Err(Failure::Refused.fatal(format!("the model refused: {why}"))),
             Outcome::ContentFiltered => {
                 return Err(Failure::ContentFilter.fatal("the provider's content filter stopped the answer"))
@@ -434,21 +489,84 @@ async fn run_calls<O: DeserializeOwned>(
             }
         };
         if call == ready.repairs {
-            let shown: Vec<&str> = errors.iter().take(5).map(String::as_str).collect();
-            let more = errors.len().saturating_sub(shown.len());
-            let mut message =
-                format!("the answer did not match the output schema after {} call(s): {}", call + 1, shown.join("; "));
-            if more > 0 {
-                message.push_str(&format!("; and {more} more"));
-            }
-            return Err(Failure::InvalidOutput.fatal(ready.redact(message)));
+            return Ok(Final { result: Err(rejected), calls: call + 1 });
         }
         // Each repair replaces the one before: the conversation stays the
         // prompt, the last answer and what is wrong with it.
-        repair =
-            Some(Repair { assistant: reply.assistant, tool_use_id: reply.tool_use_id, text: repair_text(&errors) });
+        repair = Some(Repair {
+            assistant: reply.assistant,
+            tool_use_id: reply.tool_use_id,
+            text: repair_text(&rejected.errors),
+        });
     }
     unreachable!("the loop returns on its last call")
+}
+
+/// What a model answered, valid or not: what `orchestr8 eval` scores.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Answer {
+    /// The final answer as JSON (unwrapped from Anthropic's tool wrapper),
+    /// when it was JSON.
+    pub value: Option<Value>,
+    /// The final answer's text, when it was not JSON.
+    pub text: Option<String>,
+    /// What the output schema found wrong with the final answer; empty when
+    /// it is valid.
+    pub errors: Vec<String>,
+    /// Calls made, repairs included.
+    pub calls: u32,
+}
+
+/// An LLM agent whose output is the model's final answer whether or not it
+/// validates (after the agent's repairs), for `orchestr8 eval` to score; a
+/// workflow step uses [`LlmAgent`], which fails on an invalid answer. Both
+/// run the same calls, repair loop and failure classes.
+pub struct AnswerAgent {
+    id: String,
+    version: String,
+    ready: Result<Arc<Ready>, String>,
+}
+
+impl std::fmt::Debug for AnswerAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerAgent").field("id", &self.id).field("ready", &self.ready.is_ok()).finish()
+    }
+}
+
+impl AnswerAgent {
+    /// Builds the agent from its definition, its prompt rendered in `format`
+    /// whatever the definition says.
+    pub fn new(id: &str, version: &str, definition: &ast::LlmAgent, format: PromptFormat) -> Self {
+        let ready = Ready::new(id, definition, format).map(Arc::new);
+        AnswerAgent { id: id.to_owned(), version: version.to_owned(), ready }
+    }
+
+    /// Whether the agent can run: its API key is set and its definition is sound.
+    pub fn check(&self) -> Result<(), String> {
+        self.ready.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+}
+
+impl Agent for AnswerAgent {
+    type Input = Value;
+    type Output = Answer;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    async fn run(&self, ctx: &AgentContext<'_>, input: Value) -> Result<Answer, AgentError> {
+        let ready = self.ready.as_ref().map_err(|e| Failure::Config.fatal(e.clone()))?;
+        let done = answer::<Value>(ready, ctx, &input).await?;
+        Ok(match done.result {
+            Ok(value) => Answer { value: Some(value), text: None, errors: Vec::new(), calls: done.calls },
+            Err(Rejected { value, text, errors }) => Answer { value, text, errors, calls: done.calls },
+        })
+    }
 }
 
 /// A header value that HTTP debugging output does not show.

@@ -19,7 +19,7 @@ pub mod provider;
 pub mod wire;
 
 #[cfg(feature = "llm")]
-pub use agent::LlmAgent;
+pub use agent::{Answer, AnswerAgent, LlmAgent};
 pub use failure::Failure;
 
 use orchestr8_schema::ast::Provider;

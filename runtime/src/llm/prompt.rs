@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use orchestr8_schema::ast;
+use orchestr8_schema::ast::{self, PromptFormat};
 use orchestr8_schema::expr::{parse_template, PathSegment, Root, Segment, Template};
 use serde_json::Value;
 
@@ -72,11 +72,21 @@ fn lookup<'v>(value: &'v Value, path: &[PathSegment]) -> Option<&'v Value> {
 /// An agent's prompt, parsed once when the agent is built.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt {
+    format: PromptFormat,
     system: Text,
     instructions: Text,
     constraints: Vec<Text>,
-    /// Each example rendered once: it does not depend on the input.
-    examples: String,
+    /// The examples, in the prompt's format: they do not depend on the input.
+    examples: Examples,
+}
+
+/// The examples, prepared once for the prompt's format.
+#[derive(Debug, Clone, PartialEq)]
+enum Examples {
+    /// The Markdown section, rendered.
+    Markdown(String),
+    /// The JSON list, as the user turn's `examples` member.
+    Json(Value),
 }
 
 /// The rendered prompt: the system text and the first user turn.
@@ -88,20 +98,39 @@ pub struct Rendered {
     pub user: String,
 }
 
+/// The last sentence of every system turn: the same in both formats, so a
+/// comparison of formats compares only the user turn.
+const ANSWER_RULE: &str = "Answer with a JSON value that matches the given JSON Schema, and nothing else.";
+
 impl Prompt {
-    /// Parses the workflow's JSON prompt.
+    /// Parses the workflow's JSON prompt, to be rendered in its own `format`.
     pub fn new(prompt: &ast::Prompt) -> Result<Prompt, String> {
-        let mut examples = String::new();
-        for (i, example) in prompt.examples.iter().enumerate() {
-            let _ = write!(
-                examples,
-                "\n\n### Example {}\nInput:\n{}\nOutput:\n{}",
-                i + 1,
-                pretty(&example.input),
-                pretty(&example.output)
-            );
-        }
+        Prompt::with_format(prompt, prompt.format.unwrap_or_default())
+    }
+
+    /// Parses the workflow's JSON prompt, to be rendered in `format`
+    /// whatever the prompt says (the two arms of `orchestr8 eval`).
+    pub fn with_format(prompt: &ast::Prompt, format: PromptFormat) -> Result<Prompt, String> {
+        let examples = match format {
+            PromptFormat::Markdown => {
+                let mut text = String::new();
+                for (i, example) in prompt.examples.iter().enumerate() {
+                    let _ = write!(
+                        text,
+                        "\n\n### Example {}\nInput:\n{}\nOutput:\n{}",
+                        i + 1,
+                        fenced(&example.input),
+                        fenced(&example.output)
+                    );
+                }
+                Examples::Markdown(text)
+            }
+            PromptFormat::Json => Examples::Json(Value::Array(
+                prompt.examples.iter().map(|e| serde_json::json!({"input": e.input, "output": e.output})).collect(),
+            )),
+        };
         Ok(Prompt {
+            format,
             system: Text::parse(&prompt.system)?,
             instructions: Text::parse(&prompt.instructions)?,
             constraints: prompt.constraints.iter().map(|c| Text::parse(c)).collect::<Result<_, _>>()?,
@@ -109,28 +138,71 @@ impl Prompt {
         })
     }
 
+    /// The format the user turn is rendered in.
+    pub fn format(&self) -> PromptFormat {
+        self.format
+    }
+
     /// The system text and first user turn for `input`.
     pub fn render(&self, input: &Value) -> Rendered {
         let mut system = String::new();
         self.system.render(input, &mut system);
-        if !self.constraints.is_empty() {
-            system.push_str("\n\n## Constraints");
-            for c in &self.constraints {
-                system.push_str("\n- ");
-                c.render(input, &mut system);
+        system.push_str("\n\n");
+        system.push_str(ANSWER_RULE);
+        let text = |t: &Text| {
+            let mut s = String::new();
+            t.render(input, &mut s);
+            s
+        };
+        let user = match &self.examples {
+            Examples::Markdown(examples) => {
+                let mut user = text(&self.instructions);
+                if !self.constraints.is_empty() {
+                    user.push_str("\n\n## Constraints");
+                    for c in &self.constraints {
+                        user.push_str("\n- ");
+                        c.render(input, &mut user);
+                    }
+                }
+                if !examples.is_empty() {
+                    user.push_str("\n\n## Examples");
+                    user.push_str(examples);
+                }
+                user.push_str("\n\n## Input\n");
+                user.push_str(&fenced(input));
+                user
             }
-        }
-        system.push_str("\n\nAnswer with a JSON value that matches the given JSON Schema, and nothing else.");
-        let mut user = String::new();
-        self.instructions.render(input, &mut user);
-        if !self.examples.is_empty() {
-            user.push_str("\n\n## Examples");
-            user.push_str(&self.examples);
-        }
-        user.push_str("\n\n## Input\n");
-        user.push_str(&pretty(input));
+            Examples::Json(examples) => {
+                // Members in this order, whatever the map type orders keys by.
+                let mut members = vec![("instructions", Value::String(text(&self.instructions)))];
+                if !self.constraints.is_empty() {
+                    members.push(("constraints", self.constraints.iter().map(|c| Value::String(text(c))).collect()));
+                }
+                if examples.as_array().is_some_and(|e| !e.is_empty()) {
+                    members.push(("examples", examples.clone()));
+                }
+                members.push(("input", input.clone()));
+                ordered_object(&members)
+            }
+        };
         Rendered { system, user }
     }
+}
+
+/// A pretty-printed JSON object with its members in the given order.
+fn ordered_object(members: &[(&str, Value)]) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in members.iter().enumerate() {
+        let value = pretty(value).replace('\n', "\n  ");
+        let _ = write!(out, "{}\n  {}: {value}", if i == 0 { "" } else { "," }, Value::from(*key));
+    }
+    out.push_str("\n}");
+    out
+}
+
+/// A JSON value in a fenced Markdown code block.
+fn fenced(v: &Value) -> String {
+    format!("```json\n{}\n```", pretty(v))
 }
 
 fn pretty(v: &Value) -> String {
@@ -170,27 +242,74 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    #[test]
-    fn renders_input_references_constraints_and_examples() {
-        let p = Prompt::new(&prompt(json!({
+    fn triage(format: &str) -> Prompt {
+        Prompt::new(&prompt(json!({
             "system": "You triage tickets for ${input.team}.",
             "instructions": "Classify: ${input.ticket.subject} (${input.ticket.priority})${input.missing}",
             "constraints": ["Be brief.", "Answer in ${input.lang}."],
-            "examples": [{"input": {"ticket": {"subject": "x"}}, "output": {"kind": "bug"}}]
+            "examples": [{"input": {"ticket": {"subject": "x"}}, "output": {"kind": "bug"}}],
+            "format": format
         })))
-        .unwrap();
-        let r = p.render(&json!({"team": "ops", "lang": "French", "ticket": {"subject": "Login down", "priority": 2}}));
+        .unwrap()
+    }
+
+    fn ticket() -> Value {
+        json!({"team": "ops", "lang": "French", "ticket": {"subject": "Login down", "priority": 2}})
+    }
+
+    #[test]
+    fn markdown_renders_references_constraints_examples_and_input() {
+        let r = triage("markdown").render(&ticket());
         assert_eq!(
             r.system,
-            "You triage tickets for ops.\n\n## Constraints\n- Be brief.\n- Answer in French.\n\n\
-             Answer with a JSON value that matches the given JSON Schema, and nothing else."
+            "You triage tickets for ops.\n\nAnswer with a JSON value that matches the given JSON Schema, and nothing else."
         );
+        let expected = "Classify: Login down (2)\n\n## Constraints\n- Be brief.\n- Answer in French.\n\n## Examples\n\n\
+             ### Example 1\nInput:\n```json\n{\n  \"ticket\": {\n    \"subject\": \"x\"\n  }\n}\n```\n\
+             Output:\n```json\n{\n  \"kind\": \"bug\"\n}\n```\n\n## Input\n```json\n{\n  \"team\": \"ops\",\n  \
+             \"lang\": \"French\",\n  \"ticket\": {\n    \"subject\": \"Login down\",\n    \"priority\": 2\n  }\n}\n```";
+        assert_eq!(r.user, expected);
+    }
+
+    #[test]
+    fn json_is_the_default_and_carries_the_same_content_as_one_object() {
+        let json = triage("json");
+        let default = Prompt::new(&prompt(json!({"system": "s", "instructions": "i"}))).unwrap();
+        assert_eq!(default.format(), PromptFormat::Json);
+        let r = json.render(&ticket());
+        // The system turn is the same in both formats.
+        assert_eq!(r.system, triage("markdown").render(&ticket()).system);
+        let user: Value = serde_json::from_str(&r.user).unwrap();
+        assert_eq!(
+            user,
+            json!({
+                "instructions": "Classify: Login down (2)",
+                "constraints": ["Be brief.", "Answer in French."],
+                "examples": [{"input": {"ticket": {"subject": "x"}}, "output": {"kind": "bug"}}],
+                "input": ticket()
+            })
+        );
+        // Members in reading order, indented as one document.
         assert!(
-            r.user.starts_with("Classify: Login down (2)\n\n## Examples\n\n### Example 1\nInput:\n{"),
+            r.user.starts_with(
+                "{\n  \"instructions\": \"Classify: Login down (2)\",\n  \"constraints\": [\n    \"Be brief.\""
+            ),
             "{}",
             r.user
         );
-        assert!(r.user.ends_with("## Input\n{\n  \"team\": \"ops\",\n  \"lang\": \"French\",\n  \"ticket\": {\n    \"subject\": \"Login down\",\n    \"priority\": 2\n  }\n}"), "{}", r.user);
+        assert!(r.user.ends_with("\n  }\n}"), "{}", r.user);
+        // Without constraints or examples, no empty members.
+        let bare: Value = serde_json::from_str(&default.render(&json!({"x": 1})).user).unwrap();
+        assert_eq!(bare, json!({"instructions": "i", "input": {"x": 1}}));
+    }
+
+    #[test]
+    fn with_format_overrides_the_prompts_own() {
+        let p = prompt(json!({"system": "s", "instructions": "i", "format": "markdown"}));
+        assert_eq!(Prompt::new(&p).unwrap().format(), PromptFormat::Markdown);
+        let forced = Prompt::with_format(&p, PromptFormat::Json).unwrap();
+        assert_eq!(forced.format(), PromptFormat::Json);
+        assert!(forced.render(&json!({})).user.starts_with('{'));
     }
 
     #[test]
