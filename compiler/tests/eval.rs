@@ -303,7 +303,9 @@ fn failed_calls_score_zero_are_counted_apart_and_beyond_the_threshold_exit_1() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let calls = &report["tasks"][0]["calls"];
     assert_eq!((calls[0]["failed"].as_u64(), calls[1]["failed"].as_u64()), (Some(0), Some(6)));
-    assert_eq!(calls[1]["failures"], json!({"provider_rejected": 6}));
+    // The JSON arm's own breaker (5 failures) opens on the fifth rejection;
+    // the Markdown arm's is untouched.
+    assert_eq!(calls[1]["failures"], json!({"circuit_open": 1, "provider_rejected": 5}));
     let structure = &report["tasks"][0]["dimensions"][0];
     assert_eq!(structure["means"], json!([100.0, 0.0]), "a failed call scores 0");
     // With a looser threshold the same run exits 0.

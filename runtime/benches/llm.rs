@@ -244,8 +244,13 @@ fn request_body() -> Vec<u8> {
     let body = json!({
         "model": "smollm2",
         "messages": [
-            {"role": "system", "content": "You are a support engineer who triages tickets.\n\n## Constraints\n- category is one of bug, billing, question, feature\n- priority is 1 to 4\n\nAnswer with a JSON value that matches the given JSON Schema, and nothing else."},
-            {"role": "user", "content": format!("Classify the ticket titled \"{}\".\n\n## Input\n{}", ticket().subject, serde_json::to_string_pretty(&ticket()).unwrap())}
+            {"role": "system", "content": "You are a support engineer who triages tickets.\n\nAnswer with a JSON value that matches the given JSON Schema, and nothing else."},
+            // The default JSON prompt: one object in the user turn.
+            {"role": "user", "content": serde_json::to_string_pretty(&json!({
+                "instructions": format!("Classify the ticket titled \"{}\".", ticket().subject),
+                "constraints": ["category is one of bug, billing, question, feature", "priority is 1 to 4"],
+                "input": ticket()
+            })).unwrap()}
         ],
         "max_tokens": 4096,
         "response_format": {"type": "json_schema", "json_schema": {"name": "output", "strict": true, "schema": {"type": "object", "properties": {

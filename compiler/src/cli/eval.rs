@@ -112,7 +112,15 @@ fn eval(args: &Args) -> Result<ExitCode, String> {
 
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
-    ctrlc::set_handler(move || on_signal.cancel()).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    // The first Ctrl-C stops the run and keeps what finished; a second one
+    // (say, during the statistics of a huge run) ends the process.
+    ctrlc::set_handler(move || {
+        if on_signal.is_cancelled() {
+            std::process::exit(130);
+        }
+        on_signal.cancel();
+    })
+    .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
     let policy = Policy { timeout: args.timeout, ..Policy::default() };
     let options = Options {
         iterations: args.iterations,
@@ -176,8 +184,13 @@ fn eval(args: &Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes beside the file and renames: a failed write leaves the last
+/// report whole.
 fn write(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))
 }
 
 /// A one-line progress bar on a terminal; nothing otherwise.

@@ -117,14 +117,15 @@ pub fn check(bytes: &[u8], dir: &Path) -> Result<(Eval, Vec<Diagnostic>), Reject
     let mut tasks = Vec::new();
     for (i, task) in file.tasks.iter().enumerate() {
         let at = format!("/tasks/{i}");
-        if let Some(first) = seen.insert(&task.id, i) {
+        if let Some(first) = seen.get(task.id.as_str()).copied() {
             cx.error(
                 Code::EvalDuplicateTask,
-                format!("task id `{}` is used twice (first by task {first})", task.id),
+                format!("task id `{}` is used twice (first at /tasks/{first})", task.id),
                 &format!("{at}/id"),
                 Some("give each task its own id: the report names tasks by id".into()),
             );
         }
+        seen.entry(&task.id).or_insert(i);
         let raw_agent = parsed.value.pointer(&format!("{at}/agent")).cloned().unwrap_or_default();
         let Some((agent, source)) = cx.agent(&task.agent, &raw_agent, &format!("{at}/agent"), &task.id) else {
             continue;
@@ -137,6 +138,24 @@ pub fn check(bytes: &[u8], dir: &Path) -> Result<(Eval, Vec<Diagnostic>), Reject
             .enumerate()
             .filter_map(|(j, c)| cx.constraint(c, &format!("{at}/constraints/{j}"), input_schema, output_schema))
             .collect();
+        // An echo reads the input: each input must have the value.
+        for check in &checks {
+            let Rule::Echoes(echoed) = &check.rule else { continue };
+            for (k, input) in task.inputs.iter().enumerate() {
+                if echoed.values(input).is_none_or(|v| v.is_empty()) {
+                    cx.error(
+                        Code::EvalInputMismatch,
+                        format!(
+                            "input {} has no value at `{echoed}`, which the constraint on `{}` echoes",
+                            k + 1,
+                            check.path
+                        ),
+                        &format!("{at}/inputs/{k}"),
+                        Some("give every input the value, or drop the constraint".into()),
+                    );
+                }
+            }
+        }
         let fields: Vec<Pointer> = task
             .fields
             .iter()
@@ -283,7 +302,7 @@ impl Checker<'_> {
                 let pointer = format!("{at}/inputs/{j}{}", e.instance_path().as_str());
                 self.error(
                     Code::EvalInputMismatch,
-                    format!("input {j} does not fit the agent's input schema: {e}"),
+                    format!("input {} does not fit the agent's input schema: {e}", j + 1),
                     &pointer,
                     Some("every input is what a step would pass the agent: fix the input or the schema".into()),
                 );

@@ -98,6 +98,11 @@ impl Pointer {
         }
         let mut types = Vec::new();
         for node in nodes.iter().flat_map(|n| alternatives(schema, n)) {
+            // A `$ref` or a union stands for its targets, listed too.
+            let composite = ["$ref", "anyOf", "oneOf", "allOf"].iter().any(|k| node.get(*k).is_some());
+            if composite && node.get("type").is_none() {
+                continue;
+            }
             match node.get("type") {
                 Some(Value::String(t)) => types.push(t.clone()),
                 Some(Value::Array(ts)) => types.extend(ts.iter().filter_map(Value::as_str).map(str::to_owned)),
@@ -207,6 +212,8 @@ mod tests {
         assert!(Pointer::parse("/who/*").unwrap().resolve(&s).is_err());
         assert_eq!(Pointer::parse("/tags/*").unwrap().types(&s), ["string"]);
         assert_eq!(Pointer::parse("/a~1b").unwrap().types(&s), ["integer", "null"]);
+        // Through a `$ref`: the target's type.
+        assert_eq!(Pointer::parse("/who").unwrap().types(&s), ["object"]);
     }
 
     #[test]

@@ -190,8 +190,10 @@ pub struct ArmPerformance {
     pub calls: usize,
     /// Latency percentiles of every call (failed ones too), in ms.
     pub latency_ms: Percentiles,
-    /// Input tokens, all calls.
+    /// Input tokens not read from a cache, all calls.
     pub input_tokens: u64,
+    /// Input tokens read from the provider's prompt cache, all calls.
+    pub cached_input_tokens: u64,
     /// Output tokens, all calls.
     pub output_tokens: u64,
     /// Model calls per answer (1 + repairs).
@@ -265,7 +267,7 @@ pub fn build(eval: &Eval, outcome: &Outcome, setup: Setup, peak_memory_mb: Optio
     models.dedup();
     Report {
         setup: Setup { models, ..setup },
-        arms: ["markdown", "json"],
+        arms: super::run::ARMS.map(super::run::arm_name),
         method: Methods {
             pairing: "a pair is the two arms' answers to the same input in the same iteration, run back to back in a random order; pairs run in a shuffled order",
             test: "two-sided Wilcoxon signed-rank test on the pairs' differences (JSON − Markdown): zero differences dropped (Wilcoxon's method), tied |differences| given their average rank; exact p-value for up to 50 pairs without zeros or ties (or up to 13 with them), else the normal approximation with tie correction and no continuity correction (as scipy.stats.wilcoxon)",
@@ -307,8 +309,13 @@ fn dimension(d: usize, pairs: &[Pair], seed: u64) -> DimensionReport {
     let improvement = stats::improvement_percent(means[0], means[1]);
     let wilcoxon = stats::wilcoxon_signed_rank(&diffs);
     let p_value = wilcoxon.as_ref().map_or(1.0, |w| w.p_value);
-    let significant = wilcoxon.is_some() && p_value < ALPHA;
-    let verdict = verdict(pairs.len(), means, improvement, p_value, wilcoxon.is_some());
+    // The test's direction (which arm's ranks dominate) and the means' must
+    // agree for a claim: a few failed calls (scored 0) can pull the mean
+    // one way while most pairs go the other.
+    let ranks = wilcoxon.as_ref().map(|w| w.w_plus - w.w_minus).unwrap_or(0.0);
+    let agree = (ranks > 0.0 && means[1] > means[0]) || (ranks < 0.0 && means[1] < means[0]);
+    let significant = wilcoxon.is_some() && p_value < ALPHA && agree;
+    let verdict = verdict(pairs.len(), means, improvement, p_value, wilcoxon.is_some(), agree);
     DimensionReport {
         dimension: DIMENSIONS[d],
         pairs: pairs.len(),
@@ -333,7 +340,7 @@ fn dimension(d: usize, pairs: &[Pair], seed: u64) -> DimensionReport {
     }
 }
 
-fn verdict(pairs: usize, means: [f64; 2], improvement: Option<f64>, p: f64, tested: bool) -> String {
+fn verdict(pairs: usize, means: [f64; 2], improvement: Option<f64>, p: f64, tested: bool, agree: bool) -> String {
     if pairs == 0 {
         return "no pairs: nothing to compare".into();
     }
@@ -345,20 +352,36 @@ fn verdict(pairs: usize, means: [f64; 2], improvement: Option<f64>, p: f64, test
         None => format!("{:+.1} points", means[1] - means[0]),
     };
     if p >= ALPHA {
-        return format!("not significant ({change}, p = {}); no claim", p_text(p));
+        return format!("not significant ({change}, {}); no claim", p_phrase(p));
+    }
+    if !agree {
+        return format!(
+            "inconsistent: the ranks differ ({}) but the means do not agree with them ({change}); no claim",
+            p_phrase(p)
+        );
     }
     if means[1] >= means[0] {
-        format!("JSON better: {change} (p = {})", p_text(p))
+        format!("JSON better: {change} ({})", p_phrase(p))
     } else {
-        format!("JSON worse: {change} (p = {})", p_text(p))
+        format!("JSON worse: {change} ({})", p_phrase(p))
     }
 }
 
+/// The p-value for tables: `0.0047`, or `<0.0001`.
 fn p_text(p: f64) -> String {
     if p < 0.0001 {
-        "< 0.0001".into()
+        "<0.0001".into()
     } else {
         format!("{p:.4}")
+    }
+}
+
+/// The p-value in a sentence: `p = 0.0047`, or `p < 0.0001`.
+fn p_phrase(p: f64) -> String {
+    if p < 0.0001 {
+        "p < 0.0001".into()
+    } else {
+        format!("p = {p:.4}")
     }
 }
 
@@ -386,7 +409,8 @@ fn arm_performance<'a>(samples: impl Iterator<Item = &'a Sample>) -> ArmPerforma
     for s in samples {
         out.calls += 1;
         latencies.push(s.latency.as_secs_f64() * 1000.0);
-        out.input_tokens += s.usage.input_tokens;
+        out.input_tokens += s.usage.input_tokens + s.usage.cache_creation_input_tokens;
+        out.cached_input_tokens += s.usage.cache_read_input_tokens;
         out.output_tokens += s.usage.output_tokens;
         if let CallResult::Answered { calls, .. } = &s.result {
             made.push(f64::from(*calls));
@@ -476,17 +500,18 @@ pub fn summary(report: &Report) -> String {
 pub fn performance(report: &Report) -> String {
     let p = &report.performance;
     let mut out = String::from(
-        "| arm | calls | latency p50 (ms) | p95 (ms) | p99 (ms) | input tokens | output tokens | model calls per answer |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| arm | calls | latency p50 (ms) | p95 (ms) | p99 (ms) | input tokens | cached input tokens | output tokens | model calls per answer |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (name, a) in ["Markdown", "JSON"].iter().zip(&p.arms) {
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
             a.calls,
             num(a.latency_ms.p50),
             num(a.latency_ms.p95),
             num(a.latency_ms.p99),
             a.input_tokens,
+            a.cached_input_tokens,
             a.output_tokens,
             a.calls_per_answer.map_or_else(|| "n/a".into(), |x| format!("{x:.2}"))
         );
@@ -564,4 +589,38 @@ pub fn markdown(report: &Report) -> String {
         m.pairing, m.test, m.interval, m.improvement, m.alpha
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(diffs: &[(f64, f64)]) -> Vec<Pair> {
+        diffs.iter().map(|&(c, t)| [[c; 3], [t; 3]]).collect()
+    }
+
+    #[test]
+    fn a_claim_needs_the_ranks_and_the_means_to_agree() {
+        // 19 pairs +5 and one -95 (a failed JSON call): equal means, ranks
+        // strongly positive: no claim either way.
+        let mut data = vec![(90.0, 95.0); 19];
+        data.push((95.0, 0.0));
+        let d = dimension(1, &pairs(&data), 0);
+        assert!(d.p_value < 0.001 && !d.significant, "{d:?}");
+        assert!(d.verdict.starts_with("inconsistent"), "{}", d.verdict);
+        // 18 pairs +5 and two -100: the mean says worse, the ranks better.
+        let mut data = vec![(90.0, 95.0); 18];
+        data.extend([(100.0, 0.0), (100.0, 0.0)]);
+        let d = dimension(1, &pairs(&data), 0);
+        assert!(!d.significant && d.verdict.starts_with("inconsistent"), "{d:?}");
+        // Agreement: claimed, with the p-value in words.
+        let d = dimension(1, &pairs(&vec![(50.0, 100.0); 20]), 0);
+        assert!(d.significant, "{d:?}");
+        assert!(
+            d.verdict.starts_with("JSON better: +100.0% (p < 0.0001)")
+                || d.verdict.starts_with("JSON better: +100.0% (p = "),
+            "{}",
+            d.verdict
+        );
+    }
 }

@@ -11,12 +11,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use orchestr8_runtime::llm::{Answer, AnswerAgent};
+use orchestr8_runtime::llm::{base_url_env, Answer, AnswerAgent};
 use orchestr8_runtime::{
     codegen, AgentStep, CancellationToken, ExecutionOptions, MemoryStore, Policy, Runtime, StepError, Usage, Workflow,
     WorkflowInfo,
 };
-use orchestr8_schema::ast::PromptFormat;
+use orchestr8_schema::ast::{PromptFormat, Provider};
 use serde_json::Value;
 
 use super::file::Eval;
@@ -25,6 +25,14 @@ use super::stats::Rng;
 
 /// The arms, by index: the control first.
 pub const ARMS: [PromptFormat; 2] = [PromptFormat::Markdown, PromptFormat::Json];
+
+/// An arm's name: `markdown` or `json`.
+pub fn arm_name(format: PromptFormat) -> &'static str {
+    match format {
+        PromptFormat::Markdown => "markdown",
+        PromptFormat::Json => "json",
+    }
+}
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -121,8 +129,25 @@ fn arms(eval: &Eval, opts: &Options) -> Result<Vec<[Arm; 2]>, String> {
             if let Some(model) = &opts.model {
                 agent.model.clone_from(model);
             }
+            // The default OpenAI endpoint without a key fails every call:
+            // say so before the first one (the agent lets a custom server go keyless).
+            let key_env = agent.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY");
+            let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+            if agent.provider == Provider::Openai
+                && agent.base_url.is_none()
+                && !set(base_url_env(Provider::Openai))
+                && !set(key_env)
+            {
+                return Err(format!(
+                    "task `{}`: {key_env} is not set and the agent calls OpenAI itself; set the key, or point {} (or the agent's `baseUrl`) at an OpenAI-compatible server",
+                    task.id,
+                    base_url_env(Provider::Openai)
+                ));
+            }
             let build = |format: PromptFormat| -> Result<Arm, String> {
-                let built = AnswerAgent::new(&task.id, "1.0.0", &agent, format);
+                // One breaker per arm: one arm's failures must not open the other's.
+                let id = format!("{}.{}", task.id, arm_name(format));
+                let built = AnswerAgent::new(&id, "1.0.0", &agent, format);
                 built.check().map_err(|e| format!("task `{}`: {e}", task.id))?;
                 let step = AgentStep::new(
                     "answer",
@@ -154,8 +179,10 @@ pub async fn run(eval: &Eval, opts: &Options, progress: impl Fn(Progress)) -> Re
     }
     rng.shuffle(&mut pairs);
     let total = pairs.len() * 2;
-    // Each call's journal is read back for its usage, then dropped.
-    let store = MemoryStore::with_capacity(opts.concurrency * 4 + 8);
+    // Each call's journal is read back for its usage when it ends; the store
+    // forgets the oldest, so it holds far more than the calls in flight (a
+    // slow call must not lose its journal to the fast ones finishing meanwhile).
+    let store = MemoryStore::with_capacity(opts.concurrency * 256 + 256);
     let runtime = Runtime::new(store.clone());
     let started = Instant::now();
     let (done, failed) = (std::cell::Cell::new(0), std::cell::Cell::new(0));

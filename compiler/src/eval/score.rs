@@ -61,6 +61,10 @@ pub fn score(task: &EvalTask, input: &Value, answer: Option<&Value>) -> Scored {
         return Scored { scores: Scores::ZERO, checks: vec![false; task.checks.len()] };
     };
     let schema = task.agent.common.output.as_ref().unwrap_or(&Value::Bool(true));
+    // An answer of the wrong type altogether is no answer to score.
+    if !type_fits(schema, schema, answer) {
+        return Scored { scores: Scores::ZERO, checks: vec![false; task.checks.len()] };
+    }
     let mut tally = Tally::default();
     tally.walk(schema, schema, answer);
     let checks: Vec<bool> = task.checks.iter().map(|c| passes(c, answer, input)).collect();
@@ -136,12 +140,16 @@ impl Tally {
                     .map(|b| {
                         let mut t = Tally::default();
                         t.walk(root, b, value);
-                        t
+                        (type_fits(root, b, value), t)
                     })
-                    .max_by(|a, b| {
-                        let key = |t: &Tally| (t.shape.total - t.shape.pass, t.bounds.total - t.bounds.pass);
-                        key(b).cmp(&key(a))
-                    });
+                    // The branch whose type the value has, then the fewest
+                    // failures, then the most checks (the object branch of an
+                    // optional object over `null`).
+                    .min_by_key(|(typed, t)| {
+                        let failures = t.shape.total - t.shape.pass + t.bounds.total - t.bounds.pass;
+                        (!typed, failures, std::cmp::Reverse(t.shape.total + t.complete.total))
+                    })
+                    .map(|(_, t)| t);
                 if let Some(best) = best {
                     *self = self.plus(best);
                 }
@@ -160,6 +168,13 @@ impl Tally {
             };
             self.shape.add(ok);
             if !ok {
+                // What the value should have held is missing too.
+                if let Some(Value::Array(required)) = schema.get("required") {
+                    for _ in required {
+                        self.shape.add(false);
+                        self.complete.add(false);
+                    }
+                }
                 return;
             }
         }
@@ -261,6 +276,20 @@ impl Tally {
     }
 }
 
+/// Whether `value` has a type `schema` allows (no `type`: any; a union:
+/// any branch's).
+fn type_fits(root: &Value, schema: &Value, value: &Value) -> bool {
+    let schema = deref(root, schema);
+    match schema.get("type") {
+        Some(Value::String(t)) => is_type(value, t),
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).any(|t| is_type(value, t)),
+        _ => ["anyOf", "oneOf"].iter().all(|k| match schema.get(*k) {
+            Some(Value::Array(branches)) => branches.iter().any(|b| type_fits(root, b, value)),
+            _ => true,
+        }),
+    }
+}
+
 fn deref<'s>(root: &'s Value, schema: &'s Value) -> &'s Value {
     let mut node = schema;
     // Bounded: a `$ref` cycle must not loop.
@@ -288,8 +317,19 @@ fn is_type(value: &Value, t: &str) -> bool {
 
 /// JSON equality with numbers compared by value (`1` is `1.0`).
 fn same(a: &Value, b: &Value) -> bool {
+    equal(a, b, false)
+}
+
+/// JSON equality, numbers by value, strings trimmed and ignoring case when
+/// `loose` (an echo), recursively.
+fn equal(a: &Value, b: &Value, loose: bool) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::String(x), Value::String(y)) if loose => x.trim().to_lowercase() == y.trim().to_lowercase(),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y, loose)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w, loose)))
+        }
         _ => a == b,
     }
 }
@@ -322,11 +362,7 @@ fn passes(check: &Check, answer: &Value, input: &Value) -> bool {
         Rule::Excludes(term) => v.as_str().is_some_and(|s| !s.to_lowercase().contains(term.as_str())),
         Rule::Echoes(at) => {
             let expected = at.values(input).and_then(|vs| vs.first().copied());
-            match (expected, v) {
-                (Some(Value::String(e)), Value::String(s)) => e.trim().to_lowercase() == s.trim().to_lowercase(),
-                (Some(e), v) => same(e, v),
-                (None, _) => false,
-            }
+            expected.is_some_and(|e| equal(e, v, true))
         }
     })
 }
@@ -437,6 +473,54 @@ mod tests {
         assert_eq!((s.scores.structure, s.scores.constraints), (100.0, 100.0));
         let s = score(&t, &json!({}), Some(&json!({"v": 2})));
         assert_eq!(s.scores.structure, 100.0 * 2.0 / 3.0);
+    }
+
+    #[test]
+    fn an_answer_of_the_wrong_type_scores_zero_and_a_wrongly_typed_member_misses_its_fields() {
+        let t = task(output(), json!([]), json!([]));
+        for wrong in [json!([]), json!(null), json!("hello")] {
+            assert_eq!(score(&t, &json!({}), Some(&wrong)).scores, Scores::ZERO, "{wrong}");
+        }
+        let nested = json!({
+            "type": "object",
+            "properties": {"who": {"type": "object", "properties": {"name": {"type": "string"}, "email": {"type": "string"}}, "required": ["name", "email"]}},
+            "required": ["who"]
+        });
+        let t = task(nested, json!([]), json!([]));
+        let flat = score(&t, &json!({}), Some(&json!({"who": "Ada Lopez"}))).scores;
+        let close = score(&t, &json!({}), Some(&json!({"who": {"name": "Ada"}}))).scores;
+        assert!(flat.completeness < close.completeness, "{flat:?} {close:?}");
+        assert!(flat.structure < close.structure, "{flat:?} {close:?}");
+    }
+
+    #[test]
+    fn an_optional_object_is_scored_as_the_object_it_is() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"address": {"anyOf": [{"$ref": "#/$defs/A"}, {"type": "null"}]}},
+            "required": ["address"],
+            "$defs": {"A": {"type": "object", "properties": {"street": {"type": "string"}, "zip": {"type": "string"}}, "required": ["street", "zip"], "additionalProperties": false}}
+        });
+        let t = task(schema, json!([]), json!([]));
+        let s = score(&t, &json!({}), Some(&json!({"address": {"street": "s"}}))).scores;
+        // address, street present; zip missing: 2 of 3.
+        assert_eq!(s.completeness, 200.0 / 3.0);
+        let s = score(&t, &json!({}), Some(&json!({"address": null}))).scores;
+        assert_eq!((s.structure, s.completeness), (100.0, 0.0));
+    }
+
+    #[test]
+    fn echoes_compare_nested_values_loosely() {
+        let input = json!({"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}, "required": ["tags"]});
+        let mut t = task(output(), json!([]), json!([]));
+        t.checks = vec![Check {
+            path: crate::eval::pointer::Pointer::parse("/tags").unwrap(),
+            label: "echo".into(),
+            rule: Rule::Echoes(crate::eval::pointer::Pointer::parse("/tags").unwrap()),
+        }];
+        let _ = input;
+        let s = score(&t, &json!({"tags": [" A ", "b"]}), Some(&json!({"name": "x", "stars": 1, "tags": ["a", "B"]})));
+        assert_eq!(s.checks, [true]);
     }
 
     #[test]
