@@ -383,3 +383,15 @@ fn the_standard_eval_runs_against_the_local_model() {
     assert!(!md.contains("NaN"), "{md}");
     assert!(stdout.contains("| **overall** | constraints | 30 |"), "{stdout}");
 }
+
+#[test]
+fn an_agent_that_calls_openai_itself_without_a_key_stops_before_the_first_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let eval = polite_eval(dir.path(), 1);
+    let out = dir.path().join("report");
+    let output = orchestr8().arg("eval").arg(&eval).arg("--out").arg(&out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("task `polite`: OPENAI_API_KEY is not set"), "{stderr}");
+    assert!(!out.join("report.json").exists(), "no report for a run that did not start");
+}
