@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::pointer::{Pointer, Segment};
 use crate::agents::FromRustSource;
 use crate::diagnostics::{sort_and_dedup, suggestion, Code, Diagnostic};
-use crate::validate::schema::{check_as, Kind};
+use crate::validate::schema::{article, check_as, Kind};
 use crate::validate::{syntax_diagnostic, validate};
 
 /// A checked eval: every task's agent resolved, every check compiled.
@@ -350,7 +350,11 @@ impl Checker<'_> {
         if !fits {
             self.error(
                 Code::EvalBadConstraint,
-                format!("`{kind}` cannot apply to `{}`, which is {}", c.path, with_articles(&types)),
+                format!(
+                    "`{kind}` cannot apply to `{}`, which is {}",
+                    c.path,
+                    types.iter().map(|t| article(t)).collect::<Vec<_>>().join(" or ")
+                ),
                 &format!("{at}/{kind}"),
                 Some(match kind {
                     "range" => "`range` checks numbers".into(),
@@ -444,17 +448,6 @@ impl Checker<'_> {
         }
         Some(pointer)
     }
-}
-
-/// `["integer", "string"]` -> "an integer or a string".
-fn with_articles(types: &[String]) -> String {
-    let named: Vec<String> = types
-        .iter()
-        .map(
-            |t| if matches!(t.as_str(), "integer" | "object" | "array") { format!("an {t}") } else { format!("a {t}") },
-        )
-        .collect();
-    named.join(" or ")
 }
 
 /// The report's name for a check without a description.

@@ -292,10 +292,7 @@ type PairKey = (usize, usize, u32);
 fn pairs(samples: &[&Sample]) -> Vec<Pair> {
     let mut by_key: BTreeMap<PairKey, [Option<[f64; 3]>; 2]> = BTreeMap::new();
     for s in samples {
-        let scores = match &s.result {
-            CallResult::Answered { scored, .. } => [0, 1, 2].map(|d| scored.scores.get(d)),
-            CallResult::Failed(_) => [0.0; 3],
-        };
+        let scores = [0, 1, 2].map(|d| s.scores().get(d));
         by_key.entry((s.task, s.input, s.iteration)).or_default()[s.arm] = Some(scores);
     }
     by_key.into_values().filter_map(|[c, t]| Some([c?, t?])).collect()
@@ -428,15 +425,7 @@ fn arm_performance<'a>(samples: impl Iterator<Item = &'a Sample>) -> ArmPerforma
 /// Every answer's scores of one task and dimension, per arm (failed calls as 0).
 fn distributions(outcome: &Outcome, task: usize, d: usize) -> [Vec<f64>; 2] {
     [0, 1].map(|arm| {
-        outcome
-            .samples
-            .iter()
-            .filter(|s| s.task == task && s.arm == arm)
-            .map(|s| match &s.result {
-                CallResult::Answered { scored, .. } => scored.scores.get(d),
-                CallResult::Failed(_) => 0.0,
-            })
-            .collect()
+        outcome.samples.iter().filter(|s| s.task == task && s.arm == arm).map(|s| s.scores().get(d)).collect()
     })
 }
 

@@ -20,7 +20,7 @@ use orchestr8_schema::ast::{PromptFormat, Provider};
 use serde_json::Value;
 
 use super::file::Eval;
-use super::score::{score, Scored};
+use super::score::{score, Scored, Scores};
 use super::stats::Rng;
 
 /// The arms, by index: the control first.
@@ -84,6 +84,16 @@ pub enum CallResult {
     },
     /// The step failed (transport, refusal, truncation, timeout, ...).
     Failed(StepError),
+}
+
+impl Sample {
+    /// The call's scores; a failed call scores 0 on every dimension.
+    pub fn scores(&self) -> Scores {
+        match &self.result {
+            CallResult::Answered { scored, .. } => scored.scores,
+            CallResult::Failed(_) => Scores::ZERO,
+        }
+    }
 }
 
 /// Where the run is, for a progress bar.

@@ -549,7 +549,8 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn article(t: &str) -> String {
+/// A JSON type with its article: "an integer", "a string", "null".
+pub(crate) fn article(t: &str) -> String {
     match t {
         "null" => "null".into(),
         "integer" | "object" | "array" => format!("an {t}"),
