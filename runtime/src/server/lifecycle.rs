@@ -1,0 +1,143 @@
+//! Start and shutdown: the listener, the journal's log, the signals.
+
+use std::future::IntoFuture;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use super::handlers::router;
+use super::openapi::openapi;
+use super::registry::{App, Entry, Table};
+use super::{Config, End, StartFn};
+use crate::executor::Runtime;
+use crate::journal::{LogStore, LOG_DIR};
+use crate::program::signals;
+
+/// Runs the server until a signal stops it; log lines go to `log` (the
+/// calling thread writes them). `Err` when it cannot start.
+pub(crate) fn run(
+    config: Config,
+    start: Arc<StartFn>,
+    interrupts: Option<UnboundedReceiver<()>>,
+    log: SyncSender<String>,
+) -> Result<End, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("orchestr8-server")
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+    let end = rt.block_on(serve(config, start, interrupts, log));
+    // An abandoned execution (or an agent's blocking task) is not waited for.
+    rt.shutdown_background();
+    end
+}
+
+/// Log lines that cannot be written at once are dropped: never wait on standard error.
+pub(super) fn say(log: &SyncSender<String>, line: String) {
+    let _ = log.try_send(line);
+}
+
+pub(super) async fn serve(
+    config: Config,
+    start: Arc<StartFn>,
+    interrupts: Option<UnboundedReceiver<()>>,
+    log: SyncSender<String>,
+) -> Result<End, String> {
+    let addr = config.args.addr;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let mut interrupts = interrupts.unwrap_or_else(signals);
+    let store = LogStore::new(config.args.journal_dir.clone())
+        .map_err(|e| format!("cannot start the journal's log thread: {e}"))?;
+    store.create_dir().map_err(|e| {
+        format!(
+            "cannot use the journal directory {}: {e} (give --journal-dir a directory this program can write)",
+            config.args.journal_dir.display()
+        )
+    })?;
+    let app = Arc::new(App {
+        openapi: Bytes::from(serde_json::to_vec_pretty(&openapi(&config)).unwrap_or_default()),
+        runtime: Runtime::new(store.clone()),
+        store,
+        start,
+        table: Mutex::new(Table::default()),
+        scans: tokio::sync::Mutex::new(()),
+        config,
+    });
+    say(
+        &log,
+        format!(
+            "[orchestr8] serving {} {} on http://{local}; journals in {}",
+            app.config.info.id,
+            app.config.info.version,
+            app.store.dir().join(LOG_DIR).display()
+        ),
+    );
+    {
+        // A journal that fails is said once, loudly; /health reports it.
+        let (store, log) = (app.store.clone(), log.clone());
+        tokio::spawn(async move {
+            let why = store.failed().await;
+            say(
+                &log,
+                format!("[orchestr8] error: the journal is failing ({why}); executions are no longer recorded durably"),
+            );
+        });
+    }
+    let shutdown = CancellationToken::new();
+    let server = axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    let mut server = tokio::spawn(server);
+    let mut interruptible = true;
+    loop {
+        tokio::select! {
+            r = &mut server => return Err(match r {
+                Ok(Ok(())) => "the server stopped".into(),
+                Ok(Err(e)) => format!("the server failed: {e}"),
+                Err(e) => format!("the server failed: {e}"),
+            }),
+            signal = interrupts.recv(), if interruptible => match signal {
+                None => interruptible = false,
+                Some(()) => break,
+            },
+        }
+    }
+    // Stop accepting, then cancel every execution; none starts after this.
+    let running: Vec<Arc<Entry>> = {
+        let mut table = app.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.closing = true;
+        table.entries.values().filter(|e| e.done.borrow().is_none()).cloned().collect()
+    };
+    shutdown.cancel();
+    say(
+        &log,
+        format!(
+            "[orchestr8] stopping: cancelling {} running executions; press Ctrl-C again to exit at once",
+            running.len()
+        ),
+    );
+    for e in &running {
+        e.cancel.cancel();
+    }
+    let finished = async {
+        for e in &running {
+            let mut rx = e.done.clone();
+            let _ = rx.wait_for(Option::is_some).await;
+        }
+        let _ = (&mut server).await;
+    };
+    tokio::select! {
+        () = finished => {
+            say(&log, "[orchestr8] stopped".into());
+            Ok(End::Stopped)
+        }
+        Some(()) = interrupts.recv() => {
+            say(&log, "[orchestr8] exiting without waiting for running executions".into());
+            Ok(End::Abandoned)
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! `PROGRAM serve`: the workflow as an HTTP service (feature `server`).
+//!
+//! | endpoint | what |
+//! | --- | --- |
+//! | `POST /workflows/execute[?wait=true]` | starts an execution of `{"input", "correlationId"?, "workflowId"?}`: 202 with its id, status and links; with `wait`, 200 with its output or error once it ends (202 when it has not ended within `--wait-timeout`) |
+//! | `GET /executions/{id}` | state, timestamps, running steps, output or error |
+//! | `GET /executions/{id}/journal[?after=SEQ&limit=N]` | the journal's events after `SEQ` |
+//! | `POST /executions/{id}/cancel` | 202 cancellation requested, 409 already ended, 404 unknown |
+//! | `GET /health` | `{"status": "ok", ...}`; 503 `"failing"` with the reason while the journal fails |
+//! | `GET /openapi.json` | an OpenAPI 3.1 document of all of these, with the input schema |
+//!
+//! Errors are RFC 9457 problem details (`application/problem+json`): 400
+//! malformed JSON or query, 404, 405, 409, 413 over `--body-limit`, 415 not
+//! JSON, 422 an input that does not fit the workflow's types or bounds (each
+//! error with its JSON pointer into the request body), 503 while shutting
+//! down.
+//!
+//! Executions run on the same executor as a plain run. Their journals go to
+//! one append-only log under `--journal-dir` ([`LogStore`]: `DIR/log/`,
+//! the contract's lines of all executions interleaved, one `fdatasync` for
+//! every execution that ended meanwhile): a request that waits gets its
+//! result once its terminal event is durable, a 202 is sent once the
+//! execution's start is in the OS. Executions are kept in memory by id (the
+//! most recent [`MAX_FINISHED`] finished ones); older ones, and those of
+//! earlier processes, are read back from the log (or a `run`'s
+//! `ID.jsonl`): one without a terminal event is reported `failed` with kind
+//! `interrupted`.
+//!
+//! The first Ctrl-C or SIGTERM stops accepting connections, cancels every
+//! running execution cooperatively and waits for their journals to end; a
+//! second one exits at once.
+
+mod handlers;
+mod lifecycle;
+mod openapi;
+mod problem;
+mod registry;
+mod request;
+mod responses;
+
+use std::io;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::BoxFuture;
+use crate::error::ExecutionError;
+use crate::executor::{Runtime, WorkflowInfo};
+use crate::program::{ExecutionIds, InputError, ServeArgs};
+use crate::telemetry::TraceParent;
+
+pub(crate) use lifecycle::run;
+
+/// Finished executions kept in memory at most; older ones are read back
+/// from their journals.
+pub(crate) const MAX_FINISHED: usize = 10_000;
+
+/// A prepared execution (journal created): runs it to its output, as JSON.
+pub(crate) type Run = BoxFuture<'static, Result<Value, ExecutionError>>;
+
+/// Why an execution could not be started.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The input does not fit the workflow's types or bounds.
+    Input(InputError),
+    /// The journal could not be created.
+    Journal(io::Error),
+}
+
+/// Parses the input, builds the state and prepares the execution on
+/// `runtime` (the typed part, from [`Program`](crate::program::Program)).
+pub(crate) type StartFn = dyn Fn(&Runtime, &Value, ExecutionIds, Option<TraceParent>, CancellationToken) -> Result<Started, StartError>
+    + Send
+    + Sync;
+
+/// An execution the start function prepared.
+pub(crate) struct Started {
+    pub run: Run,
+    /// Its trace, when traces are exported.
+    pub trace_id: Option<String>,
+}
+
+/// What the server is about.
+pub(crate) struct Config {
+    pub args: ServeArgs,
+    pub info: WorkflowInfo,
+    pub about: Option<String>,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
+}
+
+/// How the server ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Stopped by a signal; every execution ended and its journal with it.
+    Stopped,
+    /// A second signal: left without waiting for executions.
+    Abandoned,
+}

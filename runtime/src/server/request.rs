@@ -1,0 +1,100 @@
+//! Reading requests: media types, query parameters, context headers.
+
+use axum::http::{header, HeaderMap, StatusCode};
+
+use super::problem::Problem;
+use crate::program::one_line;
+use crate::telemetry::TraceParent;
+
+/// The request headers of trace context and correlation.
+pub(super) const TRACEPARENT: &str = "traceparent";
+pub(super) const TRACESTATE: &str = "tracestate";
+pub(super) const CORRELATION_ID: &str = "x-correlation-id";
+
+/// `application/json`, or any `application/*+json`, with parameters.
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim().as_bytes();
+    let (kind, subtype) = match essence.iter().position(|&b| b == b'/') {
+        Some(i) => (&essence[..i], &essence[i + 1..]),
+        None => return false,
+    };
+    let json = |s: &[u8]| s.eq_ignore_ascii_case(b"json");
+    kind.eq_ignore_ascii_case(b"application")
+        && (json(subtype)
+            || subtype.len() > 5 && json(&subtype[subtype.len() - 4..]) && subtype[subtype.len() - 5] == b'+')
+}
+
+/// `a=b&c=d` into pairs (values are plain words and numbers: no decoding).
+pub(super) fn query_pairs(query: &Option<String>) -> Vec<(&str, &str)> {
+    query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect()
+}
+
+pub(super) fn bool_param(name: &str, v: &str) -> Result<bool, Problem> {
+    match v {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(Problem::bad_query(format!("'{name}' must be true or false, not '{}'", one_line(v)))),
+    }
+}
+
+pub(super) fn u64_param(name: &str, v: &str) -> Result<u64, Problem> {
+    v.parse().map_err(|_| Problem::bad_query(format!("'{name}' must be a non-negative integer, not '{}'", one_line(v))))
+}
+
+/// The trace context and correlation id a request brings in its headers.
+/// A malformed `traceparent` is not the request's failure (W3C Trace
+/// Context): the execution then starts a trace of its own.
+pub(super) fn request_context(headers: &HeaderMap) -> Result<(Option<TraceParent>, Option<String>), Problem> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let trace_parent = text(TRACEPARENT).map(|traceparent| TraceParent { traceparent, tracestate: text(TRACESTATE) });
+    let correlation = match headers.get(CORRELATION_ID).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) if !v.trim().is_empty() => Some(v.trim().to_owned()),
+        Some(_) => {
+            return Err(Problem::new(StatusCode::BAD_REQUEST, "bad-header", "Bad header")
+                .detail("the `X-Correlation-Id` header must be visible ASCII and not empty"))
+        }
+    };
+    Ok((trace_parent, correlation))
+}
+
+/// serde_json's message without its ` at line L column C` suffix.
+pub(super) fn strip_position(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    one_line(full.strip_suffix(&suffix).unwrap_or(&full))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn content_type(ct: &str) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        is_json(&headers)
+    }
+
+    #[test]
+    fn json_media_types_with_any_case_and_parameters() {
+        for yes in
+            ["application/json", "Application/JSON; charset=utf-8", " application/problem+json ", "application/x+JSON"]
+        {
+            assert!(content_type(yes), "{yes}");
+        }
+        for no in ["text/json", "application/jsonx", "application/+json", "json", "application/xml", ""] {
+            assert!(!content_type(no), "{no:?}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}
