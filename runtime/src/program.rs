@@ -69,7 +69,10 @@ use crate::journal::{EventKind, FileStore, JournalEvent, DEFAULT_JOURNAL_DIR};
 use crate::telemetry::{LogFormat, Telemetry};
 use tracing::Level;
 
+mod bounds;
 mod test_mode;
+
+pub(crate) use bounds::{checked_json, InputError};
 
 /// Exit status of a completed execution.
 pub const EXIT_COMPLETED: u8 = 0;
@@ -882,134 +885,6 @@ fn field_named(msg: &str) -> Option<&str> {
     rest.split_once('`').map(|(field, _)| field)
 }
 
-/// Checks the bounds of the input schema that its Rust types cannot hold:
-/// `minimum`/`maximum` (and exclusive), `multipleOf`, lengths, item and
-/// property counts, `uniqueItems` and `const`. Types, required and unknown
-/// fields and enums were checked by deserializing. `pattern` and `format`
-/// are not checked (the compiler warns about them).
-pub(crate) fn check_bounds(root: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), InputError> {
-    let Value::Object(s) = schema else { return Ok(()) };
-    if let Some(target) = s.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
-        if let Some(resolved) = root.pointer(target) {
-            // Recursive types stop at the data's own depth, which is finite.
-            return check_bounds(root, resolved, value, at);
-        }
-    }
-    let fail = |what: String| Err(InputError { pointer: at.to_owned(), message: what });
-    let num = |k: &str| s.get(k).and_then(Value::as_f64);
-    let count = |k: &str| s.get(k).and_then(Value::as_u64);
-    if let Some(c) = s.get("const") {
-        if c != value {
-            return fail(format!("must be {c}"));
-        }
-    }
-    match value {
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(f64::NAN);
-            if let Some(m) = num("minimum").filter(|m| x < *m) {
-                return fail(format!("{n} is less than the minimum {m}"));
-            }
-            if let Some(m) = num("maximum").filter(|m| x > *m) {
-                return fail(format!("{n} is more than the maximum {m}"));
-            }
-            if let Some(m) = num("exclusiveMinimum").filter(|m| x <= *m) {
-                return fail(format!("{n} must be more than {m}"));
-            }
-            if let Some(m) = num("exclusiveMaximum").filter(|m| x >= *m) {
-                return fail(format!("{n} must be less than {m}"));
-            }
-            if let Some(m) = num("multipleOf").filter(|m| *m > 0.0 && (x / m).fract().abs() > 1e-9) {
-                return fail(format!("{n} is not a multiple of {m}"));
-            }
-        }
-        Value::String(text) => {
-            let len = text.chars().count() as u64;
-            if let Some(m) = count("minLength").filter(|m| len < *m) {
-                return fail(format!("is {len} characters long, fewer than {m}"));
-            }
-            if let Some(m) = count("maxLength").filter(|m| len > *m) {
-                return fail(format!("is {len} characters long, more than {m}"));
-            }
-        }
-        Value::Array(items) => {
-            let len = items.len() as u64;
-            if let Some(m) = count("minItems").filter(|m| len < *m) {
-                return fail(format!("has {len} items, fewer than {m}"));
-            }
-            if let Some(m) = count("maxItems").filter(|m| len > *m) {
-                return fail(format!("has {len} items, more than {m}"));
-            }
-            if s.get("uniqueItems") == Some(&Value::Bool(true)) {
-                if let Some(i) = (1..items.len()).find(|&i| items[..i].contains(&items[i])) {
-                    return fail(format!("item {i} repeats an earlier item"));
-                }
-            }
-            if let Some(item_schema) = s.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    check_bounds(root, item_schema, item, &format!("{at}/{i}"))?;
-                }
-            }
-        }
-        Value::Object(map) => {
-            let len = map.len() as u64;
-            if let Some(m) = count("minProperties").filter(|m| len < *m) {
-                return fail(format!("has {len} properties, fewer than {m}"));
-            }
-            if let Some(m) = count("maxProperties").filter(|m| len > *m) {
-                return fail(format!("has {len} properties, more than {m}"));
-            }
-            let props = s.get("properties").and_then(Value::as_object);
-            for (key, v) in map {
-                let sub = props.and_then(|p| p.get(key)).or_else(|| s.get("additionalProperties"));
-                if let Some(sub) = sub {
-                    check_bounds(root, sub, v, &format!("{at}/{}", escape_pointer(key)))?;
-                }
-            }
-        }
-        _ => {}
-    }
-    // An optional value (`anyOf: [T, {type: null}]`): the branch that is not null.
-    for key in ["anyOf", "oneOf"] {
-        if let (Some(Value::Array(branches)), false) = (s.get(key), value.is_null()) {
-            for b in branches.iter().filter(|b| b.get("type").and_then(Value::as_str) != Some("null")) {
-                check_bounds(root, b, value, at)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A value of the input that does not fit its type or bounds, located by a
-/// JSON pointer (`""`: the whole input). Displays as `invalid input at
-/// POINTER: MESSAGE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(feature = "server"), allow(dead_code))]
-pub(crate) struct InputError {
-    /// RFC 6901 pointer into the input.
-    pub pointer: String,
-    /// What is wrong, on one line.
-    pub message: String,
-}
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = if self.pointer.is_empty() { "the top level" } else { &self.pointer };
-        write!(f, "invalid input at {at}: {}", self.message)
-    }
-}
-
-/// The typed input as the JSON the journal records, checked against the
-/// schema's bounds (the types already held the shape): what every way in
-/// (a run, `serve`, `--test`) does after parsing.
-pub(crate) fn checked_json<I: Serialize>(schema: Option<&Value>, input: &I) -> Result<Value, InputError> {
-    let json = serde_json::to_value(input)
-        .map_err(|e| InputError { pointer: String::new(), message: one_line(&e.to_string()) })?;
-    if let Some(schema) = schema {
-        check_bounds(schema, schema, &json, "")?;
-    }
-    Ok(json)
-}
-
 /// Parses an input given as a JSON value (the server's request body) into
 /// `I`, located as [`parse_input`] locates it.
 #[cfg(feature = "server")]
@@ -1374,34 +1249,6 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bounds_of_the_input_schema() {
-        let schema = serde_json::json!({
-            "type": "object",
-            "properties": {
-                "n": { "type": "integer", "minimum": 1, "maximum": 10 },
-                "name": { "type": "string", "minLength": 2 },
-                "tags": { "type": "array", "items": { "$ref": "#/$defs/tag" }, "uniqueItems": true },
-                "opt": { "anyOf": [{ "type": "number", "exclusiveMinimum": 0 }, { "type": "null" }] }
-            },
-            "$defs": { "tag": { "type": "string", "maxLength": 3 } }
-        });
-        let check = |v: Value| check_bounds(&schema, &schema, &v, "").map_err(|e| e.to_string());
-        assert!(check(serde_json::json!({ "n": 5, "name": "ab", "tags": ["a", "b"], "opt": 1 })).is_ok());
-        assert!(check(serde_json::json!({ "opt": null })).is_ok());
-        for (bad, at) in [
-            (serde_json::json!({ "n": 0 }), "/n"),
-            (serde_json::json!({ "n": 11 }), "/n"),
-            (serde_json::json!({ "name": "a" }), "/name"),
-            (serde_json::json!({ "tags": ["abcd"] }), "/tags/0"),
-            (serde_json::json!({ "tags": ["a", "a"] }), "/tags"),
-            (serde_json::json!({ "opt": 0 }), "/opt"),
-        ] {
-            let e = check(bad).unwrap_err();
-            assert!(e.contains(&format!("at {at}:")), "{e}");
-        }
-    }
     use serde_json::json;
 
     fn args(list: &[&str]) -> Result<Command, String> {

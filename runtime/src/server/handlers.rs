@@ -12,11 +12,14 @@ use serde_json::{json, Map, Value};
 
 use super::problem::{ok_json, Problem};
 use super::registry::App;
-use super::request::{bool_param, is_json, query_pairs, request_context, strip_position, u64_param, CORRELATION_ID};
+use super::request::{bool_param, is_json, query_pairs, request_context, u64_param, ExecuteBody, CORRELATION_ID};
 use super::responses::{insert_result, links, result_state, timestamp, Ended};
 use crate::journal::{JournalRead, Snapshot};
-use crate::program::{escape_pointer, one_line};
+use crate::program::one_line;
 use crate::state::{ExecutionState, StepState};
+
+/// Request bodies larger than this are parsed and checked off the async workers.
+const BLOCKING_BODY_BYTES: usize = 64 * 1024;
 
 /// Journal events one page holds at most.
 pub(super) const MAX_PAGE: usize = 10_000;
@@ -73,55 +76,25 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
                 .detail(format!("cannot read the request body: {}", one_line(&e.to_string())))
         }
     })?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON").detail(format!(
-            "the request body is not JSON: {} at {}:{}",
-            strip_position(&e),
-            e.line(),
-            e.column()
-        ))
-    })?;
-    let Value::Object(mut body) = body else {
-        return Err(Problem::invalid(String::new(), "the request body must be an object with `input`".into()));
-    };
-    let input =
-        body.remove("input").ok_or_else(|| Problem::invalid("/input".into(), "missing field `input`".into()))?;
-    let mut correlation_id = None;
-    for (key, value) in body {
-        match (key.as_str(), value) {
-            ("correlationId", Value::String(c)) if !c.is_empty() => correlation_id = Some(c),
-            ("correlationId", Value::Null) => {}
-            ("correlationId", _) => {
-                return Err(Problem::invalid("/correlationId".into(), "must be a non-empty string".into()))
-            }
-            ("workflowId", Value::String(w)) if *w == *app.config.info.id => {}
-            ("workflowId", _) => {
-                return Err(Problem::invalid(
-                    "/workflowId".into(),
-                    format!("this server runs workflow `{}`", app.config.info.id),
-                ))
-            }
-            (other, _) => {
-                return Err(Problem::invalid(
-                    format!("/{}", escape_pointer(other)),
-                    format!("unknown field `{}`, expected `input`, `correlationId` or `workflowId`", one_line(other)),
-                ))
-            }
+    // A large body is parsed and its input checked on the blocking pool:
+    // that work is linear in its size, and must not hold up the async
+    // workers that answer every other request (`/health` among them).
+    let large = bytes.len() > BLOCKING_BODY_BYTES;
+    let prepare = {
+        let app = app.clone();
+        move || {
+            let body = ExecuteBody::parse(&bytes, &app.config.info.id, header_correlation)?;
+            let started = app.start(&body.input, body.correlation_id.clone(), trace_parent)?;
+            Ok::<_, Problem>((body.correlation_id, started))
         }
-    }
-    let correlation_id = match (correlation_id, header_correlation) {
-        (Some(body), Some(header)) if body != header => {
-            return Err(Problem::invalid(
-                "/correlationId".into(),
-                format!(
-                    "differs from the X-Correlation-Id header `{}`; give one, or the same in both",
-                    one_line(&header)
-                ),
-            ))
-        }
-        (body, header) => body.or(header),
     };
-    let (entry, mut run, trace_id) = app.start(&input, correlation_id.clone(), trace_parent)?;
+    let (correlation_id, (entry, mut run, trace_id)) = if large {
+        tokio::task::spawn_blocking(prepare)
+            .await
+            .map_err(|e| Problem::internal(format!("the request failed: {e}")))??
+    } else {
+        prepare()?
+    };
     let stamp = |mut response: Response| {
         let correlation = correlation_id.as_deref().unwrap_or(&entry.id);
         if let Ok(v) = HeaderValue::from_str(correlation) {

@@ -4,6 +4,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::program::one_line;
+
 /// An RFC 9457 problem: `type`, `title`, `status`, `detail`, and for
 /// validation errors `errors: [{"pointer", "detail"}]`.
 pub(super) struct Problem {
@@ -39,6 +41,11 @@ impl Problem {
             .detail(format!("invalid input at {at}: {message}"));
         p.errors.push((pointer, message));
         p
+    }
+
+    /// 500: something on our side failed.
+    pub(super) fn internal(detail: String) -> Self {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error").detail(one_line(&detail))
     }
 
     pub(super) fn bad_query(detail: String) -> Self {

@@ -3,7 +3,9 @@
 use axum::http::{header, HeaderMap, StatusCode};
 
 use super::problem::Problem;
-use crate::program::one_line;
+use serde_json::Value;
+
+use crate::program::{escape_pointer, one_line};
 use crate::telemetry::TraceParent;
 
 /// The request headers of trace context and correlation.
@@ -72,6 +74,71 @@ pub(super) fn strip_position(e: &serde_json::Error) -> String {
     let full = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
     one_line(full.strip_suffix(&suffix).unwrap_or(&full))
+}
+
+/// The body of `POST /workflows/execute`, checked.
+pub(super) struct ExecuteBody {
+    pub(super) input: Value,
+    pub(super) correlation_id: Option<String>,
+}
+
+impl ExecuteBody {
+    /// Parses `{"input", "correlationId"?, "workflowId"?}`; the correlation id
+    /// may come from the header too (the same in both, or one of them).
+    pub(super) fn parse(bytes: &[u8], workflow_id: &str, header_correlation: Option<String>) -> Result<Self, Problem> {
+        let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON").detail(format!(
+                "the request body is not JSON: {} at {}:{}",
+                strip_position(&e),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let Value::Object(mut body) = body else {
+            return Err(Problem::invalid(String::new(), "the request body must be an object with `input`".into()));
+        };
+        let input =
+            body.remove("input").ok_or_else(|| Problem::invalid("/input".into(), "missing field `input`".into()))?;
+        let mut correlation_id = None;
+        for (key, value) in body {
+            match (key.as_str(), value) {
+                ("correlationId", Value::String(c)) if !c.is_empty() => correlation_id = Some(c),
+                ("correlationId", Value::Null) => {}
+                ("correlationId", _) => {
+                    return Err(Problem::invalid("/correlationId".into(), "must be a non-empty string".into()))
+                }
+                ("workflowId", Value::String(w)) if *w == *workflow_id => {}
+                ("workflowId", _) => {
+                    return Err(Problem::invalid(
+                        "/workflowId".into(),
+                        format!("this server runs workflow `{}`", workflow_id),
+                    ))
+                }
+                (other, _) => {
+                    return Err(Problem::invalid(
+                        format!("/{}", escape_pointer(other)),
+                        format!(
+                            "unknown field `{}`, expected `input`, `correlationId` or `workflowId`",
+                            one_line(other)
+                        ),
+                    ))
+                }
+            }
+        }
+        let correlation_id = match (correlation_id, header_correlation) {
+            (Some(body), Some(header)) if body != header => {
+                return Err(Problem::invalid(
+                    "/correlationId".into(),
+                    format!(
+                        "differs from the X-Correlation-Id header `{}`; give one, or the same in both",
+                        one_line(&header)
+                    ),
+                ))
+            }
+            (body, header) => body.or(header),
+        };
+        Ok(ExecuteBody { input, correlation_id })
+    }
 }
 
 #[cfg(test)]

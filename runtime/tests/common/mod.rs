@@ -1,0 +1,3 @@
+//! Helpers shared by the test files (not a test target of its own).
+
+pub mod http;
