@@ -1030,9 +1030,15 @@ impl Runtime {
     }
 }
 
-/// A UUID v4 (from a non-cryptographic generator: ids need uniqueness, not secrecy).
+/// A UUID v4 from the OS's random generator.
 pub fn new_execution_id() -> String {
-    let mut b = fastrand::u128(..).to_be_bytes();
+    // From the OS's generator: ids are unguessable (a served execution can
+    // be read and cancelled by whoever knows its id). Falls back to the
+    // process's generator only if the OS has none to offer.
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        b = fastrand::u128(..).to_be_bytes();
+    }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     const HEX: &[u8; 16] = b"0123456789abcdef";

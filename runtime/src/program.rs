@@ -356,6 +356,11 @@ Options:
       --addr ADDR            serve: where to listen [default: {addr}]
       --wait-timeout T       serve: how long ?wait=true waits [default: 30s]
       --body-limit N         serve: largest request body [default: 1MiB]
+      --allowed-host NAME    serve: another host name to answer to (repeatable;
+                             `*`: any) [default: the bound IP, and localhost
+                             when on loopback]
+      --auth-token-env VAR   serve: require `Authorization: Bearer $VAR` on every
+                             request but /health
   -h, --help                 print this help and exit
   -V, --version              print the workflow id and version and exit
 
@@ -640,6 +645,10 @@ pub(crate) struct ServeArgs {
     pub body_limit: usize,
     pub quiet: bool,
     pub log_format: Option<LogFormat>,
+    /// `--allowed-host`: more names the server answers to (`*`: any).
+    pub allowed_hosts: Vec<String>,
+    /// `--auth-token-env`: the variable holding the bearer token.
+    pub auth_token_env: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -655,6 +664,8 @@ struct RunArgs {
     wait_timeout: Option<String>,
     body_limit: Option<String>,
     log_format: Option<LogFormat>,
+    allowed_hosts: Vec<String>,
+    auth_token_env: Option<String>,
 }
 
 /// Parses the arguments after the program name: `--flag VALUE` or
@@ -695,6 +706,16 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             "--addr" => set(&mut a.addr, name, utf8(name, value(name)?)?)?,
             "--wait-timeout" => set(&mut a.wait_timeout, name, utf8(name, value(name)?)?)?,
             "--body-limit" => set(&mut a.body_limit, name, utf8(name, value(name)?)?)?,
+            "--allowed-host" => {
+                let host = utf8(name, value(name)?)?;
+                if host.trim().is_empty() || host.contains(['/', ' ']) {
+                    return Err(format!(
+                        "'--allowed-host' needs a host name like api.example.com (or *), not '{host}'"
+                    ));
+                }
+                a.allowed_hosts.push(host.trim().to_owned())
+            }
+            "--auth-token-env" => set(&mut a.auth_token_env, name, utf8(name, value(name)?)?)?,
             "--log-format" => {
                 let v = utf8(name, value(name)?)?;
                 let format = v.parse().map_err(|e| format!("'--log-format': {e}"))?;
@@ -714,6 +735,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
         ("--addr", a.addr.is_some()),
         ("--wait-timeout", a.wait_timeout.is_some()),
         ("--body-limit", a.body_limit.is_some()),
+        ("--allowed-host", !a.allowed_hosts.is_empty()),
+        ("--auth-token-env", a.auth_token_env.is_some()),
     ];
     if let Some((flag, _)) = serve_only.iter().find(|(_, given)| *given) {
         return Err(format!("'{flag}' is only for 'serve'"));
@@ -760,6 +783,14 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
             .ok_or_else(|| format!("'--body-limit' needs a size like 1048576, 64KiB or 1MiB, not '{b}'"))?,
         None => DEFAULT_BODY_LIMIT,
     };
+    if let Some(var) = &a.auth_token_env {
+        // Checked here, so that a token that is not there is a usage error.
+        if std::env::var(var).map_or(true, |t| t.trim().is_empty()) {
+            return Err(format!(
+                "'--auth-token-env {var}': the variable is not set or empty; set it to the token clients must send"
+            ));
+        }
+    }
     Ok(Command::Serve(ServeArgs {
         addr,
         journal_dir: a.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)),
@@ -767,6 +798,8 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
         body_limit,
         quiet: a.quiet,
         log_format: a.log_format,
+        allowed_hosts: a.allowed_hosts,
+        auth_token_env: a.auth_token_env,
     }))
 }
 

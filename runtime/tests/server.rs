@@ -449,29 +449,56 @@ fn a_failing_journal_is_said_and_makes_health_unavailable() {
     std::fs::remove_dir(&log).unwrap();
     std::fs::write(&log, "in the way").unwrap();
 
-    // The execution that met the failure still runs and answers, and its
-    // state is still known (from memory: its journal is not readable).
+    // The execution that met the failure still runs, but its result is not
+    // durable: the waiting client hears that (not a 200), with the id and
+    // the state, which is still known from memory.
     let r = server.post("/workflows/execute?wait=true", &json!({"input": {"ticketId": "T"}}));
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["status"], "completed");
-    let id = id_of(&r.json());
+    let p = r.problem(503);
+    assert_eq!(p["type"], "urn:orchestr8:problem:not-durable", "{p}");
+    assert_eq!(p["status"], 503, "{p}");
+    assert_eq!(r.header("retry-after"), Some("30"));
+    assert!(p["detail"].as_str().unwrap().contains("is completed but the journal failed"), "{p}");
+    let id = p["executionId"].as_str().expect("the id of the execution").to_owned();
     assert_eq!(server.get(&format!("/executions/{id}")).json()["status"], "completed");
     server.wait_for_line(|l| l.contains("the journal is failing"));
 
     let health = server.get("/health");
     assert_eq!(health.status, 503, "{}", health.text());
+    assert_eq!(health.header("retry-after"), Some("30"));
     let health = health.json();
     assert_eq!(health["status"], "failing");
     assert!(health["journal"].as_str().unwrap().contains("journal write failed"), "{health}");
     // Nothing new starts unrecorded.
-    let refused = server.post("/workflows/execute", &json!({"input": {"ticketId": "U"}})).problem(503);
+    let refused = server.post("/workflows/execute", &json!({"input": {"ticketId": "U"}}));
+    assert_eq!(refused.header("retry-after"), Some("30"));
+    let refused = refused.problem(503);
     assert_eq!(refused["type"], "urn:orchestr8:problem:journal-failing");
+    assert_eq!(refused["instance"], "/workflows/execute");
 
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log:?}");
     assert!(!log.iter().any(|l| l.contains("the journal is failing")), "said once: {log:?}");
 }
 
+#[test]
+fn an_execution_whose_start_cannot_be_recorded_is_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(hang_agent()), dir.path(), &[]);
+    let log = dir.path().join(LOG_DIR);
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::write(&log, "in the way").unwrap();
+    // No 202 for a start that is not in the OS: a crash would lose it.
+    let r = server.post("/workflows/execute", &json!({"input": {"ticketId": "T"}}));
+    let p = r.problem(503);
+    assert_eq!(p["type"], "urn:orchestr8:problem:not-durable", "{p}");
+    assert_eq!(p["status"], 503, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("its start may not be recorded durably"), "{p}");
+    let id = p["executionId"].as_str().unwrap().to_owned();
+    let cancel = request(&server.addr, "POST", &format!("/executions/{id}/cancel"), &[], b"");
+    assert_eq!(cancel.status, 202, "it runs and can be cancelled: {}", cancel.text());
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
 #[test]
 fn a_client_that_leaves_mid_wait_does_not_take_its_execution_with_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -481,7 +508,8 @@ fn a_client_that_leaves_mid_wait_does_not_take_its_execution_with_it() {
     let mut client = TcpStream::connect(&server.addr).unwrap();
     write!(
         client,
-        "POST /workflows/execute?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /workflows/execute?wait=true HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        server.addr,
         body.len()
     )
     .unwrap();

@@ -82,3 +82,109 @@ fn large_unique_items_inputs_do_not_hold_up_health() {
     assert_eq!(p["errors"][0]["pointer"], "/input/tags", "{p}");
     assert!(p["detail"].as_str().unwrap().contains("item 50000 repeats item 49999"), "{p}");
 }
+
+#[test]
+fn a_foreign_host_is_refused_and_allowed_hosts_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &["--allowed-host", "workflows.internal"]);
+    let port = server.addr.rsplit_once(':').unwrap().1.to_owned();
+    // A page at rebind.example resolving to 127.0.0.1 sends its own name.
+    for host in [format!("rebind.example:{port}"), "rebind.example".into(), "127.0.0.1:1".into()] {
+        let r = request(&server.addr, "GET", "/health", &[("Host", &host)], b"");
+        let p = r.problem(421);
+        assert!(p["detail"].as_str().unwrap().contains("not"), "{p}");
+    }
+    let r = request(
+        &server.addr,
+        "POST",
+        "/workflows/execute",
+        &[("Host", "rebind.example"), ("Content-Type", "application/json")],
+        br#"{"input": {}}"#,
+    );
+    r.problem(421);
+    for host in [format!("localhost:{port}"), format!("workflows.internal:{port}"), "Workflows.Internal".into()] {
+        let r = request(&server.addr, "GET", "/health", &[("Host", &host)], b"");
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+    }
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    assert!(journaled(dir.path()).is_empty(), "nothing ran");
+}
+
+fn journaled(dir: &std::path::Path) -> Vec<String> {
+    if dir.join(orchestr8_runtime::journal::LOG_DIR).exists() {
+        journaled_executions(dir)
+    } else {
+        Vec::new()
+    }
+}
+
+#[test]
+fn cancel_takes_json_or_nothing_and_ids_are_uuid_v4() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(MockAgent::new("echo", "1.0.0").then_hang()), dir.path(), &[]);
+    let r = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = id_of(&r.json());
+    let b = id.as_bytes();
+    assert!(id.len() == 36 && b[14] == b'4' && matches!(b[19], b'8' | b'9' | b'a' | b'b'), "{id}");
+    let path = format!("/executions/{id}/cancel");
+    // What a cross-site form (or a no-cors fetch) can send.
+    for (ct, body) in [
+        ("application/x-www-form-urlencoded", &b"x=1"[..]),
+        ("text/plain", b"{}"),
+        ("multipart/form-data; boundary=x", b"--x--"),
+        ("text/plain", b""),
+    ] {
+        let r = request(&server.addr, "POST", &path, &[("Content-Type", ct)], body);
+        r.problem(415);
+    }
+    assert_eq!(server.get(&format!("/executions/{id}")).json()["cancelRequested"], false, "not cancelled");
+    let r = request(&server.addr, "POST", &path, &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = request(&server.addr, "POST", &path, &[("Content-Type", "application/json")], b"{}");
+    assert!(r.status == 202 || r.status == 409, "{}", r.text());
+}
+
+#[test]
+fn a_bearer_token_guards_everything_but_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let var = "ORCHESTR8_TEST_SERVER_TOKEN_A";
+    // SAFETY (edition 2024 wording aside): a variable no other test reads.
+    std::env::set_var(var, "t0ken-of-this-test");
+    let server = Server::start(program(ok_agent()), dir.path(), &["--auth-token-env", var]);
+    let body = br#"{"input": {}}"#;
+    let json = ("Content-Type", "application/json");
+    for auth in [None, Some("Bearer wrong"), Some("Bearer t0ken-of-this-tes"), Some("Basic dDA=")] {
+        let mut headers = vec![json];
+        headers.extend(auth.map(|a| ("Authorization", a)));
+        let r = request(&server.addr, "POST", "/workflows/execute", &headers, body);
+        r.problem(401);
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        request(&server.addr, "GET", "/openapi.json", &headers[1..], b"").problem(401);
+    }
+    assert_eq!(server.get("/health").status, 200, "probes need no token");
+    let ok = [json, ("Authorization", "Bearer t0ken-of-this-test")];
+    let r = request(&server.addr, "POST", "/workflows/execute?wait=true", &ok, body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    assert_eq!(journaled(dir.path()).len(), 1, "only the authorised request ran");
+}
+
+#[test]
+fn a_token_variable_that_is_not_set_stops_serve_before_it_listens() {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let args = ["limits", "serve", "--addr", "127.0.0.1:0", "--auth-token-env", "ORCHESTR8_TEST_UNSET_TOKEN_VAR"];
+    let code = program(ok_agent()).run_with(
+        args.iter().map(std::ffi::OsString::from).collect(),
+        std::io::empty(),
+        &mut out,
+        &mut err,
+    );
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ORCHESTR8_TEST_UNSET_TOKEN_VAR") && err.contains("not set"), "{err}");
+    assert!(out.is_empty() && !err.contains("serving"), "it never listened: {err}");
+}

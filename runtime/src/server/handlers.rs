@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -12,7 +12,9 @@ use serde_json::{json, Map, Value};
 
 use super::problem::{ok_json, Problem};
 use super::registry::App;
-use super::request::{bool_param, is_json, query_pairs, request_context, u64_param, ExecuteBody, CORRELATION_ID};
+use super::request::{
+    bool_param, is_json, json_or_empty, query_pairs, request_context, u64_param, ExecuteBody, CORRELATION_ID,
+};
 use super::responses::{insert_result, links, result_state, timestamp, Ended};
 use crate::journal::{JournalRead, Snapshot};
 use crate::program::one_line;
@@ -38,6 +40,8 @@ pub(super) fn router(app: Arc<App>) -> Router {
                 .detail("this resource does not accept that method")
                 .into_response()
         })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), super::guard::guard))
+        .layer(axum::middleware::from_fn(super::problem::with_instance))
         .with_state(app)
 }
 
@@ -56,12 +60,7 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
         }
     }
     if !is_json(request.headers()) {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-        )
-        .detail("the request body must be JSON (Content-Type: application/json)"));
+        return Err(Problem::not_json());
     }
     let (trace_parent, header_correlation) = request_context(request.headers())?;
     let limit = app.config.args.body_limit;
@@ -113,17 +112,27 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
         })
         .await;
     } else if let Ok(done) = tokio::time::timeout(app.config.args.wait_timeout, &mut run).await {
+        // The execution synced its journal before it ended; a log that has
+        // failed since it started may have lost its end: the result is not
+        // promised durable then, and the client is told so.
+        if let Some(why) = app.store.failure() {
+            let status = result_state(&done.result);
+            return Err(not_durable(&entry.id, status, &why, "its end"));
+        }
         let ended = Ended { trace_id: trace_id.as_deref(), ..Ended::new(&entry.id, &done.result) };
         return Ok(stamp(ok_json(StatusCode::OK, &ended)));
     }
-    // Acknowledged once its start is in the OS: after a crash from here on
-    // it reads back `interrupted`, never unknown. (A failing journal is
-    // logged by the journal; the execution runs regardless.)
-    let _ = app.store.in_os().await;
-    let status = match &*entry.done.borrow() {
+    let status = || match &*entry.done.borrow() {
         Some(done) => result_state(&done.result),
         None => ExecutionState::Running,
     };
+    // Acknowledged once its start is in the OS: after a crash from here on
+    // it reads back `interrupted`, never unknown. When the log cannot say
+    // that, the client hears it instead of a 202.
+    if let Err(e) = app.store.in_os().await {
+        return Err(not_durable(&entry.id, status(), &e.to_string(), "its start"));
+    }
+    let status = status();
     let mut body = json!({ "executionId": &*entry.id, "status": status, "links": links(&entry.id) });
     if let Some(t) = &trace_id {
         body["traceId"] = json!(t);
@@ -239,7 +248,11 @@ pub(super) async fn journal(
     ok_json(StatusCode::OK, &body)
 }
 
-pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    // A cross-site form can POST; it cannot send JSON or an empty body without a type.
+    if let Err(p) = json_or_empty(&headers) {
+        return p.into_response();
+    }
     let Some(entry) = app.entry(&id) else {
         return match app.journal(&id).await {
             Ok(Some(_)) => ended(&id),
@@ -283,10 +296,32 @@ pub(super) async fn health(State(app): State<Arc<App>>) -> Response {
         }
         None => StatusCode::OK,
     };
-    ok_json(status, &body)
+    let mut response = ok_json(status, &body);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(30u32));
+    }
+    response
 }
 
 pub(super) async fn openapi_doc(State(app): State<Arc<App>>) -> Response {
     let body = Body::from(app.openapi.clone());
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// 503: the execution runs (or ran) but the journal could not record `what`.
+fn not_durable(id: &str, status: ExecutionState, why: &str, what: &str) -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-durable", "Not durable")
+        .detail(format!(
+            "execution {id} is {} but the journal failed, so {what} may not be recorded durably ({}); \
+             GET /executions/{id} answers from memory while this process runs",
+            state_name(status),
+            one_line(why)
+        ))
+        .member("executionId", id)
+        .member("executionStatus", serde_json::to_value(status).unwrap_or_default())
+        .retry_after(30)
+}
+
+fn state_name(s: ExecutionState) -> String {
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::Guard;
 use super::handlers::router;
 use super::openapi::openapi;
 use super::registry::{App, Entry, Table};
@@ -47,6 +48,17 @@ pub(super) async fn serve(
     log: SyncSender<String>,
 ) -> Result<End, String> {
     let addr = config.args.addr;
+    let token = match &config.args.auth_token_env {
+        Some(var) => match std::env::var(var) {
+            Ok(t) if !t.trim().is_empty() => Some(Arc::<str>::from(t.trim())),
+            _ => {
+                return Err(format!(
+                    "--auth-token-env {var}: the variable is not set or empty; set it to the token clients must send"
+                ))
+            }
+        },
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let mut interrupts = interrupts.unwrap_or_else(signals);
@@ -58,7 +70,17 @@ pub(super) async fn serve(
             config.args.journal_dir.display()
         )
     })?;
+    if !local.ip().is_loopback() && token.is_none() {
+        say(
+            &log,
+            format!(
+                "[orchestr8] warning: serving on {local} beyond loopback without a token: anyone who can reach it can run and cancel executions (see --auth-token-env)"
+            ),
+        );
+    }
+    let guard = Guard { local, allowed_hosts: config.args.allowed_hosts.clone(), token };
     let app = Arc::new(App {
+        guard,
         openapi: Bytes::from(serde_json::to_vec_pretty(&openapi(&config)).unwrap_or_default()),
         runtime: Runtime::new(store.clone()),
         store,

@@ -30,6 +30,7 @@
 //! running execution cooperatively and waits for their journals to end; a
 //! second one exits at once.
 
+mod guard;
 mod handlers;
 mod lifecycle;
 mod openapi;

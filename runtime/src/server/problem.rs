@@ -1,8 +1,11 @@
 //! RFC 9457 problem details: every error response.
 
+use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::program::one_line;
 
@@ -14,11 +17,25 @@ pub(super) struct Problem {
     pub(super) title: &'static str,
     pub(super) detail: String,
     pub(super) errors: Vec<(String, String)>,
+    /// Extension members (`executionId`, `status`).
+    pub(super) members: Vec<(&'static str, Value)>,
+    /// Seconds a client should wait before trying again (`Retry-After`);
+    /// every 503 has one.
+    pub(super) retry_after: Option<u32>,
 }
 
 impl Problem {
     pub(super) fn new(status: StatusCode, kind: &'static str, title: &'static str) -> Self {
-        Problem { status, kind, title, detail: String::new(), errors: Vec::new() }
+        let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+        Problem {
+            status,
+            kind,
+            title,
+            detail: String::new(),
+            errors: Vec::new(),
+            members: Vec::new(),
+            retry_after,
+        }
     }
 
     pub(super) fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -41,6 +58,24 @@ impl Problem {
             .detail(format!("invalid input at {at}: {message}"));
         p.errors.push((pointer, message));
         p
+    }
+
+    /// Adds an extension member.
+    pub(super) fn member(mut self, key: &'static str, value: impl Into<Value>) -> Self {
+        self.members.push((key, value.into()));
+        self
+    }
+
+    /// Sets `Retry-After`, in seconds.
+    pub(super) fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// 415: the body is not JSON.
+    pub(super) fn not_json() -> Self {
+        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            .detail("the request body must be JSON (Content-Type: application/json)")
     }
 
     /// 500: something on our side failed.
@@ -68,7 +103,14 @@ impl IntoResponse for Problem {
                 .map(|(pointer, detail)| json!({"pointer": pointer, "detail": detail}))
                 .collect();
         }
-        respond(self.status, "application/problem+json", &body)
+        if let Value::Object(m) = &mut body {
+            m.extend(self.members.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        }
+        let mut response = respond(self.status, PROBLEM_JSON, &body);
+        if let Some(s) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
     }
 }
 
@@ -79,4 +121,36 @@ pub(super) fn respond(status: StatusCode, content_type: &'static str, body: &imp
 
 pub(super) fn ok_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     respond(status, "application/json", body)
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The largest problem body [`with_instance`] rewrites (they are small: a
+/// 422's errors are one per request).
+const MAX_PROBLEM: usize = 64 * 1024;
+
+/// Middleware: every problem names the request it answers (`instance`, the
+/// request's path), wherever it was made (a handler, an extractor, a
+/// fallback).
+pub(super) async fn with_instance(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let is_problem =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if !is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_PROBLEM).await else {
+        return Problem::internal("a problem body could not be read".into()).into_response();
+    };
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(mut m)) => {
+            m.entry("instance").or_insert_with(|| Value::String(path));
+            serde_json::to_vec(&m).unwrap_or_else(|_| bytes.to_vec())
+        }
+        _ => bytes.to_vec(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::Guard;
 use super::problem::Problem;
 use super::{Config, StartError, StartFn, Started, MAX_FINISHED};
 use crate::agent::BoxFuture;
@@ -24,6 +25,7 @@ use crate::program::{one_line, ExecutionIds};
 use crate::telemetry::TraceParent;
 
 pub(super) struct App {
+    pub(super) guard: Guard,
     pub(super) config: Config,
     pub(super) runtime: Runtime,
     pub(super) store: LogStore,
@@ -92,11 +94,13 @@ impl App {
             let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
             if table.closing {
                 return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down")
-                    .detail("the server is shutting down and starts no new execution"));
+                    .detail("the server is shutting down and starts no new execution")
+                    .retry_after(5));
             }
             if let Some(why) = self.store.failure() {
                 return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "journal-failing", "Journal failing")
-                    .detail(format!("no new execution starts while the journal fails: {}", one_line(&why))));
+                    .detail(format!("no new execution starts while the journal fails: {}", one_line(&why)))
+                    .retry_after(30));
             }
             table.entries.insert(id.clone(), entry.clone());
         }

@@ -29,6 +29,21 @@ pub(super) fn is_json(headers: &HeaderMap) -> bool {
             || subtype.len() > 5 && json(&subtype[subtype.len() - 4..]) && subtype[subtype.len() - 5] == b'+')
 }
 
+/// A POST without a body, or with a JSON one: anything else (a form, text)
+/// is refused before it does anything.
+pub(super) fn json_or_empty(headers: &HeaderMap) -> Result<(), Problem> {
+    let has_type = headers.contains_key(header::CONTENT_TYPE);
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().parse::<u64>() != Ok(0));
+    if (has_type || has_body) && !is_json(headers) {
+        return Err(Problem::not_json());
+    }
+    Ok(())
+}
+
 /// `a=b&c=d` into pairs (values are plain words and numbers: no decoding).
 pub(super) fn query_pairs(query: &Option<String>) -> Vec<(&str, &str)> {
     query
