@@ -359,6 +359,8 @@ Options:
       --allowed-host NAME    serve: another host name to answer to (repeatable;
                              `*`: any) [default: the bound IP, and localhost
                              when on loopback]
+      --max-running N        serve: executions running at once; beyond, 503
+                             with Retry-After [default: 1024]
       --auth-token-env VAR   serve: require `Authorization: Bearer $VAR` on every
                              request but /health
   -h, --help                 print this help and exit
@@ -634,6 +636,10 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Default request body limit of `serve`, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Default bound of `serve` on executions running at once: far above what
+/// one machine's agents usually sustain, low enough that a flood of
+/// requests meets a 503 instead of exhausting memory.
+pub const DEFAULT_MAX_RUNNING: usize = 1024;
 
 /// The options of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -649,6 +655,8 @@ pub(crate) struct ServeArgs {
     pub allowed_hosts: Vec<String>,
     /// `--auth-token-env`: the variable holding the bearer token.
     pub auth_token_env: Option<String>,
+    /// `--max-running`: executions running at once at most.
+    pub max_running: usize,
 }
 
 #[derive(Debug, Default)]
@@ -666,6 +674,7 @@ struct RunArgs {
     log_format: Option<LogFormat>,
     allowed_hosts: Vec<String>,
     auth_token_env: Option<String>,
+    max_running: Option<String>,
 }
 
 /// Parses the arguments after the program name: `--flag VALUE` or
@@ -716,6 +725,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
                 a.allowed_hosts.push(host.trim().to_owned())
             }
             "--auth-token-env" => set(&mut a.auth_token_env, name, utf8(name, value(name)?)?)?,
+            "--max-running" => set(&mut a.max_running, name, utf8(name, value(name)?)?)?,
             "--log-format" => {
                 let v = utf8(name, value(name)?)?;
                 let format = v.parse().map_err(|e| format!("'--log-format': {e}"))?;
@@ -737,6 +747,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
         ("--body-limit", a.body_limit.is_some()),
         ("--allowed-host", !a.allowed_hosts.is_empty()),
         ("--auth-token-env", a.auth_token_env.is_some()),
+        ("--max-running", a.max_running.is_some()),
     ];
     if let Some((flag, _)) = serve_only.iter().find(|(_, given)| *given) {
         return Err(format!("'{flag}' is only for 'serve'"));
@@ -783,6 +794,15 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
             .ok_or_else(|| format!("'--body-limit' needs a size like 1048576, 64KiB or 1MiB, not '{b}'"))?,
         None => DEFAULT_BODY_LIMIT,
     };
+    let max_running = match &a.max_running {
+        Some(n) => n
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("'--max-running' needs a positive whole number like 64, not '{n}'"))?,
+        None => DEFAULT_MAX_RUNNING,
+    };
     if let Some(var) = &a.auth_token_env {
         // Checked here, so that a token that is not there is a usage error.
         if std::env::var(var).map_or(true, |t| t.trim().is_empty()) {
@@ -800,6 +820,7 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
         log_format: a.log_format,
         allowed_hosts: a.allowed_hosts,
         auth_token_env: a.auth_token_env,
+        max_running,
     }))
 }
 

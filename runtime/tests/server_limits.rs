@@ -188,3 +188,27 @@ fn a_token_variable_that_is_not_set_stops_serve_before_it_listens() {
     assert!(err.contains("ORCHESTR8_TEST_UNSET_TOKEN_VAR") && err.contains("not set"), "{err}");
     assert!(out.is_empty() && !err.contains("serving"), "it never listened: {err}");
 }
+
+#[test]
+fn executions_beyond_max_running_are_refused_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start(program(MockAgent::new("echo", "1.0.0").then_hang()), dir.path(), &["--max-running", "2"]);
+    let ids: Vec<String> =
+        (0..2).map(|_| id_of(&server.post("/workflows/execute", &json!({"input": {}})).json())).collect();
+    let r = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let p = r.problem(503);
+    assert_eq!(p["type"], "urn:orchestr8:problem:too-many-executions", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("--max-running"), "{p}");
+    assert_eq!(server.get("/health").json()["running"], 2);
+    // One ends: there is room again.
+    let r = request(&server.addr, "POST", &format!("/executions/{}/cancel", ids[0]), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text());
+    server.poll("/health", |h| h["running"] == 1);
+    let r = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    assert_eq!(journaled(dir.path()).len(), 3, "the refused one wrote nothing");
+}

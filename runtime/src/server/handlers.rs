@@ -279,7 +279,7 @@ pub(super) fn ended(id: &str) -> Response {
 pub(super) async fn health(State(app): State<Arc<App>>) -> Response {
     let running = {
         let table = app.table.lock().unwrap_or_else(|e| e.into_inner());
-        table.entries.values().filter(|e| e.done.borrow().is_none()).count()
+        table.running()
     };
     let mut body = json!({
         "status": "ok",

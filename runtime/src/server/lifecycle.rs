@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::guard::Guard;
 use super::handlers::router;
 use super::openapi::openapi;
-use super::registry::{App, Entry, Table};
-use super::{Config, End, StartFn};
+use super::registry::{App, Entry, Limits, Table};
+use super::{Config, End, StartFn, MAX_FINISHED, MAX_FINISHED_BYTES};
 use crate::executor::Runtime;
 use crate::journal::{LogStore, LOG_DIR};
 use crate::program::signals;
@@ -85,7 +85,11 @@ pub(super) async fn serve(
         runtime: Runtime::new(store.clone()),
         store,
         start,
-        table: Mutex::new(Table::default()),
+        table: Mutex::new(Table::new(Limits {
+            running: config.args.max_running,
+            finished: MAX_FINISHED,
+            finished_bytes: MAX_FINISHED_BYTES,
+        })),
         scans: tokio::sync::Mutex::new(()),
         config,
     });

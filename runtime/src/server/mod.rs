@@ -21,7 +21,7 @@
 //! every execution that ended meanwhile): a request that waits gets its
 //! result once its terminal event is durable, a 202 is sent once the
 //! execution's start is in the OS. Executions are kept in memory by id (the
-//! most recent [`MAX_FINISHED`] finished ones); older ones, and those of
+//! most recent [`MAX_FINISHED`] finished ones, within [`MAX_FINISHED_BYTES`]); older ones, and those of
 //! earlier processes, are read back from the log (or a `run`'s
 //! `ID.jsonl`): one without a terminal event is reported `failed` with kind
 //! `interrupted`.
@@ -55,6 +55,11 @@ pub(crate) use lifecycle::run;
 /// Finished executions kept in memory at most; older ones are read back
 /// from their journals.
 pub(crate) const MAX_FINISHED: usize = 10_000;
+
+/// Bytes of finished executions' results kept in memory at most (an
+/// estimate of their size as `serde_json::Value`s); beyond it the oldest
+/// are read back from their journals.
+pub(crate) const MAX_FINISHED_BYTES: usize = 64 << 20;
 
 /// A prepared execution (journal created): runs it to its output, as JSON.
 pub(crate) type Run = BoxFuture<'static, Result<Value, ExecutionError>>;

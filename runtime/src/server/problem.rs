@@ -27,15 +27,7 @@ pub(super) struct Problem {
 impl Problem {
     pub(super) fn new(status: StatusCode, kind: &'static str, title: &'static str) -> Self {
         let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
-        Problem {
-            status,
-            kind,
-            title,
-            detail: String::new(),
-            errors: Vec::new(),
-            members: Vec::new(),
-            retry_after,
-        }
+        Problem { status, kind, title, detail: String::new(), errors: Vec::new(), members: Vec::new(), retry_after }
     }
 
     pub(super) fn detail(mut self, detail: impl Into<String>) -> Self {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::Guard;
 use super::problem::Problem;
-use super::{Config, StartError, StartFn, Started, MAX_FINISHED};
+use super::{Config, StartError, StartFn, Started};
 use crate::agent::BoxFuture;
 use crate::error::{panic_message, ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, Runtime};
@@ -36,13 +36,89 @@ pub(super) struct App {
     pub(super) scans: tokio::sync::Mutex<()>,
 }
 
-#[derive(Default)]
+/// The executions this process knows, by id, with the server's limits on
+/// them: how many may run at once, and how many finished ones (and how
+/// many bytes of their results) stay in memory. Finished ones past those
+/// bounds are forgotten oldest first and read back from their journals.
 pub(super) struct Table {
     pub(super) entries: IdMap<Arc<str>, Arc<Entry>>,
-    /// Finished executions, oldest first, for eviction.
-    pub(super) finished: VecDeque<Arc<str>>,
+    /// Finished executions, oldest first, with the bytes their result holds.
+    pub(super) finished: VecDeque<(Arc<str>, usize)>,
+    /// The sum of `finished`'s bytes.
+    finished_bytes: usize,
+    /// Executions started and not yet finished (`/health` reads this, it
+    /// does not scan).
+    running: usize,
+    limits: Limits,
     /// Shutting down: nothing new starts.
     pub(super) closing: bool,
+}
+
+/// What a [`Table`] holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Executions running at once (`--max-running`).
+    pub running: usize,
+    /// Finished executions kept in memory.
+    pub finished: usize,
+    /// Bytes of finished executions' results kept in memory (estimated).
+    pub finished_bytes: usize,
+}
+
+/// Why the table would not take another execution.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refused {
+    Closing,
+    Busy(usize),
+}
+
+impl Table {
+    pub(super) fn new(limits: Limits) -> Self {
+        Table {
+            entries: IdMap::default(),
+            finished: VecDeque::new(),
+            finished_bytes: 0,
+            running: 0,
+            limits,
+            closing: false,
+        }
+    }
+
+    /// Takes a new running execution, unless closing or full.
+    pub(super) fn admit(&mut self, entry: Arc<Entry>) -> Result<(), Refused> {
+        if self.closing {
+            return Err(Refused::Closing);
+        }
+        if self.running >= self.limits.running {
+            return Err(Refused::Busy(self.running));
+        }
+        self.running += 1;
+        self.entries.insert(entry.id.clone(), entry);
+        Ok(())
+    }
+
+    /// An admitted execution that never started.
+    pub(super) fn withdraw(&mut self, id: &str) {
+        if self.entries.remove(id).is_some() {
+            self.running -= 1;
+        }
+    }
+
+    /// An admitted execution ended; its result holds `bytes`.
+    pub(super) fn finish(&mut self, id: Arc<str>, bytes: usize) {
+        self.running = self.running.saturating_sub(1);
+        self.finished.push_back((id, bytes));
+        self.finished_bytes += bytes;
+        while self.finished.len() > self.limits.finished || self.finished_bytes > self.limits.finished_bytes {
+            let Some((old, bytes)) = self.finished.pop_front() else { break };
+            self.finished_bytes -= bytes;
+            self.entries.remove(&old);
+        }
+    }
+
+    pub(super) fn running(&self) -> usize {
+        self.running
+    }
 }
 
 /// An execution this process started.
@@ -59,17 +135,11 @@ pub(super) struct Done {
 
 impl App {
     pub(super) fn entry(&self, id: &str) -> Option<Arc<Entry>> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner()).entries.get(id).cloned()
+        self.table().entries.get(id).cloned()
     }
 
-    pub(super) fn finished(&self, id: Arc<str>) {
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        table.finished.push_back(id);
-        while table.finished.len() > MAX_FINISHED {
-            if let Some(old) = table.finished.pop_front() {
-                table.entries.remove(&old);
-            }
-        }
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts an execution of `input`. Its entry goes into the table first
@@ -90,19 +160,27 @@ impl App {
         let cancel = CancellationToken::new();
         let (tx, rx) = watch::channel(None);
         let entry = Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), done: rx });
-        {
-            let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-            if table.closing {
+        if let Some(why) = self.store.failure() {
+            return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "journal-failing", "Journal failing")
+                .detail(format!("no new execution starts while the journal fails: {}", one_line(&why)))
+                .retry_after(30));
+        }
+        match self.table().admit(entry.clone()) {
+            Ok(()) => {}
+            Err(Refused::Closing) => {
                 return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down")
                     .detail("the server is shutting down and starts no new execution")
-                    .retry_after(5));
+                    .retry_after(5))
             }
-            if let Some(why) = self.store.failure() {
-                return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "journal-failing", "Journal failing")
-                    .detail(format!("no new execution starts while the journal fails: {}", one_line(&why)))
-                    .retry_after(30));
-            }
-            table.entries.insert(id.clone(), entry.clone());
+            Err(Refused::Busy(n)) => return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-executions",
+                "Too many executions",
+            )
+            .detail(format!(
+                "{n} executions are running, the most this server runs at once (--max-running); try again shortly"
+            ))
+            .retry_after(1)),
         }
         let ids = ExecutionIds {
             execution_id: id.to_string(),
@@ -111,7 +189,7 @@ impl App {
         let Started { run, trace_id } = match (self.start)(&self.runtime, input, ids, trace_parent, cancel) {
             Ok(started) => started,
             Err(e) => {
-                self.table.lock().unwrap_or_else(|e| e.into_inner()).entries.remove(&id);
+                self.table().withdraw(&id);
                 // Whoever waits on it (a shutdown) sees it end.
                 let cause = StepError::new(ErrorKind::InvalidInput, "the execution did not start", 0);
                 let _ = tx.send(Some(Arc::new(Done { result: Err(cause) })));
@@ -134,9 +212,10 @@ impl App {
                     0,
                 )),
             };
+            let bytes = result.as_ref().map_or(256, json_size);
             let done = Arc::new(Done { result });
             let _ = tx.send(Some(done.clone()));
-            app.finished(id);
+            app.table().finish(id, bytes);
             done
         });
         Ok((entry, Detached(Some(run)), trace_id))
@@ -212,5 +291,88 @@ impl Drop for Detached {
                 rt.spawn(run);
             }
         }
+    }
+}
+
+/// About how many bytes `v` holds in memory (without recursion: an output
+/// may be deep).
+fn json_size(v: &Value) -> usize {
+    let mut size = 0;
+    let mut todo = vec![v];
+    while let Some(v) = todo.pop() {
+        size += std::mem::size_of::<Value>();
+        match v {
+            Value::String(s) => size += s.len(),
+            Value::Array(a) => todo.extend(a),
+            Value::Object(m) => {
+                for (k, x) in m {
+                    size += k.len() + std::mem::size_of::<String>();
+                    todo.push(x);
+                }
+            }
+            _ => {}
+        }
+    }
+    size
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> Arc<Entry> {
+        let (_tx, done) = watch::channel(None);
+        Arc::new(Entry { id: id.into(), cancel: CancellationToken::new(), done })
+    }
+
+    #[test]
+    fn running_executions_are_bounded() {
+        let mut t = Table::new(Limits { running: 2, finished: 10, finished_bytes: 1 << 20 });
+        t.admit(entry("a")).unwrap();
+        t.admit(entry("b")).unwrap();
+        assert_eq!(t.admit(entry("c")), Err(Refused::Busy(2)));
+        t.withdraw("b");
+        assert_eq!(t.running(), 1);
+        t.admit(entry("c")).unwrap();
+        t.finish("a".into(), 10);
+        assert_eq!(t.running(), 1);
+        t.admit(entry("d")).unwrap();
+        t.closing = true;
+        assert_eq!(t.admit(entry("e")), Err(Refused::Closing));
+        assert!(t.entries.contains_key("a"), "finished, still known");
+    }
+
+    #[test]
+    fn finished_executions_are_bounded_by_count_and_bytes() {
+        let mut t = Table::new(Limits { running: 100, finished: 3, finished_bytes: 1000 });
+        for id in ["a", "b", "c", "d"] {
+            t.admit(entry(id)).unwrap();
+            t.finish(id.into(), 100);
+        }
+        assert!(!t.entries.contains_key("a"), "the oldest goes past the count");
+        assert!(["b", "c", "d"].iter().all(|id| t.entries.contains_key(*id)));
+        t.admit(entry("big")).unwrap();
+        t.finish("big".into(), 900);
+        // 100 + 100 + 900 > 1000: b and c go, d and big stay (1000).
+        assert!(!t.entries.contains_key("b") && !t.entries.contains_key("c"));
+        assert!(t.entries.contains_key("d") && t.entries.contains_key("big"));
+        t.admit(entry("huge")).unwrap();
+        t.finish("huge".into(), 5000);
+        assert!(!t.entries.contains_key("huge"), "larger than the budget: read back from the journal");
+        assert_eq!((t.running(), t.finished.len()), (0, 0));
+    }
+
+    #[test]
+    fn sizes_grow_with_the_value_and_deep_values_do_not_recurse() {
+        let small = json_size(&serde_json::json!({"a": 1}));
+        let big = json_size(&serde_json::json!({"a": "x".repeat(10_000)}));
+        assert!(big >= small + 10_000, "{small} {big}");
+        let mut deep = Value::Null;
+        for _ in 0..100_000 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert!(json_size(&deep) >= 100_000);
+        // Dropping a value this deep recurses in serde_json; leak it instead.
+        std::mem::forget(deep);
     }
 }
