@@ -4,8 +4,8 @@
 pub use crate::agent::{Agent, AgentContext, AgentError, BoxFuture, ExecutionMeta};
 pub use crate::error::{ErrorKind, ExecutionError, StepError};
 pub use crate::executor::{
-    new_execution_id, AgentStep, Execution, ExecutionHandle, ExecutionOptions, MockReply, MockStep, Node, OnError,
-    Runtime, StepMocks, Workflow, WorkflowInfo,
+    new_execution_id, AgentStep, Execution, ExecutionHandle, ExecutionOptions, Idempotency, MockReply, MockStep, Node,
+    OnError, Runtime, StepMocks, Workflow, WorkflowInfo,
 };
 pub use crate::journal::{FileStore, JournalStore, MemoryStore, DEFAULT_JOURNAL_DIR};
 pub use crate::llm;

@@ -894,6 +894,18 @@ pub struct ExecutionOptions {
     /// A W3C trace context the execution's trace continues (a request's
     /// `traceparent`); used when traces are exported.
     pub trace_parent: Option<crate::telemetry::TraceParent>,
+    /// The request's idempotency key and fingerprint, recorded on
+    /// `execution.started` (a server's retried requests find it there).
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An `Idempotency-Key` and the fingerprint of the request that came with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The client's key.
+    pub key: Arc<str>,
+    /// The request's fingerprint (hex).
+    pub request_hash: Arc<str>,
 }
 
 impl fmt::Debug for ExecutionOptions {
@@ -905,6 +917,7 @@ impl fmt::Debug for ExecutionOptions {
             .field("cancel", &self.cancel)
             .field("mocks", &self.mocks.is_some())
             .field("breakers", &self.breakers)
+            .field("idempotency", &self.idempotency)
             .finish()
     }
 }
@@ -989,6 +1002,7 @@ impl Runtime {
             },
             definition_hash: info.definition_hash.clone(),
             input: opts.input.map(Json::from),
+            idempotency: opts.idempotency,
             cancel: opts.cancel.unwrap_or_default(),
             state: Arc::new(AtomicU8::new(ExecutionState::Pending.to_u8())),
             mocks: opts.mocks,
@@ -1058,6 +1072,7 @@ pub struct Execution {
     recorder: Recorder,
     definition_hash: Arc<str>,
     input: Option<Json>,
+    idempotency: Option<Idempotency>,
     cancel: CancellationToken,
     state: Arc<AtomicU8>,
     mocks: Option<Arc<dyn StepMocks>>,
@@ -1121,8 +1136,9 @@ impl Execution {
             workflow_version: Some(rec.meta.workflow_version.clone()),
             definition_hash: Some(self.definition_hash.clone()),
             correlation_id: Some(rec.meta.correlation_id.clone()),
-            agent_version: None,
-            usage: None,
+            idempotency_key: self.idempotency.as_ref().map(|i| i.key.clone()),
+            request_hash: self.idempotency.as_ref().map(|i| i.request_hash.clone()),
+            ..EventLabels::default()
         }));
         ev.input = self.input.clone();
         ev.state = Some(StateName::Running);

@@ -29,8 +29,8 @@ pub use agent::{Agent, AgentContext, AgentError, AgentErrorKind, DynAgent, Execu
 pub use bus::{BusMessage, EventBus, Subscriber};
 pub use error::{ErrorKind, ExecutionError, StepError};
 pub use executor::{
-    AgentStep, Execution, ExecutionHandle, ExecutionOptions, MockReply, MockStep, Node, OnError, Outcome, Runtime,
-    StepMocks, StepNode, Workflow, WorkflowInfo,
+    AgentStep, Execution, ExecutionHandle, ExecutionOptions, Idempotency, MockReply, MockStep, Node, OnError, Outcome,
+    Runtime, StepMocks, StepNode, Workflow, WorkflowInfo,
 };
 pub use journal::{FileStore, JournalEvent, JournalStore, Json, MemoryStore};
 pub use policy::{CircuitBreakerPolicy, Policy, PolicyOverlay, RetryPolicy};

@@ -72,7 +72,7 @@ use tracing::Level;
 mod bounds;
 mod test_mode;
 
-pub(crate) use bounds::{checked_json, InputError};
+pub(crate) use bounds::{checked_json, number_key, InputError};
 
 /// Exit status of a completed execution.
 pub const EXIT_COMPLETED: u8 = 0;
@@ -361,6 +361,8 @@ Options:
                              when on loopback]
       --max-running N        serve: executions running at once; beyond, 503
                              with Retry-After [default: 1024]
+      --idempotency-ttl T    serve: how long an Idempotency-Key is remembered,
+                             across restarts [default: 24h]
       --auth-token-env VAR   serve: require `Authorization: Bearer $VAR` on every
                              request but /health
   -h, --help                 print this help and exit
@@ -396,10 +398,9 @@ Example:
         let schema = self.input_schema.clone();
         let start = move |runtime: &Runtime,
                           input: &Value,
-                          ids: ExecutionIds,
-                          trace_parent: Option<crate::telemetry::TraceParent>,
-                          cancel: CancellationToken|
+                          o: crate::server::StartOptions|
               -> Result<crate::server::Started, crate::server::StartError> {
+            let crate::server::StartOptions { ids, trace_parent, cancel, idempotency } = o;
             use crate::server::StartError;
             let typed: I = parse_input_value(input).map_err(StartError::Input)?;
             let input_json = checked_json(schema.as_ref(), &typed).map_err(StartError::Input)?;
@@ -410,6 +411,7 @@ Example:
                 input: Some(input_json),
                 cancel: Some(cancel),
                 trace_parent,
+                idempotency,
                 ..ExecutionOptions::default()
             };
             let execution = runtime.prepare(workflow.info(), opts).map_err(StartError::Journal)?;
@@ -640,6 +642,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// one machine's agents usually sustain, low enough that a flood of
 /// requests meets a 503 instead of exhausting memory.
 pub const DEFAULT_MAX_RUNNING: usize = 1024;
+/// Default time `serve` remembers an `Idempotency-Key`: a day covers a
+/// client's retries across an outage and a restart.
+pub const DEFAULT_IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The options of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -657,6 +662,8 @@ pub(crate) struct ServeArgs {
     pub auth_token_env: Option<String>,
     /// `--max-running`: executions running at once at most.
     pub max_running: usize,
+    /// `--idempotency-ttl`: how long `Idempotency-Key`s are remembered.
+    pub idempotency_ttl: std::time::Duration,
 }
 
 #[derive(Debug, Default)]
@@ -675,6 +682,7 @@ struct RunArgs {
     allowed_hosts: Vec<String>,
     auth_token_env: Option<String>,
     max_running: Option<String>,
+    idempotency_ttl: Option<String>,
 }
 
 /// Parses the arguments after the program name: `--flag VALUE` or
@@ -726,6 +734,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             }
             "--auth-token-env" => set(&mut a.auth_token_env, name, utf8(name, value(name)?)?)?,
             "--max-running" => set(&mut a.max_running, name, utf8(name, value(name)?)?)?,
+            "--idempotency-ttl" => set(&mut a.idempotency_ttl, name, utf8(name, value(name)?)?)?,
             "--log-format" => {
                 let v = utf8(name, value(name)?)?;
                 let format = v.parse().map_err(|e| format!("'--log-format': {e}"))?;
@@ -748,6 +757,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
         ("--allowed-host", !a.allowed_hosts.is_empty()),
         ("--auth-token-env", a.auth_token_env.is_some()),
         ("--max-running", a.max_running.is_some()),
+        ("--idempotency-ttl", a.idempotency_ttl.is_some()),
     ];
     if let Some((flag, _)) = serve_only.iter().find(|(_, given)| *given) {
         return Err(format!("'{flag}' is only for 'serve'"));
@@ -803,6 +813,11 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
             .ok_or_else(|| format!("'--max-running' needs a positive whole number like 64, not '{n}'"))?,
         None => DEFAULT_MAX_RUNNING,
     };
+    let idempotency_ttl = match &a.idempotency_ttl {
+        Some(t) => crate::policy::parse_duration(t)
+            .map_err(|_| format!("'--idempotency-ttl' needs a duration like 24h or 30m, not '{t}'"))?,
+        None => DEFAULT_IDEMPOTENCY_TTL,
+    };
     if let Some(var) = &a.auth_token_env {
         // Checked here, so that a token that is not there is a usage error.
         if std::env::var(var).map_or(true, |t| t.trim().is_empty()) {
@@ -821,6 +836,7 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
         allowed_hosts: a.allowed_hosts,
         auth_token_env: a.auth_token_env,
         max_running,
+        idempotency_ttl,
     }))
 }
 

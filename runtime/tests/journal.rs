@@ -320,6 +320,8 @@ fn hand_written_lines_are_serdes_bytes() {
         definition_hash: Some("sha256:\"quoted\"".into()),
         correlation_id: Some("c\n1".into()),
         agent_version: None,
+        idempotency_key: Some("key \"1\"".into()),
+        request_hash: Some("00ff00ff00ff00ff".into()),
         usage: None,
     }));
     events[0].input = Some(json!({"z": 1, "a": [true, null, 1.5, "é\u{1}"]}).into());

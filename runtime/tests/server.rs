@@ -200,7 +200,7 @@ fn every_endpoint_answers() {
         .filter(|p| p["in"] == "header")
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(headers, ["traceparent", "tracestate", "X-Correlation-Id"]);
+    assert_eq!(headers, ["traceparent", "tracestate", "Idempotency-Key", "X-Correlation-Id"]);
     for status in ["200", "202"] {
         let out = &execute["responses"][status]["headers"];
         assert!(out.get("X-Correlation-Id").is_some() && out.get("X-Trace-Id").is_some(), "{status}: {out}");

@@ -212,3 +212,83 @@ fn executions_beyond_max_running_are_refused_with_retry_after() {
     assert_eq!(code, 0);
     assert_eq!(journaled(dir.path()).len(), 3, "the refused one wrote nothing");
 }
+
+fn post_keyed(server: &Server, path: &str, key: &str, body: &Value) -> Resp {
+    let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key)];
+    request(&server.addr, "POST", path, &headers, body.to_string().as_bytes())
+}
+
+#[test]
+fn a_retried_request_with_its_idempotency_key_gets_the_original_execution_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let body = json!({"input": {"n": 1}, "correlationId": "order-7"});
+    let first = post_keyed(&server, "/workflows/execute?wait=true", "key-1", &body);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let id = id_of(&first.json());
+    // The client did not hear the answer and retries: same key, same body
+    // (members in another order, a number spelled otherwise).
+    let again = json!({"correlationId": "order-7", "input": {"n": 1.0}});
+    for path in ["/workflows/execute", "/workflows/execute?wait=true"] {
+        let r = post_keyed(&server, path, "key-1", &again);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("idempotent-replayed"), Some("true"));
+        assert_eq!(r.json(), first.json(), "the original answer");
+    }
+    // The same key for another request is a client's mistake.
+    let other = post_keyed(&server, "/workflows/execute", "key-1", &json!({"input": {"n": 2}}));
+    let p = other.problem(422);
+    assert_eq!(p["type"], "urn:orchestr8:problem:idempotency-key-reused", "{p}");
+    assert_eq!(p["executionId"], id.as_str());
+    // A request that starts nothing (bad input) does not use up its key.
+    post_keyed(&server, "/workflows/execute", "key-2", &json!({"input": {"tags": [1, 1]}})).problem(422);
+    let fixed = post_keyed(&server, "/workflows/execute", "key-2", &json!({"input": {"n": 3}}));
+    assert_eq!(fixed.status, 202, "{}", fixed.text());
+    let bad = request(
+        &server.addr,
+        "POST",
+        "/workflows/execute",
+        &[("Content-Type", "application/json"), ("Idempotency-Key", "")],
+        br#"{"input": {}}"#,
+    );
+    bad.problem(400);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+
+    // A new process reads the keys back from the journal.
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    server.wait_for_line(|l| l.contains("2 idempotency keys read back"));
+    let r = post_keyed(&server, "/workflows/execute", "key-1", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("idempotent-replayed"), Some("true"));
+    let replayed = r.json();
+    assert_eq!((replayed["executionId"].as_str(), &replayed["status"]), (Some(id.as_str()), &json!("completed")));
+    assert_eq!(replayed["output"], first.json()["output"]);
+    post_keyed(&server, "/workflows/execute", "key-1", &json!({"input": {"n": 2}})).problem(422);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    assert_eq!(journaled(dir.path()).len(), 2, "one execution per key");
+}
+
+#[test]
+fn concurrent_requests_with_one_key_start_one_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let answers: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                let headers = [("Content-Type", "application/json"), ("Idempotency-Key", "same")];
+                let r = request(&addr, "POST", "/workflows/execute", &headers, br#"{"input": {"n": 5}}"#);
+                assert!(r.status == 200 || r.status == 202, "{}", r.text());
+                id_of(&r.json())
+            })
+        })
+        .collect();
+    let ids: std::collections::BTreeSet<String> = answers.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    assert_eq!(journaled(dir.path()).len(), 1);
+}

@@ -83,6 +83,8 @@ pub(super) fn write(ev: &JournalEvent, out: &mut Vec<u8>, cache: &mut LineCache)
             (b",\"definitionHash\":", &l.definition_hash),
             (b",\"correlationId\":", &l.correlation_id),
             (b",\"agentVersion\":", &l.agent_version),
+            (b",\"idempotencyKey\":", &l.idempotency_key),
+            (b",\"requestHash\":", &l.request_hash),
         ] {
             if let Some(v) = v {
                 out.extend_from_slice(key);

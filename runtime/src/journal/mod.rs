@@ -238,6 +238,11 @@ pub struct EventLabels {
     pub correlation_id: Option<Arc<str>>,
     /// The agent's version, on `circuit.*` events (the breaker's key).
     pub agent_version: Option<Arc<str>>,
+    /// `execution.started` of a served request with an `Idempotency-Key`.
+    pub idempotency_key: Option<Arc<str>>,
+    /// With `idempotency_key`: the fingerprint of the request it started
+    /// (a retry with the key must match it).
+    pub request_hash: Option<Arc<str>>,
     /// Model tokens: of the attempt (`step.attempt.failed`), the step
     /// (`step.succeeded`, `step.failed`, `step.cancelled`) or the execution
     /// (its terminal event); absent when no model was called.
@@ -342,6 +347,16 @@ impl JournalEvent {
         self.label(|l| &l.correlation_id)
     }
 
+    /// `idempotencyKey` (`execution.started` of a served request that had one).
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.label(|l| &l.idempotency_key)
+    }
+
+    /// `requestHash` (with `idempotencyKey`).
+    pub fn request_hash(&self) -> Option<&str> {
+        self.label(|l| &l.request_hash)
+    }
+
     /// `agentVersion` (`circuit.*`).
     pub fn agent_version(&self) -> Option<&str> {
         self.label(|l| &l.agent_version)
@@ -402,6 +417,10 @@ struct Wire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     agent_version: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_hash: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
 }
 
@@ -428,6 +447,8 @@ impl Serialize for JournalEvent {
             definition_hash: label(|l| &l.definition_hash),
             correlation_id: label(|l| &l.correlation_id),
             agent_version: label(|l| &l.agent_version),
+            idempotency_key: label(|l| &l.idempotency_key),
+            request_hash: label(|l| &l.request_hash),
             usage: l.and_then(|l| l.usage),
         }
         .serialize(s)
@@ -443,6 +464,8 @@ impl<'de> Deserialize<'de> for JournalEvent {
             definition_hash: w.definition_hash,
             correlation_id: w.correlation_id,
             agent_version: w.agent_version,
+            idempotency_key: w.idempotency_key,
+            request_hash: w.request_hash,
             usage: w.usage,
         };
         Ok(JournalEvent {

@@ -186,7 +186,7 @@ fn hash_json(v: &Value, state: &impl BuildHasher, h: &mut impl Hasher) {
 
 /// A number's hash key: integral values hash alike whatever their
 /// representation (`1`, `1.0`), others by their bits.
-fn number_key(n: &Number) -> (u8, u64) {
+pub(crate) fn number_key(n: &Number) -> (u8, u64) {
     if let Some(i) = n.as_i64() {
         return (0, i as u64);
     }

@@ -10,8 +10,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
+use super::idempotency;
 use super::problem::{ok_json, Problem};
-use super::registry::App;
+use super::registry::{App, Start};
 use super::request::{
     bool_param, is_json, json_or_empty, query_pairs, request_context, u64_param, ExecuteBody, CORRELATION_ID,
 };
@@ -63,6 +64,7 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
         return Err(Problem::not_json());
     }
     let (trace_parent, header_correlation) = request_context(request.headers())?;
+    let key = idempotency::key(request.headers())?;
     let limit = app.config.args.body_limit;
     let bytes = axum::body::to_bytes(request.into_body(), limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
@@ -83,16 +85,20 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
         let app = app.clone();
         move || {
             let body = ExecuteBody::parse(&bytes, &app.config.info.id, header_correlation)?;
-            let started = app.start(&body.input, body.correlation_id.clone(), trace_parent)?;
+            let started = app.start(&body.input, body.correlation_id.clone(), trace_parent, key)?;
             Ok::<_, Problem>((body.correlation_id, started))
         }
     };
-    let (correlation_id, (entry, mut run, trace_id)) = if large {
+    let (correlation_id, start) = if large {
         tokio::task::spawn_blocking(prepare)
             .await
             .map_err(|e| Problem::internal(format!("the request failed: {e}")))??
     } else {
         prepare()?
+    };
+    let (entry, mut run, trace_id) = match start {
+        Start::New(entry, run, trace_id) => (entry, run, trace_id),
+        Start::Replay(id) => return replay(&app, &id, wait).await,
     };
     let stamp = |mut response: Response| {
         let correlation = correlation_id.as_deref().unwrap_or(&entry.id);
@@ -132,16 +138,20 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
     if let Err(e) = app.store.in_os().await {
         return Err(not_durable(&entry.id, status(), &e.to_string(), "its start"));
     }
-    let status = status();
-    let mut body = json!({ "executionId": &*entry.id, "status": status, "links": links(&entry.id) });
-    if let Some(t) = &trace_id {
+    Ok(stamp(accepted(&entry.id, status(), trace_id.as_deref())))
+}
+
+/// 202 with the execution's id, state and links, and `Location`.
+fn accepted(id: &str, status: ExecutionState, trace_id: Option<&str>) -> Response {
+    let mut body = json!({ "executionId": id, "status": status, "links": links(id) });
+    if let Some(t) = trace_id {
         body["traceId"] = json!(t);
     }
     let mut response = ok_json(StatusCode::ACCEPTED, &body);
-    if let Ok(location) = HeaderValue::from_str(&format!("/executions/{}", entry.id)) {
+    if let Ok(location) = HeaderValue::from_str(&format!("/executions/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(stamp(response))
+    response
 }
 
 pub(super) async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
@@ -324,4 +334,42 @@ fn not_durable(id: &str, status: ExecutionState, why: &str, what: &str) -> Probl
 
 fn state_name(s: ExecutionState) -> String {
     serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The answer to a retried request (the same `Idempotency-Key` and body):
+/// the execution the first one started, as that one would have been
+/// answered now: 200 with its result once it has ended (waiting for it as
+/// the request asks), else 202. Marked `Idempotent-Replayed: true`.
+async fn replay(app: &Arc<App>, id: &str, wait: bool) -> Result<Response, Problem> {
+    let mut response = if let Some(entry) = app.entry(id) {
+        if wait {
+            let mut done = entry.done.clone();
+            let _ = tokio::time::timeout(app.config.args.wait_timeout, done.wait_for(Option::is_some)).await;
+        }
+        let done = entry.done.borrow().clone();
+        match done {
+            Some(done) => ok_json(StatusCode::OK, &Ended::new(id, &done.result)),
+            None => accepted(id, ExecutionState::Running, None),
+        }
+    } else {
+        // An earlier process's, or forgotten from memory: its journal says.
+        let Some(read) = app.journal(id).await? else {
+            return Err(Problem::new(StatusCode::GONE, "execution-gone", "Execution gone").detail(format!(
+                "the Idempotency-Key started execution {id}, whose journal is gone (retention); use a new key"
+            )));
+        };
+        let snapshot = Snapshot::from_events(&read.events);
+        let mut body = Map::new();
+        body.insert("executionId".into(), json!(id));
+        body.insert("status".into(), json!(snapshot.execution.unwrap_or(ExecutionState::Pending)));
+        if let Some(output) = &snapshot.output {
+            body.insert("output".into(), output.clone());
+        }
+        if let Some(error) = &snapshot.error {
+            body.insert("error".into(), json!(error));
+        }
+        ok_json(StatusCode::OK, &Value::Object(body))
+    };
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
 }

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::Guard;
 use super::handlers::router;
+use super::idempotency::Keys;
 use super::openapi::openapi;
 use super::registry::{App, Entry, Limits, Table};
 use super::{Config, End, StartFn, MAX_FINISHED, MAX_FINISHED_BYTES};
@@ -78,6 +79,15 @@ pub(super) async fn serve(
             ),
         );
     }
+    // Keys outlive the process: read back what the log recorded within the ttl.
+    let mut keys = Keys::new(config.args.idempotency_ttl);
+    let dir = config.args.journal_dir.clone();
+    let (keys, loaded) = tokio::task::spawn_blocking(move || keys.load(&dir).map(|n| (keys, n)))
+        .await
+        .map_err(|e| format!("cannot read the idempotency keys back: {e}"))?
+        .map_err(|e| {
+            format!("cannot read the idempotency keys back from {}: {e}", config.args.journal_dir.display())
+        })?;
     let guard = Guard { local, allowed_hosts: config.args.allowed_hosts.clone(), token };
     let app = Arc::new(App {
         guard,
@@ -85,11 +95,10 @@ pub(super) async fn serve(
         runtime: Runtime::new(store.clone()),
         store,
         start,
-        table: Mutex::new(Table::new(Limits {
-            running: config.args.max_running,
-            finished: MAX_FINISHED,
-            finished_bytes: MAX_FINISHED_BYTES,
-        })),
+        table: Mutex::new(Table::new(
+            Limits { running: config.args.max_running, finished: MAX_FINISHED, finished_bytes: MAX_FINISHED_BYTES },
+            keys,
+        )),
         scans: tokio::sync::Mutex::new(()),
         config,
     });
@@ -102,6 +111,9 @@ pub(super) async fn serve(
             app.store.dir().join(LOG_DIR).display()
         ),
     );
+    if loaded > 0 {
+        say(&log, format!("[orchestr8] {loaded} idempotency keys read back from the journal"));
+    }
     {
         // A journal that fails is said once, loudly; /health reports it.
         let (store, log) = (app.store.clone(), log.clone());

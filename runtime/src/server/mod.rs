@@ -32,6 +32,7 @@
 
 mod guard;
 mod handlers;
+mod idempotency;
 mod lifecycle;
 mod openapi;
 mod problem;
@@ -46,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::BoxFuture;
 use crate::error::ExecutionError;
-use crate::executor::{Runtime, WorkflowInfo};
+use crate::executor::{Idempotency, Runtime, WorkflowInfo};
 use crate::program::{ExecutionIds, InputError, ServeArgs};
 use crate::telemetry::TraceParent;
 
@@ -75,9 +76,15 @@ pub(crate) enum StartError {
 
 /// Parses the input, builds the state and prepares the execution on
 /// `runtime` (the typed part, from [`Program`](crate::program::Program)).
-pub(crate) type StartFn = dyn Fn(&Runtime, &Value, ExecutionIds, Option<TraceParent>, CancellationToken) -> Result<Started, StartError>
-    + Send
-    + Sync;
+pub(crate) type StartFn = dyn Fn(&Runtime, &Value, StartOptions) -> Result<Started, StartError> + Send + Sync;
+
+/// What a request gives the execution it starts besides its input.
+pub(crate) struct StartOptions {
+    pub ids: ExecutionIds,
+    pub trace_parent: Option<TraceParent>,
+    pub cancel: CancellationToken,
+    pub idempotency: Option<Idempotency>,
+}
 
 /// An execution the start function prepared.
 pub(crate) struct Started {

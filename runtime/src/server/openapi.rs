@@ -62,6 +62,9 @@ pub(super) fn openapi(config: &Config) -> Value {
                       "description": "W3C Trace Context: the execution's trace continues it (when traces are exported; a malformed one is ignored)" },
                     { "name": "tracestate", "in": "header", "required": false, "schema": { "type": "string" },
                       "description": "W3C Trace Context, with traceparent" },
+                    { "name": "Idempotency-Key", "in": "header", "required": false,
+                      "schema": { "type": "string", "minLength": 1, "maxLength": 255 },
+                      "description": "a retry with the same key and request answers with the execution the first started (Idempotent-Replayed: true); the same key with another request is a 422" },
                     { "name": "X-Correlation-Id", "in": "header", "required": false, "schema": { "type": "string", "minLength": 1 },
                       "description": "the correlation id, as `correlationId` in the body (different values in both: 422)" }
                 ],
@@ -85,8 +88,9 @@ pub(super) fn openapi(config: &Config) -> Value {
                     "400": problem("malformed JSON or query"),
                     "413": problem("the body is over the server's limit"),
                     "415": problem("the body is not JSON"),
-                    "422": problem("the input does not fit the workflow's input schema; `errors` holds JSON pointers"),
-                    "503": problem("the server is shutting down")
+                    "410": problem("the Idempotency-Key's execution has been deleted by retention"),
+                    "422": problem("the input does not fit the workflow's input schema (`errors` holds JSON pointers), or the Idempotency-Key was used for another request"),
+                    "503": problem("shutting down, the journal failing or not durable, or --max-running reached (Retry-After says when to try again)")
                 }
             } },
             "/executions/{id}": { "get": {

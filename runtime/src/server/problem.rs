@@ -11,6 +11,7 @@ use crate::program::one_line;
 
 /// An RFC 9457 problem: `type`, `title`, `status`, `detail`, and for
 /// validation errors `errors: [{"pointer", "detail"}]`.
+#[derive(Debug)]
 pub(super) struct Problem {
     pub(super) status: StatusCode,
     pub(super) kind: &'static str,

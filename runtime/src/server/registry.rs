@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -14,11 +15,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::guard::Guard;
+use super::idempotency::{self, Keys, Seen};
 use super::problem::Problem;
-use super::{Config, StartError, StartFn, Started};
+use super::{Config, StartError, StartFn, StartOptions, Started};
 use crate::agent::BoxFuture;
 use crate::error::{panic_message, ErrorKind, ExecutionError, StepError};
-use crate::executor::{new_execution_id, Runtime};
+use crate::executor::{new_execution_id, Idempotency, Runtime};
 use crate::journal::id_map::IdMap;
 use crate::journal::{JournalRead, LogStore};
 use crate::program::{one_line, ExecutionIds};
@@ -50,6 +52,8 @@ pub(super) struct Table {
     /// does not scan).
     running: usize,
     limits: Limits,
+    /// `Idempotency-Key`s of recent requests.
+    pub(super) keys: Keys,
     /// Shutting down: nothing new starts.
     pub(super) closing: bool,
 }
@@ -73,8 +77,9 @@ pub(super) enum Refused {
 }
 
 impl Table {
-    pub(super) fn new(limits: Limits) -> Self {
+    pub(super) fn new(limits: Limits, keys: Keys) -> Self {
         Table {
+            keys,
             entries: IdMap::default(),
             finished: VecDeque::new(),
             finished_bytes: 0,
@@ -121,6 +126,14 @@ impl Table {
     }
 }
 
+/// What [`App::start`] did.
+pub(super) enum Start {
+    /// Started this execution (its trace id, when traces are exported).
+    New(Arc<Entry>, Detached, Option<String>),
+    /// The request's `Idempotency-Key` had started this execution already.
+    Replay(Arc<str>),
+}
+
 /// An execution this process started.
 pub(super) struct Entry {
     pub(super) id: Arc<str>,
@@ -155,8 +168,13 @@ impl App {
         input: &Value,
         correlation_id: Option<String>,
         trace_parent: Option<TraceParent>,
-    ) -> Result<(Arc<Entry>, Detached, Option<String>), Problem> {
+        key: Option<Arc<str>>,
+    ) -> Result<Start, Problem> {
         let id: Arc<str> = new_execution_id().into();
+        let idempotency = key.map(|key| Idempotency {
+            request_hash: idempotency::fingerprint(input, correlation_id.as_deref()).into(),
+            key,
+        });
         let cancel = CancellationToken::new();
         let (tx, rx) = watch::channel(None);
         let entry = Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), done: rx });
@@ -165,31 +183,50 @@ impl App {
                 .detail(format!("no new execution starts while the journal fails: {}", one_line(&why)))
                 .retry_after(30));
         }
-        match self.table().admit(entry.clone()) {
+        let mut table = self.table();
+        let now = SystemTime::now();
+        if let Some(i) = &idempotency {
+            match table.keys.seen(&i.key, &i.request_hash, now) {
+                Seen::New => {}
+                Seen::Same(original) => return Ok(Start::Replay(original)),
+                Seen::Different(other) => return Err(idempotency::reused(&i.key, &other)),
+            }
+        }
+        match table.admit(entry.clone()) {
             Ok(()) => {}
             Err(Refused::Closing) => {
                 return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down")
                     .detail("the server is shutting down and starts no new execution")
                     .retry_after(5))
             }
-            Err(Refused::Busy(n)) => return Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too-many-executions",
-                "Too many executions",
-            )
-            .detail(format!(
+            Err(Refused::Busy(n)) => {
+                return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "too-many-executions", "Too many executions")
+                    .detail(format!(
                 "{n} executions are running, the most this server runs at once (--max-running); try again shortly"
             ))
-            .retry_after(1)),
+                    .retry_after(1))
+            }
         }
+        if let Some(i) = &idempotency {
+            table.keys.insert(i.key.clone(), id.clone(), i.request_hash.clone(), now);
+        }
+        drop(table);
+        let key = idempotency.as_ref().map(|i| i.key.clone());
         let ids = ExecutionIds {
             execution_id: id.to_string(),
             correlation_id: correlation_id.unwrap_or_else(|| id.to_string()),
         };
-        let Started { run, trace_id } = match (self.start)(&self.runtime, input, ids, trace_parent, cancel) {
+        let options = StartOptions { ids, trace_parent, cancel, idempotency };
+        let Started { run, trace_id } = match (self.start)(&self.runtime, input, options) {
             Ok(started) => started,
             Err(e) => {
-                self.table().withdraw(&id);
+                let mut table = self.table();
+                table.withdraw(&id);
+                // A request that started nothing leaves its key unused.
+                if let Some(key) = key {
+                    table.keys.remove(&key);
+                }
+                drop(table);
                 // Whoever waits on it (a shutdown) sees it end.
                 let cause = StepError::new(ErrorKind::InvalidInput, "the execution did not start", 0);
                 let _ = tx.send(Some(Arc::new(Done { result: Err(cause) })));
@@ -218,7 +255,7 @@ impl App {
             app.table().finish(id, bytes);
             done
         });
-        Ok((entry, Detached(Some(run)), trace_id))
+        Ok(Start::New(entry, Detached(Some(run)), trace_id))
     }
 
     /// The journal of `id`; `None` when there is none (or the id cannot
@@ -320,6 +357,10 @@ fn json_size(v: &Value) -> usize {
 mod tests {
     use super::*;
 
+    fn keys() -> Keys {
+        Keys::new(std::time::Duration::from_secs(60))
+    }
+
     fn entry(id: &str) -> Arc<Entry> {
         let (_tx, done) = watch::channel(None);
         Arc::new(Entry { id: id.into(), cancel: CancellationToken::new(), done })
@@ -327,7 +368,7 @@ mod tests {
 
     #[test]
     fn running_executions_are_bounded() {
-        let mut t = Table::new(Limits { running: 2, finished: 10, finished_bytes: 1 << 20 });
+        let mut t = Table::new(Limits { running: 2, finished: 10, finished_bytes: 1 << 20 }, keys());
         t.admit(entry("a")).unwrap();
         t.admit(entry("b")).unwrap();
         assert_eq!(t.admit(entry("c")), Err(Refused::Busy(2)));
@@ -344,7 +385,7 @@ mod tests {
 
     #[test]
     fn finished_executions_are_bounded_by_count_and_bytes() {
-        let mut t = Table::new(Limits { running: 100, finished: 3, finished_bytes: 1000 });
+        let mut t = Table::new(Limits { running: 100, finished: 3, finished_bytes: 1000 }, keys());
         for id in ["a", "b", "c", "d"] {
             t.admit(entry(id)).unwrap();
             t.finish(id.into(), 100);
