@@ -347,7 +347,7 @@ Options:
       --input-file PATH      read the input from PATH ('-': standard input)
       --journal-dir DIR      where journals go [default: {dir}]
       --correlation-id ID    correlation id to record [default: the execution id]
-  -q, --quiet                no progress lines
+  -q, --quiet                no progress lines (serve: no access log lines)
       --log-format FORMAT    standard error as `text` or `json` (one object per
                              line) [default: $ORCHESTR8_LOG_FORMAT, else text]
       --input-schema         print the input's JSON Schema and exit
@@ -443,7 +443,8 @@ Example:
             }
         };
         for line in rx {
-            say(stderr, format, Level::INFO, &line, None, &[]);
+            let crate::server::LogLine { level, message, fields } = line;
+            say(stderr, format, level, &message, None, &fields);
             let _ = stderr.flush();
         }
         match server.join() {

@@ -292,3 +292,39 @@ fn concurrent_requests_with_one_key_start_one_execution() {
     assert_eq!(code, 0);
     assert_eq!(journaled(dir.path()).len(), 1);
 }
+
+#[test]
+fn every_answer_is_well_formed_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    // An id that does not decode: axum's extractor answers it, as a problem now.
+    let r = server.get("/executions/%FF");
+    let p = r.problem(400);
+    assert_eq!(p["instance"], "/executions/%FF", "{p}");
+    let r = server.post("/workflows/execute?wait=tru%65", &json!({"input": {"n": 1}}));
+    assert_eq!(r.status, 200, "percent-decoded: {}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let id = id_of(&r.json());
+    for bad in ["limit=0", "limit=10001", "after=-1", "limit=%31x"] {
+        let r = server.get(&format!("/executions/{id}/journal?{bad}"));
+        let p = r.problem(400);
+        assert!(p["detail"].as_str().unwrap().contains("must be"), "{bad}: {p}");
+    }
+    let r = server.get(&format!("/executions/{id}/journal?after=%31&limit=10000"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["events"][0]["seq"], 2, "after=1, decoded");
+    assert_eq!(server.get(&format!("/executions/{id}")).header("cache-control"), Some("no-store"));
+    assert_eq!(server.get("/openapi.json").header("cache-control"), None, "the document may be cached");
+    // One access line per request, at info level.
+    server.wait_for_line(|l| l.starts_with("[orchestr8] GET /executions/%FF 400 "));
+    server.wait_for_line(|l| l.starts_with("[orchestr8] POST /workflows/execute 200 ") && l.ends_with("ms"));
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+
+    // `-q`: no access lines.
+    let server = Server::start(program(ok_agent()), dir.path(), &["-q"]);
+    assert_eq!(server.get("/health").status, 200);
+    let (code, log) = server.stop();
+    assert_eq!(code, 0);
+    assert!(!log.iter().any(|l| l.contains("GET /health")), "{log:?}");
+}

@@ -26,6 +26,7 @@ const BLOCKING_BODY_BYTES: usize = 64 * 1024;
 
 /// Journal events one page holds at most.
 pub(super) const MAX_PAGE: usize = 10_000;
+const MAX_PAGE_U64: u64 = MAX_PAGE as u64;
 
 pub(super) fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -43,6 +44,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(app.clone(), super::guard::guard))
         .layer(axum::middleware::from_fn(super::problem::with_instance))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), super::access::log))
         .with_state(app)
 }
 
@@ -57,7 +59,7 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
     let mut wait = false;
     for (k, v) in query_pairs(&query) {
         if k == "wait" {
-            wait = bool_param(k, v)?;
+            wait = bool_param(&k, &v)?;
         }
     }
     if !is_json(request.headers()) {
@@ -219,9 +221,16 @@ pub(super) async fn journal(
 ) -> Response {
     let (mut after, mut limit) = (0u64, 1000u64);
     for (k, v) in query_pairs(&query) {
+        let (k, v) = (k.as_str(), v.as_str());
         let parsed = match k {
             "after" => u64_param(k, v).map(|n| after = n),
-            "limit" => u64_param(k, v).map(|n| limit = n.clamp(1, MAX_PAGE as u64)),
+            "limit" => u64_param(k, v).and_then(|n| match n {
+                1..=MAX_PAGE_U64 => {
+                    limit = n;
+                    Ok(())
+                }
+                _ => Err(Problem::bad_query(format!("'limit' must be from 1 to {MAX_PAGE}, not {n}"))),
+            }),
             _ => Ok(()),
         };
         if let Err(p) = parsed {

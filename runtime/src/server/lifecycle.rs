@@ -13,7 +13,7 @@ use super::handlers::router;
 use super::idempotency::Keys;
 use super::openapi::openapi;
 use super::registry::{App, Entry, Limits, Table};
-use super::{Config, End, StartFn, MAX_FINISHED, MAX_FINISHED_BYTES};
+use super::{Config, End, LogLine, StartFn, MAX_FINISHED, MAX_FINISHED_BYTES};
 use crate::executor::Runtime;
 use crate::journal::{LogStore, LOG_DIR};
 use crate::program::signals;
@@ -24,7 +24,7 @@ pub(crate) fn run(
     config: Config,
     start: Arc<StartFn>,
     interrupts: Option<UnboundedReceiver<()>>,
-    log: SyncSender<String>,
+    log: SyncSender<LogLine>,
 ) -> Result<End, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,15 +38,15 @@ pub(crate) fn run(
 }
 
 /// Log lines that cannot be written at once are dropped: never wait on standard error.
-pub(super) fn say(log: &SyncSender<String>, line: String) {
-    let _ = log.try_send(line);
+pub(super) fn say(log: &SyncSender<LogLine>, line: String) {
+    let _ = log.try_send(LogLine { level: tracing::Level::INFO, message: line, fields: Vec::new() });
 }
 
 pub(super) async fn serve(
     config: Config,
     start: Arc<StartFn>,
     interrupts: Option<UnboundedReceiver<()>>,
-    log: SyncSender<String>,
+    log: SyncSender<LogLine>,
 ) -> Result<End, String> {
     let addr = config.args.addr;
     let token = match &config.args.auth_token_env {
@@ -90,6 +90,7 @@ pub(super) async fn serve(
         })?;
     let guard = Guard { local, allowed_hosts: config.args.allowed_hosts.clone(), token };
     let app = Arc::new(App {
+        log: (!config.args.quiet).then(|| log.clone()),
         guard,
         openapi: Bytes::from(serde_json::to_vec_pretty(&openapi(&config)).unwrap_or_default()),
         runtime: Runtime::new(store.clone()),

@@ -30,6 +30,7 @@
 //! running execution cooperatively and waits for their journals to end; a
 //! second one exits at once.
 
+mod access;
 mod guard;
 mod handlers;
 mod idempotency;
@@ -91,6 +92,16 @@ pub(crate) struct Started {
     pub run: Run,
     /// Its trace, when traces are exported.
     pub trace_id: Option<String>,
+}
+
+/// A line for the server's standard error (the calling thread writes it,
+/// as text or JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogLine {
+    pub level: tracing::Level,
+    pub message: String,
+    /// Fields of a JSON line (the text line has them in `message`).
+    pub fields: Vec<(&'static str, String)>,
 }
 
 /// What the server is about.

@@ -122,28 +122,41 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// 422's errors are one per request).
 const MAX_PROBLEM: usize = 64 * 1024;
 
-/// Middleware: every problem names the request it answers (`instance`, the
-/// request's path), wherever it was made (a handler, an extractor, a
-/// fallback).
+/// Middleware: every error is a problem, and every problem names the
+/// request it answers (`instance`, the request's path), wherever it was
+/// made (a handler, an extractor's rejection, a fallback).
 pub(super) async fn with_instance(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let is_problem =
         response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
-    if !is_problem {
+    let status = response.status();
+    // A JSON error body of our own (`/health`'s 503) is an answer, not a problem.
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/json");
+    if !is_problem && (is_json || !(status.is_client_error() || status.is_server_error())) {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_PROBLEM).await else {
-        return Problem::internal("a problem body could not be read".into()).into_response();
-    };
-    let body = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(mut m)) => {
-            m.entry("instance").or_insert_with(|| Value::String(path));
-            serde_json::to_vec(&m).unwrap_or_else(|_| bytes.to_vec())
+    let bytes = axum::body::to_bytes(body, MAX_PROBLEM).await.unwrap_or_default();
+    let mut body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) if is_problem => m,
+        // An error from outside our handlers (axum's extractors answer
+        // `text/plain`): its text becomes the detail of a problem.
+        _ => {
+            let reason = status.canonical_reason().unwrap_or("Error");
+            let kind = reason.to_ascii_lowercase().replace(' ', "-");
+            let text = String::from_utf8_lossy(&bytes);
+            let detail = if text.trim().is_empty() { reason.to_owned() } else { one_line(text.trim()) };
+            parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+            let mut m = serde_json::Map::new();
+            m.insert("type".into(), json!(format!("urn:orchestr8:problem:{kind}")));
+            m.insert("title".into(), json!(reason));
+            m.insert("status".into(), json!(status.as_u16()));
+            m.insert("detail".into(), json!(detail));
+            m
         }
-        _ => bytes.to_vec(),
     };
+    body.entry("instance").or_insert_with(|| Value::String(path));
     parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(body))
+    Response::from_parts(parts, Body::from(serde_json::to_vec(&body).unwrap_or_default()))
 }

@@ -27,6 +27,8 @@ use crate::program::{one_line, ExecutionIds};
 use crate::telemetry::TraceParent;
 
 pub(super) struct App {
+    /// Where access log lines go; `None` with `-q`.
+    pub(super) log: Option<std::sync::mpsc::SyncSender<super::LogLine>>,
     pub(super) guard: Guard,
     pub(super) config: Config,
     pub(super) runtime: Runtime,

@@ -44,15 +44,39 @@ pub(super) fn json_or_empty(headers: &HeaderMap) -> Result<(), Problem> {
     Ok(())
 }
 
-/// `a=b&c=d` into pairs (values are plain words and numbers: no decoding).
-pub(super) fn query_pairs(query: &Option<String>) -> Vec<(&str, &str)> {
+/// `a=b&c=d` into pairs, percent-decoded (`+` is a space, as forms send
+/// it); a name or value that does not decode to UTF-8 is kept as given.
+pub(super) fn query_pairs(query: &Option<String>) -> Vec<(String, String)> {
     query
         .as_deref()
         .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
         .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 pub(super) fn bool_param(name: &str, v: &str) -> Result<bool, Problem> {
@@ -165,6 +189,23 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
         is_json(&headers)
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let q = |s: &str| query_pairs(&Some(s.to_owned()));
+        assert_eq!(q("after=%31%32&wait=tr%75e"), [("after".into(), "12".into()), ("wait".into(), "true".into())]);
+        assert_eq!(
+            q("a=x+y&b=%2&c=%zz&d"),
+            [
+                ("a".to_owned(), "x y".to_owned()),
+                ("b".into(), "%2".into()),
+                ("c".into(), "%zz".into()),
+                ("d".into(), "".into())
+            ]
+        );
+        assert_eq!(q("a=%FF"), [("a".to_owned(), "%FF".to_owned())], "not UTF-8: kept");
+        assert!(q("").is_empty());
     }
 
     #[test]
