@@ -57,7 +57,8 @@ impl fmt::Display for ErrorKind {
 ///
 /// `attempt` is the attempt the step was on when it failed (1 for the first
 /// call); 0 when no attempt was made (for example invalid input).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema)]
+#[schemars(rename = "Error")]
 #[error("step {}: {kind}: {message} (attempt {attempt})", step.as_deref().unwrap_or("-"))]
 pub struct StepError {
     /// What went wrong.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::journal::StateName;
 
 /// An execution's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionState {
     /// Created, not yet running.
@@ -42,7 +42,7 @@ impl ExecutionState {
 }
 
 /// A step's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     /// An attempt is running.

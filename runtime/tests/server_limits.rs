@@ -328,3 +328,55 @@ fn every_answer_is_well_formed_and_logged() {
     assert_eq!(code, 0);
     assert!(!log.iter().any(|l| l.contains("GET /health")), "{log:?}");
 }
+
+/// Validates `body` against `#/components/schemas/NAME` of the served document.
+fn check_against(doc: &Value, name: &str, body: &Value) {
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": format!("#/components/schemas/{name}"),
+        "components": doc["components"],
+    });
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{name} does not describe {body}: {errors:?}");
+}
+
+#[test]
+fn the_openapi_document_describes_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let doc = server.get("/openapi.json").json();
+    let waited = server.post("/workflows/execute?wait=true", &json!({"input": {"n": 1}})).json();
+    check_against(&doc, "Result", &waited);
+    let id = id_of(&waited);
+    check_against(&doc, "Execution", &server.get(&format!("/executions/{id}")).json());
+    check_against(&doc, "JournalPage", &server.get(&format!("/executions/{id}/journal?limit=2")).json());
+    check_against(&doc, "Health", &server.get("/health").json());
+    for r in [
+        server.get("/executions/nope"),
+        server.post("/workflows/execute", &json!({"input": {"tags": [1, 1]}})),
+        request(&server.addr, "POST", &format!("/executions/{id}/cancel"), &[], b""),
+    ] {
+        check_against(&doc, "Problem", &r.json());
+    }
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    let server = Server::start(program(MockAgent::new("echo", "1.0.0").then_hang()), dir.path(), &[]);
+    let accepted = server.post("/workflows/execute", &json!({"input": {}})).json();
+    check_against(&doc, "Accepted", &accepted);
+    let id = id_of(&accepted);
+    let cancel = request(&server.addr, "POST", &format!("/executions/{id}/cancel"), &[], b"");
+    check_against(&doc, "CancelRequested", &cancel.json());
+    // Every operation documents its errors, and every answer has a body schema.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.contains_key("500") && responses.contains_key("421"), "{method} {path}");
+            for (status, r) in responses {
+                assert!(r.get("content").is_some(), "{method} {path} {status} has no body schema");
+            }
+        }
+    }
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}

@@ -33,7 +33,7 @@ use crate::state::{ExecutionState, StepState};
 use crate::usage::Usage;
 
 /// The journal's event names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum EventKind {
     /// The first event; carries workflow id and version, definition hash and correlation id.
     #[serde(rename = "execution.started")]

@@ -16,7 +16,10 @@ use super::registry::{App, Start};
 use super::request::{
     bool_param, is_json, json_or_empty, query_pairs, request_context, u64_param, ExecuteBody, CORRELATION_ID,
 };
-use super::responses::{insert_result, links, result_state, timestamp, Ended};
+use super::responses::{
+    result_state, timestamp, Accepted, CancelRequested, Ended, ExecutionDoc, Health, HealthStatus, JournalPage, Links,
+    NextPage,
+};
 use crate::journal::{JournalRead, Snapshot};
 use crate::program::one_line;
 use crate::state::{ExecutionState, StepState};
@@ -145,11 +148,8 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
 
 /// 202 with the execution's id, state and links, and `Location`.
 fn accepted(id: &str, status: ExecutionState, trace_id: Option<&str>) -> Response {
-    let mut body = json!({ "executionId": id, "status": status, "links": links(id) });
-    if let Some(t) = trace_id {
-        body["traceId"] = json!(t);
-    }
-    let mut response = ok_json(StatusCode::ACCEPTED, &body);
+    let mut response =
+        ok_json(StatusCode::ACCEPTED, &Accepted { execution_id: id, status, links: Links::of(id), trace_id });
     if let Ok(location) = HeaderValue::from_str(&format!("/executions/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -170,48 +170,42 @@ pub(super) async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) 
         (e, Some(r)) => (e, r),
     };
     let snapshot = Snapshot::from_events(&read.events);
-    let mut body = Map::new();
-    body.insert("executionId".into(), json!(id));
-    if let Some(started) = read.events.iter().find(|e| e.event == crate::journal::EventKind::ExecutionStarted) {
-        body.insert("workflowId".into(), json!(started.workflow_id()));
-        body.insert("workflowVersion".into(), json!(started.workflow_version()));
-        body.insert("correlationId".into(), json!(started.correlation_id()));
-        body.insert("startedAt".into(), json!(timestamp(started.ts)));
-    }
-    if let Some(last) = read.events.last().filter(|e| e.event.is_terminal()) {
-        body.insert("endedAt".into(), json!(timestamp(last.ts)));
-    }
+    let started = read.events.iter().find(|e| e.event == crate::journal::EventKind::ExecutionStarted);
+    let label = |f: fn(&crate::journal::JournalEvent) -> Option<&str>| started.and_then(f).map(str::to_owned);
     let done = entry.as_ref().and_then(|e| e.done.borrow().clone());
     // Steps run only in a live execution of this process.
     let live = entry.is_some() && done.is_none();
-    let running: Vec<&String> = snapshot
+    let running_steps = snapshot
         .steps
         .iter()
         .filter(|(_, s)| live && matches!(s, StepState::Executing | StepState::Retrying))
-        .map(|(k, _)| k)
+        .map(|(k, _)| k.clone())
         .collect();
-    match (&entry, done) {
-        (_, Some(done)) => insert_result(&mut body, &done.result),
+    let (status, output, error) = match (&entry, done) {
+        (_, Some(done)) => (result_state(&done.result), done.result.as_ref().ok().cloned(), done.result.clone().err()),
         (Some(_), None) => {
-            let state = snapshot.execution.map_or(ExecutionState::Pending, |_| ExecutionState::Running);
-            body.insert("status".into(), json!(state));
+            (snapshot.execution.map_or(ExecutionState::Pending, |_| ExecutionState::Running), None, None)
         }
         (None, None) => {
-            body.insert("status".into(), json!(snapshot.execution.unwrap_or(ExecutionState::Pending)));
-            if let Some(output) = &snapshot.output {
-                body.insert("output".into(), output.clone());
-            }
-            if let Some(error) = &snapshot.error {
-                body.insert("error".into(), json!(error));
-            }
+            (snapshot.execution.unwrap_or(ExecutionState::Pending), snapshot.output.clone(), snapshot.error.clone())
         }
-    }
-    let cancel_requested = entry.as_ref().is_some_and(|e| e.cancel.is_cancelled());
-    body.insert("cancelRequested".into(), json!(cancel_requested));
-    body.insert("runningSteps".into(), json!(running));
-    body.insert("steps".into(), json!(snapshot.steps));
-    body.insert("links".into(), links(&id));
-    ok_json(StatusCode::OK, &Value::Object(body))
+    };
+    let body = ExecutionDoc {
+        execution_id: id.clone(),
+        workflow_id: label(|e| e.workflow_id()),
+        workflow_version: label(|e| e.workflow_version()),
+        correlation_id: label(|e| e.correlation_id()),
+        status,
+        started_at: started.map(|e| timestamp(e.ts)),
+        ended_at: read.events.last().filter(|e| e.event.is_terminal()).map(|e| timestamp(e.ts)),
+        cancel_requested: entry.as_ref().is_some_and(|e| e.cancel.is_cancelled()),
+        running_steps,
+        steps: snapshot.steps,
+        output,
+        error,
+        links: Links::of(&id),
+    };
+    ok_json(StatusCode::OK, &body)
 }
 
 pub(super) async fn journal(
@@ -246,25 +240,8 @@ pub(super) async fn journal(
     let page: Vec<_> = read.events.iter().filter(|e| e.seq > after).take(limit as usize).collect();
     let more = read.events.iter().filter(|e| e.seq > after).nth(page.len()).is_some();
     let last = page.last().map_or(after, |e| e.seq);
-    let events = match serde_json::to_value(&page) {
-        Ok(v) => v,
-        Err(e) => {
-            return Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "journal-unreadable", "Journal unreadable")
-                .detail(one_line(&e.to_string()))
-                .into_response()
-        }
-    };
-    let mut body = json!({
-        "executionId": id,
-        "events": events,
-        "after": last,
-        "more": more,
-        "complete": complete,
-    });
-    if more {
-        body["links"] = json!({ "next": format!("/executions/{id}/journal?after={last}&limit={limit}") });
-    }
-    ok_json(StatusCode::OK, &body)
+    let links = more.then(|| NextPage { next: format!("/executions/{id}/journal?after={last}&limit={limit}") });
+    ok_json(StatusCode::OK, &JournalPage { execution_id: &id, events: page, after: last, more, complete, links })
 }
 
 pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
@@ -283,10 +260,13 @@ pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, 
         return ended(&id);
     }
     entry.cancel.cancel();
-    ok_json(
-        StatusCode::ACCEPTED,
-        &json!({ "executionId": id, "status": ExecutionState::Running, "cancelRequested": true, "links": links(&id) }),
-    )
+    let body = CancelRequested {
+        execution_id: &id,
+        status: ExecutionState::Running,
+        cancel_requested: true,
+        links: Links::of(&id),
+    };
+    ok_json(StatusCode::ACCEPTED, &body)
 }
 
 pub(super) fn ended(id: &str) -> Response {
@@ -296,29 +276,21 @@ pub(super) fn ended(id: &str) -> Response {
 }
 
 pub(super) async fn health(State(app): State<Arc<App>>) -> Response {
-    let running = {
-        let table = app.table.lock().unwrap_or_else(|e| e.into_inner());
-        table.running()
-    };
-    let mut body = json!({
-        "status": "ok",
-        "workflowId": &*app.config.info.id,
-        "workflowVersion": &*app.config.info.version,
-        "running": running,
-    });
+    let running = app.table.lock().unwrap_or_else(|e| e.into_inner()).running();
     // Unhealthy while the journal fails: executions would go unrecorded.
-    let status = match app.store.failure() {
-        Some(why) => {
-            body["status"] = json!("failing");
-            body["journal"] = json!(&*why);
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        None => StatusCode::OK,
+    let failure = app.store.failure();
+    let body = Health {
+        status: if failure.is_some() { HealthStatus::Failing } else { HealthStatus::Ok },
+        workflow_id: &app.config.info.id,
+        workflow_version: &app.config.info.version,
+        running,
+        journal: failure.as_deref(),
     };
-    let mut response = ok_json(status, &body);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(30u32));
+    if failure.is_none() {
+        return ok_json(StatusCode::OK, &body);
     }
+    let mut response = ok_json(StatusCode::SERVICE_UNAVAILABLE, &body);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(30u32));
     response
 }
 
@@ -336,8 +308,7 @@ fn not_durable(id: &str, status: ExecutionState, why: &str, what: &str) -> Probl
             state_name(status),
             one_line(why)
         ))
-        .member("executionId", id)
-        .member("executionStatus", serde_json::to_value(status).unwrap_or_default())
+        .about(id, Some(status))
         .retry_after(30)
 }
 

@@ -177,7 +177,7 @@ pub(super) fn reused(key: &str, execution_id: &str) -> Problem {
             "the Idempotency-Key `{}` was used for a different request (execution {execution_id}); use a new key for a new request",
             one_line(key)
         ))
-        .member("executionId", execution_id)
+        .about(execution_id, None)
 }
 
 /// The fingerprint of a request: `input` and `correlationId`, as JSON

@@ -1,9 +1,21 @@
-//! The OpenAPI 3.1 document of the server (`GET /openapi.json`).
+//! The OpenAPI 3.1 document of the server (`GET /openapi.json`). Response
+//! bodies are generated from the types the handlers serialize
+//! (`responses.rs`) with schemars; the workflow's input and output schemas
+//! are the program's own.
 
-use serde_json::{json, Value};
+use schemars::generate::SchemaSettings;
+use schemars::JsonSchema;
+use serde_json::{json, Map, Value};
 
 use super::handlers::MAX_PAGE;
+use super::responses::{Accepted, CancelRequested, Ended, ExecutionDoc, Health, JournalPage, ProblemDoc};
 use super::Config;
+use crate::journal::EventKind;
+use crate::usage::Usage;
+
+/// Keywords whose values are data, not schemas: a `$ref` inside them is a
+/// string like any other and stays as it is.
+const DATA_KEYWORDS: [&str; 4] = ["const", "default", "examples", "enum"];
 
 /// `schema` with its local `$ref`s (`#/...`) rewritten to point under `base`
 /// (where it sits in the OpenAPI document).
@@ -15,6 +27,13 @@ pub(super) fn rebase_refs(schema: &Value, base: &str) -> Value {
                     ("$ref", Value::String(r)) if r.starts_with("#/") => {
                         (k.clone(), json!(format!("{base}{}", &r[1..])))
                     }
+                    (data, _) if DATA_KEYWORDS.contains(&data) => (k.clone(), v.clone()),
+                    // Under `properties` (and the like) keys are names, not
+                    // keywords: a property called `const` is a schema.
+                    ("properties" | "patternProperties" | "$defs" | "definitions", Value::Object(named)) => (
+                        k.clone(),
+                        Value::Object(named.iter().map(|(n, s)| (n.clone(), rebase_refs(s, base))).collect()),
+                    ),
                     _ => (k.clone(), rebase_refs(v, base)),
                 })
                 .collect(),
@@ -24,27 +43,85 @@ pub(super) fn rebase_refs(schema: &Value, base: &str) -> Value {
     }
 }
 
+/// The component schemas of the server's own bodies, by name.
+fn components() -> Map<String, Value> {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    // Bodies the server writes: a field it may leave out is not required.
+    settings.contract = schemars::generate::Contract::Serialize;
+    let mut generator = settings.into_generator();
+    fn add<T: JsonSchema>(g: &mut schemars::SchemaGenerator) {
+        let _ = g.subschema_for::<T>();
+    }
+    add::<Accepted<'static>>(&mut generator);
+    add::<Ended<'static>>(&mut generator);
+    add::<ExecutionDoc>(&mut generator);
+    add::<JournalPage<'static>>(&mut generator);
+    add::<CancelRequested<'static>>(&mut generator);
+    add::<Health<'static>>(&mut generator);
+    add::<ProblemDoc<'static>>(&mut generator);
+    let kind = generator.subschema_for::<EventKind>().to_value();
+    let usage = generator.subschema_for::<Usage>().to_value();
+    let error = generator.subschema_for::<crate::error::ExecutionError>().to_value();
+    let mut schemas = generator.take_definitions(true);
+    // A journal line, as the contract describes it (written by the journal's
+    // own line writer, not by a derived type).
+    schemas.insert(
+        "JournalEvent".into(),
+        json!({
+            "type": "object",
+            "required": ["seq", "ts", "executionId", "event"],
+            "properties": {
+                "seq": { "type": "integer", "minimum": 1 },
+                "ts": { "type": "string", "format": "date-time" },
+                "executionId": { "type": "string" },
+                "event": kind,
+                "state": { "type": "string" },
+                "stepId": { "type": "string" },
+                "agentId": { "type": "string" },
+                "attempt": { "type": "integer", "minimum": 0 },
+                "durationMs": { "type": "integer", "minimum": 0 },
+                "delayMs": { "type": "integer", "minimum": 0 },
+                "input": {},
+                "output": {},
+                "error": error,
+                "workflowId": { "type": "string" },
+                "workflowVersion": { "type": "string" },
+                "definitionHash": { "type": "string" },
+                "correlationId": { "type": "string" },
+                "agentVersion": { "type": "string" },
+                "idempotencyKey": { "type": "string" },
+                "requestHash": { "type": "string", "pattern": "^[0-9a-f]{16}$" },
+                "usage": usage
+            }
+        }),
+    );
+    schemas
+}
+
 pub(super) fn openapi(config: &Config) -> Value {
     let info = &config.info;
     let input =
         config.input_schema.as_ref().map_or_else(|| json!({}), |s| rebase_refs(s, "#/components/schemas/Input"));
     let output =
         config.output_schema.as_ref().map_or_else(|| json!({}), |s| rebase_refs(s, "#/components/schemas/Output"));
+    let body = |schema: &str| json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } });
     let problem = |description: &str| {
         json!({
             "description": description,
             "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
         })
     };
-    let id_param = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
-    let state = json!({ "type": "string", "enum": ["pending", "running", "completed", "failed", "cancelled"] });
-    let trace_id = json!({ "type": "string", "pattern": "^[0-9a-f]{32}$",
-                           "description": "the execution's trace, when traces are exported" });
+    let id_param = json!({ "name": "id", "in": "path", "required": true,
+                           "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$" } });
     let trace_headers = json!({
         "X-Correlation-Id": { "schema": { "type": "string" }, "description": "the execution's correlation id" },
         "X-Trace-Id": { "schema": { "type": "string" }, "description": "the execution's trace id, when traces are exported" }
     });
-    json!({
+    let mut schemas = components();
+    schemas.insert("Input".into(), input);
+    schemas.insert("Output".into(), output);
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": format!("{} {}", info.id, info.version),
@@ -81,10 +158,10 @@ pub(super) fn openapi(config: &Config) -> Value {
                 "responses": {
                     "200": { "description": "the execution ended (with ?wait=true)",
                              "headers": trace_headers,
-                             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Result" } } } },
+                             "content": body("Result") },
                     "202": { "description": "the execution started",
                              "headers": trace_headers,
-                             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Accepted" } } } },
+                             "content": body("Accepted") },
                     "400": problem("malformed JSON or query"),
                     "413": problem("the body is over the server's limit"),
                     "415": problem("the body is not JSON"),
@@ -99,7 +176,7 @@ pub(super) fn openapi(config: &Config) -> Value {
                 "parameters": [id_param.clone()],
                 "responses": {
                     "200": { "description": "the execution",
-                             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Execution" } } } },
+                             "content": body("Execution") },
                     "404": problem("unknown execution")
                 }
             } },
@@ -114,17 +191,7 @@ pub(super) fn openapi(config: &Config) -> Value {
                       "schema": { "type": "integer", "minimum": 1, "maximum": MAX_PAGE } }
                 ],
                 "responses": {
-                    "200": { "description": "a page of events", "content": { "application/json": { "schema": {
-                        "type": "object",
-                        "required": ["executionId", "events", "after", "more", "complete"],
-                        "properties": {
-                            "executionId": { "type": "string" },
-                            "events": { "type": "array", "items": { "type": "object" } },
-                            "after": { "type": "integer", "description": "the seq to pass as ?after= for the next page" },
-                            "more": { "type": "boolean" },
-                            "complete": { "type": "boolean", "description": "the journal has its terminal event" }
-                        }
-                    } } } },
+                    "200": { "description": "a page of events", "content": body("JournalPage") },
                     "400": problem("a bad query parameter"),
                     "404": problem("unknown execution")
                 }
@@ -134,7 +201,8 @@ pub(super) fn openapi(config: &Config) -> Value {
                 "summary": "Request cooperative cancellation",
                 "parameters": [id_param],
                 "responses": {
-                    "202": { "description": "cancellation requested" },
+                    "202": { "description": "cancellation requested", "content": body("CancelRequested") },
+                    "415": problem("a body that is not JSON (a form): refused"),
                     "404": problem("unknown execution"),
                     "409": problem("the execution has already ended")
                 }
@@ -142,88 +210,66 @@ pub(super) fn openapi(config: &Config) -> Value {
             "/health": { "get": {
                 "operationId": "health",
                 "responses": {
-                    "200": { "description": "the server is up" },
-                    "503": { "description": "the journal is failing (`journal` says why): executions would go unrecorded" }
+                    "200": { "description": "the server is up", "content": body("Health") },
+                    "503": { "description": "the journal is failing (`journal` says why): executions would go unrecorded",
+                             "headers": { "Retry-After": { "schema": { "type": "integer" } } },
+                             "content": body("Health") }
                 }
             } },
             "/openapi.json": { "get": {
                 "operationId": "openapi",
-                "responses": { "200": { "description": "this document" } }
+                "responses": { "200": { "description": "this document", "content": { "application/json": { "schema": { "type": "object" } } } } }
             } }
         },
-        "components": { "schemas": {
-            "Input": input,
-            "Output": output,
-            "Error": {
-                "type": "object",
-                "required": ["kind", "message", "attempt"],
-                "properties": {
-                    "kind": { "type": "string", "enum": ["agent_failed", "fatal", "timeout", "circuit_open",
-                              "invalid_input", "invalid_output", "cancelled", "interrupted"] },
-                    "message": { "type": "string" },
-                    "step": { "type": "string" },
-                    "attempt": { "type": "integer" }
-                }
-            },
-            "Links": {
-                "type": "object",
-                "properties": { "self": { "type": "string" }, "journal": { "type": "string" }, "cancel": { "type": "string" } }
-            },
-            "Accepted": {
-                "type": "object",
-                "required": ["executionId", "status", "links"],
-                "properties": {
-                    "executionId": { "type": "string" },
-                    "status": state,
-                    "links": { "$ref": "#/components/schemas/Links" },
-                    "traceId": trace_id
-                }
-            },
-            "Result": {
-                "type": "object",
-                "required": ["executionId", "status"],
-                "properties": {
-                    "executionId": { "type": "string" },
-                    "status": state,
-                    "output": { "$ref": "#/components/schemas/Output" },
-                    "error": { "$ref": "#/components/schemas/Error" },
-                    "traceId": trace_id
-                }
-            },
-            "Execution": {
-                "type": "object",
-                "required": ["executionId", "status", "runningSteps", "steps", "links"],
-                "properties": {
-                    "executionId": { "type": "string" },
-                    "workflowId": { "type": "string" },
-                    "workflowVersion": { "type": "string" },
-                    "correlationId": { "type": "string" },
-                    "status": state,
-                    "startedAt": { "type": "string", "format": "date-time" },
-                    "endedAt": { "type": "string", "format": "date-time" },
-                    "cancelRequested": { "type": "boolean" },
-                    "runningSteps": { "type": "array", "items": { "type": "string" } },
-                    "steps": { "type": "object", "additionalProperties": { "type": "string" } },
-                    "output": { "$ref": "#/components/schemas/Output" },
-                    "error": { "$ref": "#/components/schemas/Error" },
-                    "links": { "$ref": "#/components/schemas/Links" }
-                }
-            },
-            "Problem": {
-                "type": "object",
-                "required": ["type", "title", "status"],
-                "properties": {
-                    "type": { "type": "string", "format": "uri-reference" },
-                    "title": { "type": "string" },
-                    "status": { "type": "integer" },
-                    "detail": { "type": "string" },
-                    "errors": { "type": "array", "items": {
-                        "type": "object",
-                        "required": ["pointer", "detail"],
-                        "properties": { "pointer": { "type": "string" }, "detail": { "type": "string" } }
-                    } }
+        "components": { "schemas": schemas }
+    });
+    // What any operation may answer.
+    let common = [
+        ("401", "`--auth-token-env` is set and the request has no (or another) bearer token"),
+        ("421", "the request's Host is not one this server answers to (see --allowed-host)"),
+        ("500", "the server failed (the problem says how)"),
+    ];
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for (path, item) in paths.iter_mut() {
+            for operation in item.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
+                let Some(Value::Object(responses)) = operation.get_mut("responses") else { continue };
+                for (status, why) in common {
+                    if path == "/health" && status == "401" {
+                        continue; // probes need no token
+                    }
+                    responses.entry(status).or_insert_with(|| problem(why));
                 }
             }
-        } }
-    })
+        }
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_are_rebased_and_data_is_left_alone() {
+        let schema = json!({
+            "$ref": "#/$defs/a",
+            "properties": {
+                "const": { "$ref": "#/$defs/b" },
+                "x": { "const": { "$ref": "#/$defs/c" }, "default": { "$ref": "#/d" } },
+                "y": { "enum": [{ "$ref": "#/e" }], "examples": [{ "$ref": "#/f" }] }
+            },
+            "$defs": { "a": { "items": { "$ref": "#/$defs/b" } }, "b": {} }
+        });
+        let rebased = rebase_refs(&schema, "#/components/schemas/Input");
+        assert_eq!(rebased["$ref"], "#/components/schemas/Input/$defs/a");
+        assert_eq!(
+            rebased["properties"]["const"]["$ref"], "#/components/schemas/Input/$defs/b",
+            "a property named const"
+        );
+        assert_eq!(rebased["$defs"]["a"]["items"]["$ref"], "#/components/schemas/Input/$defs/b");
+        assert_eq!(rebased["properties"]["x"]["const"]["$ref"], "#/$defs/c", "data");
+        assert_eq!(rebased["properties"]["x"]["default"]["$ref"], "#/d");
+        assert_eq!(rebased["properties"]["y"]["enum"][0]["$ref"], "#/e");
+        assert_eq!(rebased["properties"]["y"]["examples"][0]["$ref"], "#/f");
+    }
 }

@@ -7,7 +7,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::responses::{InvalidAt, ProblemDoc};
 use crate::program::one_line;
+use crate::state::ExecutionState;
 
 /// An RFC 9457 problem: `type`, `title`, `status`, `detail`, and for
 /// validation errors `errors: [{"pointer", "detail"}]`.
@@ -18,8 +20,8 @@ pub(super) struct Problem {
     pub(super) title: &'static str,
     pub(super) detail: String,
     pub(super) errors: Vec<(String, String)>,
-    /// Extension members (`executionId`, `status`).
-    pub(super) members: Vec<(&'static str, Value)>,
+    /// The execution the problem is about, and its state.
+    pub(super) execution: Option<Box<(String, Option<ExecutionState>)>>,
     /// Seconds a client should wait before trying again (`Retry-After`);
     /// every 503 has one.
     pub(super) retry_after: Option<u32>,
@@ -28,7 +30,7 @@ pub(super) struct Problem {
 impl Problem {
     pub(super) fn new(status: StatusCode, kind: &'static str, title: &'static str) -> Self {
         let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
-        Problem { status, kind, title, detail: String::new(), errors: Vec::new(), members: Vec::new(), retry_after }
+        Problem { status, kind, title, detail: String::new(), errors: Vec::new(), execution: None, retry_after }
     }
 
     pub(super) fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -53,9 +55,10 @@ impl Problem {
         p
     }
 
-    /// Adds an extension member.
-    pub(super) fn member(mut self, key: &'static str, value: impl Into<Value>) -> Self {
-        self.members.push((key, value.into()));
+    /// Names the execution the problem is about (`executionId`,
+    /// `executionStatus`).
+    pub(super) fn about(mut self, execution_id: &str, status: Option<ExecutionState>) -> Self {
+        self.execution = Some(Box::new((execution_id.to_owned(), status)));
         self
     }
 
@@ -83,22 +86,16 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": format!("urn:orchestr8:problem:{}", self.kind),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if !self.errors.is_empty() {
-            body["errors"] = self
-                .errors
-                .into_iter()
-                .map(|(pointer, detail)| json!({"pointer": pointer, "detail": detail}))
-                .collect();
-        }
-        if let Value::Object(m) = &mut body {
-            m.extend(self.members.into_iter().map(|(k, v)| (k.to_owned(), v)));
-        }
+        let body = ProblemDoc {
+            kind: format!("urn:orchestr8:problem:{}", self.kind),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            instance: None, // set by `with_instance`, which knows the request
+            errors: self.errors.iter().map(|(pointer, detail)| InvalidAt { pointer, detail }).collect(),
+            execution_id: self.execution.as_deref().map(|(id, _)| id.as_str()),
+            execution_status: self.execution.as_deref().and_then(|(_, s)| *s),
+        };
         let mut response = respond(self.status, PROBLEM_JSON, &body);
         if let Some(s) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
