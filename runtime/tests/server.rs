@@ -1,15 +1,19 @@
 //! `PROGRAM serve`, driven through `Program::run_with` on a thread of its
 //! own, bound to 127.0.0.1:0, and called with a small HTTP/1.1 client over
-//! `std::net::TcpStream`. Signals are a channel (`Program::interrupts`).
-//! Nothing asserts on time: waiting is a bounded loop of requests.
+//! `std::net::TcpStream` (the helpers are in `common/`). Signals are a
+//! channel (`Program::interrupts`). Nothing asserts on time: waiting is a
+//! bounded loop of requests.
+
+mod common;
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::{mpsc, Arc, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use common::{request, Server};
 
 use orchestr8_runtime::codegen::{
     slot, store, Agent, AgentStep, BreakerRegistry, ExecutionIds, Node, Program, Workflow, WorkflowInfo,
@@ -19,7 +23,6 @@ use orchestr8_runtime::policy::{Policy, RetryPolicy};
 use orchestr8_runtime::testing::{assert_well_formed, event_names, MockAgent, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -93,199 +96,6 @@ fn ok_agent() -> MockAgent<Value, Value> {
 
 fn hang_agent() -> MockAgent<Value, Value> {
     MockAgent::new("fetch_ticket", "1.0.0").then_hang()
-}
-
-/// Standard error of the server, line by line.
-struct Lines(mpsc::Sender<String>, Vec<u8>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.1.extend_from_slice(buf);
-        while let Some(i) = self.1.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.1.drain(..=i).collect();
-            let _ = self.0.send(String::from_utf8_lossy(&line).trim_end().to_owned());
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-struct Server {
-    addr: String,
-    interrupt: UnboundedSender<()>,
-    thread: Option<JoinHandle<u8>>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(program: Program<Input, State, Value>, dir: &Path, extra: &[&str]) -> Server {
-        let (interrupt, rx) = unbounded_channel();
-        let program = program.interrupts(rx);
-        let mut args: Vec<OsString> =
-            ["probe", "serve", "--addr", "127.0.0.1:0", "--journal-dir"].into_iter().map(OsString::from).collect();
-        args.push(dir.as_os_str().to_owned());
-        args.extend(extra.iter().map(OsString::from));
-        let (tx, lines) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            program.run_with(args, std::io::empty(), &mut out, &mut Lines(tx, Vec::new()))
-        });
-        // A guard against a hang, not a timing assertion.
-        let first = lines.recv_timeout(Duration::from_secs(60)).expect("the server says where it listens");
-        let addr = first
-            .split_once("on http://")
-            .and_then(|(_, rest)| rest.split(';').next())
-            .unwrap_or_else(|| panic!("no address in {first:?}"))
-            .to_owned();
-        Server { addr, interrupt, thread: Some(thread), lines }
-    }
-
-    /// Reads log lines until one satisfies `want` (a guard against a hang, not a timing assertion).
-    fn wait_for_line(&self, want: impl Fn(&str) -> bool) {
-        loop {
-            let line = self.lines.recv_timeout(Duration::from_secs(60)).expect("the expected log line");
-            if want(&line) {
-                return;
-            }
-        }
-    }
-
-    /// One Ctrl-C / SIGTERM.
-    fn interrupt(&self) {
-        self.interrupt.send(()).expect("the server listens for interrupts");
-    }
-
-    /// Waits for the server to exit; its exit status and remaining log.
-    fn join(mut self) -> (u8, Vec<String>) {
-        let code = self.thread.take().unwrap().join().expect("the server thread does not panic");
-        (code, self.lines.try_iter().collect())
-    }
-
-    fn stop(self) -> (u8, Vec<String>) {
-        self.interrupt();
-        self.join()
-    }
-
-    fn get(&self, path: &str) -> Resp {
-        request(&self.addr, "GET", path, &[], b"")
-    }
-
-    fn post(&self, path: &str, body: &Value) -> Resp {
-        request(&self.addr, "POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
-    }
-
-    /// GETs `path` until `done` holds (at most 2,000 tries, 5 ms apart).
-    fn poll(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..2000 {
-            let r = self.get(path);
-            assert_eq!(r.status, 200, "{}", r.text());
-            let v = r.json();
-            if done(&v) {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        panic!("{path} never reached the expected state");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // A failing test must not leave the server running.
-        if let Some(t) = self.thread.take() {
-            let _ = self.interrupt.send(());
-            let _ = self.interrupt.send(());
-            let _ = t.join();
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    /// Checks an RFC 9457 problem of `status` and returns it.
-    fn problem(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.text());
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
-        let p = self.json();
-        assert_eq!(p["status"], status, "{p}");
-        for key in ["type", "title", "detail"] {
-            assert!(p[key].as_str().is_some_and(|s| !s.is_empty()), "{key} in {p}");
-        }
-        p
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
-fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    let mut req = head.into_bytes();
-    req.extend_from_slice(body);
-    // The server may answer (413) and close before reading everything.
-    let _ = s.write_all(&req);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            // A reset after the response (unread request bytes): keep what came.
-            Err(_) if !buf.is_empty() => break,
-            Err(e) => panic!("{method} {path}: {e}"),
-        }
-    }
-    parse_response(&buf)
-}
-
-fn parse_response(buf: &[u8]) -> Resp {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
-    let head = std::str::from_utf8(&buf[..end]).expect("ASCII head");
-    let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = buf[end + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let i = rest.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..i]).unwrap().trim(), 16).unwrap();
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[i + 2..i + 2 + size]);
-            rest = &rest[i + 2 + size + 2..];
-        }
-        body = out;
-    } else if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()) {
-        assert!(body.len() >= len, "short body");
-        body.truncate(len);
-    }
-    Resp { status, headers, body }
 }
 
 fn journal_events(dir: &Path, id: &str) -> Vec<JournalEvent> {

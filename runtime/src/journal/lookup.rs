@@ -20,7 +20,7 @@ use std::{fs, io};
 
 use super::id_map::IdHasher;
 use super::store::check_execution_id;
-use super::{JournalEvent, JournalRead, LOG_DIR};
+use super::{JournalRead, LOG_DIR};
 
 /// Reads the journal of `execution_id` from a journal directory, wherever it
 /// is: `DIR/EXECUTION_ID.jsonl` (a `run`) or the lines in `DIR/log/` (a
@@ -117,8 +117,11 @@ fn collect(bytes: &[u8], finder: &memchr::memmem::Finder, path: &Path, execution
         let start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
         let end = memchr::memchr(b'\n', &bytes[at..]).map(|i| at + i);
         let line = &bytes[start..end.unwrap_or(bytes.len())];
-        match serde_json::from_slice::<JournalEvent>(line) {
-            Ok(ev) if *ev.execution_id == *execution_id => read.events.push(ev),
+        match super::read::parse_line(line) {
+            Ok((ev, warning)) if *ev.execution_id == *execution_id => {
+                read.warnings.extend(warning.map(|w| format!("{}: {w}", path.display())));
+                read.events.push(ev);
+            }
             Ok(_) => {}
             Err(e) => {
                 let what = if end.is_none() { "its last line is incomplete (cut by a crash)" } else { "a line" };
