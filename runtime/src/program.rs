@@ -337,6 +337,7 @@ journal DIR/EXECUTION_ID.jsonl. `serve` makes the workflow an HTTP service
 
 Usage: {bin} [OPTIONS]
        {bin} serve [--addr ADDR] [--journal-dir DIR] [--wait-timeout T] [--body-limit N]
+                   [--journal-retention T] [--journal-max-bytes N]
 
 Options:
       --input JSON           the input (otherwise --input-file, or standard input;
@@ -353,6 +354,10 @@ Options:
       --addr ADDR            serve: where to listen [default: {addr}]
       --wait-timeout T       serve: how long ?wait=true waits [default: 30s]
       --body-limit N         serve: largest request body [default: 1MiB]
+      --journal-retention T  serve: delete journal segments whose executions
+                             all ended this long ago (`7d`, `12h`; `off`) [default: 7d]
+      --journal-max-bytes N  serve: delete the oldest ended segments beyond this
+                             size of DIR/log/ (`10GiB`; `off`) [default: 10GiB]
   -h, --help                 print this help and exit
   -V, --version              print the workflow id and version and exit
 
@@ -626,6 +631,10 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Default request body limit of `serve`, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Default `--journal-retention` of `serve`: a week (see [`crate::journal::DEFAULT_RETENTION`]).
+pub const DEFAULT_JOURNAL_RETENTION: std::time::Duration = crate::journal::DEFAULT_RETENTION;
+/// Default `--journal-max-bytes` of `serve`: 10 GiB (see [`crate::journal::DEFAULT_MAX_BYTES`]).
+pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = crate::journal::DEFAULT_MAX_BYTES;
 
 /// The options of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -635,6 +644,8 @@ pub(crate) struct ServeArgs {
     pub journal_dir: PathBuf,
     pub wait_timeout: std::time::Duration,
     pub body_limit: usize,
+    /// `--journal-retention` and `--journal-max-bytes`.
+    pub retention: crate::journal::Retention,
     pub quiet: bool,
     pub log_format: Option<LogFormat>,
 }
@@ -651,6 +662,8 @@ struct RunArgs {
     addr: Option<String>,
     wait_timeout: Option<String>,
     body_limit: Option<String>,
+    journal_retention: Option<String>,
+    journal_max_bytes: Option<String>,
     log_format: Option<LogFormat>,
 }
 
@@ -692,6 +705,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             "--addr" => set(&mut a.addr, name, utf8(name, value(name)?)?)?,
             "--wait-timeout" => set(&mut a.wait_timeout, name, utf8(name, value(name)?)?)?,
             "--body-limit" => set(&mut a.body_limit, name, utf8(name, value(name)?)?)?,
+            "--journal-retention" => set(&mut a.journal_retention, name, utf8(name, value(name)?)?)?,
+            "--journal-max-bytes" => set(&mut a.journal_max_bytes, name, utf8(name, value(name)?)?)?,
             "--log-format" => {
                 let v = utf8(name, value(name)?)?;
                 let format = v.parse().map_err(|e| format!("'--log-format': {e}"))?;
@@ -711,6 +726,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
         ("--addr", a.addr.is_some()),
         ("--wait-timeout", a.wait_timeout.is_some()),
         ("--body-limit", a.body_limit.is_some()),
+        ("--journal-retention", a.journal_retention.is_some()),
+        ("--journal-max-bytes", a.journal_max_bytes.is_some()),
     ];
     if let Some((flag, _)) = serve_only.iter().find(|(_, given)| *given) {
         return Err(format!("'{flag}' is only for 'serve'"));
@@ -757,14 +774,41 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
             .ok_or_else(|| format!("'--body-limit' needs a size like 1048576, 64KiB or 1MiB, not '{b}'"))?,
         None => DEFAULT_BODY_LIMIT,
     };
+    let max_age = match a.journal_retention.as_deref().map(str::trim) {
+        Some("off") => None,
+        Some(t) => Some(parse_retention(t).ok_or_else(|| {
+            format!("'--journal-retention' needs a duration like 7d, 12h or 30m, or 'off', not '{t}'")
+        })?),
+        None => Some(DEFAULT_JOURNAL_RETENTION),
+    };
+    let max_bytes =
+        match a.journal_max_bytes.as_deref().map(str::trim) {
+            Some("off") => None,
+            Some(b) => Some(parse_size(b).map(|n| n as u64).ok_or_else(|| {
+                format!("'--journal-max-bytes' needs a size like 10GiB or 500MiB, or 'off', not '{b}'")
+            })?),
+            None => Some(DEFAULT_JOURNAL_MAX_BYTES),
+        };
     Ok(Command::Serve(ServeArgs {
         addr,
         journal_dir: a.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)),
         wait_timeout,
         body_limit,
+        retention: crate::journal::Retention { max_age, max_bytes },
         quiet: a.quiet,
         log_format: a.log_format,
     }))
+}
+
+/// A retention age: `7d` (days), or what [`crate::policy::parse_duration`]
+/// reads (`12h`, `30m`, `0s`).
+fn parse_retention(s: &str) -> Option<std::time::Duration> {
+    match s.strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => {
+            days.parse::<u64>().ok()?.checked_mul(86_400).map(std::time::Duration::from_secs)
+        }
+        _ => crate::policy::parse_duration(s).ok(),
+    }
 }
 
 /// `1048576`, `64KiB`, `1MiB` (also `KB`/`MB` as powers of 1000); at least 1.
@@ -779,6 +823,10 @@ fn parse_size(s: &str) -> Option<usize> {
         "MiB" => 1024 * 1024,
         "KB" | "kB" => 1000,
         "MB" => 1000 * 1000,
+        "GiB" => 1 << 30,
+        "GB" => 1000 * 1000 * 1000,
+        "TiB" => 1 << 40,
+        "TB" => 1000 * 1000 * 1000 * 1000,
         _ => return None,
     };
     n.checked_mul(unit).filter(|&b| b > 0)
@@ -1448,6 +1496,34 @@ mod tests {
         assert_eq!((s.body_limit, s.wait_timeout, s.quiet), (65536, std::time::Duration::from_millis(250), true));
         assert!(matches!(args(&["--input", "{}", "--help"]), Ok(Command::Help)));
         assert!(matches!(args(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn parses_journal_retention() {
+        use crate::journal::Retention;
+        let serve = |l: &[&str]| match args(l) {
+            Ok(Command::Serve(s)) => s.retention,
+            other => panic!("{other:?}"),
+        };
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(
+            serve(&["serve"]),
+            Retention { max_age: Some(DEFAULT_JOURNAL_RETENTION), max_bytes: Some(DEFAULT_JOURNAL_MAX_BYTES) }
+        );
+        assert_eq!(DEFAULT_JOURNAL_RETENTION, 7 * day);
+        assert_eq!(
+            serve(&["serve", "--journal-retention", "2d", "--journal-max-bytes=3GiB"]),
+            Retention { max_age: Some(2 * day), max_bytes: Some(3 << 30) }
+        );
+        assert_eq!(
+            serve(&["serve", "--journal-retention=0s", "--journal-max-bytes", "off"]),
+            Retention { max_age: Some(std::time::Duration::ZERO), max_bytes: None }
+        );
+        assert_eq!(serve(&["serve", "--journal-retention", "off"]).max_age, None);
+        let err = |l: &[&str]| args(l).unwrap_err();
+        assert!(err(&["serve", "--journal-retention", "a week"]).starts_with("'--journal-retention' needs a duration"));
+        assert!(err(&["serve", "--journal-max-bytes", "0"]).starts_with("'--journal-max-bytes' needs a size"));
+        assert_eq!(err(&["--journal-max-bytes", "1GiB"]), "'--journal-max-bytes' is only for 'serve'");
     }
 
     #[test]

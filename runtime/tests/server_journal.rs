@@ -103,3 +103,27 @@ fn a_deep_output_stays_readable_here_and_after_a_restart() {
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }
+
+/// Issue 16.6: a restart with a size limit trims what an earlier process
+/// left (it has ended), says so, and the executions it held are unknown.
+#[test]
+fn a_restart_trims_the_log_to_its_limit_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let ids: Vec<String> = (0..3).map(|_| execute_deep(&server, 1).0).collect();
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+
+    let server =
+        Server::start(program(ok_agent()), dir.path(), &["--journal-max-bytes", "1", "--journal-retention", "off"]);
+    server.wait_for_line(|l| l.contains("journal retention deleted 1 segments"));
+    for id in &ids {
+        server.get(&format!("/executions/{id}")).problem(404);
+        server.get(&format!("/executions/{id}/journal")).problem(404);
+    }
+    // The new process's own segment is being written: it stays.
+    let (id, _) = execute_deep(&server, 1);
+    assert_readable(&server, &id, 1);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}

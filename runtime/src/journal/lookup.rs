@@ -48,10 +48,18 @@ impl SegmentFilters {
             other => return other,
         }
         let read = self.scan(&dir.join(LOG_DIR), execution_id)?;
-        if read.events.is_empty() && read.warnings.is_empty() {
+        // Without its first line (seq 1; and nothing unreadable): retention
+        // deleted its beginning, and with it the execution.
+        let head = read.events.first().is_some_and(|e| e.seq <= 1);
+        if read.warnings.is_empty() && !head {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("no journal for execution {execution_id}")));
         }
         Ok(read)
+    }
+
+    /// Forgets the filter of a segment that was deleted.
+    pub(super) fn forget(&self, path: &Path) {
+        self.lock().remove(path);
     }
 
     /// Segment files read by lookups so far (the rest were skipped by their filter).

@@ -13,6 +13,7 @@ pub(crate) mod id_map;
 mod log;
 mod lookup;
 mod read;
+mod retention;
 mod segment;
 mod store;
 
@@ -28,6 +29,7 @@ use serde_json::Value;
 pub use log::{LogOptions, LogStore, DEFAULT_COMMIT_DELAY, INDEX_CAPACITY, LOG_DIR, SEGMENT_BYTES};
 pub use lookup::{read_execution, SegmentFilters};
 pub use read::MAX_READ_DEPTH;
+pub use retention::{Retention, DEFAULT_MAX_BYTES, DEFAULT_RETENTION, RETENTION_CHECK};
 pub use store::{Durable, FileStore, JournalStore, JournalWriter, MemoryStore, DEFAULT_JOURNAL_DIR};
 
 use crate::error::{ErrorKind, StepError};
