@@ -11,6 +11,7 @@ use common::Server;
 use orchestr8_runtime::codegen::{
     slot, store, AgentStep, BreakerRegistry, ExecutionIds, Node, Program, Workflow, WorkflowInfo,
 };
+use orchestr8_runtime::journal::read_execution;
 use orchestr8_runtime::policy::{Policy, RetryPolicy};
 use orchestr8_runtime::testing::MockAgent;
 use serde_json::{json, Value};
@@ -124,6 +125,50 @@ fn a_restart_trims_the_log_to_its_limit_and_says_so() {
     // The new process's own segment is being written: it stays.
     let (id, _) = execute_deep(&server, 1);
     assert_readable(&server, &id, 1);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+/// The cap on a journal page's bytes (`MAX_PAGE_BYTES` in server/handlers.rs).
+const PAGE_BYTES: usize = 1024 * 1024;
+
+/// Issue 16.5: a journal of large events comes in pages under the byte cap,
+/// every event exactly once, by following `links.next`.
+#[test]
+fn a_long_journal_pages_under_the_byte_cap_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &["--body-limit", "4MiB"]);
+    // The input is in `execution.started`, `step.started` and the output in
+    // `execution.completed`: three events of 600 KB.
+    let big = json!({ "text": "x".repeat(600_000) });
+    let r = server.post("/workflows/execute?wait=true", &json!({ "input": big }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = id_of(&r.json());
+    let mut seqs = Vec::new();
+    let mut next = format!("/executions/{id}/journal");
+    let mut pages = 0;
+    loop {
+        let r = server.get(&next);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page = r.json();
+        let events = page["events"].as_array().unwrap();
+        assert!(!events.is_empty(), "{page}");
+        let bytes: usize = events.iter().map(|e| e.to_string().len()).sum();
+        assert!(events.len() == 1 || bytes <= PAGE_BYTES, "{} events, {bytes} bytes", events.len());
+        seqs.extend(events.iter().map(|e| e["seq"].as_u64().unwrap()));
+        assert_eq!(page["after"], *seqs.last().unwrap());
+        pages += 1;
+        if page["more"] == false {
+            assert!(page.get("links").is_none());
+            assert_eq!(page["complete"], true);
+            break;
+        }
+        next = page["links"]["next"].as_str().unwrap().to_owned();
+    }
+    assert!(pages >= 2, "{pages} pages");
+    let all: Vec<u64> = read_execution(dir.path(), &id).unwrap().events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, all, "every event once, in order");
+    assert_eq!(seqs, (1..=all.len() as u64).collect::<Vec<_>>());
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }
