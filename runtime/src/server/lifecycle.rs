@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::handlers::router;
 use super::openapi::openapi;
 use super::registry::{App, Entry, Table};
+use super::search_queue::{SearchQueue, SEARCH_QUEUE};
 use super::{Config, End, StartFn};
 use crate::executor::Runtime;
 use crate::journal::{LogOptions, LogStore, LOG_DIR};
@@ -65,7 +66,7 @@ pub(super) async fn serve(
         store,
         start,
         table: Mutex::new(Table::default()),
-        scans: tokio::sync::Mutex::new(()),
+        scans: SearchQueue::new(SEARCH_QUEUE),
         config,
     });
     say(

@@ -12,11 +12,18 @@ pub(super) struct Problem {
     pub(super) title: &'static str,
     pub(super) detail: String,
     pub(super) errors: Vec<(String, String)>,
+    /// Seconds for a `Retry-After` header.
+    pub(super) retry_after: Option<u32>,
 }
 
 impl Problem {
     pub(super) fn new(status: StatusCode, kind: &'static str, title: &'static str) -> Self {
-        Problem { status, kind, title, detail: String::new(), errors: Vec::new() }
+        Problem { status, kind, title, detail: String::new(), errors: Vec::new(), retry_after: None }
+    }
+
+    pub(super) fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub(super) fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -61,7 +68,11 @@ impl IntoResponse for Problem {
                 .map(|(pointer, detail)| json!({"pointer": pointer, "detail": detail}))
                 .collect();
         }
-        respond(self.status, "application/problem+json", &body)
+        let mut response = respond(self.status, "application/problem+json", &body);
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
