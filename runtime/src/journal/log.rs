@@ -40,7 +40,7 @@
 //! its id. A plain `EXECUTION_ID.jsonl` in `DIR` (from `run`) is read too,
 //! so one directory serves both.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -208,6 +208,11 @@ struct Segment {
     live: usize,
     /// Deleted by retention.
     deleted: bool,
+    /// The ids with lines in it (their filter hashes) while it is written:
+    /// a search asks these instead of reading it, and learns a filter of
+    /// them when it closes, so an id this process never wrote costs no read
+    /// of its segments.
+    ids: Option<HashSet<u64>>,
 }
 
 /// Bytes appended and not yet written: runs of `bytes`, in order.
@@ -354,7 +359,13 @@ impl LogStore {
     /// The store learns a filter of the ids in each segment it reads, so
     /// that a later search reads only the segments that may hold the id.
     pub fn search(&self, execution_id: &str) -> io::Result<JournalRead> {
-        self.handle.shared.filters.read_execution(&self.handle.shared.dir, execution_id)
+        let shared = &self.handle.shared;
+        let own = |path: &Path, hash: u64| {
+            let log = lock(&shared.log);
+            let seg = log.segments.iter().rev().find(|s| s.path == path)?;
+            seg.ids.as_ref().map(|ids| ids.contains(&hash))
+        };
+        shared.filters.read_execution_with(&shared.dir, execution_id, &own)
     }
 
     /// Segment files read by searches so far (the others were skipped).
@@ -452,14 +463,20 @@ impl Shared {
                 // The last segment is written on; full ones are done: closed.
                 let current = unsynced.pop();
                 let mut log = lock(&self.log);
-                let mut closed = false;
+                let mut closed = Vec::new();
                 for (number, _) in unsynced.drain(..) {
                     if number + 1 < log.segments.len() {
-                        log.segments[number].file = None;
-                        closed = true;
+                        let seg = &mut log.segments[number];
+                        seg.file = None;
+                        closed.push((seg.path.clone(), seg.ids.take().unwrap_or_default()));
                     }
                 }
                 drop(log);
+                // Done with: its filter from what was written to it.
+                for (path, ids) in &closed {
+                    self.filters.learn(path, ids.iter().copied());
+                }
+                let closed = !closed.is_empty();
                 unsynced.extend(current);
                 durable = upto;
                 self.commits.fetch_add(1, Ordering::Relaxed);
@@ -599,13 +616,24 @@ impl Shared {
             let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
             let name = format!("{millis:013}-{}-{n:04}.jsonl", std::process::id());
             let path = self.dir.join(LOG_DIR).join(name);
-            log.segments.push(Segment { path, file: None, created: false, len: 0, live: 0, deleted: false });
+            log.segments.push(Segment {
+                path,
+                file: None,
+                created: false,
+                len: 0,
+                live: 0,
+                deleted: false,
+                ids: Some(HashSet::new()),
+            });
         }
         let number = log.segments.len() - 1;
         let seg = &mut log.segments[number];
         if touched.last() != Some(&(number as u32)) {
             touched.push(number as u32);
             seg.live += 1;
+            if let Some(ids) = &mut seg.ids {
+                ids.insert(super::lookup::id_hash(id));
+            }
         }
         let offset = seg.len;
         seg.len += n;
