@@ -340,6 +340,7 @@ journal DIR/EXECUTION_ID.jsonl. `serve` makes the workflow an HTTP service
 
 Usage: {bin} [OPTIONS]
        {bin} serve [--addr ADDR] [--journal-dir DIR] [--wait-timeout T] [--body-limit N]
+                   [--journal-retention T] [--journal-max-bytes N]
 
 Options:
       --input JSON           the input (otherwise --input-file, or standard input;
@@ -365,6 +366,10 @@ Options:
                              across restarts [default: 24h]
       --auth-token-env VAR   serve: require `Authorization: Bearer $VAR` on every
                              request but /health
+      --journal-retention T  serve: delete journal segments whose executions
+                             all ended this long ago (`7d`, `12h`; `off`) [default: 7d]
+      --journal-max-bytes N  serve: delete the oldest ended segments beyond this
+                             size of DIR/log/ (`10GiB`; `off`) [default: 10GiB]
   -h, --help                 print this help and exit
   -V, --version              print the workflow id and version and exit
 
@@ -646,6 +651,10 @@ pub const DEFAULT_MAX_RUNNING: usize = 1024;
 /// Default time `serve` remembers an `Idempotency-Key`: a day covers a
 /// client's retries across an outage and a restart.
 pub const DEFAULT_IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Default `--journal-retention` of `serve`: a week (see [`crate::journal::DEFAULT_RETENTION`]).
+pub const DEFAULT_JOURNAL_RETENTION: std::time::Duration = crate::journal::DEFAULT_RETENTION;
+/// Default `--journal-max-bytes` of `serve`: 10 GiB (see [`crate::journal::DEFAULT_MAX_BYTES`]).
+pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = crate::journal::DEFAULT_MAX_BYTES;
 
 /// The options of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -655,6 +664,8 @@ pub(crate) struct ServeArgs {
     pub journal_dir: PathBuf,
     pub wait_timeout: std::time::Duration,
     pub body_limit: usize,
+    /// `--journal-retention` and `--journal-max-bytes`.
+    pub retention: crate::journal::Retention,
     pub quiet: bool,
     pub log_format: Option<LogFormat>,
     /// `--allowed-host`: more names the server answers to (`*`: any).
@@ -679,6 +690,8 @@ struct RunArgs {
     addr: Option<String>,
     wait_timeout: Option<String>,
     body_limit: Option<String>,
+    journal_retention: Option<String>,
+    journal_max_bytes: Option<String>,
     log_format: Option<LogFormat>,
     allowed_hosts: Vec<String>,
     auth_token_env: Option<String>,
@@ -736,6 +749,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             "--auth-token-env" => set(&mut a.auth_token_env, name, utf8(name, value(name)?)?)?,
             "--max-running" => set(&mut a.max_running, name, utf8(name, value(name)?)?)?,
             "--idempotency-ttl" => set(&mut a.idempotency_ttl, name, utf8(name, value(name)?)?)?,
+            "--journal-retention" => set(&mut a.journal_retention, name, utf8(name, value(name)?)?)?,
+            "--journal-max-bytes" => set(&mut a.journal_max_bytes, name, utf8(name, value(name)?)?)?,
             "--log-format" => {
                 let v = utf8(name, value(name)?)?;
                 let format = v.parse().map_err(|e| format!("'--log-format': {e}"))?;
@@ -759,6 +774,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
         ("--auth-token-env", a.auth_token_env.is_some()),
         ("--max-running", a.max_running.is_some()),
         ("--idempotency-ttl", a.idempotency_ttl.is_some()),
+        ("--journal-retention", a.journal_retention.is_some()),
+        ("--journal-max-bytes", a.journal_max_bytes.is_some()),
     ];
     if let Some((flag, _)) = serve_only.iter().find(|(_, given)| *given) {
         return Err(format!("'{flag}' is only for 'serve'"));
@@ -827,11 +844,27 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
             ));
         }
     }
+    let max_age = match a.journal_retention.as_deref().map(str::trim) {
+        Some("off") => None,
+        Some(t) => Some(parse_retention(t).ok_or_else(|| {
+            format!("'--journal-retention' needs a duration like 7d, 12h or 30m, or 'off', not '{t}'")
+        })?),
+        None => Some(DEFAULT_JOURNAL_RETENTION),
+    };
+    let max_bytes =
+        match a.journal_max_bytes.as_deref().map(str::trim) {
+            Some("off") => None,
+            Some(b) => Some(parse_size(b).map(|n| n as u64).ok_or_else(|| {
+                format!("'--journal-max-bytes' needs a size like 10GiB or 500MiB, or 'off', not '{b}'")
+            })?),
+            None => Some(DEFAULT_JOURNAL_MAX_BYTES),
+        };
     Ok(Command::Serve(ServeArgs {
         addr,
         journal_dir: a.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)),
         wait_timeout,
         body_limit,
+        retention: crate::journal::Retention { max_age, max_bytes },
         quiet: a.quiet,
         log_format: a.log_format,
         allowed_hosts: a.allowed_hosts,
@@ -839,6 +872,17 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
         max_running,
         idempotency_ttl,
     }))
+}
+
+/// A retention age: `7d` (days), or what [`crate::policy::parse_duration`]
+/// reads (`12h`, `30m`, `0s`).
+fn parse_retention(s: &str) -> Option<std::time::Duration> {
+    match s.strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => {
+            days.parse::<u64>().ok()?.checked_mul(86_400).map(std::time::Duration::from_secs)
+        }
+        _ => crate::policy::parse_duration(s).ok(),
+    }
 }
 
 /// `1048576`, `64KiB`, `1MiB` (also `KB`/`MB` as powers of 1000); at least 1.
@@ -853,6 +897,10 @@ fn parse_size(s: &str) -> Option<usize> {
         "MiB" => 1024 * 1024,
         "KB" | "kB" => 1000,
         "MB" => 1000 * 1000,
+        "GiB" => 1 << 30,
+        "GB" => 1000 * 1000 * 1000,
+        "TiB" => 1 << 40,
+        "TB" => 1000 * 1000 * 1000 * 1000,
         _ => return None,
     };
     n.checked_mul(unit).filter(|&b| b > 0)
@@ -1366,6 +1414,34 @@ mod tests {
         assert_eq!((s.body_limit, s.wait_timeout, s.quiet), (65536, std::time::Duration::from_millis(250), true));
         assert!(matches!(args(&["--input", "{}", "--help"]), Ok(Command::Help)));
         assert!(matches!(args(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn parses_journal_retention() {
+        use crate::journal::Retention;
+        let serve = |l: &[&str]| match args(l) {
+            Ok(Command::Serve(s)) => s.retention,
+            other => panic!("{other:?}"),
+        };
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(
+            serve(&["serve"]),
+            Retention { max_age: Some(DEFAULT_JOURNAL_RETENTION), max_bytes: Some(DEFAULT_JOURNAL_MAX_BYTES) }
+        );
+        assert_eq!(DEFAULT_JOURNAL_RETENTION, 7 * day);
+        assert_eq!(
+            serve(&["serve", "--journal-retention", "2d", "--journal-max-bytes=3GiB"]),
+            Retention { max_age: Some(2 * day), max_bytes: Some(3 << 30) }
+        );
+        assert_eq!(
+            serve(&["serve", "--journal-retention=0s", "--journal-max-bytes", "off"]),
+            Retention { max_age: Some(std::time::Duration::ZERO), max_bytes: None }
+        );
+        assert_eq!(serve(&["serve", "--journal-retention", "off"]).max_age, None);
+        let err = |l: &[&str]| args(l).unwrap_err();
+        assert!(err(&["serve", "--journal-retention", "a week"]).starts_with("'--journal-retention' needs a duration"));
+        assert!(err(&["serve", "--journal-max-bytes", "0"]).starts_with("'--journal-max-bytes' needs a size"));
+        assert_eq!(err(&["--journal-max-bytes", "1GiB"]), "'--journal-max-bytes' is only for 'serve'");
     }
 
     #[test]

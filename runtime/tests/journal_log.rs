@@ -328,3 +328,35 @@ async fn searches_learn_which_segments_hold_which_executions() {
         store.segments_searched() - before
     );
 }
+
+/// Issue 16.5: the store knows which ids it wrote to each of its segments,
+/// the one being written too, so an id it never wrote costs no segment read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_id_reads_no_segment_of_this_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions { segment_bytes: 2048, ..LogOptions::default() };
+    let store = LogStore::with_options(dir.path(), options).unwrap();
+    for i in 0..60 {
+        let id = format!("e{i}");
+        let mut w = store.create(&id).unwrap();
+        let mut started = JournalEvent::new(id.as_str().into(), EventKind::ExecutionStarted);
+        started.seq = 1;
+        started.input = Some(json!({ "padding": "x".repeat(200) }).into());
+        w.append(started).unwrap();
+        let mut done = completed(&id);
+        done.seq = 2;
+        w.append(done).unwrap();
+        w.sync().await.unwrap();
+    }
+    assert!(store.segments().len() > 5, "{:?}", store.segments());
+    let unknown = ["nobody".to_owned(), "e-1".into()].into_iter().chain((60..80).map(|i| format!("e{i}")));
+    for unknown in unknown {
+        let err = store.search(&unknown).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    }
+    assert_eq!(store.segments_searched(), 0, "no segment read for ids never written");
+    // A known id (searched as if evicted from the index) reads only what may hold it.
+    assert_eq!(store.search("e30").unwrap().events.len(), 2);
+    let read = store.segments_searched();
+    assert!((1..=2).contains(&read), "{read} segments read for one execution");
+}

@@ -30,13 +30,17 @@
 //! (`run`'s file journal keeps the stricter rule: every event in the OS
 //! before the next agent code runs.)
 //!
+//! Retention ([`LogOptions::retention`], see [`super::retention`]): closed
+//! segments whose executions have all ended are deleted, oldest first, by
+//! age and to keep the log under a size; the log thread checks.
+//!
 //! Reading: the log keeps, for the most recent [`INDEX_CAPACITY`]
 //! executions, where their lines are, and reads just those; anything older
 //! (or written by an earlier process) is found by scanning the segments for
 //! its id. A plain `EXECUTION_ID.jsonl` in `DIR` (from `run`) is read too,
 //! so one directory serves both.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -48,6 +52,7 @@ use tokio::sync::watch;
 
 use super::id_map::IdMap;
 use super::lookup::SegmentFilters;
+use super::retention::{self, Candidate, Retention, RETENTION_CHECK};
 use super::segment::{read_at, write_at};
 use super::store::{check_execution_id, Durable};
 use super::{JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache};
@@ -73,11 +78,22 @@ pub struct LogOptions {
     /// How long a commit waits, while other executions are running, for
     /// their ends to share its fsync ([`DEFAULT_COMMIT_DELAY`]; zero: never).
     pub commit_delay: Duration,
+    /// Which closed segments are deleted ([`Retention::default`]: after a
+    /// week, or beyond 10 GiB).
+    pub retention: Retention,
+    /// How often the log thread checks retention, besides when it starts
+    /// and when it closes a segment ([`RETENTION_CHECK`]).
+    pub retention_check: Duration,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { segment_bytes: SEGMENT_BYTES, commit_delay: DEFAULT_COMMIT_DELAY }
+        LogOptions {
+            segment_bytes: SEGMENT_BYTES,
+            commit_delay: DEFAULT_COMMIT_DELAY,
+            retention: Retention::default(),
+            retention_check: RETENTION_CHECK,
+        }
     }
 }
 
@@ -120,6 +136,16 @@ struct Shared {
     dir: PathBuf,
     segment_bytes: u64,
     commit_delay: Duration,
+    retention: Retention,
+    retention_check: Duration,
+    /// Held while retention runs (the log thread's, or [`LogStore::retain`]).
+    retaining: Mutex<()>,
+    /// Segments retention deleted.
+    deleted: AtomicU64,
+    /// A line for each retention run that deleted something, for the
+    /// program's log ([`LogStore::retention_log`]); dropped when full.
+    retention_log: tokio::sync::mpsc::Sender<String>,
+    retention_log_rx: Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
     log: Mutex<Log>,
     /// Wakes the log thread: lines to write, a commit wanted, or stop.
     wake: Condvar,
@@ -178,6 +204,15 @@ struct Segment {
     created: bool,
     /// Bytes appended (written or pending).
     len: u64,
+    /// Writers alive (executions not ended) with lines in it: retention keeps it.
+    live: usize,
+    /// Deleted by retention.
+    deleted: bool,
+    /// The ids with lines in it (their filter hashes) while it is written:
+    /// a search asks these instead of reading it, and learns a filter of
+    /// them when it closes, so an id this process never wrote costs no read
+    /// of its segments.
+    ids: Option<HashSet<u64>>,
 }
 
 /// Bytes appended and not yet written: runs of `bytes`, in order.
@@ -237,10 +272,17 @@ impl LogStore {
 
     /// Like [`new`](Self::new) with `options`.
     pub fn with_options(dir: impl Into<PathBuf>, options: LogOptions) -> io::Result<Self> {
+        let (retention_log, retention_log_rx) = tokio::sync::mpsc::channel(64);
         let shared = Arc::new(Shared {
             dir: dir.into(),
             segment_bytes: options.segment_bytes.max(1),
             commit_delay: options.commit_delay,
+            retention: options.retention,
+            retention_check: options.retention_check.max(Duration::from_millis(1)),
+            retaining: Mutex::new(()),
+            deleted: AtomicU64::new(0),
+            retention_log,
+            retention_log_rx: Mutex::new(Some(retention_log_rx)),
             log: Mutex::new(Log::default()),
             wake: Condvar::new(),
             written: Condvar::new(),
@@ -271,7 +313,24 @@ impl LogStore {
     /// The segments this process has written, oldest first.
     pub fn segments(&self) -> Vec<PathBuf> {
         let log = lock(&self.handle.shared.log);
-        log.segments.iter().filter(|s| s.created).map(|s| s.path.clone()).collect()
+        log.segments.iter().filter(|s| s.created && !s.deleted).map(|s| s.path.clone()).collect()
+    }
+
+    /// Applies retention now (the log thread does on its own, see
+    /// [`LogOptions::retention`]); the number of segments deleted.
+    pub fn retain(&self) -> usize {
+        self.handle.shared.retain()
+    }
+
+    /// A line for each time retention deleted segments (the last 64 not yet
+    /// taken are kept): the server says them. `None` once taken.
+    pub fn retention_log(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        lock(&self.handle.shared.retention_log_rx).take()
+    }
+
+    /// Segments retention has deleted so far.
+    pub fn segments_deleted(&self) -> u64 {
+        self.handle.shared.deleted.load(Ordering::Relaxed)
     }
 
     /// The journal of an execution this store started and still indexes
@@ -286,7 +345,12 @@ impl LogStore {
         Some(if bytes.is_empty() {
             Err(io::Error::new(io::ErrorKind::NotFound, format!("execution {execution_id} has recorded nothing yet")))
         } else {
-            super::parse(&bytes)
+            // Lines of one execution only: a bad one is said and skipped.
+            let read = super::parse_lenient(&bytes);
+            for w in &read.warnings {
+                tracing::warn!(execution_id, "{w}");
+            }
+            Ok(read)
         })
     }
 
@@ -295,7 +359,13 @@ impl LogStore {
     /// The store learns a filter of the ids in each segment it reads, so
     /// that a later search reads only the segments that may hold the id.
     pub fn search(&self, execution_id: &str) -> io::Result<JournalRead> {
-        self.handle.shared.filters.read_execution(&self.handle.shared.dir, execution_id)
+        let shared = &self.handle.shared;
+        let own = |path: &Path, hash: u64| {
+            let log = lock(&shared.log);
+            let seg = log.segments.iter().rev().find(|s| s.path == path)?;
+            seg.ids.as_ref().map(|ids| ids.contains(&hash))
+        };
+        shared.filters.read_execution_with(&shared.dir, execution_id, &own)
     }
 
     /// Segment files read by searches so far (the others were skipped).
@@ -357,14 +427,29 @@ impl Shared {
         let _panic = PanicGuard(self);
         let mut durable = 0u64;
         let mut unsynced: Vec<(usize, Arc<File>)> = Vec::new();
+        // A restart over a full directory trims it before anything is added.
+        self.retain();
+        let mut next_check = std::time::Instant::now() + self.retention_check;
         loop {
             let (commit, stop) = {
                 let mut log = lock(&self.log);
                 while log.pending.is_empty() && log.wanted <= durable && !log.stop {
-                    log = self.wake.wait(log).unwrap_or_else(|e| e.into_inner());
+                    if !self.retention.deletes() {
+                        log = self.wake.wait(log).unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                    let now = std::time::Instant::now();
+                    if now >= next_check {
+                        break;
+                    }
+                    log = self.wake.wait_timeout(log, next_check - now).unwrap_or_else(|e| e.into_inner()).0;
                 }
                 (log.wanted > durable || log.stop, log.stop)
             };
+            if std::time::Instant::now() >= next_check && self.retention.deletes() {
+                self.retain();
+                next_check = std::time::Instant::now() + self.retention_check;
+            }
             let round = std::time::Instant::now();
             // Out first, so that nothing waits on the gathering to be in the OS.
             let mut upto = self.write_out(&mut unsynced);
@@ -378,12 +463,20 @@ impl Shared {
                 // The last segment is written on; full ones are done: closed.
                 let current = unsynced.pop();
                 let mut log = lock(&self.log);
+                let mut closed = Vec::new();
                 for (number, _) in unsynced.drain(..) {
                     if number + 1 < log.segments.len() {
-                        log.segments[number].file = None;
+                        let seg = &mut log.segments[number];
+                        seg.file = None;
+                        closed.push((seg.path.clone(), seg.ids.take().unwrap_or_default()));
                     }
                 }
                 drop(log);
+                // Done with: its filter from what was written to it.
+                for (path, ids) in &closed {
+                    self.filters.learn(path, ids.iter().copied());
+                }
+                let closed = !closed.is_empty();
                 unsynced.extend(current);
                 durable = upto;
                 self.commits.fetch_add(1, Ordering::Relaxed);
@@ -395,6 +488,10 @@ impl Shared {
                 }
                 #[cfg(not(feature = "otel"))]
                 let _ = round;
+                if closed && self.retention.deletes() {
+                    self.retain();
+                    next_check = std::time::Instant::now() + self.retention_check;
+                }
             }
             if stop && lock(&self.log).pending.is_empty() {
                 return;
@@ -505,8 +602,9 @@ impl Shared {
     }
 
     /// Appends `bytes` (whole lines of `id`) to the log, in memory; returns
-    /// the log position after them.
-    fn append(&self, id: &Arc<str>, bytes: &[u8]) -> u64 {
+    /// the log position after them. `touched`: the segments the writer has
+    /// lines in, each counted [`Segment::live`] once.
+    fn append(&self, id: &Arc<str>, bytes: &[u8], touched: &mut Vec<u32>) -> u64 {
         let n = bytes.len() as u64;
         let mut log = lock(&self.log);
         let log = &mut *log;
@@ -518,10 +616,25 @@ impl Shared {
             let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
             let name = format!("{millis:013}-{}-{n:04}.jsonl", std::process::id());
             let path = self.dir.join(LOG_DIR).join(name);
-            log.segments.push(Segment { path, file: None, created: false, len: 0 });
+            log.segments.push(Segment {
+                path,
+                file: None,
+                created: false,
+                len: 0,
+                live: 0,
+                deleted: false,
+                ids: Some(HashSet::new()),
+            });
         }
         let number = log.segments.len() - 1;
         let seg = &mut log.segments[number];
+        if touched.last() != Some(&(number as u32)) {
+            touched.push(number as u32);
+            seg.live += 1;
+            if let Some(ids) = &mut seg.ids {
+                ids.insert(super::lookup::id_hash(id));
+            }
+        }
         let offset = seg.len;
         seg.len += n;
         log.pos += n;
@@ -556,6 +669,108 @@ impl Shared {
             }
         }
         Box::pin(wait_until(rx, pos))
+    }
+
+    /// Deletes the segments [`Retention`] lets go; the number deleted. See
+    /// [`super::retention`].
+    fn retain(&self) -> usize {
+        if !self.retention.deletes() {
+            return 0;
+        }
+        let _one_at_a_time = lock(&self.retaining);
+        let log_dir = self.dir.join(LOG_DIR);
+        // This store's segments: deletable once closed (not the one being
+        // written, its file synced and let go) with no execution running.
+        let own: Vec<(PathBuf, bool)> = {
+            let log = lock(&self.log);
+            let last = log.segments.len().saturating_sub(1);
+            log.segments
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.created && !s.deleted)
+                .map(|(i, s)| (s.path.clone(), i < last && s.file.is_none() && s.live == 0))
+                .collect()
+        };
+        let entries = match std::fs::read_dir(&log_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return 0,
+            Err(e) => {
+                tracing::warn!(dir = %log_dir.display(), error = %e, "journal retention cannot list the log");
+                return 0;
+            }
+        };
+        let mut files: Vec<(PathBuf, u64, SystemTime)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((e.path(), meta.len(), meta.modified().unwrap_or(UNIX_EPOCH)))
+            })
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let candidates: Vec<Candidate> = files
+            .iter()
+            .enumerate()
+            .map(|(i, (path, len, modified))| {
+                let deletable = match own.iter().find(|(p, _)| p == path) {
+                    Some((_, deletable)) => *deletable,
+                    None => {
+                        let pid = retention::segment_pid(&name(path));
+                        let newest = !files[i + 1..].iter().any(|(p, _, _)| retention::segment_pid(&name(p)) == pid);
+                        retention::foreign_segment_ended(pid, newest)
+                    }
+                };
+                Candidate { path: path.clone(), len: *len, modified: *modified, deletable }
+            })
+            .collect();
+        let chosen = retention::select(&candidates, &self.retention, SystemTime::now());
+        let (mut deleted, mut bytes) = (Vec::new(), 0u64);
+        for i in chosen {
+            let c = &candidates[i];
+            match std::fs::remove_file(&c.path) {
+                Ok(()) => {
+                    bytes += c.len;
+                    deleted.push(c.path.clone());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => deleted.push(c.path.clone()),
+                Err(e) => {
+                    tracing::warn!(path = %c.path.display(), error = %e, "journal retention cannot delete a segment")
+                }
+            }
+        }
+        if deleted.is_empty() {
+            return 0;
+        }
+        {
+            // Their executions are unknown from now on: the index forgets them.
+            let mut log = lock(&self.log);
+            let log = &mut *log;
+            let mut gone = Vec::new();
+            for (number, seg) in log.segments.iter_mut().enumerate() {
+                if !seg.deleted && deleted.contains(&seg.path) {
+                    seg.deleted = true;
+                    gone.push(number as u32);
+                }
+            }
+            if !gone.is_empty() {
+                log.index.retain(|_, ranges| !ranges.iter().any(|r| gone.contains(&r.segment)));
+            }
+        }
+        for path in &deleted {
+            self.filters.forget(path);
+        }
+        self.deleted.fetch_add(deleted.len() as u64, Ordering::Relaxed);
+        let kept = candidates.iter().map(|c| c.len).sum::<u64>() - bytes;
+        let line = format!(
+            "journal retention deleted {} segments ({bytes} bytes, oldest {}); {} keeps {kept} bytes",
+            deleted.len(),
+            deleted[0].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            log_dir.display(),
+        );
+        tracing::debug!("{line}");
+        let _ = self.retention_log.try_send(line);
+        deleted.len()
     }
 
     /// The lines of `id` this process appended and still indexes, once
@@ -636,6 +851,8 @@ struct LogWriter {
     cache: LineCache,
     /// The log position after this execution's last write.
     pos: u64,
+    /// The segments it has lines in.
+    touched: Vec<u32>,
 }
 
 impl JournalWriter for LogWriter {
@@ -649,7 +866,7 @@ impl JournalWriter for LogWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            self.pos = self.handle.shared.append(&self.id, &self.buf);
+            self.pos = self.handle.shared.append(&self.id, &self.buf, &mut self.touched);
             self.buf.clear();
         }
         Ok(())
@@ -669,6 +886,14 @@ impl Drop for LogWriter {
     fn drop(&mut self) {
         // E.g. the execution task panicked: keep what was recorded.
         let _ = self.flush();
+        // Ended: retention may delete its segments once they are closed.
+        let mut log = lock(&self.handle.shared.log);
+        for &number in &self.touched {
+            if let Some(seg) = log.segments.get_mut(number as usize) {
+                seg.live -= 1;
+            }
+        }
+        drop(log);
         self.handle.shared.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -697,6 +922,7 @@ impl JournalStore for LogStore {
             buf: Vec::with_capacity(1024),
             cache: LineCache::default(),
             pos: 0,
+            touched: Vec::new(),
         }))
     }
 

@@ -20,7 +20,7 @@ use std::{fs, io};
 
 use super::id_map::IdHasher;
 use super::store::check_execution_id;
-use super::{JournalEvent, JournalRead, LOG_DIR};
+use super::{JournalRead, LOG_DIR};
 
 /// Reads the journal of `execution_id` from a journal directory, wherever it
 /// is: `DIR/EXECUTION_ID.jsonl` (a `run`) or the lines in `DIR/log/` (a
@@ -42,16 +42,45 @@ impl SegmentFilters {
     /// Like [`read_execution`], reading only the segments whose filter may
     /// hold `execution_id`, and learning the filters of those it reads.
     pub fn read_execution(&self, dir: &Path, execution_id: &str) -> io::Result<JournalRead> {
+        self.read_execution_with(dir, execution_id, &|_, _| None)
+    }
+
+    /// Like [`read_execution`](Self::read_execution); `own` answers for the
+    /// segments a store is writing (whether one may hold an id's hash, from
+    /// what it wrote; `None` for any other segment), which are not read
+    /// when it says no.
+    pub(super) fn read_execution_with(
+        &self,
+        dir: &Path,
+        execution_id: &str,
+        own: &dyn Fn(&Path, u64) -> Option<bool>,
+    ) -> io::Result<JournalRead> {
         check_execution_id(execution_id)?;
         match super::read_file(dir.join(format!("{execution_id}.jsonl"))) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             other => return other,
         }
-        let read = self.scan(&dir.join(LOG_DIR), execution_id)?;
-        if read.events.is_empty() && read.warnings.is_empty() {
+        let read = self.scan(&dir.join(LOG_DIR), execution_id, own)?;
+        // Without its first line (seq 1; and nothing unreadable): retention
+        // deleted its beginning, and with it the execution.
+        let head = read.events.first().is_some_and(|e| e.seq <= 1);
+        if read.warnings.is_empty() && !head {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("no journal for execution {execution_id}")));
         }
         Ok(read)
+    }
+
+    /// Learns the filter of a segment a store wrote and closed, from the
+    /// hashes of the ids it wrote there ([`id_hash`]), without reading it.
+    pub(super) fn learn(&self, path: &Path, hashes: impl ExactSizeIterator<Item = u64>) {
+        if let Ok(stamp) = Stamp::of(path) {
+            self.lock().insert(path.to_owned(), Filter::of_hashes(hashes, stamp));
+        }
+    }
+
+    /// Forgets the filter of a segment that was deleted.
+    pub(super) fn forget(&self, path: &Path) {
+        self.lock().remove(path);
     }
 
     /// Segment files read by lookups so far (the rest were skipped by their filter).
@@ -63,7 +92,12 @@ impl SegmentFilters {
     /// segment first. A line that does not parse is a warning (the last line
     /// of a segment a crash cut, or damage), not an error: one bad line must
     /// not hide every other execution's journal.
-    fn scan(&self, log_dir: &Path, execution_id: &str) -> io::Result<JournalRead> {
+    fn scan(
+        &self,
+        log_dir: &Path,
+        execution_id: &str,
+        own: &dyn Fn(&Path, u64) -> Option<bool>,
+    ) -> io::Result<JournalRead> {
         let mut names: Vec<PathBuf> = match fs::read_dir(log_dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -82,7 +116,15 @@ impl SegmentFilters {
         let finder = memchr::memmem::Finder::new(&key);
         let mut read = JournalRead::default();
         for path in names {
-            let stamp = Stamp::of(&path)?;
+            if own(&path, id_hash) == Some(false) {
+                continue;
+            }
+            let stamp = match Stamp::of(&path) {
+                Ok(stamp) => stamp,
+                // Deleted by retention since it was listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             let known = self.lock().get(&path).map(|f| (f.stamp == stamp, f.may_hold(id_hash)));
             if known == Some((true, false)) {
                 continue;
@@ -117,8 +159,11 @@ fn collect(bytes: &[u8], finder: &memchr::memmem::Finder, path: &Path, execution
         let start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
         let end = memchr::memchr(b'\n', &bytes[at..]).map(|i| at + i);
         let line = &bytes[start..end.unwrap_or(bytes.len())];
-        match serde_json::from_slice::<JournalEvent>(line) {
-            Ok(ev) if *ev.execution_id == *execution_id => read.events.push(ev),
+        match super::read::parse_line(line) {
+            Ok((ev, warning)) if *ev.execution_id == *execution_id => {
+                read.warnings.extend(warning.map(|w| format!("{}: {w}", path.display())));
+                read.events.push(ev);
+            }
             Ok(_) => {}
             Err(e) => {
                 let what = if end.is_none() { "its last line is incomplete (cut by a crash)" } else { "a line" };
@@ -150,6 +195,11 @@ fn hash(bytes: &[u8]) -> u64 {
     BuildHasherDefault::<IdHasher>::default().hash_one(bytes)
 }
 
+/// The hash filters keep of an execution id (of its JSON string, as lines hold it).
+pub(super) fn id_hash(execution_id: &str) -> u64 {
+    hash(&serde_json::to_vec(execution_id).unwrap_or_default())
+}
+
 /// A Bloom filter of one segment's execution ids (their JSON strings).
 #[derive(Debug)]
 struct Filter {
@@ -164,14 +214,15 @@ impl Filter {
     /// The ids of every line of a segment.
     fn of(bytes: &[u8], stamp: Stamp) -> Filter {
         let key = memchr::memmem::Finder::new(KEY);
-        let ids: Vec<u64> = key
-            .find_iter(bytes)
-            .filter_map(|at| json_string(&bytes[at + KEY.len()..]))
-            .map(hash)
-            .collect::<std::collections::HashSet<u64>>()
-            .into_iter()
-            .collect();
-        let words = (ids.len() * 10).div_ceil(64).max(1);
+        let ids: std::collections::HashSet<u64> =
+            key.find_iter(bytes).filter_map(|at| json_string(&bytes[at + KEY.len()..])).map(hash).collect();
+        Filter::of_hashes(ids.into_iter(), stamp)
+    }
+
+    /// Of distinct id hashes.
+    fn of_hashes(ids: impl ExactSizeIterator<Item = u64>, stamp: Stamp) -> Filter {
+        // At least 128 bytes: a small segment's filter is all but exact.
+        let words = (ids.len() * 10).div_ceil(64).max(16);
         let mut filter = Filter { stamp, bits: vec![0; words] };
         for h in ids {
             for bit in filter.probes(h) {
@@ -188,9 +239,21 @@ impl Filter {
     /// Double hashing: probe `i` is `h1 + i * h2`.
     fn probes(&self, h: u64) -> impl Iterator<Item = usize> {
         let m = self.bits.len() as u64 * 64;
-        let (h1, h2) = (h, h.rotate_left(32) | 1);
+        // FxHash's low bits barely differ between ids that differ in their
+        // last bytes, and the filter's size is a power of two: mix first.
+        let h1 = mix(h);
+        let h2 = mix(h1) | 1;
         (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
     }
+}
+
+/// A 64-bit finaliser (MurmurHash3's fmix64): every input bit moves every output bit.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// The JSON string at the start of `bytes`, quotes included (escapes kept

@@ -12,6 +12,8 @@
 pub(crate) mod id_map;
 mod log;
 mod lookup;
+mod read;
+mod retention;
 mod segment;
 mod store;
 
@@ -26,6 +28,8 @@ use serde_json::Value;
 
 pub use log::{LogOptions, LogStore, DEFAULT_COMMIT_DELAY, INDEX_CAPACITY, LOG_DIR, SEGMENT_BYTES};
 pub use lookup::{read_execution, SegmentFilters};
+pub use read::MAX_READ_DEPTH;
+pub use retention::{Retention, DEFAULT_MAX_BYTES, DEFAULT_RETENTION, RETENTION_CHECK};
 pub use store::{Durable, FileStore, JournalStore, JournalWriter, MemoryStore, DEFAULT_JOURNAL_DIR};
 
 use crate::error::{ErrorKind, StepError};
@@ -520,8 +524,22 @@ impl JournalRead {
 
 /// Parses journal bytes. A last line without its newline that does not parse
 /// is dropped with a warning (a crash tore it); any other bad line is an
-/// `InvalidData` error.
+/// `InvalidData` error. A value nested deeper than [`MAX_READ_DEPTH`] is
+/// left out of its event, with a warning.
 pub fn parse(bytes: &[u8]) -> io::Result<JournalRead> {
+    parse_with(bytes, false)
+}
+
+/// Like [`parse`], with every line that does not parse a warning: one
+/// damaged line must not hide the rest of a journal (its terminal event).
+pub(crate) fn parse_lenient(bytes: &[u8]) -> JournalRead {
+    match parse_with(bytes, true) {
+        Ok(read) => read,
+        Err(e) => JournalRead { events: Vec::new(), warnings: vec![e.to_string()] },
+    }
+}
+
+fn parse_with(bytes: &[u8], lenient: bool) -> io::Result<JournalRead> {
     let mut read = JournalRead::default();
     let mut rest = bytes;
     let mut line_no = 0usize;
@@ -542,14 +560,18 @@ pub fn parse(bytes: &[u8]) -> io::Result<JournalRead> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<JournalEvent>(line) {
-            Ok(ev) => read.events.push(ev),
+        match read::parse_line(line) {
+            Ok((ev, warning)) => {
+                read.warnings.extend(warning.map(|w| format!("line {line_no}: {w}")));
+                read.events.push(ev);
+            }
             Err(e) if !complete => {
                 read.warnings.push(format!(
                     "line {line_no}: last line is incomplete ({} bytes, {e}); ignored, the journal was probably cut by a crash",
                     line.len()
                 ));
             }
+            Err(e) if lenient => read.warnings.push(format!("line {line_no} does not parse ({e}); ignored")),
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("journal line {line_no}: {e}"))),
         }
     }

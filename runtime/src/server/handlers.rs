@@ -31,6 +31,11 @@ const BLOCKING_BODY_BYTES: usize = 64 * 1024;
 pub(super) const MAX_PAGE: usize = 10_000;
 const MAX_PAGE_U64: u64 = MAX_PAGE as u64;
 
+/// Bytes of events one page holds at most (a page holds at least one event,
+/// however large): a client paging a journal of large inputs and outputs
+/// gets responses of a bounded size, with `more` and `links.next`.
+pub(super) const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
 pub(super) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/workflows/execute", post(execute))
@@ -237,11 +242,27 @@ pub(super) async fn journal(
         Err(p) => return p.into_response(),
     };
     let complete = read.events.last().is_some_and(|e| e.event.is_terminal());
-    let page: Vec<_> = read.events.iter().filter(|e| e.seq > after).take(limit as usize).collect();
-    let more = read.events.iter().filter(|e| e.seq > after).nth(page.len()).is_some();
-    let last = page.last().map_or(after, |e| e.seq);
+    let (mut events, mut bytes, mut more, mut last) = (Vec::new(), 0usize, false, after);
+    for e in read.events.iter().filter(|e| e.seq > after) {
+        let raw = match serde_json::to_string(e).map(serde_json::value::RawValue::from_string) {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(e)) | Err(e) => {
+                return Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "journal-unreadable", "Journal unreadable")
+                    .detail(one_line(&e.to_string()))
+                    .into_response()
+            }
+        };
+        // Capped by count and by bytes; never empty while events are left.
+        if events.len() as u64 >= limit || (!events.is_empty() && bytes + raw.get().len() > MAX_PAGE_BYTES) {
+            more = true;
+            break;
+        }
+        bytes += raw.get().len() + 1;
+        last = e.seq;
+        events.push(raw);
+    }
     let links = more.then(|| NextPage { next: format!("/executions/{id}/journal?after={last}&limit={limit}") });
-    ok_json(StatusCode::OK, &JournalPage { execution_id: &id, events: page, after: last, more, complete, links })
+    ok_json(StatusCode::OK, &JournalPage { execution_id: &id, events, after: last, more, complete, links })
 }
 
 pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Response {

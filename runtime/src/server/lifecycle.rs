@@ -13,9 +13,10 @@ use super::handlers::router;
 use super::idempotency::Keys;
 use super::openapi::openapi;
 use super::registry::{App, Entry, Limits, Table};
+use super::search_queue::{SearchQueue, SEARCH_QUEUE};
 use super::{Config, End, LogLine, StartFn, MAX_FINISHED, MAX_FINISHED_BYTES};
 use crate::executor::Runtime;
-use crate::journal::{LogStore, LOG_DIR};
+use crate::journal::{LogOptions, LogStore, LOG_DIR};
 use crate::program::signals;
 
 /// Runs the server until a signal stops it; log lines go to `log` (the
@@ -63,7 +64,8 @@ pub(super) async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let mut interrupts = interrupts.unwrap_or_else(signals);
-    let store = LogStore::new(config.args.journal_dir.clone())
+    let options = LogOptions { retention: config.args.retention, ..LogOptions::default() };
+    let store = LogStore::with_options(config.args.journal_dir.clone(), options)
         .map_err(|e| format!("cannot start the journal's log thread: {e}"))?;
     store.create_dir().map_err(|e| {
         format!(
@@ -100,7 +102,7 @@ pub(super) async fn serve(
             Limits { running: config.args.max_running, finished: MAX_FINISHED, finished_bytes: MAX_FINISHED_BYTES },
             keys,
         )),
-        scans: tokio::sync::Mutex::new(()),
+        scans: SearchQueue::new(SEARCH_QUEUE),
         config,
     });
     say(
@@ -124,6 +126,15 @@ pub(super) async fn serve(
                 &log,
                 format!("[orchestr8] error: the journal is failing ({why}); executions are no longer recorded durably"),
             );
+        });
+    }
+    if let Some(mut deletions) = app.store.retention_log() {
+        // What retention deleted, said as it happens.
+        let log = log.clone();
+        tokio::spawn(async move {
+            while let Some(line) = deletions.recv().await {
+                say(&log, format!("[orchestr8] {line}"));
+            }
         });
     }
     let shutdown = CancellationToken::new();

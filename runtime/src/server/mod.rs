@@ -40,6 +40,7 @@ mod problem;
 mod registry;
 mod request;
 mod responses;
+mod search_queue;
 
 use std::io;
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::guard::Guard;
 use super::idempotency::{self, Keys, Seen};
 use super::problem::Problem;
+use super::search_queue::{SearchQueue, SEARCH_RETRY_AFTER};
 use super::{Config, StartError, StartFn, StartOptions, Started};
 use crate::agent::BoxFuture;
 use crate::error::{panic_message, ErrorKind, ExecutionError, StepError};
@@ -36,8 +37,8 @@ pub(super) struct App {
     pub(super) start: Arc<StartFn>,
     pub(super) table: Mutex<Table>,
     pub(super) openapi: Bytes,
-    /// Held while the segments are searched for an id ([`App::journal`]).
-    pub(super) scans: tokio::sync::Mutex<()>,
+    /// Searches of the segments for an id, one at a time ([`App::journal`]).
+    pub(super) scans: SearchQueue,
 }
 
 /// The executions this process knows, by id, with the server's limits on
@@ -275,7 +276,14 @@ impl App {
         let read = match recent {
             Some(read) => read.and_then(|r| r),
             None => {
-                let _one_at_a_time = self.scans.lock().await;
+                let Some(_one_at_a_time) = self.scans.turn().await else {
+                    return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "lookups-busy", "Lookups busy")
+                        .detail(format!(
+                            "too many lookups of executions this process does not know are waiting; \
+                             try again in {SEARCH_RETRY_AFTER} s"
+                        ))
+                        .retry_after(SEARCH_RETRY_AFTER));
+                };
                 let (store, owned) = (self.store.clone(), id.to_owned());
                 blocking(move || store.search(&owned)).await
             }

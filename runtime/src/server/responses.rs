@@ -11,7 +11,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, ExecutionError};
-use crate::journal::JournalEvent;
 use crate::state::{ExecutionState, StepState};
 
 /// Where to find an execution's other resources.
@@ -121,7 +120,7 @@ pub(super) struct JournalPage<'a> {
     pub(super) execution_id: &'a str,
     /// The journal's events after `?after=`, in `seq` order.
     #[schemars(schema_with = "events")]
-    pub(super) events: Vec<&'a JournalEvent>,
+    pub(super) events: Vec<Box<serde_json::value::RawValue>>,
     /// The seq to pass as `?after=` for the next page.
     pub(super) after: u64,
     /// More events follow this page.

@@ -153,7 +153,10 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        // However deep: the server writes values deeper than serde_json's default limit of 128 reads.
+        let mut de = serde_json::Deserializer::from_slice(&self.body);
+        de.disable_recursion_limit();
+        serde::Deserialize::deserialize(&mut de).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     /// Checks an RFC 9457 problem of `status` and returns it.
     pub fn problem(&self, status: u16) -> Value {
