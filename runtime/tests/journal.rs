@@ -446,3 +446,34 @@ async fn everything_recorded_before_agent_code_is_in_the_file() {
         }
     }
 }
+
+/// A page parses only itself and the last line: lines before `after` and
+/// after the page are skipped by their `seq` prefix (here they are not even
+/// JSON, so parsing one would show up as a warning).
+#[test]
+fn a_page_parses_only_what_it_returns() {
+    let line = |seq: u64, event: &str| {
+        format!(r#"{{"seq":{seq},"ts":"2026-01-01T00:00:00.000Z","executionId":"e","event":"{event}"}}"#)
+    };
+    let mut text = String::new();
+    for seq in 1..=3 {
+        text += &format!("{{\"seq\":{seq},not json\n");
+    }
+    text += &(line(4, "step.started") + "\n" + &line(5, "step.succeeded") + "\n");
+    for seq in 6..=9 {
+        text += &format!("{{\"seq\":{seq},not json either\n");
+    }
+    text += &(line(10, "execution.completed") + "\n");
+    let page = orchestr8_runtime::journal::parse_page(text.as_bytes(), 3, 2);
+    assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
+    assert!(page.more && page.complete, "{page:?}");
+    assert!(page.warnings.is_empty(), "nothing outside the page was parsed: {:?}", page.warnings);
+    let rest = orchestr8_runtime::journal::parse_page(
+        format!("{}\n{}\n", line(9, "step.started"), line(10, "execution.failed")).as_bytes(),
+        9,
+        5,
+    );
+    assert_eq!((rest.events.len(), rest.more, rest.complete), (1, false, true));
+    let open = orchestr8_runtime::journal::parse_page(format!("{}\n", line(1, "execution.started")).as_bytes(), 0, 5);
+    assert_eq!((open.events.len(), open.more, open.complete), (1, false, false));
+}

@@ -354,6 +354,29 @@ impl LogStore {
         })
     }
 
+    /// Like [`read_recent`](Self::read_recent), one page of it: the events
+    /// after `after`, at most `max` ([`super::parse_page`]).
+    pub fn read_recent_page(
+        &self,
+        execution_id: &str,
+        after: u64,
+        max: usize,
+    ) -> Option<io::Result<super::JournalPage>> {
+        let bytes = match self.handle.shared.read_indexed(execution_id)? {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(if bytes.is_empty() {
+            Err(io::Error::new(io::ErrorKind::NotFound, format!("execution {execution_id} has recorded nothing yet")))
+        } else {
+            let page = super::parse_page(&bytes, after, max);
+            for w in &page.warnings {
+                tracing::warn!(execution_id, "{w}");
+            }
+            Ok(page)
+        })
+    }
+
     /// Finds an execution this store does not index: a `run`'s journal file
     /// in the directory, or its lines in the segments (every process's).
     /// The store learns a filter of the ids in each segment it reads, so

@@ -578,6 +578,66 @@ fn parse_with(bytes: &[u8], lenient: bool) -> io::Result<JournalRead> {
     Ok(read)
 }
 
+/// A page of one execution's journal lines (the server's `GET
+/// /executions/{id}/journal`).
+#[derive(Debug, Default)]
+pub struct JournalPage {
+    /// The events after the page's `after`, in order, at most its `max`.
+    pub events: Vec<JournalEvent>,
+    /// Events follow this page.
+    pub more: bool,
+    /// The journal ends with its terminal event.
+    pub complete: bool,
+    /// Lines that did not parse (skipped).
+    pub warnings: Vec<String>,
+}
+
+/// The page of `bytes` (one execution's lines, in `seq` order) after `after`,
+/// at most `max` events. Lines at or before `after` are skipped by the
+/// `{"seq":N` every line starts with, unparsed, and parsing stops once the
+/// page is full (then only the last line is parsed, for `complete`): a page
+/// costs a scan of the bytes plus the parsing of the page, so reading a long
+/// journal page by page is linear, not quadratic.
+pub fn parse_page(bytes: &[u8], after: u64, max: usize) -> JournalPage {
+    let mut page = JournalPage::default();
+    let mut last: Option<&[u8]> = None;
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        last = Some(line);
+        if page.more || leading_seq(line).is_some_and(|seq| seq <= after) {
+            continue;
+        }
+        if page.events.len() == max {
+            // A line after a full page: there is more, and it need not be read.
+            page.more = true;
+            continue;
+        }
+        match read::parse_line(line) {
+            Ok((ev, _)) if ev.seq <= after => {}
+            Ok((ev, warning)) => {
+                page.warnings.extend(warning.map(|w| format!("line {}: {w}", i + 1)));
+                page.events.push(ev);
+            }
+            Err(e) => page.warnings.push(format!("line {} does not parse ({e}); ignored", i + 1)),
+        }
+    }
+    page.complete = match (last, page.events.last()) {
+        (_, Some(ev)) if !page.more => ev.event.is_terminal(),
+        (Some(line), _) => read::parse_line(line).is_ok_and(|(ev, _)| ev.event.is_terminal()),
+        (None, _) => false,
+    };
+    page
+}
+
+/// `N` of a line that starts `{"seq":N`, as the line writer writes them.
+fn leading_seq(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 /// Reads and parses a journal file; see [`parse`]. Warnings are also logged.
 pub fn read_file(path: impl AsRef<Path>) -> io::Result<JournalRead> {
     let path = path.as_ref();

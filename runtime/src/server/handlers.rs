@@ -236,14 +236,14 @@ pub(super) async fn journal(
             return p.into_response();
         }
     }
-    let read = match app.journal(&id).await {
-        Ok(Some(r)) => r,
+    let page = match app.journal_page(&id, after, limit as usize).await {
+        Ok(Some(p)) => p,
         Ok(None) => return Problem::unknown_execution(&id).into_response(),
         Err(p) => return p.into_response(),
     };
-    let complete = read.events.last().is_some_and(|e| e.event.is_terminal());
-    let (mut events, mut bytes, mut more, mut last) = (Vec::new(), 0usize, false, after);
-    for e in read.events.iter().filter(|e| e.seq > after) {
+    let complete = page.complete;
+    let (mut events, mut bytes, mut more, mut last) = (Vec::new(), 0usize, page.more, after);
+    for e in &page.events {
         let raw = match serde_json::to_string(e).map(serde_json::value::RawValue::from_string) {
             Ok(Ok(raw)) => raw,
             Ok(Err(e)) | Err(e) => {

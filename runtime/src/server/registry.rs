@@ -23,7 +23,7 @@ use crate::agent::BoxFuture;
 use crate::error::{panic_message, ErrorKind, ExecutionError, StepError};
 use crate::executor::{new_execution_id, Idempotency, Runtime};
 use crate::journal::id_map::IdMap;
-use crate::journal::{JournalRead, LogStore};
+use crate::journal::{JournalPage, JournalRead, LogStore};
 use crate::program::{one_line, ExecutionIds};
 use crate::telemetry::TraceParent;
 
@@ -268,11 +268,36 @@ impl App {
     /// search at a time, so that requests for unknown ids cannot take more
     /// than one thread.
     pub(super) async fn journal(&self, id: &str) -> Result<Option<JournalRead>, Problem> {
+        self.lookup(id, |store, id| store.read_recent(id), |read| read).await
+    }
+
+    /// A page of the journal of `id`: the events after `after`, at most
+    /// `max`. For an execution the log indexes only the page is parsed.
+    pub(super) async fn journal_page(&self, id: &str, after: u64, max: usize) -> Result<Option<JournalPage>, Problem> {
+        let page_of = move |read: JournalRead| {
+            let complete = read.events.last().is_some_and(|e| e.event.is_terminal());
+            let mut events: Vec<_> = read.events.into_iter().filter(|e| e.seq > after).collect();
+            let more = events.len() > max;
+            events.truncate(max);
+            JournalPage { events, more, complete, warnings: read.warnings }
+        };
+        self.lookup(id, move |store, id| store.read_recent_page(id, after, max), page_of).await
+    }
+
+    /// Reads what `recent` makes of an id the log indexes, else searches the
+    /// segments (one search at a time, a bounded queue) and makes `searched`
+    /// of what it finds. `None`: no such journal (or the id cannot name one).
+    async fn lookup<T: Send + 'static>(
+        &self,
+        id: &str,
+        recent: impl FnOnce(&LogStore, &str) -> Option<io::Result<T>> + Send + 'static,
+        searched: impl FnOnce(JournalRead) -> T + Send + 'static,
+    ) -> Result<Option<T>, Problem> {
         if !valid_id(id) {
             return Ok(None);
         }
         let (store, owned) = (self.store.clone(), id.to_owned());
-        let recent = blocking(move || Ok(store.read_recent(&owned))).await.transpose();
+        let recent = blocking(move || Ok(recent(&store, &owned))).await.transpose();
         let read = match recent {
             Some(read) => read.and_then(|r| r),
             None => {
@@ -285,7 +310,7 @@ impl App {
                         .retry_after(SEARCH_RETRY_AFTER));
                 };
                 let (store, owned) = (self.store.clone(), id.to_owned());
-                blocking(move || store.search(&owned)).await
+                blocking(move || store.search(&owned).map(searched)).await
             }
         };
         match read {
