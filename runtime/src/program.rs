@@ -337,6 +337,8 @@ journal DIR/EXECUTION_ID.jsonl. `serve` makes the workflow an HTTP service
 
 Usage: {bin} [OPTIONS]
        {bin} serve [--addr ADDR] [--journal-dir DIR] [--wait-timeout T] [--body-limit N]
+                   [--header-timeout T] [--body-timeout T] [--idle-timeout T]
+                   [--max-connections N] [--shutdown-timeout T]
 
 Options:
       --input JSON           the input (otherwise --input-file, or standard input;
@@ -353,6 +355,12 @@ Options:
       --addr ADDR            serve: where to listen [default: {addr}]
       --wait-timeout T       serve: how long ?wait=true waits [default: 30s]
       --body-limit N         serve: largest request body [default: 1MiB]
+      --header-timeout T     serve: time to send a request head [default: 10s]
+      --body-timeout T       serve: time for a request body to arrive [default: 30s]
+      --idle-timeout T       serve: time a keep-alive connection may idle [default: 60s]
+      --max-connections N    serve: open connections at most; more wait [default: 512]
+      --shutdown-timeout T   serve: after the first signal, time to wait for running
+                             executions before they are journaled cancelled [default: 25s]
   -h, --help                 print this help and exit
   -V, --version              print the workflow id and version and exit
 
@@ -626,6 +634,25 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Default request body limit of `serve`, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Default time a connection of `serve` has to send a request head: from
+/// the connection for its first request, from the first byte for later ones.
+/// A client sends a head in one packet or a few; ten seconds covers slow
+/// links, and bounds what a client that sends nothing can hold.
+pub const DEFAULT_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default time a request body has to arrive whole, from the end of its
+/// head: the default 1 MiB body at about 35 KB/s.
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default time a keep-alive connection may wait, idle, for its next request.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Default number of connections `serve` keeps open at once; more wait in
+/// the listen backlog. Half the usual limit of 1024 open files, leaving
+/// descriptors for the journal's segments and the rest of the process.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default time `serve` waits after the first Ctrl-C or SIGTERM for running
+/// executions and open requests before it journals what is left as
+/// cancelled and exits: below the 30 s an orchestrator (Kubernetes' default
+/// grace period) waits before SIGKILL, so the journals are written first.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
 
 /// The options of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -635,6 +662,11 @@ pub(crate) struct ServeArgs {
     pub journal_dir: PathBuf,
     pub wait_timeout: std::time::Duration,
     pub body_limit: usize,
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: std::time::Duration,
     pub quiet: bool,
     pub log_format: Option<LogFormat>,
 }
@@ -651,6 +683,11 @@ struct RunArgs {
     addr: Option<String>,
     wait_timeout: Option<String>,
     body_limit: Option<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<String>,
+    shutdown_timeout: Option<String>,
     log_format: Option<LogFormat>,
 }
 
@@ -692,6 +729,11 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             "--addr" => set(&mut a.addr, name, utf8(name, value(name)?)?)?,
             "--wait-timeout" => set(&mut a.wait_timeout, name, utf8(name, value(name)?)?)?,
             "--body-limit" => set(&mut a.body_limit, name, utf8(name, value(name)?)?)?,
+            "--header-timeout" => set(&mut a.header_timeout, name, utf8(name, value(name)?)?)?,
+            "--body-timeout" => set(&mut a.body_timeout, name, utf8(name, value(name)?)?)?,
+            "--idle-timeout" => set(&mut a.idle_timeout, name, utf8(name, value(name)?)?)?,
+            "--max-connections" => set(&mut a.max_connections, name, utf8(name, value(name)?)?)?,
+            "--shutdown-timeout" => set(&mut a.shutdown_timeout, name, utf8(name, value(name)?)?)?,
             "--log-format" => {
                 let v = utf8(name, value(name)?)?;
                 let format = v.parse().map_err(|e| format!("'--log-format': {e}"))?;
@@ -711,6 +753,11 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
         ("--addr", a.addr.is_some()),
         ("--wait-timeout", a.wait_timeout.is_some()),
         ("--body-limit", a.body_limit.is_some()),
+        ("--header-timeout", a.header_timeout.is_some()),
+        ("--body-timeout", a.body_timeout.is_some()),
+        ("--idle-timeout", a.idle_timeout.is_some()),
+        ("--max-connections", a.max_connections.is_some()),
+        ("--shutdown-timeout", a.shutdown_timeout.is_some()),
     ];
     if let Some((flag, _)) = serve_only.iter().find(|(_, given)| *given) {
         return Err(format!("'{flag}' is only for 'serve'"));
@@ -757,11 +804,41 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
             .ok_or_else(|| format!("'--body-limit' needs a size like 1048576, 64KiB or 1MiB, not '{b}'"))?,
         None => DEFAULT_BODY_LIMIT,
     };
+    // Connection timeouts must be positive: zero would close every connection.
+    let timeout = |flag: &str, given: &Option<String>, default, zero_ok: bool| match given {
+        Some(t) => match crate::policy::parse_duration(t) {
+            Ok(d) if zero_ok || !d.is_zero() => Ok(d),
+            _ => Err(format!(
+                "'{flag}' needs a duration like 10s or 500ms{}, not '{t}'",
+                if zero_ok { "" } else { " (more than zero)" }
+            )),
+        },
+        None => Ok(default),
+    };
+    let header_timeout = timeout("--header-timeout", &a.header_timeout, DEFAULT_HEADER_TIMEOUT, false)?;
+    let body_timeout = timeout("--body-timeout", &a.body_timeout, DEFAULT_BODY_TIMEOUT, false)?;
+    let idle_timeout = timeout("--idle-timeout", &a.idle_timeout, DEFAULT_IDLE_TIMEOUT, false)?;
+    // Zero: journal what is running as cancelled at once, without waiting.
+    let shutdown_timeout = timeout("--shutdown-timeout", &a.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT, true)?;
+    let max_connections = match &a.max_connections {
+        Some(n) => n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("'--max-connections' needs a number of connections, 1 or more, not '{n}'"))?,
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
     Ok(Command::Serve(ServeArgs {
         addr,
         journal_dir: a.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)),
         wait_timeout,
         body_limit,
+        header_timeout,
+        body_timeout,
+        idle_timeout,
+        max_connections,
+        shutdown_timeout,
         quiet: a.quiet,
         log_format: a.log_format,
     }))
@@ -1448,6 +1525,59 @@ mod tests {
         assert_eq!((s.body_limit, s.wait_timeout, s.quiet), (65536, std::time::Duration::from_millis(250), true));
         assert!(matches!(args(&["--input", "{}", "--help"]), Ok(Command::Help)));
         assert!(matches!(args(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn connection_and_shutdown_flags_are_parsed_with_their_defaults() {
+        let ms = std::time::Duration::from_millis;
+        let err = |l: &[&str]| args(l).unwrap_err();
+        let Ok(Command::Serve(s)) = args(&["serve"]) else { panic!("not serve") };
+        assert_eq!(
+            (s.header_timeout, s.body_timeout, s.idle_timeout, s.max_connections, s.shutdown_timeout),
+            (
+                DEFAULT_HEADER_TIMEOUT,
+                DEFAULT_BODY_TIMEOUT,
+                DEFAULT_IDLE_TIMEOUT,
+                DEFAULT_MAX_CONNECTIONS,
+                DEFAULT_SHUTDOWN_TIMEOUT
+            )
+        );
+        let given = [
+            "serve",
+            "--header-timeout",
+            "200ms",
+            "--body-timeout=300ms",
+            "--idle-timeout",
+            "2m",
+            "--max-connections",
+            "2",
+            "--shutdown-timeout",
+            "0s",
+        ];
+        let Ok(Command::Serve(s)) = args(&given) else { panic!("not serve") };
+        assert_eq!(
+            (s.header_timeout, s.body_timeout, s.idle_timeout, s.max_connections, s.shutdown_timeout),
+            (ms(200), ms(300), ms(120_000), 2, ms(0))
+        );
+        for flag in ["--header-timeout", "--body-timeout", "--idle-timeout"] {
+            assert_eq!(
+                err(&["serve", flag, "0s"]),
+                format!("'{flag}' needs a duration like 10s or 500ms (more than zero), not '0s'")
+            );
+            assert!(err(&["serve", flag, "soon"]).starts_with(&format!("'{flag}' needs a duration")));
+            assert_eq!(err(&[flag, "1s"]), format!("'{flag}' is only for 'serve'"));
+        }
+        assert_eq!(
+            err(&["serve", "--shutdown-timeout", "later"]),
+            "'--shutdown-timeout' needs a duration like 10s or 500ms, not 'later'"
+        );
+        for bad in ["0", "-1", "many"] {
+            assert_eq!(
+                err(&["serve", "--max-connections", bad]),
+                format!("'--max-connections' needs a number of connections, 1 or more, not '{bad}'")
+            );
+        }
+        assert_eq!(err(&["--max-connections", "2"]), "'--max-connections' is only for 'serve'");
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! Start and shutdown: the listener, the journal's log, the signals.
 
-use std::future::IntoFuture;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
@@ -9,6 +8,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::handlers::router;
+use super::listener::{self, Limits, Slots};
 use super::openapi::openapi;
 use super::registry::{App, Entry, Table};
 use super::{Config, End, StartFn};
@@ -88,16 +88,15 @@ pub(super) async fn serve(
         });
     }
     let shutdown = CancellationToken::new();
-    let server = axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    let mut server = tokio::spawn(server);
+    let limits = Limits::of(&app.config.args);
+    let slots = Slots::new(&limits);
+    let mut server =
+        tokio::spawn(listener::accept(listener, router(app.clone()), limits, slots.clone(), shutdown.clone()));
     let mut interruptible = true;
     loop {
         tokio::select! {
             r = &mut server => return Err(match r {
-                Ok(Ok(())) => "the server stopped".into(),
-                Ok(Err(e)) => format!("the server failed: {e}"),
+                Ok(_) => "the server stopped".into(),
                 Err(e) => format!("the server failed: {e}"),
             }),
             signal = interrupts.recv(), if interruptible => match signal {
@@ -128,7 +127,10 @@ pub(super) async fn serve(
             let mut rx = e.done.clone();
             let _ = rx.wait_for(Option::is_some).await;
         }
-        let _ = (&mut server).await;
+        // Open connections end once their requests are answered.
+        if let Ok(connections) = (&mut server).await {
+            connections.shutdown().await;
+        }
     };
     tokio::select! {
         () = finished => {

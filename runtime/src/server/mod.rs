@@ -10,10 +10,13 @@
 //! | `GET /openapi.json` | an OpenAPI 3.1 document of all of these, with the input schema |
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json`): 400
-//! malformed JSON or query, 404, 405, 409, 413 over `--body-limit`, 415 not
-//! JSON, 422 an input that does not fit the workflow's types or bounds (each
-//! error with its JSON pointer into the request body), 503 while shutting
-//! down.
+//! malformed JSON or query, 404, 405, 408 a body slower than
+//! `--body-timeout`, 409, 413 over `--body-limit`, 415 not JSON, 422 an input
+//! that does not fit the workflow's types or bounds (each error with its JSON
+//! pointer into the request body), 503 while shutting down.
+//!
+//! Connections are served by our own accept loop ([`listener`]): header,
+//! body and idle timeouts, and at most `--max-connections` open at once.
 //!
 //! Executions run on the same executor as a plain run. Their journals go to
 //! one append-only log under `--journal-dir` ([`LogStore`]: `DIR/log/`,
@@ -32,6 +35,7 @@
 
 mod handlers;
 mod lifecycle;
+mod listener;
 mod openapi;
 mod problem;
 mod registry;
