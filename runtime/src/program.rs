@@ -365,7 +365,8 @@ Options:
   -V, --version              print the workflow id and version and exit
 
 Exit status: 0 completed, 1 failed, 2 bad input or usage, 130 cancelled.
-Ctrl-C or SIGTERM cancels cooperatively; a second one exits at once.
+Ctrl-C or SIGTERM cancels cooperatively; a second one exits at once. serve
+then waits --shutdown-timeout, journals what still runs as cancelled and exits 130.
 With --test: 0 all cases passed, 1 some failed, 2 unreadable or invalid file.
 
 Example:
@@ -444,7 +445,8 @@ Example:
         }
         match server.join() {
             Ok(Ok(crate::server::End::Stopped)) => EXIT_COMPLETED,
-            Ok(Ok(crate::server::End::Abandoned)) => EXIT_CANCELLED,
+            // Executions left unfinished: journaled cancelled (a deadline) or interrupted (a second signal).
+            Ok(Ok(crate::server::End::Abandoned | crate::server::End::TimedOut)) => EXIT_CANCELLED,
             Ok(Err(msg)) => {
                 say(stderr, format, Level::ERROR, &one_line(&msg), None, &[]);
                 EXIT_FAILED

@@ -51,9 +51,18 @@ fn schema() -> Value {
 /// `probe` 1.2.3: one step `fetch` calling `agent`; the output echoes the
 /// agent's output, the count and the ids.
 fn program<A: Agent<Input = Value, Output = Value>>(agent: A) -> Program<Input, State, Value> {
+    program_with_grace(agent, orchestr8_runtime::policy::DEFAULT_CANCEL_GRACE)
+}
+
+/// [`program`] whose step waits `cancel_grace` for an agent to honour a cancellation.
+fn program_with_grace<A: Agent<Input = Value, Output = Value>>(
+    agent: A,
+    cancel_grace: Duration,
+) -> Program<Input, State, Value> {
     let policy = Policy {
         timeout: Duration::from_secs(600),
         retry: RetryPolicy { jitter: false, max_attempts: 1, ..RetryPolicy::default() },
+        cancel_grace,
         ..Policy::default()
     };
     let fetch = AgentStep::new(
@@ -161,6 +170,23 @@ impl Server {
     fn join(mut self) -> (u8, Vec<String>) {
         let code = self.thread.take().unwrap().join().expect("the server thread does not panic");
         (code, self.lines.try_iter().collect())
+    }
+
+    /// Waits for the server to exit after an interrupt; fails (and makes
+    /// it exit at once) if it has not within `secs` (a guard against a hang).
+    fn join_within(mut self, secs: u64) -> (u8, Vec<String>) {
+        let thread = self.thread.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(thread.join());
+        });
+        match rx.recv_timeout(Duration::from_secs(secs)) {
+            Ok(code) => (code.expect("the server thread does not panic"), self.lines.try_iter().collect()),
+            Err(_) => {
+                let _ = self.interrupt.send(());
+                panic!("the server has not exited {secs} s after the interrupt: shutdown is unbounded");
+            }
+        }
     }
 
     fn stop(self) -> (u8, Vec<String>) {
@@ -888,4 +914,74 @@ fn connections_beyond_the_limit_wait_for_a_free_slot() {
     drop(held);
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log:?}");
+}
+
+// ---- Bounded shutdown (issue 16, item 2) ----
+
+#[test]
+fn shutdown_is_bounded_and_journals_what_it_abandons_as_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    // An agent that ignores cancellation (and a step that gives it ten
+    // minutes to honour it), a client that waits for it, and a client that
+    // holds a request body open.
+    let agent = MockAgent::new("fetch_ticket", "1.0.0").reply(Reply::hang().ignoring_cancel());
+    let flags = ["--shutdown-timeout", "300ms", "--wait-timeout", "10m", "--body-timeout", "10m"];
+    let server = Server::start(program_with_grace(agent, Duration::from_secs(600)), dir.path(), &flags);
+    let mut client = connect(&server.addr, 30);
+    let body = json!({"input": {"ticketId": "T"}}).to_string();
+    write!(
+        client,
+        "POST /workflows/execute?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    server.poll("/health", |v| v["running"] == 1);
+    let mut ids = Vec::new();
+    for _ in 0..2000 {
+        ids = journaled_executions(dir.path());
+        if !ids.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let [id] = &ids[..] else { panic!("one execution, not {ids:?}") };
+    server.poll(&format!("/executions/{id}"), |v| v["runningSteps"] == json!(["fetch"]));
+    let mut trickle = connect(&server.addr, 30);
+    write!(
+        trickle,
+        "POST /workflows/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+        body.len()
+    )
+    .unwrap();
+
+    // One SIGTERM: the execution ignores it and the client holds on; the
+    // server still ends, once its shutdown timeout has passed.
+    server.interrupt();
+    let (code, log) = server.join_within(30);
+    assert_eq!(code, 130, "{log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("1 executions abandoned and journaled as cancelled, 2 connections closed")),
+        "{log:?}"
+    );
+    // The held requests' connections are closed, not left open.
+    read_to_close(&mut client).expect("the waiting request's connection is closed");
+    read_to_close(&mut trickle).expect("the trickling request's connection is closed");
+
+    // Its journal ends with execution.cancelled, durable.
+    let events = journal_events(dir.path(), id);
+    assert_well_formed(&events);
+    assert_eq!(event_names(&events).last(), Some(&"execution.cancelled"), "{:?}", event_names(&events));
+    let last = events.last().unwrap();
+    assert_eq!(last.error.as_ref().unwrap().kind, orchestr8_runtime::ErrorKind::Cancelled);
+    assert!(last.error.as_ref().unwrap().message.contains("--shutdown-timeout"), "{last:?}");
+
+    // A restart reads it as cancelled, not interrupted.
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let s = server.get(&format!("/executions/{id}")).json();
+    assert_eq!(s["status"], "cancelled", "{s}");
+    assert_eq!(s["error"]["kind"], "cancelled", "{s}");
+    assert!(s.get("endedAt").is_some(), "{s}");
+    assert_eq!(server.get(&format!("/executions/{id}/journal")).json()["complete"], true);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
 }

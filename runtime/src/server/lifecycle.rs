@@ -12,6 +12,7 @@ use super::listener::{self, Limits, Slots};
 use super::openapi::openapi;
 use super::registry::{App, Entry, Table};
 use super::{Config, End, StartFn};
+use crate::error::{ErrorKind, StepError};
 use crate::executor::Runtime;
 use crate::journal::{LogStore, LOG_DIR};
 use crate::program::signals;
@@ -112,10 +113,13 @@ pub(super) async fn serve(
         table.entries.values().filter(|e| e.done.borrow().is_none()).cloned().collect()
     };
     shutdown.cancel();
+    let grace = app.config.args.shutdown_timeout;
+    let deadline = tokio::time::Instant::now() + grace;
+    let grace = humantime::format_duration(grace);
     say(
         &log,
         format!(
-            "[orchestr8] stopping: cancelling {} running executions; press Ctrl-C again to exit at once",
+            "[orchestr8] stopping: cancelling {} running executions; waiting up to {grace} for them and open requests; press Ctrl-C again to exit at once",
             running.len()
         ),
     );
@@ -133,13 +137,48 @@ pub(super) async fn serve(
         }
     };
     tokio::select! {
-        () = finished => {
+        ended = tokio::time::timeout_at(deadline, finished) => if ended.is_ok() {
             say(&log, "[orchestr8] stopped".into());
-            Ok(End::Stopped)
-        }
+            return Ok(End::Stopped);
+        },
         Some(()) = interrupts.recv() => {
             say(&log, "[orchestr8] exiting without waiting for running executions".into());
-            Ok(End::Abandoned)
+            return Ok(End::Abandoned);
         }
     }
+    // The deadline passed: what still runs is journaled as cancelled in its
+    // place (its own later lines are dropped), and open connections are
+    // closed with the runtime.
+    let cause = StepError::new(
+        ErrorKind::Cancelled,
+        format!(
+            "abandoned by the shutdown: the execution did not end within --shutdown-timeout ({grace}) of the signal"
+        ),
+        0,
+    );
+    let ends: Vec<_> = running
+        .iter()
+        .filter(|e| e.done.borrow().is_none())
+        .filter_map(|e| app.store.abandon(&e.id, cause.clone()))
+        .collect();
+    let abandoned = ends.len();
+    let connections = slots.open();
+    tokio::select! {
+        synced = futures_util::future::join_all(ends) => {
+            if let Some(Err(e)) = synced.into_iter().find(Result::is_err) {
+                say(&log, format!("[orchestr8] error: the abandoned executions' journals are not durable: {e}"));
+            }
+        }
+        Some(()) = interrupts.recv() => {
+            say(&log, "[orchestr8] exiting without waiting for the journals".into());
+            return Ok(End::Abandoned);
+        }
+    }
+    say(
+        &log,
+        format!(
+            "[orchestr8] stopped after --shutdown-timeout ({grace}): {abandoned} executions abandoned and journaled as cancelled, {connections} connections closed"
+        ),
+    );
+    Ok(if abandoned == 0 { End::Stopped } else { End::TimedOut })
 }

@@ -74,11 +74,17 @@ impl Limits {
 #[derive(Clone)]
 pub(super) struct Slots {
     permits: Arc<Semaphore>,
+    max: usize,
 }
 
 impl Slots {
     pub(super) fn new(limits: &Limits) -> Self {
-        Slots { permits: Arc::new(Semaphore::new(limits.max_connections)) }
+        Slots { permits: Arc::new(Semaphore::new(limits.max_connections)), max: limits.max_connections }
+    }
+
+    /// Connections open now.
+    pub(super) fn open(&self) -> usize {
+        self.max - self.permits.available_permits()
     }
 }
 

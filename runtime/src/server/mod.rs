@@ -30,8 +30,12 @@
 //! `interrupted`.
 //!
 //! The first Ctrl-C or SIGTERM stops accepting connections, cancels every
-//! running execution cooperatively and waits for their journals to end; a
-//! second one exits at once.
+//! running execution cooperatively and waits, up to `--shutdown-timeout`,
+//! for their journals to end and open requests to be answered; past it,
+//! each execution still running is journaled as cancelled in its place
+//! ([`LogStore::abandon`](crate::journal::LogStore::abandon): durable before
+//! the process exits, and whatever the execution writes later is dropped)
+//! and open connections are closed. A second signal exits at once.
 
 mod handlers;
 mod lifecycle;
@@ -100,4 +104,7 @@ pub(crate) enum End {
     Stopped,
     /// A second signal: left without waiting for executions.
     Abandoned,
+    /// `--shutdown-timeout` passed with executions still running: each was
+    /// journaled as cancelled in its place.
+    TimedOut,
 }
