@@ -341,6 +341,8 @@ journal DIR/EXECUTION_ID.jsonl. `serve` makes the workflow an HTTP service
 Usage: {bin} [OPTIONS]
        {bin} serve [--addr ADDR] [--journal-dir DIR] [--wait-timeout T] [--body-limit N]
                    [--journal-retention T] [--journal-max-bytes N]
+                   [--header-timeout T] [--body-timeout T] [--idle-timeout T]
+                   [--max-connections N] [--shutdown-timeout T]
 
 Options:
       --input JSON           the input (otherwise --input-file, or standard input;
@@ -370,11 +372,18 @@ Options:
                              all ended this long ago (`7d`, `12h`; `off`) [default: 7d]
       --journal-max-bytes N  serve: delete the oldest ended segments beyond this
                              size of DIR/log/ (`10GiB`; `off`) [default: 10GiB]
+      --header-timeout T     serve: time to send a request head [default: 10s]
+      --body-timeout T       serve: time for a request body to arrive [default: 30s]
+      --idle-timeout T       serve: time a keep-alive connection may idle [default: 60s]
+      --max-connections N    serve: open connections at most; more wait [default: 512]
+      --shutdown-timeout T   serve: after the first signal, time to wait for running
+                             executions before they are journaled cancelled [default: 25s]
   -h, --help                 print this help and exit
   -V, --version              print the workflow id and version and exit
 
 Exit status: 0 completed, 1 failed, 2 bad input or usage, 130 cancelled.
-Ctrl-C or SIGTERM cancels cooperatively; a second one exits at once.
+Ctrl-C or SIGTERM cancels cooperatively; a second one exits at once. serve
+then waits --shutdown-timeout, journals what still runs as cancelled and exits 130.
 With --test: 0 all cases passed, 1 some failed, 2 unreadable or invalid file.
 
 Example:
@@ -454,7 +463,8 @@ Example:
         }
         match server.join() {
             Ok(Ok(crate::server::End::Stopped)) => EXIT_COMPLETED,
-            Ok(Ok(crate::server::End::Abandoned)) => EXIT_CANCELLED,
+            // Executions left unfinished: journaled cancelled (a deadline) or interrupted (a second signal).
+            Ok(Ok(crate::server::End::Abandoned | crate::server::End::TimedOut)) => EXIT_CANCELLED,
             Ok(Err(msg)) => {
                 say(stderr, format, Level::ERROR, &one_line(&msg), None, &[]);
                 EXIT_FAILED
@@ -655,6 +665,25 @@ pub const DEFAULT_IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::fr
 pub const DEFAULT_JOURNAL_RETENTION: std::time::Duration = crate::journal::DEFAULT_RETENTION;
 /// Default `--journal-max-bytes` of `serve`: 10 GiB (see [`crate::journal::DEFAULT_MAX_BYTES`]).
 pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = crate::journal::DEFAULT_MAX_BYTES;
+/// Default time a connection of `serve` has to send a request head: from
+/// the connection for its first request, from the first byte for later ones.
+/// A client sends a head in one packet or a few; ten seconds covers slow
+/// links, and bounds what a client that sends nothing can hold.
+pub const DEFAULT_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default time a request body has to arrive whole, from the end of its
+/// head: the default 1 MiB body at about 35 KB/s.
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default time a keep-alive connection may wait, idle, for its next request.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Default number of connections `serve` keeps open at once; more wait in
+/// the listen backlog. Half the usual limit of 1024 open files, leaving
+/// descriptors for the journal's segments and the rest of the process.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default time `serve` waits after the first Ctrl-C or SIGTERM for running
+/// executions and open requests before it journals what is left as
+/// cancelled and exits: below the 30 s an orchestrator (Kubernetes' default
+/// grace period) waits before SIGKILL, so the journals are written first.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
 
 /// The options of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -666,6 +695,11 @@ pub(crate) struct ServeArgs {
     pub body_limit: usize,
     /// `--journal-retention` and `--journal-max-bytes`.
     pub retention: crate::journal::Retention,
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: std::time::Duration,
     pub quiet: bool,
     pub log_format: Option<LogFormat>,
     /// `--allowed-host`: more names the server answers to (`*`: any).
@@ -692,6 +726,11 @@ struct RunArgs {
     body_limit: Option<String>,
     journal_retention: Option<String>,
     journal_max_bytes: Option<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<String>,
+    shutdown_timeout: Option<String>,
     log_format: Option<LogFormat>,
     allowed_hosts: Vec<String>,
     auth_token_env: Option<String>,
@@ -751,6 +790,11 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
             "--idempotency-ttl" => set(&mut a.idempotency_ttl, name, utf8(name, value(name)?)?)?,
             "--journal-retention" => set(&mut a.journal_retention, name, utf8(name, value(name)?)?)?,
             "--journal-max-bytes" => set(&mut a.journal_max_bytes, name, utf8(name, value(name)?)?)?,
+            "--header-timeout" => set(&mut a.header_timeout, name, utf8(name, value(name)?)?)?,
+            "--body-timeout" => set(&mut a.body_timeout, name, utf8(name, value(name)?)?)?,
+            "--idle-timeout" => set(&mut a.idle_timeout, name, utf8(name, value(name)?)?)?,
+            "--max-connections" => set(&mut a.max_connections, name, utf8(name, value(name)?)?)?,
+            "--shutdown-timeout" => set(&mut a.shutdown_timeout, name, utf8(name, value(name)?)?)?,
             "--log-format" => {
                 let v = utf8(name, value(name)?)?;
                 let format = v.parse().map_err(|e| format!("'--log-format': {e}"))?;
@@ -776,6 +820,11 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, String> {
         ("--idempotency-ttl", a.idempotency_ttl.is_some()),
         ("--journal-retention", a.journal_retention.is_some()),
         ("--journal-max-bytes", a.journal_max_bytes.is_some()),
+        ("--header-timeout", a.header_timeout.is_some()),
+        ("--body-timeout", a.body_timeout.is_some()),
+        ("--idle-timeout", a.idle_timeout.is_some()),
+        ("--max-connections", a.max_connections.is_some()),
+        ("--shutdown-timeout", a.shutdown_timeout.is_some()),
     ];
     if let Some((flag, _)) = serve_only.iter().find(|(_, given)| *given) {
         return Err(format!("'{flag}' is only for 'serve'"));
@@ -859,12 +908,42 @@ fn serve_args(a: RunArgs) -> Result<Command, String> {
             })?),
             None => Some(DEFAULT_JOURNAL_MAX_BYTES),
         };
+    // Connection timeouts must be positive: zero would close every connection.
+    let timeout = |flag: &str, given: &Option<String>, default, zero_ok: bool| match given {
+        Some(t) => match crate::policy::parse_duration(t) {
+            Ok(d) if zero_ok || !d.is_zero() => Ok(d),
+            _ => Err(format!(
+                "'{flag}' needs a duration like 10s or 500ms{}, not '{t}'",
+                if zero_ok { "" } else { " (more than zero)" }
+            )),
+        },
+        None => Ok(default),
+    };
+    let header_timeout = timeout("--header-timeout", &a.header_timeout, DEFAULT_HEADER_TIMEOUT, false)?;
+    let body_timeout = timeout("--body-timeout", &a.body_timeout, DEFAULT_BODY_TIMEOUT, false)?;
+    let idle_timeout = timeout("--idle-timeout", &a.idle_timeout, DEFAULT_IDLE_TIMEOUT, false)?;
+    // Zero: journal what is running as cancelled at once, without waiting.
+    let shutdown_timeout = timeout("--shutdown-timeout", &a.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT, true)?;
+    let max_connections = match &a.max_connections {
+        Some(n) => n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("'--max-connections' needs a number of connections, 1 or more, not '{n}'"))?,
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
     Ok(Command::Serve(ServeArgs {
         addr,
         journal_dir: a.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)),
         wait_timeout,
         body_limit,
         retention: crate::journal::Retention { max_age, max_bytes },
+        header_timeout,
+        body_timeout,
+        idle_timeout,
+        max_connections,
+        shutdown_timeout,
         quiet: a.quiet,
         log_format: a.log_format,
         allowed_hosts: a.allowed_hosts,
@@ -1442,6 +1521,59 @@ mod tests {
         assert!(err(&["serve", "--journal-retention", "a week"]).starts_with("'--journal-retention' needs a duration"));
         assert!(err(&["serve", "--journal-max-bytes", "0"]).starts_with("'--journal-max-bytes' needs a size"));
         assert_eq!(err(&["--journal-max-bytes", "1GiB"]), "'--journal-max-bytes' is only for 'serve'");
+    }
+
+    #[test]
+    fn connection_and_shutdown_flags_are_parsed_with_their_defaults() {
+        let ms = std::time::Duration::from_millis;
+        let err = |l: &[&str]| args(l).unwrap_err();
+        let Ok(Command::Serve(s)) = args(&["serve"]) else { panic!("not serve") };
+        assert_eq!(
+            (s.header_timeout, s.body_timeout, s.idle_timeout, s.max_connections, s.shutdown_timeout),
+            (
+                DEFAULT_HEADER_TIMEOUT,
+                DEFAULT_BODY_TIMEOUT,
+                DEFAULT_IDLE_TIMEOUT,
+                DEFAULT_MAX_CONNECTIONS,
+                DEFAULT_SHUTDOWN_TIMEOUT
+            )
+        );
+        let given = [
+            "serve",
+            "--header-timeout",
+            "200ms",
+            "--body-timeout=300ms",
+            "--idle-timeout",
+            "2m",
+            "--max-connections",
+            "2",
+            "--shutdown-timeout",
+            "0s",
+        ];
+        let Ok(Command::Serve(s)) = args(&given) else { panic!("not serve") };
+        assert_eq!(
+            (s.header_timeout, s.body_timeout, s.idle_timeout, s.max_connections, s.shutdown_timeout),
+            (ms(200), ms(300), ms(120_000), 2, ms(0))
+        );
+        for flag in ["--header-timeout", "--body-timeout", "--idle-timeout"] {
+            assert_eq!(
+                err(&["serve", flag, "0s"]),
+                format!("'{flag}' needs a duration like 10s or 500ms (more than zero), not '0s'")
+            );
+            assert!(err(&["serve", flag, "soon"]).starts_with(&format!("'{flag}' needs a duration")));
+            assert_eq!(err(&[flag, "1s"]), format!("'{flag}' is only for 'serve'"));
+        }
+        assert_eq!(
+            err(&["serve", "--shutdown-timeout", "later"]),
+            "'--shutdown-timeout' needs a duration like 10s or 500ms, not 'later'"
+        );
+        for bad in ["0", "-1", "many"] {
+            assert_eq!(
+                err(&["serve", "--max-connections", bad]),
+                format!("'--max-connections' needs a number of connections, 1 or more, not '{bad}'")
+            );
+        }
+        assert_eq!(err(&["--max-connections", "2"]), "'--max-connections' is only for 'serve'");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use orchestr8_runtime::journal::{self, EventKind, JournalEvent, LogOptions, LogS
 use orchestr8_runtime::testing::{assert_well_formed, MockAgent, Reply};
 use orchestr8_runtime::{
     AgentStep, BreakerRegistry, ErrorKind, ExecutionOptions, ExecutionState, FileStore, JournalStore, MemoryStore,
-    Node, Runtime, Workflow, WorkflowInfo,
+    Node, Policy, Runtime, Workflow, WorkflowInfo,
 };
 use serde_json::{json, Value};
 
@@ -359,4 +359,61 @@ async fn an_unknown_id_reads_no_segment_of_this_process() {
     assert_eq!(store.search("e30").unwrap().events.len(), 2);
     let read = store.segments_searched();
     assert!((1..=2).contains(&read), "{read} segments read for one execution");
+}
+
+/// A shutdown that stops waiting ends the journal of a stuck execution for
+/// it (issue 16, item 2): one terminal `execution.cancelled` after its last
+/// event, durable; what the execution writes when it comes back is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_execution_is_journaled_cancelled_and_its_own_end_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::new(dir.path()).unwrap();
+    let runtime = Runtime::new(store.clone());
+    // The agent ignores its cancellation; 200 ms after it the step gives up
+    // on it and the execution ends its own way (after the abandon).
+    let agent = Arc::new(MockAgent::<Value>::new("echo", "1").reply(Reply::hang().ignoring_cancel()));
+    let policy = Policy { cancel_grace: std::time::Duration::from_millis(200), ..Policy::default() };
+    let step = AgentStep::new("s0", agent, |_: &()| Ok(json!({})), |_: &(), _| Ok(())).policy(policy).node();
+    let wf = Arc::new(Workflow::with_registry(
+        WorkflowInfo::new("w", "1.0.0", "h"),
+        Node::sequence(vec![step]),
+        |_: &()| Ok(json!("done")),
+        &BreakerRegistry::new(4),
+    ));
+    let handle = runtime.start(wf, (), opts("stuck")).unwrap();
+    let mut before = Vec::new();
+    for _ in 0..2000 {
+        before = store.read("stuck").map(|r| r.events).unwrap_or_default();
+        if before.iter().any(|e| e.event == EventKind::StepAttemptStarted) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(before.iter().any(|e| e.event == EventKind::StepAttemptStarted), "the agent never started");
+    handle.cancel();
+    let why = orchestr8_runtime::StepError::new(ErrorKind::Cancelled, "abandoned by the shutdown", 0);
+    store.abandon("stuck", why.clone()).expect("a live writer").await.unwrap();
+    assert!(store.abandon("stuck", why.clone()).is_none(), "abandoned once");
+
+    // The execution ends its own way (cancelled): none of it is written.
+    assert_eq!(handle.await.unwrap_err().kind, ErrorKind::Cancelled);
+    let read = store.read("stuck").unwrap();
+    assert_well_formed(&read.events);
+    assert_eq!(read.events.len(), before.len() + 1, "{:?}", read.events);
+    let last = read.events.last().unwrap();
+    assert_eq!(last.event, EventKind::ExecutionCancelled);
+    assert_eq!(last.state, Some(journal::StateName::Cancelled));
+    assert_eq!(last.error.as_deref().map(|e| e.message.as_str()), Some("abandoned by the shutdown"));
+    assert!(last.duration_ms.is_some());
+    assert_eq!(read.snapshot().execution, Some(ExecutionState::Cancelled));
+    // Durable and found the same way after a restart.
+    drop((runtime, store));
+    let again = journal::read_execution(dir.path(), "stuck").unwrap();
+    assert_eq!(again.events, read.events);
+
+    // An execution that ended on its own has nothing to abandon.
+    let store = LogStore::new(dir.path()).unwrap();
+    Runtime::new(store.clone()).run(&workflow(1), &(), opts("done")).await.unwrap().unwrap();
+    assert!(store.abandon("done", why.clone()).is_none());
+    assert!(store.abandon("never-ran", why).is_none());
 }

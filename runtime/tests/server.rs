@@ -4,7 +4,7 @@
 //! Nothing asserts on time: waiting is a bounded loop of requests.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -51,9 +51,18 @@ fn schema() -> Value {
 /// `probe` 1.2.3: one step `fetch` calling `agent`; the output echoes the
 /// agent's output, the count and the ids.
 fn program<A: Agent<Input = Value, Output = Value>>(agent: A) -> Program<Input, State, Value> {
+    program_with_grace(agent, orchestr8_runtime::policy::DEFAULT_CANCEL_GRACE)
+}
+
+/// [`program`] whose step waits `cancel_grace` for an agent to honour a cancellation.
+fn program_with_grace<A: Agent<Input = Value, Output = Value>>(
+    agent: A,
+    cancel_grace: Duration,
+) -> Program<Input, State, Value> {
     let policy = Policy {
         timeout: Duration::from_secs(600),
         retry: RetryPolicy { jitter: false, max_attempts: 1, ..RetryPolicy::default() },
+        cancel_grace,
         ..Policy::default()
     };
     let fetch = AgentStep::new(
@@ -553,4 +562,224 @@ fn a_failing_agent_is_a_failed_execution_not_an_http_error() {
     server.post(&format!("/executions/{id}/cancel"), &json!({})).problem(409);
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log:?}");
+}
+
+// ---- Connection timeouts and limits (issue 16, item 3) ----
+// The client sockets have a read timeout: a server that never closes them
+// fails the test instead of hanging it.
+
+/// A connection with a read timeout of `secs` (a guard against a hang).
+fn connect(addr: &str, secs: u64) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    s
+}
+
+/// Reads until the server closes the connection: what it sent first, or why it did not close.
+fn read_to_close(s: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(format!(
+                    "the server kept the connection open ({e}); received {:?}",
+                    String::from_utf8_lossy(&buf)
+                ))
+            }
+            // Closed with unread bytes: a reset is a close too.
+            Err(_) => return Ok(buf),
+        }
+    }
+}
+
+/// Reads one response on a keep-alive connection (it has a Content-Length).
+fn read_response(s: &mut TcpStream) -> Resp {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("a content-length");
+            if buf.len() >= end + 4 + len {
+                return parse_response(&buf);
+            }
+        }
+        let n = s.read(&mut chunk).expect("a response");
+        assert!(n > 0, "closed before a whole response: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_half_sent_request_head_is_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &["--header-timeout", "200ms"]);
+    // Part of a head, then nothing.
+    let mut s = connect(&server.addr, 20);
+    s.write_all(b"POST /workflows/execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: appl").unwrap();
+    let sent = read_to_close(&mut s).expect("closed after the header timeout");
+    assert!(sent.is_empty(), "no response to half a head: {:?}", String::from_utf8_lossy(&sent));
+    // A connection that sends nothing at all is closed too.
+    let mut silent = connect(&server.addr, 20);
+    read_to_close(&mut silent).expect("a silent connection closed after the header timeout");
+    // Whole requests are unaffected.
+    assert_eq!(server.get("/health").status, 200);
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+}
+
+#[test]
+fn a_trickling_body_is_cut_off_by_the_body_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &["--body-timeout", "300ms"]);
+    let body = json!({"input": {"ticketId": "T"}}).to_string();
+    let mut s = connect(&server.addr, 20);
+    write!(
+        s,
+        "POST /workflows/execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // A byte every 50 ms, never the last one: the body never completes. Stops
+    // writing once the server answers (or closes), so that no write of ours
+    // meets a closed socket and resets the answer away.
+    for b in &body.as_bytes()[..body.len() - 1] {
+        s.set_nonblocking(true).unwrap();
+        let answered = !matches!(s.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        s.set_nonblocking(false).unwrap();
+        if answered || s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = read_to_close(&mut s).expect("closed after the body timeout");
+    let r = parse_response(&answer);
+    let p = r.problem(408);
+    assert_eq!(p["type"], "urn:orchestr8:problem:body-timeout", "{p}");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(journaled_executions(dir.path()).is_empty(), "nothing started");
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &["--idle-timeout", "200ms"]);
+    let mut s = connect(&server.addr, 20);
+    for _ in 0..2 {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s).status, 200);
+    }
+    let rest = read_to_close(&mut s).expect("an idle connection closed after the idle timeout");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &["--max-connections", "2"]);
+    // Two keep-alive connections, each answered once: both hold a slot.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect(&server.addr, 20);
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut s).status, 200);
+            s
+        })
+        .collect();
+    // A third waits in the accept backlog: no answer while both are open.
+    let mut third = TcpStream::connect(&server.addr).unwrap();
+    third.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    third.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let early = read_to_close(&mut third).map(|b| String::from_utf8_lossy(&b).into_owned());
+    assert!(early.is_err(), "answered beyond the limit: {early:?}");
+    // One slot frees: the waiting connection is served, and so is a new one.
+    drop(held.pop());
+    third.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let r = parse_response(&read_to_close(&mut third).expect("the waiting connection is answered"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(server.get("/health").json()["status"], "ok");
+    drop(held);
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log:?}");
+}
+
+// ---- Bounded shutdown (issue 16, item 2) ----
+
+#[test]
+fn shutdown_is_bounded_and_journals_what_it_abandons_as_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    // An agent that ignores cancellation (and a step that gives it ten
+    // minutes to honour it), a client that waits for it, and a client that
+    // holds a request body open.
+    let agent = MockAgent::new("fetch_ticket", "1.0.0").reply(Reply::hang().ignoring_cancel());
+    let flags = ["--shutdown-timeout", "300ms", "--wait-timeout", "10m", "--body-timeout", "10m"];
+    let server = Server::start(program_with_grace(agent, Duration::from_secs(600)), dir.path(), &flags);
+    let mut client = connect(&server.addr, 30);
+    let body = json!({"input": {"ticketId": "T"}}).to_string();
+    write!(
+        client,
+        "POST /workflows/execute?wait=true HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    server.poll("/health", |v| v["running"] == 1);
+    let mut ids = Vec::new();
+    for _ in 0..2000 {
+        ids = journaled_executions(dir.path());
+        if !ids.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let [id] = &ids[..] else { panic!("one execution, not {ids:?}") };
+    server.poll(&format!("/executions/{id}"), |v| v["runningSteps"] == json!(["fetch"]));
+    let mut trickle = connect(&server.addr, 30);
+    write!(
+        trickle,
+        "POST /workflows/execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+        body.len()
+    )
+    .unwrap();
+
+    // One SIGTERM: the execution ignores it and the client holds on; the
+    // server still ends, once its shutdown timeout has passed.
+    server.interrupt();
+    let (code, log) = server.join_within(30);
+    assert_eq!(code, 130, "{log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("1 executions abandoned and journaled as cancelled, 2 connections closed")),
+        "{log:?}"
+    );
+    // The held requests' connections are closed, not left open.
+    read_to_close(&mut client).expect("the waiting request's connection is closed");
+    read_to_close(&mut trickle).expect("the trickling request's connection is closed");
+
+    // Its journal ends with execution.cancelled, durable.
+    let events = journal_events(dir.path(), id);
+    assert_well_formed(&events);
+    assert_eq!(event_names(&events).last(), Some(&"execution.cancelled"), "{:?}", event_names(&events));
+    let last = events.last().unwrap();
+    assert_eq!(last.error.as_ref().unwrap().kind, orchestr8_runtime::ErrorKind::Cancelled);
+    assert!(last.error.as_ref().unwrap().message.contains("--shutdown-timeout"), "{last:?}");
+
+    // A restart reads it as cancelled, not interrupted.
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let s = server.get(&format!("/executions/{id}")).json();
+    assert_eq!(s["status"], "cancelled", "{s}");
+    assert_eq!(s["error"]["kind"], "cancelled", "{s}");
+    assert!(s.get("endedAt").is_some(), "{s}");
+    assert_eq!(server.get(&format!("/executions/{id}/journal")).json()["complete"], true);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
 }

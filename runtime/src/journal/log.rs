@@ -46,7 +46,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
@@ -55,7 +55,8 @@ use super::lookup::SegmentFilters;
 use super::retention::{self, Candidate, Retention, RETENTION_CHECK};
 use super::segment::{read_at, write_at};
 use super::store::{check_execution_id, Durable};
-use super::{JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache};
+use super::{EventKind, JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache, StateName};
+use crate::error::StepError;
 
 /// A segment is closed and a new one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -191,6 +192,8 @@ struct Log {
     waiting: usize,
     /// Where the lines of recent executions are.
     index: IdMap<Arc<str>, Vec<Range>>,
+    /// Executions whose writer is alive and has not ended their journal.
+    writers: IdMap<Arc<str>, Open>,
     order: VecDeque<Arc<str>>,
     stop: bool,
 }
@@ -213,6 +216,16 @@ struct Segment {
     /// them when it closes, so an id this process never wrote costs no read
     /// of its segments.
     ids: Option<HashSet<u64>>,
+}
+
+/// An execution whose writer is alive and has not ended its journal: what
+/// [`LogStore::abandon`] needs to end it in the writer's place.
+struct Open {
+    /// The `seq` of its last event in the log.
+    last_seq: u64,
+    /// Ended by [`LogStore::abandon`]: the writer's later lines are dropped.
+    sealed: bool,
+    created: Instant,
 }
 
 /// Bytes appended and not yet written: runs of `bytes`, in order.
@@ -420,6 +433,37 @@ impl LogStore {
         }
     }
 
+    /// Ends the journal of `execution_id` in the place of its writer, which
+    /// a task still holds but will not end it (a shutdown stopped waiting
+    /// for it): appends a terminal `execution.cancelled` with `error` (its
+    /// `seq` after the last event in the log, `durationMs` from the journal's
+    /// creation), and closes the journal to that writer, whose later lines
+    /// (a terminal event of its own included) are dropped. Resolves once
+    /// the event is durable; `None` when no live writer of this store has
+    /// the journal open, or it has ended.
+    pub fn abandon(&self, execution_id: &str, error: StepError) -> Option<Durable> {
+        let shared = &self.handle.shared;
+        let mut log = lock(&shared.log);
+        let (id, open) = log.writers.get_key_value(execution_id)?;
+        if open.sealed {
+            return None;
+        }
+        let id = id.clone();
+        let mut event = JournalEvent::new(id.clone(), EventKind::ExecutionCancelled);
+        event.seq = open.last_seq + 1;
+        event.state = Some(StateName::Cancelled);
+        event.duration_ms = Some(u64::try_from(open.created.elapsed().as_millis()).unwrap_or(u64::MAX));
+        event.error = Some(Box::new(error));
+        if let Some(open) = log.writers.get_mut(execution_id) {
+            open.sealed = true;
+        }
+        let mut line = Vec::new();
+        event.write_line(&mut line, &mut LineCache::default());
+        let end = shared.append(&mut log, &id, &line, None);
+        drop(log);
+        Some(shared.durable_at(end))
+    }
+
     /// Resolves once every line appended so far is in the OS (written, not
     /// necessarily durable): what survives a crash of this process.
     pub async fn in_os(&self) -> io::Result<()> {
@@ -624,13 +668,38 @@ impl Shared {
         Ok(file)
     }
 
+    /// Appends a writer's `bytes` (whole lines of `id`, the last with `seq`;
+    /// `terminal` if they end its journal) to the log, in memory; returns the
+    /// log position after them, or `None` when [`LogStore::abandon`] ended
+    /// the journal in the writer's place (the lines are dropped).
+    fn append_from_writer(
+        &self,
+        id: &Arc<str>,
+        bytes: &[u8],
+        seq: u64,
+        terminal: bool,
+        touched: &mut Vec<u32>,
+    ) -> Option<u64> {
+        let mut log = lock(&self.log);
+        if let Some(open) = log.writers.get_mut(id) {
+            if open.sealed {
+                return None;
+            }
+            open.last_seq = seq;
+            if terminal {
+                // Ended by its own writer: nothing left to abandon.
+                log.writers.remove(id);
+            }
+        }
+        Some(self.append(&mut log, id, bytes, Some(touched)))
+    }
+
     /// Appends `bytes` (whole lines of `id`) to the log, in memory; returns
     /// the log position after them. `touched`: the segments the writer has
-    /// lines in, each counted [`Segment::live`] once.
-    fn append(&self, id: &Arc<str>, bytes: &[u8], touched: &mut Vec<u32>) -> u64 {
+    /// lines in, each counted [`Segment::live`] once (`None`: lines written
+    /// for no live writer, as an abandoned execution's end).
+    fn append(&self, log: &mut Log, id: &Arc<str>, bytes: &[u8], touched: Option<&mut Vec<u32>>) -> u64 {
         let n = bytes.len() as u64;
-        let mut log = lock(&self.log);
-        let log = &mut *log;
         let full = log.segments.last().is_none_or(|s| s.len > 0 && s.len + n > self.segment_bytes);
         if full {
             // Unique in this process (across stores), sorted by age across processes.
@@ -651,11 +720,16 @@ impl Shared {
         }
         let number = log.segments.len() - 1;
         let seg = &mut log.segments[number];
-        if touched.last() != Some(&(number as u32)) {
-            touched.push(number as u32);
-            seg.live += 1;
-            if let Some(ids) = &mut seg.ids {
-                ids.insert(super::lookup::id_hash(id));
+        match touched {
+            Some(touched) if touched.last() == Some(&(number as u32)) => {}
+            touched => {
+                if let Some(touched) = touched {
+                    touched.push(number as u32);
+                    seg.live += 1;
+                }
+                if let Some(ids) = &mut seg.ids {
+                    ids.insert(super::lookup::id_hash(id));
+                }
             }
         }
         let offset = seg.len;
@@ -876,10 +950,17 @@ struct LogWriter {
     pos: u64,
     /// The segments it has lines in.
     touched: Vec<u32>,
+    /// The `seq` of the last event in `buf`, and whether `buf` ends the journal.
+    seq: u64,
+    terminal: bool,
+    /// Registered in the log's `writers` (until its journal ends).
+    open: bool,
 }
 
 impl JournalWriter for LogWriter {
     fn append(&mut self, event: JournalEvent) -> io::Result<()> {
+        self.seq = event.seq;
+        self.terminal |= event.event.is_terminal();
         event.write_line(&mut self.buf, &mut self.cache);
         if self.buf.len() >= super::store::MAX_BUFFERED {
             self.flush()?;
@@ -889,7 +970,14 @@ impl JournalWriter for LogWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            self.pos = self.handle.shared.append(&self.id, &self.buf, &mut self.touched);
+            // Abandoned: its journal was ended for it; what it says now is dropped.
+            let shared = &self.handle.shared;
+            if let Some(pos) =
+                shared.append_from_writer(&self.id, &self.buf, self.seq, self.terminal, &mut self.touched)
+            {
+                self.pos = pos;
+                self.open &= !self.terminal;
+            }
             self.buf.clear();
         }
         Ok(())
@@ -916,6 +1004,9 @@ impl Drop for LogWriter {
                 seg.live -= 1;
             }
         }
+        if self.open {
+            log.writers.remove(&self.id);
+        }
         drop(log);
         self.handle.shared.open.fetch_sub(1, Ordering::Relaxed);
     }
@@ -937,6 +1028,7 @@ impl JournalStore for LogStore {
             }
             log.index.insert(id.clone(), Vec::new());
             log.order.push_back(id.clone());
+            log.writers.insert(id.clone(), Open { last_seq: 0, sealed: false, created: Instant::now() });
         }
         self.handle.shared.open.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(LogWriter {
@@ -946,6 +1038,9 @@ impl JournalStore for LogStore {
             cache: LineCache::default(),
             pos: 0,
             touched: Vec::new(),
+            seq: 0,
+            terminal: false,
+            open: true,
         }))
     }
 

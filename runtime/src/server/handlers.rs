@@ -82,6 +82,9 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
         if too_large {
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large")
                 .detail(format!("the request body is larger than the limit of {limit} bytes"))
+        } else if let Some(timeout) = super::listener::body_timeout(&e) {
+            Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "Request body timeout")
+                .detail(format!("{timeout}; send it faster, or ask for a longer --body-timeout"))
         } else {
             Problem::new(StatusCode::BAD_REQUEST, "unreadable-body", "Unreadable request body")
                 .detail(format!("cannot read the request body: {}", one_line(&e.to_string())))

@@ -1,6 +1,5 @@
 //! Start and shutdown: the listener, the journal's log, the signals.
 
-use std::future::IntoFuture;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
@@ -11,10 +10,12 @@ use tokio_util::sync::CancellationToken;
 use super::guard::Guard;
 use super::handlers::router;
 use super::idempotency::Keys;
+use super::listener::{self, Slots};
 use super::openapi::openapi;
 use super::registry::{App, Entry, Limits, Table};
 use super::search_queue::{SearchQueue, SEARCH_QUEUE};
 use super::{Config, End, LogLine, StartFn, MAX_FINISHED, MAX_FINISHED_BYTES};
+use crate::error::{ErrorKind, StepError};
 use crate::executor::Runtime;
 use crate::journal::{LogOptions, LogStore, LOG_DIR};
 use crate::program::signals;
@@ -138,16 +139,15 @@ pub(super) async fn serve(
         });
     }
     let shutdown = CancellationToken::new();
-    let server = axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    let mut server = tokio::spawn(server);
+    let limits = listener::Limits::of(&app.config.args);
+    let slots = Slots::new(&limits);
+    let mut server =
+        tokio::spawn(listener::accept(listener, router(app.clone()), limits, slots.clone(), shutdown.clone()));
     let mut interruptible = true;
     loop {
         tokio::select! {
             r = &mut server => return Err(match r {
-                Ok(Ok(())) => "the server stopped".into(),
-                Ok(Err(e)) => format!("the server failed: {e}"),
+                Ok(_) => "the server stopped".into(),
                 Err(e) => format!("the server failed: {e}"),
             }),
             signal = interrupts.recv(), if interruptible => match signal {
@@ -163,10 +163,13 @@ pub(super) async fn serve(
         table.entries.values().filter(|e| e.done.borrow().is_none()).cloned().collect()
     };
     shutdown.cancel();
+    let grace = app.config.args.shutdown_timeout;
+    let deadline = tokio::time::Instant::now() + grace;
+    let grace = humantime::format_duration(grace);
     say(
         &log,
         format!(
-            "[orchestr8] stopping: cancelling {} running executions; press Ctrl-C again to exit at once",
+            "[orchestr8] stopping: cancelling {} running executions; waiting up to {grace} for them and open requests; press Ctrl-C again to exit at once",
             running.len()
         ),
     );
@@ -178,16 +181,54 @@ pub(super) async fn serve(
             let mut rx = e.done.clone();
             let _ = rx.wait_for(Option::is_some).await;
         }
-        let _ = (&mut server).await;
+        // Open connections end once their requests are answered.
+        if let Ok(connections) = (&mut server).await {
+            connections.shutdown().await;
+        }
     };
     tokio::select! {
-        () = finished => {
+        ended = tokio::time::timeout_at(deadline, finished) => if ended.is_ok() {
             say(&log, "[orchestr8] stopped".into());
-            Ok(End::Stopped)
-        }
+            return Ok(End::Stopped);
+        },
         Some(()) = interrupts.recv() => {
             say(&log, "[orchestr8] exiting without waiting for running executions".into());
-            Ok(End::Abandoned)
+            return Ok(End::Abandoned);
         }
     }
+    // The deadline passed: what still runs is journaled as cancelled in its
+    // place (its own later lines are dropped), and open connections are
+    // closed with the runtime.
+    let cause = StepError::new(
+        ErrorKind::Cancelled,
+        format!(
+            "abandoned by the shutdown: the execution did not end within --shutdown-timeout ({grace}) of the signal"
+        ),
+        0,
+    );
+    let ends: Vec<_> = running
+        .iter()
+        .filter(|e| e.done.borrow().is_none())
+        .filter_map(|e| app.store.abandon(&e.id, cause.clone()))
+        .collect();
+    let abandoned = ends.len();
+    let connections = slots.open();
+    tokio::select! {
+        synced = futures_util::future::join_all(ends) => {
+            if let Some(Err(e)) = synced.into_iter().find(Result::is_err) {
+                say(&log, format!("[orchestr8] error: the abandoned executions' journals are not durable: {e}"));
+            }
+        }
+        Some(()) = interrupts.recv() => {
+            say(&log, "[orchestr8] exiting without waiting for the journals".into());
+            return Ok(End::Abandoned);
+        }
+    }
+    say(
+        &log,
+        format!(
+            "[orchestr8] stopped after --shutdown-timeout ({grace}): {abandoned} executions abandoned and journaled as cancelled, {connections} connections closed"
+        ),
+    );
+    Ok(if abandoned == 0 { End::Stopped } else { End::TimedOut })
 }

@@ -10,10 +10,13 @@
 //! | `GET /openapi.json` | an OpenAPI 3.1 document of all of these, with the input schema |
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json`): 400
-//! malformed JSON or query, 404, 405, 409, 413 over `--body-limit`, 415 not
-//! JSON, 422 an input that does not fit the workflow's types or bounds (each
-//! error with its JSON pointer into the request body), 503 while shutting
-//! down.
+//! malformed JSON or query, 404, 405, 408 a body slower than
+//! `--body-timeout`, 409, 413 over `--body-limit`, 415 not JSON, 422 an input
+//! that does not fit the workflow's types or bounds (each error with its JSON
+//! pointer into the request body), 503 while shutting down.
+//!
+//! Connections are served by our own accept loop ([`listener`]): header,
+//! body and idle timeouts, and at most `--max-connections` open at once.
 //!
 //! Executions run on the same executor as a plain run. Their journals go to
 //! one append-only log under `--journal-dir` ([`LogStore`]: `DIR/log/`,
@@ -27,14 +30,19 @@
 //! `interrupted`.
 //!
 //! The first Ctrl-C or SIGTERM stops accepting connections, cancels every
-//! running execution cooperatively and waits for their journals to end; a
-//! second one exits at once.
+//! running execution cooperatively and waits, up to `--shutdown-timeout`,
+//! for their journals to end and open requests to be answered; past it,
+//! each execution still running is journaled as cancelled in its place
+//! ([`LogStore::abandon`](crate::journal::LogStore::abandon): durable before
+//! the process exits, and whatever the execution writes later is dropped)
+//! and open connections are closed. A second signal exits at once.
 
 mod access;
 mod guard;
 mod handlers;
 mod idempotency;
 mod lifecycle;
+mod listener;
 mod openapi;
 mod problem;
 mod registry;
@@ -121,4 +129,7 @@ pub(crate) enum End {
     Stopped,
     /// A second signal: left without waiting for executions.
     Abandoned,
+    /// `--shutdown-timeout` passed with executions still running: each was
+    /// journaled as cancelled in its place.
+    TimedOut,
 }

@@ -163,6 +163,7 @@ pub(super) fn openapi(config: &Config) -> Value {
                              "headers": trace_headers,
                              "content": body("Accepted") },
                     "400": problem("malformed JSON or query"),
+                    "408": problem("the body did not arrive whole within the server's body timeout; the connection closes"),
                     "413": problem("the body is over the server's limit"),
                     "415": problem("the body is not JSON"),
                     "410": problem("the Idempotency-Key's execution has been deleted by retention"),

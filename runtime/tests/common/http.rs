@@ -92,6 +92,23 @@ impl Server {
         (code, self.lines.try_iter().collect())
     }
 
+    /// Waits for the server to exit after an interrupt; fails (and makes
+    /// it exit at once) if it has not within `secs` (a guard against a hang).
+    pub fn join_within(mut self, secs: u64) -> (u8, Vec<String>) {
+        let thread = self.thread.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(thread.join());
+        });
+        match rx.recv_timeout(Duration::from_secs(secs)) {
+            Ok(code) => (code.expect("the server thread does not panic"), self.lines.try_iter().collect()),
+            Err(_) => {
+                let _ = self.interrupt.send(());
+                panic!("the server has not exited {secs} s after the interrupt: shutdown is unbounded");
+            }
+        }
+    }
+
     pub fn stop(self) -> (u8, Vec<String>) {
         self.interrupt();
         self.join()
