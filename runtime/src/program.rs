@@ -72,7 +72,9 @@ use tracing::Level;
 mod bounds;
 mod test_mode;
 
-pub(crate) use bounds::{checked_json, number_key, InputError};
+pub(crate) use bounds::{checked_json, InputError};
+#[cfg(feature = "server")]
+pub(crate) use bounds::number_key;
 
 /// Exit status of a completed execution.
 pub const EXIT_COMPLETED: u8 = 0;
