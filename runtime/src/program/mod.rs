@@ -32,9 +32,10 @@
 //! - exit status: 0 completed, 1 failed (a human line, then the contract's
 //!   error JSON `{"kind","message","step","attempt"}` on its own line, both on
 //!   standard error), 2 bad input or usage, 130 cancelled. The first Ctrl-C
-//!   cancels the execution cooperatively (running agents see their token;
-//!   the journal ends with `execution.cancelled`); a second one exits at once,
-//!   leaving a journal without a terminal event (read back as interrupted).
+//!   or SIGTERM (`signals`, shared with `serve`) cancels the execution
+//!   cooperatively (running agents see their token; the journal ends with
+//!   `execution.cancelled`); a second one exits at once, leaving a journal
+//!   without a terminal event (read back as interrupted).
 //!
 //! `PROGRAM serve [--addr ADDR]` serves the workflow over HTTP instead (the
 //! `server` module, behind the cargo feature `server`; without it, `serve`
