@@ -1,7 +1,8 @@
 //! The generated program's `main`, driven through `Program::run_with`: a
 //! one-step workflow over a scripted agent, journals in a temp dir. Nothing
 //! here waits on real time: agents reply at once, the retry test runs on
-//! paused time, and Ctrl-C is a channel the agent itself triggers.
+//! paused time, and Ctrl-C is a channel the agent itself triggers, but in
+//! `real_signals`, where real signals go to a child process.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -58,6 +59,11 @@ fn program<A: Agent<Input = Value, Output = Value>>(
     agent: A,
     interrupts: UnboundedReceiver<()>,
 ) -> Program<Input, State, Value> {
+    program_on_signals(agent).interrupts(interrupts)
+}
+
+/// [`program`] with the real signal handling (no stand-in channel).
+fn program_on_signals<A: Agent<Input = Value, Output = Value>>(agent: A) -> Program<Input, State, Value> {
     let policy = Policy { retry: RetryPolicy { jitter: false, ..RetryPolicy::default() }, ..Policy::default() };
     let fetch = AgentStep::new(
         "fetch",
@@ -87,7 +93,6 @@ fn program<A: Agent<Input = Value, Output = Value>>(
     })
     .about("Probe a ticket.")
     .input_schema(schema())
-    .interrupts(interrupts)
 }
 
 /// A program whose agent replies `{"body": "hello"}`, never interrupted.
@@ -424,4 +429,171 @@ fn a_failed_preflight_exits_2_before_anything_runs_but_not_for_help() {
     let r =
         run_in(dir.path(), ok_program().preflight(|| Ok(())), &["--input", r#"{"ticketId": "T-1", "count": 3}"#], "");
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// Real signals: each test runs this test binary again on itself alone (the
+/// child, told by [`CHILD`]), which runs the program with the signal
+/// handling it ships with; the parent sends SIGTERM or SIGINT to the child,
+/// as a container runtime or a terminal does. A run and `serve` share it.
+#[cfg(unix)]
+mod real_signals {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::sync::mpsc::{channel, Receiver};
+    use std::time::Duration;
+
+    /// In the child: the journal directory.
+    const CHILD: &str = "ORCHESTR8_PROGRAM_TEST_CHILD";
+
+    fn kill(pid: u32, signal: &str) {
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
+    /// Sends `signal` to its own process once it runs, then waits for its
+    /// token; when `twice`, sends it again once cancelled and never ends.
+    struct Signalling {
+        signal: &'static str,
+        twice: bool,
+    }
+
+    impl Agent for Signalling {
+        type Input = Value;
+        type Output = Value;
+
+        fn id(&self) -> &str {
+            "signalling"
+        }
+
+        fn version(&self) -> &str {
+            "1.0.0"
+        }
+
+        async fn run(&self, ctx: &AgentContext<'_>, _input: Value) -> Result<Value, AgentError> {
+            kill(std::process::id(), self.signal);
+            ctx.cancellation_token().cancelled().await;
+            if self.twice {
+                kill(std::process::id(), self.signal);
+                std::future::pending::<()>().await;
+            }
+            Err(AgentError::cancelled())
+        }
+    }
+
+    /// The child's end, its standard error as it comes, and its journals.
+    struct Parent {
+        child: Child,
+        lines: Receiver<String>,
+        dir: tempfile::TempDir,
+    }
+
+    impl Parent {
+        /// Waits (bounded: only a hang fails) for the child to end.
+        fn wait(&mut self) -> (ExitStatus, String) {
+            for _ in 0..3000 {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return (status, self.lines.iter().collect::<Vec<_>>().join("\n"));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+            panic!("the child did not end within 30 s");
+        }
+
+        /// The next line of standard error that contains `text`.
+        fn line_with(&self, text: &str) -> String {
+            loop {
+                match self.lines.recv_timeout(Duration::from_secs(30)) {
+                    Ok(line) if line.contains(text) => return line,
+                    Ok(_) => {}
+                    Err(e) => panic!("no line with {text:?} from the child: {e}"),
+                }
+            }
+        }
+    }
+
+    /// In the parent: starts the child on `test` (its path in this binary).
+    /// In the child: runs `program` with `args` then `--journal-dir DIR`,
+    /// standard error unbuffered, and exits with its code.
+    fn child(test: &str, program: impl FnOnce() -> Program<Input, State, Value>, args: &[&str]) -> Option<Parent> {
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let mut all = vec![OsString::from("probe")];
+            all.extend(args.iter().map(OsString::from));
+            all.extend(["--journal-dir".into(), dir]);
+            let code = program().run_with(all, std::io::empty(), &mut std::io::stdout(), &mut std::io::stderr());
+            std::process::exit(code.into());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(CHILD, dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Some(Parent { child, lines, dir })
+    }
+
+    fn run_parent(test: &str, signal: &'static str, twice: bool) -> Option<Parent> {
+        child(test, || program_on_signals(Signalling { signal, twice }), &["--input", r#"{"ticketId": "T"}"#])
+    }
+
+    #[test]
+    fn sigterm_cancels_a_plain_run_cooperatively_and_exits_130() {
+        let test = "real_signals::sigterm_cancels_a_plain_run_cooperatively_and_exits_130";
+        let Some(mut p) = run_parent(test, "-TERM", false) else { return };
+        let (status, stderr) = p.wait();
+        assert_eq!(status.code(), Some(130), "{status}: {stderr}");
+        assert!(stderr.contains("[orchestr8] cancelling; press Ctrl-C again to exit at once"), "{stderr}");
+        let events = only_journal(p.dir.path());
+        assert_well_formed(&events);
+        let names = event_names(&events);
+        assert_eq!(&names[names.len() - 2..], ["step.cancelled", "execution.cancelled"]);
+    }
+
+    #[test]
+    fn a_second_sigterm_exits_a_plain_run_at_once_with_130() {
+        let test = "real_signals::a_second_sigterm_exits_a_plain_run_at_once_with_130";
+        let Some(mut p) = run_parent(test, "-TERM", true) else { return };
+        let (status, stderr) = p.wait();
+        assert_eq!(status.code(), Some(130), "{status}: {stderr}");
+        let events = only_journal(p.dir.path());
+        assert!(!events.iter().any(|e| e.event.is_terminal()), "{:?}", event_names(&events));
+    }
+
+    #[test]
+    fn sigint_cancels_a_plain_run_cooperatively_and_exits_130() {
+        let test = "real_signals::sigint_cancels_a_plain_run_cooperatively_and_exits_130";
+        let Some(mut p) = run_parent(test, "-INT", false) else { return };
+        let (status, stderr) = p.wait();
+        assert_eq!(status.code(), Some(130), "{status}: {stderr}");
+        let names = event_names(&only_journal(p.dir.path()));
+        assert_eq!(names.last().copied(), Some("execution.cancelled"));
+    }
+
+    #[test]
+    fn sigterm_stops_serve_and_exits_0() {
+        let test = "real_signals::sigterm_stops_serve_and_exits_0";
+        let Some(mut p) = child(test, ok_program_on_signals, &["serve", "--addr", "127.0.0.1:0"]) else { return };
+        // Said once the signals are handled and the listener is bound.
+        p.line_with("[orchestr8] serving probe 1.2.3 on http://127.0.0.1:");
+        kill(p.child.id(), "-TERM");
+        p.line_with("[orchestr8] stopping: cancelling 0 running executions");
+        let (status, stderr) = p.wait();
+        assert_eq!(status.code(), Some(0), "{status}: {stderr}");
+        assert!(stderr.ends_with("[orchestr8] stopped"), "{stderr}");
+    }
+
+    fn ok_program_on_signals() -> Program<Input, State, Value> {
+        program_on_signals(MockAgent::new("fetch_ticket", "1.0.0").then_ok(json!({"body": "hello"})))
+    }
 }
