@@ -28,7 +28,6 @@
 //! `O8_BENCH_ONLY=bare`, `=serve` or `=log` runs just the bare row, `serve`
 //! on disk, or the executor on the log store (to profile one of them).
 
-use std::ffi::OsString;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -48,7 +47,9 @@ use orchestr8_runtime::policy::{Policy, RetryPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::unbounded_channel;
+
+#[path = "common/serve.rs"]
+mod serve;
 
 const CLIENTS: usize = 100;
 const WARMUP: Duration = Duration::from_millis(500);
@@ -114,46 +115,17 @@ fn program() -> Program<Input, State, Done> {
 
 // ---------------------------------------------------------------- servers
 
-/// The orchestr8 server's standard error, line by line.
-struct Lines(mpsc::Sender<String>, Vec<u8>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.1.extend_from_slice(buf);
-        while let Some(i) = self.1.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.1.drain(..=i).collect();
-            let _ = self.0.send(String::from_utf8_lossy(&line).trim_end().to_owned());
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `serve` on a thread of its own; its address and a function that
-/// stops it (one interrupt, as Ctrl-C) and returns its exit status.
+/// Runs `serve` on a thread of its own (`common/serve.rs`); its address and
+/// a function that stops it (one interrupt, as Ctrl-C) and returns its exit status.
 fn start_orchestr8(dir: &Path) -> (SocketAddr, impl FnOnce() -> u8) {
-    let (interrupt, rx) = unbounded_channel();
-    let program = program().interrupts(rx);
-    let mut args: Vec<OsString> =
-        ["noop", "serve", "--addr", "127.0.0.1:0", "-q", "--journal-dir"].into_iter().map(OsString::from).collect();
-    args.push(dir.as_os_str().to_owned());
-    let (tx, lines) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        program.run_with(args, std::io::empty(), &mut out, &mut Lines(tx, Vec::new()))
-    });
-    let first = lines.recv_timeout(Duration::from_secs(30)).expect("the server says where it listens");
-    let addr = first
-        .split_once("on http://")
-        .and_then(|(_, rest)| rest.split(';').next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .parse()
-        .expect("a socket address");
+    let served = serve::start(program(), dir, &[]);
+    let addr = served.addr;
     let stop = move || {
-        interrupt.send(()).expect("the server listens for interrupts");
-        thread.join().expect("the server thread does not panic")
+        let stopped = served.stop();
+        if stopped.status != 0 {
+            eprintln!("the server wrote {} line(s) after its first: {:#?}", stopped.lines, stopped.kept);
+        }
+        stopped.status
     };
     (addr, stop)
 }
