@@ -351,20 +351,8 @@ impl LogStore {
     /// any other id, which [`search`](Self::search) finds by searching the
     /// segments. `NotFound` while it has recorded nothing yet.
     pub fn read_recent(&self, execution_id: &str) -> Option<io::Result<JournalRead>> {
-        let bytes = match self.handle.shared.read_indexed(execution_id)? {
-            Ok(bytes) => bytes,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(if bytes.is_empty() {
-            Err(io::Error::new(io::ErrorKind::NotFound, format!("execution {execution_id} has recorded nothing yet")))
-        } else {
-            // Lines of one execution only: a bad one is said and skipped.
-            let read = super::parse_lenient(&bytes);
-            for w in &read.warnings {
-                tracing::warn!(execution_id, "{w}");
-            }
-            Ok(read)
-        })
+        // Lines of one execution only: a bad one is said and skipped.
+        self.read_indexed_as(execution_id, super::parse_lenient, |r| &r.warnings)
     }
 
     /// Like [`read_recent`](Self::read_recent), one page of it: the events
@@ -375,6 +363,17 @@ impl LogStore {
         after: u64,
         max: usize,
     ) -> Option<io::Result<super::JournalPage>> {
+        self.read_indexed_as(execution_id, |bytes| super::parse_page(bytes, after, max), |p| &p.warnings)
+    }
+
+    /// The indexed lines of `execution_id`, parsed by `parse`; the warnings
+    /// of the result are logged.
+    fn read_indexed_as<T>(
+        &self,
+        execution_id: &str,
+        parse: impl FnOnce(&[u8]) -> T,
+        warnings: impl Fn(&T) -> &[String],
+    ) -> Option<io::Result<T>> {
         let bytes = match self.handle.shared.read_indexed(execution_id)? {
             Ok(bytes) => bytes,
             Err(e) => return Some(Err(e)),
@@ -382,11 +381,11 @@ impl LogStore {
         Some(if bytes.is_empty() {
             Err(io::Error::new(io::ErrorKind::NotFound, format!("execution {execution_id} has recorded nothing yet")))
         } else {
-            let page = super::parse_page(&bytes, after, max);
-            for w in &page.warnings {
+            let read = parse(&bytes);
+            for w in warnings(&read) {
                 tracing::warn!(execution_id, "{w}");
             }
-            Ok(page)
+            Ok(read)
         })
     }
 
