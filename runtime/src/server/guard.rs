@@ -10,13 +10,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::problem::Problem;
-use super::registry::App;
 use crate::program::one_line;
 
 /// What the guard checks, fixed at start.
@@ -124,16 +121,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The middleware: the guard's verdict, then the handler.
-pub(super) async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    if let Err(p) = app.guard.check(request.uri().path(), request.headers()) {
-        let mut response = p.into_response();
+impl Guard {
+    /// The answer to a request the guard stops; `None` lets it through.
+    pub(super) fn refuse(&self, path: &str, headers: &HeaderMap) -> Option<Response> {
+        let problem = self.check(path, headers).err()?;
+        let mut response = problem.into_response();
         if response.status() == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
-        return response;
+        Some(response)
     }
-    next.run(request).await
 }
 
 #[cfg(test)]

@@ -50,9 +50,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
                 .detail("this resource does not accept that method")
                 .into_response()
         })
-        .layer(axum::middleware::from_fn_with_state(app.clone(), super::guard::guard))
-        .layer(axum::middleware::from_fn(super::problem::with_instance))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), super::access::log))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), super::access::front))
         .with_state(app)
 }
 

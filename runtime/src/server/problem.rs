@@ -1,9 +1,7 @@
 //! RFC 9457 problem details: every error response.
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -119,12 +117,11 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// 422's errors are one per request).
 const MAX_PROBLEM: usize = 64 * 1024;
 
-/// Middleware: every error is a problem, and every problem names the
-/// request it answers (`instance`, the request's path), wherever it was
-/// made (a handler, an extractor's rejection, a fallback).
-pub(super) async fn with_instance(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+/// Every error is a problem, and every problem names the request it answers
+/// (`instance`, the request's path `path`), wherever it was made (a handler,
+/// an extractor's rejection, a fallback). Answers that are not errors pass
+/// untouched.
+pub(super) async fn finish(response: Response, path: &str) -> Response {
     let is_problem =
         response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
     let status = response.status();
@@ -153,7 +150,7 @@ pub(super) async fn with_instance(request: Request, next: Next) -> Response {
             m
         }
     };
-    body.entry("instance").or_insert_with(|| Value::String(path));
+    body.entry("instance").or_insert_with(|| Value::String(path.to_owned()));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(serde_json::to_vec(&body).unwrap_or_default()))
 }
