@@ -474,6 +474,10 @@ fn a_page_parses_only_what_it_returns() {
         5,
     );
     assert_eq!((rest.events.len(), rest.more, rest.complete), (1, false, true));
+    // A full page followed by a torn last line (a crash mid-write): nothing more to read.
+    let torn = format!("{}\n{{\"se", line(1, "execution.started"));
+    let page = orchestr8_runtime::journal::parse_page(torn.as_bytes(), 0, 1);
+    assert_eq!((page.events.len(), page.more), (1, false), "{page:?}");
     let open = orchestr8_runtime::journal::parse_page(format!("{}\n", line(1, "execution.started")).as_bytes(), 0, 5);
     assert_eq!((open.events.len(), open.more, open.complete), (1, false, false));
 }

@@ -3,6 +3,7 @@
 //! assertions (a short read timeout on a probe only guards against a
 //! request that waits behind others).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -14,6 +15,10 @@ use serde_json::{json, Value};
 
 mod common;
 use common::http::*;
+
+/// The state builder of n = 14 has started, and may go on (and panic).
+static BUILDING_14: AtomicBool = AtomicBool::new(false);
+static RELEASE_14: AtomicBool = AtomicBool::new(false);
 
 struct State {
     input: Value,
@@ -36,7 +41,25 @@ fn program<A: Agent<Input = Value, Output = Value>>(agent: A) -> Program<Value, 
         |s: &State| Ok(json!({ "echo": slot(&s.echo, "echo")? })),
         &BreakerRegistry::new(16),
     );
-    Program::new(Arc::new(workflow), |input: Value, _ids| State { input, echo: OnceLock::new() }).input_schema(json!({
+    Program::new(Arc::new(workflow), |input: Value, _ids| {
+        // A state builder that fails in the worst way for n = 13, and slowly for n = 14.
+        if input.get("n") == Some(&json!(14)) {
+            // Held until the test lets it fail (a hang guard of 30 s).
+            BUILDING_14.store(true, Ordering::SeqCst);
+            for _ in 0..3000 {
+                if RELEASE_14.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            panic!("no state for 14");
+        }
+        if input.get("n") == Some(&json!(13)) {
+            panic!("no state for 13");
+        }
+        State { input, echo: OnceLock::new() }
+    })
+    .input_schema(json!({
         "type": "object",
         "properties": {
             "tags": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true},
@@ -377,6 +400,74 @@ fn the_openapi_document_describes_every_answer() {
             }
         }
     }
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_start_that_panics_frees_its_slot_and_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &["--max-running", "1"]);
+    let thirteen = json!({"input": {"n": 13}});
+    for _ in 0..3 {
+        let p = server.post("/workflows/execute", &thirteen).problem(500);
+        assert!(p["detail"].as_str().unwrap().contains("no state for 13"), "{p}");
+    }
+    // The slot is free (before: 503 too-many-executions, for ever).
+    assert_eq!(server.post("/workflows/execute?wait=true", &json!({"input": {"n": 1}})).status, 200);
+    assert_eq!(server.get("/health").json()["running"], 0);
+    // A retry racing a start that fails is told so, not given an id that never existed.
+    // Over 64 KiB: started on the blocking pool, as a slow start should be
+    // (a state builder that blocks an async worker would hold up the retry).
+    let fourteen = json!({"input": {"n": 14, "pad": "x".repeat(70_000)}});
+    let first = {
+        let (addr, body) = (server.addr.clone(), fourteen.to_string());
+        std::thread::spawn(move || {
+            let headers = [("Content-Type", "application/json"), ("Idempotency-Key", "k14")];
+            request(&addr, "POST", "/workflows/execute", &headers, body.as_bytes())
+        })
+    };
+    for _ in 0..3000 {
+        if BUILDING_14.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(BUILDING_14.load(Ordering::SeqCst), "the first request reached its state builder");
+    let retry = {
+        let (addr, body) = (server.addr.clone(), fourteen.to_string());
+        std::thread::spawn(move || {
+            let headers = [("Content-Type", "application/json"), ("Idempotency-Key", "k14")];
+            request(&addr, "POST", "/workflows/execute", &headers, body.as_bytes())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500)); // the retry waits on the first's start
+    RELEASE_14.store(true, Ordering::SeqCst);
+    let retry = retry.join().unwrap();
+    let first = first.join().unwrap();
+    let mut statuses = [first.status, retry.status];
+    statuses.sort();
+    assert_eq!(statuses, [409, 500], "{} / {}", first.text(), retry.text());
+    let unused = if retry.status == 409 { retry } else { first };
+    assert_eq!(unused.problem(409)["type"], "urn:orchestr8:problem:idempotency-key-unused");
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    assert_eq!(journaled(dir.path()).len(), 1, "only the n = 1 execution started");
+}
+
+#[test]
+fn a_page_of_another_origin_cannot_start_or_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let headers = [("Content-Type", "application/json"), ("Origin", "https://evil.example")];
+    let r = request(&server.addr, "POST", "/workflows/execute", &headers, br#"{"input": {}}"#);
+    assert_eq!(r.problem(403)["type"], "urn:orchestr8:problem:cross-origin");
+    let r = request(&server.addr, "POST", "/executions/x/cancel", &[("Origin", "null")], b"");
+    r.problem(403);
+    let own = format!("http://{}", server.addr);
+    let headers = [("Content-Type", "application/json"), ("Origin", own.as_str())];
+    let r = request(&server.addr, "POST", "/workflows/execute", &headers, br#"{"input": {}}"#);
+    assert_eq!(r.status, 202, "{}", r.text());
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }

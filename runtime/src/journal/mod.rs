@@ -610,8 +610,10 @@ pub fn parse_page(bytes: &[u8], after: u64, max: usize) -> JournalPage {
             continue;
         }
         if page.events.len() == max {
-            // A line after a full page: there is more, and it need not be read.
-            page.more = true;
+            // A line after a full page: there is more, and it need not be
+            // read, unless it lacks the prefix (then only a readable event
+            // counts: a torn last line is not more).
+            page.more = leading_seq(line).is_some() || read::parse_line(line).is_ok_and(|(ev, _)| ev.seq > after);
             continue;
         }
         match read::parse_line(line) {

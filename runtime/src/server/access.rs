@@ -26,7 +26,7 @@ pub(super) async fn front(State(app): State<Arc<App>>, request: Request, next: N
     // carry what does not belong in a log.
     let uri = request.uri().clone();
     let path = uri.path();
-    let response = match app.guard.refuse(path, request.headers()) {
+    let response = match app.guard.refuse(&method, path, request.headers()) {
         Some(refused) => refused,
         None => next.run(request).await,
     };

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::problem::Problem;
@@ -29,12 +29,40 @@ pub(crate) struct Guard {
 
 impl Guard {
     /// `Err` with the problem to answer when the request may not go on.
-    fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), Problem> {
-        self.check_host(headers)?;
+    fn check(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), Problem> {
+        // A probe without `Host` (HTTP/1.0) may read /health: browsers always send one.
+        if path != "/health" || headers.contains_key(header::HOST) {
+            self.check_host(headers)?;
+        }
+        if method == Method::POST {
+            self.check_origin(headers)?;
+        }
         if path != "/health" {
             self.check_token(headers)?;
         }
         Ok(())
+    }
+
+    /// A browser names the page that makes a request in `Origin`: a page of
+    /// another site may not start or cancel executions here (the `Host` is
+    /// this server's then, so the host check does not see it).
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+        if self.allowed_hosts.iter().any(|h| h == "*") {
+            return Ok(());
+        }
+        let forbidden = |origin: &str| {
+            Problem::new(StatusCode::FORBIDDEN, "cross-origin", "Cross-origin request")
+                .detail(format!("a page of another origin ({}) may not change anything here", one_line(origin)))
+        };
+        let text = origin.to_str().map_err(|_| forbidden("unreadable"))?;
+        let Some((scheme, authority)) = text.split_once("://") else { return Err(forbidden(text)) };
+        let (name, port) = split_host(authority);
+        let port = port.unwrap_or(if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 });
+        if port == self.local.port() && self.host_allowed(name) {
+            return Ok(());
+        }
+        Err(forbidden(text))
     }
 
     fn check_host(&self, headers: &HeaderMap) -> Result<(), Problem> {
@@ -83,8 +111,9 @@ impl Guard {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         match given {
             Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
             Some(_) => Err(unauthorized("the bearer token is not this server's")),
@@ -123,8 +152,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl Guard {
     /// The answer to a request the guard stops; `None` lets it through.
-    pub(super) fn refuse(&self, path: &str, headers: &HeaderMap) -> Option<Response> {
-        let problem = self.check(path, headers).err()?;
+    pub(super) fn refuse(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
+        let problem = self.check(method, path, headers).err()?;
         let mut response = problem.into_response();
         if response.status() == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -162,6 +191,8 @@ mod tests {
             assert!(!host(&g, no), "{no}");
         }
         assert!(g.check_host(&HeaderMap::new()).is_err(), "no Host at all");
+        assert!(g.check(&Method::GET, "/health", &HeaderMap::new()).is_ok(), "an HTTP/1.0 probe");
+        assert!(g.check(&Method::GET, "/openapi.json", &HeaderMap::new()).is_err());
         let g = guard("127.0.0.1:8080", &["orchestr8.internal"]);
         assert!(host(&g, "orchestr8.internal:8080") && host(&g, "Orchestr8.Internal"));
         assert!(host(&guard("127.0.0.1:8080", &["*"]), "anything.example"));
@@ -177,6 +208,28 @@ mod tests {
     }
 
     #[test]
+    fn posts_from_pages_of_other_origins_are_refused() {
+        let g = guard("127.0.0.1:8080", &[]);
+        let post = |origin: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+            h.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+            g.check(&Method::POST, "/executions/x/cancel", &h)
+        };
+        assert!(post("http://127.0.0.1:8080").is_ok() && post("http://localhost:8080").is_ok());
+        for other in ["https://evil.example", "http://127.0.0.1:3000", "null", "http://localhost"] {
+            assert_eq!(post(other).unwrap_err().status, StatusCode::FORBIDDEN, "{other}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(
+            g.check(&Method::GET, "/health", &h).is_ok(),
+            "reads are not refused: the browser keeps their answers from the page"
+        );
+    }
+
+    #[test]
     fn tokens_are_compared_whole() {
         let g = Guard { token: Some("s3cret".into()), ..guard("127.0.0.1:1", &[]) };
         let auth = |v: Option<&str>| {
@@ -187,10 +240,15 @@ mod tests {
             }
             h
         };
-        assert!(g.check("/workflows/execute", &auth(Some("Bearer s3cret"))).is_ok());
+        assert!(g.check(&Method::POST, "/workflows/execute", &auth(Some("Bearer s3cret"))).is_ok());
         for bad in [None, Some("Bearer s3cre"), Some("Bearer s3cretx"), Some("Basic s3cret"), Some("s3cret")] {
-            assert_eq!(g.check("/executions/x", &auth(bad)).unwrap_err().status, StatusCode::UNAUTHORIZED, "{bad:?}");
+            assert_eq!(
+                g.check(&Method::GET, "/executions/x", &auth(bad)).unwrap_err().status,
+                StatusCode::UNAUTHORIZED,
+                "{bad:?}"
+            );
         }
-        assert!(g.check("/health", &auth(None)).is_ok(), "probes need no token");
+        assert!(g.check(&Method::GET, "/health", &auth(None)).is_ok(), "probes need no token");
+        assert!(g.check(&Method::GET, "/x", &auth(Some("BEARER s3cret"))).is_ok(), "the scheme in any case");
     }
 }

@@ -344,6 +344,18 @@ fn state_name(s: ExecutionState) -> String {
 /// the request asks), else 202. Marked `Idempotent-Replayed: true`.
 async fn replay(app: &Arc<App>, id: &str, wait: bool) -> Result<Response, Problem> {
     let mut response = if let Some(entry) = app.entry(id) {
+        // The first request may still be starting it: wait for its start to
+        // succeed or fail (parsing and checking the input, nothing longer).
+        let (mut ready, mut ended) = (entry.ready.clone(), entry.done.clone());
+        tokio::select! {
+            _ = ready.wait_for(|r| *r) => {}
+            _ = ended.wait_for(Option::is_some) => {}
+        }
+        if entry.done.borrow().as_ref().is_some_and(|d| !d.started) {
+            return Err(Problem::new(StatusCode::CONFLICT, "idempotency-key-unused", "Nothing started").detail(
+                "the first request with this Idempotency-Key was refused and started nothing; send the request again",
+            ));
+        }
         if wait {
             let mut done = entry.done.clone();
             let _ = tokio::time::timeout(app.config.args.wait_timeout, done.wait_for(Option::is_some)).await;
@@ -361,9 +373,12 @@ async fn replay(app: &Arc<App>, id: &str, wait: bool) -> Result<Response, Proble
             )));
         };
         let snapshot = Snapshot::from_events(&read.events);
+        // Not in memory: ended here, or an earlier process's (one without its
+        // terminal event reads as failed, `interrupted`: that process is gone).
+        let state = snapshot.execution.unwrap_or(ExecutionState::Pending);
         let mut body = Map::new();
         body.insert("executionId".into(), json!(id));
-        body.insert("status".into(), json!(snapshot.execution.unwrap_or(ExecutionState::Pending)));
+        body.insert("status".into(), json!(state));
         if let Some(output) = &snapshot.output {
             body.insert("output".into(), output.clone());
         }

@@ -75,20 +75,23 @@ impl Keys {
 
     /// Remembers that `key` started `execution_id` for a request `hash`.
     pub(super) fn insert(&mut self, key: Arc<str>, execution_id: Arc<str>, request_hash: Arc<str>, at: SystemTime) {
-        if at + self.ttl < SystemTime::now() {
+        if expired(at, self.ttl, SystemTime::now()) {
             return; // already expired (read back from an old segment)
         }
         self.order.push_back((at, key.clone()));
         self.map.insert(key, KeyRecord { execution_id, request_hash, at });
         while self.map.len() > self.max {
-            let Some((_, old)) = self.order.pop_front() else { break };
-            self.map.remove(&old);
+            let Some((at, old)) = self.order.pop_front() else { break };
+            // Only if not removed and inserted again since (the map holds the newest).
+            if self.map.get(&old).is_some_and(|r| r.at == at) {
+                self.map.remove(&old);
+            }
         }
     }
 
     fn expire(&mut self, now: SystemTime) {
         while let Some((at, _)) = self.order.front() {
-            if *at + self.ttl > now {
+            if !expired(*at, self.ttl, now) {
                 break;
             }
             let (at, key) = self.order.pop_front().expect("a front");
@@ -123,7 +126,7 @@ impl Keys {
         for entry in entries {
             let entry = entry?;
             let modified = entry.metadata()?.modified().unwrap_or(now);
-            if modified + self.ttl > now && entry.file_name().to_string_lossy().ends_with(".jsonl") {
+            if !expired(modified, self.ttl, now) && entry.file_name().to_string_lossy().ends_with(".jsonl") {
                 segments.push(entry.path());
             }
         }
@@ -153,6 +156,12 @@ impl Keys {
         }
         Ok(found)
     }
+}
+
+/// Whether something of time `at` is older than `ttl` at `now` (a ttl too
+/// large to add is never reached).
+fn expired(at: SystemTime, ttl: Duration, now: SystemTime) -> bool {
+    at.checked_add(ttl).is_some_and(|end| end <= now)
 }
 
 /// The request's key, if it has one: 1 to 255 visible ASCII characters.
@@ -281,6 +290,14 @@ mod tests {
             k.insert(format!("k{i}").into(), "e".into(), "h".into(), t0);
         }
         assert_eq!((k.len(), k.seen("k0", "h", t0)), (2, Seen::New), "the oldest goes first");
+        // A key removed and stored again is not evicted by its old place in line.
+        k.remove("k1");
+        k.insert("k1".into(), "e2".into(), "h".into(), t0 + Duration::from_secs(1));
+        k.insert("k3".into(), "e".into(), "h".into(), t0 + Duration::from_secs(1));
+        assert_eq!(k.seen("k1", "h", t0 + Duration::from_secs(1)), Seen::Same("e2".into()));
+        let mut forever = Keys::new(Duration::MAX);
+        forever.insert("k".into(), "e".into(), "h".into(), t0);
+        assert_eq!(forever.seen("k", "h", t0 + Duration::from_secs(3600)), Seen::Same("e".into()), "no overflow");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub(crate) enum StartError {
     Input(InputError),
     /// The journal could not be created.
     Journal(io::Error),
+    /// The typed part panicked (the panic's message).
+    Panicked(String),
 }
 
 /// Parses the input, builds the state and prepares the execution on

@@ -143,10 +143,15 @@ pub(super) struct Entry {
     pub(super) cancel: CancellationToken,
     /// `Some` once it ended.
     pub(super) done: watch::Receiver<Option<Arc<Done>>>,
+    /// `true` once its start succeeded (its journal exists); a start that
+    /// failed ends it with a [`Done`] that did not start.
+    pub(super) ready: watch::Receiver<bool>,
 }
 
 pub(super) struct Done {
     pub(super) result: Result<Value, ExecutionError>,
+    /// `false`: the execution never started (its request was refused).
+    pub(super) started: bool,
 }
 
 impl App {
@@ -180,7 +185,8 @@ impl App {
         });
         let cancel = CancellationToken::new();
         let (tx, rx) = watch::channel(None);
-        let entry = Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), done: rx });
+        let (ready_tx, ready) = watch::channel(false);
+        let entry = Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), done: rx, ready });
         if let Some(why) = self.store.failure() {
             return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "journal-failing", "Journal failing")
                 .detail(format!("no new execution starts while the journal fails: {}", one_line(&why)))
@@ -220,7 +226,11 @@ impl App {
             correlation_id: correlation_id.unwrap_or_else(|| id.to_string()),
         };
         let options = StartOptions { ids, trace_parent, cancel, idempotency };
-        let Started { run, trace_id } = match (self.start)(&self.runtime, input, options) {
+        // A panic in the typed part (the workflow's own state builder) must not
+        // leave the execution admitted for ever: it is a start that failed.
+        let started = std::panic::catch_unwind(AssertUnwindSafe(|| (self.start)(&self.runtime, input, options)))
+            .unwrap_or_else(|panic| Err(StartError::Panicked(one_line(&panic_message(&*panic)))));
+        let Started { run, trace_id } = match started {
             Ok(started) => started,
             Err(e) => {
                 let mut table = self.table();
@@ -232,16 +242,18 @@ impl App {
                 drop(table);
                 // Whoever waits on it (a shutdown) sees it end.
                 let cause = StepError::new(ErrorKind::InvalidInput, "the execution did not start", 0);
-                let _ = tx.send(Some(Arc::new(Done { result: Err(cause) })));
+                let _ = tx.send(Some(Arc::new(Done { result: Err(cause), started: false })));
                 return Err(match e {
                     StartError::Input(e) => Problem::invalid(format!("/input{}", e.pointer), e.message),
                     StartError::Journal(e) => {
                         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "journal-unavailable", "Journal unavailable")
                             .detail(format!("cannot create the journal: {}", one_line(&e.to_string())))
                     }
+                    StartError::Panicked(why) => Problem::internal(format!("the execution could not start: {why}")),
                 });
             }
         };
+        let _ = ready_tx.send(true);
         let app = self.clone();
         let run = Box::pin(async move {
             let result = match AssertUnwindSafe(run).catch_unwind().await {
@@ -253,7 +265,7 @@ impl App {
                 )),
             };
             let bytes = result.as_ref().map_or(256, json_size);
-            let done = Arc::new(Done { result });
+            let done = Arc::new(Done { result, started: true });
             let _ = tx.send(Some(done.clone()));
             app.table().finish(id, bytes);
             done
@@ -398,7 +410,8 @@ mod tests {
 
     fn entry(id: &str) -> Arc<Entry> {
         let (_tx, done) = watch::channel(None);
-        Arc::new(Entry { id: id.into(), cancel: CancellationToken::new(), done })
+        let (_ready_tx, ready) = watch::channel(true);
+        Arc::new(Entry { id: id.into(), cancel: CancellationToken::new(), done, ready })
     }
 
     #[test]
