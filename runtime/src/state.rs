@@ -21,6 +21,17 @@ pub enum ExecutionState {
 }
 
 impl ExecutionState {
+    /// The contract's name: `pending`, `running`, `completed`, `failed`, `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionState::Pending => "pending",
+            ExecutionState::Running => "running",
+            ExecutionState::Completed => "completed",
+            ExecutionState::Failed => "failed",
+            ExecutionState::Cancelled => "cancelled",
+        }
+    }
+
     /// True for completed, failed and cancelled.
     pub fn is_terminal(self) -> bool {
         matches!(self, ExecutionState::Completed | ExecutionState::Failed | ExecutionState::Cancelled)
@@ -74,5 +85,17 @@ impl StepState {
             StateName::Skipped => StepState::Skipped,
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::ExecutionState::*;
+
+    #[test]
+    fn as_str_is_the_serialized_name() {
+        for s in [Pending, Running, Completed, Failed, Cancelled] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 }

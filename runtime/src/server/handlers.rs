@@ -327,15 +327,11 @@ fn not_durable(id: &str, status: ExecutionState, why: &str, what: &str) -> Probl
         .detail(format!(
             "execution {id} is {} but the journal failed, so {what} may not be recorded durably ({}); \
              GET /executions/{id} answers from memory while this process runs",
-            state_name(status),
+            status.as_str(),
             one_line(why)
         ))
         .about(id, Some(status))
         .retry_after(30)
-}
-
-fn state_name(s: ExecutionState) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// The answer to a retried request (the same `Idempotency-Key` and body):
