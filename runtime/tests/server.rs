@@ -757,8 +757,11 @@ fn shutdown_is_bounded_and_journals_what_it_abandons_as_cancelled() {
     server.interrupt();
     let (code, log) = server.join_within(30);
     assert_eq!(code, 130, "{log:?}");
+    // The trickling connection may still be in the accept backlog when the
+    // signal comes (then the listener closes it, uncounted): 1 or 2 closed.
     assert!(
-        log.iter().any(|l| l.contains("1 executions abandoned and journaled as cancelled, 2 connections closed")),
+        log.iter().any(|l| l.contains("1 executions abandoned and journaled as cancelled, 2 connections closed")
+            || l.contains("1 executions abandoned and journaled as cancelled, 1 connections closed")),
         "{log:?}"
     );
     // The held requests' connections are closed, not left open.
