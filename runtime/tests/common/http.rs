@@ -3,7 +3,6 @@
 //! `std::net::TcpStream`, shared by the server's test files.
 #![allow(dead_code)] // each test file uses part of it
 
-use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -16,24 +15,9 @@ use orchestr8_runtime::journal::{self, read_execution, EventKind, JournalEvent, 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::UnboundedSender;
 
-/// Standard error of the server, line by line.
-pub struct Lines(mpsc::Sender<String>, Vec<u8>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.1.extend_from_slice(buf);
-        while let Some(i) = self.1.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.1.drain(..=i).collect();
-            let _ = self.0.send(String::from_utf8_lossy(&line).trim_end().to_owned());
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use super::serve::{spawn, Spawned};
 
 pub struct Server {
     pub addr: String,
@@ -50,24 +34,7 @@ impl Server {
         S: Send + Sync + 'static,
         O: Serialize + Send + 'static,
     {
-        let (interrupt, rx) = unbounded_channel();
-        let program = program.interrupts(rx);
-        let mut args: Vec<OsString> =
-            ["probe", "serve", "--addr", "127.0.0.1:0", "--journal-dir"].into_iter().map(OsString::from).collect();
-        args.push(dir.as_os_str().to_owned());
-        args.extend(extra.iter().map(OsString::from));
-        let (tx, lines) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            program.run_with(args, std::io::empty(), &mut out, &mut Lines(tx, Vec::new()))
-        });
-        // A guard against a hang, not a timing assertion.
-        let first = lines.recv_timeout(Duration::from_secs(60)).expect("the server says where it listens");
-        let addr = first
-            .split_once("on http://")
-            .and_then(|(_, rest)| rest.split(';').next())
-            .unwrap_or_else(|| panic!("no address in {first:?}"))
-            .to_owned();
+        let Spawned { addr, interrupt, thread, lines } = spawn(program, "probe", dir, extra);
         Server { addr, interrupt, thread: Some(thread), lines }
     }
 
