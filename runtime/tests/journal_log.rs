@@ -5,11 +5,11 @@ use std::io::Write;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use orchestr8_runtime::journal::{self, EventKind, JournalEvent, LogOptions, LogStore};
+use orchestr8_runtime::journal::{self, EventKind, JournalEvent, LogOptions, LogStore, StateName};
 use orchestr8_runtime::testing::{assert_well_formed, MockAgent, Reply};
 use orchestr8_runtime::{
     AgentStep, BreakerRegistry, ErrorKind, ExecutionOptions, ExecutionState, FileStore, JournalStore, MemoryStore,
-    Node, Policy, Runtime, Workflow, WorkflowInfo,
+    Node, Policy, Runtime, StepState, Workflow, WorkflowInfo,
 };
 use serde_json::{json, Value};
 
@@ -416,4 +416,56 @@ async fn an_abandoned_execution_is_journaled_cancelled_and_its_own_end_is_droppe
     Runtime::new(store.clone()).run(&workflow(1), &(), opts("done")).await.unwrap().unwrap();
     assert!(store.abandon("done", why.clone()).is_none());
     assert!(store.abandon("never-ran", why).is_none());
+}
+
+/// Issue 16, item 5: the state of an execution still running is kept in
+/// memory as its events are appended, so a status needs no line read back:
+/// it is there before the lines are even written out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_execution_s_state_is_in_memory_before_its_lines_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::new(dir.path()).unwrap();
+    let mut w = store.create("live").unwrap();
+    assert_eq!(store.live("live"), Some(journal::Snapshot::default()), "created, nothing recorded yet");
+    let mut events = Vec::new();
+    let mut started = JournalEvent::new("live".into(), EventKind::ExecutionStarted);
+    started.labels = Some(Box::new(journal::EventLabels { workflow_id: Some("w".into()), ..Default::default() }));
+    events.push(started);
+    for (kind, state) in
+        [(EventKind::StepStarted, StateName::Executing), (EventKind::StepSucceeded, StateName::Succeeded)]
+    {
+        let mut ev = JournalEvent::new("live".into(), kind);
+        (ev.step_id, ev.state) = (Some("s0".into()), Some(state));
+        events.push(ev);
+    }
+    let mut ev = JournalEvent::new("live".into(), EventKind::StepStarted);
+    (ev.step_id, ev.state) = (Some("s1".into()), Some(StateName::Executing));
+    events.push(ev);
+    for (seq, ev) in events.iter().enumerate() {
+        let mut ev = ev.clone();
+        ev.seq = seq as u64 + 1;
+        w.append(ev).unwrap();
+    }
+
+    let live = store.live("live").expect("a running execution's state");
+    assert!(
+        store.read_recent("live").is_some_and(|r| r.is_err()),
+        "its lines are not written out yet: the state cannot have been read from them"
+    );
+    assert_eq!(live.execution, Some(ExecutionState::Running));
+    assert_eq!(live.started.as_ref().and_then(|(_, l)| l.as_ref()?.workflow_id.clone()).as_deref(), Some("w"));
+    let steps: Vec<_> = live.steps.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(steps, [("s0", StepState::Succeeded), ("s1", StepState::Executing)]);
+
+    // Written out, the journal reads the same (as interrupted, lacking its end).
+    w.flush().unwrap();
+    let read = store.read_recent("live").unwrap().unwrap().snapshot();
+    assert_eq!((read.steps, read.started.map(|(_, l)| l)), (live.steps, live.started.map(|(_, l)| l)));
+
+    let mut end = completed("live");
+    end.seq = 5;
+    w.append(end).unwrap();
+    w.sync().await.unwrap();
+    assert_eq!(store.live("live"), None, "ended: its journal says the rest");
+    assert_eq!(store.live("never-ran"), None);
 }

@@ -312,6 +312,9 @@ fn cancels_a_long_running_execution() {
     assert_eq!(s["steps"], json!({"fetch": "executing"}));
     assert_eq!(s["cancelRequested"], false);
     assert!(s.get("endedAt").is_none(), "{s}");
+    // Answered from memory while it runs: the same identity its journal has.
+    assert_eq!((s["workflowId"].as_str(), s["correlationId"].as_str()), (Some("probe"), Some(id.as_str())), "{s}");
+    assert!(s["startedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{s}");
     let running = server.get(&format!("/executions/{id}/journal")).json();
     assert_eq!(running["complete"], false);
     assert_eq!(server.get("/health").json()["running"], 1);

@@ -395,6 +395,7 @@ fn the_openapi_document_describes_every_answer() {
         for (method, op) in item.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();
             assert!(responses.contains_key("500") && responses.contains_key("421"), "{method} {path}");
+            assert_eq!(responses.contains_key("403"), method == "post", "{method} {path}: the Origin check");
             for (status, r) in responses {
                 assert!(r.get("content").is_some(), "{method} {path} {status} has no body schema");
             }

@@ -55,7 +55,7 @@ use super::lookup::SegmentFilters;
 use super::retention::{self, Candidate, Retention, RETENTION_CHECK};
 use super::segment::{read_at, write_at};
 use super::store::{check_execution_id, Durable};
-use super::{EventKind, JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache, StateName};
+use super::{EventKind, JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache, Snapshot, StateName};
 use crate::error::StepError;
 
 /// A segment is closed and a new one started once it holds this many bytes.
@@ -226,6 +226,9 @@ struct Open {
     /// Ended by [`LogStore::abandon`]: the writer's later lines are dropped.
     sealed: bool,
     created: Instant,
+    /// Its state so far, folded from what it appended (also what is not
+    /// written out yet): a status read from memory, not from its lines.
+    live: Arc<Mutex<Snapshot>>,
 }
 
 /// Bytes appended and not yet written: runs of `bytes`, in order.
@@ -353,6 +356,15 @@ impl LogStore {
     pub fn read_recent(&self, execution_id: &str) -> Option<io::Result<JournalRead>> {
         // Lines of one execution only: a bad one is said and skipped.
         self.read_indexed_as(execution_id, super::parse_lenient, |r| &r.warnings)
+    }
+
+    /// The state of an execution whose journal this store is writing and
+    /// has not ended: folded in memory from its events as they were
+    /// appended, so no line is read. `None` for any other id.
+    pub fn live(&self, execution_id: &str) -> Option<Snapshot> {
+        let live = lock(&self.handle.shared.log).writers.get(execution_id)?.live.clone();
+        let snapshot = lock(&live).clone();
+        Some(snapshot)
     }
 
     /// Like [`read_recent`](Self::read_recent), one page of it: the events
@@ -954,10 +966,17 @@ struct LogWriter {
     terminal: bool,
     /// Registered in the log's `writers` (until its journal ends).
     open: bool,
+    /// Shared with its entry in `writers` ([`LogStore::live`]).
+    live: Arc<Mutex<Snapshot>>,
 }
 
 impl JournalWriter for LogWriter {
     fn append(&mut self, event: JournalEvent) -> io::Result<()> {
+        // Not the terminal event: it would copy the output, and once it is
+        // appended the execution's own result says how it ended.
+        if !event.event.is_terminal() {
+            lock(&self.live).apply(&event);
+        }
         self.seq = event.seq;
         self.terminal |= event.event.is_terminal();
         event.write_line(&mut self.buf, &mut self.cache);
@@ -1015,6 +1034,7 @@ impl JournalStore for LogStore {
     fn create(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
         check_execution_id(execution_id)?;
         let id: Arc<str> = execution_id.into();
+        let live = Arc::new(Mutex::new(Snapshot::default()));
         {
             let mut log = lock(&self.handle.shared.log);
             if log.index.contains_key(&id) {
@@ -1027,7 +1047,8 @@ impl JournalStore for LogStore {
             }
             log.index.insert(id.clone(), Vec::new());
             log.order.push_back(id.clone());
-            log.writers.insert(id.clone(), Open { last_seq: 0, sealed: false, created: Instant::now() });
+            log.writers
+                .insert(id.clone(), Open { last_seq: 0, sealed: false, created: Instant::now(), live: live.clone() });
         }
         self.handle.shared.open.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(LogWriter {
@@ -1040,6 +1061,7 @@ impl JournalStore for LogStore {
             seq: 0,
             terminal: false,
             open: true,
+            live,
         }))
     }
 

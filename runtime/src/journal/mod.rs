@@ -663,42 +663,22 @@ pub struct Snapshot {
     pub error: Option<StepError>,
     /// The output of `execution.completed`.
     pub output: Option<Value>,
+    /// When `execution.started` was recorded, with its labels (the
+    /// workflow's identity, the correlation id).
+    pub started: Option<(SystemTime, Option<Box<EventLabels>>)>,
+    /// When the terminal event was recorded.
+    pub ended_at: Option<SystemTime>,
 }
 
 impl Snapshot {
-    /// Folds events into states.
+    /// Folds events into states; a journal that ends without a terminal
+    /// event reads as `interrupted` (its process is gone).
     pub fn from_events(events: &[JournalEvent]) -> Snapshot {
         let mut s = Snapshot::default();
-        let mut terminal = false;
         for ev in events {
-            if let (Some(step), Some(state)) = (&ev.step_id, ev.state) {
-                if let Some(st) = StepState::from_name(state) {
-                    if ev.event.as_str().starts_with("step.") {
-                        s.steps.insert(step.to_string(), st);
-                    }
-                }
-            }
-            match ev.event {
-                EventKind::ExecutionStarted => s.execution = Some(ExecutionState::Running),
-                EventKind::ExecutionCompleted => {
-                    s.execution = Some(ExecutionState::Completed);
-                    s.output = ev.output.as_ref().map(|o| o.value().clone());
-                    terminal = true;
-                }
-                EventKind::ExecutionFailed => {
-                    s.execution = Some(ExecutionState::Failed);
-                    s.error = ev.error.as_deref().cloned();
-                    terminal = true;
-                }
-                EventKind::ExecutionCancelled => {
-                    s.execution = Some(ExecutionState::Cancelled);
-                    s.error = ev.error.as_deref().cloned();
-                    terminal = true;
-                }
-                _ => {}
-            }
+            s.apply(ev);
         }
-        if s.execution.is_some() && !terminal {
+        if s.execution == Some(ExecutionState::Running) {
             // The process ended mid-run: the contract calls this `interrupted`.
             s.execution = Some(ExecutionState::Failed);
             s.error = Some(StepError::new(
@@ -708,6 +688,46 @@ impl Snapshot {
             ));
         }
         s
+    }
+
+    /// Folds one more event in: the state of a journal still being written
+    /// (no `interrupted` here; see [`from_events`](Self::from_events)).
+    pub fn apply(&mut self, ev: &JournalEvent) {
+        if let (Some(step), Some(state)) = (&ev.step_id, ev.state) {
+            if let Some(st) = StepState::from_name(state) {
+                if ev.event.as_str().starts_with("step.") {
+                    // Most events are of a step already seen: no key to allocate.
+                    match self.steps.get_mut(&**step) {
+                        Some(slot) => *slot = st,
+                        None => {
+                            self.steps.insert(step.to_string(), st);
+                        }
+                    }
+                }
+            }
+        }
+        let ended = match ev.event {
+            EventKind::ExecutionStarted => {
+                self.execution = Some(ExecutionState::Running);
+                self.started = Some((ev.ts, ev.labels.clone()));
+                return;
+            }
+            EventKind::ExecutionCompleted => {
+                self.output = ev.output.as_ref().map(|o| o.value().clone());
+                ExecutionState::Completed
+            }
+            EventKind::ExecutionFailed => {
+                self.error = ev.error.as_deref().cloned();
+                ExecutionState::Failed
+            }
+            EventKind::ExecutionCancelled => {
+                self.error = ev.error.as_deref().cloned();
+                ExecutionState::Cancelled
+            }
+            _ => return,
+        };
+        self.execution = Some(ended);
+        self.ended_at = Some(ev.ts);
     }
 
     /// True when the journal ended without a terminal event.

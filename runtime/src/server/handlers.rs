@@ -20,7 +20,7 @@ use super::responses::{
     result_state, timestamp, Accepted, CancelRequested, Ended, ExecutionDoc, Health, HealthStatus, JournalPage, Links,
     NextPage,
 };
-use crate::journal::{JournalRead, Snapshot};
+use crate::journal::{EventLabels, Snapshot};
 use crate::program::one_line;
 use crate::state::{ExecutionState, StepState};
 
@@ -164,21 +164,25 @@ fn accepted(id: &str, status: ExecutionState, trace_id: Option<&str>) -> Respons
 
 pub(super) async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let entry = app.entry(&id);
-    let read = match app.journal(&id).await {
-        Ok(r) => r,
-        // Known here: its state is in memory even if its journal is not readable.
-        Err(_) if entry.is_some() => None,
-        Err(p) => return p.into_response(),
-    };
-    let (entry, read) = match (entry, read) {
-        (None, None) => return Problem::unknown_execution(&id).into_response(),
-        (Some(e), None) => (Some(e), JournalRead::default()),
-        (e, Some(r)) => (e, r),
-    };
-    let snapshot = Snapshot::from_events(&read.events);
-    let started = read.events.iter().find(|e| e.event == crate::journal::EventKind::ExecutionStarted);
-    let label = |f: fn(&crate::journal::JournalEvent) -> Option<&str>| started.and_then(f).map(str::to_owned);
     let done = entry.as_ref().and_then(|e| e.done.borrow().clone());
+    // Running here: its state is in memory, folded as its events were appended.
+    let live = match (&entry, &done) {
+        (Some(_), None) => app.store.live(&id),
+        _ => None,
+    };
+    let snapshot = match live {
+        Some(snapshot) => snapshot,
+        None => match app.journal(&id).await {
+            Ok(Some(read)) => Snapshot::from_events(&read.events),
+            Ok(None) if entry.is_some() => Snapshot::default(),
+            // Known here: its state is in memory even if its journal is not readable.
+            Err(_) if entry.is_some() => Snapshot::default(),
+            Ok(None) => return Problem::unknown_execution(&id).into_response(),
+            Err(p) => return p.into_response(),
+        },
+    };
+    let labels = snapshot.started.as_ref().and_then(|(_, labels)| labels.as_deref());
+    let label = |f: fn(&EventLabels) -> &Option<Arc<str>>| labels.and_then(|l| f(l).as_deref()).map(str::to_owned);
     // Steps run only in a live execution of this process.
     let live = entry.is_some() && done.is_none();
     let running_steps = snapshot
@@ -198,12 +202,12 @@ pub(super) async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) 
     };
     let body = ExecutionDoc {
         execution_id: id.clone(),
-        workflow_id: label(|e| e.workflow_id()),
-        workflow_version: label(|e| e.workflow_version()),
-        correlation_id: label(|e| e.correlation_id()),
+        workflow_id: label(|l| &l.workflow_id),
+        workflow_version: label(|l| &l.workflow_version),
+        correlation_id: label(|l| &l.correlation_id),
         status,
-        started_at: started.map(|e| timestamp(e.ts)),
-        ended_at: read.events.last().filter(|e| e.event.is_terminal()).map(|e| timestamp(e.ts)),
+        started_at: snapshot.started.as_ref().map(|(ts, _)| timestamp(*ts)),
+        ended_at: snapshot.ended_at.map(timestamp),
         cancel_requested: entry.as_ref().is_some_and(|e| e.cancel.is_cancelled()),
         running_steps,
         steps: snapshot.steps,

@@ -230,11 +230,14 @@ pub(super) fn openapi(config: &Config) -> Value {
         ("421", "the request's Host is not one this server answers to (see --allowed-host)"),
         ("500", "the server failed (the problem says how)"),
     ];
+    // What any POST may answer besides: the guard's check of `Origin`.
+    let cross_origin = ("403", "a page of another origin (`Origin`) may not start or cancel executions here");
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {
         for (path, item) in paths.iter_mut() {
-            for operation in item.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
+            for (method, operation) in item.as_object_mut().into_iter().flat_map(|m| m.iter_mut()) {
                 let Some(Value::Object(responses)) = operation.get_mut("responses") else { continue };
-                for (status, why) in common {
+                let post = (method == "post").then_some(cross_origin);
+                for (status, why) in common.into_iter().chain(post) {
                     if path == "/health" && status == "401" {
                         continue; // probes need no token
                     }
