@@ -172,3 +172,60 @@ fn a_long_journal_pages_under_the_byte_cap_every_event_once() {
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }
+
+/// Issue 16.5: lookups of ids this process does not know search the log one
+/// at a time, and only `SEARCH_QUEUE` (16, server/search_queue.rs) may wait;
+/// beyond, a 503 with `Retry-After`, at once. The search under way is held
+/// on a FIFO named like a `run`'s journal, which it opens first and reads
+/// until the test writes the journal and closes it.
+#[cfg(unix)]
+#[test]
+fn lookups_beyond_the_search_queue_are_refused_with_retry_after() {
+    use orchestr8_runtime::journal::{EventKind, JournalEvent};
+    use std::io::Write as _;
+    use std::sync::mpsc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    let fifo = dir.path().join("held.jsonl");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let get = |path: String| {
+        let addr = server.addr.clone();
+        move || common::http::request(&addr, "GET", &path, &[], b"")
+    };
+    let held = std::thread::spawn(get("/executions/held".into()));
+    // Opening the FIFO to write waits for the search to open it to read.
+    let (opened_tx, opened) = mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || opened_tx.send(std::fs::OpenOptions::new().write(true).open(path)));
+    let mut writer = opened.recv_timeout(Duration::from_secs(60)).expect("the search opens the file").unwrap();
+
+    // 16 wait for the held search; the other 8 are refused at once.
+    let (tx, answers) = mpsc::channel();
+    for i in 0..24 {
+        let (tx, get) = (tx.clone(), get(format!("/executions/nobody-{i}")));
+        std::thread::spawn(move || tx.send(get()));
+    }
+    for _ in 0..8 {
+        let r = answers.recv_timeout(Duration::from_secs(60)).expect("a refusal while the search is held");
+        assert_eq!(r.problem(503)["type"], "urn:orchestr8:problem:lookups-busy");
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+
+    // Released: the held lookup answers, then each waiting one in turn.
+    for (seq, kind) in [(1, EventKind::ExecutionStarted), (2, EventKind::ExecutionCompleted)] {
+        let mut ev = JournalEvent::new("held".into(), kind);
+        ev.seq = seq;
+        writeln!(writer, "{}", serde_json::to_string(&ev).unwrap()).unwrap();
+    }
+    drop(writer);
+    let r = held.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "completed");
+    for _ in 0..16 {
+        answers.recv_timeout(Duration::from_secs(60)).expect("a waiting lookup's answer").problem(404);
+    }
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
