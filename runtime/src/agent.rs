@@ -179,6 +179,26 @@ impl<'a> AgentContext<'a> {
         self.step_id
     }
 
+    /// A key for this step of this execution, `EXECUTION_ID/STEP_ID`: the
+    /// same on every attempt and after a resume, so an agent with side
+    /// effects can pass it on (e.g. as a payment API's idempotency key) and
+    /// have a repeated call recognised. Steps run at least once: an attempt
+    /// cut off by a crash is run again on resume.
+    ///
+    /// ```
+    /// # use orchestr8_runtime::{AgentContext, CancellationToken, ExecutionMeta};
+    /// let meta = ExecutionMeta {
+    ///     execution_id: "e-1".into(), correlation_id: "e-1".into(),
+    ///     workflow_id: "w".into(), workflow_version: "1.0.0".into(),
+    /// };
+    /// let (cancel, config) = (CancellationToken::new(), serde_json::Value::Null);
+    /// let ctx = AgentContext::new(&cancel, &meta, "charge", 3, &config);
+    /// assert_eq!(ctx.idempotency_key(), "e-1/charge");
+    /// ```
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}", self.meta.execution_id, self.step_id)
+    }
+
     /// The attempt number, 1 for the first call.
     pub fn attempt(&self) -> u32 {
         self.attempt

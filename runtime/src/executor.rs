@@ -2,6 +2,7 @@
 //! generic over a typed shared state so steps hand typed outputs to later
 //! steps without JSON round trips (JSON is made only for the journal).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use std::time::SystemTime;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,7 @@ use crate::error::{ErrorKind, ExecutionError, StepError};
 use crate::journal::{EventKind, EventLabels, JournalEvent, JournalStore, Json, MemoryStore, StateName};
 use crate::policy::Policy;
 use crate::resilience::{self, BreakerRegistry, CircuitBreaker, CircuitTransition, Observer};
+use crate::resume::{Done, Resume, ResumeError};
 use crate::state::{ExecutionState, StepState};
 use crate::usage::{Tokens, Usage, UsageMeter};
 
@@ -90,6 +92,9 @@ pub struct Recorder {
     buffers: bool,
     /// Events were appended since the last flush.
     dirty: AtomicBool,
+    /// A step succeeded since the last checkpoint: it is made durable before
+    /// any agent code runs again ([`Recorder::before_agent`]).
+    succeeded: AtomicBool,
     /// Wall clock and monotonic clock read together at the start, so event
     /// times come from the monotonic readings the executor takes anyway
     /// (and follow tokio's paused clock in tests).
@@ -141,6 +146,21 @@ impl Recorder {
         true
     }
 
+    /// Before agent code runs: a step success recorded since the last
+    /// checkpoint is made durable first (a resume must never run a step
+    /// again whose success a later step already built on); otherwise a flush.
+    fn before_agent(&self) -> bool {
+        if !self.succeeded.swap(false, Ordering::AcqRel) {
+            return self.flush();
+        }
+        self.dirty.store(false, Ordering::Release);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let res = inner.writer.checkpoint();
+        self.check(&mut inner, res);
+        self.publish_flushed(&mut inner);
+        true
+    }
+
     fn publish_flushed(&self, inner: &mut RecorderInner) {
         for ev in inner.unpublished.drain(..) {
             self.bus.publish(ev);
@@ -164,6 +184,9 @@ impl Recorder {
             metrics.observe(&self.meta, &event);
         }
         let terminal = event.event.is_terminal();
+        if event.event == EventKind::StepSucceeded {
+            self.succeeded.store(true, Ordering::Release);
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.seq += 1;
         event.seq = inner.seq;
@@ -231,6 +254,8 @@ pub struct Cx<'a, S> {
     recorder: &'a Recorder,
     mocks: Option<&'a dyn StepMocks>,
     breakers: Option<&'a BreakerRegistry>,
+    /// A resumed execution's steps that ended before (not run again).
+    done: Option<&'a HashMap<Arc<str>, Done>>,
 }
 
 impl<'a, S> Cx<'a, S> {
@@ -342,6 +367,20 @@ pub trait StepNode<S>: Send + Sync {
     fn bind(&mut self, registry: &BreakerRegistry);
     /// Runs the step, recording its events.
     fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome>;
+    /// Puts the step's journaled `output` into `state`, as if it had just
+    /// run (resuming an execution); `Err` says why the output does not fit.
+    fn restore(&self, state: &S, output: &Value) -> Result<(), String> {
+        let _ = (state, output);
+        Err(format!("step {} cannot be restored from a journal", self.step_id()))
+    }
+    /// How the step ends when its execution is resumed and the journal says
+    /// it ended `done` before: not run again, nothing journaled.
+    fn resumed(&self, done: &Done) -> Outcome {
+        match done {
+            Done::Succeeded(_) => Outcome::Ok,
+            Done::Failed(e) => Outcome::Failed(e.clone()),
+        }
+    }
 }
 
 /// A node of the plan tree.
@@ -411,6 +450,36 @@ impl<S: Sync + 'static> Node<S> {
                 children.iter_mut().for_each(|c| c.bind(registry))
             }
         }
+    }
+
+    /// Every step's id, in plan order.
+    pub fn step_ids(&self) -> Vec<&str> {
+        let mut ids = Vec::new();
+        self.each_step(&mut |s| ids.push(&**s.step_id()));
+        ids
+    }
+
+    fn each_step<'a>(&'a self, f: &mut dyn FnMut(&'a dyn StepNode<S>)) {
+        match self {
+            Node::Step(s) => f(&**s),
+            Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
+                children.iter().for_each(|c| c.each_step(f))
+            }
+        }
+    }
+
+    /// Puts the output of every step the journal says succeeded into `state`.
+    fn restore(&self, state: &S, point: &Resume) -> Result<(), ResumeError> {
+        let mut result = Ok(());
+        self.each_step(&mut |s| {
+            if let (Ok(()), Some(Done::Succeeded(output))) = (&result, point.done.get(s.step_id())) {
+                let output = output.as_ref().map_or(&Value::Null, |o| o.value());
+                if let Err(why) = s.restore(state, output) {
+                    result = Err(ResumeError::Output { step: s.step_id().to_string(), why });
+                }
+            }
+        });
+        result
     }
 
     fn skip_all(&self, rec: &Recorder) {
@@ -704,7 +773,22 @@ impl<S: Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
         }
     }
 
+    fn restore(&self, state: &S, output: &Value) -> Result<(), String> {
+        let output = A::Output::deserialize(output).map_err(|e| e.to_string())?;
+        (self.store)(state, output)
+    }
+
+    fn resumed(&self, done: &Done) -> Outcome {
+        match (done, self.on_error) {
+            (Done::Failed(e), OnError::Fail) => Outcome::Failed(e.clone()),
+            _ => Outcome::Ok,
+        }
+    }
+
     fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
+        if let Some(done) = cx.done.and_then(|d| d.get(&self.id)) {
+            return Box::pin(std::future::ready(self.resumed(done)));
+        }
         let m = cx.meta();
         let span = crate::telemetry::executor_span!(
             "orchestrator.step",
@@ -771,7 +855,7 @@ impl Observer for StepObserver<'_> {
     }
 
     fn before_agent_poll(&self) -> bool {
-        self.rec.flush()
+        self.rec.before_agent()
     }
 
     fn attempt_span(&self, attempt: u32) -> tracing::Span {
@@ -870,6 +954,11 @@ impl<S: Sync + 'static, O: Serialize> Workflow<S, O> {
     pub fn root(&self) -> &Node<S> {
         &self.root
     }
+
+    /// Every step's id, in plan order.
+    pub fn step_ids(&self) -> Vec<&str> {
+        self.root.step_ids()
+    }
 }
 
 /// Per-execution choices.
@@ -966,9 +1055,44 @@ impl Runtime {
 
     /// Creates an execution of `info` (id, journal, token) without running it.
     pub fn prepare(&self, info: &WorkflowInfo, opts: ExecutionOptions) -> io::Result<Execution> {
-        let execution_id: Arc<str> = opts.execution_id.unwrap_or_else(new_execution_id).into();
-        let correlation_id = opts.correlation_id.map(Arc::from).unwrap_or_else(|| execution_id.clone());
+        let execution_id: Arc<str> = opts.execution_id.clone().unwrap_or_else(new_execution_id).into();
+        let correlation_id = opts.correlation_id.clone().map(Arc::from).unwrap_or_else(|| execution_id.clone());
         let writer = self.store.create(&execution_id)?;
+        Ok(self.execution(info, opts, execution_id, correlation_id, writer, None))
+    }
+
+    /// Goes on with the execution `point` read from its journal: the outputs
+    /// of the steps that succeeded are put into `state` (an output that no
+    /// longer fits its type is an error, and nothing runs), its journal is
+    /// reopened, and the returned execution, once run, journals
+    /// `execution.resumed` and runs only what had not ended. `opts`' ids are
+    /// ignored (the journal's are kept); check the definition first with
+    /// [`Resume::check_definition`].
+    pub fn resume<S: Sync + 'static, O: Serialize>(
+        &self,
+        workflow: &Workflow<S, O>,
+        state: &S,
+        point: &Resume,
+        opts: ExecutionOptions,
+    ) -> Result<Execution, ResumeError> {
+        workflow.root.restore(state, point)?;
+        let writer = self
+            .store
+            .reopen(&point.execution_id)
+            .map_err(|source| ResumeError::Journal { id: point.execution_id.to_string(), source })?;
+        let (id, correlation) = (point.execution_id.clone(), point.correlation_id.clone());
+        Ok(self.execution(&workflow.info, opts, id, correlation, writer, Some(point)))
+    }
+
+    fn execution(
+        &self,
+        info: &WorkflowInfo,
+        opts: ExecutionOptions,
+        execution_id: Arc<str>,
+        correlation_id: Arc<str>,
+        writer: Box<dyn crate::journal::JournalWriter>,
+        resumed: Option<&Resume>,
+    ) -> Execution {
         let buffers = writer.buffers();
         let meta = Arc::new(ExecutionMeta {
             execution_id,
@@ -988,18 +1112,25 @@ impl Runtime {
             crate::telemetry::otel::adopt(&span, parent);
         }
         crate::telemetry::stamp_ids(&span);
-        Ok(Execution {
+        let usage = UsageMeter::default();
+        if let Some(point) = resumed {
+            usage.add(point.usage);
+        }
+        let seq = resumed.map_or(0, |p| p.last_seq);
+        Execution {
             recorder: Recorder {
                 meta,
                 bus: self.bus.clone(),
-                inner: Mutex::new(RecorderInner { seq: 0, writer, failed: false, unpublished: Vec::new() }),
+                inner: Mutex::new(RecorderInner { seq, writer, failed: false, unpublished: Vec::new() }),
                 buffers,
                 dirty: AtomicBool::new(false),
+                succeeded: AtomicBool::new(false),
                 base_wall: SystemTime::now(),
                 base_mono: Instant::now(),
-                usage: UsageMeter::default(),
+                usage,
                 budget: info.max_tokens,
             },
+            done: resumed.map(|p| p.done.clone()),
             definition_hash: info.definition_hash.clone(),
             input: opts.input.map(Json::from),
             idempotency: opts.idempotency,
@@ -1008,7 +1139,7 @@ impl Runtime {
             mocks: opts.mocks,
             breakers: opts.breakers,
             span,
-        })
+        }
     }
 
     /// Runs `workflow` on `state` in the current task.
@@ -1070,6 +1201,8 @@ pub fn new_execution_id() -> String {
 /// One execution, created by [`Runtime::prepare`], not yet run.
 pub struct Execution {
     recorder: Recorder,
+    /// Resumed: the steps that ended before, by id.
+    done: Option<Arc<HashMap<Arc<str>, Done>>>,
     definition_hash: Arc<str>,
     input: Option<Json>,
     idempotency: Option<Idempotency>,
@@ -1130,21 +1263,27 @@ impl Execution {
         let rec = &self.recorder;
         let started = Instant::now();
         self.set_state(ExecutionState::Running);
-        let mut ev = rec.event(EventKind::ExecutionStarted);
-        ev.labels = Some(Box::new(EventLabels {
-            workflow_id: Some(rec.meta.workflow_id.clone()),
-            workflow_version: Some(rec.meta.workflow_version.clone()),
-            definition_hash: Some(self.definition_hash.clone()),
-            correlation_id: Some(rec.meta.correlation_id.clone()),
-            idempotency_key: self.idempotency.as_ref().map(|i| i.key.clone()),
-            request_hash: self.idempotency.as_ref().map(|i| i.request_hash.clone()),
-            ..EventLabels::default()
-        }));
-        ev.input = self.input.clone();
-        ev.state = Some(StateName::Running);
-        rec.record(ev);
-
-        let cx = Cx { state, recorder: rec, mocks: self.mocks.as_deref(), breakers: self.breakers.as_deref() };
+        if self.done.is_some() {
+            // The journal goes on; this program's identity, which `--force`
+            // may have let differ from the one on `execution.started`.
+            let mut ev = rec.event(EventKind::ExecutionResumed);
+            ev.labels = Some(Box::new(EventLabels {
+                workflow_version: Some(rec.meta.workflow_version.clone()),
+                definition_hash: Some(self.definition_hash.clone()),
+                ..EventLabels::default()
+            }));
+            ev.state = Some(StateName::Running);
+            rec.record(ev);
+        } else {
+            self.record_started(rec);
+        }
+        let cx = Cx {
+            state,
+            recorder: rec,
+            mocks: self.mocks.as_deref(),
+            breakers: self.breakers.as_deref(),
+            done: self.done.as_deref(),
+        };
         let outcome = FlushOnYield { fut: workflow.root.run(&cx, &self.cancel), rec }.await;
         let result = match outcome {
             _ if self.cancel.is_cancelled() && outcome != Outcome::Ok => {
@@ -1177,6 +1316,22 @@ impl Execution {
         rec.sync().await;
         self.set_state(final_state);
         result
+    }
+
+    fn record_started(&self, rec: &Recorder) {
+        let mut ev = rec.event(EventKind::ExecutionStarted);
+        ev.labels = Some(Box::new(EventLabels {
+            workflow_id: Some(rec.meta.workflow_id.clone()),
+            workflow_version: Some(rec.meta.workflow_version.clone()),
+            definition_hash: Some(self.definition_hash.clone()),
+            correlation_id: Some(rec.meta.correlation_id.clone()),
+            idempotency_key: self.idempotency.as_ref().map(|i| i.key.clone()),
+            request_hash: self.idempotency.as_ref().map(|i| i.request_hash.clone()),
+            ..EventLabels::default()
+        }));
+        ev.input = self.input.clone();
+        ev.state = Some(StateName::Running);
+        rec.record(ev);
     }
 
     fn set_state(&self, s: ExecutionState) {

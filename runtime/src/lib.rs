@@ -17,6 +17,7 @@ pub mod llm;
 pub mod policy;
 pub mod program;
 pub mod resilience;
+pub mod resume;
 #[cfg(feature = "server")]
 mod server;
 pub mod state;
@@ -35,6 +36,7 @@ pub use executor::{
 pub use journal::{FileStore, JournalEvent, JournalStore, Json, MemoryStore};
 pub use policy::{CircuitBreakerPolicy, Policy, PolicyOverlay, RetryPolicy};
 pub use resilience::{BreakerRegistry, CircuitBreaker, CircuitState};
+pub use resume::{Resume, ResumeError};
 pub use state::{ExecutionState, StepState};
 pub use tokio_util::sync::CancellationToken;
 pub use usage::{Tokens, Usage, UsageMeter};

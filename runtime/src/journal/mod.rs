@@ -42,6 +42,11 @@ pub enum EventKind {
     /// The first event; carries workflow id and version, definition hash and correlation id.
     #[serde(rename = "execution.started")]
     ExecutionStarted,
+    /// The execution goes on after its process ended: `PROGRAM resume` (or a
+    /// restarted `serve`) continues the journal, with the steps that
+    /// succeeded before read back instead of run again.
+    #[serde(rename = "execution.resumed")]
+    ExecutionResumed,
     /// A step began (its input was built).
     #[serde(rename = "step.started")]
     StepStarted,
@@ -91,6 +96,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::ExecutionStarted => "execution.started",
+            EventKind::ExecutionResumed => "execution.resumed",
             EventKind::StepStarted => "step.started",
             EventKind::StepAttemptStarted => "step.attempt.started",
             EventKind::StepAttemptFailed => "step.attempt.failed",
@@ -710,6 +716,11 @@ impl Snapshot {
             EventKind::ExecutionStarted => {
                 self.execution = Some(ExecutionState::Running);
                 self.started = Some((ev.ts, ev.labels.clone()));
+                return;
+            }
+            EventKind::ExecutionResumed => {
+                // Running again: what the crash left `executing` runs again.
+                self.execution = Some(ExecutionState::Running);
                 return;
             }
             EventKind::ExecutionCompleted => {

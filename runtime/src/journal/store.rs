@@ -26,6 +26,14 @@ pub trait JournalWriter: Send {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Makes what was appended durable before agent code runs again: the
+    /// executor calls it after a step succeeded and before the next agent
+    /// call, so that a crash never loses a success a later step built on.
+    /// A store that commits only at the end (the server's, which answers
+    /// only after its group commit) just flushes.
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.flush()
+    }
     /// True if [`flush`](Self::flush) has work to do (so the executor can skip calling it).
     fn buffers(&self) -> bool {
         false
@@ -71,6 +79,14 @@ pub trait JournalStore: Send + Sync + 'static {
     fn create(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>>;
     /// Reads an execution's journal back.
     fn read(&self, execution_id: &str) -> io::Result<JournalRead>;
+    /// A writer that goes on with an existing journal (a resumed
+    /// execution's), after its last complete line.
+    fn reopen(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this journal store cannot go on with the journal of execution {execution_id}"),
+        ))
+    }
 }
 
 /// Journals as `DIR/EXECUTION_ID.jsonl` files.
@@ -153,6 +169,11 @@ impl JournalWriter for FileWriter {
         !self.per_event
     }
 
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.flush()?;
+        outside_the_workers(|| self.file.sync_data())
+    }
+
     fn sync(&mut self) -> Durable {
         // An fsync can take milliseconds: on a multi-threaded runtime (the
         // server's), let the other tasks move to another worker meanwhile.
@@ -190,6 +211,27 @@ impl JournalStore for FileStore {
 
     fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
         super::read_file(self.path(execution_id))
+    }
+
+    fn reopen(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
+        check_execution_id(execution_id)?;
+        let path = self.path(execution_id);
+        let file = OpenOptions::new().append(true).open(&path)?;
+        // A last line without its newline was torn by a machine crash (a
+        // process crash cannot tear a write): it was never durable, and the
+        // reader dropped it. Cut it off, so the next line starts clean.
+        let bytes = std::fs::read(&path)?;
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if whole < bytes.len() {
+            file.set_len(whole as u64)?;
+            file.sync_data()?;
+        }
+        Ok(Box::new(FileWriter {
+            file,
+            buf: Vec::with_capacity(4096),
+            cache: LineCache::default(),
+            per_event: self.per_event,
+        }))
     }
 }
 
@@ -357,6 +399,14 @@ impl JournalStore for MemoryStore {
             Some(j) => {
                 Ok(JournalRead { events: j.lock().unwrap_or_else(|e| e.into_inner()).to_vec(), warnings: Vec::new() })
             }
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no journal for execution {execution_id}"))),
+        }
+    }
+
+    fn reopen(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
+        let inner = self.lock();
+        match inner.journals.get(execution_id) {
+            Some(events) => Ok(Box::new(MemoryWriter { events: events.clone(), spare: inner.spare.clone() })),
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no journal for execution {execution_id}"))),
         }
     }

@@ -72,6 +72,9 @@ impl Progress {
                 ev.workflow_version().unwrap_or("-"),
                 self.journal.display()
             ),
+            EventKind::ExecutionResumed => {
+                format!("{PREFIX} execution {} resumed; journal {}", ev.execution_id, self.journal.display())
+            }
             EventKind::StepStarted => format!("{PREFIX} step {step} started"),
             EventKind::StepAttemptStarted => return None,
             EventKind::StepAttemptFailed => {

@@ -1,0 +1,233 @@
+//! Resuming an execution from its journal: what the journal says was done
+//! before its process ended, checked against the program before anything
+//! runs again ([`crate::Runtime::resume`]).
+//!
+//! A step that succeeded is not run again: its journaled output is read back
+//! into the typed state. A step that failed keeps its failure (and its
+//! `onError`). Anything else (in flight when the process ended, cancelled,
+//! skipped, never reached) runs from its first attempt: steps run at least
+//! once, and [`crate::AgentContext::idempotency_key`] lets an agent
+//! recognise a repeated call.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use crate::error::StepError;
+use crate::executor::WorkflowInfo;
+use crate::journal::{EventKind, JournalRead, Json};
+use crate::state::ExecutionState;
+use crate::usage::Usage;
+
+/// An unfinished execution as its journal left it: read with
+/// [`Resume::from_journal`], then run the rest with [`crate::Runtime::resume`].
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub(crate) execution_id: Arc<str>,
+    pub(crate) correlation_id: Arc<str>,
+    workflow_version: Arc<str>,
+    definition_hash: Arc<str>,
+    input: Option<Json>,
+    pub(crate) last_seq: u64,
+    pub(crate) done: Arc<HashMap<Arc<str>, Done>>,
+    /// Model tokens of the steps that are done (the budget goes on from there).
+    pub(crate) usage: Usage,
+}
+
+/// How a step ended before the process did ([`crate::StepNode::resumed`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Done {
+    /// Its output, as journaled on `step.succeeded`.
+    Succeeded(Option<Json>),
+    /// Its failure, as journaled on `step.failed`.
+    Failed(StepError),
+}
+
+/// Why an execution cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResumeError {
+    /// No journal, or one that cannot be read.
+    #[error("cannot read the journal of execution {id}: {source}")]
+    Journal {
+        /// The execution.
+        id: String,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The journal does not say how the execution began, or its events are
+    /// not one unbroken run: nothing is resumed from it.
+    #[error("the journal of execution {id} cannot be resumed: {why}")]
+    Corrupt {
+        /// The execution.
+        id: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The execution has already ended.
+    #[error("execution {id} has already ended ({}); there is nothing to resume", state.as_str())]
+    Ended {
+        /// The execution.
+        id: String,
+        /// How it ended.
+        state: ExecutionState,
+    },
+    /// The program is not the one that started the execution.
+    #[error(transparent)]
+    Changed(Box<DefinitionChanged>),
+    /// A step's journaled output does not fit its type in this program.
+    #[error(
+        "the journal's output of step {step} does not fit that step's output type in this program: {why}; \
+         the execution cannot be resumed by this program"
+    )]
+    Output {
+        /// The step.
+        step: String,
+        /// Why it does not deserialize.
+        why: String,
+    },
+}
+
+/// The program's definition is not the one that started the execution.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "execution {id} was started by a different definition of this workflow \
+     (journal: version {journal_version}, definition hash {journal_hash}; \
+     this program: version {program_version}, definition hash {program_hash}){changed}; \
+     resume with --force to run the rest with this program's definition"
+)]
+pub struct DefinitionChanged {
+    /// The execution.
+    pub id: String,
+    /// The definition hash on its `execution.started`.
+    pub journal_hash: String,
+    /// The workflow version on its `execution.started`.
+    pub journal_version: String,
+    /// This program's definition hash.
+    pub program_hash: String,
+    /// This program's workflow version.
+    pub program_version: String,
+    /// What differs that the journal shows (steps this program lacks).
+    pub changed: String,
+}
+
+impl Resume {
+    /// What the journal `read` of one execution says was done. Refuses a
+    /// journal that has ended, one that does not begin with
+    /// `execution.started`, and one whose `seq` is broken.
+    pub fn from_journal(read: &JournalRead) -> Result<Resume, ResumeError> {
+        let first = read
+            .events
+            .first()
+            .ok_or_else(|| ResumeError::Corrupt { id: "(unknown)".into(), why: "it holds no event".into() })?;
+        let id = first.execution_id.clone();
+        let corrupt = |why: String| ResumeError::Corrupt { id: id.to_string(), why };
+        if first.event != EventKind::ExecutionStarted || first.seq != 1 {
+            return Err(corrupt(format!(
+                "it begins with {} (seq {}), not with execution.started (seq 1)",
+                first.event.as_str(),
+                first.seq
+            )));
+        }
+        let mut done = HashMap::new();
+        let mut usage = Usage::default();
+        for (i, ev) in read.events.iter().enumerate() {
+            if ev.seq != i as u64 + 1 || ev.execution_id != id {
+                return Err(corrupt(format!(
+                    "event {} is seq {} of execution {}: the journal is not one unbroken run of seq 1, 2, 3…",
+                    i + 1,
+                    ev.seq,
+                    ev.execution_id
+                )));
+            }
+            if ev.event.is_terminal() {
+                let state = match ev.event {
+                    EventKind::ExecutionCompleted => ExecutionState::Completed,
+                    EventKind::ExecutionCancelled => ExecutionState::Cancelled,
+                    _ => ExecutionState::Failed,
+                };
+                return Err(ResumeError::Ended { id: id.to_string(), state });
+            }
+            let Some(step) = &ev.step_id else { continue };
+            let ended = match ev.event {
+                EventKind::StepSucceeded => Some(Done::Succeeded(ev.output.clone())),
+                EventKind::StepFailed => Some(Done::Failed(ev.error.as_deref().cloned().unwrap_or_else(|| {
+                    StepError::new(crate::ErrorKind::Fatal, "failed (the journal does not say why)", 0)
+                }))),
+                // Run again: a later event of the same step (after an earlier
+                // resume) replaces what an earlier one said.
+                EventKind::StepStarted => {
+                    done.remove(step);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(ended) = ended {
+                if let Some(u) = ev.usage() {
+                    usage = usage.plus(*u);
+                }
+                done.insert(step.clone(), ended);
+            }
+        }
+        let labels = first.labels.as_deref();
+        let label = |f: fn(&crate::journal::EventLabels) -> &Option<Arc<str>>| {
+            labels.and_then(|l| f(l).clone()).unwrap_or_else(|| "".into())
+        };
+        let last_seq = read.events.last().map_or(0, |e| e.seq);
+        Ok(Resume {
+            correlation_id: labels.and_then(|l| l.correlation_id.clone()).unwrap_or_else(|| id.clone()),
+            execution_id: id,
+            workflow_version: label(|l| &l.workflow_version),
+            definition_hash: label(|l| &l.definition_hash),
+            input: first.input.clone(),
+            last_seq,
+            done: Arc::new(done),
+            usage,
+        })
+    }
+
+    /// The execution id.
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// The workflow input, as journaled on `execution.started` (`null` if it was not).
+    pub fn input(&self) -> &serde_json::Value {
+        self.input.as_ref().map_or(&serde_json::Value::Null, |j| j.value())
+    }
+
+    /// The `seq` of the journal's last event.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The steps that will not run again, by id, sorted.
+    pub fn done_steps(&self) -> Vec<&str> {
+        let mut steps: Vec<&str> = self.done.keys().map(|k| &**k).collect();
+        steps.sort_unstable();
+        steps
+    }
+
+    /// Refuses a program whose definition differs from the one that started
+    /// the execution, unless `force`; `steps` are the program's step ids.
+    pub fn check_definition(&self, info: &WorkflowInfo, steps: &[&str], force: bool) -> Result<(), ResumeError> {
+        if force || *self.definition_hash == *info.definition_hash {
+            return Ok(());
+        }
+        let mut gone: Vec<&str> = self.done.keys().map(|k| &**k).filter(|s| !steps.contains(s)).collect();
+        gone.sort_unstable();
+        let changed = match gone.as_slice() {
+            [] => String::new(),
+            gone => format!("; steps done in the journal that this program does not have: {}", gone.join(", ")),
+        };
+        Err(ResumeError::Changed(Box::new(DefinitionChanged {
+            id: self.execution_id.to_string(),
+            journal_hash: self.definition_hash.to_string(),
+            journal_version: self.workflow_version.to_string(),
+            program_hash: info.definition_hash.to_string(),
+            program_version: info.version.to_string(),
+            changed,
+        })))
+    }
+}
