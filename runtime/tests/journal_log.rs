@@ -469,3 +469,251 @@ async fn a_running_execution_s_state_is_in_memory_before_its_lines_are_written()
     assert_eq!(store.live("live"), None, "ended: its journal says the rest");
     assert_eq!(store.live("never-ran"), None);
 }
+
+/// A process id no process has (Linux's pids stay below 2^22).
+fn dead_pid() -> u32 {
+    (4_200_000..).find(|pid| !std::path::Path::new("/proc").join(pid.to_string()).exists()).unwrap()
+}
+
+/// Renames the segments under `dir/log` that this process wrote as if
+/// process `pid` had (a store names its segments with its own pid).
+fn as_written_by(dir: &std::path::Path, pid: u32) {
+    let log = dir.join(journal::LOG_DIR);
+    let me = format!("-{}-", std::process::id());
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.contains(&me) {
+            std::fs::rename(&path, log.join(name.replace(&me, &format!("-{pid}-")))).unwrap();
+        }
+    }
+}
+
+/// Event `seq` of `id`: `kind`, of step `step` in `state` if given;
+/// `execution.started` carries the identity labels.
+fn ev(id: &str, seq: u64, kind: EventKind, step: Option<(&str, StateName)>) -> JournalEvent {
+    let mut ev = JournalEvent::new(id.into(), kind);
+    ev.seq = seq;
+    if let Some((step, state)) = step {
+        (ev.step_id, ev.state) = (Some(step.into()), Some(state));
+    }
+    if kind == EventKind::ExecutionStarted {
+        ev.labels = Some(Box::new(journal::EventLabels {
+            workflow_id: Some("w".into()),
+            workflow_version: Some("1.0.0".into()),
+            definition_hash: Some("h".into()),
+            correlation_id: Some(id.into()),
+            ..Default::default()
+        }));
+    }
+    if kind == EventKind::StepSucceeded {
+        ev.output = Some(json!({"from": step.map(|s| s.0)}).into());
+    }
+    ev
+}
+
+fn ids(found: &[journal::Unfinished]) -> Vec<&str> {
+    found.iter().map(|u| u.execution_id.as_str()).collect()
+}
+
+/// Issue 17, serve side: a restarted store finds the executions a process
+/// that is gone left unfinished, oldest first, goes on with one's journal
+/// (its new lines in this process's segments, read back whole with the old
+/// ones), and then finds only the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_a_gone_process_left_unfinished_are_found_and_one_goes_on() {
+    use EventKind::*;
+    use StateName::{Executing, Succeeded};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Small segments: the journals span several, interleaved.
+        let options = LogOptions { segment_bytes: 1_000, ..LogOptions::default() };
+        let store = LogStore::with_options(dir.path(), options).unwrap();
+        let mut done = store.create("done").unwrap();
+        let mut first = store.create("first").unwrap();
+        let mut second = store.create("second").unwrap();
+        done.append(ev("done", 1, ExecutionStarted, None)).unwrap();
+        first.append(ev("first", 1, ExecutionStarted, None)).unwrap();
+        first.flush().unwrap();
+        second.append(ev("second", 1, ExecutionStarted, None)).unwrap();
+        second.append(ev("second", 2, StepStarted, Some(("s0", Executing)))).unwrap();
+        second.flush().unwrap();
+        first.append(ev("first", 2, StepStarted, Some(("s0", Executing)))).unwrap();
+        first.append(ev("first", 3, StepSucceeded, Some(("s0", Succeeded)))).unwrap();
+        first.append(ev("first", 4, StepStarted, Some(("s1", Executing)))).unwrap();
+        first.flush().unwrap();
+        done.append(ev("done", 2, ExecutionCompleted, None)).unwrap();
+        done.sync().await.unwrap();
+        // The process dies: `first` and `second` never end.
+        store.in_os().await.unwrap();
+        assert!(store.segments().len() >= 2, "{:?}", store.segments());
+    }
+    as_written_by(dir.path(), dead_pid());
+    // A process still alive (init) runs what it wrote: not unfinished.
+    #[cfg(target_os = "linux")]
+    {
+        let other = tempfile::tempdir().unwrap();
+        let store = LogStore::new(other.path()).unwrap();
+        let mut w = store.create("elsewhere").unwrap();
+        w.append(ev("elsewhere", 1, ExecutionStarted, None)).unwrap();
+        w.flush().unwrap();
+        store.in_os().await.unwrap();
+        let segment = store.segments().pop().unwrap();
+        drop((w, store));
+        let name = segment.file_name().unwrap().to_str().unwrap();
+        let name = name.replace(&format!("-{}-", std::process::id()), "-1-");
+        std::fs::rename(&segment, dir.path().join(journal::LOG_DIR).join(name)).unwrap();
+    }
+
+    let store = LogStore::new(dir.path()).unwrap();
+    let found = store.unfinished().unwrap();
+    assert_eq!(ids(&found), ["first", "second"], "oldest start first");
+    assert!(found.iter().all(|u| u.segment.exists()), "{found:?}");
+    // What it read taught the searches: an unknown id reads (almost) nothing.
+    for guess in ["nope", "firs", "second-1"] {
+        assert_eq!(store.read(guess).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    }
+    assert!(store.segments_searched() <= 1, "{} segments read for unknown ids", store.segments_searched());
+
+    // Errors: no journal, an ended one, one open here.
+    let err = store.reopen("never-ran").err().unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    let err = store.reopen("done").err().unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("has ended (execution.completed at seq 2)"), "{err}");
+    let mut w = store.reopen("first").unwrap();
+    let err = store.reopen("first").err().unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+    assert_eq!(store.create("first").err().unwrap().kind(), std::io::ErrorKind::AlreadyExists);
+
+    // Its state goes on from the old events (still running, not interrupted).
+    let live = store.live("first").expect("a reopened execution is live");
+    assert_eq!(live.execution, Some(ExecutionState::Running));
+    assert_eq!(live.started.as_ref().and_then(|(_, l)| l.as_ref()?.workflow_id.clone()).as_deref(), Some("w"));
+    let steps: Vec<_> = live.steps.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(steps, [("s0", StepState::Succeeded), ("s1", StepState::Executing)]);
+    // Running here: not unfinished.
+    assert_eq!(ids(&store.unfinished().unwrap()), ["second"]);
+
+    w.append(ev("first", 5, ExecutionResumed, None)).unwrap();
+    w.append(ev("first", 6, StepStarted, Some(("s1", Executing)))).unwrap();
+    w.flush().unwrap();
+    let steps = store.live("first").unwrap().steps;
+    assert_eq!(steps.get("s0"), Some(&StepState::Succeeded), "{steps:?}");
+    // Read while it runs: old lines and new.
+    let read = store.read("first").unwrap();
+    assert_eq!(read.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    w.append(ev("first", 7, StepSucceeded, Some(("s1", Succeeded)))).unwrap();
+    w.append(ev("first", 8, ExecutionCompleted, None)).unwrap();
+    w.sync().await.unwrap();
+    drop(w);
+    assert_eq!(store.live("first"), None);
+    assert!(store.segments().iter().all(|s| s.to_str().unwrap().contains(&format!("-{}-", std::process::id()))));
+
+    let whole = store.read("first").unwrap();
+    assert_well_formed(&whole.events);
+    assert_eq!(whole.events.len(), 8);
+    assert_eq!(whole.events[4].event, ExecutionResumed);
+    assert_eq!(whole.snapshot().execution, Some(ExecutionState::Completed));
+    assert_eq!(store.read_recent("first").unwrap().unwrap().events, whole.events);
+    assert_eq!(store.search("first").unwrap().events, whole.events);
+    let page = store.read_recent_page("first", 3, 2).unwrap().unwrap();
+    assert_eq!((page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), page.more), (vec![4, 5], true));
+    let page = store.read_recent_page("first", 6, 10).unwrap().unwrap();
+    assert_eq!((page.events.len(), page.more, page.complete), (2, false, true));
+    let err = store.reopen("first").err().unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "ended now: {err}");
+    drop(store);
+
+    // A later process: only the other one is left, and `first` reads whole.
+    as_written_by(dir.path(), dead_pid());
+    let store = LogStore::new(dir.path()).unwrap();
+    assert_eq!(ids(&store.unfinished().unwrap()), ["second"]);
+    assert_eq!(store.read("first").unwrap().events, whole.events);
+}
+
+/// A line a crash tore is skipped: an execution whose terminal line was
+/// torn is still unfinished (readers drop that line too), and a lone torn
+/// start is nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_line_neither_ends_nor_starts_an_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = LogStore::new(dir.path()).unwrap();
+        let mut w = store.create("cut").unwrap();
+        w.append(ev("cut", 1, EventKind::ExecutionStarted, None)).unwrap();
+        w.flush().unwrap();
+        store.in_os().await.unwrap();
+    }
+    as_written_by(dir.path(), dead_pid());
+    let segment = std::fs::read_dir(dir.path().join(journal::LOG_DIR)).unwrap().next().unwrap().unwrap().path();
+    let mut end = Vec::new();
+    ev("cut", 2, EventKind::ExecutionCompleted, None).write_line(&mut end, &mut Default::default());
+    let mut torn_start = Vec::new();
+    ev("torn", 1, EventKind::ExecutionStarted, None).write_line(&mut torn_start, &mut Default::default());
+    let start = std::fs::read(&segment).unwrap();
+    std::fs::write(&segment, [&start[..], &end[..end.len() - 2]].concat()).unwrap();
+    let store = LogStore::new(dir.path()).unwrap();
+    assert_eq!(ids(&store.unfinished().unwrap()), ["cut"]);
+    assert_eq!(store.read("cut").unwrap().snapshot().execution, Some(ExecutionState::Failed), "interrupted");
+    // Cut just before its newline, the line is whole: readers take it, and so does this.
+    std::fs::write(&segment, [&start[..], &end[..end.len() - 1]].concat()).unwrap();
+    assert!(store.unfinished().unwrap().is_empty());
+    assert_eq!(store.read("cut").unwrap().snapshot().execution, Some(ExecutionState::Completed));
+    std::fs::write(&segment, &torn_start[..torn_start.len() - 2]).unwrap();
+    assert!(store.unfinished().unwrap().is_empty());
+}
+
+/// `Runtime::resume` on the server's store: an execution a process left in
+/// its second step is found, resumed by a later process, runs only what
+/// had not succeeded and ends in one well-formed journal.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_execution_on_the_log_runs_the_rest_and_reads_back_whole() {
+    let policy = Policy { timeout: std::time::Duration::from_secs(7200), ..Policy::default() };
+    let flow = |agent: MockAgent<Value>| {
+        let agent = Arc::new(agent);
+        let nodes: Vec<_> = (0..3)
+            .map(|i| {
+                AgentStep::new(format!("s{i}"), agent.clone(), move |_: &()| Ok(json!({"n": i})), |_: &(), _| Ok(()))
+                    .policy(policy)
+                    .node()
+            })
+            .collect();
+        let wf = Workflow::with_registry(
+            WorkflowInfo::new("w", "1.0.0", "h"),
+            Node::sequence(nodes),
+            |_: &()| Ok(json!("done")),
+            &BreakerRegistry::new(4),
+        );
+        (agent, wf)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = LogStore::new(dir.path()).unwrap();
+        let (_, wf) = flow(MockAgent::new("echo", "1").then_ok(json!({"ok": 0})).then_hang());
+        let runtime = Runtime::new(store.clone());
+        let run = runtime.run(&wf, &(), opts("crashed"));
+        assert!(tokio::time::timeout(std::time::Duration::from_secs(3600), run).await.is_err(), "it hung in s1");
+        store.in_os().await.unwrap();
+    }
+    as_written_by(dir.path(), dead_pid());
+
+    let store = LogStore::new(dir.path()).unwrap();
+    assert_eq!(ids(&store.unfinished().unwrap()), ["crashed"]);
+    let runtime = Runtime::new(store.clone());
+    let (agent, wf) = flow(MockAgent::new("echo", "1").then_ok(json!({"ok": 1})));
+    let point = orchestr8_runtime::Resume::from_journal(&store.read("crashed").unwrap()).unwrap();
+    point.check_definition(wf.info(), &wf.step_ids(), false).unwrap();
+    assert_eq!(point.done_steps(), ["s0"]);
+    let exec = runtime.resume(&wf, &(), &point, ExecutionOptions::default()).unwrap();
+    assert_eq!(exec.run(&wf, &()).await.unwrap(), json!("done"));
+    assert_eq!(agent.calls(), 2, "s1 again and s2; s0 is read back");
+
+    let read = store.read("crashed").unwrap();
+    assert_well_formed(&read.events);
+    let resumed = read.events.iter().filter(|e| e.event == EventKind::ExecutionResumed).count();
+    assert_eq!(resumed, 1);
+    assert!(store.unfinished().unwrap().is_empty());
+    drop((runtime, store));
+    assert_eq!(journal::read_execution(dir.path(), "crashed").unwrap().events, read.events);
+}

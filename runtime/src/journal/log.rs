@@ -55,6 +55,7 @@ use super::lookup::SegmentFilters;
 use super::retention::{self, Candidate, Retention, RETENTION_CHECK};
 use super::segment::{read_at, write_at};
 use super::store::{check_execution_id, Durable};
+use super::unfinished::{self, Part, Unfinished};
 use super::{EventKind, JournalEvent, JournalRead, JournalStore, JournalWriter, LineCache, Snapshot, StateName};
 use crate::error::StepError;
 
@@ -194,8 +195,32 @@ struct Log {
     index: IdMap<Arc<str>, Vec<Range>>,
     /// Executions whose writer is alive and has not ended their journal.
     writers: IdMap<Arc<str>, Open>,
+    /// Executions an earlier process began that this store reopened
+    /// ([`JournalStore::reopen`]), not indexed (their first lines are in
+    /// other processes' segments): read by searching. The log position
+    /// after their last line here, which a read waits to be written.
+    reopened: IdMap<Arc<str>, u64>,
+    /// The ids of `index` and `reopened`, oldest first: the first forgotten.
     order: VecDeque<Arc<str>>,
     stop: bool,
+}
+
+impl Log {
+    /// Makes room for one more id in `index` or `reopened`, forgetting the
+    /// oldest, and counts `id` in.
+    fn remember(&mut self, id: &Arc<str>) {
+        while self.order.len() >= INDEX_CAPACITY {
+            match self.order.pop_front() {
+                Some(old) => {
+                    if self.index.remove(&old).is_none() {
+                        self.reopened.remove(&old);
+                    }
+                }
+                None => break,
+            }
+        }
+        self.order.push_back(id.clone());
+    }
 }
 
 /// A segment: its file exists once the log thread first writes to it, and
@@ -354,8 +379,18 @@ impl LogStore {
     /// any other id, which [`search`](Self::search) finds by searching the
     /// segments. `NotFound` while it has recorded nothing yet.
     pub fn read_recent(&self, execution_id: &str) -> Option<io::Result<JournalRead>> {
+        if self.reopened(execution_id) {
+            return Some(self.search(execution_id));
+        }
         // Lines of one execution only: a bad one is said and skipped.
         self.read_indexed_as(execution_id, super::parse_lenient, |r| &r.warnings)
+    }
+
+    /// True when `execution_id` is one this store reopened (and still
+    /// remembers): its lines are found by [`search`](Self::search), which
+    /// reads only the segments that may hold them.
+    fn reopened(&self, execution_id: &str) -> bool {
+        lock(&self.handle.shared.log).reopened.contains_key(execution_id)
     }
 
     /// The state of an execution whose journal this store is writing and
@@ -375,6 +410,9 @@ impl LogStore {
         after: u64,
         max: usize,
     ) -> Option<io::Result<super::JournalPage>> {
+        if self.reopened(execution_id) {
+            return Some(self.search(execution_id).map(|read| page_of(read, after, max)));
+        }
         self.read_indexed_as(execution_id, |bytes| super::parse_page(bytes, after, max), |p| &p.warnings)
     }
 
@@ -407,6 +445,15 @@ impl LogStore {
     /// that a later search reads only the segments that may hold the id.
     pub fn search(&self, execution_id: &str) -> io::Result<JournalRead> {
         let shared = &self.handle.shared;
+        {
+            // A reopened execution's lines appended moments ago: the log
+            // thread is writing them now.
+            let mut log = lock(&shared.log);
+            let end = log.reopened.get(execution_id).copied().unwrap_or(0);
+            while log.written < end {
+                log = shared.written.wait(log).unwrap_or_else(|e| e.into_inner());
+            }
+        }
         let own = |path: &Path, hash: u64| {
             let log = lock(&shared.log);
             let seg = log.segments.iter().rev().find(|s| s.path == path)?;
@@ -418,6 +465,56 @@ impl LogStore {
     /// Segment files read by searches so far (the others were skipped).
     pub fn segments_searched(&self) -> u64 {
         self.handle.shared.filters.segments_read()
+    }
+
+    /// The executions that processes now gone began in the log and did not
+    /// end: an `execution.started` (or `execution.resumed`) line in one of
+    /// their segments, and no terminal line in any segment (this process's
+    /// included); oldest start first. What a restarted server resumes
+    /// ([`JournalStore::reopen`]). Segments of other processes still alive
+    /// are not read (they run their executions), nor are executions this
+    /// store has open. Every segment is read once, in chunks, without
+    /// parsing lines (see [`super::unfinished`]); searches learn the ids
+    /// of the segments it read. A line that is not whole is skipped.
+    pub fn unfinished(&self) -> io::Result<Vec<Unfinished>> {
+        let shared = &self.handle.shared;
+        let own: Vec<PathBuf> = {
+            // What this store appended so far in the OS, so that an end it
+            // wrote (of an execution it reopened) is read.
+            let mut log = lock(&shared.log);
+            let pos = log.pos;
+            while log.written < pos {
+                log = shared.written.wait(log).unwrap_or_else(|e| e.into_inner());
+            }
+            log.segments.iter().filter(|s| s.created && !s.deleted).map(|s| s.path.clone()).collect()
+        };
+        let mut paths: Vec<PathBuf> = match std::fs::read_dir(shared.dir.join(LOG_DIR)) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        paths.sort();
+        let this = std::process::id();
+        let segments: Vec<unfinished::Segment> = paths
+            .into_iter()
+            .filter_map(|path| {
+                if own.contains(&path) {
+                    return Some(unfinished::Segment { path, part: Part::Ours, learn: false });
+                }
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let part = match retention::segment_pid(&name) {
+                    // An earlier store of this process (one store writes a directory).
+                    Some(pid) if pid == this => Part::Ours,
+                    Some(pid) if unfinished::running(pid) => return None,
+                    _ => Part::Gone,
+                };
+                Some(unfinished::Segment { path, part, learn: true })
+            })
+            .collect();
+        unfinished::scan(&segments, &shared.filters, |id| lock(&shared.log).writers.contains_key(id))
     }
 
     /// Creates the log's folder now (it is otherwise created on the first
@@ -483,6 +580,15 @@ impl LogStore {
         let pos = lock(&shared.log).pos;
         wait_until(rx, pos).await
     }
+}
+
+/// The page of a whole journal `read` after `after`, at most `max` events.
+fn page_of(read: JournalRead, after: u64, max: usize) -> super::JournalPage {
+    let complete = read.events.last().is_some_and(|e| e.event.is_terminal());
+    let mut events: Vec<_> = read.events.into_iter().filter(|e| e.seq > after).collect();
+    let more = events.len() > max;
+    events.truncate(max);
+    super::JournalPage { events, more, complete, warnings: read.warnings }
 }
 
 /// Waits until the log thread's mark reaches `pos`; its error if it failed before.
@@ -758,6 +864,8 @@ impl Shared {
                 }
                 _ => ranges.push(Range { segment: number as u32, offset, len, end }),
             }
+        } else if let Some(last) = log.reopened.get_mut(id) {
+            *last = end;
         }
         if wake {
             self.wake.notify_one();
@@ -789,15 +897,25 @@ impl Shared {
         let log_dir = self.dir.join(LOG_DIR);
         // This store's segments: deletable once closed (not the one being
         // written, its file synced and let go) with no execution running.
-        let own: Vec<(PathBuf, bool)> = {
+        // And the executions it reopened and runs: the other processes'
+        // segments that may hold their beginnings are kept.
+        let (own, reopened): (Vec<(PathBuf, bool)>, Vec<u64>) = {
             let log = lock(&self.log);
             let last = log.segments.len().saturating_sub(1);
-            log.segments
+            let own = log
+                .segments
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.created && !s.deleted)
                 .map(|(i, s)| (s.path.clone(), i < last && s.file.is_none() && s.live == 0))
-                .collect()
+                .collect();
+            let reopened = log
+                .reopened
+                .keys()
+                .filter(|id| log.writers.contains_key(*id))
+                .map(|id| super::lookup::id_hash(id))
+                .collect();
+            (own, reopened)
         };
         let entries = match std::fs::read_dir(&log_dir) {
             Ok(entries) => entries,
@@ -827,6 +945,7 @@ impl Shared {
                         let pid = retention::segment_pid(&name(path));
                         let newest = !files[i + 1..].iter().any(|(p, _, _)| retention::segment_pid(&name(p)) == pid);
                         retention::foreign_segment_ended(pid, newest)
+                            && !reopened.iter().any(|&h| self.filters.may_hold(path, h) != Some(false))
                     }
                 };
                 Candidate { path: path.clone(), len: *len, modified: *modified, deletable }
@@ -1037,16 +1156,11 @@ impl JournalStore for LogStore {
         let live = Arc::new(Mutex::new(Snapshot::default()));
         {
             let mut log = lock(&self.handle.shared.log);
-            if log.index.contains_key(&id) {
+            if log.index.contains_key(&id) || log.reopened.contains_key(&id) {
                 return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("journal {id} exists")));
             }
-            while log.order.len() >= INDEX_CAPACITY {
-                if let Some(old) = log.order.pop_front() {
-                    log.index.remove(&old);
-                }
-            }
+            log.remember(&id);
             log.index.insert(id.clone(), Vec::new());
-            log.order.push_back(id.clone());
             log.writers
                 .insert(id.clone(), Open { last_seq: 0, sealed: false, created: Instant::now(), live: live.clone() });
         }
@@ -1070,5 +1184,84 @@ impl JournalStore for LogStore {
             Some(read) => read,
             None => self.search(execution_id),
         }
+    }
+
+    /// Goes on with a journal an earlier process (or an earlier writer of
+    /// this store) left without its end: the new lines go to this process's
+    /// segments, the writer counts as a live one (for [`LogStore::abandon`]
+    /// and retention), and [`LogStore::live`] starts from the state the old
+    /// events lead to. Reads return the whole journal, old lines and new, in
+    /// `seq` order. `NotFound` when there is no journal; `InvalidInput` when
+    /// it has ended; `AlreadyExists` when a writer of this store has it open.
+    fn reopen(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
+        check_execution_id(execution_id)?;
+        let shared = &self.handle.shared;
+        let open_here = || {
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("the journal of execution {execution_id} is open in this process: it is running here"),
+            )
+        };
+        if lock(&shared.log).writers.contains_key(execution_id) {
+            return Err(open_here());
+        }
+        let read = self.read(execution_id)?;
+        if let Some(end) = read.events.iter().find(|e| e.event.is_terminal()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "execution {execution_id} has ended ({} at seq {}): its journal cannot go on",
+                    end.event.as_str(),
+                    end.seq
+                ),
+            ));
+        }
+        let Some(last_seq) = read.events.last().map(|e| e.seq) else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("the journal of execution {execution_id} holds no complete event"),
+            ));
+        };
+        // Its state so far, still running (not `interrupted`: it goes on).
+        let mut snapshot = Snapshot::default();
+        for ev in &read.events {
+            snapshot.apply(ev);
+        }
+        let live = Arc::new(Mutex::new(snapshot));
+        let id: Arc<str> = {
+            let mut log = lock(&shared.log);
+            if log.writers.contains_key(execution_id) {
+                return Err(open_here());
+            }
+            let id: Arc<str> = match log.index.get_key_value(execution_id) {
+                // Begun by this store: its new lines are indexed like the old.
+                Some((id, _)) => id.clone(),
+                None => match log.reopened.get_key_value(execution_id) {
+                    Some((id, _)) => id.clone(),
+                    None => {
+                        let id: Arc<str> = execution_id.into();
+                        log.remember(&id);
+                        log.reopened.insert(id.clone(), 0);
+                        id
+                    }
+                },
+            };
+            log.writers
+                .insert(id.clone(), Open { last_seq, sealed: false, created: Instant::now(), live: live.clone() });
+            id
+        };
+        shared.open.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(LogWriter {
+            handle: self.handle.clone(),
+            id,
+            buf: Vec::with_capacity(1024),
+            cache: LineCache::default(),
+            pos: 0,
+            touched: Vec::new(),
+            seq: last_seq,
+            terminal: false,
+            open: true,
+            live,
+        }))
     }
 }

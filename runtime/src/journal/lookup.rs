@@ -78,6 +78,24 @@ impl SegmentFilters {
         }
     }
 
+    /// Learns the filter of a segment that was read whole (`hashes`: every
+    /// id in it, [`hash`] of its JSON string) when it was as `stamp` says:
+    /// a segment that changed since is not learned (it is read again).
+    pub(super) fn learn_read(&self, path: &Path, stamp: Stamp, hashes: impl ExactSizeIterator<Item = u64>) {
+        if Stamp::of(path).is_ok_and(|now| now == stamp) {
+            self.lock().insert(path.to_owned(), Filter::of_hashes(hashes, stamp));
+        }
+    }
+
+    /// Whether `path` may hold the id of hash `h` ([`id_hash`]), by its
+    /// filter; `None` when it has none, or one made before it changed.
+    pub(super) fn may_hold(&self, path: &Path, h: u64) -> Option<bool> {
+        let stamp = Stamp::of(path).ok()?;
+        let filters = self.lock();
+        let filter = filters.get(path).filter(|f| f.stamp == stamp)?;
+        Some(filter.may_hold(h))
+    }
+
     /// Forgets the filter of a segment that was deleted.
     pub(super) fn forget(&self, path: &Path) {
         self.lock().remove(path);
@@ -149,7 +167,7 @@ impl SegmentFilters {
 }
 
 /// What every line has before its execution id.
-const KEY: &[u8] = b"\"executionId\":";
+pub(super) const KEY: &[u8] = b"\"executionId\":";
 
 /// The lines of `execution_id` in one segment's `bytes`, into `read`.
 fn collect(bytes: &[u8], finder: &memchr::memmem::Finder, path: &Path, execution_id: &str, read: &mut JournalRead) {
@@ -179,19 +197,20 @@ fn collect(bytes: &[u8], finder: &memchr::memmem::Finder, path: &Path, execution
 
 /// When a filter was made: the file's length and modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
+pub(super) struct Stamp {
+    pub(super) len: u64,
     modified: Option<SystemTime>,
 }
 
 impl Stamp {
-    fn of(path: &Path) -> io::Result<Stamp> {
+    pub(super) fn of(path: &Path) -> io::Result<Stamp> {
         let meta = fs::metadata(path)?;
         Ok(Stamp { len: meta.len(), modified: meta.modified().ok() })
     }
 }
 
-fn hash(bytes: &[u8]) -> u64 {
+/// The hash filters keep of an execution id's JSON string, as lines hold it.
+pub(super) fn hash(bytes: &[u8]) -> u64 {
     BuildHasherDefault::<IdHasher>::default().hash_one(bytes)
 }
 
@@ -258,7 +277,7 @@ fn mix(mut h: u64) -> u64 {
 
 /// The JSON string at the start of `bytes`, quotes included (escapes kept
 /// as written); `None` if there is none.
-fn json_string(bytes: &[u8]) -> Option<&[u8]> {
+pub(super) fn json_string(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.first() != Some(&b'"') {
         return None;
     }

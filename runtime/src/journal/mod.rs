@@ -16,6 +16,7 @@ mod read;
 mod retention;
 mod segment;
 mod store;
+mod unfinished;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -31,6 +32,7 @@ pub use lookup::{read_execution, SegmentFilters};
 pub use read::MAX_READ_DEPTH;
 pub use retention::{Retention, DEFAULT_MAX_BYTES, DEFAULT_RETENTION, RETENTION_CHECK};
 pub use store::{Durable, FileStore, JournalStore, JournalWriter, MemoryStore, DEFAULT_JOURNAL_DIR};
+pub use unfinished::Unfinished;
 
 use crate::error::{ErrorKind, StepError};
 use crate::state::{ExecutionState, StepState};

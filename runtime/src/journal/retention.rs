@@ -95,13 +95,13 @@ pub(super) fn foreign_segment_ended(pid: Option<u32>, newest_of_its_process: boo
 }
 
 #[cfg(target_os = "linux")]
-fn process_alive(pid: u32) -> bool {
+pub(super) fn process_alive(pid: u32) -> bool {
     std::path::Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Elsewhere there is no cheap portable check: assume it may be writing.
 #[cfg(not(target_os = "linux"))]
-fn process_alive(_pid: u32) -> bool {
+pub(super) fn process_alive(_pid: u32) -> bool {
     true
 }
 
