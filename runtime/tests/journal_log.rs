@@ -717,3 +717,57 @@ async fn a_resumed_execution_on_the_log_runs_the_rest_and_reads_back_whole() {
     drop((runtime, store));
     assert_eq!(journal::read_execution(dir.path(), "crashed").unwrap().events, read.events);
 }
+
+/// Retention keeps the segments of a process that is gone which hold the
+/// beginning of an execution this store reopened and runs: its journal must
+/// not lose its head while it goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_beginning_of_a_reopened_execution() {
+    use EventKind::*;
+    let dir = tempfile::tempdir().unwrap();
+    let padded = |mut ev: JournalEvent, bytes: usize| {
+        ev.input = Some(json!({ "padding": "x".repeat(bytes) }).into());
+        ev
+    };
+    {
+        let options = LogOptions { segment_bytes: 1_000, ..LogOptions::default() };
+        let store = LogStore::with_options(dir.path(), options).unwrap();
+        let mut other = store.create("other").unwrap();
+        other.append(padded(ev("other", 1, ExecutionStarted, None), 900)).unwrap();
+        other.append(ev("other", 2, ExecutionCompleted, None)).unwrap();
+        other.sync().await.unwrap();
+        let mut w = store.create("first").unwrap();
+        w.append(padded(ev("first", 1, ExecutionStarted, None), 900)).unwrap();
+        w.flush().unwrap();
+        store.in_os().await.unwrap();
+    }
+    as_written_by(dir.path(), dead_pid());
+    let segment_of = |id: &str| {
+        std::fs::read_dir(dir.path().join(journal::LOG_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| std::fs::read_to_string(p).unwrap().contains(&format!("\"executionId\":\"{id}\"")))
+    };
+    let (old_other, old_first) = (segment_of("other").unwrap(), segment_of("first").unwrap());
+    assert_ne!(old_other, old_first);
+    let before: u64 = [&old_other, &old_first].iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+
+    // Room for what there is, not for what the reopened execution adds.
+    let retention = journal::Retention { max_age: None, max_bytes: Some(before + 500) };
+    let options = LogOptions { segment_bytes: 1_000, retention, ..LogOptions::default() };
+    let store = LogStore::with_options(dir.path(), options).unwrap();
+    assert_eq!(store.retain(), 0, "the log fits");
+    let mut w = store.reopen("first").unwrap();
+    w.append(ev("first", 2, ExecutionResumed, None)).unwrap();
+    for seq in 3..6 {
+        w.append(padded(ev("first", seq, StepStarted, Some(("s0", StateName::Executing))), 900)).unwrap();
+    }
+    w.flush().unwrap();
+    store.in_os().await.unwrap();
+    assert!(store.retain() >= 1, "the log is over its size");
+    assert!(!old_other.exists(), "the oldest segment, of executions that ended, goes");
+    assert!(old_first.exists(), "the beginning of the execution running here stays");
+    let read = store.read("first").unwrap();
+    assert_eq!(read.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    drop(w);
+}
