@@ -67,11 +67,12 @@ pub(super) fn scan(
 ) -> io::Result<Vec<Unfinished>> {
     let key = memchr::memmem::Finder::new(KEY);
     // By the id's JSON string, as lines hold it: the segment and the order
-    // of its first start. An execution leaves the map when it ends.
+    // of its first start. An execution leaves the map when it ends, so it
+    // holds the executions under way at one point of the log, not every one
+    // in it (no set of ended ids: for a 10 GiB log that would be millions).
+    // Segments sort by creation time: should a clock set back put an end
+    // before its start, the execution is listed, and `reopen` refuses it.
     let mut started: IdMap<Box<[u8]>, (usize, u64)> = IdMap::default();
-    // Hashes of the ids that ended, in case an end is read before its start
-    // (segments sort by their creation time: a clock set back).
-    let mut ended = HashSetU64::default();
     let mut order = 0u64;
     let mut buf = vec![0u8; CHUNK];
     for (number, segment) in segments.iter().enumerate() {
@@ -89,20 +90,18 @@ pub(super) fn scan(
         let mut ids = HashSetU64::default();
         let mut line = |line: &[u8]| {
             let Some((id, event)) = fields(line, &key) else { return };
-            let h = lookup::hash(id);
             if segment.learn {
-                ids.insert(h);
+                ids.insert(lookup::hash(id));
             }
             match event {
                 b"execution.started" | b"execution.resumed"
-                    if segment.part == Part::Gone && !started.contains_key(id) && !ended.contains(&h) =>
+                    if segment.part == Part::Gone && !started.contains_key(id) =>
                 {
                     started.insert(id.into(), (number, order));
                     order += 1;
                 }
                 b"execution.completed" | b"execution.failed" | b"execution.cancelled" => {
                     started.remove(id);
-                    ended.insert(h);
                 }
                 _ => {}
             }
