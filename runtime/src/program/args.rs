@@ -569,13 +569,26 @@ mod tests {
         );
         let e = args(&["serve", "--input={}"]).unwrap_err().render().to_string();
         assert!(e.contains("tip: '--input' is an option of a run, without a subcommand: prog --input ...\n"), "{e}");
-        for flag in ["--wait-timeout", "--header-timeout", "--max-connections", "--journal-max-bytes"] {
-            assert_eq!(err(&[flag, "1"]), format!("error: unexpected argument '{flag}' found"));
+        // Every flag of one given to the other, each with its tip.
+        let cli = cli();
+        let longs = |c: &clap::Command| -> Vec<String> {
+            c.get_arguments().filter_map(|a| a.get_long()).map(|l| format!("--{l}")).collect()
+        };
+        let (run_flags, serve_flags) = (longs(&cli), longs(cli.find_subcommand("serve").unwrap()));
+        let serve_only: Vec<_> = serve_flags.iter().filter(|f| !run_flags.contains(f)).collect();
+        let run_only: Vec<_> = run_flags.iter().filter(|f| !serve_flags.contains(f)).collect();
+        assert_eq!(serve_only.len(), 14, "{serve_only:?}");
+        assert_eq!(run_only.len(), 5, "{run_only:?}");
+        for flag in serve_only {
+            let e = args(&[&format!("{flag}=1")]).unwrap_err().render().to_string();
+            assert!(e.starts_with(&format!("error: unexpected argument '{flag}' found\n")), "{e}");
+            assert!(e.contains(&format!("tip: '{flag}' is an option of 'serve': prog serve {flag} ...")), "{e}");
         }
-        for flag in ["--input", "--input-file", "--correlation-id", "--test"] {
-            assert_eq!(err(&["serve", flag, "x"]), format!("error: unexpected argument '{flag}' found"));
+        for flag in run_only {
+            let e = args(&["serve", flag]).unwrap_err().render().to_string();
+            assert!(e.starts_with(&format!("error: unexpected argument '{flag}' found\n")), "{e}");
+            assert!(e.contains(&format!("tip: '{flag}' is an option of a run, without a subcommand")), "{e}");
         }
-        assert_eq!(err(&["serve", "--input-schema"]), "error: unexpected argument '--input-schema' found");
         // Options before `serve` are a run's: refused, not ignored.
         assert_eq!(
             err(&["--input", "{}", "serve"]),
