@@ -517,6 +517,24 @@ mod tests {
         assert_eq!((a.input, a.input_file, a.correlation_id, a.common.log_format), (None, None, None, None));
         assert!(matches!(args(&["--test", "t.json", "-q"]), Ok(Command::Test(f)) if f == Path::new("t.json")));
         assert!(matches!(args(&["--input-schema"]), Ok(Command::InputSchema)));
+        // `-` is a value (standard input), not a flag.
+        assert!(matches!(args(&["--test", "-"]), Ok(Command::Test(f)) if f == Path::new("-")));
+        let Ok(Command::Run(a)) = args(&["--input-file", "-"]) else { panic!("not a run") };
+        assert_eq!(a.input_file, Some(PathBuf::from("-")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn arguments_that_are_not_utf8_are_usage_errors_or_paths() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let bad = || OsString::from_vec(vec![b'x', 0xff]);
+        let e = parse(&mut cli(), vec!["prog".into(), "--input".into(), bad()]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidUtf8);
+        let Ok(Command::Run(a)) = parse(&mut cli(), vec!["prog".into(), "--journal-dir".into(), bad()]) else {
+            panic!("not a run")
+        };
+        assert_eq!(a.common.journal_dir.into_os_string(), bad());
+        assert_eq!(bin_name(Some(&bad()), "wf"), "x\u{fffd}");
     }
 
     #[test]
