@@ -44,9 +44,9 @@
 //!
 //! Arguments are parsed by clap (`args`), like the `orchestr8` CLI's: help,
 //! errors with suggestions, completions. Its cost, measured for issue 16
-//! (a clean debug build of the runtime with `server`, 2 cores): about 7 s
-//! of CPU over 67 s (clap's builder, `clap_complete` and derive), 2 s of
-//! it for derive; no `color`, no `wrap_help` (the help is wrapped by hand).
+//! (a clean debug build of the runtime with `server`, 2 cores): about 6-7 s
+//! of CPU over 67 s (clap's builder, `clap_complete` and derive), under 2 s
+//! of it for derive; no `color`, no `wrap_help` (the help is wrapped by hand).
 //!
 //! The execution runs on a current-thread tokio runtime on a thread of its
 //! own; the calling thread only writes progress lines. Progress travels over
