@@ -265,19 +265,67 @@ fn values_that_do_not_fit_exit_2_with_a_json_pointer() {
 #[test]
 fn bad_usage_exits_2() {
     for (args, want) in [
-        (&["--frobnicate"][..], "error: unknown option '--frobnicate'"),
-        (&["--input"][..], "error: '--input' needs a value"),
+        (&["--frobnicate"][..], "error: unexpected argument '--frobnicate' found"),
+        (&["--input"][..], "error: a value is required for '--input <JSON>' but none was supplied"),
         (
             &["--input", "{}", "--input-file", "x.json"][..],
-            "error: '--input' and '--input-file' cannot be used together",
+            "error: the argument '--input <JSON>' cannot be used with '--input-file <PATH>'",
         ),
-        (&["run"][..], "error: unexpected argument 'run'"),
+        (&["run"][..], "error: unrecognized subcommand 'run'"),
+        (&["--addr", "127.0.0.1:1"][..], "error: unexpected argument '--addr' found"),
+        (&["serve", "--input", "{}"][..], "error: unexpected argument '--input' found"),
+        (&["--input", "{}", "serve"][..], "error: the subcommand 'serve' cannot be used with '--input <JSON>'"),
+        (
+            &["serve", "--wait-timeout", "soon"][..],
+            "error: invalid value 'soon' for '--wait-timeout <T>': expected a duration like 30s or 500ms",
+        ),
+        (&["completions", "tcsh"][..], "error: invalid value 'tcsh' for '<SHELL>'"),
     ] {
         let r = run(ok_program(), args, "");
         assert_eq!(r.code, 2, "{args:?}");
-        assert!(r.stderr.starts_with(&format!("{want}\n\nUsage: probe-bin [OPTIONS]\n")), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.starts_with(&format!("{want}\n")), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.ends_with("For more information, try '--help'.\n"), "{args:?}: {}", r.stderr);
         assert!(r.stdout.is_empty());
     }
+    let r = run(ok_program(), &["--frobnicate"], "");
+    assert!(r.stderr.contains("\n\nUsage: probe-bin [OPTIONS]\n       probe-bin <COMMAND>\n"), "{}", r.stderr);
+    // Where a flag of the other mode goes.
+    let r = run(ok_program(), &["--addr", "127.0.0.1:1"], "");
+    assert!(
+        r.stderr.contains("\n  tip: '--addr' is an option of 'serve': probe-bin serve --addr ...\n"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_misspelt_flag_gets_a_suggestion() {
+    let r = run(ok_program(), &["--inptu", "{}"], "");
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .starts_with("error: unexpected argument '--inptu' found\n\n  tip: a similar argument exists: '--input'\n"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn completions_are_printed_for_a_known_shell() {
+    let r = run(ok_program(), &["completions", "bash"], "");
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert!(r.stdout.starts_with("_probe__bin() {") && r.stdout.contains(" probe-bin\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("serve") && r.stdout.contains("--journal-retention"), "{}", r.stdout);
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let r = run(ok_program(), &["completions", shell], "");
+        assert_eq!(r.code, 0, "{shell}: {}", r.stderr);
+        assert!(r.stdout.contains("probe-bin") && r.stdout.contains("serve"), "{shell}: {}", r.stdout);
+    }
+    let r = run(ok_program(), &["completions", "tcsh"], "");
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("[possible values: bash, elvish, fish, powershell, zsh]"), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
 }
 
 #[test]
@@ -333,11 +381,17 @@ fn version_help_and_input_schema_exit_0() {
     assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "probe 1.2.3\n", ""));
 
     let r = run(ok_program(), &["--help"], "");
-    assert_eq!(r.code, 0);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     assert!(r.stdout.starts_with("Probe a ticket.\n\nRuns workflow probe 1.2.3"), "{}", r.stdout);
-    assert!(r.stdout.contains("\nUsage: probe-bin [OPTIONS]\n"));
-    assert!(r.stdout.contains("--journal-dir DIR"));
-    assert!(r.stdout.ends_with("Example:\n  probe-bin --input '{\"ticketId\":\"...\"}'\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("\nUsage: probe-bin [OPTIONS]\n       probe-bin <COMMAND>\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("--journal-dir <DIR>"), "{}", r.stdout);
+    assert!(r.stdout.contains("\nExit status: 0 completed, 1 failed, 2 bad input or usage, 130 cancelled.\n"));
+    assert!(r.stdout.contains("\nExamples:\n  probe-bin --input '{\"ticketId\":\"...\"}'\n"), "{}", r.stdout);
+
+    let r = run(ok_program(), &["serve", "--help"], "");
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("\nUsage: probe-bin serve [OPTIONS]\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("--body-limit <N>         Largest request body [default: 1MiB]"), "{}", r.stdout);
 
     let r = run(ok_program(), &["--input-schema"], "");
     assert_eq!(r.code, 0);

@@ -393,7 +393,11 @@ fn bad_test_files_exit_2_with_a_pointer() {
     let (fetch, classify) = agents();
     let run = run_args(program(fetch, classify), &["--test", "t.json", "--input", "{}"], "");
     assert_eq!(run.code, 2);
-    assert!(run.stderr.starts_with("error: '--test' and '--input' cannot be used together\n"), "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("error: the argument '--test <FILE>' cannot be used with '--input <JSON>'\n"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Mocks for the executor: `fetch` fails on attempt 1, answers after 300 ms on

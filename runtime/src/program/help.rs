@@ -1,14 +1,12 @@
-//! `--help`: the text, with an example input drawn from the input schema.
-
-use std::fmt::Write as _;
+//! `--help`: what clap's help says around the options, with an example
+//! input drawn from the input schema.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::args::DEFAULT_ADDR;
+use super::args::HelpText;
 use super::Program;
-use crate::journal::DEFAULT_JOURNAL_DIR;
 
 impl<I, S, O> Program<I, S, O>
 where
@@ -16,82 +14,45 @@ where
     S: Send + Sync + 'static,
     O: Serialize + Send + 'static,
 {
-    pub(super) fn help(&self, bin: &str) -> String {
+    /// What clap's help says around the options (clap writes the usage and
+    /// the options themselves, with their defaults).
+    pub(super) fn help_text(&self, bin: &str) -> HelpText {
         let info = self.workflow.info();
-        let mut h = String::new();
-        if let Some(about) = self.about.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-            h.push_str(about);
-            h.push_str("\n\n");
+        let mut about = String::new();
+        if let Some(text) = self.about.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+            about.push_str(text);
+            about.push_str("\n\n");
         }
+        about.push_str(&format!(
+            "Runs workflow {id} {version}: reads its input as JSON and prints its output as JSON
+on standard output. Progress and errors go to standard error; every run writes a
+journal DIR/EXECUTION_ID.jsonl. `serve` makes the workflow an HTTP service (see
+/openapi.json) and journals all its executions in one log, DIR/log/.",
+            id = info.id,
+            version = info.version,
+        ));
         let example = match &self.input_schema {
             Some(schema) => example_value(schema, schema, 0),
             None => Value::Object(Default::default()),
         };
         let example = shell_quote(&serde_json::to_string(&example).unwrap_or_else(|_| "{}".into()));
-        let _ = write!(
-            h,
-            "Runs workflow {id} {version}: reads its input as JSON and prints its output as JSON on
-standard output. Progress and errors go to standard error; every run writes a
-journal DIR/EXECUTION_ID.jsonl. `serve` makes the workflow an HTTP service
-(see /openapi.json) and journals all its executions in one log, DIR/log/.
-
-Usage: {bin} [OPTIONS]
-       {bin} serve [--addr ADDR] [--journal-dir DIR] [--wait-timeout T] [--body-limit N]
-                   [--journal-retention T] [--journal-max-bytes N]
-                   [--header-timeout T] [--body-timeout T] [--idle-timeout T]
-                   [--max-connections N] [--shutdown-timeout T]
-
-Options:
-      --input JSON           the input (otherwise --input-file, or standard input;
-                             {{}} when standard input is a terminal or empty)
-      --input-file PATH      read the input from PATH ('-': standard input)
-      --journal-dir DIR      where journals go [default: {dir}]
-      --correlation-id ID    correlation id to record [default: the execution id]
-  -q, --quiet                no progress lines (serve: no access log lines)
-      --log-format FORMAT    standard error as `text` or `json` (one object per
-                             line) [default: $ORCHESTR8_LOG_FORMAT, else text]
-      --input-schema         print the input's JSON Schema and exit
-      --test FILE            run the test cases of FILE ('-': standard input)
-                             with mocked steps on virtual time, and exit
-      --addr ADDR            serve: where to listen [default: {addr}]
-      --wait-timeout T       serve: how long ?wait=true waits [default: 30s]
-      --body-limit N         serve: largest request body [default: 1MiB]
-      --allowed-host NAME    serve: another host name to answer to (repeatable;
-                             `*`: any) [default: the bound IP, and localhost
-                             when on loopback]
-      --max-running N        serve: executions running at once; beyond, 503
-                             with Retry-After [default: 1024]
-      --idempotency-ttl T    serve: how long an Idempotency-Key is remembered,
-                             across restarts [default: 24h]
-      --auth-token-env VAR   serve: require `Authorization: Bearer $VAR` on every
-                             request but /health
-      --journal-retention T  serve: delete journal segments whose executions
-                             all ended this long ago (`7d`, `12h`; `off`) [default: 7d]
-      --journal-max-bytes N  serve: delete the oldest ended segments beyond this
-                             size of DIR/log/ (`10GiB`; `off`) [default: 10GiB]
-      --header-timeout T     serve: time to send a request head [default: 10s]
-      --body-timeout T       serve: time for a request body to arrive [default: 30s]
-      --idle-timeout T       serve: time a keep-alive connection may idle [default: 60s]
-      --max-connections N    serve: open connections at most; more wait [default: 512]
-      --shutdown-timeout T   serve: after the first signal, time to wait for running
-                             executions before they are journaled cancelled [default: 25s]
-  -h, --help                 print this help and exit
-  -V, --version              print the workflow id and version and exit
-
-Exit status: 0 completed, 1 failed, 2 bad input or usage, 130 cancelled.
-Ctrl-C or SIGTERM cancels cooperatively; a second one exits at once. serve
-then waits --shutdown-timeout, journals what still runs as cancelled and exits 130.
+        let after = format!(
+            "Exit status: 0 completed, 1 failed, 2 bad input or usage, 130 cancelled.
+Ctrl-C or SIGTERM cancels cooperatively; a second one exits at once.
 With --test: 0 all cases passed, 1 some failed, 2 unreadable or invalid file.
 
-Example:
+Examples:
   {bin} --input {example}
-",
-            id = info.id,
-            version = info.version,
-            dir = DEFAULT_JOURNAL_DIR,
-            addr = DEFAULT_ADDR,
+  {bin} serve --addr 0.0.0.0:8080
+  source <({bin} completions bash)"
         );
-        h
+        let serve_after = "Ctrl-C or SIGTERM stops the server: it waits --shutdown-timeout for running
+executions and open requests, journals what still runs as cancelled and exits;
+a second one exits at once.
+Exit status: 0 stopped, 1 cannot serve (cannot listen on the address or read the
+journal), 2 bad usage, 130 executions were left cancelled or interrupted."
+            .to_owned();
+        HelpText { about, after, serve_after }
     }
 }
 

@@ -37,14 +37,16 @@
 //!   `execution.cancelled`); a second one exits at once, leaving a journal
 //!   without a terminal event (read back as interrupted).
 //!
-//! `PROGRAM serve [--addr ADDR]` serves the workflow over HTTP instead (the
+//! `PROGRAM serve [OPTIONS]` serves the workflow over HTTP instead (the
 //! `server` module, behind the cargo feature `server`; without it, `serve`
-//! exits 2 and says how to build it).
+//! exits 2 and says how to build it); `PROGRAM completions SHELL` prints a
+//! completion script.
 //!
-//! Arguments are parsed by hand (`args`). Measured for issue 16 (debug, 2
-//! cores, a loaded machine): clap 4.6 with `std,help,usage,error-context`
-//! costs about 5 s of CPU alone, against 64-69 s for a crate on the
-//! runtime's default features: under a tenth, so a port is affordable.
+//! Arguments are parsed by clap (`args`), like the `orchestr8` CLI's: help,
+//! errors with suggestions, completions. Its cost, measured for issue 16
+//! (a clean debug build of the runtime with `server`, 2 cores): about 6-7 s
+//! of CPU over 67 s (clap's builder, `clap_complete` and derive), under 2 s
+//! of it for derive; no `color`, no `wrap_help` (the help is wrapped by hand).
 //!
 //! The execution runs on a current-thread tokio runtime on a thread of its
 //! own; the calling thread only writes progress lines. Progress travels over
@@ -86,7 +88,7 @@ mod test_mode;
 
 #[cfg(feature = "server")]
 pub(crate) use args::ServeArgs;
-use args::{bin_name, parse_args, Command};
+use args::{bin_name, Command};
 pub use args::{
     DEFAULT_ADDR, DEFAULT_BODY_LIMIT, DEFAULT_IDEMPOTENCY_TTL, DEFAULT_JOURNAL_MAX_BYTES, DEFAULT_JOURNAL_RETENTION,
     DEFAULT_MAX_RUNNING, DEFAULT_WAIT_TIMEOUT,
@@ -299,37 +301,35 @@ where
         stdout: &mut dyn Write,
         stderr: &mut dyn Write,
     ) -> u8 {
-        let bin = bin_name(args.first(), &self.workflow.info().id);
-        let args = match parse_args(args) {
-            Ok(a) => a,
-            Err(msg) => {
-                let _ = write!(
-                    stderr,
-                    "error: {msg}\n\nUsage: {bin} [OPTIONS]\nFor more information, try '{bin} --help'.\n"
-                );
+        let info = self.workflow.info();
+        let bin = bin_name(args.first(), &info.id);
+        let mut cli = args::cli(&bin, &info.id, &info.version, self.help_text(&bin));
+        let text = match args::parse(&mut cli, args) {
+            // Help and version are clap's "errors" for standard output.
+            Err(e) if !e.use_stderr() => e.render().to_string(),
+            Err(e) => {
+                let _ = write!(stderr, "{}", e.render());
                 return EXIT_USAGE;
             }
-        };
-        let text = match args {
-            Command::Help => self.help(&bin),
-            Command::Version => {
-                let info = self.workflow.info();
-                format!("{} {}\n", info.id, info.version)
-            }
-            Command::InputSchema => match &self.input_schema {
+            Ok(Command::InputSchema) => match &self.input_schema {
                 Some(schema) => pretty(schema).unwrap_or_default() + "\n",
                 None => {
                     let _ = writeln!(stderr, "error: this program was built without an input schema");
                     return EXIT_USAGE;
                 }
             },
-            Command::Run(args) => {
-                return self.with_telemetry(args.log_format, stderr, |p, format, stderr| {
+            Ok(Command::Completions(shell)) => {
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cli, bin, &mut script);
+                String::from_utf8_lossy(&script).into_owned()
+            }
+            Ok(Command::Run(args)) => {
+                return self.with_telemetry(args.common.log_format, stderr, |p, format, stderr| {
                     p.execute(args, format, stdin, stdout, stderr)
                 })
             }
-            Command::Test(file) => return test_mode::run(&self, &file, stdin, stdout, stderr),
-            Command::Serve(args) => {
+            Ok(Command::Test(file)) => return test_mode::run(&self, &file, stdin, stdout, stderr),
+            Ok(Command::Serve(args)) => {
                 return self.with_telemetry(args.log_format, stderr, |p, format, stderr| p.serve(args, format, stderr))
             }
         };

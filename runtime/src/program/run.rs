@@ -2,7 +2,6 @@
 //! its own (the worker), progress lines and the output written here.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
@@ -22,7 +21,7 @@ use super::{pretty, ExecutionIds, Program, EXIT_CANCELLED, EXIT_COMPLETED, EXIT_
 use crate::bus::{BusMessage, Subscriber};
 use crate::error::{panic_message, ErrorKind, ExecutionError};
 use crate::executor::{new_execution_id, ExecutionOptions, Runtime, Workflow};
-use crate::journal::{FileStore, DEFAULT_JOURNAL_DIR};
+use crate::journal::FileStore;
 use crate::telemetry::LogFormat;
 
 impl<I, S, O> Program<I, S, O>
@@ -59,11 +58,11 @@ where
         // The ids on the program's own last line, for JSON logs.
         let ids_fields = [("execution_id", ids.execution_id.clone()), ("correlation_id", ids.correlation_id.clone())];
         let state = (self.make_state)(input, &ids);
-        let store = FileStore::new(args.journal_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL_DIR)));
+        let store = FileStore::new(args.common.journal_dir);
         let (tx, rx) = sync_channel(PROGRESS_CAPACITY);
         let mut progress = Progress::new(tx, store.path(&ids.execution_id));
         // JSON logs come from the execution's spans; progress lines are for people.
-        let quiet = args.quiet || format == LogFormat::Json;
+        let quiet = args.common.quiet || format == LogFormat::Json;
         if !quiet && source == Source::Default {
             progress.send(format!("{PREFIX} no input given; using {{}}"));
         }
