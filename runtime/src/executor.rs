@@ -1166,12 +1166,7 @@ impl Runtime {
         O: Serialize + Send + 'static,
     {
         let exec = self.prepare(&workflow.info, opts)?;
-        let state = state.into();
-        let execution_id = exec.recorder.meta.execution_id.clone();
-        let cancel = exec.cancel.clone();
-        let shared = exec.state.clone();
-        let join = tokio::spawn(async move { exec.run(&workflow, &state).await });
-        Ok(ExecutionHandle { execution_id, cancel, state: shared, join })
+        Ok(exec.spawn(workflow, state.into()))
     }
 }
 
@@ -1243,6 +1238,20 @@ impl Execution {
     /// The current state.
     pub fn state(&self) -> ExecutionState {
         ExecutionState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Runs the workflow to its end on a task of its own; the handle awaits
+    /// or cancels it. Dropping the handle leaves the execution running.
+    pub fn spawn<S, O>(self, workflow: Arc<Workflow<S, O>>, state: Arc<S>) -> ExecutionHandle<O>
+    where
+        S: Send + Sync + 'static,
+        O: Serialize + Send + 'static,
+    {
+        let execution_id = self.recorder.meta.execution_id.clone();
+        let cancel = self.cancel.clone();
+        let shared = self.state.clone();
+        let join = tokio::spawn(async move { self.run(&workflow, &state).await });
+        ExecutionHandle { execution_id, cancel, state: shared, join }
     }
 
     /// Runs the workflow to its end and records the terminal event.

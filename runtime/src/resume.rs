@@ -192,6 +192,11 @@ impl Resume {
         &self.execution_id
     }
 
+    /// The correlation id, as journaled on `execution.started`.
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+
     /// The workflow input, as journaled on `execution.started` (`null` if it was not).
     pub fn input(&self) -> &serde_json::Value {
         self.input.as_ref().map_or(&serde_json::Value::Null, |j| j.value())

@@ -35,6 +35,8 @@ pub(super) enum Command {
     Serve(ServeArgs),
     /// `completions SHELL`.
     Completions(Shell),
+    /// `resume ID`: the rest of an execution whose process ended first.
+    Resume(super::resume::ResumeArgs),
 }
 
 /// Default address of `serve`: loopback only.
@@ -116,6 +118,21 @@ struct Cli {
 enum Sub {
     /// Serve the workflow over HTTP (see /openapi.json)
     Serve(Box<ServeFlags>),
+    /// Run the rest of an execution whose process ended before it did
+    /// (a crash, a kill), from its journal: steps that succeeded are not
+    /// run again
+    #[command(verbatim_doc_comment)]
+    Resume {
+        /// The execution's id (its journal is DIR/ID.jsonl)
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Resume even if this program's workflow definition differs from
+        /// the one that started the execution
+        #[arg(verbatim_doc_comment, long)]
+        force: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print a completion script for SHELL to standard output
     Completions {
         #[arg(value_name = "SHELL", value_enum)]
@@ -290,6 +307,13 @@ pub(super) fn parse(cli: &mut clap::Command, args: Vec<OsString>) -> Result<Comm
     Ok(match command {
         Some(Sub::Serve(flags)) => Command::Serve((*flags).into()),
         Some(Sub::Completions { shell }) => Command::Completions(shell),
+        Some(Sub::Resume { id, force, common }) => Command::Resume(super::resume::ResumeArgs {
+            id,
+            journal_dir: common.journal_dir,
+            force,
+            quiet: common.quiet,
+            log_format: common.log_format,
+        }),
         None if run.input_schema => Command::InputSchema,
         None => match run.test {
             Some(file) => Command::Test(file),

@@ -81,6 +81,7 @@ mod help;
 mod input;
 mod log;
 mod progress;
+mod resume;
 mod run;
 mod serve;
 mod signals;
@@ -329,6 +330,11 @@ where
                 })
             }
             Ok(Command::Test(file)) => return test_mode::run(&self, &file, stdin, stdout, stderr),
+            Ok(Command::Resume(args)) => {
+                return self.with_telemetry(args.log_format, stderr, |p, format, stderr| {
+                    p.resume(args, format, stdout, stderr)
+                })
+            }
             Ok(Command::Serve(args)) => {
                 return self.with_telemetry(args.log_format, stderr, |p, format, stderr| p.serve(args, format, stderr))
             }

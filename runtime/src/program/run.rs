@@ -22,6 +22,7 @@ use crate::bus::{BusMessage, Subscriber};
 use crate::error::{panic_message, ErrorKind, ExecutionError};
 use crate::executor::{new_execution_id, ExecutionOptions, Runtime, Workflow};
 use crate::journal::FileStore;
+use crate::resume::Resume;
 use crate::telemetry::LogFormat;
 
 impl<I, S, O> Program<I, S, O>
@@ -55,23 +56,43 @@ where
         let execution_id = new_execution_id();
         let correlation_id = args.correlation_id.unwrap_or_else(|| execution_id.clone());
         let ids = ExecutionIds { execution_id, correlation_id };
-        // The ids on the program's own last line, for JSON logs.
-        let ids_fields = [("execution_id", ids.execution_id.clone()), ("correlation_id", ids.correlation_id.clone())];
         let state = (self.make_state)(input, &ids);
         let store = FileStore::new(args.common.journal_dir);
-        let (tx, rx) = sync_channel(PROGRESS_CAPACITY);
-        let mut progress = Progress::new(tx, store.path(&ids.execution_id));
-        // JSON logs come from the execution's spans; progress lines are for people.
         let quiet = args.common.quiet || format == LogFormat::Json;
-        if !quiet && source == Source::Default {
-            progress.send(format!("{PREFIX} no input given; using {{}}"));
+        let note = (!quiet && source == Source::Default).then(|| format!("{PREFIX} no input given; using {{}}"));
+        let begin = Begin::New { input: input_json };
+        self.work(begin, ids, state, store, quiet, note, format, stdout, stderr)
+    }
+
+    /// Runs `begin` on the worker thread, writes its progress lines (after
+    /// `note`) and its output, and returns the exit status.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn work(
+        self,
+        begin: Begin,
+        ids: ExecutionIds,
+        state: S,
+        store: FileStore,
+        quiet: bool,
+        note: Option<String>,
+        format: LogFormat,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> u8 {
+        // The ids on the program's own last line, for JSON logs.
+        let ids_fields = [("execution_id", ids.execution_id.clone()), ("correlation_id", ids.correlation_id.clone())];
+        let (tx, rx) = sync_channel(PROGRESS_CAPACITY);
+        // JSON logs come from the execution's spans; progress lines are for people.
+        let mut progress = Progress::new(tx, store.path(&ids.execution_id));
+        if let Some(note) = note {
+            progress.send(note);
         }
         let worker = Worker {
             workflow: self.workflow,
             state,
             store,
             ids,
-            input: input_json,
+            begin,
             quiet,
             interrupts: self.interrupts,
             start_paused: self.start_paused,
@@ -138,6 +159,10 @@ where
                 say(stderr, format, Level::ERROR, &msg, None, &[]);
                 EXIT_FAILED
             }
+            Ended::Refused(msg) => {
+                say(stderr, format, Level::ERROR, &msg, None, &[]);
+                EXIT_USAGE
+            }
         }
     }
 }
@@ -159,6 +184,16 @@ enum Ended<O> {
     Abandoned,
     /// The execution could not be started (runtime or journal).
     NotStarted(String),
+    /// The journal cannot be resumed by this program.
+    Refused(String),
+}
+
+/// What the worker starts.
+pub(super) enum Begin {
+    /// A new execution of `input` (for its journal).
+    New { input: Value },
+    /// The rest of an execution, from its journal.
+    Resume(Box<Resume>),
 }
 
 /// Everything the execution thread owns.
@@ -167,7 +202,7 @@ struct Worker<S, O> {
     state: S,
     store: FileStore,
     ids: ExecutionIds,
-    input: Value,
+    begin: Begin,
     quiet: bool,
     interrupts: Option<UnboundedReceiver<()>>,
     start_paused: bool,
@@ -199,21 +234,32 @@ where
     }
 
     async fn drive(self) -> Ended<O> {
-        let Worker { workflow, state, store, ids, input, quiet, interrupts, mut progress, .. } = self;
+        let Worker { workflow, state, store, ids, begin, quiet, interrupts, mut progress, .. } = self;
         let dir = store.dir().to_owned();
         let runtime = Runtime::new(store);
         let mut bus = (!quiet).then(|| runtime.bus().subscribe());
         let mut interrupts = interrupts.unwrap_or_else(signals);
-        let opts = ExecutionOptions {
-            execution_id: Some(ids.execution_id),
-            correlation_id: Some(ids.correlation_id),
-            input: Some(input),
-            cancel: Some(CancellationToken::new()),
-            ..ExecutionOptions::default()
-        };
-        let mut handle = match runtime.start(workflow, state, opts) {
-            Ok(h) => h,
-            Err(e) => return Ended::NotStarted(format!("cannot create the journal in {}: {e}", dir.display())),
+        let mut handle = match begin {
+            Begin::New { input } => {
+                let opts = ExecutionOptions {
+                    execution_id: Some(ids.execution_id),
+                    correlation_id: Some(ids.correlation_id),
+                    input: Some(input),
+                    cancel: Some(CancellationToken::new()),
+                    ..ExecutionOptions::default()
+                };
+                match runtime.start(workflow, state, opts) {
+                    Ok(h) => h,
+                    Err(e) => return Ended::NotStarted(format!("cannot create the journal in {}: {e}", dir.display())),
+                }
+            }
+            Begin::Resume(point) => {
+                let state = Arc::new(state);
+                match runtime.resume(&workflow, &state, &point, ExecutionOptions::default()) {
+                    Ok(exec) => exec.spawn(workflow, state),
+                    Err(e) => return Ended::Refused(e.to_string()),
+                }
+            }
         };
         let mut interruptible = true;
         let mut cancelling = false;

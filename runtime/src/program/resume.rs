@@ -1,0 +1,88 @@
+//! `PROGRAM resume ID`: the rest of an execution whose process ended before
+//! it did, from its journal file (see [`crate::resume`]).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::Level;
+
+use super::log::say;
+use super::progress::PREFIX;
+use super::run::Begin;
+use super::{ExecutionIds, Program, EXIT_USAGE};
+use crate::journal::{FileStore, JournalStore};
+use crate::resume::Resume;
+use crate::telemetry::LogFormat;
+
+/// What `resume` is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResumeArgs {
+    /// The execution to resume.
+    pub id: String,
+    pub journal_dir: PathBuf,
+    /// `--force`: resume with this program's definition even if it differs.
+    pub force: bool,
+    pub quiet: bool,
+    pub log_format: Option<LogFormat>,
+}
+
+impl<I, S, O> Program<I, S, O>
+where
+    I: DeserializeOwned + Serialize + Send + 'static,
+    S: Send + Sync + 'static,
+    O: Serialize + Send + 'static,
+{
+    /// Reads the journal, checks it against this program (exit 2 and why,
+    /// before anything runs or is journaled), and runs the rest like `run`.
+    pub(super) fn resume(
+        self,
+        args: ResumeArgs,
+        format: LogFormat,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> u8 {
+        let refuse = |stderr: &mut dyn Write, msg: &str| {
+            say(stderr, format, Level::ERROR, msg, None, &[]);
+            EXIT_USAGE
+        };
+        let store = FileStore::new(&args.journal_dir);
+        let read = match store.read(&args.id) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let path = store.path(&args.id);
+                return refuse(stderr, &format!("no journal of execution {} at {}", args.id, path.display()));
+            }
+            Err(e) => {
+                let path = store.path(&args.id);
+                return refuse(stderr, &format!("cannot resume from {}: {e}", path.display()));
+            }
+        };
+        let point = match Resume::from_journal(&read) {
+            Ok(point) => point,
+            Err(e) => return refuse(stderr, &e.to_string()),
+        };
+        if let Err(e) = point.check_definition(self.workflow.info(), &self.workflow.step_ids(), args.force) {
+            return refuse(stderr, &e.to_string());
+        }
+        // The input as the journal has it, through the same checks as a run's.
+        let text = serde_json::to_string(point.input()).unwrap_or_else(|_| "null".into());
+        let input = match self.check_input(&text) {
+            Ok((input, _)) => input,
+            Err(msg) => {
+                let msg = format!("the journaled input of execution {} does not fit this program: {msg}", args.id);
+                return refuse(stderr, &msg);
+            }
+        };
+        let ids = ExecutionIds { execution_id: args.id.clone(), correlation_id: point.correlation_id().to_owned() };
+        let state = (self.make_state)(input, &ids);
+        let quiet = args.quiet || format == LogFormat::Json;
+        let done = point.done_steps();
+        let note = (!quiet).then(|| {
+            let done = if done.is_empty() { "none".to_owned() } else { done.join(", ") };
+            format!("{PREFIX} resuming execution {} after seq {}; steps done: {done}", args.id, point.last_seq())
+        });
+        self.work(Begin::Resume(Box::new(point)), ids, state, store, quiet, note, format, stdout, stderr)
+    }
+}
