@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+mod common;
+
 use orchestr8_runtime::codegen::{
     slot, store, Agent, AgentContext, AgentError, AgentStep, BreakerRegistry, ExecutionIds, Node, Program, Workflow,
     WorkflowInfo,
@@ -291,4 +293,111 @@ fn a_resume_is_refused_with_exit_2_for_a_changed_workflow_an_ended_or_damaged_jo
     let (code, _, err) = resume_in_process(&count, "sha256:1", &["resume", &id, "--journal-dir", dir_s]);
     assert_eq!(code, 2);
     assert!(err.contains(&format!("execution {id} has already ended (completed)")), "{err}");
+}
+
+/// Starts the child on `test` serving (`Child::args` are `serve`'s), and
+/// reads its address from its standard error.
+#[allow(clippy::zombie_processes)] // returned to the caller, which kills and waits for it
+fn serve_child(test: &str, child: &Child) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut process = spawn(test, child);
+    let stderr = std::io::BufReader::new(process.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("the child serves");
+        if let Some(rest) = line.split_once(" on http://").map(|(_, r)| r) {
+            return (process, rest.split(';').next().unwrap().to_owned());
+        }
+    }
+}
+
+/// Issue 17: `serve` killed with SIGKILL while 20 executions are in flight,
+/// restarted on the same journal directory, resumes all 20: each ends with
+/// an uninterrupted run's output, steps that had succeeded ran once.
+#[test]
+fn a_killed_server_restarted_on_its_journal_resumes_its_executions() {
+    be_the_child();
+    let test = "a_killed_server_restarted_on_its_journal_resumes_its_executions";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let count = tmp.path().join("count");
+    let serve = Child {
+        args: ["serve", "--addr", "127.0.0.1:0", "--journal-dir", dir.to_str().unwrap(), "-q"]
+            .map(String::from)
+            .to_vec(),
+        count: count.clone(),
+        hang_in: Some("right".into()),
+        out: tmp.path().join("serve.out"),
+        hash: "sha256:1".into(),
+    };
+    let (process, addr) = serve_child(test, &serve);
+    let ids: Vec<String> = (0..20)
+        .map(|i| {
+            let body = json!({"input": {"n": 1, "i": i}}).to_string();
+            let r = common::http::request(
+                &addr,
+                "POST",
+                "/workflows/execute",
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            );
+            assert_eq!(r.status, 202, "{}", r.text());
+            r.json()["executionId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut waited = 0;
+    while calls(&count).iter().filter(|c| c.starts_with("right ")).count() < 20 {
+        assert!(waited < 12_000, "not every execution reached `right`: {:?}", calls(&count));
+        std::thread::sleep(Duration::from_millis(10));
+        waited += 1;
+    }
+    let mut process = process;
+    process.kill().unwrap(); // SIGKILL, with 20 executions in `right`
+    assert_eq!(process.wait().unwrap().code(), None);
+    let before = calls(&count);
+
+    // `--no-resume`: left as they are, read as interrupted.
+    let left = common::http::Server::start(program(&count, None, "sha256:1"), &dir, &["--no-resume"]);
+    let s = left.get(&format!("/executions/{}", ids[0])).json();
+    assert_eq!((s["status"].as_str(), s["error"]["kind"].as_str()), (Some("failed"), Some("interrupted")), "{s}");
+    assert_eq!(left.stop().0, 0);
+    // Another definition: each stays unfinished, and the log says why.
+    let other = common::http::Server::start(program(&count, None, "sha256:2"), &dir, &[]);
+    let refused = other.before.iter().filter(|l| l.contains("stays unfinished") && l.contains("sha256:2")).count();
+    assert_eq!(refused, 20, "{:?}", other.before);
+    assert!(other.before.iter().any(|l| l.ends_with("resumed 0 of 20 executions an earlier process left unfinished")));
+    assert_eq!(other.get(&format!("/executions/{}", ids[0])).json()["error"]["kind"], "interrupted");
+    assert_eq!(other.stop().0, 0);
+    assert_eq!(calls(&count), before, "nothing ran");
+
+    // Restarted (here, on a thread): every execution is resumed and ends.
+    let restarted = common::http::Server::start(program(&count, None, "sha256:1"), &dir, &[]);
+    let said = "[orchestr8] resumed 20 of 20 executions an earlier process left unfinished";
+    assert!(restarted.before.iter().any(|l| l == said), "{:?}", restarted.before);
+    for id in &ids {
+        let s = restarted.poll(&format!("/executions/{id}"), |v| v["status"] != "running");
+        assert_eq!(s["status"], "completed", "{s}");
+        assert_eq!(s["output"]["merge"]["n"], 4, "{s}");
+        assert_eq!(s["steps"]["fetch"], "succeeded", "{s}");
+        let events = orchestr8_runtime::journal::read_execution(&dir, id).unwrap().events;
+        assert_well_formed(&events);
+        assert_eq!(events.iter().filter(|e| e.event == EventKind::ExecutionResumed).count(), 1);
+        let calls = calls(&count);
+        let n = |step: &str| calls.iter().filter(|c| **c == format!("{step} {id}/{step}")).count();
+        let n_before = |step: &str| before.iter().filter(|c| **c == format!("{step} {id}/{step}")).count();
+        assert_eq!((n("fetch"), n("right"), n("merge")), (1, 2, 1), "{id}: {calls:?}");
+        // `left` ran once, or twice if it was cut off by the kill too.
+        assert!((1..=2).contains(&n("left")) && n_before("left") <= 1, "{id}: {calls:?}");
+    }
+    let (code, _) = restarted.stop();
+    assert_eq!(code, 0);
+
+    // Nothing is left to resume.
+    let log = orchestr8_runtime::journal::LogStore::new(&dir).unwrap();
+    assert_eq!(log.unfinished().unwrap().len(), 0);
 }

@@ -47,7 +47,7 @@ where
 {
     let mut args = vec!["-q"];
     args.extend_from_slice(extra);
-    let spawn::Spawned { addr, interrupt, thread, lines } = spawn::spawn(program, "bench", dir, &args);
+    let spawn::Spawned { addr, interrupt, thread, lines, .. } = spawn::spawn(program, "bench", dir, &args);
     let addr = addr.parse().expect("a socket address");
     // Drained as it comes, so that a server that logs per request does
     // not grow this process's memory through an unread channel.

@@ -101,6 +101,8 @@ pub(crate) struct ServeArgs {
     pub max_running: usize,
     /// `--idempotency-ttl`: how long `Idempotency-Key`s are remembered.
     pub idempotency_ttl: Duration,
+    /// Resume at startup what an earlier process left unfinished (unless `--no-resume`).
+    pub resume: bool,
 }
 
 // The whole command line. Options given before a subcommand are a run's,
@@ -250,6 +252,10 @@ struct ServeFlags {
           default_value = show_duration(DEFAULT_SHUTDOWN_TIMEOUT),
           value_parser = duration("10s or 500ms", Zero::Allowed))]
     shutdown_timeout: Duration,
+    /// Leave the executions an earlier process left unfinished as
+    /// they are, instead of resuming them at startup
+    #[arg(verbatim_doc_comment, long)]
+    no_resume: bool,
 }
 
 impl From<ServeFlags> for ServeArgs {
@@ -271,6 +277,7 @@ impl From<ServeFlags> for ServeArgs {
             auth_token_env: f.auth_token_env,
             max_running: f.max_running,
             idempotency_ttl: f.idempotency_ttl,
+            resume: !f.no_resume,
         }
     }
 }
@@ -769,8 +776,10 @@ mod tests {
                 auth_token_env: None,
                 max_running: DEFAULT_MAX_RUNNING,
                 idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+                resume: true,
             }
         );
+        assert!(!serve(&["--no-resume"]).resume);
         let ms = Duration::from_millis;
         assert_eq!(
             [ms(30_000), ms(86_400_000), ms(250), ms(0), ms(90_000), ms(1500)].map(show_duration),

@@ -46,7 +46,7 @@ where
                           input: &Value,
                           o: crate::server::StartOptions|
               -> Result<crate::server::Started, crate::server::StartError> {
-            let crate::server::StartOptions { ids, trace_parent, cancel, idempotency } = o;
+            let crate::server::StartOptions { ids, trace_parent, cancel, idempotency, resume } = o;
             use crate::server::StartError;
             let typed: I = parse_input_value(input).map_err(StartError::Input)?;
             let input_json = checked_json(schema.as_ref(), &typed).map_err(StartError::Input)?;
@@ -60,7 +60,14 @@ where
                 idempotency,
                 ..ExecutionOptions::default()
             };
-            let execution = runtime.prepare(workflow.info(), opts).map_err(StartError::Journal)?;
+            let execution = match resume {
+                // An earlier process's execution: this program's definition, or none of it.
+                Some(point) => {
+                    point.check_definition(workflow.info(), &workflow.step_ids(), false).map_err(StartError::Resume)?;
+                    runtime.resume(&workflow, &state, &point, opts).map_err(StartError::Resume)?
+                }
+                None => runtime.prepare(workflow.info(), opts).map_err(StartError::Journal)?,
+            };
             let trace_id = execution.trace_id();
             let workflow = workflow.clone();
             let run: crate::server::Run = Box::pin(async move {

@@ -106,6 +106,11 @@ pub(super) async fn serve(
         scans: SearchQueue::new(SEARCH_QUEUE),
         config,
     });
+    if app.config.args.resume {
+        // Before the first request: a client that asks after an execution
+        // the restart resumed finds it running.
+        super::recovery::resume_unfinished(&app, &log).await;
+    }
     say(
         &log,
         format!(

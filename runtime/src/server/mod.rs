@@ -45,6 +45,7 @@ mod lifecycle;
 mod listener;
 mod openapi;
 mod problem;
+mod recovery;
 mod registry;
 mod request;
 mod responses;
@@ -84,6 +85,8 @@ pub(crate) enum StartError {
     Journal(io::Error),
     /// The typed part panicked (the panic's message).
     Panicked(String),
+    /// A journal this program cannot go on with.
+    Resume(crate::resume::ResumeError),
 }
 
 /// Parses the input, builds the state and prepares the execution on
@@ -96,6 +99,9 @@ pub(crate) struct StartOptions {
     pub trace_parent: Option<TraceParent>,
     pub cancel: CancellationToken,
     pub idempotency: Option<Idempotency>,
+    /// Goes on with this journal (an execution an earlier process left
+    /// unfinished) instead of starting a new one.
+    pub resume: Option<Box<crate::resume::Resume>>,
 }
 
 /// An execution the start function prepared.

@@ -25,6 +25,7 @@ use crate::executor::{new_execution_id, Idempotency, Runtime};
 use crate::journal::id_map::IdMap;
 use crate::journal::{JournalPage, JournalRead, LogStore};
 use crate::program::{one_line, ExecutionIds};
+use crate::resume::Resume;
 use crate::telemetry::TraceParent;
 
 pub(super) struct App {
@@ -92,12 +93,13 @@ impl Table {
         }
     }
 
-    /// Takes a new running execution, unless closing or full.
-    pub(super) fn admit(&mut self, entry: Arc<Entry>) -> Result<(), Refused> {
+    /// Takes a new running execution, unless closing or (`bounded`) full.
+    /// Executions resumed at startup are not bounded: they were taken before.
+    pub(super) fn admit(&mut self, entry: Arc<Entry>, bounded: bool) -> Result<(), Refused> {
         if self.closing {
             return Err(Refused::Closing);
         }
-        if self.running >= self.limits.running {
+        if bounded && self.running >= self.limits.running {
             return Err(Refused::Busy(self.running));
         }
         self.running += 1;
@@ -201,7 +203,7 @@ impl App {
                 Seen::Different(other) => return Err(idempotency::reused(&i.key, &other)),
             }
         }
-        match table.admit(entry.clone()) {
+        match table.admit(entry.clone(), true) {
             Ok(()) => {}
             Err(Refused::Closing) => {
                 return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down")
@@ -225,7 +227,49 @@ impl App {
             execution_id: id.to_string(),
             correlation_id: correlation_id.unwrap_or_else(|| id.to_string()),
         };
-        let options = StartOptions { ids, trace_parent, cancel, idempotency };
+        let options = StartOptions { ids, trace_parent, cancel, idempotency, resume: None };
+        let (run, trace_id) = self.launch(&entry, input, options, tx, ready_tx, key)?;
+        Ok(Start::New(entry, run, trace_id))
+    }
+
+    /// Goes on with an execution an earlier process left unfinished (its
+    /// journal read into `point`), as a task of its own; `Err` says why not.
+    pub(super) fn resume(self: &Arc<Self>, point: Resume) -> Result<(), String> {
+        let id: Arc<str> = point.execution_id().into();
+        let (tx, rx) = watch::channel(None);
+        let (ready_tx, ready) = watch::channel(false);
+        let cancel = CancellationToken::new();
+        let entry = Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), done: rx, ready });
+        if self.table().admit(entry.clone(), false).is_err() {
+            return Err("the server is shutting down".into());
+        }
+        let ids = ExecutionIds { execution_id: id.to_string(), correlation_id: point.correlation_id().to_owned() };
+        let input = point.input().clone();
+        let options =
+            StartOptions { ids, trace_parent: None, cancel, idempotency: None, resume: Some(Box::new(point)) };
+        match self.launch(&entry, &input, options, tx, ready_tx, None) {
+            // Dropped unpolled: it runs as a task of its own.
+            Ok((run, _)) => {
+                drop(run);
+                Ok(())
+            }
+            Err(p) if p.errors.is_empty() => Err(p.detail),
+            Err(p) => Err(p.errors.iter().map(|(at, why)| format!("{at}: {why}")).collect::<Vec<_>>().join("; ")),
+        }
+    }
+
+    /// Starts the admitted `entry` through the start function; on failure
+    /// withdraws it (and frees `key`) and says why as a problem.
+    fn launch(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        input: &Value,
+        options: StartOptions,
+        tx: watch::Sender<Option<Arc<Done>>>,
+        ready_tx: watch::Sender<bool>,
+        key: Option<Arc<str>>,
+    ) -> Result<(Detached, Option<String>), Problem> {
+        let id = entry.id.clone();
         // A panic in the typed part (the workflow's own state builder) must not
         // leave the execution admitted for ever: it is a start that failed.
         let started = std::panic::catch_unwind(AssertUnwindSafe(|| (self.start)(&self.runtime, input, options)))
@@ -250,6 +294,7 @@ impl App {
                             .detail(format!("cannot create the journal: {}", one_line(&e.to_string())))
                     }
                     StartError::Panicked(why) => Problem::internal(format!("the execution could not start: {why}")),
+                    StartError::Resume(e) => Problem::internal(e.to_string()),
                 });
             }
         };
@@ -270,7 +315,7 @@ impl App {
             app.table().finish(id, bytes);
             done
         });
-        Ok(Start::New(entry, Detached(Some(run)), trace_id))
+        Ok((Detached(Some(run)), trace_id))
     }
 
     /// The journal of `id`; `None` when there is none (or the id cannot
@@ -417,17 +462,17 @@ mod tests {
     #[test]
     fn running_executions_are_bounded() {
         let mut t = Table::new(Limits { running: 2, finished: 10, finished_bytes: 1 << 20 }, keys());
-        t.admit(entry("a")).unwrap();
-        t.admit(entry("b")).unwrap();
-        assert_eq!(t.admit(entry("c")), Err(Refused::Busy(2)));
+        t.admit(entry("a"), true).unwrap();
+        t.admit(entry("b"), true).unwrap();
+        assert_eq!(t.admit(entry("c"), true), Err(Refused::Busy(2)));
         t.withdraw("b");
         assert_eq!(t.running(), 1);
-        t.admit(entry("c")).unwrap();
+        t.admit(entry("c"), true).unwrap();
         t.finish("a".into(), 10);
         assert_eq!(t.running(), 1);
-        t.admit(entry("d")).unwrap();
+        t.admit(entry("d"), true).unwrap();
         t.closing = true;
-        assert_eq!(t.admit(entry("e")), Err(Refused::Closing));
+        assert_eq!(t.admit(entry("e"), true), Err(Refused::Closing));
         assert!(t.entries.contains_key("a"), "finished, still known");
     }
 
@@ -435,17 +480,17 @@ mod tests {
     fn finished_executions_are_bounded_by_count_and_bytes() {
         let mut t = Table::new(Limits { running: 100, finished: 3, finished_bytes: 1000 }, keys());
         for id in ["a", "b", "c", "d"] {
-            t.admit(entry(id)).unwrap();
+            t.admit(entry(id), true).unwrap();
             t.finish(id.into(), 100);
         }
         assert!(!t.entries.contains_key("a"), "the oldest goes past the count");
         assert!(["b", "c", "d"].iter().all(|id| t.entries.contains_key(*id)));
-        t.admit(entry("big")).unwrap();
+        t.admit(entry("big"), true).unwrap();
         t.finish("big".into(), 900);
         // 100 + 100 + 900 > 1000: b and c go, d and big stay (1000).
         assert!(!t.entries.contains_key("b") && !t.entries.contains_key("c"));
         assert!(t.entries.contains_key("d") && t.entries.contains_key("big"));
-        t.admit(entry("huge")).unwrap();
+        t.admit(entry("huge"), true).unwrap();
         t.finish("huge".into(), 5000);
         assert!(!t.entries.contains_key("huge"), "larger than the budget: read back from the journal");
         assert_eq!((t.running(), t.finished.len()), (0, 0));

@@ -24,6 +24,8 @@ pub struct Server {
     interrupt: UnboundedSender<()>,
     thread: Option<JoinHandle<u8>>,
     lines: mpsc::Receiver<String>,
+    /// Its log lines before the one that says where it listens.
+    pub before: Vec<String>,
 }
 
 impl Server {
@@ -34,8 +36,8 @@ impl Server {
         S: Send + Sync + 'static,
         O: Serialize + Send + 'static,
     {
-        let Spawned { addr, interrupt, thread, lines } = spawn(program, "probe", dir, extra);
-        Server { addr, interrupt, thread: Some(thread), lines }
+        let Spawned { addr, interrupt, thread, lines, before } = spawn(program, "probe", dir, extra);
+        Server { addr, interrupt, thread: Some(thread), lines, before }
     }
 
     /// Reads log lines until one satisfies `want` (a guard against a hang, not a timing assertion).

@@ -39,8 +39,11 @@ pub struct Spawned {
     pub interrupt: UnboundedSender<()>,
     /// Ends with its exit status.
     pub thread: JoinHandle<u8>,
-    /// What it writes after that first line.
+    /// What it writes after that line.
     pub lines: mpsc::Receiver<String>,
+    /// What it wrote before it (e.g. the executions it resumed).
+    #[allow(dead_code)] // the benches start on an empty directory: nothing comes before
+    pub before: Vec<String>,
 }
 
 /// Runs `NAME serve --addr 127.0.0.1:0 --journal-dir DIR EXTRA...` and waits
@@ -62,11 +65,13 @@ where
         let mut out = Vec::new();
         program.run_with(args, std::io::empty(), &mut out, &mut Lines(tx, Vec::new()))
     });
-    let first = lines.recv_timeout(Duration::from_secs(60)).expect("the server says where it listens");
-    let addr = first
-        .split_once("on http://")
-        .and_then(|(_, rest)| rest.split(';').next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_owned();
-    Spawned { addr, interrupt, thread, lines }
+    let mut before = Vec::new();
+    let addr = loop {
+        let line = lines.recv_timeout(Duration::from_secs(60)).expect("the server says where it listens");
+        match line.split_once(" on http://").and_then(|(_, rest)| rest.split(';').next()) {
+            Some(addr) => break addr.to_owned(),
+            None => before.push(line),
+        }
+    };
+    Spawned { addr, interrupt, thread, lines, before }
 }
