@@ -626,7 +626,7 @@ mod tests {
         let (run_flags, serve_flags) = (longs(&cli), longs(cli.find_subcommand("serve").unwrap()));
         let serve_only: Vec<_> = serve_flags.iter().filter(|f| !run_flags.contains(f)).collect();
         let run_only: Vec<_> = run_flags.iter().filter(|f| !serve_flags.contains(f)).collect();
-        assert_eq!(serve_only.len(), 14, "{serve_only:?}");
+        assert_eq!(serve_only.len(), 15, "{serve_only:?}");
         assert_eq!(run_only.len(), 5, "{run_only:?}");
         for flag in serve_only {
             let e = args(&[&format!("{flag}=1")]).unwrap_err().render().to_string();
