@@ -122,6 +122,25 @@ fn inspect_completed_with_retry_mermaid() {
     insta::assert_snapshot!(out);
 }
 
+/// Issue 17: a resumed journal shows where it went on, after what gap, and
+/// the attempt the process ended in.
+#[test]
+fn inspect_resumed_text_and_json() {
+    let (out, err) = run(&["inspect", "tests/journals/resumed.jsonl"], 0);
+    assert_eq!(err, "");
+    assert!(out.contains("resumed      at 5.00 s (seq 7), 4.88 s after the last event before it\n"), "{out}");
+    insta::assert_snapshot!(out);
+    let (json, _) = run(&["inspect", "tests/journals/resumed.jsonl", "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["resumes"], serde_json::json!([{"seq": 7, "atMs": 5000, "gapMs": 4880, "definitionHash": null}]));
+    assert_eq!(value["durationMs"], 5010, "from the start, not the last run's 10 ms");
+    let price = &value["steps"][1];
+    assert_eq!(price["attemptDetails"][0]["error"]["kind"], "interrupted", "{price}");
+    assert_eq!(price["attemptDetails"][1]["error"], serde_json::Value::Null, "{price}");
+    let (mermaid, _) = run(&["inspect", "tests/journals/resumed.jsonl", "--format", "mermaid"], 0);
+    assert!(mermaid.contains("    section execution\n    resumed (seq 7) :milestone, 5000, 0ms\n"), "{mermaid}");
+}
+
 #[test]
 fn inspect_failed_text() {
     let (out, _) = run(&["inspect", "tests/journals/failed.jsonl"], 0);

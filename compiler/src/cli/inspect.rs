@@ -177,6 +177,18 @@ struct Execution {
     warnings: Vec<String>,
     /// Model tokens: the terminal event's, else the steps' so far.
     usage: Option<Usage>,
+    /// Where the journal goes on after its process ended (`execution.resumed`).
+    resumes: Vec<Resumed>,
+}
+
+/// An `execution.resumed`: when, and how long after the event before it.
+#[derive(Debug)]
+struct Resumed {
+    seq: u64,
+    at_ms: u64,
+    gap_ms: u64,
+    /// The resuming program's definition, when it differs from the start's.
+    definition_hash: Option<String>,
 }
 
 fn since(start: SystemTime, t: SystemTime) -> u64 {
@@ -197,9 +209,29 @@ impl Execution {
         let t0 = started.ts;
         let last_ms = read.events.iter().map(|e| since(t0, e.ts)).max().unwrap_or(0);
         let terminal = read.events.iter().find(|e| e.event.is_terminal());
-        let duration_ms = terminal.map(|e| e.duration_ms.unwrap_or_else(|| since(t0, e.ts))).unwrap_or(last_ms);
         let mut steps: Vec<StepRow> = Vec::new();
+        let mut resumes = Vec::new();
+        let mut last_at = 0;
         for ev in &read.events {
+            let previous = std::mem::replace(&mut last_at, since(t0, ev.ts));
+            if ev.event == EventKind::ExecutionResumed {
+                // Attempts the process ended in are over where its journal stops.
+                for a in steps.iter_mut().flat_map(|s| s.attempts.iter_mut()).filter(|a| a.end_ms.is_none()) {
+                    a.end_ms = Some(previous);
+                    a.error = Some(StepError::new(
+                        orchestr8_runtime::ErrorKind::Interrupted,
+                        "the process ended during this attempt; the step ran again after the resume",
+                        a.attempt,
+                    ));
+                }
+                let hash = ev.definition_hash().filter(|h| Some(*h) != started.definition_hash());
+                resumes.push(Resumed {
+                    seq: ev.seq,
+                    at_ms: last_at,
+                    gap_ms: last_at.saturating_sub(previous),
+                    definition_hash: hash.map(str::to_owned),
+                });
+            }
             let Some(step_id) = ev.step_id.as_deref() else { continue };
             if !ev.event.as_str().starts_with("step.") {
                 continue;
@@ -234,6 +266,12 @@ impl Execution {
                 row.duration_ms = None;
             }
         }
+        // A resumed execution's terminal event times its last run only.
+        let duration_ms = match terminal {
+            Some(e) if resumes.is_empty() => e.duration_ms.unwrap_or_else(|| since(t0, e.ts)),
+            Some(e) => since(t0, e.ts),
+            None => last_ms,
+        };
         let usage = terminal.and_then(|e| e.usage().copied()).or_else(|| {
             let sum = steps.iter().filter_map(|s| s.usage).fold(Usage::default(), Usage::plus);
             (!sum.is_empty()).then_some(sum)
@@ -252,6 +290,7 @@ impl Execution {
             steps,
             warnings: read.warnings.clone(),
             usage,
+            resumes,
         })
     }
 
@@ -300,6 +339,12 @@ impl Execution {
             "error": self.error,
             "usage": self.usage,
             "steps": steps,
+            "resumes": self.resumes.iter().map(|r| json!({
+                "seq": r.seq,
+                "atMs": r.at_ms,
+                "gapMs": r.gap_ms,
+                "definitionHash": r.definition_hash,
+            })).collect::<Vec<_>>(),
             "warnings": self.warnings,
         })
     }
@@ -329,6 +374,15 @@ impl Execution {
         out.push_str(&format!("started      {}\n", self.started_at));
         out.push_str(&format!("state        {}\n", paint(&self.state, &self.state)));
         out.push_str(&format!("duration     {}\n", ms(self.duration_ms)));
+        for r in &self.resumes {
+            let changed = r.definition_hash.as_deref().map(|h| format!(", by definition {h}")).unwrap_or_default();
+            out.push_str(&format!(
+                "resumed      at {} (seq {}), {} after the last event before it{changed}\n",
+                ms(r.at_ms),
+                r.seq,
+                ms(r.gap_ms)
+            ));
+        }
         if let Some(u) = &self.usage {
             out.push_str(&format!("tokens       {}\n", tokens(u)));
         }
@@ -406,6 +460,12 @@ impl Execution {
         ));
         out.push_str("    dateFormat x\n");
         out.push_str("    axisFormat %M:%S.%L\n");
+        if !self.resumes.is_empty() {
+            out.push_str("    section execution\n");
+            for r in &self.resumes {
+                out.push_str(&format!("    resumed (seq {}) :milestone, {}, 0ms\n", r.seq, r.at_ms));
+            }
+        }
         for s in &self.steps {
             out.push_str(&format!("    section {}\n", gantt_text(&s.id)));
             if !s.ran() || s.attempts.is_empty() {
