@@ -28,6 +28,9 @@ pub enum ErrorKind {
     Interrupted,
     /// The execution's token budget (`limits.maxTokens`) was spent.
     BudgetExceeded,
+    /// Not a failure: steps wait for signals and the process that ran the
+    /// execution let it go (`run`'s exit code 3); `PROGRAM signal` goes on.
+    Suspended,
 }
 
 impl ErrorKind {
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::BudgetExceeded => "budget_exceeded",
+            ErrorKind::Suspended => "suspended",
         }
     }
 }

@@ -30,6 +30,7 @@ use crate::resilience::{self, BreakerRegistry, CircuitBreaker, CircuitTransition
 use crate::resume::{Done, Resume, ResumeError};
 use crate::state::{ExecutionState, StepState};
 use crate::usage::{Tokens, Usage, UsageMeter};
+use crate::wait::{Signals, Waiting};
 
 /// What the workflow does when an agent step fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,6 +51,9 @@ pub enum Outcome {
     Failed(StepError),
     /// Stopped by a cancellation.
     Cancelled,
+    /// Steps wait for signals that can only come once this process has let
+    /// the execution go (`run`): it ends `execution.suspended`.
+    Suspended,
 }
 
 /// Identity of a workflow definition, recorded in every journal.
@@ -104,6 +108,8 @@ pub struct Recorder {
     usage: UsageMeter,
     /// `limits.maxTokens`.
     budget: Option<u64>,
+    /// The `wait` steps that suspended the execution.
+    waits: Mutex<Vec<Arc<str>>>,
 }
 
 struct RecorderInner {
@@ -226,14 +232,31 @@ impl Recorder {
         &self.meta
     }
 
-    fn step_event(&self, kind: EventKind, step: &Arc<str>, agent: &Arc<str>, at: Instant) -> JournalEvent {
+    pub(crate) fn step_event(
+        &self,
+        kind: EventKind,
+        step: &Arc<str>,
+        agent: Option<&Arc<str>>,
+        at: Instant,
+    ) -> JournalEvent {
         let mut ev = self.event_at(kind, at);
         ev.step_id = Some(step.clone());
-        ev.agent_id = Some(agent.clone());
+        ev.agent_id = agent.cloned();
         ev
     }
 
-    fn skipped(&self, step: &Arc<str>, agent: &Arc<str>) {
+    /// Wall-clock now, on the same clock as the events' `ts` (tokio's, so
+    /// paused time moves it in tests).
+    pub(crate) fn wall_now(&self) -> SystemTime {
+        self.base_wall + Instant::now().saturating_duration_since(self.base_mono)
+    }
+
+    /// Notes that `step` waits for its signal (for the suspension's message).
+    pub(crate) fn waiting(&self, step: &Arc<str>) {
+        self.waits.lock().unwrap_or_else(|e| e.into_inner()).push(step.clone());
+    }
+
+    pub(crate) fn skipped(&self, step: &Arc<str>, agent: Option<&Arc<str>>) {
         let mut ev = self.step_event(EventKind::StepSkipped, step, agent, Instant::now());
         ev.state = Some(StepState::Skipped.into());
         self.record(ev);
@@ -256,6 +279,8 @@ pub struct Cx<'a, S> {
     breakers: Option<&'a BreakerRegistry>,
     /// A resumed execution's steps that ended before (not run again).
     done: Option<&'a HashMap<Arc<str>, Done>>,
+    /// A resumed execution's signals: received, and since when steps wait.
+    signals: Option<&'a Signals>,
 }
 
 impl<'a, S> Cx<'a, S> {
@@ -279,6 +304,14 @@ impl<'a, S> Cx<'a, S> {
     /// used instead of the breakers the workflow bound at construction.
     pub fn breakers(&self) -> Option<&'a BreakerRegistry> {
         self.breakers
+    }
+    /// How `step` ended before its execution was resumed, if it did.
+    pub fn done(&self, step: &str) -> Option<&'a Done> {
+        self.done.and_then(|d| d.get(step))
+    }
+    /// The signals the journal holds for a resumed execution.
+    pub fn signals(&self) -> Option<&'a Signals> {
+        self.signals
     }
 }
 
@@ -361,8 +394,8 @@ async fn mock_attempt<O: serde::de::DeserializeOwned>(
 pub trait StepNode<S>: Send + Sync {
     /// The step's id.
     fn step_id(&self) -> &Arc<str>;
-    /// The agent's id.
-    fn agent_id(&self) -> &Arc<str>;
+    /// The agent's id (`None` for a step that calls no agent, a `wait`).
+    fn agent_id(&self) -> Option<&Arc<str>>;
     /// Takes the step's circuit breaker from `registry`.
     fn bind(&mut self, registry: &BreakerRegistry);
     /// Runs the step, recording its events.
@@ -376,10 +409,20 @@ pub trait StepNode<S>: Send + Sync {
     /// How the step ends when its execution is resumed and the journal says
     /// it ended `done` before: not run again, nothing journaled.
     fn resumed(&self, done: &Done) -> Outcome {
-        match done {
-            Done::Succeeded(_) => Outcome::Ok,
-            Done::Failed(e) => Outcome::Failed(e.clone()),
-        }
+        resumed_with(done, OnError::Fail)
+    }
+    /// For a `wait` step: its signal and payload ([`crate::wait::WaitStep`]).
+    fn waiting(&self) -> Option<&dyn Waiting> {
+        None
+    }
+}
+
+/// How a step that ended `done` before a resume ends now: a failure fails
+/// the block again unless the step continues on error.
+pub(crate) fn resumed_with(done: &Done, on_error: OnError) -> Outcome {
+    match (done, on_error) {
+        (Done::Failed(e), OnError::Fail) => Outcome::Failed(e.clone()),
+        _ => Outcome::Ok,
     }
 }
 
@@ -513,6 +556,10 @@ async fn run_sequence<'a, S: Sync + 'static>(
             return Outcome::Cancelled;
         }
         let outcome = child.run(cx, cancel).await;
+        if outcome == Outcome::Suspended {
+            // The rest runs once the signal has come.
+            return outcome;
+        }
         if outcome != Outcome::Ok {
             children[i + 1..].iter().for_each(|c| c.skip_all(cx.recorder));
             return outcome;
@@ -531,9 +578,12 @@ async fn run_parallel<'a, S: Sync + 'static>(
     let mut running: FuturesUnordered<_> = children.iter().map(|c| c.run(cx, &block)).collect();
     let mut first_error: Option<StepError> = None;
     let mut cancelled = false;
+    let mut suspended = false;
     while let Some(outcome) = running.next().await {
         match outcome {
             Outcome::Ok => {}
+            // The other branches go on as far as they can.
+            Outcome::Suspended => suspended = true,
             Outcome::Failed(e) => {
                 if first_error.is_none() {
                     if fail_fast {
@@ -548,6 +598,7 @@ async fn run_parallel<'a, S: Sync + 'static>(
     match first_error {
         Some(e) => Outcome::Failed(e),
         None if cancelled => Outcome::Cancelled,
+        None if suspended => Outcome::Suspended,
         None => Outcome::Ok,
     }
 }
@@ -641,13 +692,13 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
     async fn run_step(&self, cx: &Cx<'_, S>, cancel: &CancellationToken, span: tracing::Span) -> Outcome {
         let rec = cx.recorder;
         if cancel.is_cancelled() {
-            rec.skipped(&self.id, &self.agent_id);
+            rec.skipped(&self.id, Some(&self.agent_id));
             crate::telemetry::end_span(&span, "step", "skipped", None, None);
             return Outcome::Cancelled;
         }
         let started = Instant::now();
         let input = (self.input)(cx.state);
-        let mut ev = rec.step_event(EventKind::StepStarted, &self.id, &self.agent_id, started);
+        let mut ev = rec.step_event(EventKind::StepStarted, &self.id, Some(&self.agent_id), started);
         ev.state = Some(StepState::Executing.into());
         if let Ok(i) = &input {
             ev.input = to_json(i);
@@ -704,7 +755,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
                     return self.failed(rec, e, started, &observer.usage, &span);
                 }
                 let end = Instant::now();
-                let mut ev = rec.step_event(EventKind::StepSucceeded, &self.id, &self.agent_id, end);
+                let mut ev = rec.step_event(EventKind::StepSucceeded, &self.id, Some(&self.agent_id), end);
                 ev.attempt = Some(attempt);
                 ev.duration_ms = Some(millis(end - started));
                 ev.output = output;
@@ -716,7 +767,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
             }
             Err(e) if e.kind == ErrorKind::Cancelled => {
                 let end = Instant::now();
-                let mut ev = rec.step_event(EventKind::StepCancelled, &self.id, &self.agent_id, end);
+                let mut ev = rec.step_event(EventKind::StepCancelled, &self.id, Some(&self.agent_id), end);
                 ev.attempt = Some(e.attempt);
                 ev.duration_ms = Some(millis(end - started));
                 ev.error = Some(Box::new(e.with_step(self.id.clone())));
@@ -741,7 +792,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         let e = e.with_step(self.id.clone());
         let state = if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed };
         let end = Instant::now();
-        let mut ev = rec.step_event(EventKind::StepFailed, &self.id, &self.agent_id, end);
+        let mut ev = rec.step_event(EventKind::StepFailed, &self.id, Some(&self.agent_id), end);
         ev.attempt = Some(e.attempt);
         ev.duration_ms = Some(millis(end - started));
         ev.state = Some(state.into());
@@ -762,8 +813,8 @@ impl<S: Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
         &self.id
     }
 
-    fn agent_id(&self) -> &Arc<str> {
-        &self.agent_id
+    fn agent_id(&self) -> Option<&Arc<str>> {
+        Some(&self.agent_id)
     }
 
     fn bind(&mut self, registry: &BreakerRegistry) {
@@ -779,14 +830,11 @@ impl<S: Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
     }
 
     fn resumed(&self, done: &Done) -> Outcome {
-        match (done, self.on_error) {
-            (Done::Failed(e), OnError::Fail) => Outcome::Failed(e.clone()),
-            _ => Outcome::Ok,
-        }
+        resumed_with(done, self.on_error)
     }
 
     fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
-        if let Some(done) = cx.done.and_then(|d| d.get(&self.id)) {
+        if let Some(done) = cx.done(&self.id) {
             return Box::pin(std::future::ready(self.resumed(done)));
         }
         let m = cx.meta();
@@ -824,14 +872,14 @@ impl Observer for StepObserver<'_> {
         if !so_far.is_empty() {
             *self.attempt_usage.lock().unwrap_or_else(|p| p.into_inner()) = so_far;
         }
-        let mut ev = self.rec.step_event(EventKind::StepAttemptStarted, self.step, self.agent, at);
+        let mut ev = self.rec.step_event(EventKind::StepAttemptStarted, self.step, Some(self.agent), at);
         ev.attempt = Some(attempt);
         ev.state = Some(StepState::Executing.into());
         self.rec.record(ev);
     }
 
     fn attempt_failed(&self, attempt: u32, error: &StepError, elapsed: Duration) {
-        let mut ev = self.rec.step_event(EventKind::StepAttemptFailed, self.step, self.agent, Instant::now());
+        let mut ev = self.rec.step_event(EventKind::StepAttemptFailed, self.step, Some(self.agent), Instant::now());
         ev.attempt = Some(attempt);
         ev.duration_ms = Some(millis(elapsed));
         ev.error = Some(Box::new(error.clone().with_step(self.step.clone())));
@@ -843,7 +891,7 @@ impl Observer for StepObserver<'_> {
     }
 
     fn retry_scheduled(&self, next_attempt: u32, delay: Duration) {
-        let mut ev = self.rec.step_event(EventKind::StepRetryScheduled, self.step, self.agent, Instant::now());
+        let mut ev = self.rec.step_event(EventKind::StepRetryScheduled, self.step, Some(self.agent), Instant::now());
         ev.attempt = Some(next_attempt);
         ev.delay_ms = Some(millis(delay));
         ev.state = Some(StepState::Retrying.into());
@@ -894,7 +942,7 @@ fn set_usage(ev: &mut JournalEvent, usage: Usage) {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -958,6 +1006,28 @@ impl<S: Sync + 'static, O: Serialize> Workflow<S, O> {
     /// Every step's id, in plan order.
     pub fn step_ids(&self) -> Vec<&str> {
         self.root.step_ids()
+    }
+
+    /// The `wait` step `id`, if the workflow has one.
+    pub fn waiting(&self, id: &str) -> Option<&dyn Waiting> {
+        let mut found = None;
+        self.root.each_step(&mut |s| {
+            if found.is_none() && **s.step_id() == *id {
+                found = s.waiting();
+            }
+        });
+        found
+    }
+
+    /// The ids of the `wait` steps, in plan order.
+    pub fn wait_steps(&self) -> Vec<&str> {
+        let mut ids = Vec::new();
+        self.root.each_step(&mut |s| {
+            if s.waiting().is_some() {
+                ids.push(&**s.step_id());
+            }
+        });
+        ids
     }
 }
 
@@ -1129,8 +1199,10 @@ impl Runtime {
                 base_mono: Instant::now(),
                 usage,
                 budget: info.max_tokens,
+                waits: Mutex::new(Vec::new()),
             },
             done: resumed.map(|p| p.done.clone()),
+            signals: resumed.map(|p| p.signals.clone()),
             definition_hash: info.definition_hash.clone(),
             input: opts.input.map(Json::from),
             idempotency: opts.idempotency,
@@ -1198,6 +1270,8 @@ pub struct Execution {
     recorder: Recorder,
     /// Resumed: the steps that ended before, by id.
     done: Option<Arc<HashMap<Arc<str>, Done>>>,
+    /// Resumed: the signals its journal holds (and one being delivered).
+    signals: Option<Signals>,
     definition_hash: Arc<str>,
     input: Option<Json>,
     idempotency: Option<Idempotency>,
@@ -1283,6 +1357,7 @@ impl Execution {
             }));
             ev.state = Some(StateName::Running);
             rec.record(ev);
+            self.record_fresh_signals(rec);
         } else {
             self.record_started(rec);
         }
@@ -1292,15 +1367,21 @@ impl Execution {
             mocks: self.mocks.as_deref(),
             breakers: self.breakers.as_deref(),
             done: self.done.as_deref(),
+            signals: self.signals.as_ref(),
         };
         let outcome = FlushOnYield { fut: workflow.root.run(&cx, &self.cancel), rec }.await;
+        if outcome == Outcome::Suspended && !self.cancel.is_cancelled() {
+            return Err(self.suspend(started).await);
+        }
         let result = match outcome {
             _ if self.cancel.is_cancelled() && outcome != Outcome::Ok => {
                 Err(StepError::new(ErrorKind::Cancelled, "execution cancelled", 0))
             }
             Outcome::Ok => (workflow.output)(state).map_err(|msg| StepError::new(ErrorKind::InvalidOutput, msg, 0)),
             Outcome::Failed(e) => Err(e),
-            Outcome::Cancelled => Err(StepError::new(ErrorKind::Cancelled, "execution cancelled", 0)),
+            Outcome::Cancelled | Outcome::Suspended => {
+                Err(StepError::new(ErrorKind::Cancelled, "execution cancelled", 0))
+            }
         };
         let (kind, final_state) = match &result {
             Ok(_) => (EventKind::ExecutionCompleted, ExecutionState::Completed),
@@ -1325,6 +1406,38 @@ impl Execution {
         rec.sync().await;
         self.set_state(final_state);
         result
+    }
+
+    /// Journals the signals handed to this resume (`PROGRAM signal`) before
+    /// anything runs: from here on the journal holds them.
+    fn record_fresh_signals(&self, rec: &Recorder) {
+        let Some(signals) = &self.signals else { return };
+        for step in &signals.fresh {
+            let mut ev = rec.step_event(EventKind::SignalReceived, step, None, Instant::now());
+            ev.output = signals.received.get(step).cloned();
+            if let Some(name) = signals.names.get(step) {
+                ev.labels_mut().signal = Some(name.clone());
+            }
+            rec.record(ev);
+        }
+    }
+
+    /// Ends the process's part of an execution whose steps wait for signals.
+    async fn suspend(&self, started: Instant) -> ExecutionError {
+        let rec = &self.recorder;
+        let waits = std::mem::take(&mut *rec.waits.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut ev = rec.event(EventKind::ExecutionSuspended);
+        ev.duration_ms = Some(millis(started.elapsed()));
+        ev.state = Some(StateName::Waiting);
+        set_usage(&mut ev, rec.usage.get());
+        crate::telemetry::end_span(&self.span, "execution", "suspended", None, ev.duration_ms);
+        rec.record(ev);
+        rec.sync().await;
+        self.set_state(ExecutionState::Waiting);
+        let names: Vec<&str> = waits.iter().map(|s| &**s).collect();
+        let mut e = StepError::new(ErrorKind::Suspended, format!("waiting for a signal to {}", names.join(", ")), 0);
+        e.step = waits.first().cloned();
+        e
     }
 
     fn record_started(&self, rec: &Recorder) {

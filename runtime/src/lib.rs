@@ -25,6 +25,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usage;
+pub mod wait;
 
 pub use agent::{Agent, AgentContext, AgentError, AgentErrorKind, DynAgent, ExecutionMeta};
 pub use bus::{BusMessage, EventBus, Subscriber};
@@ -40,3 +41,4 @@ pub use resume::{Resume, ResumeError};
 pub use state::{ExecutionState, StepState};
 pub use tokio_util::sync::CancellationToken;
 pub use usage::{Tokens, Usage, UsageMeter};
+pub use wait::{Signals, WaitStep, Waiting};

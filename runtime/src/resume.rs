@@ -18,6 +18,7 @@ use crate::executor::WorkflowInfo;
 use crate::journal::{EventKind, JournalRead, Json};
 use crate::state::ExecutionState;
 use crate::usage::Usage;
+use crate::wait::Signals;
 
 /// An unfinished execution as its journal left it: read with
 /// [`Resume::from_journal`], then run the rest with [`crate::Runtime::resume`].
@@ -32,6 +33,8 @@ pub struct Resume {
     pub(crate) done: Arc<HashMap<Arc<str>, Done>>,
     /// Model tokens of the steps that are done (the budget goes on from there).
     pub(crate) usage: Usage,
+    /// Signals received, and since when steps wait.
+    pub(crate) signals: Signals,
 }
 
 /// How a step ended before the process did ([`crate::StepNode::resumed`]).
@@ -132,6 +135,7 @@ impl Resume {
         }
         let mut done = HashMap::new();
         let mut usage = Usage::default();
+        let mut signals = Signals::default();
         for (i, ev) in read.events.iter().enumerate() {
             if ev.seq != i as u64 + 1 || ev.execution_id != id {
                 return Err(corrupt(format!(
@@ -150,6 +154,20 @@ impl Resume {
                 return Err(ResumeError::Ended { id: id.to_string(), state });
             }
             let Some(step) = &ev.step_id else { continue };
+            match ev.event {
+                EventKind::StepWaiting => {
+                    // The timeout counts from the first wait.
+                    signals.since.entry(step.clone()).or_insert(ev.ts);
+                    if let Some(name) = ev.signal() {
+                        signals.names.insert(step.clone(), name.into());
+                    }
+                }
+                EventKind::SignalReceived => {
+                    let payload = ev.output.clone().unwrap_or_default();
+                    signals.received.insert(step.clone(), payload);
+                }
+                _ => {}
+            }
             let ended = match ev.event {
                 EventKind::StepSucceeded => Some(Done::Succeeded(ev.output.clone())),
                 EventKind::StepFailed => Some(Done::Failed(ev.error.as_deref().cloned().unwrap_or_else(|| {
@@ -184,6 +202,7 @@ impl Resume {
             last_seq,
             done: Arc::new(done),
             usage,
+            signals,
         })
     }
 
@@ -200,6 +219,20 @@ impl Resume {
     /// The workflow input, as journaled on `execution.started` (`null` if it was not).
     pub fn input(&self) -> &serde_json::Value {
         self.input.as_ref().map_or(&serde_json::Value::Null, |j| j.value())
+    }
+
+    /// The signals the journal holds: which steps wait, which received theirs.
+    pub fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    /// Hands `payload` (checked by the step's [`crate::wait::Waiting::check`])
+    /// to the waiting step `step`: the resumed execution journals it as
+    /// `signal.received` before anything runs, then the step succeeds with it.
+    pub fn deliver(&mut self, step: &str, payload: serde_json::Value) {
+        let step: Arc<str> = self.signals.since.get_key_value(step).map_or_else(|| step.into(), |(k, _)| k.clone());
+        self.signals.received.insert(step.clone(), Json::from(payload));
+        self.signals.fresh.push(step);
     }
 
     /// The `seq` of the journal's last event.

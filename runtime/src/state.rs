@@ -18,6 +18,9 @@ pub enum ExecutionState {
     Failed,
     /// Stopped by a cancellation.
     Cancelled,
+    /// Steps wait for signals and nothing else runs (a `run` that reached a
+    /// `wait` ends its process in this state: `execution.suspended`).
+    Waiting,
 }
 
 impl ExecutionState {
@@ -29,6 +32,7 @@ impl ExecutionState {
             ExecutionState::Completed => "completed",
             ExecutionState::Failed => "failed",
             ExecutionState::Cancelled => "cancelled",
+            ExecutionState::Waiting => "waiting",
         }
     }
 
@@ -47,6 +51,7 @@ impl ExecutionState {
             1 => ExecutionState::Running,
             2 => ExecutionState::Completed,
             3 => ExecutionState::Failed,
+            5 => ExecutionState::Waiting,
             _ => ExecutionState::Cancelled,
         }
     }
@@ -70,6 +75,8 @@ pub enum StepState {
     Cancelled,
     /// Never run.
     Skipped,
+    /// Waiting for its signal (a `wait` step).
+    Waiting,
 }
 
 impl StepState {
@@ -83,6 +90,7 @@ impl StepState {
             StateName::TimedOut => StepState::TimedOut,
             StateName::Cancelled => StepState::Cancelled,
             StateName::Skipped => StepState::Skipped,
+            StateName::Waiting => StepState::Waiting,
             _ => return None,
         })
     }
@@ -94,7 +102,7 @@ mod names {
 
     #[test]
     fn as_str_is_the_serialized_name() {
-        for s in [Pending, Running, Completed, Failed, Cancelled] {
+        for s in [Pending, Running, Completed, Failed, Cancelled, Waiting] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
     }

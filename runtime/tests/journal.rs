@@ -320,6 +320,7 @@ fn hand_written_lines_are_serdes_bytes() {
         definition_hash: Some("sha256:\"quoted\"".into()),
         correlation_id: Some("c\n1".into()),
         agent_version: None,
+        signal: Some("sig \"1\"".into()),
         idempotency_key: Some("key \"1\"".into()),
         request_hash: Some("00ff00ff00ff00ff".into()),
         usage: None,

@@ -83,6 +83,7 @@ pub(super) fn write(ev: &JournalEvent, out: &mut Vec<u8>, cache: &mut LineCache)
             (b",\"definitionHash\":", &l.definition_hash),
             (b",\"correlationId\":", &l.correlation_id),
             (b",\"agentVersion\":", &l.agent_version),
+            (b",\"signal\":", &l.signal),
             (b",\"idempotencyKey\":", &l.idempotency_key),
             (b",\"requestHash\":", &l.request_hash),
         ] {
@@ -111,6 +112,7 @@ fn state_name(s: StateName) -> &'static str {
         StateName::Succeeded => "succeeded",
         StateName::TimedOut => "timed_out",
         StateName::Skipped => "skipped",
+        StateName::Waiting => "waiting",
     }
 }
 

@@ -73,6 +73,17 @@ pub enum EventKind {
     /// The step was never run (an earlier failure or a cancellation).
     #[serde(rename = "step.skipped")]
     StepSkipped,
+    /// A `wait` step began waiting for its signal (`signal`; `delayMs`: its
+    /// timeout, counted from the first `step.waiting` of the step).
+    #[serde(rename = "step.waiting")]
+    StepWaiting,
+    /// The signal a waiting step waits for arrived; `output` is its payload.
+    #[serde(rename = "signal.received")]
+    SignalReceived,
+    /// The process ended the execution while steps wait for signals (`run`):
+    /// not an end; `PROGRAM signal` (or `resume`) goes on with it.
+    #[serde(rename = "execution.suspended")]
+    ExecutionSuspended,
     /// A circuit breaker opened.
     #[serde(rename = "circuit.opened")]
     CircuitOpened,
@@ -107,6 +118,9 @@ impl EventKind {
             EventKind::StepFailed => "step.failed",
             EventKind::StepCancelled => "step.cancelled",
             EventKind::StepSkipped => "step.skipped",
+            EventKind::StepWaiting => "step.waiting",
+            EventKind::SignalReceived => "signal.received",
+            EventKind::ExecutionSuspended => "execution.suspended",
             EventKind::CircuitOpened => "circuit.opened",
             EventKind::CircuitHalfOpened => "circuit.half_opened",
             EventKind::CircuitClosed => "circuit.closed",
@@ -132,6 +146,7 @@ pub enum StateName {
     Completed,
     Failed,
     Cancelled,
+    Waiting,
     Executing,
     Retrying,
     Succeeded,
@@ -147,6 +162,7 @@ impl From<ExecutionState> for StateName {
             ExecutionState::Completed => StateName::Completed,
             ExecutionState::Failed => StateName::Failed,
             ExecutionState::Cancelled => StateName::Cancelled,
+            ExecutionState::Waiting => StateName::Waiting,
         }
     }
 }
@@ -161,6 +177,7 @@ impl From<StepState> for StateName {
             StepState::TimedOut => StateName::TimedOut,
             StepState::Cancelled => StateName::Cancelled,
             StepState::Skipped => StateName::Skipped,
+            StepState::Waiting => StateName::Waiting,
         }
     }
 }
@@ -248,6 +265,8 @@ pub struct EventLabels {
     pub definition_hash: Option<Arc<str>>,
     /// `execution.started` only.
     pub correlation_id: Option<Arc<str>>,
+    /// The signal a `wait` step waits for (`step.waiting`, `signal.received`).
+    pub signal: Option<Arc<str>>,
     /// The agent's version, on `circuit.*` events (the breaker's key).
     pub agent_version: Option<Arc<str>>,
     /// `execution.started` of a served request with an `Idempotency-Key`.
@@ -374,6 +393,11 @@ impl JournalEvent {
         self.label(|l| &l.agent_version)
     }
 
+    /// `signal` (`step.waiting`, `signal.received`).
+    pub fn signal(&self) -> Option<&str> {
+        self.label(|l| &l.signal)
+    }
+
     /// The model tokens it records, if any.
     pub fn usage(&self) -> Option<&Usage> {
         self.labels.as_deref().and_then(|l| l.usage.as_ref())
@@ -429,6 +453,8 @@ struct Wire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     agent_version: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    signal: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     idempotency_key: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     request_hash: Option<Arc<str>>,
@@ -459,6 +485,7 @@ impl Serialize for JournalEvent {
             definition_hash: label(|l| &l.definition_hash),
             correlation_id: label(|l| &l.correlation_id),
             agent_version: label(|l| &l.agent_version),
+            signal: label(|l| &l.signal),
             idempotency_key: label(|l| &l.idempotency_key),
             request_hash: label(|l| &l.request_hash),
             usage: l.and_then(|l| l.usage),
@@ -476,6 +503,7 @@ impl<'de> Deserialize<'de> for JournalEvent {
             definition_hash: w.definition_hash,
             correlation_id: w.correlation_id,
             agent_version: w.agent_version,
+            signal: w.signal,
             idempotency_key: w.idempotency_key,
             request_hash: w.request_hash,
             usage: w.usage,

@@ -135,6 +135,27 @@ enum Sub {
         #[command(flatten)]
         common: Common,
     },
+    /// Send the signal a waiting step of a suspended execution waits for
+    /// (exit code 3 of a run), then run the rest of the execution like
+    /// `resume`
+    #[command(verbatim_doc_comment)]
+    Signal {
+        /// The execution's id (its journal is DIR/ID.jsonl)
+        #[arg(value_name = "ID")]
+        id: String,
+        /// The id of the waiting step (a `wait` step of the workflow)
+        #[arg(value_name = "STEP")]
+        step: String,
+        /// The signal's payload, as JSON fitting the wait's schema
+        #[arg(long, value_name = "JSON", allow_negative_numbers = true)]
+        data: String,
+        /// Go on even if this program's workflow definition differs from
+        /// the one that started the execution
+        #[arg(verbatim_doc_comment, long)]
+        force: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print a completion script for SHELL to standard output
     Completions {
         #[arg(value_name = "SHELL", value_enum)]
@@ -320,6 +341,15 @@ pub(super) fn parse(cli: &mut clap::Command, args: Vec<OsString>) -> Result<Comm
             force,
             quiet: common.quiet,
             log_format: common.log_format,
+            signal: None,
+        }),
+        Some(Sub::Signal { id, step, data, force, common }) => Command::Resume(super::resume::ResumeArgs {
+            id,
+            journal_dir: common.journal_dir,
+            force,
+            quiet: common.quiet,
+            log_format: common.log_format,
+            signal: Some(super::resume::Deliver { step, data }),
         }),
         None if run.input_schema => Command::InputSchema,
         None => match run.test {

@@ -36,8 +36,14 @@ journal DIR/EXECUTION_ID.jsonl. `serve` makes the workflow an HTTP service (see
             None => Value::Object(Default::default()),
         };
         let example = shell_quote(&serde_json::to_string(&example).unwrap_or_else(|_| "{}".into()));
+        // Only a workflow with waits can be suspended.
+        let suspended = if self.workflow.wait_steps().is_empty() {
+            ""
+        } else {
+            " 3 suspended (steps wait for signals:\nsend one with `signal ID STEP --data JSON`),"
+        };
         let after = format!(
-            "Exit status: 0 completed, 1 failed, 2 bad input or usage, 130 cancelled.
+            "Exit status: 0 completed, 1 failed, 2 bad input or usage,{suspended} 130 cancelled.
 Ctrl-C or SIGTERM cancels cooperatively; a second one exits at once.
 With --test: 0 all cases passed, 1 some failed, 2 unreadable or invalid file.
 

@@ -20,6 +20,8 @@ pub(super) enum Source {
     Stdin,
     /// Nothing given: `{}`.
     Default,
+    /// A signal's payload.
+    Payload,
 }
 
 impl std::fmt::Display for Source {
@@ -29,6 +31,7 @@ impl std::fmt::Display for Source {
             Source::File(p) => write!(f, "{}", p.display()),
             Source::Stdin => f.write_str("standard input"),
             Source::Default => f.write_str("the default input"),
+            Source::Payload => f.write_str("the payload"),
         }
     }
 }

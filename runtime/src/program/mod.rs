@@ -112,6 +112,9 @@ pub const EXIT_COMPLETED: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status for bad input or bad usage.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status of an execution suspended while steps wait for signals
+/// (`PROGRAM signal` goes on with it).
+pub const EXIT_SUSPENDED: u8 = 3;
 /// Exit status of a cancelled execution (Ctrl-C).
 pub const EXIT_CANCELLED: u8 = 130;
 
@@ -274,9 +277,7 @@ where
     }
 
     fn check_input_from(&self, text: &str, source: &Source) -> Result<(I, Value), String> {
-        let input: I = parse_input(text, source)?;
-        let json = checked_json(self.input_schema.as_ref(), &input).map_err(|e| e.to_string())?;
-        Ok((input, json))
+        check_value_from(text, source, self.input_schema.as_ref())
     }
 
     /// The same as [`main`](Self::main) with explicit arguments (the program
@@ -347,6 +348,26 @@ where
             }
         }
     }
+}
+
+/// Parses `text` into `T` and checks the bounds of `schema` its type cannot
+/// hold; errors are located (a JSON pointer, or `line:column`).
+fn check_value_from<T: DeserializeOwned + Serialize>(
+    text: &str,
+    source: &Source,
+    schema: Option<&Value>,
+) -> Result<(T, Value), String> {
+    let value: T = parse_input(text, source)?;
+    let json = checked_json(schema, &value).map_err(|e| e.to_string())?;
+    Ok((value, json))
+}
+
+/// [`check_value_from`] for a signal's payload (`--data`, or a request body).
+pub(crate) fn check_value<T: DeserializeOwned + Serialize>(
+    text: &str,
+    schema: Option<&Value>,
+) -> Result<(T, Value), String> {
+    check_value_from(text, &Source::Payload, schema)
 }
 
 fn pretty<T: Serialize + ?Sized>(v: &T) -> serde_json::Result<String> {

@@ -76,6 +76,15 @@ impl Progress {
                 format!("{PREFIX} execution {} resumed; journal {}", ev.execution_id, self.journal.display())
             }
             EventKind::StepStarted => format!("{PREFIX} step {step} started"),
+            EventKind::StepWaiting => {
+                let signal = ev.signal().unwrap_or("-");
+                match ev.delay_ms {
+                    Some(ms) => format!("{PREFIX} step {step} waits for signal `{signal}` (at most {ms} ms more)"),
+                    None => format!("{PREFIX} step {step} waits for signal `{signal}`"),
+                }
+            }
+            EventKind::SignalReceived => format!("{PREFIX} step {step} received its signal"),
+            EventKind::ExecutionSuspended => format!("{PREFIX} execution {} suspended", ev.execution_id),
             EventKind::StepAttemptStarted => return None,
             EventKind::StepAttemptFailed => {
                 if let (Some(id), Some(e)) = (&ev.step_id, &ev.error) {

@@ -1,5 +1,7 @@
 //! `PROGRAM resume ID`: the rest of an execution whose process ended before
-//! it did, from its journal file (see [`crate::resume`]).
+//! it did, from its journal file (see [`crate::resume`]); and `PROGRAM signal
+//! ID STEP --data JSON`: the same, once a waiting step's signal is delivered
+//! (see [`crate::wait`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,6 +28,17 @@ pub(crate) struct ResumeArgs {
     pub force: bool,
     pub quiet: bool,
     pub log_format: Option<LogFormat>,
+    /// `signal ID STEP --data JSON`: a payload for a waiting step first.
+    pub signal: Option<Deliver>,
+}
+
+/// A signal to deliver before the rest runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Deliver {
+    /// The waiting step.
+    pub step: String,
+    /// `--data`: the payload's JSON text.
+    pub data: String,
 }
 
 impl<I, S, O> Program<I, S, O>
@@ -59,12 +72,17 @@ where
                 return refuse(stderr, &format!("cannot resume from {}: {e}", path.display()));
             }
         };
-        let point = match Resume::from_journal(&read) {
+        let mut point = match Resume::from_journal(&read) {
             Ok(point) => point,
             Err(e) => return refuse(stderr, &e.to_string()),
         };
         if let Err(e) = point.check_definition(self.workflow.info(), &self.workflow.step_ids(), args.force) {
             return refuse(stderr, &e.to_string());
+        }
+        if let Some(deliver) = &args.signal {
+            if let Err(msg) = self.deliver(&mut point, deliver) {
+                return refuse(stderr, &msg);
+            }
         }
         // The input as the journal has it, through the same checks as a run's.
         let text = serde_json::to_string(point.input()).unwrap_or_else(|_| "null".into());
@@ -81,8 +99,54 @@ where
         let done = point.done_steps();
         let note = (!quiet).then(|| {
             let done = if done.is_empty() { "none".to_owned() } else { done.join(", ") };
-            format!("{PREFIX} resuming execution {} after seq {}; steps done: {done}", args.id, point.last_seq())
+            let signal = args.signal.as_ref().map_or(String::new(), |d| format!("; signal to {}", d.step));
+            format!(
+                "{PREFIX} resuming execution {} after seq {}; steps done: {done}{signal}",
+                args.id,
+                point.last_seq()
+            )
         });
         self.work(Begin::Resume(Box::new(point)), ids, state, store, quiet, note, format, stdout, stderr)
+    }
+
+    /// Checks that `deliver.step` is a wait of this program that the journal
+    /// shows waiting, and its payload, then hands it to the resume.
+    fn deliver(&self, point: &mut Resume, deliver: &Deliver) -> Result<(), String> {
+        let (id, step) = (point.execution_id().to_owned(), deliver.step.as_str());
+        let Some(wait) = self.workflow.waiting(step) else {
+            let waits = self.workflow.wait_steps();
+            let known = if waits.is_empty() {
+                "this workflow has no wait step".to_owned()
+            } else {
+                format!("its wait steps are: {}", waits.join(", "))
+            };
+            return Err(format!("`{step}` is not a wait step of this workflow; {known}"));
+        };
+        let signals = point.signals();
+        if signals.received(step) {
+            return Err(format!("step `{step}` of execution {id} has already received its signal"));
+        }
+        let Some(since) = signals.since(step) else {
+            let waiting = signals.waiting();
+            let now = if waiting.is_empty() {
+                "no step of it waits now".to_owned()
+            } else {
+                format!("the steps waiting now: {}", waiting.join(", "))
+            };
+            return Err(format!("step `{step}` of execution {id} is not waiting for a signal ({now})"));
+        };
+        if let Some(timeout) = wait.timeout() {
+            if since + timeout <= std::time::SystemTime::now() {
+                return Err(format!(
+                    "the wait of step `{step}` timed out (no signal within its timeout); \
+                     `resume {id}` records the timeout and runs the rest"
+                ));
+            }
+        }
+        let payload = wait
+            .check(&deliver.data)
+            .map_err(|msg| format!("the payload for step `{step}` (signal `{}`) does not fit: {msg}", wait.signal()))?;
+        point.deliver(step, payload);
+        Ok(())
     }
 }

@@ -17,7 +17,7 @@ use super::input::{one_line, read_input, Source};
 use super::log::say;
 use super::progress::{Progress, PREFIX, PROGRESS_CAPACITY};
 use super::signals::signals;
-use super::{pretty, ExecutionIds, Program, EXIT_CANCELLED, EXIT_COMPLETED, EXIT_FAILED, EXIT_USAGE};
+use super::{pretty, ExecutionIds, Program, EXIT_CANCELLED, EXIT_COMPLETED, EXIT_FAILED, EXIT_SUSPENDED, EXIT_USAGE};
 use crate::bus::{BusMessage, Subscriber};
 use crate::error::{panic_message, ErrorKind, ExecutionError};
 use crate::executor::{new_execution_id, ExecutionOptions, Runtime, Workflow};
@@ -142,6 +142,16 @@ where
                         EXIT_FAILED
                     }
                 }
+            }
+            Ended::Finished(Err(e)) if e.kind == ErrorKind::Suspended => {
+                let id = &ids_fields[0].1;
+                let step = e.step.as_deref().unwrap_or("STEP");
+                let msg = format!(
+                    "suspended: execution {id} is {}; deliver a signal with `signal {id} {step} --data JSON`",
+                    one_line(&e.message)
+                );
+                say(stderr, format, Level::INFO, &msg, None, &ids_fields);
+                EXIT_SUSPENDED
             }
             Ended::Finished(Err(e)) if e.kind == ErrorKind::Cancelled => {
                 say(stderr, format, Level::INFO, "cancelled", None, &ids_fields);

@@ -207,6 +207,9 @@ pub(super) fn result_state(result: &Result<Value, ExecutionError>) -> ExecutionS
     match result {
         Ok(_) => ExecutionState::Completed,
         Err(e) if e.kind == ErrorKind::Cancelled => ExecutionState::Cancelled,
+        // Only a workflow built by hand in Rust gets here: `serve` does not
+        // deliver signals yet, and the compiler does not emit waits yet.
+        Err(e) if e.kind == ErrorKind::Suspended => ExecutionState::Waiting,
         Err(_) => ExecutionState::Failed,
     }
 }

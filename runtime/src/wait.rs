@@ -1,0 +1,280 @@
+//! `wait` steps: a step whose output is the payload of a signal sent from
+//! outside (a person's approval, another system's callback).
+//!
+//! A waiting step journals `step.waiting`. Where the execution's process can
+//! be reached (`serve`), it waits there for its signal; otherwise (`run`) the
+//! execution is suspended once nothing else can run (`execution.suspended`)
+//! and `PROGRAM signal ID STEP` goes on with it later: the payload is
+//! journaled as `signal.received` and the step succeeds with it. The timeout
+//! counts from the step's first `step.waiting`, whatever happens in between.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::BoxFuture;
+use crate::error::{ErrorKind, StepError};
+use crate::executor::{millis, resumed_with, Cx, Node, OnError, Outcome, StepNode};
+use crate::journal::{EventKind, Json};
+use crate::resilience::BreakerRegistry;
+use crate::resume::Done;
+use crate::state::StepState;
+
+/// What the program and the server need of a waiting step: its signal, its
+/// payload's schema and type.
+pub trait Waiting: Send + Sync {
+    /// The signal's name (`wait.signal`).
+    fn signal(&self) -> &str;
+    /// The payload's JSON Schema, as the workflow writes it.
+    fn schema(&self) -> &Value;
+    /// `wait.timeout`.
+    fn timeout(&self) -> Option<Duration>;
+    /// Parses and checks a payload against the step's type and its schema's
+    /// bounds; `Err` says where (a JSON pointer, or `line:column`) and what.
+    fn check(&self, text: &str) -> Result<Value, String>;
+}
+
+/// The signals of one execution: what its journal says was received and
+/// since when each step waits (read back on resuming), and where payloads
+/// sent to a running execution arrive.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// Payloads received, by step id.
+    pub(crate) received: HashMap<Arc<str>, Json>,
+    /// Payloads handed to this process to journal as `signal.received` first.
+    pub(crate) fresh: Vec<Arc<str>>,
+    /// When each step first journaled `step.waiting`.
+    pub(crate) since: HashMap<Arc<str>, SystemTime>,
+    /// The signal each waiting step waits for.
+    pub(crate) names: HashMap<Arc<str>, Arc<str>>,
+}
+
+impl Signals {
+    /// The steps that wait (journaled `step.waiting`) and have not received
+    /// their signal, sorted.
+    pub fn waiting(&self) -> Vec<&str> {
+        let mut steps: Vec<&str> =
+            self.since.keys().filter(|s| !self.received.contains_key(*s)).map(|s| &**s).collect();
+        steps.sort_unstable();
+        steps
+    }
+
+    /// Whether `step` received its signal.
+    pub fn received(&self, step: &str) -> bool {
+        self.received.contains_key(step)
+    }
+
+    /// When `step` first waited, if it did.
+    pub fn since(&self, step: &str) -> Option<SystemTime> {
+        self.since.get(step).copied()
+    }
+}
+
+type StoreFn<S, T> = dyn Fn(&S, T) -> Result<(), String> + Send + Sync;
+
+/// A `wait` step: its output is the payload of the signal `signal`, of type
+/// `T`; generated code builds it with a function that stores it in the state.
+pub struct WaitStep<S, T> {
+    id: Arc<str>,
+    signal: Arc<str>,
+    schema: Value,
+    timeout: Option<Duration>,
+    on_error: OnError,
+    store: Box<StoreFn<S, T>>,
+    _payload: PhantomData<fn() -> T>,
+}
+
+impl<S, T> fmt::Debug for WaitStep<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitStep")
+            .field("id", &self.id)
+            .field("signal", &self.signal)
+            .field("timeout", &self.timeout)
+            .field("on_error", &self.on_error)
+            .finish()
+    }
+}
+
+impl<S, T> WaitStep<S, T>
+where
+    S: Sync + 'static,
+    T: DeserializeOwned + Serialize + Send + 'static,
+{
+    /// A step `id` waiting for `signal`, whose payload follows `schema`
+    /// (checked for the bounds its type `T` cannot hold) and is put in the
+    /// state by `store`. No timeout: it waits until the signal comes.
+    pub fn new(
+        id: impl Into<Arc<str>>,
+        signal: impl Into<Arc<str>>,
+        schema: Value,
+        store: impl Fn(&S, T) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        WaitStep {
+            id: id.into(),
+            signal: signal.into(),
+            schema,
+            timeout: None,
+            on_error: OnError::Fail,
+            store: Box::new(store),
+            _payload: PhantomData,
+        }
+    }
+
+    /// Ends the wait with a `timeout` failure after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets `onError`.
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// Wraps the step as a plan node.
+    pub fn node(self) -> Node<S> {
+        Node::Step(Box::new(self))
+    }
+
+    fn succeed(&self, cx: &Cx<'_, S>, payload: &Json, since: SystemTime) -> Outcome {
+        let rec = cx.recorder();
+        if let Err(why) = self.restore(cx.state(), payload.value()) {
+            // The payload was checked when it arrived: only a program whose
+            // type changed since (a forced resume) gets here.
+            let e = StepError::new(ErrorKind::InvalidOutput, format!("the signal's payload does not fit: {why}"), 0);
+            return self.failed(cx, e);
+        }
+        let mut ev = rec.step_event(EventKind::StepSucceeded, &self.id, None, Instant::now());
+        ev.duration_ms = Some(millis(rec.wall_now().duration_since(since).unwrap_or_default()));
+        ev.output = Some(payload.clone());
+        ev.state = Some(StepState::Succeeded.into());
+        rec.record(ev);
+        Outcome::Ok
+    }
+
+    fn failed(&self, cx: &Cx<'_, S>, e: StepError) -> Outcome {
+        let rec = cx.recorder();
+        let e = e.with_step(self.id.clone());
+        let state = if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed };
+        let mut ev = rec.step_event(EventKind::StepFailed, &self.id, None, Instant::now());
+        ev.state = Some(state.into());
+        ev.error = Some(Box::new(e.clone()));
+        rec.record(ev);
+        match self.on_error {
+            OnError::Fail => Outcome::Failed(e),
+            OnError::Continue => Outcome::Ok,
+        }
+    }
+
+    async fn run_wait(&self, cx: &Cx<'_, S>, cancel: &CancellationToken) -> Outcome {
+        let rec = cx.recorder();
+        if cancel.is_cancelled() {
+            rec.skipped(&self.id, None);
+            return Outcome::Cancelled;
+        }
+        let signals = cx.signals();
+        let now = rec.wall_now();
+        let since = signals.and_then(|s| s.since(&self.id)).unwrap_or(now);
+        if let Some(payload) = signals.and_then(|s| s.received.get(&self.id)) {
+            return self.succeed(cx, payload, since);
+        }
+        let left = match self.timeout {
+            Some(t) => match (since + t).duration_since(now) {
+                Ok(left) if !left.is_zero() => Some(left),
+                _ => return self.failed(cx, self.timed_out(t)),
+            },
+            None => None,
+        };
+        let mut ev = rec.step_event(EventKind::StepWaiting, &self.id, None, Instant::now());
+        ev.labels_mut().signal = Some(self.signal.clone());
+        ev.delay_ms = left.map(millis);
+        ev.state = Some(StepState::Waiting.into());
+        rec.record(ev);
+        rec.waiting(&self.id);
+        Outcome::Suspended
+    }
+
+    fn timed_out(&self, timeout: Duration) -> StepError {
+        let msg = format!("no signal `{}` arrived within {}", self.signal, humanize(timeout));
+        StepError::new(ErrorKind::Timeout, msg, 0)
+    }
+}
+
+impl<S, T> Waiting for WaitStep<S, T>
+where
+    S: Sync + 'static,
+    T: DeserializeOwned + Serialize + Send + 'static,
+{
+    fn signal(&self) -> &str {
+        &self.signal
+    }
+
+    fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    fn check(&self, text: &str) -> Result<Value, String> {
+        crate::program::check_value::<T>(text, Some(&self.schema)).map(|(_, json)| json)
+    }
+}
+
+impl<S, T> StepNode<S> for WaitStep<S, T>
+where
+    S: Sync + 'static,
+    T: DeserializeOwned + Serialize + Send + 'static,
+{
+    fn step_id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    fn agent_id(&self) -> Option<&Arc<str>> {
+        None
+    }
+
+    fn bind(&mut self, _: &BreakerRegistry) {}
+
+    fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
+        if let Some(done) = cx.done(&self.id) {
+            return Box::pin(std::future::ready(self.resumed(done)));
+        }
+        Box::pin(self.run_wait(cx, cancel))
+    }
+
+    fn restore(&self, state: &S, output: &Value) -> Result<(), String> {
+        let payload = T::deserialize(output).map_err(|e| e.to_string())?;
+        (self.store)(state, payload)
+    }
+
+    fn resumed(&self, done: &Done) -> Outcome {
+        resumed_with(done, self.on_error)
+    }
+
+    fn waiting(&self) -> Option<&dyn Waiting> {
+        Some(self)
+    }
+}
+
+/// `24h`, `90s`, `250ms`: the largest unit that divides it.
+fn humanize(d: Duration) -> String {
+    let ms = millis(d);
+    match ms {
+        0 => "0ms".into(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}

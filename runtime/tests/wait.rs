@@ -1,0 +1,276 @@
+//! `wait` steps in a program's `run`: the run suspends (exit 3) once only
+//! waits are left, `signal ID STEP --data JSON` delivers a payload and runs
+//! the rest; two parallel branches wait on the same signal name with
+//! different payload types; timeouts; every refusal exits 2 and says why.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestr8_runtime::codegen::{
+    slot, store, AgentStep, BreakerRegistry, ExecutionIds, Node, OnError, OnceLock, Program, WaitStep, Workflow,
+    WorkflowInfo,
+};
+use orchestr8_runtime::journal::{read_file, JournalEvent};
+use orchestr8_runtime::testing::MockAgent;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Input {}
+
+/// The payload of `approve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Approval {
+    approved: bool,
+    by: String,
+}
+
+/// The payload of `legal`: the same signal name, another type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Legal {
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    draft: OnceLock<Value>,
+    approve: OnceLock<Approval>,
+    legal: OnceLock<Option<Legal>>,
+    publish: OnceLock<Value>,
+}
+
+struct Agents {
+    draft: Arc<MockAgent>,
+    publish: Arc<MockAgent>,
+}
+
+fn agents() -> Agents {
+    Agents {
+        draft: Arc::new(MockAgent::new("drafter", "1.0.0").then_ok(json!({"text": "hello"}))),
+        publish: Arc::new(MockAgent::new("publisher", "1.0.0").then_ok(json!({"url": "https://x/1"}))),
+    }
+}
+
+/// `draft`, then a parallel block where `approve` and `legal` both wait for
+/// signal `approval`, then `publish` with what they received.
+fn program(agents: &Agents, legal_timeout: Option<Duration>, legal_continues: bool) -> Program<Input, State, Value> {
+    let draft = AgentStep::new(
+        "draft",
+        agents.draft.clone(),
+        |_: &State| Ok(json!({})),
+        |s: &State, out| store(&s.draft, "draft", out),
+    )
+    .node();
+    let approve = WaitStep::new(
+        "approve",
+        "approval",
+        json!({
+            "type": "object",
+            "required": ["approved", "by"],
+            "properties": {"approved": {"type": "boolean"}, "by": {"type": "string", "minLength": 1}},
+            "additionalProperties": false
+        }),
+        |s: &State, p: Approval| store(&s.approve, "approve", p),
+    )
+    .node();
+    let mut legal = WaitStep::new(
+        "legal",
+        "approval",
+        json!({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}, "note": {"type": "string"}}}),
+        |s: &State, p: Legal| store(&s.legal, "legal", Some(p)),
+    );
+    if let Some(t) = legal_timeout {
+        legal = legal.timeout(t);
+    }
+    if legal_continues {
+        legal = legal.on_error(OnError::Continue);
+    }
+    let publish = AgentStep::new(
+        "publish",
+        agents.publish.clone(),
+        |s: &State| Ok(json!({"approved": slot(&s.approve, "approve")?.approved})),
+        |s: &State, out| store(&s.publish, "publish", out),
+    )
+    .node();
+    let workflow = Workflow::with_registry(
+        WorkflowInfo::new("review", "1.0.0", "sha256:wait"),
+        Node::sequence(vec![draft, Node::parallel("gate", true, vec![approve, legal.node()]), publish]),
+        |s: &State| {
+            Ok(json!({
+                "approvedBy": slot(&s.approve, "approve")?.by,
+                "legal": s.legal.get().cloned().flatten(),
+                "published": slot(&s.publish, "publish")?,
+            }))
+        },
+        &BreakerRegistry::new(16),
+    );
+    Program::new(Arc::new(workflow), |_: Input, _: &ExecutionIds| State::default())
+}
+
+struct Run {
+    code: u8,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(program: Program<Input, State, Value>, dir: &Path, args: &[&str]) -> Run {
+    let mut all: Vec<OsString> = vec!["review".into()];
+    all.extend(args.iter().map(OsString::from));
+    all.extend(["--journal-dir".into(), dir.as_os_str().to_owned()]);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = program.run_with(all, &b""[..], &mut out, &mut err);
+    Run { code, stdout: String::from_utf8(out).unwrap(), stderr: String::from_utf8(err).unwrap() }
+}
+
+fn only_journal(dir: &Path) -> (String, Vec<JournalEvent>) {
+    let files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let id = files[0].file_stem().unwrap().to_str().unwrap().to_owned();
+    (id, read_file(&files[0]).unwrap().events)
+}
+
+fn names(events: &[JournalEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| format!("{}{}", e.name(), e.step_id.as_deref().map_or(String::new(), |s| format!(":{s}"))))
+        .collect()
+}
+
+#[test]
+fn a_run_suspends_at_its_waits_and_signals_run_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agents();
+    let first = run(program(&a, None, false), dir.path(), &[]);
+    assert_eq!(first.code, 3, "{}", first.stderr);
+    assert!(first.stdout.is_empty());
+    let (id, events) = only_journal(dir.path());
+    assert!(
+        first.stderr.contains(&format!("signal {id} approve --data JSON")),
+        "the suspension says how to go on: {}",
+        first.stderr
+    );
+    let waiting: Vec<_> = events.iter().filter(|e| e.name() == "step.waiting").collect();
+    assert_eq!(waiting.len(), 2);
+    assert!(waiting.iter().all(|e| e.signal() == Some("approval") && e.agent_id.is_none()));
+    let last = events.last().unwrap();
+    assert_eq!(last.name(), "execution.suspended");
+    assert_eq!(last.state.map(|s| format!("{s:?}")), Some("Waiting".into()));
+
+    // One signal: the other branch still waits, so the run suspends again.
+    let second = run(
+        program(&a, None, false),
+        dir.path(),
+        &["signal", &id, "approve", "--data", r#"{"approved": true, "by": "ann"}"#],
+    );
+    assert_eq!(second.code, 3, "{}", second.stderr);
+    assert!(second.stderr.contains("signal to approve"), "{}", second.stderr);
+    assert!(second.stderr.contains(&format!("signal {id} legal --data JSON")), "{}", second.stderr);
+
+    // The same signal name, the other step's type.
+    let third = run(program(&a, None, false), dir.path(), &["signal", &id, "legal", "--data", r#"{"ok": true}"#]);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    let output: Value = serde_json::from_str(&third.stdout).unwrap();
+    assert_eq!(output, json!({"approvedBy": "ann", "legal": {"ok": true}, "published": {"url": "https://x/1"}}));
+    assert_eq!(a.draft.calls(), 1, "the step done before the suspension is not run again");
+    assert_eq!(a.publish.calls(), 1);
+
+    let (_, events) = only_journal(dir.path());
+    let names = names(&events);
+    let received: Vec<_> = events.iter().filter(|e| e.name() == "signal.received").collect();
+    assert_eq!(received.len(), 2, "{names:?}");
+    assert_eq!(received[0].output.as_ref().unwrap().value(), &json!({"approved": true, "by": "ann"}));
+    assert_eq!(received[1].signal(), Some("approval"));
+    assert_eq!(names.iter().filter(|n| *n == "execution.suspended").count(), 2, "{names:?}");
+    assert_eq!(names.iter().filter(|n| *n == "execution.resumed").count(), 2, "{names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("execution.completed"));
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "seq runs on without a break: {names:?}");
+    }
+    let succeeded: Vec<_> = names.iter().filter(|n| n.starts_with("step.succeeded")).collect();
+    assert_eq!(
+        succeeded,
+        ["step.succeeded:draft", "step.succeeded:approve", "step.succeeded:legal", "step.succeeded:publish"]
+    );
+}
+
+#[test]
+fn bad_signals_exit_2_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agents();
+    assert_eq!(run(program(&a, None, false), dir.path(), &[]).code, 3);
+    let (id, before) = only_journal(dir.path());
+    let refused = |args: &[&str], expected: &str| {
+        let r = run(program(&a, None, false), dir.path(), args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(expected), "{args:?}: expected {expected:?} in {}", r.stderr);
+    };
+    refused(&["signal", &id, "approve", "--data", r#"{"approved": "yes", "by": "ann"}"#], "/approved");
+    refused(&["signal", &id, "approve", "--data", r#"{"approved": true, "by": ""}"#], "/by");
+    refused(&["signal", &id, "approve", "--data", r#"{"approved": true"#], "at 1:");
+    refused(&["signal", &id, "approve", "--data", r#"{"approved": true, "by": "a", "x": 1}"#], "x");
+    refused(&["signal", &id, "nope", "--data", "{}"], "its wait steps are: approve, legal");
+    refused(&["signal", &id, "draft", "--data", "{}"], "`draft` is not a wait step");
+    refused(&["signal", "0000", "approve", "--data", "{}"], "no journal of execution 0000");
+    refused(&["signal", &id, "approve"], "--data");
+    let (_, after) = only_journal(dir.path());
+    assert_eq!(before.len(), after.len(), "a refused signal journals nothing");
+
+    // Delivered once; a second delivery is refused.
+    let ok = run(
+        program(&a, None, false),
+        dir.path(),
+        &["signal", &id, "approve", "--data", r#"{"approved": false, "by": "bo"}"#],
+    );
+    assert_eq!(ok.code, 3, "{}", ok.stderr);
+    refused(&["signal", &id, "approve", "--data", r#"{"approved": true, "by": "ann"}"#], "already received its signal");
+    assert_eq!(
+        run(program(&a, None, false), dir.path(), &["signal", &id, "legal", "--data", r#"{"ok": false}"#]).code,
+        0
+    );
+    refused(&["signal", &id, "legal", "--data", r#"{"ok": true}"#], "has already ended (completed)");
+}
+
+#[test]
+fn a_wait_that_times_out_fails_or_continues() {
+    for continues in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let a = agents();
+        let timeout = Some(Duration::from_millis(50));
+        assert_eq!(run(program(&a, timeout, continues), dir.path(), &[]).code, 3);
+        let (id, _) = only_journal(dir.path());
+        let waiting = only_journal(dir.path()).1.into_iter().find(|e| e.step_id.as_deref() == Some("legal")).unwrap();
+        assert!(waiting.delay_ms.is_some_and(|ms| ms <= 50), "the time left is journaled: {waiting:?}");
+        std::thread::sleep(Duration::from_millis(80));
+        let late =
+            run(program(&a, timeout, continues), dir.path(), &["signal", &id, "legal", "--data", r#"{"ok": true}"#]);
+        assert_eq!(late.code, 2, "{}", late.stderr);
+        assert!(late.stderr.contains("timed out"), "{}", late.stderr);
+        // The other wait still accepts its signal; the run then records the timeout.
+        let r = run(
+            program(&a, timeout, continues),
+            dir.path(),
+            &["signal", &id, "approve", "--data", r#"{"approved": true, "by": "ann"}"#],
+        );
+        let (_, events) = only_journal(dir.path());
+        let failed = events.iter().find(|e| e.name() == "step.failed").expect("the wait failed");
+        assert_eq!(failed.step_id.as_deref(), Some("legal"));
+        let error = failed.error.as_deref().unwrap();
+        assert_eq!(error.kind.as_str(), "timeout");
+        assert!(error.message.contains("no signal `approval` arrived within 50ms"), "{}", error.message);
+        if continues {
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            let output: Value = serde_json::from_str(&r.stdout).unwrap();
+            assert_eq!(output["legal"], Value::Null);
+        } else {
+            assert_eq!(r.code, 1, "{}", r.stderr);
+            assert!(r.stderr.contains("step `legal` failed (timeout"), "{}", r.stderr);
+            assert_eq!(a.publish.calls(), 0);
+        }
+    }
+}
