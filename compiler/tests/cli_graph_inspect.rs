@@ -141,6 +141,48 @@ fn inspect_resumed_text_and_json() {
     assert!(mermaid.contains("    section execution\n    resumed (seq 7) :milestone, 5000, 0ms\n"), "{mermaid}");
 }
 
+/// Waits are hexagons with their signal; the data their payloads feed are edges.
+#[test]
+fn graph_approval_draws_waits() {
+    let (mermaid, err) = run(&["graph", "../examples/approval/workflow.json", "--format", "mermaid"], 0);
+    assert_eq!(err, "");
+    assert!(mermaid.contains("S_editor{{\"editor<br/>signal: approval<br/>"), "{mermaid}");
+    assert!(mermaid.contains("S_editor -.->|\"approved, by\"| S_publish"), "{mermaid}");
+    let (dot, _) = run(&["graph", "../examples/approval/workflow.json", "--format", "dot"], 0);
+    assert!(dot.contains("\"step:legal\" [label=\"legal\\nsignal: approval\\n"), "{dot}");
+    insta::assert_snapshot!(format!("{mermaid}\n{dot}"));
+}
+
+/// A run that was suspended twice while steps waited, and resumed by signals.
+#[test]
+fn inspect_waits_suspensions_and_signals() {
+    let (out, err) = run(&["inspect", "tests/journals/waited.jsonl"], 0);
+    assert_eq!(err, "");
+    assert!(
+        out.contains("suspended    at 23 ms (seq 7), steps waiting for signals\nresumed      at 2 h 0 min (seq 8)"),
+        "{out}"
+    );
+    assert!(out.contains("  editor   succeeded  signal approval"), "{out}");
+    insta::assert_snapshot!(out);
+    let (json, _) = run(&["inspect", "tests/journals/waited.jsonl", "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["state"], "completed");
+    assert_eq!(value["suspensions"], serde_json::json!([{"seq": 7, "atMs": 23}, {"seq": 12, "atMs": 7200003}]));
+    assert_eq!(value["steps"][1]["signal"], "approval");
+    assert_eq!(value["steps"][1]["attempts"], 0);
+    // Cut after the first suspension, the journal reads as waiting, not interrupted.
+    let text = std::fs::read_to_string("tests/journals/waited.jsonl").unwrap();
+    let cut: Vec<&str> = text.lines().take(7).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("suspended.jsonl");
+    std::fs::write(&path, cut.join("\n") + "\n").unwrap();
+    let (json, _) = run(&["inspect", path.to_str().unwrap(), "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["state"], "waiting", "{value}");
+    assert_eq!(value["error"], serde_json::Value::Null, "{value}");
+    assert_eq!(value["steps"][1]["state"], "waiting", "{value}");
+}
+
 #[test]
 fn inspect_failed_text() {
     let (out, _) = run(&["inspect", "tests/journals/failed.jsonl"], 0);

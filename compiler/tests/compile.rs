@@ -27,7 +27,7 @@ fn orchestr8() -> Command {
 
 #[test]
 fn generated_crates_of_the_examples() {
-    for example in EXAMPLES {
+    for example in EXAMPLES.into_iter().chain(["approval"]) {
         let dir = repo().join("examples").join(example);
         let text = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
         let source = FromRustSource::new(&dir);
@@ -183,6 +183,65 @@ fn examples_build_and_run_end_to_end() {
     assert_eq!(error["kind"], "fatal");
     assert_eq!(error["step"], "greet");
     assert_eq!(journal_events(&journal).last().map(String::as_str), Some("execution.failed"));
+}
+
+/// The approval example waits for two signals in a parallel block, one name
+/// with two payload types: each `run` ends suspended (exit 3) until the last
+/// signal, and no agent runs twice (the agents count their calls in a file).
+#[test]
+fn a_run_that_waits_is_suspended_and_signals_finish_it() {
+    let _generated = generated_lock();
+    let binary = build("approval");
+    let scratch = tempfile::tempdir().unwrap();
+    let (journal, calls) = (scratch.path().join("journal"), scratch.path().join("calls"));
+    let run = |args: &[&str]| {
+        let output = Command::new(&binary)
+            .args(args)
+            .arg("--journal-dir")
+            .arg(&journal)
+            .env("APPROVAL_CALLS", &calls)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Run { code: output.status.code().unwrap_or(-1), stdout: text(&output.stdout), stderr: text(&output.stderr) }
+    };
+    let first = run(&["--input", r#"{"topic": "v2"}"#]);
+    assert_eq!(first.code, 3, "{}", first.stderr);
+    assert!(first.stdout.is_empty());
+    let id = std::fs::read_dir(&journal).unwrap().next().unwrap().unwrap().path();
+    let id = id.file_stem().unwrap().to_str().unwrap().to_owned();
+    assert!(first.stderr.contains(&format!("`signal {id} editor --data JSON`")), "{}", first.stderr);
+
+    // A payload that does not fit the editor's schema: exit 2, located, nothing journaled.
+    let before = journal_events(&journal).len();
+    let bad = run(&["signal", &id, "editor", "--data", r#"{"approved": true, "by": ""}"#]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("/by"), "{}", bad.stderr);
+    // The lawyer's payload type is not the editor's, though the signal's name is the same.
+    let bad = run(&["signal", &id, "editor", "--data", r#"{"ok": true}"#]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert_eq!(journal_events(&journal).len(), before);
+
+    let second = run(&["signal", &id, "editor", "--data", r#"{"approved": true, "by": "ann"}"#]);
+    assert_eq!(second.code, 3, "the lawyer still has to answer: {}", second.stderr);
+    let last = run(&["signal", &id, "legal", "--data", r#"{"ok": true, "note": "fine"}"#]);
+    assert_eq!(last.code, 0, "{}", last.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&last.stdout).unwrap(),
+        json!({"published": true, "summary": "Announcing: v2. (approved by ann)", "legalNote": "fine"})
+    );
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(calls.lines().collect::<Vec<_>>(), ["draft", "publish"], "each agent ran once");
+    let events = journal_events(&journal);
+    for (event, count) in
+        [("step.waiting", 3), ("signal.received", 2), ("execution.suspended", 2), ("execution.resumed", 2)]
+    {
+        assert_eq!(events.iter().filter(|e| *e == event).count(), count, "{event}: {events:?}");
+    }
+    assert_eq!(events.last().map(String::as_str), Some("execution.completed"));
+    let again = run(&["signal", &id, "legal", "--data", r#"{"ok": true}"#]);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(again.stderr.contains("already ended"), "{}", again.stderr);
 }
 
 #[test]

@@ -17,6 +17,8 @@ pub const SUPPORTED_SCHEMA_VERSIONS: &[&str] = &["1.0.0"];
 pub const WORKFLOW_ID_PATTERN: &str = "^[a-z][a-z0-9-]{0,63}$";
 /// Pattern of an agent id and of a step id.
 pub const IDENTIFIER_PATTERN: &str = "^[a-z][a-z0-9_]{0,63}$";
+/// Pattern of a signal name (`wait.signal`).
+pub const SIGNAL_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$";
 /// Pattern of a semantic version.
 pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
 /// Pattern of a duration written as text.
@@ -305,8 +307,8 @@ pub struct AgentCommon {
     pub output: Option<Value>,
 }
 
-/// A step: an agent call, a parallel block or a sequence. Exactly one of `agent`,
-/// `parallel` and `sequence` says which.
+/// A step: an agent call, a wait for a signal, a parallel block or a sequence. Exactly
+/// one of `agent`, `wait`, `parallel` and `sequence` says which.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 // Steps are read once per document; boxing the agent step would only make matching noisier.
@@ -314,6 +316,8 @@ pub struct AgentCommon {
 pub enum Step {
     /// Calls an agent.
     Agent(AgentStep),
+    /// Waits for a signal; its payload is the step's output.
+    Wait(WaitStep),
     /// Runs its steps concurrently.
     Parallel(ParallelStep),
     /// Runs its steps in order.
@@ -325,6 +329,7 @@ impl Step {
     pub fn id(&self) -> &str {
         match self {
             Step::Agent(s) => &s.id,
+            Step::Wait(s) => &s.id,
             Step::Parallel(s) => &s.id,
             Step::Sequence(s) => &s.id,
         }
@@ -333,7 +338,7 @@ impl Step {
     /// The steps nested directly inside a block (none for an agent step).
     pub fn children(&self) -> &[Step] {
         match self {
-            Step::Agent(_) => &[],
+            Step::Agent(_) | Step::Wait(_) => &[],
             Step::Parallel(s) => &s.parallel,
             Step::Sequence(s) => &s.sequence,
         }
@@ -342,7 +347,7 @@ impl Step {
     /// The key holding the nested steps: `parallel`, `sequence`, or none.
     pub fn children_key(&self) -> Option<&'static str> {
         match self {
-            Step::Agent(_) => None,
+            Step::Agent(_) | Step::Wait(_) => None,
             Step::Parallel(_) => Some("parallel"),
             Step::Sequence(_) => Some("sequence"),
         }
@@ -377,6 +382,43 @@ pub struct AgentStep {
     /// `continue` records it, and later steps see this step's output as optional.
     #[serde(default, skip_serializing_if = "OnError::is_fail")]
     pub on_error: OnError,
+}
+
+/// Waits for a signal sent from outside (`PROGRAM signal ID STEP --data JSON`); the
+/// signal's payload, checked against `wait.schema`, is the step's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WaitStep {
+    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword, nor `input` or `ids`.
+    #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
+    pub id: String,
+    /// What the step waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The signal and its payload.
+    pub wait: WaitSpec,
+    /// What a timeout of the wait does: `fail` (the default) fails the workflow;
+    /// `continue` records it, and later steps see this step's output as optional.
+    #[serde(default, skip_serializing_if = "OnError::is_fail")]
+    pub on_error: OnError,
+}
+
+/// The signal a `wait` step waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WaitSpec {
+    /// The signal's name. Waits are addressed by their step id, so two steps may wait
+    /// for signals of the same name.
+    #[schemars(regex(pattern = SIGNAL_PATTERN))]
+    pub signal: String,
+    /// JSON Schema (draft 2020-12) of the payload: an object. Later steps read its fields
+    /// as `${steps.ID.output.FIELD}`.
+    #[schemars(schema_with = "inline_schema")]
+    pub schema: Value,
+    /// How long to wait (counted from the first time the step waits, across suspensions).
+    /// Absent: until the signal comes. A timeout fails the step with kind `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
 }
 
 /// Runs its steps concurrently; completes when all have.

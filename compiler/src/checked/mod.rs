@@ -48,6 +48,8 @@ pub struct CheckedWorkflow {
     pub reads_ids: bool,
     /// The agent steps, in document order.
     pub steps: Vec<CheckedStep>,
+    /// The wait steps, in document order.
+    pub waits: Vec<CheckedWait>,
     /// The plan: the top-level sequence.
     pub plan: Vec<PlanNode>,
     /// The distinct policies the steps run with.
@@ -115,11 +117,35 @@ pub struct CheckedStep {
     pub config: Option<serde_json::Value>,
 }
 
+/// A step that waits for a signal.
+#[derive(Debug, Clone)]
+pub struct CheckedWait {
+    /// The step's id.
+    pub id: String,
+    /// Its doc comment.
+    pub docs: Vec<String>,
+    /// The state's field holding its payload.
+    pub slot: Ident,
+    /// The signal's name.
+    pub signal: String,
+    /// The payload's JSON Schema as the document writes it (checked at run time
+    /// for the bounds its type cannot hold).
+    pub schema: String,
+    /// The payload's type (a struct of [`CheckedWorkflow::agent_types`]).
+    pub payload: RustTy,
+    /// `wait.timeout`, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `onError: "continue"`.
+    pub continue_on_error: bool,
+}
+
 /// A node of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlanNode {
     /// An agent step: an index into [`CheckedWorkflow::steps`].
     Step(usize),
+    /// A wait step: an index into [`CheckedWorkflow::waits`].
+    Wait(usize),
     /// Children run concurrently.
     Parallel {
         /// The block's id.

@@ -105,7 +105,14 @@ struct Cluster {
 
 #[derive(Debug)]
 enum Item {
-    Step { id: String, agent: String, description: Option<String> },
+    /// An agent call, or a wait (`waits`, drawn as a hexagon); `what` is its
+    /// second line (`agent: X`, `signal: S`).
+    Step {
+        id: String,
+        what: String,
+        description: Option<String>,
+        waits: bool,
+    },
     Fork(String),
     Join(String),
     Cluster(Cluster),
@@ -172,11 +179,26 @@ impl Graph {
     fn step_inner(&mut self, step: &Step, items: &mut Vec<Item>) -> (Node, Node) {
         match step {
             Step::Agent(s) => {
-                items.push(Item::Step { id: s.id.clone(), agent: s.agent.clone(), description: s.description.clone() });
+                items.push(Item::Step {
+                    id: s.id.clone(),
+                    what: format!("agent: {}", s.agent),
+                    description: s.description.clone(),
+                    waits: false,
+                });
                 let node = Node::Step(s.id.clone());
                 for value in s.input.values() {
                     self.add_data(value, node.clone());
                 }
+                (node.clone(), node)
+            }
+            Step::Wait(w) => {
+                items.push(Item::Step {
+                    id: w.id.clone(),
+                    what: format!("signal: {}", w.wait.signal),
+                    description: w.description.clone(),
+                    waits: true,
+                });
+                let node = Node::Step(w.id.clone());
                 (node.clone(), node)
             }
             Step::Parallel(p) => {
@@ -301,6 +323,7 @@ impl Graph {
 fn entry(step: &Step) -> Node {
     match step {
         Step::Agent(s) => Node::Step(s.id.clone()),
+        Step::Wait(w) => Node::Step(w.id.clone()),
         Step::Parallel(p) => Node::Fork(p.id.clone()),
         Step::Sequence(s) => s.sequence.first().map(entry).unwrap_or(Node::Input),
     }
@@ -325,8 +348,8 @@ fn collect_refs(value: &Value, out: &mut Vec<Reference>) {
     }
 }
 
-fn step_label(id: &str, agent: &str, description: Option<&str>) -> Vec<String> {
-    let mut lines = vec![id.to_owned(), format!("agent: {agent}")];
+fn step_label(id: &str, what: &str, description: Option<&str>) -> Vec<String> {
+    let mut lines = vec![id.to_owned(), what.to_owned()];
     if let Some(d) = description {
         lines.push(d.to_owned());
     }
@@ -376,10 +399,12 @@ fn mermaid_escape(text: &str) -> String {
 fn mermaid_item(item: &Item, depth: usize, out: &mut String) {
     let pad = "    ".repeat(depth);
     match item {
-        Item::Step { id, agent, description } => {
+        Item::Step { id, what, description, waits } => {
             let label: Vec<String> =
-                step_label(id, agent, description.as_deref()).iter().map(|l| mermaid_escape(l)).collect();
-            out.push_str(&format!("{pad}{}[\"{}\"]\n", mermaid_id(&Node::Step(id.clone())), label.join("<br/>")));
+                step_label(id, what, description.as_deref()).iter().map(|l| mermaid_escape(l)).collect();
+            let (open, close) = if *waits { ("{{", "}}") } else { ("[", "]") };
+            let node = mermaid_id(&Node::Step(id.clone()));
+            out.push_str(&format!("{pad}{node}{open}\"{}\"{close}\n", label.join("<br/>")));
         }
         Item::Fork(id) => out.push_str(&format!("{pad}{}((\"fork\"))\n", mermaid_id(&Node::Fork(id.clone())))),
         Item::Join(id) => out.push_str(&format!("{pad}{}((\"join\"))\n", mermaid_id(&Node::Join(id.clone())))),
@@ -425,10 +450,12 @@ fn dot_escape(text: &str) -> String {
 fn dot_item(item: &Item, depth: usize, out: &mut String) {
     let pad = "    ".repeat(depth);
     match item {
-        Item::Step { id, agent, description } => {
+        Item::Step { id, what, description, waits } => {
             let label: Vec<String> =
-                step_label(id, agent, description.as_deref()).iter().map(|l| dot_escape(l)).collect();
-            out.push_str(&format!("{pad}{} [label=\"{}\"];\n", dot_id(&Node::Step(id.clone())), label.join("\\n")));
+                step_label(id, what, description.as_deref()).iter().map(|l| dot_escape(l)).collect();
+            let shape = if *waits { ", shape=hexagon" } else { "" };
+            let node = dot_id(&Node::Step(id.clone()));
+            out.push_str(&format!("{pad}{node} [label=\"{}\"{shape}];\n", label.join("\\n")));
         }
         Item::Fork(id) => out.push_str(&format!(
             "{pad}{} [label=\"fork\", shape=circle, width=0.3, fontsize=9];\n",

@@ -149,6 +149,8 @@ struct StepRow {
     error: Option<StepError>,
     /// Model tokens the step used (LLM agents).
     usage: Option<Usage>,
+    /// The signal a `wait` step waits for.
+    signal: Option<String>,
 }
 
 impl StepRow {
@@ -179,6 +181,9 @@ struct Execution {
     usage: Option<Usage>,
     /// Where the journal goes on after its process ended (`execution.resumed`).
     resumes: Vec<Resumed>,
+    /// Where a run let the execution go while steps waited for signals
+    /// (`execution.suspended`): seq and offset in ms.
+    suspensions: Vec<(u64, u64)>,
 }
 
 /// An `execution.resumed`: when, and how long after the event before it.
@@ -211,6 +216,7 @@ impl Execution {
         let terminal = read.events.iter().find(|e| e.event.is_terminal());
         let mut steps: Vec<StepRow> = Vec::new();
         let mut resumes = Vec::new();
+        let mut suspensions = Vec::new();
         let mut last_at = 0;
         for ev in &read.events {
             let previous = std::mem::replace(&mut last_at, since(t0, ev.ts));
@@ -232,8 +238,11 @@ impl Execution {
                     definition_hash: hash.map(str::to_owned),
                 });
             }
+            if ev.event == EventKind::ExecutionSuspended {
+                suspensions.push((ev.seq, last_at));
+            }
             let Some(step_id) = ev.step_id.as_deref() else { continue };
-            if !ev.event.as_str().starts_with("step.") {
+            if !ev.event.as_str().starts_with("step.") && ev.event != EventKind::SignalReceived {
                 continue;
             }
             let at = since(t0, ev.ts);
@@ -250,6 +259,7 @@ impl Execution {
                         attempts: Vec::new(),
                         error: None,
                         usage: None,
+                        signal: None,
                     });
                     steps.last_mut().expect("just pushed")
                 }
@@ -291,6 +301,7 @@ impl Execution {
             warnings: read.warnings.clone(),
             usage,
             resumes,
+            suspensions,
         })
     }
 
@@ -324,6 +335,7 @@ impl Execution {
                     "error": s.error,
                     "usage": s.usage,
                     "attemptDetails": s.attempts,
+                    "signal": s.signal,
                 })
             })
             .collect();
@@ -345,6 +357,7 @@ impl Execution {
                 "gapMs": r.gap_ms,
                 "definitionHash": r.definition_hash,
             })).collect::<Vec<_>>(),
+            "suspensions": self.suspensions.iter().map(|(seq, at)| json!({"seq": seq, "atMs": at})).collect::<Vec<_>>(),
             "warnings": self.warnings,
         })
     }
@@ -374,15 +387,24 @@ impl Execution {
         out.push_str(&format!("started      {}\n", self.started_at));
         out.push_str(&format!("state        {}\n", paint(&self.state, &self.state)));
         out.push_str(&format!("duration     {}\n", ms(self.duration_ms)));
+        // Suspensions and resumes, in journal order.
+        let mut milestones: Vec<(u64, String)> = self
+            .suspensions
+            .iter()
+            .map(|(seq, at)| (*seq, format!("suspended    at {} (seq {seq}), steps waiting for signals\n", ms(*at))))
+            .collect();
         for r in &self.resumes {
             let changed = r.definition_hash.as_deref().map(|h| format!(", by definition {h}")).unwrap_or_default();
-            out.push_str(&format!(
+            let line = format!(
                 "resumed      at {} (seq {}), {} after the last event before it{changed}\n",
                 ms(r.at_ms),
                 r.seq,
                 ms(r.gap_ms)
-            ));
+            );
+            milestones.push((r.seq, line));
         }
+        milestones.sort_by_key(|(seq, _)| *seq);
+        milestones.into_iter().for_each(|(_, line)| out.push_str(&line));
         if let Some(u) = &self.usage {
             out.push_str(&format!("tokens       {}\n", tokens(u)));
         }
@@ -397,18 +419,22 @@ impl Execution {
         let id_w = self.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(0).max(4);
         let state_w = self.steps.iter().map(|s| s.state.len()).max().unwrap_or(0);
         out.push_str("\nsteps\n");
+        let attempts_of = |s: &StepRow| match (&s.signal, s.attempt_count()) {
+            (Some(signal), _) => format!("signal {signal}"),
+            (None, 1) => "1 attempt ".to_owned(),
+            (None, n) => format!("{n} attempts"),
+        };
+        let attempts_w = self.steps.iter().map(|s| attempts_of(s).chars().count()).max().unwrap_or(0).max(11);
         for s in &self.steps {
-            let attempts = match s.attempt_count() {
-                1 => "1 attempt ".to_owned(),
-                n => format!("{n} attempts"),
-            };
+            let attempts = attempts_of(s);
             let duration = match (s.duration_ms, s.ran()) {
                 (Some(d), _) => ms(d),
                 (None, true) => "running".to_owned(),
                 (None, false) => "-".to_owned(),
             };
             let state = format!("{:<state_w$}", s.state);
-            let mut line = format!("  {:<id_w$}  {}  {:<11} {:>9}", s.id, paint(&s.state, &state), attempts, duration);
+            let mut line =
+                format!("  {:<id_w$}  {}  {:<attempts_w$} {:>9}", s.id, paint(&s.state, &state), attempts, duration);
             if let Some(u) = &s.usage {
                 line.push_str(&format!("  {} tokens", u.total_tokens()));
             }
@@ -490,6 +516,9 @@ impl Execution {
 /// Folds one `step.*` event into its step's row; `at` is its offset in ms.
 fn apply(row: &mut StepRow, ev: &JournalEvent, at: u64) {
     match ev.event {
+        EventKind::StepWaiting | EventKind::SignalReceived if row.signal.is_none() => {
+            row.signal = ev.signal().map(str::to_owned);
+        }
         EventKind::StepStarted => row.start_ms = at,
         EventKind::StepAttemptStarted => {
             row.attempts.push(Attempt { attempt: ev.attempt.unwrap_or(1), start_ms: at, end_ms: None, error: None })
@@ -542,13 +571,20 @@ fn tokens(u: &Usage) -> String {
 }
 
 /// A duration for people: `850 ms`, `1.25 s`, `2 min 5.0 s`.
+/// A duration for people. Each unit's bound is where rounding would reach
+/// the next unit (59.996 s is `1 min 0.0 s`, never `60.00 s`); from an hour
+/// on (waits), minutes are enough.
 fn ms(ms: u64) -> String {
     if ms < 1_000 {
         format!("{ms} ms")
-    } else if ms < 60_000 {
+    } else if ms < 59_995 {
         format!("{:.2} s", ms as f64 / 1_000.0)
+    } else if ms < 3_599_950 {
+        let tenths = (ms + 50) / 100;
+        format!("{} min {:.1} s", tenths / 600, (tenths % 600) as f64 / 10.0)
     } else {
-        format!("{} min {:.1} s", ms / 60_000, (ms % 60_000) as f64 / 1_000.0)
+        let minutes = (ms + 30_000) / 60_000;
+        format!("{} h {} min", minutes / 60, minutes % 60)
     }
 }
 
@@ -584,6 +620,16 @@ mod tests {
         assert_eq!(ms(999), "999 ms");
         assert_eq!(ms(1_250), "1.25 s");
         assert_eq!(ms(125_000), "2 min 5.0 s");
+    }
+
+    /// Rounding never shows 60 seconds or 60 minutes; hours (waits) read as hours.
+    #[test]
+    fn durations_round_into_the_next_unit() {
+        assert_eq!(ms(59_996), "1 min 0.0 s");
+        assert_eq!(ms(7_199_980), "2 h 0 min");
+        assert_eq!(ms(18_000_041), "5 h 0 min");
+        assert_eq!(ms(3_599_990), "1 h 0 min");
+        assert_eq!(ms(5_400_000), "1 h 30 min");
     }
 
     #[test]

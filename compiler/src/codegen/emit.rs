@@ -11,7 +11,9 @@ use quote::{format_ident, quote};
 use super::expr::{expr, json_literal};
 use super::types::{path, ty};
 use crate::checked::types::RustTy;
-use crate::checked::{AgentImpl, CheckedLlmAgent, CheckedStep, CheckedWorkflow, NamedPolicy, PlanNode, PolicySource};
+use crate::checked::{
+    AgentImpl, CheckedLlmAgent, CheckedStep, CheckedWait, CheckedWorkflow, NamedPolicy, PlanNode, PolicySource,
+};
 
 /// The items of `workflow.rs`, in order.
 pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
@@ -55,6 +57,7 @@ pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
         out.push(input_fn(step));
         out.push(step_fn(step, c));
     }
+    out.extend(c.waits.iter().map(wait_fn));
     out.push(plan_fn(c));
     out.push(output_fn(c));
     out.push(workflow_fn(c));
@@ -113,9 +116,11 @@ fn data_item(t: &RustTy, top_doc: &str, attrs: &TokenStream, enum_attrs: &TokenS
 fn state(c: &CheckedWorkflow) -> TokenStream {
     let input_field = c.reads_input.then(|| quote!(#[doc = " The workflow's input."] pub input: WorkflowInput,));
     let ids_field = c.reads_ids.then(|| quote!(#[doc = " The execution's ids."] pub ids: rt::ExecutionIds,));
-    let slots = c.steps.iter().map(|step| {
-        let (field, t) = (&step.slot, ty(&step.output_type));
-        let doc = format!(" The output of step `{}`, once it has succeeded.", step.id);
+    let agent_slots = c.steps.iter().map(|step| (&step.id, &step.slot, &step.output_type));
+    let wait_slots = c.waits.iter().map(|wait| (&wait.id, &wait.slot, &wait.payload));
+    let slots = agent_slots.chain(wait_slots).map(|(id, field, output)| {
+        let t = ty(output);
+        let doc = format!(" The output of step `{id}`, once it has succeeded.");
         quote!(#[doc = #doc] pub #field: rt::OnceLock<#t>,)
     });
     quote! {
@@ -253,6 +258,29 @@ fn step_fn(step: &CheckedStep, c: &CheckedWorkflow) -> TokenStream {
     }
 }
 
+/// A wait step's constructor: its payload's schema is parsed once per
+/// program (it is JSON the compiler wrote).
+fn wait_fn(w: &CheckedWait) -> TokenStream {
+    let (id, signal, schema, field, payload) = (&w.id, &w.signal, &w.schema, &w.slot, ty(&w.payload));
+    let constructor = format_ident!("step_{}", w.slot);
+    let docs = items::doc_attrs(&w.docs);
+    let timeout = w.timeout_ms.map(|ms| {
+        let ms = Literal::u64_unsuffixed(ms);
+        quote!(.timeout(std::time::Duration::from_millis(#ms)))
+    });
+    let on_error = w.continue_on_error.then(|| quote!(.on_error(rt::OnError::Continue)));
+    quote! {
+        #docs
+        fn #constructor() -> rt::Node<State> {
+            let schema = rt::serde_json::from_str(#schema).expect("the payload schema is JSON written by orchestr8");
+            rt::WaitStep::new(#id, #signal, schema, |s: &State, payload: #payload| rt::store(&s.#field, #id, payload))
+                #timeout
+                #on_error
+                .node()
+        }
+    }
+}
+
 fn plan_fn(c: &CheckedWorkflow) -> TokenStream {
     let nodes = c.plan.iter().map(|n| plan_node(c, n));
     quote! {
@@ -267,6 +295,10 @@ fn plan_node(c: &CheckedWorkflow, node: &PlanNode) -> TokenStream {
     match node {
         PlanNode::Step(i) => {
             let f = format_ident!("step_{}", c.steps[*i].slot);
+            quote!(#f())
+        }
+        PlanNode::Wait(i) => {
+            let f = format_ident!("step_{}", c.waits[*i].slot);
             quote!(#f())
         }
         PlanNode::Parallel { id, fail_fast, children } => {
@@ -308,10 +340,12 @@ fn program_fn(c: &CheckedWorkflow) -> TokenStream {
         if c.reads_input { (quote!(input), quote!(input,)) } else { (quote!(_input), quote!()) };
     let (ids_param, ids_init) =
         if c.reads_ids { (quote!(ids), quote!(ids: ids.clone(),)) } else { (quote!(_ids), quote!()) };
-    let slots = c.steps.iter().map(|s| {
-        let field = &s.slot;
-        quote!(#field: rt::OnceLock::new(),)
-    });
+    let slots = c
+        .steps
+        .iter()
+        .map(|s| &s.slot)
+        .chain(c.waits.iter().map(|w| &w.slot))
+        .map(|field| quote!(#field: rt::OnceLock::new(),));
     let about = c.about.as_ref().map(|text| quote!(.about(#text)));
     // A missing API key stops the program before it reads its input.
     let preflight = c.llm_agents.iter().map(|a| {

@@ -155,6 +155,10 @@ codes! {
     /// A `baseUrl` that is not an http(s) URL.
     BadBaseUrl = "E0425", Error;
 
+    // E043x: waits.
+    /// A wait's payload schema that is not an object.
+    WaitPayloadNotObject = "E0430", Error;
+
     // E05xx: test files.
     /// A test file that is not of the expected form.
     TestFile = "E0501", Error;

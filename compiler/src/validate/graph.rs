@@ -131,6 +131,9 @@ pub fn check<'a>(workflow: &'a Workflow, doc: &Doc<'_>, out: &mut Vec<Diagnostic
                 .with_note(format!("first used on line {first_line}")),
             );
         }
+        if let Step::Wait(wait) = node.step {
+            check_wait_timeout(wait, &node.pointer, doc, out);
+        }
         let Step::Agent(step) = node.step else { continue };
         let agent_pointer = format!("{}/agent", node.pointer);
         if workflow.agents.contains_key(&step.agent) {
@@ -316,6 +319,23 @@ fn check_shared_breakers(workflow: &Workflow, graph: &Graph<'_>, doc: &Doc<'_>, 
             .with_help("give every step that calls this agent the same `circuitBreaker` settings, e.g. in `policies.default`"),
         );
     }
+}
+
+/// A wait's `timeout` must be a positive duration that fits (its pattern was
+/// checked with the schema).
+fn check_wait_timeout(wait: &orchestr8_schema::ast::WaitStep, pointer: &str, doc: &Doc<'_>, out: &mut Vec<Diagnostic>) {
+    let Some(timeout) = &wait.wait.timeout else { return };
+    let at = format!("{pointer}/wait/timeout");
+    let problem = match timeout.to_std() {
+        Ok(d) if d.is_zero() => "`timeout` must be greater than 0".to_owned(),
+        Ok(_) => return,
+        Err(e) => e.to_string(),
+    };
+    out.push(
+        Diagnostic::error(Code::InvalidDuration, problem, at.clone(), doc.value(&at))
+            .with_label("not a usable timeout")
+            .with_help("give a positive duration such as `24h`, or leave `timeout` out to wait until the signal comes"),
+    );
 }
 
 /// Checks one policy as the runtime will resolve it, over `default` (none

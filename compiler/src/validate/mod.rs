@@ -140,6 +140,7 @@ pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
             input: &typed.input,
             declarations: &typed.declarations,
             llm: &typed.llm,
+            waits: &typed.waits,
         };
         lower::lower(&input, &mut diagnostics)
     };

@@ -352,26 +352,28 @@ impl<'a> Context<'a> {
         let def = self.parent_site(error).def.or_else(|| self.site(error.evaluation_path().as_str()).def);
         match def {
             Some("Step") => {
-                let shapes: Vec<&str> =
-                    ["agent", "parallel", "sequence"].into_iter().filter(|k| instance.get(k).is_some()).collect();
+                // The keys that say a step's shape, in the order of `Step`'s variants
+                // (the schema's branches).
+                const SHAPES: [&str; 4] = ["agent", "wait", "parallel", "sequence"];
+                let shapes: Vec<&str> = SHAPES.into_iter().filter(|k| instance.get(k).is_some()).collect();
                 if instance.is_object() && shapes.len() != 1 {
                     let message = if shapes.is_empty() {
-                        "a step needs one of `agent`, `parallel` or `sequence`".to_owned()
+                        "a step needs one of `agent`, `wait`, `parallel` or `sequence`".to_owned()
                     } else {
                         format!(
-                            "a step has exactly one of `agent`, `parallel` or `sequence`, this one has {}",
+                            "a step has exactly one of `agent`, `wait`, `parallel` or `sequence`, this one has {}",
                             list(&shapes)
                         )
                     };
                     out.push(
                         Diagnostic::error(Code::InvalidStepShape, message, pointer, at)
-                            .with_label("not an agent call, a parallel block or a sequence")
-                            .with_help("`agent` calls an agent; `parallel` runs a list of steps concurrently; `sequence` runs them in order"),
+                            .with_label("not an agent call, a wait, a parallel block or a sequence")
+                            .with_help("`agent` calls an agent; `wait` waits for a signal; `parallel` runs a list of steps concurrently; `sequence` runs them in order"),
                     );
                     return;
                 }
                 if let Some(shape) = shapes.first() {
-                    let index = ["agent", "parallel", "sequence"].iter().position(|k| k == shape).unwrap_or(0);
+                    let index = SHAPES.iter().position(|k| k == shape).unwrap_or(0);
                     if let Some(branch) = branches.get(index) {
                         return branch.iter().for_each(|e| self.convert(e, out));
                     }

@@ -26,6 +26,8 @@ pub struct Typed {
     pub declarations: BTreeMap<String, FoundAgent>,
     /// Each LLM agent's input and output shapes: the generated crate defines their types.
     pub llm: BTreeMap<String, (Ty, Ty)>,
+    /// Each wait step's payload shape (an object), by step id: the generated crate defines it.
+    pub waits: BTreeMap<String, Ty>,
 }
 
 /// Checks every expression of `workflow`.
@@ -110,21 +112,53 @@ pub fn check(
         agent_shapes.insert(id.as_str(), shapes);
     }
 
+    // Each wait's payload: an object, whose fields later steps read.
+    let mut waits = BTreeMap::new();
+    for node in &graph.nodes {
+        let Step::Wait(step) = node.step else { continue };
+        let pointer = format!("{}/wait/schema", node.pointer);
+        let declared =
+            DeclaredSchema { schema: step.wait.schema.clone(), origin: Origin::Workflow { pointer: pointer.clone() } };
+        let ty = cx.schema_ty(&declared, &pointer);
+        match &ty {
+            Ty::Object(_) => {
+                waits.insert(step.id.clone(), ty);
+            }
+            // Reported by `schema_ty`.
+            Ty::Any => {}
+            other => cx.out.push(
+                Diagnostic::error(
+                    Code::WaitPayloadNotObject,
+                    format!("the payload schema of wait `{}` describes `{}`, not an object", step.id, other.detailed()),
+                    pointer.clone(),
+                    cx.doc.value(&pointer),
+                )
+                .with_label("not an object schema")
+                .with_help(
+                    "give the payload an object schema, e.g. `{\"type\": \"object\", \"properties\": {\"approved\": {\"type\": \"boolean\"}}}`",
+                ),
+            ),
+        }
+    }
+
     // What each step produces, by graph index (blocks produce nothing).
     cx.outputs = graph
         .nodes
         .iter()
-        .map(|node| match node.step {
-            Step::Agent(step) => {
-                let shapes = agent_shapes.get(step.agent.as_str());
-                let output = shapes.and_then(|s| s.output.as_ref()).map_or(Ty::Any, |(t, _)| t.clone());
-                if step.on_error == OnError::Continue {
-                    output.optional()
-                } else {
-                    output
+        .map(|node| {
+            let (output, on_error) = match node.step {
+                Step::Agent(step) => {
+                    let shapes = agent_shapes.get(step.agent.as_str());
+                    (shapes.and_then(|s| s.output.as_ref()).map_or(Ty::Any, |(t, _)| t.clone()), step.on_error)
                 }
+                Step::Wait(step) => (waits.get(&step.id).cloned().unwrap_or(Ty::Any), step.on_error),
+                _ => return Ty::Any,
+            };
+            if on_error == OnError::Continue {
+                output.optional()
+            } else {
+                output
             }
-            _ => Ty::Any,
         })
         .collect();
 
@@ -160,7 +194,7 @@ pub fn check(
     }
     if workflow.output.is_none() {
         // The result is then the last step's output, which a block does not have.
-        if let Some(last) = workflow.steps.last().filter(|s| !matches!(s, Step::Agent(_))) {
+        if let Some(last) = workflow.steps.last().filter(|s| !matches!(s, Step::Agent(_) | Step::Wait(_))) {
             let pointer = format!("/steps/{}", workflow.steps.len() - 1);
             let kind = last.children_key().unwrap_or("block");
             cx.out.push(
@@ -184,7 +218,7 @@ pub fn check(
         let site = Site { referrer: None, agent: "", origin: None };
         cx.check_value(output, "/output", &Ty::Any, &site);
     }
-    Typed { input: input_ty, declarations, llm }
+    Typed { input: input_ty, declarations, llm, waits }
 }
 
 struct AgentShapes {
@@ -485,7 +519,7 @@ impl Checker<'_, '_> {
                     return None;
                 };
                 let target_node = &self.graph.nodes[target];
-                if !matches!(target_node.step, Step::Agent(_)) {
+                if !matches!(target_node.step, Step::Agent(_) | Step::Wait(_)) {
                     let kind = target_node.step.children_key().unwrap_or("block");
                     self.out.push(
                         Diagnostic::error(
@@ -526,11 +560,12 @@ impl Checker<'_, '_> {
                         return None;
                     }
                 }
-                let agent = match target_node.step {
-                    Step::Agent(s) => s.agent.as_str(),
-                    _ => "",
+                let producer = match target_node.step {
+                    Step::Agent(s) => format!("agent `{}`", s.agent),
+                    Step::Wait(w) => format!("the payload of signal `{}`", w.wait.signal),
+                    _ => String::new(),
                 };
-                (self.outputs[target].clone(), format!("the output of step `{id}` (agent `{agent}`)"))
+                (self.outputs[target].clone(), format!("the output of step `{id}` ({producer})"))
             }
         };
         for segment in &reference.path {

@@ -753,6 +753,11 @@ impl Snapshot {
                 self.execution = Some(ExecutionState::Running);
                 return;
             }
+            EventKind::ExecutionSuspended => {
+                // Not an end: a signal resumes it.
+                self.execution = Some(ExecutionState::Waiting);
+                return;
+            }
             EventKind::ExecutionCompleted => {
                 self.output = ev.output.as_ref().map(|o| o.value().clone());
                 ExecutionState::Completed

@@ -79,7 +79,12 @@ impl Progress {
             EventKind::StepWaiting => {
                 let signal = ev.signal().unwrap_or("-");
                 match ev.delay_ms {
-                    Some(ms) => format!("{PREFIX} step {step} waits for signal `{signal}` (at most {ms} ms more)"),
+                    Some(ms) => {
+                        // Whole seconds read better once there are any.
+                        let left = if ms >= 1000 { ms / 1000 * 1000 } else { ms };
+                        let left = humantime::format_duration(std::time::Duration::from_millis(left));
+                        format!("{PREFIX} step {step} waits for signal `{signal}` (times out in {left})")
+                    }
                     None => format!("{PREFIX} step {step} waits for signal `{signal}`"),
                 }
             }

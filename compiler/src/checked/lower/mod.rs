@@ -20,7 +20,8 @@ use self::value::{Scope, Slot};
 use super::types::{self, FloatTy, IntTy, Names, RustTy, StructTy, TypePath};
 use super::value::{Absent, Const, Expr};
 use super::{
-    AgentCrate, AgentImpl, CheckedLlmAgent, CheckedStep, CheckedWorkflow, NamedPolicy, PlanNode, PolicySource,
+    AgentCrate, AgentImpl, CheckedLlmAgent, CheckedStep, CheckedWait, CheckedWorkflow, NamedPolicy, PlanNode,
+    PolicySource,
 };
 use crate::agents::FoundAgent;
 use crate::diagnostics::{Code, Diagnostic};
@@ -60,6 +61,8 @@ pub struct Input<'a> {
     pub declarations: &'a BTreeMap<String, FoundAgent>,
     /// Every LLM agent's input and output shapes, by agent id.
     pub llm: &'a BTreeMap<String, (Ty, Ty)>,
+    /// Every wait step's payload shape, by step id.
+    pub waits: &'a BTreeMap<String, Ty>,
 }
 
 /// Lowers a valid workflow; findings (and internal errors) go to `out`.
@@ -170,6 +173,41 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
         };
         slots.insert(step.id.clone(), slot);
     }
+    // Each wait step's payload type (defined in the crate) and slot.
+    let mut waits = Vec::new();
+    for node in &input.graph.nodes {
+        let Step::Wait(step) = node.step else { continue };
+        let Some(shape) = input.waits.get(&step.id) else {
+            return internal(format!("wait {} has no payload type", step.id));
+        };
+        let name = format!("{}Payload", nested_type_name("", &step.id));
+        let payload = types::from_ty(&name, shape, &mut names, &mut agent_types)
+            .map_err(|e| Lowered::Internal(format!("wait {}'s payload: {e}", step.id)))?;
+        let field = Ident::new(&fields.unique(&slot_name(&step.id)), Span::call_site());
+        let may_be_empty = step.on_error == OnError::Continue;
+        slots.insert(step.id.clone(), Slot { field: field.clone(), ty: payload.clone(), may_be_empty });
+        let mut docs = vec![format!("Step `{}`: waits for signal `{}`.", step.id, step.wait.signal)];
+        if let Some(d) = &step.description {
+            docs.push(String::new());
+            docs.extend(doc_lines_of(d));
+        }
+        let timeout = step.wait.timeout.as_ref().map(|t| t.to_std());
+        let timeout_ms = match timeout {
+            Some(Ok(d)) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            Some(Err(e)) => return internal(format!("wait {}: {e}", step.id)),
+            None => None,
+        };
+        waits.push(CheckedWait {
+            id: step.id.clone(),
+            docs,
+            slot: field,
+            signal: step.wait.signal.clone(),
+            schema: serde_json::to_string(&step.wait.schema).expect("a JSON value serializes"),
+            payload,
+            timeout_ms,
+            continue_on_error: may_be_empty,
+        });
+    }
     let scope =
         Scope { input: &input_ty, slots: &slots, workflow: (&wf.metadata.id, &wf.metadata.version), doc: input.doc };
 
@@ -247,7 +285,10 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             crates.push(AgentCrate { name: rust.crate_name.clone(), path: rust.path.clone() });
         }
     }
-    let index_of: BTreeMap<String, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+    let index_of: BTreeMap<&str, PlanNode> =
+        (steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), PlanNode::Step(i))))
+            .chain(waits.iter().enumerate().map(|(i, w)| (w.id.as_str(), PlanNode::Wait(i))))
+            .collect();
     let plan = plan(&wf.steps, &index_of);
     Ok(CheckedWorkflow {
         id: wf.metadata.id.clone(),
@@ -267,6 +308,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
         reads_input,
         reads_ids,
         steps,
+        waits,
         plan,
         policies,
         crates,
@@ -320,13 +362,13 @@ fn policy_index(
     Ok(policies.len() - 1)
 }
 
-/// The plan below `steps`: agent steps by index, blocks as written (a
-/// sequence of one step is that step).
-fn plan(steps: &[Step], index_of: &BTreeMap<String, usize>) -> Vec<PlanNode> {
+/// The plan below `steps`: agent and wait steps by index, blocks as written
+/// (a sequence of one step is that step).
+fn plan(steps: &[Step], index_of: &BTreeMap<&str, PlanNode>) -> Vec<PlanNode> {
     steps
         .iter()
         .map(|step| match step {
-            Step::Agent(s) => PlanNode::Step(index_of[&s.id]),
+            Step::Agent(_) | Step::Wait(_) => index_of[step.id()].clone(),
             Step::Parallel(p) => PlanNode::Parallel {
                 id: p.id.clone(),
                 fail_fast: p.fail_fast,
