@@ -1,7 +1,8 @@
 //! `workflow.test.json`: cases for `orchestr8 test`, checked before anything
 //! is built. Every mistake is located in the test file: a mock for a step
 //! that does not exist, an attempt range that does not parse, a mocked
-//! output that the agent's declared output schema rejects.
+//! output that the agent's declared output schema rejects, a signal for a
+//! step that does not wait or with a payload its schema rejects.
 
 use orchestr8_schema::ast::{Step, Workflow};
 use orchestr8_schema::source::{escape_pointer_token, SpanIndex};
@@ -20,12 +21,15 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
         cx.unknown_keys(top, "", &["cases", "$schema"]);
     }
     let mut steps = Vec::new();
-    collect(&workflow.steps, &mut steps);
+    let mut waits = Vec::new();
+    collect(&workflow.steps, &mut steps, &mut waits);
     let step_ids: Vec<&str> = steps.iter().map(|(id, _)| *id).collect();
+    // Waits succeed too: `expect.steps` may list them.
+    let succeeding: Vec<&str> = step_ids.iter().copied().chain(waits.iter().map(|w| w.id.as_str())).collect();
     for (i, case) in cases.iter().enumerate() {
         let at = format!("/cases/{i}");
         let Some(case_obj) = cx.object(case, &at) else { continue };
-        cx.unknown_keys(case_obj, &at, &["name", "input", "mocks", "expect"]);
+        cx.unknown_keys(case_obj, &at, &["name", "input", "mocks", "signals", "expect"]);
         if !matches!(case_obj.get("name"), Some(Value::String(_))) {
             cx.push(
                 Code::TestFile,
@@ -45,6 +49,33 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
                 }
             }
         }
+        if let Some(signals) = case_obj.get("signals") {
+            let signals_at = format!("{at}/signals");
+            if let Some(signals) = cx.object(signals, &signals_at) {
+                for (step, signal) in signals {
+                    let step_at = format!("{signals_at}/{}", escape_pointer_token(step));
+                    match waits.iter().find(|w| w.id == *step) {
+                        Some(wait) => cx.signal(signal, &step_at, &wait.wait.schema),
+                        None => {
+                            let ids: Vec<&str> = waits.iter().map(|w| w.id.as_str()).collect();
+                            let help = suggestion(step, ids.iter().copied()).or_else(|| {
+                                Some(if ids.is_empty() {
+                                    "the workflow has no wait step".to_owned()
+                                } else {
+                                    format!("the wait steps are {}", ids.join(", "))
+                                })
+                            });
+                            cx.push(
+                                Code::TestUnknownStep,
+                                format!("the workflow has no wait step `{step}`"),
+                                &step_at,
+                                help,
+                            );
+                        }
+                    }
+                }
+            }
+        }
         if let Some(expect) = case_obj.get("expect") {
             let expect_at = format!("{at}/expect");
             let Some(expect) = cx.object(expect, &expect_at) else { continue };
@@ -61,8 +92,8 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
                 for (j, s) in order.iter().enumerate() {
                     let s_at = format!("{expect_at}/steps/{j}");
                     match s.as_str() {
-                        Some(id) if step_ids.contains(&id) => {}
-                        Some(id) => cx.unknown_step(id, &s_at, &step_ids),
+                        Some(id) if succeeding.contains(&id) => {}
+                        Some(id) => cx.unknown_step(id, &s_at, &succeeding),
                         None => cx.push(Code::TestFile, "a step id is a string".into(), &s_at, None),
                     }
                 }
@@ -79,12 +110,17 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
     cx.out
 }
 
-/// Agent steps, with their agent ids, in document order.
-fn collect<'a>(steps: &'a [Step], out: &mut Vec<(&'a str, &'a str)>) {
+/// Agent steps, with their agent ids, and wait steps, in document order.
+fn collect<'a>(
+    steps: &'a [Step],
+    out: &mut Vec<(&'a str, &'a str)>,
+    waits: &mut Vec<&'a orchestr8_schema::ast::WaitStep>,
+) {
     for step in steps {
         match step {
             Step::Agent(s) => out.push((&s.id, &s.agent)),
-            other => collect(other.children(), out),
+            Step::Wait(w) => waits.push(w),
+            other => collect(other.children(), out, waits),
         }
     }
 }
@@ -175,6 +211,38 @@ impl Checker<'_> {
         }
     }
 
+    /// A signal for a wait step: `{"payload": ..., "atMs": N}`.
+    fn signal(&mut self, signal: &Value, at: &str, schema: &Value) {
+        let Some(map) = self.object(signal, at) else { return };
+        self.unknown_keys(map, at, &["payload", "atMs"]);
+        if map.get("atMs").is_some_and(|n| n.as_u64().is_none()) {
+            self.push(Code::TestFile, "`atMs` is a whole number of milliseconds".into(), &format!("{at}/atMs"), None);
+        }
+        match map.get("payload") {
+            Some(payload) => self.fits(
+                payload,
+                &format!("{at}/payload"),
+                schema,
+                "the signal's payload does not fit the wait's schema",
+                "a signal carries what the wait's `schema` describes: fix the payload or the schema",
+            ),
+            None => self.push(Code::TestFile, "a signal needs a `payload`".into(), at, None),
+        }
+    }
+
+    /// Reports where `value` does not fit `schema`.
+    fn fits(&mut self, value: &Value, at: &str, schema: &Value, what: &str, help: &str) {
+        match jsonschema::validator_for(schema) {
+            Ok(validator) => {
+                for error in validator.iter_errors(value) {
+                    let pointer = format!("{at}{}", error.instance_path().as_str());
+                    self.push(Code::TestMockOutput, format!("{what}: {error}"), &pointer, Some(help.to_owned()));
+                }
+            }
+            Err(e) => self.push(Code::Internal, format!("the schema does not compile: {e}"), at, None),
+        }
+    }
+
     fn reply(&mut self, reply: &Map<String, Value>, at: &str, output_schema: Option<&Value>) {
         self.unknown_keys(reply, at, &["output", "error", "fatal", "hang", "delayMs"]);
         let kinds = ["output", "error", "fatal", "hang"].iter().filter(|k| reply.contains_key(**k)).count();
@@ -187,26 +255,13 @@ impl Checker<'_> {
             );
         }
         if let (Some(output), Some(schema)) = (reply.get("output"), output_schema) {
-            let output_at = format!("{at}/output");
-            match jsonschema::validator_for(schema) {
-                Ok(validator) => {
-                    for error in validator.iter_errors(output) {
-                        let pointer = format!("{output_at}{}", error.instance_path().as_str());
-                        self.push(
-                            Code::TestMockOutput,
-                            format!("the mocked output does not fit the agent's output schema: {error}"),
-                            &pointer,
-                            Some("a mock returns what the agent would: fix the value or the declaration".into()),
-                        );
-                    }
-                }
-                Err(e) => self.push(
-                    Code::Internal,
-                    format!("the agent's output schema does not compile: {e}"),
-                    &output_at,
-                    None,
-                ),
-            }
+            self.fits(
+                output,
+                &format!("{at}/output"),
+                schema,
+                "the mocked output does not fit the agent's output schema",
+                "a mock returns what the agent would: fix the value or the declaration",
+            );
         }
     }
 }

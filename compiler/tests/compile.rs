@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-const EXAMPLES: [&str; 4] = ["hello", "document-pipeline", "flaky-dependency", "ticket-triage"];
+const EXAMPLES: [&str; 5] = ["hello", "document-pipeline", "flaky-dependency", "ticket-triage", "approval"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap()
@@ -27,7 +27,7 @@ fn orchestr8() -> Command {
 
 #[test]
 fn generated_crates_of_the_examples() {
-    for example in EXAMPLES.into_iter().chain(["approval"]) {
+    for example in EXAMPLES {
         let dir = repo().join("examples").join(example);
         let text = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
         let source = FromRustSource::new(&dir);
@@ -293,6 +293,55 @@ fn a_bad_test_file_is_reported_where_it_is_wrong_and_nothing_runs() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "bad.test.json");
+    insta::assert_snapshot!(stderr);
+}
+
+/// Signals in a test file name wait steps, with payloads their schemas take.
+#[test]
+fn bad_signals_in_a_test_file_are_reported_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.test.json");
+    std::fs::write(
+        &file,
+        r#"{
+  "cases": [
+    {
+      "name": "signals",
+      "input": { "topic": "v2" },
+      "signals": {
+        "editr": { "payload": {} },
+        "draft": { "payload": {} },
+        "editor": { "payload": { "approved": "yes", "by": "" }, "atMs": -1 },
+        "legal": { "atMs": 5, "when": 1 }
+      },
+      "expect": { "steps": ["draft", "editor", "legal"] }
+    }
+  ]
+}
+"#,
+    )
+    .unwrap();
+    let out = orchestr8()
+        .arg("test")
+        .arg(&file)
+        .arg("--workflow")
+        .arg(repo().join("examples/approval/workflow.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "bad.test.json");
+    for expected in [
+        "the workflow has no wait step `editr`",
+        "the workflow has no wait step `draft`",
+        "/cases/0/signals/editor/payload/approved",
+        "/cases/0/signals/editor/payload/by",
+        "/cases/0/signals/editor/atMs",
+        "a signal needs a `payload`",
+        "unknown field `when`",
+    ] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    assert!(!stderr.contains("expect/steps"), "waits may be listed in expect.steps: {stderr}");
     insta::assert_snapshot!(stderr);
 }
 

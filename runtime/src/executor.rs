@@ -30,7 +30,7 @@ use crate::resilience::{self, BreakerRegistry, CircuitBreaker, CircuitTransition
 use crate::resume::{Done, Resume, ResumeError};
 use crate::state::{ExecutionState, StepState};
 use crate::usage::{Tokens, Usage, UsageMeter};
-use crate::wait::{Signals, Waiting};
+use crate::wait::{Mailbox, Signals, Waiting};
 
 /// What the workflow does when an agent step fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -281,6 +281,8 @@ pub struct Cx<'a, S> {
     done: Option<&'a HashMap<Arc<str>, Done>>,
     /// A resumed execution's signals: received, and since when steps wait.
     signals: Option<&'a Signals>,
+    /// Where signals arrive while the execution runs.
+    mailbox: Option<&'a Mailbox>,
 }
 
 impl<'a, S> Cx<'a, S> {
@@ -312,6 +314,10 @@ impl<'a, S> Cx<'a, S> {
     /// The signals the journal holds for a resumed execution.
     pub fn signals(&self) -> Option<&'a Signals> {
         self.signals
+    }
+    /// Where signals arrive while the execution runs ([`ExecutionOptions::mailbox`]).
+    pub fn mailbox(&self) -> Option<&'a Mailbox> {
+        self.mailbox
     }
 }
 
@@ -1056,6 +1062,9 @@ pub struct ExecutionOptions {
     /// The request's idempotency key and fingerprint, recorded on
     /// `execution.started` (a server's retried requests find it there).
     pub idempotency: Option<Idempotency>,
+    /// Where signals for the execution's waiting steps arrive while it runs
+    /// (`serve`, the test mode); without one, a wait suspends the execution.
+    pub mailbox: Option<Arc<Mailbox>>,
 }
 
 /// An `Idempotency-Key` and the fingerprint of the request that came with it.
@@ -1077,6 +1086,7 @@ impl fmt::Debug for ExecutionOptions {
             .field("mocks", &self.mocks.is_some())
             .field("breakers", &self.breakers)
             .field("idempotency", &self.idempotency)
+            .field("mailbox", &self.mailbox.is_some())
             .finish()
     }
 }
@@ -1203,6 +1213,7 @@ impl Runtime {
             },
             done: resumed.map(|p| p.done.clone()),
             signals: resumed.map(|p| p.signals.clone()),
+            mailbox: opts.mailbox,
             definition_hash: info.definition_hash.clone(),
             input: opts.input.map(Json::from),
             idempotency: opts.idempotency,
@@ -1272,6 +1283,7 @@ pub struct Execution {
     done: Option<Arc<HashMap<Arc<str>, Done>>>,
     /// Resumed: the signals its journal holds (and one being delivered).
     signals: Option<Signals>,
+    mailbox: Option<Arc<Mailbox>>,
     definition_hash: Arc<str>,
     input: Option<Json>,
     idempotency: Option<Idempotency>,
@@ -1368,6 +1380,7 @@ impl Execution {
             breakers: self.breakers.as_deref(),
             done: self.done.as_deref(),
             signals: self.signals.as_ref(),
+            mailbox: self.mailbox.as_deref(),
         };
         let outcome = FlushOnYield { fut: workflow.root.run(&cx, &self.cancel), rec }.await;
         if outcome == Outcome::Suspended && !self.cancel.is_cancelled() {

@@ -11,12 +11,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -75,6 +76,95 @@ impl Signals {
     /// When `step` first waited, if it did.
     pub fn since(&self, step: &str) -> Option<SystemTime> {
         self.since.get(step).copied()
+    }
+}
+
+/// Where signals for a running execution's waiting steps arrive: `serve`'s
+/// signal endpoint and the test mode deliver here, and a waiting step takes
+/// its payload from here instead of suspending the execution.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    waiting: Mutex<HashMap<Arc<str>, oneshot::Sender<Json>>>,
+    /// Payloads posted before their step waits ([`Mailbox::post`]).
+    early: Mutex<HashMap<Arc<str>, Json>>,
+    /// Ends the live waits with a suspension (a server shutting down): the
+    /// execution ends `execution.suspended` and goes on in the next process.
+    suspend: CancellationToken,
+    /// No more signals will come: a wait without a payload or a timeout
+    /// suspends at once ([`Mailbox::close`]).
+    closed: CancellationToken,
+}
+
+/// Why [`Mailbox::deliver`] did not deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// The step is not waiting for its signal now (it has not started to
+    /// wait, has received its signal, or has ended).
+    NotWaiting,
+}
+
+impl Mailbox {
+    /// An empty mailbox.
+    pub fn new() -> Self {
+        Mailbox::default()
+    }
+
+    /// Hands `payload` (checked with [`Waiting::check`]) to the waiting step
+    /// `step`; at most one payload per wait is taken.
+    pub fn deliver(&self, step: &str, payload: Value) -> Result<(), Undelivered> {
+        let sender = self.lock().remove(step).ok_or(Undelivered::NotWaiting)?;
+        // A wait that ended meanwhile (a timeout, a cancellation) dropped its receiver.
+        sender.send(Json::from(payload)).map_err(|_| Undelivered::NotWaiting)
+    }
+
+    /// Hands `payload` to `step` now if it waits, else when it starts to
+    /// (the test mode's signals, sent at a virtual time).
+    pub fn post(&self, step: &str, payload: Value) {
+        if self.deliver(step, payload.clone()).is_err() {
+            self.early.lock().unwrap_or_else(|e| e.into_inner()).insert(step.into(), Json::from(payload));
+        }
+    }
+
+    /// No more signals will be sent: waits without a posted payload suspend
+    /// the execution (those with a timeout still time out).
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Whether `step` waits for its signal now.
+    pub fn is_waiting(&self, step: &str) -> bool {
+        self.lock().get(step).is_some_and(|s| !s.is_closed())
+    }
+
+    /// The steps waiting now, sorted.
+    pub fn waiting(&self) -> Vec<String> {
+        let mut steps: Vec<String> =
+            self.lock().iter().filter(|(_, s)| !s.is_closed()).map(|(k, _)| k.to_string()).collect();
+        steps.sort_unstable();
+        steps
+    }
+
+    /// Ends every live wait, now and later, with a suspension.
+    pub fn suspend(&self) {
+        self.suspend.cancel();
+    }
+
+    fn register(&self, step: &Arc<str>) -> oneshot::Receiver<Json> {
+        let (tx, rx) = oneshot::channel();
+        match self.early.lock().unwrap_or_else(|e| e.into_inner()).remove(step) {
+            // The receiver is right here: this cannot fail.
+            Some(payload) => drop(tx.send(payload)),
+            None => drop(self.lock().insert(step.clone(), tx)),
+        }
+        rx
+    }
+
+    fn unregister(&self, step: &str) {
+        self.lock().remove(step);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, oneshot::Sender<Json>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -194,13 +284,64 @@ where
             },
             None => None,
         };
+        let mailbox = cx.mailbox().filter(|m| !m.suspend.is_cancelled());
+        // Registered before `step.waiting` is seen: a signal sent on seeing it is taken.
+        let arrival = mailbox.map(|m| m.register(&self.id));
         let mut ev = rec.step_event(EventKind::StepWaiting, &self.id, None, Instant::now());
         ev.labels_mut().signal = Some(self.signal.clone());
         ev.delay_ms = left.map(millis);
         ev.state = Some(StepState::Waiting.into());
         rec.record(ev);
-        rec.waiting(&self.id);
-        Outcome::Suspended
+        let (Some(mailbox), Some(arrival)) = (mailbox, arrival) else {
+            rec.waiting(&self.id);
+            return Outcome::Suspended;
+        };
+        let deadline = async {
+            match left {
+                Some(left) => tokio::time::sleep(left).await,
+                None => std::future::pending().await,
+            }
+        };
+        // `biased`: a payload already there wins over an end of the wait.
+        tokio::select! {
+            biased;
+            payload = arrival => match payload {
+                Ok(payload) => {
+                    let mut ev = rec.step_event(EventKind::SignalReceived, &self.id, None, Instant::now());
+                    ev.labels_mut().signal = Some(self.signal.clone());
+                    ev.output = Some(payload.clone());
+                    rec.record(ev);
+                    self.succeed(cx, &payload, since)
+                }
+                // The mailbox went away with its execution: nothing more can arrive.
+                Err(_) => {
+                    rec.waiting(&self.id);
+                    Outcome::Suspended
+                }
+            },
+            () = deadline => {
+                mailbox.unregister(&self.id);
+                self.failed(cx, self.timed_out(self.timeout.unwrap_or_default()))
+            }
+            () = cancel.cancelled() => {
+                mailbox.unregister(&self.id);
+                let mut ev = rec.step_event(EventKind::StepCancelled, &self.id, None, Instant::now());
+                ev.state = Some(StepState::Cancelled.into());
+                ev.error = Some(Box::new(StepError::cancelled(0).with_step(self.id.clone())));
+                rec.record(ev);
+                Outcome::Cancelled
+            }
+            () = mailbox.suspend.cancelled() => {
+                mailbox.unregister(&self.id);
+                rec.waiting(&self.id);
+                Outcome::Suspended
+            }
+            () = mailbox.closed.cancelled(), if left.is_none() => {
+                mailbox.unregister(&self.id);
+                rec.waiting(&self.id);
+                Outcome::Suspended
+            }
+        }
     }
 
     fn timed_out(&self, timeout: Duration) -> StepError {

@@ -120,9 +120,14 @@ struct Run {
 }
 
 fn run(program: Program<Input, State, Value>, dir: &Path, args: &[&str]) -> Run {
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    all.extend([std::ffi::OsStr::new("--journal-dir"), dir.as_os_str()]);
+    run_args(program, &all)
+}
+
+fn run_args(program: Program<Input, State, Value>, args: &[&std::ffi::OsStr]) -> Run {
     let mut all: Vec<OsString> = vec!["review".into()];
     all.extend(args.iter().map(OsString::from));
-    all.extend(["--journal-dir".into(), dir.as_os_str().to_owned()]);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = program.run_with(all, &b""[..], &mut out, &mut err);
     Run { code, stdout: String::from_utf8(out).unwrap(), stderr: String::from_utf8(err).unwrap() }
@@ -273,4 +278,70 @@ fn a_wait_that_times_out_fails_or_continues() {
             assert_eq!(a.publish.calls(), 0);
         }
     }
+}
+
+/// `--test FILE` runs on virtual time: signals arrive at their `atMs`, a
+/// wait without one times out, or suspends the case when it has no timeout.
+#[test]
+fn test_files_deliver_signals_on_virtual_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = Some(Duration::from_secs(3600));
+    let test = |cases: Value| {
+        let file = dir.path().join("cases.json");
+        std::fs::write(&file, json!({ "cases": cases }).to_string()).unwrap();
+        run_args(program(&agents(), hour, false), &["--test".as_ref(), file.as_os_str()])
+    };
+    let approve = json!({"payload": {"approved": true, "by": "ann"}, "atMs": 60_000});
+    let passing = test(json!([
+        {
+            "name": "both signals",
+            "signals": {"approve": approve, "legal": {"payload": {"ok": true, "note": "n"}, "atMs": 1_000}},
+            "expect": {
+                "output": {"approvedBy": "ann", "legal": {"ok": true, "note": "n"}, "published": {"url": "https://x/1"}},
+                "steps": ["draft", "legal", "approve", "publish"]
+            }
+        },
+        {
+            "name": "the legal wait times out after an hour of virtual time",
+            "signals": {"approve": approve},
+            "expect": {"error": {"kind": "timeout", "step": "legal"}, "steps": ["draft", "approve"]}
+        },
+        {
+            "name": "a signal later than the timeout comes too late",
+            "signals": {"approve": approve, "legal": {"payload": {"ok": true}, "atMs": 3_600_001}},
+            "expect": {"error": {"kind": "timeout", "step": "legal"}}
+        }
+    ]));
+    assert_eq!(passing.code, 0, "{}{}", passing.stdout, passing.stderr);
+    assert!(passing.stdout.ends_with("3 passed, 0 failed\n"), "{}", passing.stdout);
+
+    let failing = test(json!([{
+        "name": "expects the wrong approver",
+        "signals": {"approve": approve, "legal": {"payload": {"ok": true}}},
+        "expect": {"output": {"approvedBy": "bo", "legal": {"ok": true}, "published": {"url": "https://x/1"}}}
+    }]));
+    assert_eq!(failing.code, 1, "{}", failing.stdout);
+    assert!(
+        failing.stdout.contains("-   \"approvedBy\": \"bo\",\n")
+            && failing.stdout.contains("+   \"approvedBy\": \"ann\","),
+        "{}",
+        failing.stdout
+    );
+
+    let bad_payload =
+        test(json!([{"name": "x", "signals": {"approve": {"payload": {"approved": true, "by": ""}}}, "expect": {}}]));
+    assert_eq!(bad_payload.code, 2, "{}", bad_payload.stderr);
+    assert!(
+        bad_payload.stderr.contains("at /cases/0/signals/approve/payload: the payload does not fit"),
+        "{}",
+        bad_payload.stderr
+    );
+    assert!(bad_payload.stderr.contains("/by"), "{}", bad_payload.stderr);
+    let not_a_wait = test(json!([{"name": "x", "signals": {"draft": {"payload": {}}}, "expect": {}}]));
+    assert_eq!(not_a_wait.code, 2, "{}", not_a_wait.stderr);
+    assert!(
+        not_a_wait.stderr.contains("`draft` is not a wait step (its wait steps: approve, legal)"),
+        "{}",
+        not_a_wait.stderr
+    );
 }

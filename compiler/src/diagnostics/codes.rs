@@ -164,7 +164,7 @@ codes! {
     TestFile = "E0501", Error;
     /// A mock or expectation names a step the workflow does not have.
     TestUnknownStep = "E0502", Error;
-    /// A mocked output the agent's output schema rejects.
+    /// A mocked output, or a signal's payload, that its schema rejects.
     TestMockOutput = "E0503", Error;
 
     // E06xx: eval files.

@@ -11,6 +11,7 @@
 //!       "classify": { "output": { "category": "billing" }, "delayMs": 500 },
 //!       "slow": { "hang": true }, "x": { "fatal": "no" }
 //!     },
+//!     "signals": { "approve": { "payload": { "approved": true }, "atMs": 3600000 } },
 //!     "expect": {
 //!       "output": { "...": "..." },
 //!       "steps": ["fetch", "classify"],
@@ -18,6 +19,12 @@
 //!     }
 //! } ] }
 //! ```
+//!
+//! `signals` sends each wait step its payload (checked like `PROGRAM signal`'s
+//! when the file is read) at `atMs` of virtual time from the start (default
+//! 0), or when the step starts to wait if that is later. A wait without a
+//! signal times out on virtual time, or, without a timeout, suspends the
+//! execution (error kind `suspended`).
 //!
 //! `expect` holds `output` or `error` (`{"kind", "step"?}`) or neither (the
 //! execution must complete, with any output), and optionally
@@ -44,6 +51,7 @@ use crate::error::ErrorKind;
 use crate::executor::{ExecutionOptions, MockReply, MockStep, Node, Runtime, StepMocks};
 use crate::journal::{EventKind, MemoryStore};
 use crate::resilience::{BreakerRegistry, DEFAULT_REGISTRY_CAPACITY};
+use crate::wait::Mailbox;
 
 /// Lines of unchanged context around each change in an output diff.
 const DIFF_CONTEXT: usize = 3;
@@ -103,7 +111,13 @@ where
     };
     let mut steps = Vec::new();
     step_ids(program.workflow.root(), &mut steps);
-    let cases = match parse_file(&doc, &steps) {
+    let waits = program.workflow.wait_steps();
+    let check = |step: &str, payload: &Value| -> Option<Result<Value, String>> {
+        let wait = program.workflow.waiting(step)?;
+        Some(wait.check(&payload.to_string()))
+    };
+    let known = Known { steps: &steps, waits: &waits, check: &check };
+    let cases = match parse_file(&doc, &known) {
         Ok(c) => c,
         Err(Invalid { at, msg }) => {
             let at = if at.is_empty() { "the top level".to_owned() } else { at };
@@ -158,8 +172,21 @@ struct Case {
     name: String,
     input: Value,
     mocks: Arc<CaseMocks>,
+    /// `(step, payload, at)`: signals sent at virtual times.
+    signals: Vec<(String, Value, Duration)>,
     expect: Expect,
 }
+
+/// What a test file may name: the workflow's steps, its waits, and how a
+/// wait's payload is checked (`None`: not a wait).
+struct Known<'a> {
+    steps: &'a [String],
+    waits: &'a [&'a str],
+    check: &'a CheckPayload<'a>,
+}
+
+/// Checks a wait step's payload (`None`: the step is not a wait).
+type CheckPayload<'a> = dyn Fn(&str, &Value) -> Option<Result<Value, String>> + 'a;
 
 enum Outcome {
     /// Neither `output` nor `error`: the execution completes, with any output.
@@ -238,7 +265,7 @@ fn known_step<'a>(steps: &[String], id: &'a str, at: &str) -> Result<&'a str, In
     }
 }
 
-fn parse_file(doc: &Value, steps: &[String]) -> Result<Vec<Case>, Invalid> {
+fn parse_file(doc: &Value, known: &Known<'_>) -> Result<Vec<Case>, Invalid> {
     let root = object(doc, "", "a test file")?;
     no_other_keys(root, "", &["$schema", "description", "cases"])?;
     let Some(cases) = root.get("cases") else {
@@ -247,12 +274,13 @@ fn parse_file(doc: &Value, steps: &[String]) -> Result<Vec<Case>, Invalid> {
     let Some(cases) = cases.as_array() else {
         return invalid("/cases", "`cases` must be an array");
     };
-    cases.iter().enumerate().map(|(i, c)| parse_case(c, &format!("/cases/{i}"), steps)).collect()
+    cases.iter().enumerate().map(|(i, c)| parse_case(c, &format!("/cases/{i}"), known)).collect()
 }
 
-fn parse_case(v: &Value, at: &str, steps: &[String]) -> Result<Case, Invalid> {
+fn parse_case(v: &Value, at: &str, known: &Known<'_>) -> Result<Case, Invalid> {
+    let steps = known.steps;
     let obj = object(v, at, "a case")?;
-    no_other_keys(obj, at, &["name", "description", "input", "mocks", "expect"])?;
+    no_other_keys(obj, at, &["name", "description", "input", "mocks", "signals", "expect"])?;
     let name = match obj.get("name") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(_) => return invalid(&child(at, "name"), "`name` must be a non-empty string"),
@@ -268,11 +296,45 @@ fn parse_case(v: &Value, at: &str, steps: &[String]) -> Result<Case, Invalid> {
             mocks.steps.insert(step.clone(), parse_script(script, &at)?);
         }
     }
+    let mut signals = Vec::new();
+    if let Some(s) = obj.get("signals") {
+        let at = child(at, "signals");
+        for (step, signal) in object(s, &at, "`signals`")? {
+            signals.push(parse_signal(step, signal, &child(&at, step), known)?);
+        }
+    }
     let Some(expect) = obj.get("expect") else {
         return invalid(at, "missing key `expect`");
     };
     let expect = parse_expect(expect, &child(at, "expect"), steps)?;
-    Ok(Case { name, input, mocks: Arc::new(mocks), expect })
+    Ok(Case { name, input, mocks: Arc::new(mocks), signals, expect })
+}
+
+/// `{"payload": {...}, "atMs": N}` for the wait step `step`.
+fn parse_signal(step: &str, v: &Value, at: &str, known: &Known<'_>) -> Result<(String, Value, Duration), Invalid> {
+    let obj = object(v, at, "a signal")?;
+    no_other_keys(obj, at, &["payload", "atMs"])?;
+    let Some(payload) = obj.get("payload") else {
+        return invalid(at, "missing key `payload`");
+    };
+    let checked = match (known.check)(step, payload) {
+        Some(Ok(checked)) => checked,
+        Some(Err(msg)) => return invalid(&child(at, "payload"), format!("the payload does not fit: {msg}")),
+        None if known.waits.is_empty() => {
+            return invalid(at, format!("`{step}` is not a wait step; the workflow has none"))
+        }
+        None => {
+            return invalid(at, format!("`{step}` is not a wait step (its wait steps: {})", known.waits.join(", ")))
+        }
+    };
+    let at_ms = match obj.get("atMs") {
+        None => 0,
+        Some(n) => match n.as_u64() {
+            Some(n) => n,
+            None => return invalid(&child(at, "atMs"), "`atMs` must be a whole number of milliseconds"),
+        },
+    };
+    Ok((step.to_owned(), checked, Duration::from_millis(at_ms)))
 }
 
 const REPLY_KEYS: [&str; 5] = ["output", "error", "fatal", "hang", "delayMs"];
@@ -373,7 +435,7 @@ fn parse_expect(v: &Value, at: &str, steps: &[String]) -> Result<Expect, Invalid
                             &child(&at, "kind"),
                             format!(
                                 "unknown error kind {k} (expected agent_failed, fatal, timeout, circuit_open, \
-                                 invalid_input, invalid_output or cancelled)"
+                                 invalid_input, invalid_output, cancelled, budget_exceeded or suspended)"
                             ),
                         )
                     }
@@ -442,12 +504,14 @@ where
     let ids = ExecutionIds { execution_id: execution_id.clone(), correlation_id: execution_id.clone() };
     let store = MemoryStore::with_capacity(1);
     let runtime = Runtime::new(store.clone());
+    let mailbox = Arc::new(Mailbox::new());
     let opts = ExecutionOptions {
         execution_id: Some(execution_id.clone()),
         correlation_id: Some(execution_id.clone()),
         input: Some(input_json),
         mocks: Some(case.mocks.clone()),
         breakers: Some(Arc::new(BreakerRegistry::new(DEFAULT_REGISTRY_CAPACITY))),
+        mailbox: Some(mailbox.clone()),
         ..ExecutionOptions::default()
     };
     let mut builder = tokio::runtime::Builder::new_current_thread();
@@ -461,7 +525,23 @@ where
     let workflow = &program.workflow;
     let ran = catch_unwind(AssertUnwindSafe(|| {
         let state = (program.make_state)(input, &ids);
-        rt.block_on(runtime.run(workflow, &state, opts))
+        rt.block_on(async {
+            let start = tokio::time::Instant::now();
+            let mut signals = case.signals.clone();
+            signals.sort_by_key(|(_, _, at)| *at);
+            let sender = mailbox.clone();
+            // Sent in order on virtual time; then no more will come.
+            let sending = tokio::spawn(async move {
+                for (step, payload, at) in signals {
+                    tokio::time::sleep_until(start + at).await;
+                    sender.post(&step, payload);
+                }
+                sender.close();
+            });
+            let result = runtime.run(workflow, &state, opts).await;
+            sending.abort();
+            result
+        })
     }));
     rt.shutdown_background();
     let result = match ran {
