@@ -273,6 +273,33 @@ async fn a_torn_file_journal_is_cut_to_its_last_whole_line_and_resumed() {
     assert_eq!(calls.count("fetch"), 1);
 }
 
+/// A file journal whose last line is whole but lacks its newline (the
+/// reader keeps that event) keeps it on reopen: the resume goes on after it,
+/// on a line of its own.
+#[tokio::test(start_paused = true)]
+async fn a_whole_last_line_without_its_newline_is_kept_and_resumed_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let runtime = Runtime::new(store.clone());
+    let calls = Arc::new(Calls::default());
+    crash_in(&runtime, &calls, "e6", "merge").await;
+    let path = store.path("e6");
+    let whole = std::fs::read(&path).unwrap();
+    let unterminated = &whole[..whole.len() - 1];
+    std::fs::write(&path, unterminated).unwrap();
+    let before = journal::read_file(&path).unwrap();
+    assert!(before.warnings.is_empty(), "{:?}", before.warnings);
+
+    let out = resume(&runtime, &calls, "e6").await.unwrap();
+    assert_eq!(out["merge"]["n"], 4);
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.starts_with(&whole), "the last line is kept and ended with its newline");
+    let read = journal::parse(&bytes).unwrap();
+    assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+    assert_well_formed(&read.events);
+    assert_eq!(read.events[before.events.len()].event, EventKind::ExecutionResumed);
+}
+
 /// The durability rule: a step's success is made durable before any later
 /// agent code starts (a resume never runs again a step another built on).
 #[tokio::test(start_paused = true)]

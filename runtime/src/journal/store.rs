@@ -216,14 +216,21 @@ impl JournalStore for FileStore {
     fn reopen(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
         check_execution_id(execution_id)?;
         let path = self.path(execution_id);
-        let file = OpenOptions::new().append(true).open(&path)?;
-        // A last line without its newline was torn by a machine crash (a
-        // process crash cannot tear a write): it was never durable, and the
-        // reader dropped it. Cut it off, so the next line starts clean.
+        let mut file = OpenOptions::new().append(true).open(&path)?;
         let bytes = std::fs::read(&path)?;
         let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if whole < bytes.len() {
-            file.set_len(whole as u64)?;
+        let tail = &bytes[whole..];
+        if !tail.is_empty() {
+            if super::read::parse_line(tail).is_ok() {
+                // A whole event without its newline: the reader kept it (the
+                // resume goes on after its seq), so keep it and end its line.
+                file.write_all(b"\n")?;
+            } else {
+                // A last line torn by a machine crash (a process crash cannot
+                // tear a write): never durable, and the reader dropped it.
+                // Cut it off, so the next line starts clean.
+                file.set_len(whole as u64)?;
+            }
             file.sync_data()?;
         }
         Ok(Box::new(FileWriter {
