@@ -300,6 +300,73 @@ async fn a_whole_last_line_without_its_newline_is_kept_and_resumed_after() {
     assert_eq!(read.events[before.events.len()].event, EventKind::ExecutionResumed);
 }
 
+/// fetch → parallel fail-fast(left, bad) → merge: `bad` always fails.
+fn fail_fast_workflow(calls: &Arc<Calls>) -> Workflow<State, Value> {
+    let agent = Arc::new(Counting(calls.clone()));
+    let policy = Policy {
+        timeout: Duration::from_secs(7200),
+        retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        ..Policy::default()
+    };
+    let step = |id: &'static str, from: &'static str| {
+        AgentStep::new(
+            id,
+            agent.clone(),
+            move |s: &State| Ok(if from.is_empty() { s.input.clone() } else { slot(&s.out[from], from)?.clone() }),
+            move |s: &State, out| store(&s.out[id], id, out),
+        )
+        .policy(policy)
+        .node()
+    };
+    let root = Node::sequence(vec![
+        step("fetch", ""),
+        Node::parallel("both", true, vec![step("left", "fetch"), step("bad", "fetch")]),
+        step("merge", "left"),
+    ]);
+    Workflow::with_registry(
+        WorkflowInfo::new("fail-fast", "1.0.0", "sha256:1"),
+        root,
+        |s: &State| Ok(json!({"merge": slot(&s.out["merge"], "merge")?})),
+        &BreakerRegistry::new(8),
+    )
+}
+
+/// A fail-fast parallel block one of whose branches had failed before the
+/// crash is decided: on resume it fails at once, and its other branches'
+/// agents are not called again (they would have been cancelled).
+#[tokio::test(start_paused = true)]
+async fn a_fail_fast_block_with_a_failed_branch_fails_on_resume_without_calling_the_others() {
+    let calls = Arc::new(Calls::default());
+    let wf = fail_fast_workflow(&calls);
+    // A whole run (`left` in flight when `bad` fails), cut after `bad`'s
+    // failure: the journal of a process that crashed right then.
+    *calls.hang_in.lock().unwrap() = Some("left".into());
+    let whole = Runtime::new(MemoryStore::new());
+    let err = whole.run(&wf, &state(), opts("e7")).await.unwrap().unwrap_err().to_string();
+    *calls.hang_in.lock().unwrap() = None;
+    let events = whole.store().read("e7").unwrap().events;
+    let cut = events.iter().position(|e| e.event == EventKind::StepFailed && e.step_id.as_deref() == Some("bad"));
+    let events = &events[..=cut.expect("bad failed")];
+    assert!(events.iter().any(|e| e.event == EventKind::StepStarted && e.step_id.as_deref() == Some("left")));
+    let store = MemoryStore::new();
+    let mut writer = store.create("e7").unwrap();
+    events.iter().for_each(|e| writer.append(e.clone()).unwrap());
+    drop(writer);
+    assert_eq!((calls.count("left"), calls.count("bad")), (1, 1));
+
+    let runtime = Runtime::new(store);
+    let point = Resume::from_journal(&runtime.store().read("e7").unwrap()).unwrap();
+    let s = state();
+    let exec = runtime.resume(&wf, &s, &point, ExecutionOptions::default()).unwrap();
+    let resumed_err = exec.run(&wf, &s).await.unwrap_err().to_string();
+    assert_eq!(resumed_err, err, "it fails as the whole run did");
+    assert_eq!((calls.count("left"), calls.count("bad"), calls.count("merge")), (1, 1, 0), "no agent called again");
+    let journal = runtime.store().read("e7").unwrap().events;
+    assert_well_formed(&journal);
+    let after: Vec<_> = journal[events.len()..].iter().map(|e| (e.name(), e.step_id.as_deref())).collect();
+    assert!(!after.iter().any(|(n, _)| *n == "step.started"), "{after:?}");
+}
+
 /// The durability rule: a step's success is made durable before any later
 /// agent code starts (a resume never runs again a step another built on).
 #[tokio::test(start_paused = true)]
