@@ -367,6 +367,29 @@ async fn a_fail_fast_block_with_a_failed_branch_fails_on_resume_without_calling_
     assert!(!after.iter().any(|(n, _)| *n == "step.started"), "{after:?}");
 }
 
+/// Execution ids name files in the store's directory: an id that is a path
+/// (`../x`, `a/b`) is refused by every method, not read from elsewhere.
+#[test]
+fn a_file_store_reads_and_reopens_only_ids_that_are_plain_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = |dir: &std::path::Path, id: &str| {
+        let mut w = FileStore::new(dir).create(id).unwrap();
+        let mut ev = JournalEvent::new(id.into(), EventKind::ExecutionStarted);
+        ev.seq = 1;
+        w.append(ev).unwrap();
+    };
+    let store = FileStore::new(dir.path().join("journal"));
+    journal(dir.path(), "x");
+    journal(&dir.path().join("journal/a"), "b");
+    for id in ["../x", "a/b"] {
+        let read = store.read(id).map(|r| r.events.len());
+        assert_eq!(read.as_ref().map_err(io::Error::kind), Err(io::ErrorKind::InvalidInput), "read {id}: {read:?}");
+        let err = store.read(id).unwrap_err().to_string();
+        assert!(err.contains("cannot name a journal file"), "{err}");
+        assert_eq!(store.reopen(id).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidInput), "reopen {id}");
+    }
+}
+
 /// The durability rule: a step's success is made durable before any later
 /// agent code starts (a resume never runs again a step another built on).
 #[tokio::test(start_paused = true)]

@@ -279,6 +279,22 @@ fn a_resume_is_refused_with_exit_2_for_a_changed_workflow_an_ended_or_damaged_jo
     assert!(err.contains("cannot resume from") && err.contains("line 2"), "{err}");
     std::fs::write(&journal, &original).unwrap();
 
+    // A copy under another name is another execution's journal: refused, nothing written to either.
+    let copy = dir.join("copy.jsonl");
+    std::fs::copy(&journal, &copy).unwrap();
+    let (code, out, err) = resume_in_process(&count, "sha256:1", &["resume", "copy", "--journal-dir", dir_s]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains(&format!("is the journal of execution {id}, not of copy")), "{err}");
+    assert_eq!(std::fs::read(&journal).unwrap(), original, "nothing journaled");
+    assert_eq!(std::fs::read(&copy).unwrap(), original, "nothing journaled");
+    std::fs::remove_file(&copy).unwrap();
+    // An id that is a path, even to this very journal: refused.
+    let path_id = format!("../journal/{id}");
+    let (code, _, err) = resume_in_process(&count, "sha256:1", &["resume", &path_id, "--journal-dir", dir_s]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot name a journal file"), "{err}");
+    assert_eq!(std::fs::read(&journal).unwrap(), original, "nothing journaled");
+
     // Forced, with the other definition: it runs the rest.
     let (code, out, err) =
         resume_in_process(&count, "sha256:2", &["resume", &id, "--force", "--journal-dir", dir_s, "-q"]);

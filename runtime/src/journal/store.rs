@@ -210,6 +210,8 @@ impl JournalStore for FileStore {
     }
 
     fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
+        // As in create: an id that is a path would read outside the directory.
+        check_execution_id(execution_id)?;
         super::read_file(self.path(execution_id))
     }
 

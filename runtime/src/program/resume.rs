@@ -63,6 +63,19 @@ where
             Ok(point) => point,
             Err(e) => return refuse(stderr, &e.to_string()),
         };
+        // A copied or renamed file: resuming would go on with the other
+        // execution's journal file, not this one.
+        if point.execution_id() != args.id {
+            let (path, other) = (store.path(&args.id), point.execution_id());
+            let msg = format!(
+                "{} is the journal of execution {other}, not of {} (a copied or renamed file?); nothing was \
+                 resumed: to resume execution {other}, resume {other} with its journal at {}",
+                path.display(),
+                args.id,
+                store.path(other).display()
+            );
+            return refuse(stderr, &msg);
+        }
         if let Err(e) = point.check_definition(self.workflow.info(), &self.workflow.step_ids(), args.force) {
             return refuse(stderr, &e.to_string());
         }
