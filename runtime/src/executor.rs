@@ -1119,10 +1119,13 @@ impl Runtime {
         opts: ExecutionOptions,
     ) -> Result<Execution, ResumeError> {
         workflow.root.restore(state, point)?;
-        let writer = self
-            .store
-            .reopen(&point.execution_id)
-            .map_err(|source| ResumeError::Journal { id: point.execution_id.to_string(), source })?;
+        let writer = self.store.reopen(&point.execution_id).map_err(|source| {
+            let id = point.execution_id.to_string();
+            match source.kind() {
+                io::ErrorKind::WouldBlock => ResumeError::Running { id, source },
+                _ => ResumeError::Journal { id, source },
+            }
+        })?;
         let (id, correlation) = (point.execution_id.clone(), point.correlation_id.clone());
         Ok(self.execution(&workflow.info, opts, id, correlation, writer, Some(point)))
     }

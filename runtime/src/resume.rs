@@ -56,6 +56,17 @@ pub enum ResumeError {
         /// What went wrong.
         source: io::Error,
     },
+    /// Another process still runs the execution (it holds its journal).
+    #[error(
+        "execution {id} is still running in another process ({source}); nothing was resumed: \
+         wait for that process to end, or stop it, then resume"
+    )]
+    Running {
+        /// The execution.
+        id: String,
+        /// The journal store's refusal.
+        source: io::Error,
+    },
     /// The journal does not say how the execution began, or its events are
     /// not one unbroken run: nothing is resumed from it.
     #[error("the journal of execution {id} cannot be resumed: {why}")]

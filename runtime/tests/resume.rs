@@ -390,6 +390,23 @@ fn a_file_store_reads_and_reopens_only_ids_that_are_plain_file_names() {
     }
 }
 
+/// A file journal is locked while a writer has it open: it cannot be
+/// reopened (resumed) until that writer is gone.
+#[test]
+fn a_file_journal_being_written_cannot_be_reopened_until_its_writer_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let writer = store.create("e8").unwrap();
+    let err = store.reopen("e8").err().expect("refused while it is written");
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    assert!(err.to_string().contains("locked by another writer"), "{err}");
+    drop(writer);
+    let reopened = store.reopen("e8").unwrap();
+    assert_eq!(store.reopen("e8").err().map(|e| e.kind()), Some(io::ErrorKind::WouldBlock));
+    drop(reopened);
+    store.reopen("e8").unwrap();
+}
+
 /// The durability rule: a step's success is made durable before any later
 /// agent code starts (a resume never runs again a step another built on).
 #[tokio::test(start_paused = true)]

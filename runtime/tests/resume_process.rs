@@ -216,6 +216,17 @@ fn a_run_killed_in_a_step_resumes_to_the_output_of_an_uninterrupted_run() {
 /// Runs the program in a child killed (SIGKILL) in `hang_in`; its journal
 /// directory, the execution id, the journal as it was left and the count file.
 fn killed_in(test: &str, tmp: &Path, name: &str, hang_in: &str) -> (PathBuf, String, Vec<u8>, PathBuf) {
+    let (mut child, dir, id, count) = running_in(test, tmp, name, hang_in);
+    child.kill().unwrap();
+    let (code, _) = wait(child);
+    assert_eq!(code, None, "killed by a signal");
+    let bytes = std::fs::read(dir.join(format!("{id}.jsonl"))).unwrap();
+    (dir, id, bytes, count)
+}
+
+/// Runs the program in a child until it hangs in `hang_in`; the child, its
+/// journal directory, the execution id and the count file.
+fn running_in(test: &str, tmp: &Path, name: &str, hang_in: &str) -> (std::process::Child, PathBuf, String, PathBuf) {
     let dir = tmp.join(name);
     let count = tmp.join(format!("{name}.count"));
     let run = Child {
@@ -225,20 +236,42 @@ fn killed_in(test: &str, tmp: &Path, name: &str, hang_in: &str) -> (PathBuf, Str
         out: tmp.join(format!("{name}.out")),
         hash: "sha256:1".into(),
     };
-    let mut child = spawn(test, &run);
+    let child = spawn(test, &run);
     let mut waited = 0;
     while !calls(&count).iter().any(|c| c.starts_with(&format!("{hang_in} "))) {
         assert!(waited < 12_000, "{hang_in} was never called");
         std::thread::sleep(Duration::from_millis(10));
         waited += 1;
     }
-    child.kill().unwrap();
-    let (code, _) = wait(child);
-    assert_eq!(code, None, "killed by a signal");
     let journal = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
     let id = journal.file_stem().unwrap().to_str().unwrap().to_owned();
-    let bytes = std::fs::read(&journal).unwrap();
-    (dir, id, bytes, count)
+    (child, dir, id, count)
+}
+
+/// A resume while the execution still runs in another process (which
+/// holds its journal's lock) is refused, and nothing is journaled; once
+/// that process is gone (killed: the lock goes with it), it resumes.
+#[test]
+fn a_resume_is_refused_while_the_execution_still_runs_in_another_process() {
+    be_the_child();
+    let test = "a_resume_is_refused_while_the_execution_still_runs_in_another_process";
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, dir, id, count) = running_in(test, tmp.path(), "running", "merge");
+    let dir_s = dir.to_str().unwrap();
+    let journal = dir.join(format!("{id}.jsonl"));
+    let before = std::fs::read(&journal).unwrap();
+    let (code, out, err) = resume_in_process(&count, "sha256:1", &["resume", &id, "--journal-dir", dir_s, "-q"]);
+    child.kill().unwrap();
+    let _ = wait(child);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains(&format!("execution {id} is still running in another process")), "{err}");
+    assert_eq!(std::fs::read(&journal).unwrap(), before, "nothing journaled");
+    assert_eq!(calls(&count).iter().filter(|c| c.starts_with("merge ")).count(), 1, "merge ran once");
+
+    let (code, out, err) = resume_in_process(&count, "sha256:1", &["resume", &id, "--journal-dir", dir_s, "-q"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["merge"]["n"], 4);
+    assert_well_formed(&read_file(&journal).unwrap().events);
 }
 
 fn resume_in_process(count: &Path, hash: &str, list: &[&str]) -> (u8, String, String) {
