@@ -102,12 +102,7 @@ pub enum ResumeError {
 
 /// The program's definition is not the one that started the execution.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "execution {id} was started by a different definition of this workflow \
-     (journal: version {journal_version}, definition hash {journal_hash}; \
-     this program: version {program_version}, definition hash {program_hash}){changed}; \
-     resume with --force to run the rest with this program's definition"
-)]
+#[error("{}; resume with --force to run the rest with this program's definition", self.difference())]
 pub struct DefinitionChanged {
     /// The execution.
     pub id: String,
@@ -121,6 +116,17 @@ pub struct DefinitionChanged {
     pub program_version: String,
     /// What differs that the journal shows (steps this program lacks).
     pub changed: String,
+}
+
+impl DefinitionChanged {
+    /// What differs, without what to do about it (a server has no `--force`).
+    pub fn difference(&self) -> String {
+        format!(
+            "execution {} was started by a different definition of this workflow \
+             (journal: version {}, definition hash {}; this program: version {}, definition hash {}){}",
+            self.id, self.journal_version, self.journal_hash, self.program_version, self.program_hash, self.changed
+        )
+    }
 }
 
 impl Resume {
