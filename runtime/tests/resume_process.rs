@@ -374,6 +374,7 @@ fn a_killed_server_restarted_on_its_journal_resumes_its_executions() {
     let test = "a_killed_server_restarted_on_its_journal_resumes_its_executions";
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("journal");
+    let dir_s = dir.to_str().unwrap();
     let count = tmp.path().join("count");
     let serve = Child {
         args: ["serve", "--addr", "127.0.0.1:0", "--journal-dir", dir.to_str().unwrap(), "-q"]
@@ -415,6 +416,15 @@ fn a_killed_server_restarted_on_its_journal_resumes_its_executions() {
     let s = left.get(&format!("/executions/{}", ids[0])).json();
     assert_eq!((s["status"].as_str(), s["error"]["kind"].as_str()), (Some("failed"), Some("interrupted")), "{s}");
     assert_eq!(left.stop().0, 0);
+    // `resume` goes on with a run's journal file, not with serve's log: it says where the journal is.
+    let (code, _, err) = resume_in_process(&count, "sha256:1", &["resume", &ids[0], "--journal-dir", dir_s]);
+    assert_eq!(code, 2, "{err}");
+    let log = dir.join("log");
+    assert!(
+        err.contains(&format!("execution {} was served: its journal is in serve's log in {}", ids[0], log.display()))
+            && err.contains(&format!("serve --journal-dir {dir_s}")),
+        "{err}"
+    );
     // Another definition: each stays unfinished, and the log says why.
     let other = common::http::Server::start(program(&count, None, "sha256:2"), &dir, &[]);
     let refused: Vec<_> =

@@ -52,7 +52,23 @@ where
             Ok(read) => read,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let path = store.path(&args.id);
-                return refuse(stderr, &format!("no journal of execution {} at {}", args.id, path.display()));
+                let dir = args.journal_dir.display();
+                let msg = match crate::journal::read_execution(&args.journal_dir, &args.id) {
+                    // An ended one says so (there is nothing to resume, anywhere).
+                    Ok(read) => match Resume::from_journal(&read) {
+                        Err(e @ crate::resume::ResumeError::Ended { .. }) => e.to_string(),
+                        _ => format!(
+                            "execution {} was served: its journal is in serve's log in {}, not in a run's journal \
+                             file ({}), and resume goes on only from such a file; serve resumes it when it starts \
+                             again on this directory (serve --journal-dir {dir}), unless --no-resume",
+                            args.id,
+                            args.journal_dir.join(crate::journal::LOG_DIR).display(),
+                            path.display()
+                        ),
+                    },
+                    Err(_) => format!("no journal of execution {} at {}", args.id, path.display()),
+                };
+                return refuse(stderr, &msg);
             }
             Err(e) => {
                 let path = store.path(&args.id);
