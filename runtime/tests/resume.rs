@@ -407,6 +407,41 @@ fn a_file_journal_being_written_cannot_be_reopened_until_its_writer_is_gone() {
     store.reopen("e8").unwrap();
 }
 
+/// A resume cut short in turn resumes again: the journal goes on after each
+/// `execution.resumed`, `seq` unbroken, and ends with an uninterrupted
+/// run's output; only what had not ended ran each time.
+#[tokio::test(start_paused = true)]
+async fn a_resume_cut_short_resumes_again_from_where_it_ended() {
+    let uninterrupted = {
+        let calls = Arc::new(Calls::default());
+        let runtime = Runtime::new(MemoryStore::new());
+        runtime.run(&workflow(&calls, "sha256:1"), &state(), opts("whole")).await.unwrap().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(FileStore::new(dir.path()));
+    let calls = Arc::new(Calls::default());
+    let len = || runtime.store().read("e9").unwrap().events.len() as u64;
+    crash_in(&runtime, &calls, "e9", "right").await;
+    let first = len();
+    // The first resume's process ends in `merge`.
+    *calls.hang_in.lock().unwrap() = Some("merge".into());
+    let cut = tokio::time::timeout(Duration::from_secs(3600), resume(&runtime, &calls, "e9")).await;
+    assert!(cut.is_err(), "it hung in merge");
+    *calls.hang_in.lock().unwrap() = None;
+    let second = len();
+    let point = Resume::from_journal(&runtime.store().read("e9").unwrap()).unwrap();
+    assert_eq!((point.last_seq(), point.done_steps()), (second, vec!["bad", "fetch", "left", "right"]));
+
+    assert_eq!(resume(&runtime, &calls, "e9").await.unwrap(), uninterrupted);
+    let counts: Vec<usize> = STEPS.iter().map(|s| calls.count(s)).collect();
+    assert_eq!(counts, [1, 1, 2, 1, 2], "{STEPS:?}: only the steps in flight ran again");
+    let events = runtime.store().read("e9").unwrap().events;
+    assert_well_formed(&events);
+    let resumed: Vec<u64> = events.iter().filter(|e| e.event == EventKind::ExecutionResumed).map(|e| e.seq).collect();
+    assert_eq!(resumed, [first + 1, second + 1], "each resume goes on after the journal's last event");
+    assert_eq!(events.last().map(|e| e.event), Some(EventKind::ExecutionCompleted));
+}
+
 /// The durability rule: a step's success is made durable before any later
 /// agent code starts (a resume never runs again a step another built on).
 #[tokio::test(start_paused = true)]
