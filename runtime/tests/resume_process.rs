@@ -260,11 +260,12 @@ fn a_resume_is_refused_while_the_execution_still_runs_in_another_process() {
     let dir_s = dir.to_str().unwrap();
     let journal = dir.join(format!("{id}.jsonl"));
     let before = std::fs::read(&journal).unwrap();
-    let (code, out, err) = resume_in_process(&count, "sha256:1", &["resume", &id, "--journal-dir", dir_s, "-q"]);
+    let (code, out, err) = resume_in_process(&count, "sha256:1", &["resume", &id, "--journal-dir", dir_s]);
     child.kill().unwrap();
     let _ = wait(child);
     assert_eq!((code, out.as_str()), (2, ""), "{err}");
     assert!(err.contains(&format!("execution {id} is still running in another process")), "{err}");
+    assert!(!err.contains("resuming execution"), "a refused resume says only why: {err}");
     assert_eq!(std::fs::read(&journal).unwrap(), before, "nothing journaled");
     assert_eq!(calls(&count).iter().filter(|c| c.starts_with("merge ")).count(), 1, "merge ran once");
 

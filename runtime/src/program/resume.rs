@@ -112,6 +112,7 @@ where
             let done = if done.is_empty() { "none".to_owned() } else { done.join(", ") };
             format!("{PREFIX} resuming execution {} after seq {}; steps done: {done}", args.id, point.last_seq())
         });
-        self.work(Begin::Resume(Box::new(point)), ids, state, store, quiet, note, format, stdout, stderr)
+        let begin = Begin::Resume { point: Box::new(point), note };
+        self.work(begin, ids, state, store, quiet, None, format, stdout, stderr)
     }
 }
