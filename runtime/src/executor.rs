@@ -540,8 +540,51 @@ impl<S: Sync + 'static> Node<S> {
         }
     }
 
+    /// How the node ends, if a resumed execution's journal (`done`) already
+    /// decides it: every step in it ended, or a fail-fast parallel block has
+    /// a branch that failed (its other branches would have been cancelled).
+    fn decided(&self, done: &HashMap<Arc<str>, Done>) -> Option<Outcome> {
+        match self {
+            Node::Step(s) => done.get(s.step_id()).map(|d| s.resumed(d)),
+            Node::Sequence { children, .. } => {
+                for child in children {
+                    match child.decided(done)? {
+                        Outcome::Ok => {}
+                        ended => return Some(ended),
+                    }
+                }
+                Some(Outcome::Ok)
+            }
+            Node::Parallel { children, fail_fast, .. } => {
+                let mut undecided = false;
+                let mut first_error = None;
+                for child in children {
+                    match child.decided(done) {
+                        Some(Outcome::Failed(e)) if *fail_fast => return Some(Outcome::Failed(e)),
+                        Some(Outcome::Failed(e)) => first_error = first_error.or(Some(e)),
+                        Some(_) => {}
+                        None => undecided = true,
+                    }
+                }
+                (!undecided).then(|| first_error.map_or(Outcome::Ok, Outcome::Failed))
+            }
+        }
+    }
+
     /// Runs the node.
     pub fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
+        if let Node::Sequence { .. } | Node::Parallel { .. } = self {
+            if let Some((done, outcome)) = cx.done.and_then(|d| Some((d, self.decided(d)?))) {
+                // Nothing in it runs again; its steps that never ended (e.g.
+                // in flight at the crash) read as skipped, as after a failure.
+                self.each_step(&mut |s| {
+                    if !done.contains_key(s.step_id()) {
+                        cx.recorder.skipped(s.step_id(), s.agent_id());
+                    }
+                });
+                return Box::pin(std::future::ready(outcome));
+            }
+        }
         match self {
             Node::Step(s) => s.run(cx, cancel),
             Node::Sequence { children, .. } => Box::pin(run_sequence(children, cx, cancel)),
@@ -1156,10 +1199,13 @@ impl Runtime {
         opts: ExecutionOptions,
     ) -> Result<Execution, ResumeError> {
         workflow.root.restore(state, point)?;
-        let writer = self
-            .store
-            .reopen(&point.execution_id)
-            .map_err(|source| ResumeError::Journal { id: point.execution_id.to_string(), source })?;
+        let writer = self.store.reopen(&point.execution_id).map_err(|source| {
+            let id = point.execution_id.to_string();
+            match source.kind() {
+                io::ErrorKind::WouldBlock => ResumeError::Running { id, source },
+                _ => ResumeError::Journal { id, source },
+            }
+        })?;
         let (id, correlation) = (point.execution_id.clone(), point.correlation_id.clone());
         Ok(self.execution(&workflow.info, opts, id, correlation, writer, Some(point)))
     }

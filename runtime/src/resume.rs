@@ -59,6 +59,17 @@ pub enum ResumeError {
         /// What went wrong.
         source: io::Error,
     },
+    /// Another process still runs the execution (it holds its journal).
+    #[error(
+        "execution {id} is still running in another process ({source}); nothing was resumed: \
+         wait for that process to end, or stop it, then resume"
+    )]
+    Running {
+        /// The execution.
+        id: String,
+        /// The journal store's refusal.
+        source: io::Error,
+    },
     /// The journal does not say how the execution began, or its events are
     /// not one unbroken run: nothing is resumed from it.
     #[error("the journal of execution {id} cannot be resumed: {why}")]
@@ -94,12 +105,7 @@ pub enum ResumeError {
 
 /// The program's definition is not the one that started the execution.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "execution {id} was started by a different definition of this workflow \
-     (journal: version {journal_version}, definition hash {journal_hash}; \
-     this program: version {program_version}, definition hash {program_hash}){changed}; \
-     resume with --force to run the rest with this program's definition"
-)]
+#[error("{}; resume with --force to run the rest with this program's definition", self.difference())]
 pub struct DefinitionChanged {
     /// The execution.
     pub id: String,
@@ -113,6 +119,17 @@ pub struct DefinitionChanged {
     pub program_version: String,
     /// What differs that the journal shows (steps this program lacks).
     pub changed: String,
+}
+
+impl DefinitionChanged {
+    /// What differs, without what to do about it (a server has no `--force`).
+    pub fn difference(&self) -> String {
+        format!(
+            "execution {} was started by a different definition of this workflow \
+             (journal: version {}, definition hash {}; this program: version {}, definition hash {}){}",
+            self.id, self.journal_version, self.journal_hash, self.program_version, self.program_hash, self.changed
+        )
+    }
 }
 
 impl Resume {

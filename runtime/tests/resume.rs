@@ -273,6 +273,175 @@ async fn a_torn_file_journal_is_cut_to_its_last_whole_line_and_resumed() {
     assert_eq!(calls.count("fetch"), 1);
 }
 
+/// A file journal whose last line is whole but lacks its newline (the
+/// reader keeps that event) keeps it on reopen: the resume goes on after it,
+/// on a line of its own.
+#[tokio::test(start_paused = true)]
+async fn a_whole_last_line_without_its_newline_is_kept_and_resumed_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let runtime = Runtime::new(store.clone());
+    let calls = Arc::new(Calls::default());
+    crash_in(&runtime, &calls, "e6", "merge").await;
+    let path = store.path("e6");
+    let whole = std::fs::read(&path).unwrap();
+    let unterminated = &whole[..whole.len() - 1];
+    std::fs::write(&path, unterminated).unwrap();
+    let before = journal::read_file(&path).unwrap();
+    assert!(before.warnings.is_empty(), "{:?}", before.warnings);
+
+    let out = resume(&runtime, &calls, "e6").await.unwrap();
+    assert_eq!(out["merge"]["n"], 4);
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.starts_with(&whole), "the last line is kept and ended with its newline");
+    let read = journal::parse(&bytes).unwrap();
+    assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+    assert_well_formed(&read.events);
+    assert_eq!(read.events[before.events.len()].event, EventKind::ExecutionResumed);
+}
+
+/// fetch → parallel fail-fast(left, bad) → merge: `bad` always fails.
+fn fail_fast_workflow(calls: &Arc<Calls>) -> Workflow<State, Value> {
+    let agent = Arc::new(Counting(calls.clone()));
+    let policy = Policy {
+        timeout: Duration::from_secs(7200),
+        retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        ..Policy::default()
+    };
+    let step = |id: &'static str, from: &'static str| {
+        AgentStep::new(
+            id,
+            agent.clone(),
+            move |s: &State| Ok(if from.is_empty() { s.input.clone() } else { slot(&s.out[from], from)?.clone() }),
+            move |s: &State, out| store(&s.out[id], id, out),
+        )
+        .policy(policy)
+        .node()
+    };
+    let root = Node::sequence(vec![
+        step("fetch", ""),
+        Node::parallel("both", true, vec![step("left", "fetch"), step("bad", "fetch")]),
+        step("merge", "left"),
+    ]);
+    Workflow::with_registry(
+        WorkflowInfo::new("fail-fast", "1.0.0", "sha256:1"),
+        root,
+        |s: &State| Ok(json!({"merge": slot(&s.out["merge"], "merge")?})),
+        &BreakerRegistry::new(8),
+    )
+}
+
+/// A fail-fast parallel block one of whose branches had failed before the
+/// crash is decided: on resume it fails at once, and its other branches'
+/// agents are not called again (they would have been cancelled).
+#[tokio::test(start_paused = true)]
+async fn a_fail_fast_block_with_a_failed_branch_fails_on_resume_without_calling_the_others() {
+    let calls = Arc::new(Calls::default());
+    let wf = fail_fast_workflow(&calls);
+    // A whole run (`left` in flight when `bad` fails), cut after `bad`'s
+    // failure: the journal of a process that crashed right then.
+    *calls.hang_in.lock().unwrap() = Some("left".into());
+    let whole = Runtime::new(MemoryStore::new());
+    let err = whole.run(&wf, &state(), opts("e7")).await.unwrap().unwrap_err().to_string();
+    *calls.hang_in.lock().unwrap() = None;
+    let events = whole.store().read("e7").unwrap().events;
+    let cut = events.iter().position(|e| e.event == EventKind::StepFailed && e.step_id.as_deref() == Some("bad"));
+    let events = &events[..=cut.expect("bad failed")];
+    assert!(events.iter().any(|e| e.event == EventKind::StepStarted && e.step_id.as_deref() == Some("left")));
+    let store = MemoryStore::new();
+    let mut writer = store.create("e7").unwrap();
+    events.iter().for_each(|e| writer.append(e.clone()).unwrap());
+    drop(writer);
+    assert_eq!((calls.count("left"), calls.count("bad")), (1, 1));
+
+    let runtime = Runtime::new(store);
+    let point = Resume::from_journal(&runtime.store().read("e7").unwrap()).unwrap();
+    let s = state();
+    let exec = runtime.resume(&wf, &s, &point, ExecutionOptions::default()).unwrap();
+    let resumed_err = exec.run(&wf, &s).await.unwrap_err().to_string();
+    assert_eq!(resumed_err, err, "it fails as the whole run did");
+    assert_eq!((calls.count("left"), calls.count("bad"), calls.count("merge")), (1, 1, 0), "no agent called again");
+    let journal = runtime.store().read("e7").unwrap().events;
+    assert_well_formed(&journal);
+    let after: Vec<_> = journal[events.len()..].iter().map(|e| (e.name(), e.step_id.as_deref())).collect();
+    assert!(!after.iter().any(|(n, _)| *n == "step.started"), "{after:?}");
+}
+
+/// Execution ids name files in the store's directory: an id that is a path
+/// (`../x`, `a/b`) is refused by every method, not read from elsewhere.
+#[test]
+fn a_file_store_reads_and_reopens_only_ids_that_are_plain_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = |dir: &std::path::Path, id: &str| {
+        let mut w = FileStore::new(dir).create(id).unwrap();
+        let mut ev = JournalEvent::new(id.into(), EventKind::ExecutionStarted);
+        ev.seq = 1;
+        w.append(ev).unwrap();
+    };
+    let store = FileStore::new(dir.path().join("journal"));
+    journal(dir.path(), "x");
+    journal(&dir.path().join("journal/a"), "b");
+    for id in ["../x", "a/b"] {
+        let read = store.read(id).map(|r| r.events.len());
+        assert_eq!(read.as_ref().map_err(io::Error::kind), Err(io::ErrorKind::InvalidInput), "read {id}: {read:?}");
+        let err = store.read(id).unwrap_err().to_string();
+        assert!(err.contains("cannot name a journal file"), "{err}");
+        assert_eq!(store.reopen(id).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidInput), "reopen {id}");
+    }
+}
+
+/// A file journal is locked while a writer has it open: it cannot be
+/// reopened (resumed) until that writer is gone.
+#[test]
+fn a_file_journal_being_written_cannot_be_reopened_until_its_writer_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let writer = store.create("e8").unwrap();
+    let err = store.reopen("e8").err().expect("refused while it is written");
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    assert!(err.to_string().contains("locked by another writer"), "{err}");
+    drop(writer);
+    let reopened = store.reopen("e8").unwrap();
+    assert_eq!(store.reopen("e8").err().map(|e| e.kind()), Some(io::ErrorKind::WouldBlock));
+    drop(reopened);
+    store.reopen("e8").unwrap();
+}
+
+/// A resume cut short in turn resumes again: the journal goes on after each
+/// `execution.resumed`, `seq` unbroken, and ends with an uninterrupted
+/// run's output; only what had not ended ran each time.
+#[tokio::test(start_paused = true)]
+async fn a_resume_cut_short_resumes_again_from_where_it_ended() {
+    let uninterrupted = {
+        let calls = Arc::new(Calls::default());
+        let runtime = Runtime::new(MemoryStore::new());
+        runtime.run(&workflow(&calls, "sha256:1"), &state(), opts("whole")).await.unwrap().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(FileStore::new(dir.path()));
+    let calls = Arc::new(Calls::default());
+    let len = || runtime.store().read("e9").unwrap().events.len() as u64;
+    crash_in(&runtime, &calls, "e9", "right").await;
+    let first = len();
+    // The first resume's process ends in `merge`.
+    *calls.hang_in.lock().unwrap() = Some("merge".into());
+    let cut = tokio::time::timeout(Duration::from_secs(3600), resume(&runtime, &calls, "e9")).await;
+    assert!(cut.is_err(), "it hung in merge");
+    *calls.hang_in.lock().unwrap() = None;
+    let second = len();
+    let point = Resume::from_journal(&runtime.store().read("e9").unwrap()).unwrap();
+    assert_eq!((point.last_seq(), point.done_steps()), (second, vec!["bad", "fetch", "left", "right"]));
+
+    assert_eq!(resume(&runtime, &calls, "e9").await.unwrap(), uninterrupted);
+    let counts: Vec<usize> = STEPS.iter().map(|s| calls.count(s)).collect();
+    assert_eq!(counts, [1, 1, 2, 1, 2], "{STEPS:?}: only the steps in flight ran again");
+    let events = runtime.store().read("e9").unwrap().events;
+    assert_well_formed(&events);
+    let resumed: Vec<u64> = events.iter().filter(|e| e.event == EventKind::ExecutionResumed).map(|e| e.seq).collect();
+    assert_eq!(resumed, [first + 1, second + 1], "each resume goes on after the journal's last event");
+    assert_eq!(events.last().map(|e| e.event), Some(EventKind::ExecutionCompleted));
+}
+
 /// The durability rule: a step's success is made durable before any later
 /// agent code starts (a resume never runs again a step another built on).
 #[tokio::test(start_paused = true)]

@@ -216,6 +216,17 @@ fn a_run_killed_in_a_step_resumes_to_the_output_of_an_uninterrupted_run() {
 /// Runs the program in a child killed (SIGKILL) in `hang_in`; its journal
 /// directory, the execution id, the journal as it was left and the count file.
 fn killed_in(test: &str, tmp: &Path, name: &str, hang_in: &str) -> (PathBuf, String, Vec<u8>, PathBuf) {
+    let (mut child, dir, id, count) = running_in(test, tmp, name, hang_in);
+    child.kill().unwrap();
+    let (code, _) = wait(child);
+    assert_eq!(code, None, "killed by a signal");
+    let bytes = std::fs::read(dir.join(format!("{id}.jsonl"))).unwrap();
+    (dir, id, bytes, count)
+}
+
+/// Runs the program in a child until it hangs in `hang_in`; the child, its
+/// journal directory, the execution id and the count file.
+fn running_in(test: &str, tmp: &Path, name: &str, hang_in: &str) -> (std::process::Child, PathBuf, String, PathBuf) {
     let dir = tmp.join(name);
     let count = tmp.join(format!("{name}.count"));
     let run = Child {
@@ -225,20 +236,43 @@ fn killed_in(test: &str, tmp: &Path, name: &str, hang_in: &str) -> (PathBuf, Str
         out: tmp.join(format!("{name}.out")),
         hash: "sha256:1".into(),
     };
-    let mut child = spawn(test, &run);
+    let child = spawn(test, &run);
     let mut waited = 0;
     while !calls(&count).iter().any(|c| c.starts_with(&format!("{hang_in} "))) {
         assert!(waited < 12_000, "{hang_in} was never called");
         std::thread::sleep(Duration::from_millis(10));
         waited += 1;
     }
-    child.kill().unwrap();
-    let (code, _) = wait(child);
-    assert_eq!(code, None, "killed by a signal");
     let journal = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
     let id = journal.file_stem().unwrap().to_str().unwrap().to_owned();
-    let bytes = std::fs::read(&journal).unwrap();
-    (dir, id, bytes, count)
+    (child, dir, id, count)
+}
+
+/// A resume while the execution still runs in another process (which
+/// holds its journal's lock) is refused, and nothing is journaled; once
+/// that process is gone (killed: the lock goes with it), it resumes.
+#[test]
+fn a_resume_is_refused_while_the_execution_still_runs_in_another_process() {
+    be_the_child();
+    let test = "a_resume_is_refused_while_the_execution_still_runs_in_another_process";
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, dir, id, count) = running_in(test, tmp.path(), "running", "merge");
+    let dir_s = dir.to_str().unwrap();
+    let journal = dir.join(format!("{id}.jsonl"));
+    let before = std::fs::read(&journal).unwrap();
+    let (code, out, err) = resume_in_process(&count, "sha256:1", &["resume", &id, "--journal-dir", dir_s]);
+    child.kill().unwrap();
+    let _ = wait(child);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains(&format!("execution {id} is still running in another process")), "{err}");
+    assert!(!err.contains("resuming execution"), "a refused resume says only why: {err}");
+    assert_eq!(std::fs::read(&journal).unwrap(), before, "nothing journaled");
+    assert_eq!(calls(&count).iter().filter(|c| c.starts_with("merge ")).count(), 1, "merge ran once");
+
+    let (code, out, err) = resume_in_process(&count, "sha256:1", &["resume", &id, "--journal-dir", dir_s, "-q"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["merge"]["n"], 4);
+    assert_well_formed(&read_file(&journal).unwrap().events);
 }
 
 fn resume_in_process(count: &Path, hash: &str, list: &[&str]) -> (u8, String, String) {
@@ -278,6 +312,22 @@ fn a_resume_is_refused_with_exit_2_for_a_changed_workflow_an_ended_or_damaged_jo
     assert_eq!(code, 2);
     assert!(err.contains("cannot resume from") && err.contains("line 2"), "{err}");
     std::fs::write(&journal, &original).unwrap();
+
+    // A copy under another name is another execution's journal: refused, nothing written to either.
+    let copy = dir.join("copy.jsonl");
+    std::fs::copy(&journal, &copy).unwrap();
+    let (code, out, err) = resume_in_process(&count, "sha256:1", &["resume", "copy", "--journal-dir", dir_s]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains(&format!("is the journal of execution {id}, not of copy")), "{err}");
+    assert_eq!(std::fs::read(&journal).unwrap(), original, "nothing journaled");
+    assert_eq!(std::fs::read(&copy).unwrap(), original, "nothing journaled");
+    std::fs::remove_file(&copy).unwrap();
+    // An id that is a path, even to this very journal: refused.
+    let path_id = format!("../journal/{id}");
+    let (code, _, err) = resume_in_process(&count, "sha256:1", &["resume", &path_id, "--journal-dir", dir_s]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot name a journal file"), "{err}");
+    assert_eq!(std::fs::read(&journal).unwrap(), original, "nothing journaled");
 
     // Forced, with the other definition: it runs the rest.
     let (code, out, err) =
@@ -325,6 +375,7 @@ fn a_killed_server_restarted_on_its_journal_resumes_its_executions() {
     let test = "a_killed_server_restarted_on_its_journal_resumes_its_executions";
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("journal");
+    let dir_s = dir.to_str().unwrap();
     let count = tmp.path().join("count");
     let serve = Child {
         args: ["serve", "--addr", "127.0.0.1:0", "--journal-dir", dir.to_str().unwrap(), "-q"]
@@ -366,10 +417,24 @@ fn a_killed_server_restarted_on_its_journal_resumes_its_executions() {
     let s = left.get(&format!("/executions/{}", ids[0])).json();
     assert_eq!((s["status"].as_str(), s["error"]["kind"].as_str()), (Some("failed"), Some("interrupted")), "{s}");
     assert_eq!(left.stop().0, 0);
+    // `resume` goes on with a run's journal file, not with serve's log: it says where the journal is.
+    let (code, _, err) = resume_in_process(&count, "sha256:1", &["resume", &ids[0], "--journal-dir", dir_s]);
+    assert_eq!(code, 2, "{err}");
+    let log = dir.join("log");
+    assert!(
+        err.contains(&format!("execution {} was served: its journal is in serve's log in {}", ids[0], log.display()))
+            && err.contains(&format!("serve --journal-dir {dir_s}")),
+        "{err}"
+    );
     // Another definition: each stays unfinished, and the log says why.
     let other = common::http::Server::start(program(&count, None, "sha256:2"), &dir, &[]);
-    let refused = other.before.iter().filter(|l| l.contains("stays unfinished") && l.contains("sha256:2")).count();
-    assert_eq!(refused, 20, "{:?}", other.before);
+    let refused: Vec<_> =
+        other.before.iter().filter(|l| l.contains("stays unfinished") && l.contains("sha256:2")).collect();
+    assert_eq!(refused.len(), 20, "{:?}", other.before);
+    // serve has no --force: the line says what can be done instead.
+    let advice = "serve this journal directory with the program that started it (version 1.0.0, definition hash \
+                  sha256:1) to resume it";
+    assert!(refused.iter().all(|l| !l.contains("--force") && l.ends_with(advice)), "{refused:?}");
     assert!(other.before.iter().any(|l| l.ends_with("resumed 0 of 20 executions an earlier process left unfinished")));
     assert_eq!(other.get(&format!("/executions/{}", ids[0])).json()["error"]["kind"], "interrupted");
     assert_eq!(other.stop().0, 0);

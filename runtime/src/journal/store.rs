@@ -201,6 +201,9 @@ impl JournalStore for FileStore {
             }
             Err(e) => return Err(e),
         };
+        // Held for the writer's lifetime: a resume elsewhere sees the
+        // execution still runs. A new file's lock is free.
+        lock(&file)?;
         Ok(Box::new(FileWriter {
             file,
             buf: Vec::with_capacity(4096),
@@ -210,20 +213,38 @@ impl JournalStore for FileStore {
     }
 
     fn read(&self, execution_id: &str) -> io::Result<JournalRead> {
+        // As in create: an id that is a path would read outside the directory.
+        check_execution_id(execution_id)?;
         super::read_file(self.path(execution_id))
     }
 
     fn reopen(&self, execution_id: &str) -> io::Result<Box<dyn JournalWriter>> {
         check_execution_id(execution_id)?;
         let path = self.path(execution_id);
-        let file = OpenOptions::new().append(true).open(&path)?;
-        // A last line without its newline was torn by a machine crash (a
-        // process crash cannot tear a write): it was never durable, and the
-        // reader dropped it. Cut it off, so the next line starts clean.
+        let mut file = OpenOptions::new().append(true).open(&path)?;
+        // Before anything is cut or written: another writer (a live process
+        // still running the execution, or another resume) may hold it.
+        lock(&file).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("the journal {} is locked by another writer", path.display()),
+            ),
+            _ => e,
+        })?;
         let bytes = std::fs::read(&path)?;
         let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if whole < bytes.len() {
-            file.set_len(whole as u64)?;
+        let tail = &bytes[whole..];
+        if !tail.is_empty() {
+            if super::read::parse_line(tail).is_ok() {
+                // A whole event without its newline: the reader kept it (the
+                // resume goes on after its seq), so keep it and end its line.
+                file.write_all(b"\n")?;
+            } else {
+                // A last line torn by a machine crash (a process crash cannot
+                // tear a write): never durable, and the reader dropped it.
+                // Cut it off, so the next line starts clean.
+                file.set_len(whole as u64)?;
+            }
             file.sync_data()?;
         }
         Ok(Box::new(FileWriter {
@@ -233,6 +254,34 @@ impl JournalStore for FileStore {
             per_event: self.per_event,
         }))
     }
+}
+
+/// Takes the journal file's advisory lock (flock) for as long as `file` is
+/// open, without waiting: `WouldBlock` if another open file of it holds it.
+/// The kernel drops it when the process ends, killed or not, so a crashed
+/// run's journal is free. A file system without locks leaves it unguarded
+/// rather than unusable.
+#[cfg(unix)]
+fn lock(file: &File) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    loop {
+        // SAFETY: flock(2) on a descriptor `file` owns and keeps open.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ENOLCK | libc::EOPNOTSUPP) => return Ok(()),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// No advisory lock off unix: journals are not guarded against a second writer.
+#[cfg(not(unix))]
+fn lock(_file: &File) -> io::Result<()> {
+    Ok(())
 }
 
 /// Execution ids name files: none empty, none with a path separator, none hidden.

@@ -65,7 +65,23 @@ where
             Ok(read) => read,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let path = store.path(&args.id);
-                return refuse(stderr, &format!("no journal of execution {} at {}", args.id, path.display()));
+                let dir = args.journal_dir.display();
+                let msg = match crate::journal::read_execution(&args.journal_dir, &args.id) {
+                    // An ended one says so (there is nothing to resume, anywhere).
+                    Ok(read) => match Resume::from_journal(&read) {
+                        Err(e @ crate::resume::ResumeError::Ended { .. }) => e.to_string(),
+                        _ => format!(
+                            "execution {} was served: its journal is in serve's log in {}, not in a run's journal \
+                             file ({}), and resume goes on only from such a file; serve resumes it when it starts \
+                             again on this directory (serve --journal-dir {dir}), unless --no-resume",
+                            args.id,
+                            args.journal_dir.join(crate::journal::LOG_DIR).display(),
+                            path.display()
+                        ),
+                    },
+                    Err(_) => format!("no journal of execution {} at {}", args.id, path.display()),
+                };
+                return refuse(stderr, &msg);
             }
             Err(e) => {
                 let path = store.path(&args.id);
@@ -76,6 +92,19 @@ where
             Ok(point) => point,
             Err(e) => return refuse(stderr, &e.to_string()),
         };
+        // A copied or renamed file: resuming would go on with the other
+        // execution's journal file, not this one.
+        if point.execution_id() != args.id {
+            let (path, other) = (store.path(&args.id), point.execution_id());
+            let msg = format!(
+                "{} is the journal of execution {other}, not of {} (a copied or renamed file?); nothing was \
+                 resumed: to resume execution {other}, resume {other} with its journal at {}",
+                path.display(),
+                args.id,
+                store.path(other).display()
+            );
+            return refuse(stderr, &msg);
+        }
         if let Err(e) = point.check_definition(self.workflow.info(), &self.workflow.step_ids(), args.force) {
             return refuse(stderr, &e.to_string());
         }
@@ -106,7 +135,8 @@ where
                 point.last_seq()
             )
         });
-        self.work(Begin::Resume(Box::new(point)), ids, state, store, quiet, note, format, stdout, stderr)
+        let begin = Begin::Resume { point: Box::new(point), note };
+        self.work(begin, ids, state, store, quiet, None, format, stdout, stderr)
     }
 
     /// Checks that `deliver.step` is a wait of this program that the journal

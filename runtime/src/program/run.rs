@@ -202,8 +202,9 @@ enum Ended<O> {
 pub(super) enum Begin {
     /// A new execution of `input` (for its journal).
     New { input: Value },
-    /// The rest of an execution, from its journal.
-    Resume(Box<Resume>),
+    /// The rest of an execution, from its journal; `note` is said once
+    /// the journal is reopened (a refused resume says only why).
+    Resume { point: Box<Resume>, note: Option<String> },
 }
 
 /// Everything the execution thread owns.
@@ -263,10 +264,15 @@ where
                     Err(e) => return Ended::NotStarted(format!("cannot create the journal in {}: {e}", dir.display())),
                 }
             }
-            Begin::Resume(point) => {
+            Begin::Resume { point, note } => {
                 let state = Arc::new(state);
                 match runtime.resume(&workflow, &state, &point, ExecutionOptions::default()) {
-                    Ok(exec) => exec.spawn(workflow, state),
+                    Ok(exec) => {
+                        if let Some(note) = note {
+                            progress.send(note);
+                        }
+                        exec.spawn(workflow, state)
+                    }
                     Err(e) => return Ended::Refused(e.to_string()),
                 }
             }

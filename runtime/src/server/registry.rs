@@ -294,6 +294,14 @@ impl App {
                             .detail(format!("cannot create the journal: {}", one_line(&e.to_string())))
                     }
                     StartError::Panicked(why) => Problem::internal(format!("the execution could not start: {why}")),
+                    // Said at startup, where there is no --force to offer.
+                    StartError::Resume(crate::resume::ResumeError::Changed(c)) => Problem::internal(format!(
+                        "{}; a server resumes only the executions of its own definition: serve this journal \
+                         directory with the program that started it (version {}, definition hash {}) to resume it",
+                        c.difference(),
+                        c.journal_version,
+                        c.journal_hash
+                    )),
                     StartError::Resume(e) => Problem::internal(e.to_string()),
                 });
             }
