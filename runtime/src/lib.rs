@@ -41,4 +41,4 @@ pub use resume::{Resume, ResumeError};
 pub use state::{ExecutionState, StepState};
 pub use tokio_util::sync::CancellationToken;
 pub use usage::{Tokens, Usage, UsageMeter};
-pub use wait::{Mailbox, Signals, Undelivered, WaitStep, Waiting};
+pub use wait::{Mailbox, PayloadError, Signals, Undelivered, WaitStep, Waiting};

@@ -38,10 +38,29 @@ pub trait Waiting: Send + Sync {
     fn schema(&self) -> &Value;
     /// `wait.timeout`.
     fn timeout(&self) -> Option<Duration>;
-    /// Parses and checks a payload against the step's type and its schema's
-    /// bounds; `Err` says where (a JSON pointer, or `line:column`) and what.
-    fn check(&self, text: &str) -> Result<Value, String>;
+    /// Checks a payload against the step's type and its schema's bounds:
+    /// the JSON to journal, or where (a JSON pointer into the payload) and
+    /// why it does not fit.
+    fn check(&self, payload: &Value) -> Result<Value, PayloadError>;
 }
+
+/// Where and why a signal's payload does not fit its wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadError {
+    /// A JSON pointer into the payload (`""`: the whole of it).
+    pub pointer: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = if self.pointer.is_empty() { "the top level" } else { &self.pointer };
+        write!(f, "at {at}: {}", self.message)
+    }
+}
+
+impl std::error::Error for PayloadError {}
 
 /// The signals of one execution: what its journal says was received and
 /// since when each step waits (read back on resuming), and where payloads
@@ -367,8 +386,9 @@ where
         self.timeout
     }
 
-    fn check(&self, text: &str) -> Result<Value, String> {
-        crate::program::check_value::<T>(text, Some(&self.schema)).map(|(_, json)| json)
+    fn check(&self, payload: &Value) -> Result<Value, PayloadError> {
+        crate::program::check_payload::<T>(payload, &self.schema)
+            .map_err(|e| PayloadError { pointer: e.pointer, message: e.message })
     }
 }
 

@@ -418,8 +418,8 @@ fn an_execution_cut_off_by_an_exit_reads_back_as_interrupted() {
     let events = journal_events(dir.path(), &id);
     assert!(!events.last().unwrap().event.is_terminal(), "{:?}", event_names(&events));
 
-    // A new process over the same journals.
-    let server = Server::start(program(ok_agent()), dir.path(), &[]);
+    // A new server over the same journals, which leaves it for an explicit resume.
+    let server = Server::start(program(ok_agent()), dir.path(), &["--no-resume"]);
     let s = server.get(&format!("/executions/{id}")).json();
     assert_eq!(s["status"], "failed", "{s}");
     assert_eq!(s["error"]["kind"], "interrupted", "{s}");

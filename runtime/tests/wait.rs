@@ -2,6 +2,10 @@
 //! waits are left, `signal ID STEP --data JSON` delivers a payload and runs
 //! the rest; two parallel branches wait on the same signal name with
 //! different payload types; timeouts; every refusal exits 2 and says why.
+//! In `serve`: signals over HTTP, each error status, a restart of the
+//! server while executions wait. In `--test`: signals on virtual time.
+
+mod common;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -16,6 +20,8 @@ use orchestr8_runtime::journal::{read_file, JournalEvent};
 use orchestr8_runtime::testing::MockAgent;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use common::http::{id_of, journal_events, Server};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Input {}
@@ -344,4 +350,110 @@ fn test_files_deliver_signals_on_virtual_time() {
         "{}",
         not_a_wait.stderr
     );
+}
+
+/// `serve`: both waits take their signals over HTTP; every refusal has its
+/// status; a server stopped while executions wait suspends them, and the
+/// next one on the same directory resumes them and takes the signals.
+#[test]
+fn serve_takes_signals_over_http_and_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agents();
+    let server = Server::start(program(&a, None, false), dir.path(), &[]);
+    let started = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(started.status, 202, "{}", started.text());
+    let id = id_of(&started.json());
+    let status = server.poll(&format!("/executions/{id}"), |v| v["status"] == "waiting");
+    assert_eq!(status["steps"]["approve"], "waiting", "{status}");
+    assert_eq!(status["steps"]["legal"], "waiting", "{status}");
+
+    // The OpenAPI document has a path per wait, with that wait's payload schema.
+    let doc = server.get("/openapi.json").json();
+    let op = &doc["paths"]["/executions/{id}/signals/approve"]["post"];
+    assert_eq!(
+        op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Signal_approve"
+    );
+    assert_eq!(doc["components"]["schemas"]["Signal_legal"]["required"], json!(["ok"]));
+
+    let signal = |step: &str, body: &str| {
+        common::http::request(
+            &server.addr,
+            "POST",
+            &format!("/executions/{id}/signals/{step}"),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    let p = signal("approve", r#"{"approved": "yes", "by": "ann"}"#).problem(422);
+    assert_eq!(p["errors"][0]["pointer"], "/approved", "{p}");
+    let p = signal("approve", r#"{"approved": true, "by": ""}"#).problem(422);
+    assert_eq!(p["errors"][0]["pointer"], "/by", "{p}");
+    signal("approve", r#"{"approved": true"#).problem(400);
+    let p = signal("draft", "{}").problem(404);
+    assert!(p["detail"].as_str().unwrap().contains("its wait steps are approve, legal"), "{p}");
+    let unknown = common::http::request(
+        &server.addr,
+        "POST",
+        "/executions/nope/signals/approve",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
+    unknown.problem(404);
+    let form = common::http::request(
+        &server.addr,
+        "POST",
+        &format!("/executions/{id}/signals/approve"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"a=1",
+    );
+    form.problem(415);
+
+    let ok = signal("approve", r#"{"approved": true, "by": "ann"}"#);
+    assert_eq!(ok.status, 202, "{}", ok.text());
+    assert_eq!(ok.json()["signal"], "approval");
+    // Taken once: the step no longer waits.
+    let p = signal("approve", r#"{"approved": true, "by": "bo"}"#).problem(409);
+    assert!(p["detail"].as_str().unwrap().contains("the steps waiting now: legal"), "{p}");
+
+    // Stopped while `legal` waits: suspended, not cancelled.
+    let (code, lines) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("suspending 1 waiting for signals")), "{lines:?}");
+    let names: Vec<String> = journal_events(dir.path(), &id).iter().map(|e| e.name().to_owned()).collect();
+    assert_eq!(names.last().map(String::as_str), Some("execution.suspended"), "{names:?}");
+
+    // The next server resumes it; the signal reaches the waiting step there.
+    let server = Server::start(program(&a, None, false), dir.path(), &[]);
+    server.poll(&format!("/executions/{id}"), |v| v["status"] == "waiting");
+    let ok = common::http::request(
+        &server.addr,
+        "POST",
+        &format!("/executions/{id}/signals/legal"),
+        &[("Content-Type", "application/json")],
+        br#"{"ok": true, "note": "fine"}"#,
+    );
+    assert_eq!(ok.status, 202, "{}", ok.text());
+    let done = server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
+    assert_eq!(
+        done["output"],
+        json!({"approvedBy": "ann", "legal": {"ok": true, "note": "fine"}, "published": {"url": "https://x/1"}})
+    );
+    assert_eq!((a.draft.calls(), a.publish.calls()), (1, 1), "no agent ran twice");
+    let p = common::http::request(
+        &server.addr,
+        "POST",
+        &format!("/executions/{id}/signals/legal"),
+        &[("Content-Type", "application/json")],
+        br#"{"ok": true}"#,
+    )
+    .problem(409);
+    assert!(p["detail"].as_str().unwrap().contains("has already ended"), "{p}");
+    let events = journal_events(dir.path(), &id);
+    let received: Vec<_> = events.iter().filter(|e| e.name() == "signal.received").collect();
+    assert_eq!(received.len(), 2);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+    }
+    server.stop();
 }

@@ -514,8 +514,10 @@ impl LogStore {
                 }
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let part = match retention::segment_pid(&name) {
-                    // An earlier store of this process (one store writes a directory).
-                    Some(pid) if pid == this => Part::Ours,
+                    // Not this store's, so an earlier store's (one store writes a
+                    // directory at a time): of this process, which has dropped it,
+                    // or of a dead process whose pid this one reuses.
+                    Some(pid) if pid == this => Part::Gone,
                     Some(pid) if unfinished::running(pid) => return None,
                     _ => Part::Gone,
                 };

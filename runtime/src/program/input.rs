@@ -6,7 +6,6 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
-#[cfg(feature = "server")]
 use serde_json::Value;
 
 use super::args::RunArgs;
@@ -76,7 +75,7 @@ pub(super) fn parse_input<I: DeserializeOwned>(text: &str, source: &Source) -> R
     Ok(input)
 }
 
-fn syntax_error(e: &serde_json::Error, source: &Source) -> String {
+pub(super) fn syntax_error(e: &serde_json::Error, source: &Source) -> String {
     format!("invalid JSON in {source} at {}:{}: {}", e.line(), e.column(), one_line(&strip_position(e)))
 }
 
@@ -97,9 +96,8 @@ fn field_named(msg: &str) -> Option<&str> {
     rest.split_once('`').map(|(field, _)| field)
 }
 
-/// Parses an input given as a JSON value (the server's request body) into
-/// `I`, located as [`parse_input`] locates it.
-#[cfg(feature = "server")]
+/// Parses an input given as a JSON value (the server's request body, a
+/// signal's payload) into `I`, located as [`parse_input`] locates it.
 pub(crate) fn parse_input_value<I: DeserializeOwned>(value: &Value) -> Result<I, InputError> {
     serde_path_to_error::deserialize(value).map_err(|e| locate(e.path(), e.inner()))
 }

@@ -97,10 +97,9 @@ pub use args::{
 #[cfg(feature = "server")]
 pub(crate) use bounds::number_key;
 pub(crate) use bounds::{checked_json, InputError};
-#[cfg(feature = "server")]
 pub(crate) use input::parse_input_value;
 pub(crate) use input::{escape_pointer, one_line};
-use input::{parse_input, strip_position, Source};
+use input::{parse_input, strip_position, syntax_error, Source};
 use log::{log_format, say};
 use run::describe_error;
 #[cfg(feature = "server")]
@@ -362,12 +361,20 @@ fn check_value_from<T: DeserializeOwned + Serialize>(
     Ok((value, json))
 }
 
-/// [`check_value_from`] for a signal's payload (`--data`, or a request body).
-pub(crate) fn check_value<T: DeserializeOwned + Serialize>(
-    text: &str,
-    schema: Option<&Value>,
-) -> Result<(T, Value), String> {
-    check_value_from(text, &Source::Payload, schema)
+/// A signal's payload (`--data`, a request body, a test file's) as `T`,
+/// checked against the bounds of `schema` its type cannot hold: the JSON to
+/// journal, or where and why it does not fit.
+pub(crate) fn check_payload<T: DeserializeOwned + Serialize>(
+    payload: &Value,
+    schema: &Value,
+) -> Result<Value, InputError> {
+    let typed: T = parse_input_value(payload)?;
+    checked_json(Some(schema), &typed)
+}
+
+/// `--data`'s text as JSON; the error is located by `line:column`.
+pub(crate) fn parse_payload(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| syntax_error(&e, &Source::Payload))
 }
 
 fn pretty<T: Serialize + ?Sized>(v: &T) -> serde_json::Result<String> {

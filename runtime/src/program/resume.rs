@@ -173,8 +173,8 @@ where
                 ));
             }
         }
-        let payload = wait
-            .check(&deliver.data)
+        let payload = super::parse_payload(&deliver.data)
+            .and_then(|payload| wait.check(&payload).map_err(|e| e.to_string()))
             .map_err(|msg| format!("the payload for step `{step}` (signal `{}`) does not fit: {msg}", wait.signal()))?;
         point.deliver(step, payload);
         Ok(())

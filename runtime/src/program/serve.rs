@@ -46,7 +46,7 @@ where
                           input: &Value,
                           o: crate::server::StartOptions|
               -> Result<crate::server::Started, crate::server::StartError> {
-            let crate::server::StartOptions { ids, trace_parent, cancel, idempotency, resume } = o;
+            let crate::server::StartOptions { ids, trace_parent, cancel, idempotency, resume, mailbox } = o;
             use crate::server::StartError;
             let typed: I = parse_input_value(input).map_err(StartError::Input)?;
             let input_json = checked_json(schema.as_ref(), &typed).map_err(StartError::Input)?;
@@ -58,6 +58,7 @@ where
                 cancel: Some(cancel),
                 trace_parent,
                 idempotency,
+                mailbox: Some(mailbox),
                 ..ExecutionOptions::default()
             };
             let execution = match resume {
@@ -76,12 +77,23 @@ where
             });
             Ok(crate::server::Started { run, trace_id })
         };
+        let waits = (self.workflow.wait_steps().into_iter())
+            .filter_map(|step| {
+                let wait = self.workflow.waiting(step)?;
+                let (signal, schema) = (wait.signal().to_owned(), wait.schema().clone());
+                Some(crate::server::WaitInfo { step: step.to_owned(), signal, schema })
+            })
+            .collect();
+        let signals = self.workflow.clone();
+        let check_signal = move |step: &str, payload: &Value| Some(signals.waiting(step)?.check(payload));
         let config = crate::server::Config {
             args,
             info: self.workflow.info().clone(),
             about: self.about,
             input_schema: self.input_schema,
             output_schema: self.output_schema,
+            waits,
+            check_signal: Arc::new(check_signal),
         };
         let interrupts = self.interrupts;
         let (tx, rx) = sync_channel(PROGRESS_CAPACITY);

@@ -114,7 +114,7 @@ where
     let waits = program.workflow.wait_steps();
     let check = |step: &str, payload: &Value| -> Option<Result<Value, String>> {
         let wait = program.workflow.waiting(step)?;
-        Some(wait.check(&payload.to_string()))
+        Some(wait.check(payload).map_err(|e| e.to_string()))
     };
     let known = Known { steps: &steps, waits: &waits, check: &check };
     let cases = match parse_file(&doc, &known) {

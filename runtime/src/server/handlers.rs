@@ -14,11 +14,12 @@ use super::idempotency;
 use super::problem::{ok_json, Problem};
 use super::registry::{App, Start};
 use super::request::{
-    bool_param, is_json, json_or_empty, query_pairs, request_context, u64_param, ExecuteBody, CORRELATION_ID,
+    bool_param, is_json, json_or_empty, parse_json, query_pairs, request_context, u64_param, ExecuteBody,
+    CORRELATION_ID,
 };
 use super::responses::{
     result_state, timestamp, Accepted, CancelRequested, Ended, ExecutionDoc, Health, HealthStatus, JournalPage, Links,
-    NextPage,
+    NextPage, SignalAccepted,
 };
 use crate::journal::{EventLabels, Snapshot};
 use crate::program::one_line;
@@ -42,6 +43,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/executions/{id}", get(status))
         .route("/executions/{id}/journal", get(journal))
         .route("/executions/{id}/cancel", post(cancel))
+        .route("/executions/{id}/signals/{step}", post(signal))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi_doc))
         .fallback(|| async { Problem::not_found("no such resource").into_response() })
@@ -73,21 +75,7 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
     }
     let (trace_parent, header_correlation) = request_context(request.headers())?;
     let key = idempotency::key(request.headers())?;
-    let limit = app.config.args.body_limit;
-    let bytes = axum::body::to_bytes(request.into_body(), limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit exceeded");
-        if too_large {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large")
-                .detail(format!("the request body is larger than the limit of {limit} bytes"))
-        } else if let Some(timeout) = super::listener::body_timeout(&e) {
-            Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "Request body timeout")
-                .detail(format!("{timeout}; send it faster, or ask for a longer --body-timeout"))
-        } else {
-            Problem::new(StatusCode::BAD_REQUEST, "unreadable-body", "Unreadable request body")
-                .detail(format!("cannot read the request body: {}", one_line(&e.to_string())))
-        }
-    })?;
+    let bytes = read_body(&app, request).await?;
     // A large body is parsed and its input checked on the blocking pool:
     // that work is linear in its size, and must not hold up the async
     // workers that answer every other request (`/health` among them).
@@ -153,6 +141,80 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
 }
 
 /// 202 with the execution's id, state and links, and `Location`.
+/// The request's body, within `--body-limit` and `--body-timeout`.
+async fn read_body(app: &App, request: Request) -> Result<axum::body::Bytes, Problem> {
+    let limit = app.config.args.body_limit;
+    axum::body::to_bytes(request.into_body(), limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit exceeded");
+        if too_large {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large")
+                .detail(format!("the request body is larger than the limit of {limit} bytes"))
+        } else if let Some(timeout) = super::listener::body_timeout(&e) {
+            Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "Request body timeout")
+                .detail(format!("{timeout}; send it faster, or ask for a longer --body-timeout"))
+        } else {
+            Problem::new(StatusCode::BAD_REQUEST, "unreadable-body", "Unreadable request body")
+                .detail(format!("cannot read the request body: {}", one_line(&e.to_string())))
+        }
+    })
+}
+
+/// `POST /executions/{id}/signals/{step}`: the body is the payload of the
+/// signal the wait step `step` waits for.
+pub(super) async fn signal(
+    State(app): State<Arc<App>>,
+    Path((id, step)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    match signal_inner(app, &id, &step, request).await {
+        Ok(r) => r,
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn signal_inner(app: Arc<App>, id: &str, step: &str, request: Request) -> Result<Response, Problem> {
+    if !is_json(request.headers()) {
+        return Err(Problem::not_json());
+    }
+    let bytes = read_body(&app, request).await?;
+    let payload = parse_json(&bytes)?;
+    let Some(entry) = app.entry(id) else {
+        return Err(match app.journal(id).await? {
+            Some(read) if read.events.iter().any(|e| e.event.is_terminal()) => ended_problem(id),
+            Some(_) => Problem::new(StatusCode::CONFLICT, "not-running", "Execution not running").detail(format!(
+                "execution {id} is not running in this server; a restart of the server on its journal \
+                     directory resumes it"
+            )),
+            None => Problem::unknown_execution(id),
+        });
+    };
+    if entry.done.borrow().is_some() {
+        return Err(ended_problem(id));
+    }
+    let Some(checked) = (app.config.check_signal)(step, &payload) else {
+        let waits: Vec<&str> = app.config.waits.iter().map(|w| w.step.as_str()).collect();
+        let known = if waits.is_empty() {
+            "this workflow has no wait step".to_owned()
+        } else {
+            format!("its wait steps are {}", waits.join(", "))
+        };
+        return Err(Problem::not_found(format!("`{step}` is not a wait step of this workflow; {known}")));
+    };
+    let payload = checked.map_err(|e| Problem::invalid(e.pointer, e.message))?;
+    if entry.mailbox.deliver(step, payload).is_err() {
+        let waiting = entry.mailbox.waiting();
+        let now = if waiting.is_empty() { "none".to_owned() } else { waiting.join(", ") };
+        return Err(Problem::new(StatusCode::CONFLICT, "not-waiting", "Step not waiting").detail(format!(
+            "step `{step}` of execution {id} is not waiting for its signal (it has not started to wait, has \
+             received its signal or has ended); the steps waiting now: {now}"
+        )));
+    }
+    let signal = app.config.waits.iter().find(|w| w.step == step).map(|w| w.signal.clone()).unwrap_or_default();
+    let body = SignalAccepted { execution_id: id, step_id: step, signal: &signal, links: Links::of(id) };
+    Ok(ok_json(StatusCode::ACCEPTED, &body))
+}
+
 fn accepted(id: &str, status: ExecutionState, trace_id: Option<&str>) -> Response {
     let mut response =
         ok_json(StatusCode::ACCEPTED, &Accepted { execution_id: id, status, links: Links::of(id), trace_id });
@@ -185,17 +247,19 @@ pub(super) async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) 
     let label = |f: fn(&EventLabels) -> &Option<Arc<str>>| labels.and_then(|l| f(l).as_deref()).map(str::to_owned);
     // Steps run only in a live execution of this process.
     let live = entry.is_some() && done.is_none();
-    let running_steps = snapshot
+    let running_steps: Vec<String> = snapshot
         .steps
         .iter()
         .filter(|(_, s)| live && matches!(s, StepState::Executing | StepState::Retrying))
         .map(|(k, _)| k.clone())
         .collect();
+    // Only steps waiting for signals left: the contract's `waiting`.
+    let waits = entry.as_ref().is_some_and(|e| !e.mailbox.waiting().is_empty());
     let (status, output, error) = match (&entry, done) {
         (_, Some(done)) => (result_state(&done.result), done.result.as_ref().ok().cloned(), done.result.clone().err()),
-        (Some(_), None) => {
-            (snapshot.execution.map_or(ExecutionState::Pending, |_| ExecutionState::Running), None, None)
-        }
+        (Some(_), None) if snapshot.execution.is_none() => (ExecutionState::Pending, None, None),
+        (Some(_), None) if waits && running_steps.is_empty() => (ExecutionState::Waiting, None, None),
+        (Some(_), None) => (ExecutionState::Running, None, None),
         (None, None) => {
             (snapshot.execution.unwrap_or(ExecutionState::Pending), snapshot.output.clone(), snapshot.error.clone())
         }
@@ -296,9 +360,12 @@ pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, 
 }
 
 pub(super) fn ended(id: &str) -> Response {
+    ended_problem(id).into_response()
+}
+
+fn ended_problem(id: &str) -> Problem {
     Problem::new(StatusCode::CONFLICT, "execution-ended", "Execution ended")
         .detail(format!("execution {id} has already ended"))
-        .into_response()
 }
 
 pub(super) async fn health(State(app): State<Arc<App>>) -> Response {

@@ -171,14 +171,24 @@ pub(super) async fn serve(
     let grace = app.config.args.shutdown_timeout;
     let deadline = tokio::time::Instant::now() + grace;
     let grace = humantime::format_duration(grace);
+    // An execution with steps waiting for signals is suspended, not
+    // cancelled: its journal ends `execution.suspended` once its other
+    // steps end, and the next server on this directory resumes it.
+    let (waiting, cancelled): (Vec<&Arc<Entry>>, Vec<&Arc<Entry>>) =
+        running.iter().partition(|e| !e.mailbox.waiting().is_empty());
     say(
         &log,
         format!(
-            "[orchestr8] stopping: cancelling {} running executions; waiting up to {grace} for them and open requests; press Ctrl-C again to exit at once",
-            running.len()
+            "[orchestr8] stopping: cancelling {} running executions, suspending {} waiting for signals; waiting up to {grace} for them and open requests; press Ctrl-C again to exit at once",
+            cancelled.len(),
+            waiting.len()
         ),
     );
     for e in &running {
+        // Waits that start from now on suspend too.
+        e.mailbox.suspend();
+    }
+    for e in cancelled {
         e.cancel.cancel();
     }
     let finished = async {

@@ -6,6 +6,7 @@
 //! | `GET /executions/{id}` | state, timestamps, running steps, output or error |
 //! | `GET /executions/{id}/journal[?after=SEQ&limit=N]` | the journal's events after `SEQ` |
 //! | `POST /executions/{id}/cancel` | 202 cancellation requested, 409 already ended, 404 unknown |
+//! | `POST /executions/{id}/signals/{step}` | the body is the payload of the signal the wait step `step` waits for: 202 taken, 422 it does not fit, 409 not waiting or ended, 404 unknown |
 //! | `GET /health` | `{"status": "ok", ...}`; 503 `"failing"` with the reason while the journal fails |
 //! | `GET /openapi.json` | an OpenAPI 3.1 document of all of these, with the input schema |
 //!
@@ -30,7 +31,8 @@
 //! `interrupted`.
 //!
 //! The first Ctrl-C or SIGTERM stops accepting connections, cancels every
-//! running execution cooperatively and waits, up to `--shutdown-timeout`,
+//! running execution cooperatively (suspends those with steps waiting for
+//! signals: the next server resumes them) and waits, up to `--shutdown-timeout`,
 //! for their journals to end and open requests to be answered; past it,
 //! each execution still running is journaled as cancelled in its place
 //! ([`LogStore::abandon`](crate::journal::LogStore::abandon): durable before
@@ -52,6 +54,7 @@ mod responses;
 mod search_queue;
 
 use std::io;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +105,20 @@ pub(crate) struct StartOptions {
     /// Goes on with this journal (an execution an earlier process left
     /// unfinished) instead of starting a new one.
     pub resume: Option<Box<crate::resume::Resume>>,
+    /// Where `POST /executions/{id}/signals/{step}` delivers.
+    pub mailbox: Arc<crate::wait::Mailbox>,
 }
+
+/// A wait step of the workflow, for the signal endpoint and the OpenAPI document.
+#[derive(Clone)]
+pub(crate) struct WaitInfo {
+    pub step: String,
+    pub signal: String,
+    pub schema: Value,
+}
+
+/// Checks a payload for the wait step `step` (`None`: not a wait step).
+pub(crate) type CheckSignal = dyn Fn(&str, &Value) -> Option<Result<Value, crate::wait::PayloadError>> + Send + Sync;
 
 /// An execution the start function prepared.
 pub(crate) struct Started {
@@ -128,6 +144,9 @@ pub(crate) struct Config {
     pub about: Option<String>,
     pub input_schema: Option<Value>,
     pub output_schema: Option<Value>,
+    /// The workflow's wait steps, in plan order.
+    pub waits: Vec<WaitInfo>,
+    pub check_signal: Arc<CheckSignal>,
 }
 
 /// How the server ended.

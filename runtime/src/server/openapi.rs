@@ -8,7 +8,9 @@ use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
 use super::handlers::MAX_PAGE;
-use super::responses::{Accepted, CancelRequested, Ended, ExecutionDoc, Health, JournalPage, ProblemDoc};
+use super::responses::{
+    Accepted, CancelRequested, Ended, ExecutionDoc, Health, JournalPage, ProblemDoc, SignalAccepted,
+};
 use super::Config;
 use crate::journal::EventKind;
 use crate::usage::Usage;
@@ -55,6 +57,7 @@ fn components() -> Map<String, Value> {
     }
     add::<Accepted<'static>>(&mut generator);
     add::<Ended<'static>>(&mut generator);
+    add::<SignalAccepted<'static>>(&mut generator);
     add::<ExecutionDoc>(&mut generator);
     add::<JournalPage<'static>>(&mut generator);
     add::<CancelRequested<'static>>(&mut generator);
@@ -224,6 +227,35 @@ pub(super) fn openapi(config: &Config) -> Value {
         },
         "components": { "schemas": schemas }
     });
+    // One path per wait step: each with its own payload's schema.
+    let mut payloads = Vec::new();
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for wait in &config.waits {
+            let name = format!("Signal_{}", wait.step);
+            let base = format!("#/components/schemas/{name}");
+            let operation = json!({ "post": {
+                "operationId": format!("signal_{}", wait.step),
+                "summary": format!("Send step `{}` the signal `{}` it waits for", wait.step, wait.signal),
+                "description": "The body is the signal's payload. The waiting step takes it as its output and the execution goes on.",
+                "parameters": [id_param],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": base } } } },
+                "responses": {
+                    "202": { "description": "the waiting step took the payload", "content": body("SignalAccepted") },
+                    "400": problem("malformed JSON"),
+                    "404": problem("unknown execution"),
+                    "409": problem("the execution has ended, is not running in this server, or the step is not waiting now"),
+                    "413": problem("a body over --body-limit"),
+                    "415": problem("a body that is not JSON"),
+                    "422": problem("a payload that does not fit the wait's schema (`errors` has JSON pointers into the body)")
+                }
+            } });
+            paths.insert(format!("/executions/{{id}}/signals/{}", wait.step), operation);
+            payloads.push((name, rebase_refs(&wait.schema, &base)));
+        }
+    }
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        schemas.extend(payloads);
+    }
     // What any operation may answer.
     let common = [
         ("401", "`--auth-token-env` is set and the request has no (or another) bearer token"),

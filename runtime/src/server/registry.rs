@@ -27,6 +27,7 @@ use crate::journal::{JournalPage, JournalRead, LogStore};
 use crate::program::{one_line, ExecutionIds};
 use crate::resume::Resume;
 use crate::telemetry::TraceParent;
+use crate::wait::Mailbox;
 
 pub(super) struct App {
     /// Where access log lines go; `None` with `-q`.
@@ -143,6 +144,8 @@ pub(super) enum Start {
 pub(super) struct Entry {
     pub(super) id: Arc<str>,
     pub(super) cancel: CancellationToken,
+    /// Where its waiting steps' signals are delivered.
+    pub(super) mailbox: Arc<Mailbox>,
     /// `Some` once it ended.
     pub(super) done: watch::Receiver<Option<Arc<Done>>>,
     /// `true` once its start succeeded (its journal exists); a start that
@@ -188,7 +191,8 @@ impl App {
         let cancel = CancellationToken::new();
         let (tx, rx) = watch::channel(None);
         let (ready_tx, ready) = watch::channel(false);
-        let entry = Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), done: rx, ready });
+        let entry =
+            Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), mailbox: Arc::default(), done: rx, ready });
         if let Some(why) = self.store.failure() {
             return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "journal-failing", "Journal failing")
                 .detail(format!("no new execution starts while the journal fails: {}", one_line(&why)))
@@ -227,7 +231,8 @@ impl App {
             execution_id: id.to_string(),
             correlation_id: correlation_id.unwrap_or_else(|| id.to_string()),
         };
-        let options = StartOptions { ids, trace_parent, cancel, idempotency, resume: None };
+        let mailbox = entry.mailbox.clone();
+        let options = StartOptions { ids, trace_parent, cancel, idempotency, resume: None, mailbox };
         let (run, trace_id) = self.launch(&entry, input, options, tx, ready_tx, key)?;
         Ok(Start::New(entry, run, trace_id))
     }
@@ -239,14 +244,15 @@ impl App {
         let (tx, rx) = watch::channel(None);
         let (ready_tx, ready) = watch::channel(false);
         let cancel = CancellationToken::new();
-        let entry = Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), done: rx, ready });
+        let entry =
+            Arc::new(Entry { id: id.clone(), cancel: cancel.clone(), mailbox: Arc::default(), done: rx, ready });
         if self.table().admit(entry.clone(), false).is_err() {
             return Err("the server is shutting down".into());
         }
         let ids = ExecutionIds { execution_id: id.to_string(), correlation_id: point.correlation_id().to_owned() };
         let input = point.input().clone();
-        let options =
-            StartOptions { ids, trace_parent: None, cancel, idempotency: None, resume: Some(Box::new(point)) };
+        let (resume, mailbox) = (Some(Box::new(point)), entry.mailbox.clone());
+        let options = StartOptions { ids, trace_parent: None, cancel, idempotency: None, resume, mailbox };
         match self.launch(&entry, &input, options, tx, ready_tx, None) {
             // Dropped unpolled: it runs as a task of its own.
             Ok((run, _)) => {
@@ -464,7 +470,7 @@ mod tests {
     fn entry(id: &str) -> Arc<Entry> {
         let (_tx, done) = watch::channel(None);
         let (_ready_tx, ready) = watch::channel(true);
-        Arc::new(Entry { id: id.into(), cancel: CancellationToken::new(), done, ready })
+        Arc::new(Entry { id: id.into(), cancel: CancellationToken::new(), mailbox: Arc::default(), done, ready })
     }
 
     #[test]

@@ -109,6 +109,18 @@ pub(super) fn request_context(headers: &HeaderMap) -> Result<(Option<TraceParent
 }
 
 /// serde_json's message without its ` at line L column C` suffix.
+/// The body as JSON; a 400 located by `line:column` when it is not.
+pub(super) fn parse_json(bytes: &[u8]) -> Result<Value, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON").detail(format!(
+            "the request body is not JSON: {} at {}:{}",
+            strip_position(&e),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
 pub(super) fn strip_position(e: &serde_json::Error) -> String {
     let full = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
@@ -125,14 +137,7 @@ impl ExecuteBody {
     /// Parses `{"input", "correlationId"?, "workflowId"?}`; the correlation id
     /// may come from the header too (the same in both, or one of them).
     pub(super) fn parse(bytes: &[u8], workflow_id: &str, header_correlation: Option<String>) -> Result<Self, Problem> {
-        let body: Value = serde_json::from_slice(bytes).map_err(|e| {
-            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON").detail(format!(
-                "the request body is not JSON: {} at {}:{}",
-                strip_position(&e),
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let body = parse_json(bytes)?;
         let Value::Object(mut body) = body else {
             return Err(Problem::invalid(String::new(), "the request body must be an object with `input`".into()));
         };

@@ -148,6 +148,18 @@ pub(super) struct CancelRequested<'a> {
     pub(super) links: Links,
 }
 
+/// 202 of `POST /executions/{id}/signals/{step}`: the waiting step took the
+/// payload; the execution journals `signal.received` and goes on.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SignalAccepted<'a> {
+    pub(super) execution_id: &'a str,
+    pub(super) step_id: &'a str,
+    /// The signal's name.
+    pub(super) signal: &'a str,
+    pub(super) links: Links,
+}
+
 /// `GET /health`: 200 `ok`, or 503 `failing` with the journal's error.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
