@@ -164,6 +164,9 @@ fn inspect_waits_suspensions_and_signals() {
     );
     assert!(out.contains("  editor   succeeded  signal approval"), "{out}");
     insta::assert_snapshot!(out);
+    let (mermaid, _) = run(&["inspect", "tests/journals/waited.jsonl", "--format", "mermaid"], 0);
+    assert!(mermaid.contains("    signal approval succeeded :done, 22, 7200002\n"), "{mermaid}");
+    assert!(mermaid.contains("    suspended (seq 7) :milestone, 23, 0ms\n    resumed (seq 8)"), "{mermaid}");
     let (json, _) = run(&["inspect", "tests/journals/waited.jsonl", "--format", "json"], 0);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["state"], "completed");
@@ -179,6 +182,9 @@ fn inspect_waits_suspensions_and_signals() {
     let (json, _) = run(&["inspect", path.to_str().unwrap(), "--format", "json"], 0);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["state"], "waiting", "{value}");
+    let (mermaid, _) = run(&["inspect", path.to_str().unwrap(), "--format", "mermaid"], 0);
+    assert!(mermaid.contains("    signal approval waiting :active, 22, 23\n"), "{mermaid}");
+    assert!(mermaid.contains("    suspended (seq 7) :milestone, 23, 0ms\n"), "{mermaid}");
     assert_eq!(value["error"], serde_json::Value::Null, "{value}");
     assert_eq!(value["steps"][1]["state"], "waiting", "{value}");
 }

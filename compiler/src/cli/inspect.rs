@@ -486,14 +486,31 @@ impl Execution {
         ));
         out.push_str("    dateFormat x\n");
         out.push_str("    axisFormat %M:%S.%L\n");
-        if !self.resumes.is_empty() {
+        if !self.resumes.is_empty() || !self.suspensions.is_empty() {
             out.push_str("    section execution\n");
-            for r in &self.resumes {
-                out.push_str(&format!("    resumed (seq {}) :milestone, {}, 0ms\n", r.seq, r.at_ms));
+            let suspended = self.suspensions.iter().map(|(seq, at)| (*seq, "suspended", *at));
+            let mut milestones: Vec<(u64, &str, u64)> =
+                self.resumes.iter().map(|r| (r.seq, "resumed", r.at_ms)).chain(suspended).collect();
+            milestones.sort_unstable();
+            for (seq, what, at) in milestones {
+                out.push_str(&format!("    {what} (seq {seq}) :milestone, {at}, 0ms\n"));
             }
         }
         for s in &self.steps {
             out.push_str(&format!("    section {}\n", gantt_text(&s.id)));
+            if let Some(signal) = s.signal.as_deref().filter(|_| s.ran()) {
+                // A wait: one bar from its first wait to its end (or the journal's).
+                let (start, end) = (s.start_ms, self.end_of(s).max(s.start_ms + 1));
+                let tag = match s.state.as_str() {
+                    "succeeded" => "done, ",
+                    "waiting" => "active, ",
+                    "failed" | "timed_out" => "crit, ",
+                    _ => "",
+                };
+                let label = gantt_text(&format!("signal {signal} {}", s.state));
+                out.push_str(&format!("    {label} :{tag}{start}, {end}\n"));
+                continue;
+            }
             if !s.ran() || s.attempts.is_empty() {
                 out.push_str(&format!("    {} :milestone, {}, 0ms\n", gantt_text(&s.state), s.start_ms));
                 continue;
