@@ -604,6 +604,12 @@ async fn run_sequence<'a, S: Sync + 'static>(
             children[i..].iter().for_each(|c| c.skip_all(cx.recorder));
             return Outcome::Cancelled;
         }
+        if cx.mailbox.is_some_and(Mailbox::suspending) {
+            // The server stops while steps wait: the rest runs in the next
+            // one, once it resumes the execution; starting it here would
+            // outlast the shutdown's grace.
+            return Outcome::Suspended;
+        }
         let outcome = child.run(cx, cancel).await;
         if outcome == Outcome::Suspended {
             // The rest runs once the signal has come.

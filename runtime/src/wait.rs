@@ -168,6 +168,11 @@ impl Mailbox {
         self.suspend.cancel();
     }
 
+    /// Whether [`Mailbox::suspend`] was called: no new step starts.
+    pub(crate) fn suspending(&self) -> bool {
+        self.suspend.is_cancelled()
+    }
+
     fn register(&self, step: &Arc<str>) -> oneshot::Receiver<Json> {
         let (tx, rx) = oneshot::channel();
         match self.early.lock().unwrap_or_else(|e| e.into_inner()).remove(step) {
@@ -303,7 +308,7 @@ where
             },
             None => None,
         };
-        let mailbox = cx.mailbox().filter(|m| !m.suspend.is_cancelled());
+        let mailbox = cx.mailbox().filter(|m| !m.suspending());
         // Registered before `step.waiting` is seen: a signal sent on seeing it is taken.
         let arrival = mailbox.map(|m| m.register(&self.id));
         let mut ev = rec.step_event(EventKind::StepWaiting, &self.id, None, Instant::now());

@@ -457,3 +457,80 @@ fn serve_takes_signals_over_http_and_across_a_restart() {
     }
     server.stop();
 }
+
+/// The state of [`chain_program`].
+#[derive(Default)]
+struct ChainState {
+    approve: OnceLock<Approval>,
+    steps: [OnceLock<Value>; 3],
+}
+
+/// A parallel block: `approve` waits while `a1`, `a2`, `a3` run one after
+/// another (`agent`, each call 400 ms) in the other branch.
+fn chain_program(agent: &Arc<MockAgent>) -> Program<Input, ChainState, Value> {
+    let approve = WaitStep::new(
+        "approve",
+        "approval",
+        json!({"type": "object", "required": ["approved", "by"],
+               "properties": {"approved": {"type": "boolean"}, "by": {"type": "string"}}}),
+        |s: &ChainState, p: Approval| store(&s.approve, "approve", p),
+    )
+    .node();
+    let chain: Vec<_> = (0..3)
+        .map(|i| {
+            AgentStep::new(
+                format!("a{}", i + 1),
+                agent.clone(),
+                |_: &ChainState| Ok(json!({})),
+                move |s: &ChainState, out| store(&s.steps[i], "a", out),
+            )
+            .node()
+        })
+        .collect();
+    let workflow = Workflow::with_registry(
+        WorkflowInfo::new("chain", "1.0.0", "sha256:chain"),
+        Node::sequence(vec![Node::parallel("both", true, vec![approve, Node::sequence(chain)])]),
+        |s: &ChainState| Ok(json!({"by": slot(&s.approve, "approve")?.by})),
+        &BreakerRegistry::new(16),
+    );
+    Program::new(Arc::new(workflow), |_: Input, _: &ExecutionIds| ChainState::default())
+}
+
+/// A server stopped while an execution waits lets the steps in flight end
+/// but starts no new one: the execution is suspended within the shutdown's
+/// grace, not cancelled for good once a chain of steps outlasts it, and the
+/// next server runs the rest.
+#[test]
+fn a_stop_while_waiting_starts_no_new_step() {
+    use orchestr8_runtime::testing::Reply;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Arc::new(
+        MockAgent::new("slow", "1.0.0").reply(Reply::ok(json!({"ok": true})).after(Duration::from_millis(400))),
+    );
+    let server = Server::start(chain_program(&agent), dir.path(), &["--shutdown-timeout", "1s"]);
+    let started = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(started.status, 202, "{}", started.text());
+    let id = id_of(&started.json());
+    server.poll(&format!("/executions/{id}"), |v| v["steps"]["approve"] == "waiting");
+    let (code, lines) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    let events = journal_events(dir.path(), &id);
+    let names = names(&events);
+    assert_eq!(names.last().map(String::as_str), Some("execution.suspended"), "{names:?}");
+    assert!(!names.contains(&"step.started:a3".to_owned()), "no step starts once the server stops: {names:?}");
+
+    let server = Server::start(chain_program(&agent), dir.path(), &[]);
+    server.poll(&format!("/executions/{id}"), |v| v["status"] == "waiting");
+    let ok = common::http::request(
+        &server.addr,
+        "POST",
+        &format!("/executions/{id}/signals/approve"),
+        &[("Content-Type", "application/json")],
+        br#"{"approved": true, "by": "ann"}"#,
+    );
+    assert_eq!(ok.status, 202, "{}", ok.text());
+    let done = server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
+    assert_eq!(done["output"], json!({"by": "ann"}));
+    assert_eq!(agent.calls(), 3, "each step ran once");
+    server.stop();
+}

@@ -172,8 +172,9 @@ pub(super) async fn serve(
     let deadline = tokio::time::Instant::now() + grace;
     let grace = humantime::format_duration(grace);
     // An execution with steps waiting for signals is suspended, not
-    // cancelled: its journal ends `execution.suspended` once its other
-    // steps end, and the next server on this directory resumes it.
+    // cancelled: its journal ends `execution.suspended` once its steps in
+    // flight end (no new one starts), and the next server on this
+    // directory resumes it.
     let (waiting, cancelled): (Vec<&Arc<Entry>>, Vec<&Arc<Entry>>) =
         running.iter().partition(|e| !e.mailbox.waiting().is_empty());
     say(
