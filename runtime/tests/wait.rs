@@ -534,3 +534,43 @@ fn a_stop_while_waiting_starts_no_new_step() {
     assert_eq!(agent.calls(), 3, "each step ran once");
     server.stop();
 }
+
+/// A server stopped while an execution waits and one of its steps outlasts
+/// the shutdown's grace leaves the execution suspended, not cancelled: the
+/// next server runs that step again and the wait still takes its signal.
+#[test]
+fn a_step_that_outlasts_the_stop_leaves_the_waiting_execution_suspended() {
+    use orchestr8_runtime::testing::Reply;
+    let dir = tempfile::tempdir().unwrap();
+    let slow =
+        Arc::new(MockAgent::new("slow", "1.0.0").reply(Reply::ok(json!({"ok": true})).after(Duration::from_secs(3))));
+    let server = Server::start(chain_program(&slow), dir.path(), &["--shutdown-timeout", "500ms"]);
+    let started = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(started.status, 202, "{}", started.text());
+    let id = id_of(&started.json());
+    server.poll(&format!("/executions/{id}"), |v| v["steps"]["approve"] == "waiting");
+    let (_, lines) = server.stop();
+    assert!(lines.iter().any(|l| l.contains("1 waiting executions suspended")), "{lines:?}");
+    let stopped = names(&journal_events(dir.path(), &id));
+    assert_eq!(stopped.last().map(String::as_str), Some("execution.suspended"), "{stopped:?}");
+
+    let fast = Arc::new(MockAgent::new("slow", "1.0.0").then_ok(json!({"ok": true})));
+    let server = Server::start(chain_program(&fast), dir.path(), &[]);
+    server.poll(&format!("/executions/{id}"), |v| v["status"] == "waiting");
+    let ok = common::http::request(
+        &server.addr,
+        "POST",
+        &format!("/executions/{id}/signals/approve"),
+        &[("Content-Type", "application/json")],
+        br#"{"approved": true, "by": "ann"}"#,
+    );
+    assert_eq!(ok.status, 202, "{}", ok.text());
+    let done = server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
+    assert_eq!(done["output"], json!({"by": "ann"}));
+    assert_eq!(fast.calls(), 3, "a1 ran again, then a2 and a3");
+    let events = journal_events(dir.path(), &id);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "{:?}", names(&events));
+    }
+    server.stop();
+}
