@@ -574,3 +574,25 @@ fn a_step_that_outlasts_the_stop_leaves_the_waiting_execution_suspended() {
     }
     server.stop();
 }
+
+/// A run whose wait suspended while another branch failed the block ends
+/// `failed` with the wait journaled cancelled (as `serve` has it), not left
+/// `waiting` in an execution that has ended.
+#[test]
+fn a_failure_beside_a_suspended_wait_ends_the_wait_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Arc::new(MockAgent::new("slow", "1.0.0").then_fatal("boom"));
+    let args: Vec<OsString> = vec!["chain".into(), "--journal-dir".into(), dir.path().into()];
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = chain_program(&agent).run_with(args, &b""[..], &mut out, &mut err);
+    assert_eq!(code, 1, "{}", String::from_utf8_lossy(&err));
+    let (_, events) = only_journal(dir.path());
+    let names = names(&events);
+    assert_eq!(names.last().map(String::as_str), Some("execution.failed"), "{names:?}");
+    let approve: Vec<_> = events.iter().filter(|e| e.step_id.as_deref() == Some("approve")).collect();
+    let last = approve.last().unwrap();
+    assert_eq!(last.name(), "step.cancelled", "{names:?}");
+    assert_eq!(last.state.map(|s| format!("{s:?}")), Some("Cancelled".into()));
+    let status = orchestr8_runtime::journal::Snapshot::from_events(&events);
+    assert_eq!(status.steps["approve"], orchestr8_runtime::StepState::Cancelled);
+}
