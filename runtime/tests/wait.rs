@@ -596,3 +596,33 @@ fn a_failure_beside_a_suspended_wait_ends_the_wait_too() {
     let status = orchestr8_runtime::journal::Snapshot::from_events(&events);
     assert_eq!(status.steps["approve"], orchestr8_runtime::StepState::Cancelled);
 }
+
+/// Executions that only wait for signals (a person's approval may take
+/// days) do not count against `--max-running`: they hold no agent, and
+/// counting them would refuse every new execution while approvals pend.
+#[test]
+fn waiting_executions_do_not_count_as_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Arc::new(MockAgent::new("fast", "1.0.0").reply(orchestr8_runtime::testing::Reply::ok(json!({}))));
+    let server = Server::start(chain_program(&agent), dir.path(), &["--max-running", "1"]);
+    let first = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(first.status, 202, "{}", first.text());
+    let first = id_of(&first.json());
+    server.poll(&format!("/executions/{first}"), |v| v["status"] == "waiting");
+    let second = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(second.status, 202, "{}", second.text());
+    let second = id_of(&second.json());
+    server.poll(&format!("/executions/{second}"), |v| v["status"] == "waiting");
+    for id in [&first, &second] {
+        let ok = common::http::request(
+            &server.addr,
+            "POST",
+            &format!("/executions/{id}/signals/approve"),
+            &[("Content-Type", "application/json")],
+            br#"{"approved": true, "by": "ann"}"#,
+        );
+        assert_eq!(ok.status, 202, "{}", ok.text());
+        server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
+    }
+    server.stop();
+}
