@@ -626,3 +626,24 @@ fn waiting_executions_do_not_count_as_running() {
     }
     server.stop();
 }
+
+/// A signal to a wait whose timeout the journal already holds says that
+/// the wait has ended, not that `resume` would record its timeout.
+#[test]
+fn a_signal_to_a_wait_that_timed_out_says_it_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agents();
+    let timeout = Some(Duration::from_millis(50));
+    assert_eq!(run(program(&a, timeout, true), dir.path(), &[]).code, 3);
+    let (id, _) = only_journal(dir.path());
+    std::thread::sleep(Duration::from_millis(80));
+    // The timeout is journaled; `approve` still waits.
+    let resumed = run(program(&a, timeout, true), dir.path(), &["resume", &id]);
+    assert_eq!(resumed.code, 3, "{}", resumed.stderr);
+    let late = run(program(&a, timeout, true), dir.path(), &["signal", &id, "legal", "--data", r#"{"ok": true}"#]);
+    assert_eq!(late.code, 2, "{}", late.stderr);
+    assert!(!late.stderr.contains("records the timeout"), "{}", late.stderr);
+    assert!(late.stderr.contains("step `legal` of execution"), "{}", late.stderr);
+    assert!(late.stderr.contains("no longer waits"), "{}", late.stderr);
+    assert!(late.stderr.contains("the steps waiting now: approve"), "{}", late.stderr);
+}
