@@ -647,3 +647,58 @@ fn a_signal_to_a_wait_that_timed_out_says_it_ended() {
     assert!(late.stderr.contains("no longer waits"), "{}", late.stderr);
     assert!(late.stderr.contains("the steps waiting now: approve"), "{}", late.stderr);
 }
+
+/// A payload the mailbox took (`deliver` said yes: a 202 in `serve`) as the
+/// wait's timeout ended it is the step's output, never lost: signals are
+/// sent around the deadline, many times over, from another thread.
+#[test]
+fn a_signal_taken_at_the_timeout_is_not_lost() {
+    use orchestr8_runtime::{ExecutionOptions, Mailbox, MemoryStore, Runtime};
+    #[derive(Default)]
+    struct One {
+        approve: OnceLock<Approval>,
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let wait = WaitStep::new(
+        "approve",
+        "approval",
+        json!({"type": "object", "required": ["approved", "by"],
+               "properties": {"approved": {"type": "boolean"}, "by": {"type": "string"}}}),
+        |s: &One, p: Approval| store(&s.approve, "approve", p),
+    )
+    .timeout(Duration::from_millis(1))
+    .on_error(OnError::Continue);
+    let workflow = Workflow::with_registry(
+        WorkflowInfo::new("race", "1.0.0", "sha256:race"),
+        Node::sequence(vec![wait.node()]),
+        |s: &One| Ok(s.approve.get().is_some()),
+        &BreakerRegistry::new(4),
+    );
+    let runtime = Runtime::new(MemoryStore::new());
+    let mut lost = 0;
+    let runs = 5000u64;
+    for i in 0..runs {
+        let mailbox = Arc::new(Mailbox::new());
+        let m = mailbox.clone();
+        let sender = std::thread::spawn(move || {
+            while !m.is_waiting("approve") {
+                std::hint::spin_loop();
+            }
+            // Spread over the deadline (1 ms, on a timer of 1 ms ticks).
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_micros(500 + (i * 7919) % 2000) {
+                std::hint::spin_loop();
+            }
+            m.deliver("approve", json!({"approved": true, "by": "ann"})).is_ok()
+        });
+        let opts = ExecutionOptions { mailbox: Some(mailbox), ..ExecutionOptions::default() };
+        let state = One::default();
+        let took = rt.block_on(runtime.run(&workflow, &state, opts)).unwrap().unwrap();
+        let delivered = sender.join().unwrap();
+        if delivered && !took {
+            lost += 1;
+        }
+        assert!(!took || delivered, "run {i}: an output without a delivery");
+    }
+    assert_eq!(lost, 0, "of {runs} runs, signals taken but lost to the timeout");
+}
