@@ -185,12 +185,14 @@ pub(super) async fn serve(
             waiting.len()
         ),
     );
+    // Cancelled first: one that does not wait must never see only the
+    // suspension, which would stop it as suspended with nothing waiting.
+    for e in &cancelled {
+        e.cancel.cancel();
+    }
     for e in &running {
         // Waits that start from now on suspend too.
         e.mailbox.suspend();
-    }
-    for e in &cancelled {
-        e.cancel.cancel();
     }
     let finished = async {
         for e in &running {
