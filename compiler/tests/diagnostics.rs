@@ -135,3 +135,26 @@ fn llm_agents_get_distinct_functions_and_unused_ones_none() {
     assert_eq!((idents.len(), sorted), (2, vec!["agent_tri_age".to_owned(), "agent_tri_age2".to_owned()]));
     assert!(checked.llm_agents.iter().all(|a| a.id != "unused"));
 }
+
+/// `{"type": "object"}` is the schema of an object: a wait whose signal
+/// carries no fields of interest (a trigger) writes it so. Its payload is
+/// a map, which later steps may read.
+#[test]
+fn a_wait_payload_may_be_any_object() {
+    let document = serde_json::json!({
+        "schemaVersion": "1.0.0",
+        "metadata": {"id": "trigger", "version": "1.0.0"},
+        "input": {"type": "object", "properties": {}},
+        "agents": {},
+        "steps": [
+            {"id": "go", "wait": {"signal": "go", "schema": {"type": "object"}}},
+            {"id": "counts", "wait": {"signal": "counts", "schema": {
+                "type": "object", "additionalProperties": {"type": "integer"}}}}
+        ],
+        "output": {"go": "${steps.go.output}", "counts": "${steps.counts.output}"}
+    });
+    let bytes = serde_json::to_vec(&document).unwrap();
+    let validation = validate(&bytes, &DeclaredInWorkflow);
+    assert_eq!(validation.diagnostics, vec![]);
+    assert!(validation.checked.is_some(), "lowered to a crate");
+}

@@ -604,6 +604,12 @@ async fn run_sequence<'a, S: Sync + 'static>(
             children[i..].iter().for_each(|c| c.skip_all(cx.recorder));
             return Outcome::Cancelled;
         }
+        if cx.mailbox.is_some_and(Mailbox::suspending) {
+            // The server stops while steps wait: the rest runs in the next
+            // one, once it resumes the execution; starting it here would
+            // outlast the shutdown's grace.
+            return Outcome::Suspended;
+        }
         let outcome = child.run(cx, cancel).await;
         if outcome == Outcome::Suspended {
             // The rest runs once the signal has come.
@@ -1442,6 +1448,7 @@ impl Execution {
                 Err(StepError::new(ErrorKind::Cancelled, "execution cancelled", 0))
             }
         };
+        self.end_suspended_waits(rec, &result);
         let (kind, final_state) = match &result {
             Ok(_) => (EventKind::ExecutionCompleted, ExecutionState::Completed),
             Err(e) if e.kind == ErrorKind::Cancelled => (EventKind::ExecutionCancelled, ExecutionState::Cancelled),
@@ -1477,6 +1484,23 @@ impl Execution {
             if let Some(name) = signals.names.get(step) {
                 ev.labels_mut().signal = Some(name.clone());
             }
+            rec.record(ev);
+        }
+    }
+
+    /// Journals `step.cancelled` for the waits that suspended when the
+    /// execution ends anyway (another branch failed, a cancellation): no
+    /// signal can reach them now, and they must not read as waiting.
+    fn end_suspended_waits<O>(&self, rec: &Recorder, result: &Result<O, StepError>) {
+        let waits = std::mem::take(&mut *rec.waits.lock().unwrap_or_else(|e| e.into_inner()));
+        let why = match result {
+            Ok(_) => "the execution ended before the step's signal came".to_owned(),
+            Err(e) => format!("the execution ended (error kind `{}`) before the step's signal came", e.kind),
+        };
+        for step in waits {
+            let mut ev = rec.step_event(EventKind::StepCancelled, &step, None, Instant::now());
+            ev.state = Some(StepState::Cancelled.into());
+            ev.error = Some(Box::new(StepError::new(ErrorKind::Cancelled, why.clone(), 0).with_step(step.clone())));
             rec.record(ev);
         }
     }

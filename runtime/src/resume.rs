@@ -243,6 +243,18 @@ impl Resume {
         &self.signals
     }
 
+    /// The steps that wait for their signal now, sorted: they journaled
+    /// `step.waiting` and neither received their signal nor ended (a
+    /// timeout).
+    pub fn waiting(&self) -> Vec<&str> {
+        self.signals.waiting().into_iter().filter(|s| !self.done.contains_key(*s)).collect()
+    }
+
+    /// How `step` ended, if the journal says it did.
+    pub fn ended(&self, step: &str) -> Option<&Done> {
+        self.done.get(step)
+    }
+
     /// Hands `payload` (checked by the step's [`crate::wait::Waiting::check`])
     /// to the waiting step `step`: the resumed execution journals it as
     /// `signal.received` before anything runs, then the step succeeds with it.

@@ -168,6 +168,11 @@ impl Mailbox {
         self.suspend.cancel();
     }
 
+    /// Whether [`Mailbox::suspend`] was called: no new step starts.
+    pub(crate) fn suspending(&self) -> bool {
+        self.suspend.is_cancelled()
+    }
+
     fn register(&self, step: &Arc<str>) -> oneshot::Receiver<Json> {
         let (tx, rx) = oneshot::channel();
         match self.early.lock().unwrap_or_else(|e| e.into_inner()).remove(step) {
@@ -185,6 +190,13 @@ impl Mailbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, oneshot::Sender<Json>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// How a live wait ended without its payload.
+enum Ended {
+    TimedOut,
+    Cancelled,
+    Suspended,
 }
 
 type StoreFn<S, T> = dyn Fn(&S, T) -> Result<(), String> + Send + Sync;
@@ -303,7 +315,7 @@ where
             },
             None => None,
         };
-        let mailbox = cx.mailbox().filter(|m| !m.suspend.is_cancelled());
+        let mailbox = cx.mailbox().filter(|m| !m.suspending());
         // Registered before `step.waiting` is seen: a signal sent on seeing it is taken.
         let arrival = mailbox.map(|m| m.register(&self.id));
         let mut ev = rec.step_event(EventKind::StepWaiting, &self.id, None, Instant::now());
@@ -311,7 +323,7 @@ where
         ev.delay_ms = left.map(millis);
         ev.state = Some(StepState::Waiting.into());
         rec.record(ev);
-        let (Some(mailbox), Some(arrival)) = (mailbox, arrival) else {
+        let (Some(mailbox), Some(mut arrival)) = (mailbox, arrival) else {
             rec.waiting(&self.id);
             return Outcome::Suspended;
         };
@@ -322,45 +334,52 @@ where
             }
         };
         // `biased`: a payload already there wins over an end of the wait.
-        tokio::select! {
+        let ended = tokio::select! {
             biased;
-            payload = arrival => match payload {
-                Ok(payload) => {
-                    let mut ev = rec.step_event(EventKind::SignalReceived, &self.id, None, Instant::now());
-                    ev.labels_mut().signal = Some(self.signal.clone());
-                    ev.output = Some(payload.clone());
-                    rec.record(ev);
-                    self.succeed(cx, &payload, since)
-                }
+            payload = &mut arrival => match payload {
+                Ok(payload) => return self.received(cx, payload, since),
                 // The mailbox went away with its execution: nothing more can arrive.
                 Err(_) => {
                     rec.waiting(&self.id);
-                    Outcome::Suspended
+                    return Outcome::Suspended;
                 }
             },
-            () = deadline => {
-                mailbox.unregister(&self.id);
-                self.failed(cx, self.timed_out(self.timeout.unwrap_or_default()))
-            }
-            () = cancel.cancelled() => {
-                mailbox.unregister(&self.id);
+            () = deadline => Ended::TimedOut,
+            () = cancel.cancelled() => Ended::Cancelled,
+            () = mailbox.suspend.cancelled() => Ended::Suspended,
+            () = mailbox.closed.cancelled(), if left.is_none() => Ended::Suspended,
+        };
+        mailbox.unregister(&self.id);
+        // A payload sent while the wait was ending was promised to its sender
+        // (`deliver` said yes: a 202): it wins. From here on, none is taken.
+        arrival.close();
+        if let Ok(payload) = arrival.try_recv() {
+            return self.received(cx, payload, since);
+        }
+        match ended {
+            Ended::TimedOut => self.failed(cx, self.timed_out(self.timeout.unwrap_or_default())),
+            Ended::Cancelled => {
                 let mut ev = rec.step_event(EventKind::StepCancelled, &self.id, None, Instant::now());
                 ev.state = Some(StepState::Cancelled.into());
                 ev.error = Some(Box::new(StepError::cancelled(0).with_step(self.id.clone())));
                 rec.record(ev);
                 Outcome::Cancelled
             }
-            () = mailbox.suspend.cancelled() => {
-                mailbox.unregister(&self.id);
-                rec.waiting(&self.id);
-                Outcome::Suspended
-            }
-            () = mailbox.closed.cancelled(), if left.is_none() => {
-                mailbox.unregister(&self.id);
+            Ended::Suspended => {
                 rec.waiting(&self.id);
                 Outcome::Suspended
             }
         }
+    }
+
+    /// Journals `signal.received` for `payload`, then succeeds with it.
+    fn received(&self, cx: &Cx<'_, S>, payload: Json, since: SystemTime) -> Outcome {
+        let rec = cx.recorder();
+        let mut ev = rec.step_event(EventKind::SignalReceived, &self.id, None, Instant::now());
+        ev.labels_mut().signal = Some(self.signal.clone());
+        ev.output = Some(payload.clone());
+        rec.record(ev);
+        self.succeed(cx, &payload, since)
     }
 
     fn timed_out(&self, timeout: Duration) -> StepError {

@@ -457,3 +457,248 @@ fn serve_takes_signals_over_http_and_across_a_restart() {
     }
     server.stop();
 }
+
+/// The state of [`chain_program`].
+#[derive(Default)]
+struct ChainState {
+    approve: OnceLock<Approval>,
+    steps: [OnceLock<Value>; 3],
+}
+
+/// A parallel block: `approve` waits while `a1`, `a2`, `a3` run one after
+/// another (`agent`, each call 400 ms) in the other branch.
+fn chain_program(agent: &Arc<MockAgent>) -> Program<Input, ChainState, Value> {
+    let approve = WaitStep::new(
+        "approve",
+        "approval",
+        json!({"type": "object", "required": ["approved", "by"],
+               "properties": {"approved": {"type": "boolean"}, "by": {"type": "string"}}}),
+        |s: &ChainState, p: Approval| store(&s.approve, "approve", p),
+    )
+    .node();
+    let chain: Vec<_> = (0..3)
+        .map(|i| {
+            AgentStep::new(
+                format!("a{}", i + 1),
+                agent.clone(),
+                |_: &ChainState| Ok(json!({})),
+                move |s: &ChainState, out| store(&s.steps[i], "a", out),
+            )
+            .node()
+        })
+        .collect();
+    let workflow = Workflow::with_registry(
+        WorkflowInfo::new("chain", "1.0.0", "sha256:chain"),
+        Node::sequence(vec![Node::parallel("both", true, vec![approve, Node::sequence(chain)])]),
+        |s: &ChainState| Ok(json!({"by": slot(&s.approve, "approve")?.by})),
+        &BreakerRegistry::new(16),
+    );
+    Program::new(Arc::new(workflow), |_: Input, _: &ExecutionIds| ChainState::default())
+}
+
+/// A server stopped while an execution waits lets the steps in flight end
+/// but starts no new one: the execution is suspended within the shutdown's
+/// grace, not cancelled for good once a chain of steps outlasts it, and the
+/// next server runs the rest.
+#[test]
+fn a_stop_while_waiting_starts_no_new_step() {
+    use orchestr8_runtime::testing::Reply;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Arc::new(
+        MockAgent::new("slow", "1.0.0").reply(Reply::ok(json!({"ok": true})).after(Duration::from_millis(400))),
+    );
+    let server = Server::start(chain_program(&agent), dir.path(), &["--shutdown-timeout", "1s"]);
+    let started = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(started.status, 202, "{}", started.text());
+    let id = id_of(&started.json());
+    server.poll(&format!("/executions/{id}"), |v| v["steps"]["approve"] == "waiting");
+    let (code, lines) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    let events = journal_events(dir.path(), &id);
+    let names = names(&events);
+    assert_eq!(names.last().map(String::as_str), Some("execution.suspended"), "{names:?}");
+    assert!(!names.contains(&"step.started:a3".to_owned()), "no step starts once the server stops: {names:?}");
+
+    let server = Server::start(chain_program(&agent), dir.path(), &[]);
+    server.poll(&format!("/executions/{id}"), |v| v["status"] == "waiting");
+    let ok = common::http::request(
+        &server.addr,
+        "POST",
+        &format!("/executions/{id}/signals/approve"),
+        &[("Content-Type", "application/json")],
+        br#"{"approved": true, "by": "ann"}"#,
+    );
+    assert_eq!(ok.status, 202, "{}", ok.text());
+    let done = server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
+    assert_eq!(done["output"], json!({"by": "ann"}));
+    assert_eq!(agent.calls(), 3, "each step ran once");
+    server.stop();
+}
+
+/// A server stopped while an execution waits and one of its steps outlasts
+/// the shutdown's grace leaves the execution suspended, not cancelled: the
+/// next server runs that step again and the wait still takes its signal.
+#[test]
+fn a_step_that_outlasts_the_stop_leaves_the_waiting_execution_suspended() {
+    use orchestr8_runtime::testing::Reply;
+    let dir = tempfile::tempdir().unwrap();
+    let slow =
+        Arc::new(MockAgent::new("slow", "1.0.0").reply(Reply::ok(json!({"ok": true})).after(Duration::from_secs(3))));
+    let server = Server::start(chain_program(&slow), dir.path(), &["--shutdown-timeout", "500ms"]);
+    let started = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(started.status, 202, "{}", started.text());
+    let id = id_of(&started.json());
+    server.poll(&format!("/executions/{id}"), |v| v["steps"]["approve"] == "waiting");
+    let (_, lines) = server.stop();
+    assert!(lines.iter().any(|l| l.contains("1 waiting executions suspended")), "{lines:?}");
+    let stopped = names(&journal_events(dir.path(), &id));
+    assert_eq!(stopped.last().map(String::as_str), Some("execution.suspended"), "{stopped:?}");
+
+    let fast = Arc::new(MockAgent::new("slow", "1.0.0").then_ok(json!({"ok": true})));
+    let server = Server::start(chain_program(&fast), dir.path(), &[]);
+    server.poll(&format!("/executions/{id}"), |v| v["status"] == "waiting");
+    let ok = common::http::request(
+        &server.addr,
+        "POST",
+        &format!("/executions/{id}/signals/approve"),
+        &[("Content-Type", "application/json")],
+        br#"{"approved": true, "by": "ann"}"#,
+    );
+    assert_eq!(ok.status, 202, "{}", ok.text());
+    let done = server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
+    assert_eq!(done["output"], json!({"by": "ann"}));
+    assert_eq!(fast.calls(), 3, "a1 ran again, then a2 and a3");
+    let events = journal_events(dir.path(), &id);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "{:?}", names(&events));
+    }
+    server.stop();
+}
+
+/// A run whose wait suspended while another branch failed the block ends
+/// `failed` with the wait journaled cancelled (as `serve` has it), not left
+/// `waiting` in an execution that has ended.
+#[test]
+fn a_failure_beside_a_suspended_wait_ends_the_wait_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Arc::new(MockAgent::new("slow", "1.0.0").then_fatal("boom"));
+    let args: Vec<OsString> = vec!["chain".into(), "--journal-dir".into(), dir.path().into()];
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = chain_program(&agent).run_with(args, &b""[..], &mut out, &mut err);
+    assert_eq!(code, 1, "{}", String::from_utf8_lossy(&err));
+    let (_, events) = only_journal(dir.path());
+    let names = names(&events);
+    assert_eq!(names.last().map(String::as_str), Some("execution.failed"), "{names:?}");
+    let approve: Vec<_> = events.iter().filter(|e| e.step_id.as_deref() == Some("approve")).collect();
+    let last = approve.last().unwrap();
+    assert_eq!(last.name(), "step.cancelled", "{names:?}");
+    assert_eq!(last.state.map(|s| format!("{s:?}")), Some("Cancelled".into()));
+    let status = orchestr8_runtime::journal::Snapshot::from_events(&events);
+    assert_eq!(status.steps["approve"], orchestr8_runtime::StepState::Cancelled);
+}
+
+/// Executions that only wait for signals (a person's approval may take
+/// days) do not count against `--max-running`: they hold no agent, and
+/// counting them would refuse every new execution while approvals pend.
+#[test]
+fn waiting_executions_do_not_count_as_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Arc::new(MockAgent::new("fast", "1.0.0").reply(orchestr8_runtime::testing::Reply::ok(json!({}))));
+    let server = Server::start(chain_program(&agent), dir.path(), &["--max-running", "1"]);
+    let first = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(first.status, 202, "{}", first.text());
+    let first = id_of(&first.json());
+    server.poll(&format!("/executions/{first}"), |v| v["status"] == "waiting");
+    let second = server.post("/workflows/execute", &json!({"input": {}}));
+    assert_eq!(second.status, 202, "{}", second.text());
+    let second = id_of(&second.json());
+    server.poll(&format!("/executions/{second}"), |v| v["status"] == "waiting");
+    for id in [&first, &second] {
+        let ok = common::http::request(
+            &server.addr,
+            "POST",
+            &format!("/executions/{id}/signals/approve"),
+            &[("Content-Type", "application/json")],
+            br#"{"approved": true, "by": "ann"}"#,
+        );
+        assert_eq!(ok.status, 202, "{}", ok.text());
+        server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
+    }
+    server.stop();
+}
+
+/// A signal to a wait whose timeout the journal already holds says that
+/// the wait has ended, not that `resume` would record its timeout.
+#[test]
+fn a_signal_to_a_wait_that_timed_out_says_it_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agents();
+    let timeout = Some(Duration::from_millis(50));
+    assert_eq!(run(program(&a, timeout, true), dir.path(), &[]).code, 3);
+    let (id, _) = only_journal(dir.path());
+    std::thread::sleep(Duration::from_millis(80));
+    // The timeout is journaled; `approve` still waits.
+    let resumed = run(program(&a, timeout, true), dir.path(), &["resume", &id]);
+    assert_eq!(resumed.code, 3, "{}", resumed.stderr);
+    let late = run(program(&a, timeout, true), dir.path(), &["signal", &id, "legal", "--data", r#"{"ok": true}"#]);
+    assert_eq!(late.code, 2, "{}", late.stderr);
+    assert!(!late.stderr.contains("records the timeout"), "{}", late.stderr);
+    assert!(late.stderr.contains("step `legal` of execution"), "{}", late.stderr);
+    assert!(late.stderr.contains("no longer waits"), "{}", late.stderr);
+    assert!(late.stderr.contains("the steps waiting now: approve"), "{}", late.stderr);
+}
+
+/// A payload the mailbox took (`deliver` said yes: a 202 in `serve`) as the
+/// wait's timeout ended it is the step's output, never lost: signals are
+/// sent around the deadline, many times over, from another thread.
+#[test]
+fn a_signal_taken_at_the_timeout_is_not_lost() {
+    use orchestr8_runtime::{ExecutionOptions, Mailbox, MemoryStore, Runtime};
+    #[derive(Default)]
+    struct One {
+        approve: OnceLock<Approval>,
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let wait = WaitStep::new(
+        "approve",
+        "approval",
+        json!({"type": "object", "required": ["approved", "by"],
+               "properties": {"approved": {"type": "boolean"}, "by": {"type": "string"}}}),
+        |s: &One, p: Approval| store(&s.approve, "approve", p),
+    )
+    .timeout(Duration::from_millis(1))
+    .on_error(OnError::Continue);
+    let workflow = Workflow::with_registry(
+        WorkflowInfo::new("race", "1.0.0", "sha256:race"),
+        Node::sequence(vec![wait.node()]),
+        |s: &One| Ok(s.approve.get().is_some()),
+        &BreakerRegistry::new(4),
+    );
+    let runtime = Runtime::new(MemoryStore::new());
+    let mut lost = 0;
+    let runs = 5000u64;
+    for i in 0..runs {
+        let mailbox = Arc::new(Mailbox::new());
+        let m = mailbox.clone();
+        let sender = std::thread::spawn(move || {
+            while !m.is_waiting("approve") {
+                std::hint::spin_loop();
+            }
+            // Spread over the deadline (1 ms, on a timer of 1 ms ticks).
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_micros(500 + (i * 7919) % 2000) {
+                std::hint::spin_loop();
+            }
+            m.deliver("approve", json!({"approved": true, "by": "ann"})).is_ok()
+        });
+        let opts = ExecutionOptions { mailbox: Some(mailbox), ..ExecutionOptions::default() };
+        let state = One::default();
+        let took = rt.block_on(runtime.run(&workflow, &state, opts)).unwrap().unwrap();
+        let delivered = sender.join().unwrap();
+        if delivered && !took {
+            lost += 1;
+        }
+        assert!(!took || delivered, "run {i}: an output without a delivery");
+    }
+    assert_eq!(lost, 0, "of {runs} runs, signals taken but lost to the timeout");
+}

@@ -121,7 +121,8 @@ pub fn check(
             DeclaredSchema { schema: step.wait.schema.clone(), origin: Origin::Workflow { pointer: pointer.clone() } };
         let ty = cx.schema_ty(&declared, &pointer);
         match &ty {
-            Ty::Object(_) => {
+            // `{"type": "object"}` alone (a trigger, or free fields) is a map.
+            Ty::Object(_) | Ty::Map(_) => {
                 waits.insert(step.id.clone(), ty);
             }
             // Reported by `schema_ty`.

@@ -560,6 +560,18 @@ impl LogStore {
     /// the event is durable; `None` when no live writer of this store has
     /// the journal open, or it has ended.
     pub fn abandon(&self, execution_id: &str, error: StepError) -> Option<Durable> {
+        self.seal(execution_id, EventKind::ExecutionCancelled, StateName::Cancelled, Some(error))
+    }
+
+    /// As [`abandon`](Self::abandon), for an execution whose steps wait for
+    /// signals: appends `execution.suspended` instead, which does not end it,
+    /// so that the next server resumes it (its steps in flight run again)
+    /// and its waits still take their signals.
+    pub fn abandon_suspended(&self, execution_id: &str) -> Option<Durable> {
+        self.seal(execution_id, EventKind::ExecutionSuspended, StateName::Waiting, None)
+    }
+
+    fn seal(&self, execution_id: &str, kind: EventKind, state: StateName, error: Option<StepError>) -> Option<Durable> {
         let shared = &self.handle.shared;
         let mut log = lock(&shared.log);
         let (id, open) = log.writers.get_key_value(execution_id)?;
@@ -567,11 +579,11 @@ impl LogStore {
             return None;
         }
         let id = id.clone();
-        let mut event = JournalEvent::new(id.clone(), EventKind::ExecutionCancelled);
+        let mut event = JournalEvent::new(id.clone(), kind);
         event.seq = open.last_seq + 1;
-        event.state = Some(StateName::Cancelled);
+        event.state = Some(state);
         event.duration_ms = Some(u64::try_from(open.created.elapsed().as_millis()).unwrap_or(u64::MAX));
-        event.error = Some(Box::new(error));
+        event.error = error.map(Box::new);
         if let Some(open) = log.writers.get_mut(execution_id) {
             open.sealed = true;
         }

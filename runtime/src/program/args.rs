@@ -227,8 +227,8 @@ struct ServeFlags {
     /// [default: the bound IP, and localhost when on loopback]
     #[arg(verbatim_doc_comment, long = "allowed-host", value_name = "NAME", value_parser = allowed_host)]
     allowed_hosts: Vec<String>,
-    /// Executions running at once; beyond them, 503 with
-    /// Retry-After
+    /// Executions running at once (those only waiting for
+    /// signals do not count); beyond them, 503 with Retry-After
     #[arg(verbatim_doc_comment, long, value_name = "N", default_value = DEFAULT_MAX_RUNNING.to_string(),
           allow_negative_numbers = true, value_parser = count("a positive whole number like 64"))]
     max_running: usize,

@@ -53,8 +53,9 @@ Examples:
   source <({bin} completions bash)"
         );
         let serve_after = "Ctrl-C or SIGTERM stops the server: it waits --shutdown-timeout for running
-executions and open requests, journals what still runs as cancelled and exits;
-a second one exits at once.
+executions and open requests, journals what still runs as cancelled (as
+suspended if it waits for signals: the next server resumes it) and exits; a
+second one exits at once.
 Exit status: 0 stopped, 1 cannot serve (cannot listen on the address or read the
 journal), 2 bad usage, 130 executions were left cancelled or interrupted."
             .to_owned();

@@ -156,13 +156,20 @@ where
         if signals.received(step) {
             return Err(format!("step `{step}` of execution {id} has already received its signal"));
         }
+        let waiting = point.waiting();
+        let now = if waiting.is_empty() {
+            "no step of it waits now".to_owned()
+        } else {
+            format!("the steps waiting now: {}", waiting.join(", "))
+        };
+        if let Some(crate::resume::Done::Failed(e)) = point.ended(step) {
+            // Its timeout is journaled already: `resume` has nothing more to record for it.
+            return Err(format!(
+                "step `{step}` of execution {id} no longer waits: it ended ({}: {}); {now}",
+                e.kind, e.message
+            ));
+        }
         let Some(since) = signals.since(step) else {
-            let waiting = signals.waiting();
-            let now = if waiting.is_empty() {
-                "no step of it waits now".to_owned()
-            } else {
-                format!("the steps waiting now: {}", waiting.join(", "))
-            };
             return Err(format!("step `{step}` of execution {id} is not waiting for a signal ({now})"));
         };
         if let Some(timeout) = wait.timeout() {

@@ -172,8 +172,9 @@ pub(super) async fn serve(
     let deadline = tokio::time::Instant::now() + grace;
     let grace = humantime::format_duration(grace);
     // An execution with steps waiting for signals is suspended, not
-    // cancelled: its journal ends `execution.suspended` once its other
-    // steps end, and the next server on this directory resumes it.
+    // cancelled: its journal ends `execution.suspended` once its steps in
+    // flight end (no new one starts), and the next server on this
+    // directory resumes it.
     let (waiting, cancelled): (Vec<&Arc<Entry>>, Vec<&Arc<Entry>>) =
         running.iter().partition(|e| !e.mailbox.waiting().is_empty());
     say(
@@ -184,12 +185,14 @@ pub(super) async fn serve(
             waiting.len()
         ),
     );
+    // Cancelled first: one that does not wait must never see only the
+    // suspension, which would stop it as suspended with nothing waiting.
+    for e in &cancelled {
+        e.cancel.cancel();
+    }
     for e in &running {
         // Waits that start from now on suspend too.
         e.mailbox.suspend();
-    }
-    for e in cancelled {
-        e.cancel.cancel();
     }
     let finished = async {
         for e in &running {
@@ -221,12 +224,20 @@ pub(super) async fn serve(
         ),
         0,
     );
-    let ends: Vec<_> = running
+    // One that waits stays resumable: cancelling it would lose its waits for
+    // good over a step that a resume runs again anyway.
+    let suspended: Vec<_> = waiting
+        .iter()
+        .filter(|e| e.done.borrow().is_none())
+        .filter_map(|e| app.store.abandon_suspended(&e.id))
+        .collect();
+    let ends: Vec<_> = cancelled
         .iter()
         .filter(|e| e.done.borrow().is_none())
         .filter_map(|e| app.store.abandon(&e.id, cause.clone()))
         .collect();
-    let abandoned = ends.len();
+    let (abandoned, left_waiting) = (ends.len(), suspended.len());
+    let ends: Vec<_> = ends.into_iter().chain(suspended).collect();
     let connections = slots.open();
     tokio::select! {
         synced = futures_util::future::join_all(ends) => {
@@ -239,11 +250,15 @@ pub(super) async fn serve(
             return Ok(End::Abandoned);
         }
     }
+    let suspended = match left_waiting {
+        0 => String::new(),
+        n => format!("{n} waiting executions suspended with their steps in flight (the next server runs them again), "),
+    };
     say(
         &log,
         format!(
-            "[orchestr8] stopped after --shutdown-timeout ({grace}): {abandoned} executions abandoned and journaled as cancelled, {connections} connections closed"
+            "[orchestr8] stopped after --shutdown-timeout ({grace}): {abandoned} executions abandoned and journaled as cancelled, {suspended}{connections} connections closed"
         ),
     );
-    Ok(if abandoned == 0 { End::Stopped } else { End::TimedOut })
+    Ok(if abandoned + left_waiting == 0 { End::Stopped } else { End::TimedOut })
 }

@@ -36,8 +36,10 @@
 //! for their journals to end and open requests to be answered; past it,
 //! each execution still running is journaled as cancelled in its place
 //! ([`LogStore::abandon`](crate::journal::LogStore::abandon): durable before
-//! the process exits, and whatever the execution writes later is dropped)
-//! and open connections are closed. A second signal exits at once.
+//! the process exits, and whatever the execution writes later is dropped),
+//! or as suspended if it waits for signals (the next server runs its steps
+//! in flight again), and open connections are closed. A second signal exits
+//! at once.
 
 mod access;
 mod guard;
@@ -157,6 +159,6 @@ pub(crate) enum End {
     /// A second signal: left without waiting for executions.
     Abandoned,
     /// `--shutdown-timeout` passed with executions still running: each was
-    /// journaled as cancelled in its place.
+    /// journaled as cancelled (suspended, if it waits) in its place.
     TimedOut,
 }

@@ -26,6 +26,7 @@ use crate::journal::id_map::IdMap;
 use crate::journal::{JournalPage, JournalRead, LogStore};
 use crate::program::{one_line, ExecutionIds};
 use crate::resume::Resume;
+use crate::state::StepState;
 use crate::telemetry::TraceParent;
 use crate::wait::Mailbox;
 
@@ -97,11 +98,27 @@ impl Table {
     /// Takes a new running execution, unless closing or (`bounded`) full.
     /// Executions resumed at startup are not bounded: they were taken before.
     pub(super) fn admit(&mut self, entry: Arc<Entry>, bounded: bool) -> Result<(), Refused> {
+        self.admit_unless_waiting(entry, bounded, |_| false)
+    }
+
+    /// [`admit`](Self::admit), where the executions `only_waits` says run
+    /// nothing but waits for signals do not count against the bound: they
+    /// hold no agent, and may wait for days.
+    pub(super) fn admit_unless_waiting(
+        &mut self,
+        entry: Arc<Entry>,
+        bounded: bool,
+        only_waits: impl Fn(&Entry) -> bool,
+    ) -> Result<(), Refused> {
         if self.closing {
             return Err(Refused::Closing);
         }
         if bounded && self.running >= self.limits.running {
-            return Err(Refused::Busy(self.running));
+            let waiting = self.entries.values().filter(|e| e.done.borrow().is_none() && only_waits(e)).count();
+            let running = self.running.saturating_sub(waiting);
+            if running >= self.limits.running {
+                return Err(Refused::Busy(running));
+            }
         }
         self.running += 1;
         self.entries.insert(entry.id.clone(), entry);
@@ -207,7 +224,7 @@ impl App {
                 Seen::Different(other) => return Err(idempotency::reused(&i.key, &other)),
             }
         }
-        match table.admit(entry.clone(), true) {
+        match table.admit_unless_waiting(entry.clone(), true, |e| self.only_waits(e)) {
             Ok(()) => {}
             Err(Refused::Closing) => {
                 return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down")
@@ -235,6 +252,15 @@ impl App {
         let options = StartOptions { ids, trace_parent, cancel, idempotency, resume: None, mailbox };
         let (run, trace_id) = self.launch(&entry, input, options, tx, ready_tx, key)?;
         Ok(Start::New(entry, run, trace_id))
+    }
+
+    /// Whether `entry` runs nothing now but steps waiting for signals (what
+    /// its status reads as `waiting`).
+    pub(super) fn only_waits(&self, entry: &Entry) -> bool {
+        !entry.mailbox.waiting().is_empty()
+            && self.store.live(&entry.id).is_some_and(|snapshot| {
+                !snapshot.steps.values().any(|s| matches!(s, StepState::Executing | StepState::Retrying))
+            })
     }
 
     /// Goes on with an execution an earlier process left unfinished (its
