@@ -680,8 +680,15 @@ fn a_signal_taken_at_the_timeout_is_not_lost() {
     for i in 0..runs {
         let mailbox = Arc::new(Mailbox::new());
         let m = mailbox.clone();
+        // Set once the run has ended: a wait that timed out before the sender
+        // saw it waiting (a loaded machine) must not leave the sender spinning.
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let over = ended.clone();
         let sender = std::thread::spawn(move || {
             while !m.is_waiting("approve") {
+                if over.load(std::sync::atomic::Ordering::Acquire) {
+                    return false;
+                }
                 std::hint::spin_loop();
             }
             // Spread over the deadline (1 ms, on a timer of 1 ms ticks).
@@ -694,6 +701,7 @@ fn a_signal_taken_at_the_timeout_is_not_lost() {
         let opts = ExecutionOptions { mailbox: Some(mailbox), ..ExecutionOptions::default() };
         let state = One::default();
         let took = rt.block_on(runtime.run(&workflow, &state, opts)).unwrap().unwrap();
+        ended.store(true, std::sync::atomic::Ordering::Release);
         let delivered = sender.join().unwrap();
         if delivered && !took {
             lost += 1;
