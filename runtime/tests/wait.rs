@@ -376,15 +376,7 @@ fn serve_takes_signals_over_http_and_across_a_restart() {
     );
     assert_eq!(doc["components"]["schemas"]["Signal_legal"]["required"], json!(["ok"]));
 
-    let signal = |step: &str, body: &str| {
-        common::http::request(
-            &server.addr,
-            "POST",
-            &format!("/executions/{id}/signals/{step}"),
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
-    };
+    let signal = |step: &str, body: &str| post_signal(&server, &id, step, body.as_bytes());
     let p = signal("approve", r#"{"approved": "yes", "by": "ann"}"#).problem(422);
     assert_eq!(p["errors"][0]["pointer"], "/approved", "{p}");
     let p = signal("approve", r#"{"approved": true, "by": ""}"#).problem(422);
@@ -392,14 +384,7 @@ fn serve_takes_signals_over_http_and_across_a_restart() {
     signal("approve", r#"{"approved": true"#).problem(400);
     let p = signal("draft", "{}").problem(404);
     assert!(p["detail"].as_str().unwrap().contains("its wait steps are approve, legal"), "{p}");
-    let unknown = common::http::request(
-        &server.addr,
-        "POST",
-        "/executions/nope/signals/approve",
-        &[("Content-Type", "application/json")],
-        b"{}",
-    );
-    unknown.problem(404);
+    post_signal(&server, "nope", "approve", b"{}").problem(404);
     let form = common::http::request(
         &server.addr,
         "POST",
@@ -426,13 +411,7 @@ fn serve_takes_signals_over_http_and_across_a_restart() {
     // The next server resumes it; the signal reaches the waiting step there.
     let server = Server::start(program(&a, None, false), dir.path(), &[]);
     server.poll(&format!("/executions/{id}"), |v| v["status"] == "waiting");
-    let ok = common::http::request(
-        &server.addr,
-        "POST",
-        &format!("/executions/{id}/signals/legal"),
-        &[("Content-Type", "application/json")],
-        br#"{"ok": true, "note": "fine"}"#,
-    );
+    let ok = post_signal(&server, &id, "legal", br#"{"ok": true, "note": "fine"}"#);
     assert_eq!(ok.status, 202, "{}", ok.text());
     let done = server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
     assert_eq!(
@@ -440,14 +419,7 @@ fn serve_takes_signals_over_http_and_across_a_restart() {
         json!({"approvedBy": "ann", "legal": {"ok": true, "note": "fine"}, "published": {"url": "https://x/1"}})
     );
     assert_eq!((a.draft.calls(), a.publish.calls()), (1, 1), "no agent ran twice");
-    let p = common::http::request(
-        &server.addr,
-        "POST",
-        &format!("/executions/{id}/signals/legal"),
-        &[("Content-Type", "application/json")],
-        br#"{"ok": true}"#,
-    )
-    .problem(409);
+    let p = post_signal(&server, &id, "legal", br#"{"ok": true}"#).problem(409);
     assert!(p["detail"].as_str().unwrap().contains("has already ended"), "{p}");
     let events = journal_events(dir.path(), &id);
     let received: Vec<_> = events.iter().filter(|e| e.name() == "signal.received").collect();
@@ -521,13 +493,7 @@ fn a_stop_while_waiting_starts_no_new_step() {
 
     let server = Server::start(chain_program(&agent), dir.path(), &[]);
     server.poll(&format!("/executions/{id}"), |v| v["status"] == "waiting");
-    let ok = common::http::request(
-        &server.addr,
-        "POST",
-        &format!("/executions/{id}/signals/approve"),
-        &[("Content-Type", "application/json")],
-        br#"{"approved": true, "by": "ann"}"#,
-    );
+    let ok = post_signal(&server, &id, "approve", br#"{"approved": true, "by": "ann"}"#);
     assert_eq!(ok.status, 202, "{}", ok.text());
     let done = server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
     assert_eq!(done["output"], json!({"by": "ann"}));
@@ -557,13 +523,7 @@ fn a_step_that_outlasts_the_stop_leaves_the_waiting_execution_suspended() {
     let fast = Arc::new(MockAgent::new("slow", "1.0.0").then_ok(json!({"ok": true})));
     let server = Server::start(chain_program(&fast), dir.path(), &[]);
     server.poll(&format!("/executions/{id}"), |v| v["status"] == "waiting");
-    let ok = common::http::request(
-        &server.addr,
-        "POST",
-        &format!("/executions/{id}/signals/approve"),
-        &[("Content-Type", "application/json")],
-        br#"{"approved": true, "by": "ann"}"#,
-    );
+    let ok = post_signal(&server, &id, "approve", br#"{"approved": true, "by": "ann"}"#);
     assert_eq!(ok.status, 202, "{}", ok.text());
     let done = server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
     assert_eq!(done["output"], json!({"by": "ann"}));
@@ -614,13 +574,7 @@ fn waiting_executions_do_not_count_as_running() {
     let second = id_of(&second.json());
     server.poll(&format!("/executions/{second}"), |v| v["status"] == "waiting");
     for id in [&first, &second] {
-        let ok = common::http::request(
-            &server.addr,
-            "POST",
-            &format!("/executions/{id}/signals/approve"),
-            &[("Content-Type", "application/json")],
-            br#"{"approved": true, "by": "ann"}"#,
-        );
+        let ok = post_signal(&server, id, "approve", br#"{"approved": true, "by": "ann"}"#);
         assert_eq!(ok.status, 202, "{}", ok.text());
         server.poll(&format!("/executions/{id}"), |v| v["status"] == "completed");
     }
@@ -709,4 +663,10 @@ fn a_signal_taken_at_the_timeout_is_not_lost() {
         assert!(!took || delivered, "run {i}: an output without a delivery");
     }
     assert_eq!(lost, 0, "of {runs} runs, signals taken but lost to the timeout");
+}
+
+/// `POST /executions/{id}/signals/{step}` with `body` as JSON.
+fn post_signal(server: &Server, id: &str, step: &str, body: &[u8]) -> common::http::Resp {
+    let path = format!("/executions/{id}/signals/{step}");
+    common::http::request(&server.addr, "POST", &path, &[("Content-Type", "application/json")], body)
 }
