@@ -57,7 +57,9 @@ impl Agent for Counting {
     async fn run(&self, ctx: &AgentContext<'_>, input: Value) -> Result<Value, AgentError> {
         let step = ctx.step_id();
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.count).unwrap();
-        writeln!(f, "{step} {}", ctx.idempotency_key()).unwrap();
+        // One write per line: with O_APPEND a single write is not interleaved
+        // with other processes' (writeln! may split it into several).
+        f.write_all(format!("{step} {}\n", ctx.idempotency_key()).as_bytes()).unwrap();
         drop(f);
         if self.hang_in.as_deref() == Some(step) {
             std::future::pending::<()>().await;

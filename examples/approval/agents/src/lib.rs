@@ -63,5 +63,7 @@ fn count(ctx: &AgentContext<'_>) -> Result<(), AgentError> {
         .append(true)
         .open(path)
         .map_err(|e| AgentError::fatal(format!("cannot record the call: {e}")))?;
-    writeln!(file, "{}", ctx.step_id()).map_err(|e| AgentError::fatal(format!("cannot record the call: {e}")))
+    // One write per line, so concurrent calls' lines do not interleave.
+    file.write_all(format!("{}\n", ctx.step_id()).as_bytes())
+        .map_err(|e| AgentError::fatal(format!("cannot record the call: {e}")))
 }
