@@ -9,6 +9,7 @@ pub use crate::executor::{
 };
 pub use crate::journal::{FileStore, JournalStore, MemoryStore, DEFAULT_JOURNAL_DIR};
 pub use crate::llm;
+pub use crate::map::{all as map_all, MapStep, Tolerated};
 pub use crate::policy::{CircuitBreakerPolicy, Policy, RetryPolicy};
 pub use crate::program::{ExecutionIds, Program};
 pub use crate::resilience::BreakerRegistry;

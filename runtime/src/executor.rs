@@ -274,6 +274,11 @@ impl Recorder {
 /// What a node sees while it runs: the typed state, the execution, the journal.
 pub struct Cx<'a, S> {
     state: &'a S,
+    /// The state's `Arc`, when the execution has one: a `map` hands it to
+    /// its items' states, which read the steps before the map through it.
+    owner: Option<&'a Arc<S>>,
+    /// Inside a `map`'s item: `ID[INDEX].`, before each step's id in the journal.
+    prefix: Option<&'a str>,
     recorder: &'a Recorder,
     mocks: Option<&'a dyn StepMocks>,
     breakers: Option<&'a BreakerRegistry>,
@@ -309,7 +314,42 @@ impl<'a, S> Cx<'a, S> {
     }
     /// How `step` ended before its execution was resumed, if it did.
     pub fn done(&self, step: &str) -> Option<&'a Done> {
-        self.done.and_then(|d| d.get(step))
+        let done = self.done?;
+        match self.prefix {
+            None => done.get(step),
+            Some(prefix) => done.get(format!("{prefix}{step}").as_str()),
+        }
+    }
+    /// The state's `Arc`, if the execution was started with one.
+    pub fn owner(&self) -> Option<&'a Arc<S>> {
+        self.owner
+    }
+    /// The name step `id` has in the journal: `id`, or `MAP[INDEX].id` inside
+    /// a map's item.
+    pub fn name(&self, id: &Arc<str>) -> Arc<str> {
+        match self.prefix {
+            None => id.clone(),
+            Some(prefix) => format!("{prefix}{id}").into(),
+        }
+    }
+    /// The context of one item of a map: the item's state, named by `prefix`,
+    /// in this execution.
+    pub(crate) fn item<'b, I>(&'b self, state: &'b Arc<I>, prefix: &'b str) -> Cx<'b, I> {
+        Cx {
+            state,
+            owner: Some(state),
+            prefix: Some(prefix),
+            recorder: self.recorder,
+            mocks: self.mocks,
+            breakers: self.breakers,
+            done: self.done,
+            signals: self.signals,
+            mailbox: self.mailbox,
+        }
+    }
+    /// The journal's record of the resumed execution's ended steps.
+    pub(crate) fn done_steps(&self) -> Option<&'a HashMap<Arc<str>, Done>> {
+        self.done
     }
     /// The signals the journal holds for a resumed execution.
     pub fn signals(&self) -> Option<&'a Signals> {
@@ -471,7 +511,7 @@ impl<S> fmt::Debug for Node<S> {
     }
 }
 
-impl<S: Sync + 'static> Node<S> {
+impl<S: Send + Sync + 'static> Node<S> {
     /// A leaf node for a step.
     pub fn step(step: impl StepNode<S> + 'static) -> Self {
         Node::Step(Box::new(step))
@@ -492,7 +532,7 @@ impl<S: Sync + 'static> Node<S> {
         Node::Parallel { id: Some(id.into()), children: children.into_iter().collect(), fail_fast }
     }
 
-    fn bind(&mut self, registry: &BreakerRegistry) {
+    pub(crate) fn bind(&mut self, registry: &BreakerRegistry) {
         match self {
             Node::Step(s) => s.bind(registry),
             Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
@@ -519,36 +559,48 @@ impl<S: Sync + 'static> Node<S> {
 
     /// Puts the output of every step the journal says succeeded into `state`.
     fn restore(&self, state: &S, point: &Resume) -> Result<(), ResumeError> {
+        self.restore_from(state, &point.done, "")
+    }
+
+    /// [`Self::restore`] from the journal's ended steps, each step named
+    /// `prefix` and its id (a map's item restores its own steps).
+    pub(crate) fn restore_from(
+        &self,
+        state: &S,
+        done: &HashMap<Arc<str>, Done>,
+        prefix: &str,
+    ) -> Result<(), ResumeError> {
         let mut result = Ok(());
         self.each_step(&mut |s| {
-            if let (Ok(()), Some(Done::Succeeded(output))) = (&result, point.done.get(s.step_id())) {
+            let step = format!("{prefix}{}", s.step_id());
+            if let (Ok(()), Some(Done::Succeeded(output))) = (&result, done.get(step.as_str())) {
                 let output = output.as_ref().map_or(&Value::Null, |o| o.value());
                 if let Err(why) = s.restore(state, output) {
-                    result = Err(ResumeError::Output { step: s.step_id().to_string(), why });
+                    result = Err(ResumeError::Output { step, why });
                 }
             }
         });
         result
     }
 
-    fn skip_all(&self, rec: &Recorder) {
+    fn skip_all(&self, cx: &Cx<'_, S>) {
         match self {
-            Node::Step(s) => rec.skipped(s.step_id(), s.agent_id()),
+            Node::Step(s) => cx.recorder.skipped(&cx.name(s.step_id()), s.agent_id()),
             Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
-                children.iter().for_each(|c| c.skip_all(rec))
+                children.iter().for_each(|c| c.skip_all(cx))
             }
         }
     }
 
-    /// How the node ends, if a resumed execution's journal (`done`) already
-    /// decides it: every step in it ended, or a fail-fast parallel block has
-    /// a branch that failed (its other branches would have been cancelled).
-    fn decided(&self, done: &HashMap<Arc<str>, Done>) -> Option<Outcome> {
+    /// How the node ends, if a resumed execution's journal already decides
+    /// it: every step in it ended, or a fail-fast parallel block has a branch
+    /// that failed (its other branches would have been cancelled).
+    fn decided(&self, cx: &Cx<'_, S>) -> Option<Outcome> {
         match self {
-            Node::Step(s) => done.get(s.step_id()).map(|d| s.resumed(d)),
+            Node::Step(s) => cx.done(s.step_id()).map(|d| s.resumed(d)),
             Node::Sequence { children, .. } => {
                 for child in children {
-                    match child.decided(done)? {
+                    match child.decided(cx)? {
                         Outcome::Ok => {}
                         ended => return Some(ended),
                     }
@@ -559,7 +611,7 @@ impl<S: Sync + 'static> Node<S> {
                 let mut undecided = false;
                 let mut first_error = None;
                 for child in children {
-                    match child.decided(done) {
+                    match child.decided(cx) {
                         Some(Outcome::Failed(e)) if *fail_fast => return Some(Outcome::Failed(e)),
                         Some(Outcome::Failed(e)) => first_error = first_error.or(Some(e)),
                         Some(_) => {}
@@ -574,12 +626,12 @@ impl<S: Sync + 'static> Node<S> {
     /// Runs the node.
     pub fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
         if let Node::Sequence { .. } | Node::Parallel { .. } = self {
-            if let Some((done, outcome)) = cx.done.and_then(|d| Some((d, self.decided(d)?))) {
+            if let Some(outcome) = cx.done.and_then(|_| self.decided(cx)) {
                 // Nothing in it runs again; its steps that never ended (e.g.
                 // in flight at the crash) read as skipped, as after a failure.
                 self.each_step(&mut |s| {
-                    if !done.contains_key(s.step_id()) {
-                        cx.recorder.skipped(s.step_id(), s.agent_id());
+                    if cx.done(s.step_id()).is_none() {
+                        cx.recorder.skipped(&cx.name(s.step_id()), s.agent_id());
                     }
                 });
                 return Box::pin(std::future::ready(outcome));
@@ -593,7 +645,7 @@ impl<S: Sync + 'static> Node<S> {
     }
 }
 
-async fn run_sequence<'a, S: Sync + 'static>(
+async fn run_sequence<'a, S: Send + Sync + 'static>(
     children: &'a [Node<S>],
     cx: &'a Cx<'a, S>,
     cancel: &'a CancellationToken,
@@ -601,7 +653,7 @@ async fn run_sequence<'a, S: Sync + 'static>(
     for (i, child) in children.iter().enumerate() {
         if cancel.is_cancelled() {
             // New work stops at once: this child and the rest never start.
-            children[i..].iter().for_each(|c| c.skip_all(cx.recorder));
+            children[i..].iter().for_each(|c| c.skip_all(cx));
             return Outcome::Cancelled;
         }
         if cx.mailbox.is_some_and(Mailbox::suspending) {
@@ -616,14 +668,14 @@ async fn run_sequence<'a, S: Sync + 'static>(
             return outcome;
         }
         if outcome != Outcome::Ok {
-            children[i + 1..].iter().for_each(|c| c.skip_all(cx.recorder));
+            children[i + 1..].iter().for_each(|c| c.skip_all(cx));
             return outcome;
         }
     }
     Outcome::Ok
 }
 
-async fn run_parallel<'a, S: Sync + 'static>(
+async fn run_parallel<'a, S: Send + Sync + 'static>(
     children: &'a [Node<S>],
     fail_fast: bool,
     cx: &'a Cx<'a, S>,
@@ -688,7 +740,7 @@ impl<S, A: Agent> fmt::Debug for AgentStep<S, A> {
     }
 }
 
-impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
+impl<S: Send + Sync + 'static, A: Agent> AgentStep<S, A> {
     /// A step `id` running `agent` (shared, so several steps may use one
     /// agent) with the built-in policy.
     ///
@@ -744,16 +796,22 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         Node::Step(Box::new(self))
     }
 
-    async fn run_step(&self, cx: &Cx<'_, S>, cancel: &CancellationToken, span: tracing::Span) -> Outcome {
+    async fn run_step(
+        &self,
+        cx: &Cx<'_, S>,
+        cancel: &CancellationToken,
+        span: tracing::Span,
+        id: &Arc<str>,
+    ) -> Outcome {
         let rec = cx.recorder;
         if cancel.is_cancelled() {
-            rec.skipped(&self.id, Some(&self.agent_id));
+            rec.skipped(id, Some(&self.agent_id));
             crate::telemetry::end_span(&span, "step", "skipped", None, None);
             return Outcome::Cancelled;
         }
         let started = Instant::now();
         let input = (self.input)(cx.state);
-        let mut ev = rec.step_event(EventKind::StepStarted, &self.id, Some(&self.agent_id), started);
+        let mut ev = rec.step_event(EventKind::StepStarted, id, Some(&self.agent_id), started);
         ev.state = Some(StepState::Executing.into());
         if let Ok(i) = &input {
             ev.input = to_json(i);
@@ -763,12 +821,12 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
             Ok(i) => i,
             Err(msg) => {
                 let e = StepError::new(ErrorKind::InvalidInput, msg, 0);
-                return self.failed(rec, e, started, &UsageMeter::default(), &span);
+                return self.failed(rec, id, e, started, &UsageMeter::default(), &span);
             }
         };
         let observer = StepObserver {
             rec,
-            step: &self.id,
+            step: id,
             agent: &self.agent_id,
             attempt: AtomicU32::new(0),
             usage: UsageMeter::default(),
@@ -777,7 +835,9 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         let usage = &observer.usage;
         let meta = cx.meta();
         let agent = &*self.agent;
-        let step_id: &str = &self.id;
+        let step_id: &str = id;
+        // Inside a map's item, mocks written for the step serve every item.
+        let base_id: Option<&str> = (**id != *self.id).then_some(&*self.id);
         let config = &self.config;
         let mocks = cx.mocks;
         // An execution with its own registry takes its breaker from there.
@@ -786,7 +846,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         let breaker = own_breaker.as_deref().or(self.breaker.as_deref());
         let result = resilience::call_from(started, &self.policy, breaker, cancel, &observer, |attempt| {
             let input = input.clone();
-            let mock = mocks.and_then(|m| m.reply(step_id, attempt));
+            let mock = mocks.and_then(|m| m.reply(step_id, attempt).or_else(|| m.reply(base_id?, attempt)));
             async move {
                 if let Some(mock) = mock {
                     return mock_attempt(mock, cancel).await;
@@ -801,16 +861,16 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
         match result {
             Ok(Err(msg)) => {
                 let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
-                self.failed(rec, e, started, &observer.usage, &span)
+                self.failed(rec, id, e, started, &observer.usage, &span)
             }
             Ok(Ok(out)) => {
                 let output = to_json(&out);
                 if let Err(msg) = (self.store)(cx.state, out) {
                     let e = StepError::new(ErrorKind::InvalidOutput, msg, attempt);
-                    return self.failed(rec, e, started, &observer.usage, &span);
+                    return self.failed(rec, id, e, started, &observer.usage, &span);
                 }
                 let end = Instant::now();
-                let mut ev = rec.step_event(EventKind::StepSucceeded, &self.id, Some(&self.agent_id), end);
+                let mut ev = rec.step_event(EventKind::StepSucceeded, id, Some(&self.agent_id), end);
                 ev.attempt = Some(attempt);
                 ev.duration_ms = Some(millis(end - started));
                 ev.output = output;
@@ -822,32 +882,33 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
             }
             Err(e) if e.kind == ErrorKind::Cancelled => {
                 let end = Instant::now();
-                let mut ev = rec.step_event(EventKind::StepCancelled, &self.id, Some(&self.agent_id), end);
+                let mut ev = rec.step_event(EventKind::StepCancelled, id, Some(&self.agent_id), end);
                 ev.attempt = Some(e.attempt);
                 ev.duration_ms = Some(millis(end - started));
-                ev.error = Some(Box::new(e.with_step(self.id.clone())));
+                ev.error = Some(Box::new(e.with_step(id.clone())));
                 ev.state = Some(StepState::Cancelled.into());
                 set_usage(&mut ev, observer.usage.get());
                 crate::telemetry::end_span(&span, "step", "cancelled", None, ev.duration_ms);
                 rec.record(ev);
                 Outcome::Cancelled
             }
-            Err(e) => self.failed(rec, e, started, &observer.usage, &span),
+            Err(e) => self.failed(rec, id, e, started, &observer.usage, &span),
         }
     }
 
     fn failed(
         &self,
         rec: &Recorder,
+        id: &Arc<str>,
         e: StepError,
         started: Instant,
         usage: &UsageMeter,
         span: &tracing::Span,
     ) -> Outcome {
-        let e = e.with_step(self.id.clone());
+        let e = e.with_step(id.clone());
         let state = if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed };
         let end = Instant::now();
-        let mut ev = rec.step_event(EventKind::StepFailed, &self.id, Some(&self.agent_id), end);
+        let mut ev = rec.step_event(EventKind::StepFailed, id, Some(&self.agent_id), end);
         ev.attempt = Some(e.attempt);
         ev.duration_ms = Some(millis(end - started));
         ev.state = Some(state.into());
@@ -863,7 +924,7 @@ impl<S: Sync + 'static, A: Agent> AgentStep<S, A> {
     }
 }
 
-impl<S: Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
+impl<S: Send + Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
     fn step_id(&self) -> &Arc<str> {
         &self.id
     }
@@ -892,20 +953,21 @@ impl<S: Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
         if let Some(done) = cx.done(&self.id) {
             return Box::pin(std::future::ready(self.resumed(done)));
         }
+        let id = cx.name(&self.id);
         let m = cx.meta();
         let span = crate::telemetry::executor_span!(
             "orchestrator.step",
             workflow_id = &*m.workflow_id,
             execution_id = &*m.execution_id,
             correlation_id = &*m.correlation_id,
-            step_id = &*self.id,
+            step_id = &*id,
             agent_id = &*self.agent_id,
         );
         if span.is_disabled() {
-            return Box::pin(self.run_step(cx, cancel, span));
+            return Box::pin(async move { self.run_step(cx, cancel, span, &id).await });
         }
         crate::telemetry::stamp_ids(&span);
-        Box::pin(self.run_step(cx, cancel, span.clone()).instrument(span))
+        Box::pin(async move { self.run_step(cx, cancel, span.clone(), &id).instrument(span).await })
     }
 }
 
@@ -1027,7 +1089,7 @@ impl<S, O> fmt::Debug for Workflow<S, O> {
     }
 }
 
-impl<S: Sync + 'static, O: Serialize> Workflow<S, O> {
+impl<S: Send + Sync + 'static, O: Serialize> Workflow<S, O> {
     /// A workflow whose steps share breakers through [`BreakerRegistry::global`].
     pub fn new(
         info: WorkflowInfo,
@@ -1197,7 +1259,7 @@ impl Runtime {
     /// `execution.resumed` and runs only what had not ended. `opts`' ids are
     /// ignored (the journal's are kept); check the definition first with
     /// [`Resume::check_definition`].
-    pub fn resume<S: Sync + 'static, O: Serialize>(
+    pub fn resume<S: Send + Sync + 'static, O: Serialize>(
         &self,
         workflow: &Workflow<S, O>,
         state: &S,
@@ -1278,7 +1340,7 @@ impl Runtime {
     }
 
     /// Runs `workflow` on `state` in the current task.
-    pub async fn run<S: Sync + 'static, O: Serialize>(
+    pub async fn run<S: Send + Sync + 'static, O: Serialize>(
         &self,
         workflow: &Workflow<S, O>,
         state: &S,
@@ -1286,6 +1348,17 @@ impl Runtime {
     ) -> io::Result<Result<O, ExecutionError>> {
         let exec = self.prepare(&workflow.info, opts)?;
         Ok(exec.run(workflow, state).await)
+    }
+
+    /// [`Self::run`] on a shared state (see [`Execution::run_shared`]).
+    pub async fn run_shared<S: Send + Sync + 'static, O: Serialize>(
+        &self,
+        workflow: &Workflow<S, O>,
+        state: &Arc<S>,
+        opts: ExecutionOptions,
+    ) -> io::Result<Result<O, ExecutionError>> {
+        let exec = self.prepare(&workflow.info, opts)?;
+        Ok(exec.run_shared(workflow, state).await)
     }
 
     /// Spawns an execution of `workflow` on `state`; the handle awaits or cancels it.
@@ -1388,24 +1461,36 @@ impl Execution {
         let execution_id = self.recorder.meta.execution_id.clone();
         let cancel = self.cancel.clone();
         let shared = self.state.clone();
-        let join = tokio::spawn(async move { self.run(&workflow, &state).await });
+        let join = tokio::spawn(async move { self.run_shared(&workflow, &state).await });
         ExecutionHandle { execution_id, cancel, state: shared, join }
     }
 
     /// Runs the workflow to its end and records the terminal event.
-    pub async fn run<S: Sync + 'static, O: Serialize>(
+    pub async fn run<S: Send + Sync + 'static, O: Serialize>(
         self,
         workflow: &Workflow<S, O>,
         state: &S,
     ) -> Result<O, ExecutionError> {
         let span = self.span.clone();
-        self.run_inner(workflow, state).instrument(span).await
+        self.run_inner(workflow, state, None).instrument(span).await
     }
 
-    async fn run_inner<S: Sync + 'static, O: Serialize>(
+    /// [`Self::run`] on a shared state: a workflow with a `map` needs it (its
+    /// items' states read the steps before the map through the `Arc`).
+    pub async fn run_shared<S: Send + Sync + 'static, O: Serialize>(
+        self,
+        workflow: &Workflow<S, O>,
+        state: &Arc<S>,
+    ) -> Result<O, ExecutionError> {
+        let span = self.span.clone();
+        self.run_inner(workflow, state, Some(state)).instrument(span).await
+    }
+
+    async fn run_inner<S: Send + Sync + 'static, O: Serialize>(
         self,
         workflow: &Workflow<S, O>,
         state: &S,
+        owner: Option<&Arc<S>>,
     ) -> Result<O, ExecutionError> {
         let rec = &self.recorder;
         let started = Instant::now();
@@ -1427,6 +1512,8 @@ impl Execution {
         }
         let cx = Cx {
             state,
+            owner,
+            prefix: None,
             recorder: rec,
             mocks: self.mocks.as_deref(),
             breakers: self.breakers.as_deref(),

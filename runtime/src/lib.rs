@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod journal;
 pub mod llm;
+pub mod map;
 pub mod policy;
 pub mod program;
 pub mod resilience;

@@ -226,7 +226,7 @@ impl<S, T> fmt::Debug for WaitStep<S, T> {
 
 impl<S, T> WaitStep<S, T>
 where
-    S: Sync + 'static,
+    S: Send + Sync + 'static,
     T: DeserializeOwned + Serialize + Send + 'static,
 {
     /// A step `id` waiting for `signal`, whose payload follows `schema`
@@ -390,7 +390,7 @@ where
 
 impl<S, T> Waiting for WaitStep<S, T>
 where
-    S: Sync + 'static,
+    S: Send + Sync + 'static,
     T: DeserializeOwned + Serialize + Send + 'static,
 {
     fn signal(&self) -> &str {
@@ -413,7 +413,7 @@ where
 
 impl<S, T> StepNode<S> for WaitStep<S, T>
 where
-    S: Sync + 'static,
+    S: Send + Sync + 'static,
     T: DeserializeOwned + Serialize + Send + 'static,
 {
     fn step_id(&self) -> &Arc<str> {

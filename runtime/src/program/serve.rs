@@ -50,7 +50,7 @@ where
             use crate::server::StartError;
             let typed: I = parse_input_value(input).map_err(StartError::Input)?;
             let input_json = checked_json(schema.as_ref(), &typed).map_err(StartError::Input)?;
-            let state = make_state(typed, &ids);
+            let state = Arc::new(make_state(typed, &ids));
             let opts = ExecutionOptions {
                 execution_id: Some(ids.execution_id),
                 correlation_id: Some(ids.correlation_id),
@@ -72,7 +72,7 @@ where
             let trace_id = execution.trace_id();
             let workflow = workflow.clone();
             let run: crate::server::Run = Box::pin(async move {
-                let output = execution.run(&workflow, &state).await?;
+                let output = execution.run_shared(&workflow, &state).await?;
                 serde_json::to_value(output).map_err(|e| StepError::new(ErrorKind::InvalidOutput, e.to_string(), 0))
             });
             Ok(crate::server::Started { run, trace_id })

@@ -524,7 +524,7 @@ where
     };
     let workflow = &program.workflow;
     let ran = catch_unwind(AssertUnwindSafe(|| {
-        let state = (program.make_state)(input, &ids);
+        let state = Arc::new((program.make_state)(input, &ids));
         rt.block_on(async {
             let start = tokio::time::Instant::now();
             let mut signals = case.signals.clone();
@@ -538,7 +538,7 @@ where
                 }
                 sender.close();
             });
-            let result = runtime.run(workflow, &state, opts).await;
+            let result = runtime.run_shared(workflow, &state, opts).await;
             sending.abort();
             result
         })
