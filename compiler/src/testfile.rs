@@ -4,6 +4,8 @@
 //! output that the agent's declared output schema rejects, a signal for a
 //! step that does not wait or with a payload its schema rejects.
 
+use std::collections::HashMap;
+
 use orchestr8_schema::ast::{Step, Workflow};
 use orchestr8_schema::source::{escape_pointer_token, SpanIndex};
 use serde_json::{Map, Value};
@@ -22,10 +24,16 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
     }
     let mut steps = Vec::new();
     let mut waits = Vec::new();
-    collect(&workflow.steps, &mut steps, &mut waits);
+    let mut maps = Vec::new();
+    collect(&workflow.steps, &mut steps, &mut waits, &mut maps);
     let step_ids: Vec<&str> = steps.iter().map(|(id, _)| *id).collect();
-    // Waits succeed too: `expect.steps` may list them.
-    let succeeding: Vec<&str> = step_ids.iter().copied().chain(waits.iter().map(|w| w.id.as_str())).collect();
+    let mut maps_of = HashMap::new();
+    enclosing_maps(&workflow.steps, &mut Vec::new(), &mut maps_of);
+    // A step's id, or one item's (`summaries[3].summarize`), named through exactly its maps.
+    let step_of = |name: &str| -> String { item_step(name, &maps_of).unwrap_or(name).to_owned() };
+    // Waits and maps succeed too: `expect.steps` may list them.
+    let succeeding: Vec<&str> =
+        step_ids.iter().copied().chain(waits.iter().map(|w| w.id.as_str())).chain(maps.iter().copied()).collect();
     for (i, case) in cases.iter().enumerate() {
         let at = format!("/cases/{i}");
         let Some(case_obj) = cx.object(case, &at) else { continue };
@@ -43,7 +51,8 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
             let Some(mocks) = cx.object(mocks, &mocks_at) else { continue };
             for (step, mock) in mocks {
                 let step_at = format!("{mocks_at}/{}", escape_pointer_token(step));
-                match steps.iter().find(|(id, _)| id == step) {
+                // A step in a map's body is mocked for every item, or for one (`MAP[INDEX].STEP`).
+                match steps.iter().find(|(id, _)| *id == step_of(step)) {
                     Some((_, agent)) => cx.mock(mock, &step_at, workflow, agent, agents),
                     None => cx.unknown_step(step, &step_at, &step_ids),
                 }
@@ -92,7 +101,7 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
                 for (j, s) in order.iter().enumerate() {
                     let s_at = format!("{expect_at}/steps/{j}");
                     match s.as_str() {
-                        Some(id) if succeeding.contains(&id) => {}
+                        Some(id) if succeeding.contains(&step_of(id).as_str()) => {}
                         Some(id) => cx.unknown_step(id, &s_at, &succeeding),
                         None => cx.push(Code::TestFile, "a step id is a string".into(), &s_at, None),
                     }
@@ -100,7 +109,7 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
             }
             if let Some(Value::Object(attempts)) = expect.get("attempts") {
                 for id in attempts.keys() {
-                    if !step_ids.contains(&id.as_str()) {
+                    if !step_ids.contains(&step_of(id).as_str()) {
                         cx.unknown_step(id, &format!("{expect_at}/attempts/{}", escape_pointer_token(id)), &step_ids);
                     }
                 }
@@ -110,17 +119,52 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
     cx.out
 }
 
-/// Agent steps, with their agent ids, and wait steps, in document order.
+/// The maps enclosing each step, outermost first (none for most steps).
+fn enclosing_maps<'a>(steps: &'a [Step], around: &mut Vec<&'a str>, out: &mut HashMap<&'a str, Vec<&'a str>>) {
+    for step in steps {
+        out.insert(step.id(), around.clone());
+        if let Step::Map(m) = step {
+            around.push(&m.id);
+            enclosing_maps(step.children(), around, out);
+            around.pop();
+        } else {
+            enclosing_maps(step.children(), around, out);
+        }
+    }
+}
+
+/// The step an item's name (`a[1].b[2].c`) names, when it is well formed
+/// and names exactly the maps around that step; `None` otherwise (a plain
+/// id is looked up as it is).
+fn item_step<'n>(name: &'n str, maps_of: &HashMap<&str, Vec<&str>>) -> Option<&'n str> {
+    let mut chain = Vec::new();
+    let mut rest = name;
+    while let Some((map, after)) = rest.split_once('[') {
+        let (index, tail) = after.split_once("].")?;
+        index.parse::<usize>().ok()?;
+        chain.push(map);
+        rest = tail;
+    }
+    (!chain.is_empty() && maps_of.get(rest).is_some_and(|maps| *maps == chain)).then_some(rest)
+}
+
+/// Agent steps, with their agent ids, wait steps and map steps, in document order.
 fn collect<'a>(
     steps: &'a [Step],
     out: &mut Vec<(&'a str, &'a str)>,
     waits: &mut Vec<&'a orchestr8_schema::ast::WaitStep>,
+    maps: &mut Vec<&'a str>,
 ) {
     for step in steps {
         match step {
             Step::Agent(s) => out.push((&s.id, &s.agent)),
             Step::Wait(w) => waits.push(w),
-            other => collect(other.children(), out, waits),
+            other => {
+                if let Step::Map(m) = other {
+                    maps.push(&m.id);
+                }
+                collect(other.children(), out, waits, maps)
+            }
         }
     }
 }

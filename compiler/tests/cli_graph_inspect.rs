@@ -315,3 +315,43 @@ fn inspect_shows_token_usage_and_error_reasons() {
     assert_eq!(value["steps"][0]["usage"]["inputTokens"], 412);
     assert_eq!(value["steps"][1]["error"]["reason"], "truncated");
 }
+
+/// Issue 18: a map is drawn once, in a frame that says what it maps over.
+#[test]
+fn graph_digest_draws_a_map_as_one_framed_body() {
+    let (mermaid, err) = run(&["graph", "../examples/digest/workflow.json", "--format", "mermaid"], 0);
+    assert_eq!(err, "");
+    assert!(
+        mermaid.contains("subgraph G_summaries[\"summaries (map: each article of input.articles, 4 at a time): One summary per article.\"]"),
+        "{mermaid}"
+    );
+    insta::assert_snapshot!("graph_digest_mermaid", mermaid);
+    let (dot, _) = run(&["graph", "../examples/digest/workflow.json", "--format", "dot"], 0);
+    assert!(dot.contains("subgraph \"cluster_summaries\" {\n        label=\"summaries (map: each article"), "{dot}");
+    assert!(dot.contains("style=bold;"), "{dot}");
+}
+
+/// Issue 18: a map's items are grouped under the map, by index, and the
+/// map's row counts them.
+#[test]
+fn inspect_groups_a_maps_items_under_it() {
+    let (out, err) = run(&["inspect", "tests/journals/mapped.jsonl"], 0);
+    assert_eq!(err, "");
+    assert!(out.contains("  summaries                 succeeded  4 items"), "{out}");
+    assert!(out.contains("\n    summaries[1].summarize  failed"), "{out}");
+    insta::assert_snapshot!("inspect_mapped_text", out);
+    let (json, _) = run(&["inspect", "tests/journals/mapped.jsonl", "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let ids: Vec<&str> = value["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "summaries",
+            "summaries[0].summarize",
+            "summaries[1].summarize",
+            "summaries[2].summarize",
+            "summaries[3].summarize",
+            "write"
+        ]
+    );
+}

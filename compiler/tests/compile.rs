@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-const EXAMPLES: [&str; 5] = ["hello", "document-pipeline", "flaky-dependency", "ticket-triage", "approval"];
+const EXAMPLES: [&str; 6] = ["hello", "document-pipeline", "flaky-dependency", "ticket-triage", "approval", "digest"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap()
@@ -267,10 +267,7 @@ fn examples_pass_their_workflow_tests() {
 
 #[test]
 fn a_bad_test_file_is_reported_where_it_is_wrong_and_nothing_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.test.json");
-    std::fs::write(
-        &file,
+    let stderr = refused_test_file(
         r#"{
   "cases": [
     {
@@ -282,27 +279,15 @@ fn a_bad_test_file_is_reported_where_it_is_wrong_and_nothing_runs() {
   ]
 }
 "#,
-    )
-    .unwrap();
-    let out = orchestr8()
-        .arg("test")
-        .arg(&file)
-        .arg("--workflow")
-        .arg(repo().join("examples/hello/workflow.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "bad.test.json");
+        "examples/hello/workflow.json",
+    );
     insta::assert_snapshot!(stderr);
 }
 
 /// Signals in a test file name wait steps, with payloads their schemas take.
 #[test]
 fn bad_signals_in_a_test_file_are_reported_where_they_are() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.test.json");
-    std::fs::write(
-        &file,
+    let stderr = refused_test_file(
         r#"{
   "cases": [
     {
@@ -319,17 +304,8 @@ fn bad_signals_in_a_test_file_are_reported_where_they_are() {
   ]
 }
 "#,
-    )
-    .unwrap();
-    let out = orchestr8()
-        .arg("test")
-        .arg(&file)
-        .arg("--workflow")
-        .arg(repo().join("examples/approval/workflow.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "bad.test.json");
+        "examples/approval/workflow.json",
+    );
     for expected in [
         "the workflow has no wait step `editr`",
         "the workflow has no wait step `draft`",
@@ -820,4 +796,55 @@ fn a_program_built_without_otel_says_it_cannot_export() {
             && stderr.contains("--features otel"),
         "{stderr}"
     );
+}
+
+/// Issue 18: a test file names a map's body step for every item
+/// (`summarize`) or one item's (`summaries[1].summarize`): a name whose
+/// maps are not exactly the step's, or whose index is not a number, is
+/// reported where it is.
+#[test]
+fn item_names_in_a_test_file_must_name_the_steps_maps() {
+    let stderr = refused_test_file(
+        r#"{
+  "cases": [
+    {
+      "name": "item names",
+      "input": { "articles": [], "maxWords": 3 },
+      "mocks": {
+        "summaries[0].summarize": { "fatal": "no" },
+        "sumaries[0].summarize": { "fatal": "no" },
+        "summaries[x].summarize": { "fatal": "no" },
+        "summaries[1].write": { "fatal": "no" }
+      },
+      "expect": { "steps": ["summaries", "summaries[2].summarize", "write[0].summaries"], "attempts": { "summarize": 0, "summaries[3]summarize": 1 } }
+    }
+  ]
+}
+"#,
+        "examples/digest/workflow.json",
+    );
+    for wrong in [
+        "`sumaries[0].summarize`",
+        "`summaries[x].summarize`",
+        "`summaries[1].write`",
+        "`write[0].summaries`",
+        "`summaries[3]summarize`",
+    ] {
+        assert!(stderr.contains(wrong), "{wrong} not reported: {stderr}");
+    }
+    for right in ["`summaries[0].summarize`", "`summaries[2].summarize`", "`summaries`\n"] {
+        assert!(!stderr.contains(right), "{right} reported: {stderr}");
+    }
+}
+
+/// Runs `orchestr8 test` on a test file of `text` (as `bad.test.json`)
+/// against `workflow` (from the repository's root), which must refuse it
+/// with exit 2: its standard error, the file named `bad.test.json`.
+fn refused_test_file(text: &str, workflow: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.test.json");
+    std::fs::write(&file, text).unwrap();
+    let out = orchestr8().arg("test").arg(&file).arg("--workflow").arg(repo().join(workflow)).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "bad.test.json")
 }

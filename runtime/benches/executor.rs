@@ -76,12 +76,7 @@ async fn plain_spawn(n: usize, meta: &Arc<ExecutionMeta>, token: &CancellationTo
 fn bench(c: &mut Criterion) {
     let rt = rt();
     let registry = BreakerRegistry::new(16);
-    let meta = Arc::new(ExecutionMeta {
-        execution_id: "e".into(),
-        correlation_id: "c".into(),
-        workflow_id: "w".into(),
-        workflow_version: "1".into(),
-    });
+    let meta = common::meta();
     let token = CancellationToken::new();
     let config = Value::Null;
     let mem = Runtime::new(MemoryStore::with_capacity(2));

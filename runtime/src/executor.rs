@@ -461,6 +461,11 @@ pub trait StepNode<S>: Send + Sync {
     fn waiting(&self) -> Option<&dyn Waiting> {
         None
     }
+    /// For a `map` step: the ids of the steps of its body, which run per
+    /// item (named `MAP[INDEX].ID` in the journal).
+    fn inner_step_ids(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
 /// How a step that ended `done` before a resume ends now: a failure fails
@@ -541,10 +546,13 @@ impl<S: Send + Sync + 'static> Node<S> {
         }
     }
 
-    /// Every step's id, in plan order.
+    /// Every step's id, in plan order, with the steps of maps' bodies.
     pub fn step_ids(&self) -> Vec<&str> {
         let mut ids = Vec::new();
-        self.each_step(&mut |s| ids.push(&**s.step_id()));
+        self.each_step(&mut |s| {
+            ids.push(&**s.step_id());
+            ids.extend(s.inner_step_ids());
+        });
         ids
     }
 

@@ -213,7 +213,8 @@ where
         if let Some((index, e)) = beyond {
             let message =
                 format!("{failed} of {total} items failed ({allowed} tolerated); item {index}: {}", e.message);
-            let e = StepError { message, ..e };
+            // The map's own error: the item's kind, its attempts are the item's business.
+            let e = StepError { message, attempt: 0, ..e };
             return self.failed(cx, &id, e, started);
         }
         if cancelled || cancel.is_cancelled() {
@@ -296,6 +297,10 @@ where
         self.body.bind(registry);
     }
 
+    fn inner_step_ids(&self) -> Vec<&str> {
+        self.body.step_ids()
+    }
+
     fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
         if let Some(done) = cx.done(&self.id) {
             return Box::pin(std::future::ready(self.resumed(done)));
@@ -312,6 +317,12 @@ where
     fn resumed(&self, done: &Done) -> Outcome {
         resumed_with(done, OnError::Fail)
     }
+}
+
+/// The step id of a step's name in the journal: `summarize` for
+/// `summaries[3].summarize`, the name itself outside any map.
+pub fn step_of(name: &str) -> &str {
+    name.rsplit_once("].").map_or(name, |(_, step)| step)
 }
 
 /// Every output of a map that tolerates no failure (all are there once it
@@ -332,6 +343,13 @@ mod tests {
         assert_eq!(Tolerated::Percent(25.0).allowed(0), 0);
         assert_eq!(Tolerated::Percent(100.0).allowed(7), 7);
         assert_eq!(Tolerated::Percent(250.0).allowed(4), 4);
+    }
+
+    #[test]
+    fn step_of_strips_item_prefixes() {
+        assert_eq!(step_of("fetch"), "fetch");
+        assert_eq!(step_of("m[3].summarize"), "summarize");
+        assert_eq!(step_of("a[1].b[20].c"), "c");
     }
 
     #[test]

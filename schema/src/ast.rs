@@ -307,8 +307,8 @@ pub struct AgentCommon {
     pub output: Option<Value>,
 }
 
-/// A step: an agent call, a wait for a signal, a parallel block or a sequence. Exactly
-/// one of `agent`, `wait`, `parallel` and `sequence` says which.
+/// A step: an agent call, a wait for a signal, a parallel block, a sequence or a map.
+/// Exactly one of `agent`, `wait`, `parallel`, `sequence` and `map` says which.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 // Steps are read once per document; boxing the agent step would only make matching noisier.
@@ -322,6 +322,8 @@ pub enum Step {
     Parallel(ParallelStep),
     /// Runs its steps in order.
     Sequence(SequenceStep),
+    /// Runs its body once per item of a list.
+    Map(MapStep),
 }
 
 impl Step {
@@ -332,24 +334,39 @@ impl Step {
             Step::Wait(s) => &s.id,
             Step::Parallel(s) => &s.id,
             Step::Sequence(s) => &s.id,
+            Step::Map(s) => &s.id,
         }
     }
 
-    /// The steps nested directly inside a block (none for an agent step).
+    /// The steps nested directly inside a block (none for an agent step; a
+    /// map's body).
     pub fn children(&self) -> &[Step] {
         match self {
             Step::Agent(_) | Step::Wait(_) => &[],
             Step::Parallel(s) => &s.parallel,
             Step::Sequence(s) => &s.sequence,
+            Step::Map(s) => std::slice::from_ref(&*s.map.step),
         }
     }
 
-    /// The key holding the nested steps: `parallel`, `sequence`, or none.
+    /// The step whose output is this step's output: itself for an agent
+    /// step, a wait or a map; a sequence's last step's; none for a parallel
+    /// block (it has no output of its own).
+    pub fn result(&self) -> Option<&Step> {
+        match self {
+            Step::Agent(_) | Step::Wait(_) | Step::Map(_) => Some(self),
+            Step::Sequence(s) => s.sequence.last()?.result(),
+            Step::Parallel(_) => None,
+        }
+    }
+
+    /// The key holding the nested steps: `parallel`, `sequence`, `map`, or none.
     pub fn children_key(&self) -> Option<&'static str> {
         match self {
             Step::Agent(_) | Step::Wait(_) => None,
             Step::Parallel(_) => Some("parallel"),
             Step::Sequence(_) => Some("sequence"),
+            Step::Map(_) => Some("map"),
         }
     }
 }
@@ -453,6 +470,78 @@ pub struct SequenceStep {
     /// The steps to run in order.
     #[schemars(length(min = 1))]
     pub sequence: Vec<Step>,
+}
+
+/// Runs a body (an agent step, a sequence or a parallel block) once per item
+/// of a list, at most `concurrency` items at a time; its output is the list
+/// of the body's outputs, in the list's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MapStep {
+    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword, nor `input` or `ids`.
+    #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
+    pub id: String,
+    /// What the map does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The list, the item's name, and the body.
+    pub map: MapSpec,
+}
+
+/// What a `map` step maps over, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MapSpec {
+    /// The list: one reference, `${steps.ID.output.FIELD}` or `${input.FIELD}`, to a list.
+    pub over: String,
+    /// The item's name: inside the body, `${NAME}` (and paths below it) is the current
+    /// item, and `${map.index}` its index from 0.
+    #[serde(rename = "as")]
+    #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
+    pub item: String,
+    /// At most this many items in flight (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub concurrency: Option<u64>,
+    /// How many items may fail before the map fails: a count (`2`) or a percentage
+    /// of the items (`"10%"`). Default 0. When it is not 0, a failed item's output is
+    /// `null` in the map's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerated_failures: Option<ToleratedFailures>,
+    /// The step run for each item: an agent step, a sequence or a parallel block. Its
+    /// output (a sequence's: its last step's) is the item's output.
+    pub step: Box<Step>,
+}
+
+/// `map.toleratedFailures`: a count or a percentage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ToleratedFailures {
+    /// At most this many items.
+    Count(u64),
+    /// At most this percentage of the items, rounded down: `"10%"`, `"2.5%"`.
+    Percent(#[schemars(regex(pattern = PERCENT_PATTERN))] String),
+}
+
+/// A percentage from 0 to 100.
+pub const PERCENT_PATTERN: &str = r"^(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)%$";
+
+impl ToleratedFailures {
+    /// Whether no failure is tolerated.
+    pub fn is_zero(&self) -> bool {
+        match self {
+            ToleratedFailures::Count(n) => *n == 0,
+            ToleratedFailures::Percent(_) => self.percent().is_some_and(|v| v == 0.0),
+        }
+    }
+
+    /// The percentage, for `Percent` (its pattern checked by the schema).
+    pub fn percent(&self) -> Option<f64> {
+        match self {
+            ToleratedFailures::Count(_) => None,
+            ToleratedFailures::Percent(p) => p.strip_suffix('%')?.parse().ok(),
+        }
+    }
 }
 
 /// What a failed step does to the workflow.

@@ -60,6 +60,12 @@ pub enum Root {
     WorkflowId,
     /// `workflow.version`.
     WorkflowVersion,
+    /// `NAME`: the current item of the enclosing map whose `as` is `NAME`
+    /// (resolved against the scope by the type layer: any other name is an
+    /// unknown root there).
+    Item(String),
+    /// `map.index`: the current item's index in the innermost enclosing map.
+    MapIndex,
 }
 
 /// One step down a path.
@@ -80,6 +86,8 @@ impl fmt::Display for Reference {
             Root::CorrelationId => f.write_str("execution.correlationId")?,
             Root::WorkflowId => f.write_str("workflow.id")?,
             Root::WorkflowVersion => f.write_str("workflow.version")?,
+            Root::Item(name) => f.write_str(name)?,
+            Root::MapIndex => f.write_str("map.index")?,
         }
         for seg in &self.path {
             write!(f, "{seg}")?;
@@ -227,19 +235,41 @@ pub fn parse_reference(body: &str) -> Result<Reference, (String, Option<String>)
                 }
             }
         }
-        other => {
-            let help = match other {
-                "inputs" | "in" | "params" => "write `input`".to_string(),
-                "step" | "outputs" => "write `steps.ID.output`".to_string(),
-                _ => REFERENCE_FORMS.to_string(),
-            };
-            return Err((format!("unknown reference root `{other}` in `${{{body}}}`"), Some(help)));
-        }
+        "map" => match path.as_slice() {
+            [PathSegment::Field(f)] if f == "index" => Root::MapIndex,
+            _ => {
+                return Err((
+                    format!("unknown map field in `${{{body}}}`"),
+                    Some("inside a map's body, `${map.index}` is the item's index; the item is `${NAME}`, NAME being the map's `as`".into()),
+                ))
+            }
+        },
+        // A map's item name, if a map in scope has it (the type layer says).
+        name if is_item_name(name) => Root::Item(name.to_owned()),
+        other => return Err(unknown_root(other, body)),
     };
-    if !matches!(root, Root::Input | Root::StepOutput(_)) {
+    if !matches!(root, Root::Input | Root::StepOutput(_) | Root::Item(_)) {
         path.clear();
     }
     Ok(Reference { root, path })
+}
+
+/// Whether `name` can name a map's item: an identifier, not a root of its own.
+fn is_item_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The message and help for a reference whose root is neither a fixed root
+/// nor a map's item in scope.
+pub fn unknown_root(name: &str, body: &str) -> (String, Option<String>) {
+    let help = match name {
+        "inputs" | "in" | "params" => "write `input`".to_string(),
+        "step" | "outputs" => "write `steps.ID.output`".to_string(),
+        _ => format!("{REFERENCE_FORMS}; inside a map's body, also the map's item (its `as`) and `map.index`"),
+    };
+    (format!("unknown reference root `{name}` in `${{{body}}}`"), Some(help))
 }
 
 fn split_head(body: &str) -> (&str, &str) {
@@ -334,7 +364,10 @@ mod tests {
             "${steps.x}",
             "${steps}",
             "${execution.foo}",
-            "${foo.bar}",
+            "${Foo.bar}",
+            "${map}",
+            "${map.item}",
+            "${map.index.x}",
             "${input..a}",
             "${input[x]}",
             "${input.a b}",
@@ -346,8 +379,18 @@ mod tests {
     }
 
     #[test]
+    fn map_items_parse_for_the_type_layer_to_resolve() {
+        let doc = whole("${doc.title[0]}");
+        assert_eq!(doc.root, Root::Item("doc".into()));
+        assert_eq!(doc.path, [PathSegment::Field("title".into()), PathSegment::Index(0)]);
+        assert_eq!(whole("${map.index}").root, Root::MapIndex);
+        // Whatever the type layer does not find in scope, it reports as an unknown root.
+        assert_eq!(unknown_root("inputs", "inputs.x").1.as_deref(), Some("write `input`"));
+    }
+
+    #[test]
     fn display_round_trips() {
-        for s in ["input.items[0].name", "steps.a.output", "execution.id", "workflow.id"] {
+        for s in ["input.items[0].name", "steps.a.output", "execution.id", "workflow.id", "doc.a[1]", "map.index"] {
             assert_eq!(whole(&format!("${{{s}}}")).to_string(), s);
         }
     }

@@ -50,6 +50,8 @@ pub struct CheckedWorkflow {
     pub steps: Vec<CheckedStep>,
     /// The wait steps, in document order.
     pub waits: Vec<CheckedWait>,
+    /// The map steps, in document order (an enclosing map before the maps in its body).
+    pub maps: Vec<CheckedMap>,
     /// The plan: the top-level sequence.
     pub plan: Vec<PlanNode>,
     /// The distinct policies the steps run with.
@@ -115,6 +117,63 @@ pub struct CheckedStep {
     pub continue_on_error: bool,
     /// The agent's `config`.
     pub config: Option<serde_json::Value>,
+    /// The state it runs on: the workflow's, or the item state of the map
+    /// (an index into [`CheckedWorkflow::maps`]) whose body it is in.
+    pub state: Option<usize>,
+}
+
+/// A map step.
+#[derive(Debug, Clone)]
+pub struct CheckedMap {
+    /// The step's id.
+    pub id: String,
+    /// Its doc comment.
+    pub docs: Vec<String>,
+    /// The field of the state it runs on holding its output, and the name its functions are made from.
+    pub slot: Ident,
+    /// The state it runs on (as [`CheckedStep::state`]).
+    pub state: Option<usize>,
+    /// The struct of each item's state (`SummariesItem`).
+    pub item_state: Ident,
+    /// The item's type.
+    pub item: RustTy,
+    /// The list, read from the state it runs on.
+    pub over: Expr,
+    /// The body: nodes on the item state.
+    pub body: Box<PlanNode>,
+    /// The field of the item state holding the body's output (its result step's).
+    pub result: Ident,
+    /// The type of one item's output.
+    pub result_type: RustTy,
+    /// `map.concurrency`.
+    pub concurrency: Option<u64>,
+    /// `map.toleratedFailures`, when not 0: the output is then `Vec<Option<T>>`.
+    pub tolerated: Option<Tolerated>,
+    /// Its output type: `Vec<T>`, or `Vec<Option<T>>` when failures are tolerated.
+    pub output: RustTy,
+    /// What the steps inside read of the item state's own fields (a field
+    /// nothing reads is not generated: it would be dead code).
+    pub reads: ItemReads,
+}
+
+/// Which of an item state's own fields are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemReads {
+    /// `up`: the state the map runs on.
+    pub up: bool,
+    /// `index`.
+    pub index: bool,
+    /// `item`.
+    pub item: bool,
+}
+
+/// How many of a map's items may fail.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tolerated {
+    /// A count.
+    Count(u64),
+    /// A percentage.
+    Percent(f64),
 }
 
 /// A step that waits for a signal.
@@ -157,6 +216,8 @@ pub enum PlanNode {
     },
     /// Children run in order.
     Sequence(Vec<PlanNode>),
+    /// A map step: an index into [`CheckedWorkflow::maps`].
+    Map(usize),
 }
 
 /// A resolved policy, with the function that gives it.

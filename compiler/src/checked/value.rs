@@ -110,6 +110,10 @@ pub enum Render {
 /// A read of the execution's state: a root, then a path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Read {
+    /// How many enclosing states up (`s.up.up...`) the root is: inside a
+    /// map's body, steps read their item's state, whose `up` is the state
+    /// the map runs in.
+    pub up: usize,
     /// Where it starts.
     pub root: Root,
     /// The way down.
@@ -137,6 +141,10 @@ pub enum Root {
         /// then an empty slot is an absent value, not an error.
         may_be_empty: bool,
     },
+    /// A map's current item.
+    Item,
+    /// A map's current item's index (a `u64`).
+    MapIndex,
 }
 
 /// One step down a read's path.

@@ -94,13 +94,26 @@ enum Node {
     Join(String),
 }
 
-/// A parallel block or a sequence, drawn as a subgraph.
+/// A parallel block, a sequence or a map, drawn as a subgraph.
 #[derive(Debug)]
 struct Cluster {
     id: String,
-    parallel: bool,
+    kind: Kind,
     description: Option<String>,
     items: Vec<Item>,
+}
+
+/// What a cluster is.
+#[derive(Debug)]
+enum Kind {
+    Sequence,
+    Parallel,
+    /// A map's body, run per item: its list, the item's name, the concurrency.
+    Map {
+        over: String,
+        item: String,
+        concurrency: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -213,7 +226,7 @@ impl Graph {
                 inner.push(Item::Join(p.id.clone()));
                 items.push(Item::Cluster(Cluster {
                     id: p.id.clone(),
-                    parallel: true,
+                    kind: Kind::Parallel,
                     description: p.description.clone(),
                     items: inner,
                 }));
@@ -234,12 +247,27 @@ impl Graph {
                 }
                 items.push(Item::Cluster(Cluster {
                     id: s.id.clone(),
-                    parallel: false,
+                    kind: Kind::Sequence,
                     description: s.description.clone(),
                     items: inner,
                 }));
                 // A sequence is never empty in a valid workflow.
                 bounds.unwrap_or((Node::Input, Node::Input))
+            }
+            Step::Map(m) => {
+                // One box: the body, drawn once, inside the map's frame.
+                let mut inner = Vec::new();
+                let bounds = self.step(&m.map.step, &mut inner);
+                self.add_data(&Value::String(m.map.over.clone()), bounds.0.clone());
+                let over = m.map.over.trim_start_matches("${").trim_end_matches('}').to_owned();
+                let concurrency = m.map.concurrency.unwrap_or(orchestr8_runtime::map::DEFAULT_CONCURRENCY as u64);
+                items.push(Item::Cluster(Cluster {
+                    id: m.id.clone(),
+                    kind: Kind::Map { over, item: m.map.item.clone(), concurrency },
+                    description: m.description.clone(),
+                    items: inner,
+                }));
+                bounds
             }
         }
     }
@@ -326,6 +354,7 @@ fn entry(step: &Step) -> Node {
         Step::Wait(w) => Node::Step(w.id.clone()),
         Step::Parallel(p) => Node::Fork(p.id.clone()),
         Step::Sequence(s) => s.sequence.first().map(entry).unwrap_or(Node::Input),
+        Step::Map(m) => entry(&m.map.step),
     }
 }
 
@@ -357,7 +386,11 @@ fn step_label(id: &str, what: &str, description: Option<&str>) -> Vec<String> {
 }
 
 fn cluster_label(c: &Cluster) -> String {
-    let kind = if c.parallel { "parallel" } else { "sequence" };
+    let kind = match &c.kind {
+        Kind::Sequence => "sequence".to_owned(),
+        Kind::Parallel => "parallel".to_owned(),
+        Kind::Map { over, item, concurrency } => format!("map: each {item} of {over}, {concurrency} at a time"),
+    };
     match &c.description {
         Some(d) => format!("{} ({kind}): {d}", c.id),
         None => format!("{} ({kind})", c.id),
@@ -410,7 +443,7 @@ fn mermaid_item(item: &Item, depth: usize, out: &mut String) {
         Item::Join(id) => out.push_str(&format!("{pad}{}((\"join\"))\n", mermaid_id(&Node::Join(id.clone())))),
         Item::Cluster(c) => {
             out.push_str(&format!("{pad}subgraph G_{}[\"{}\"]\n", c.id, mermaid_escape(&cluster_label(c))));
-            if !c.parallel {
+            if !matches!(c.kind, Kind::Parallel) {
                 out.push_str(&format!("{pad}    direction TB\n"));
             }
             for child in &c.items {
@@ -468,7 +501,13 @@ fn dot_item(item: &Item, depth: usize, out: &mut String) {
         Item::Cluster(c) => {
             out.push_str(&format!("{pad}subgraph \"cluster_{}\" {{\n", c.id));
             out.push_str(&format!("{pad}    label=\"{}\";\n", dot_escape(&cluster_label(c))));
-            out.push_str(&format!("{pad}    style={};\n", if c.parallel { "dashed" } else { "solid" }));
+            let style = match c.kind {
+                Kind::Parallel => "dashed",
+                Kind::Sequence => "solid",
+                // Drawn once, run per item.
+                Kind::Map { .. } => "bold",
+            };
+            out.push_str(&format!("{pad}    style={style};\n"));
             for child in &c.items {
                 dot_item(child, depth + 1, out);
             }

@@ -215,6 +215,8 @@ impl Execution {
         let last_ms = read.events.iter().map(|e| since(t0, e.ts)).max().unwrap_or(0);
         let terminal = read.events.iter().find(|e| e.event.is_terminal());
         let mut steps: Vec<StepRow> = Vec::new();
+        // A map's items make many rows: found by name, not by a scan.
+        let mut row_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         let mut resumes = Vec::new();
         let mut suspensions = Vec::new();
         let mut last_at = 0;
@@ -246,9 +248,10 @@ impl Execution {
                 continue;
             }
             let at = since(t0, ev.ts);
-            let row = match steps.iter().position(|s| s.id == step_id) {
-                Some(i) => &mut steps[i],
+            let row = match row_of.get(step_id) {
+                Some(&i) => &mut steps[i],
                 None => {
+                    row_of.insert(step_id.to_owned(), steps.len());
                     steps.push(StepRow {
                         id: step_id.to_owned(),
                         agent: None,
@@ -269,6 +272,7 @@ impl Execution {
             }
             apply(row, ev, at);
         }
+        group_items(&mut steps);
         for row in &mut steps {
             row.state = snapshot.steps.get(&row.id).map(name_of).unwrap_or_else(|| "unknown".to_owned());
             if row.end_ms.is_none() && row.ran() {
@@ -416,11 +420,25 @@ impl Execution {
             out.push_str("\nno step started\n");
             return out;
         }
-        let id_w = self.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(0).max(4);
+        // A map's items are indented under it.
+        let shown = |s: &StepRow| format!("{}{}", "  ".repeat(depth(&s.id)), s.id);
+        let id_w = self.steps.iter().map(|s| shown(s).chars().count()).max().unwrap_or(0).max(4);
         let state_w = self.steps.iter().map(|s| s.state.len()).max().unwrap_or(0);
         out.push_str("\nsteps\n");
+        // A map's row counts the items that started (its steps have no agent nor signal).
+        let items_of = |map: &str| -> usize {
+            let prefix = format!("{map}[");
+            let indexes: std::collections::BTreeSet<&str> = (self.steps.iter())
+                .filter_map(|s| s.id.strip_prefix(&prefix)?.split_once(']').map(|(i, _)| i))
+                .collect();
+            indexes.len()
+        };
         let attempts_of = |s: &StepRow| match (&s.signal, s.attempt_count()) {
             (Some(signal), _) => format!("signal {signal}"),
+            (None, _) if s.agent.is_none() => match items_of(&s.id) {
+                1 => "1 item ".to_owned(),
+                n => format!("{n} items"),
+            },
             (None, 1) => "1 attempt ".to_owned(),
             (None, n) => format!("{n} attempts"),
         };
@@ -433,8 +451,13 @@ impl Execution {
                 (None, false) => "-".to_owned(),
             };
             let state = format!("{:<state_w$}", s.state);
-            let mut line =
-                format!("  {:<id_w$}  {}  {:<attempts_w$} {:>9}", s.id, paint(&s.state, &state), attempts, duration);
+            let mut line = format!(
+                "  {:<id_w$}  {}  {:<attempts_w$} {:>9}",
+                shown(s),
+                paint(&s.state, &state),
+                attempts,
+                duration
+            );
             if let Some(u) = &s.usage {
                 line.push_str(&format!("  {} tokens", u.total_tokens()));
             }
@@ -470,7 +493,7 @@ impl Execution {
                 " ".repeat(BAR_WIDTH as usize)
             };
             let note = if s.ran() { format!("{} to {}", ms(s.start_ms), ms(self.end_of(s))) } else { s.state.clone() };
-            out.push_str(&format!("  {:<id_w$}  |{}|  {note}\n", s.id, paint(&s.state, &bar)));
+            out.push_str(&format!("  {:<id_w$}  |{}|  {note}\n", shown(s), paint(&s.state, &bar)));
         }
         out
     }
@@ -528,6 +551,43 @@ impl Execution {
         }
         out
     }
+}
+
+/// Puts the rows of a map's items (`summaries[3].summarize`) right after
+/// the map's own row, by item index, each item's steps in the order they
+/// started; other rows keep theirs.
+fn group_items(steps: &mut Vec<StepRow>) {
+    // Where each name first appears, and where each map's first row is.
+    let first: std::collections::HashMap<&str, usize> =
+        steps.iter().enumerate().rev().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let key = |position: usize, id: &str| -> Vec<usize> {
+        // `a[1].b[2].c`: map `a` (where it appears), item 1, map `a[1].b`, item 2, then the row.
+        let mut key = Vec::new();
+        let mut rest = id;
+        let mut prefix_end = 0;
+        while let Some((map, after)) = rest.split_once('[') {
+            let Some((index, tail)) = after.split_once("].") else { break };
+            let map_name = &id[..prefix_end + map.len()];
+            let map_position = first.get(map_name).copied().unwrap_or(position);
+            key.push(map_position);
+            key.push(index.parse().unwrap_or(usize::MAX));
+            prefix_end += map.len() + 1 + index.len() + 2;
+            rest = tail;
+        }
+        // A map's row is a prefix of its items' keys: it sorts before them.
+        key.push(position);
+        key
+    };
+    let keys: Vec<Vec<usize>> = steps.iter().enumerate().map(|(i, s)| key(i, &s.id)).collect();
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    let mut taken: Vec<Option<StepRow>> = std::mem::take(steps).into_iter().map(Some).collect();
+    steps.extend(order.into_iter().filter_map(|i| taken[i].take()));
+}
+
+/// How deep in maps a row's step is (its name's item indexes).
+fn depth(id: &str) -> usize {
+    id.matches("].").count()
 }
 
 /// Folds one `step.*` event into its step's row; `at` is its offset in ms.

@@ -6,13 +6,14 @@
 use orchestr8_agent_decl::emit as items;
 use orchestr8_runtime::policy::Policy;
 use proc_macro2::{Literal, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, ToTokens};
 
 use super::expr::{expr, json_literal};
 use super::types::{path, ty};
 use crate::checked::types::RustTy;
 use crate::checked::{
-    AgentImpl, CheckedLlmAgent, CheckedStep, CheckedWait, CheckedWorkflow, NamedPolicy, PlanNode, PolicySource,
+    AgentImpl, CheckedLlmAgent, CheckedMap, CheckedStep, CheckedWait, CheckedWorkflow, NamedPolicy, PlanNode,
+    PolicySource, Tolerated,
 };
 
 /// The items of `workflow.rs`, in order.
@@ -52,12 +53,14 @@ pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
     }
     out.extend(c.llm_agents.iter().map(llm_agent_fn));
     out.push(state(c));
+    out.extend(c.maps.iter().map(|m| item_state(c, m)));
     out.extend(c.policies.iter().map(policy_fn));
     for step in &c.steps {
-        out.push(input_fn(step));
+        out.push(input_fn(step, c));
         out.push(step_fn(step, c));
     }
     out.extend(c.waits.iter().map(wait_fn));
+    out.extend(c.maps.iter().map(|m| map_fn(m, c)));
     out.push(plan_fn(c));
     out.push(output_fn(c));
     out.push(workflow_fn(c));
@@ -116,19 +119,119 @@ fn data_item(t: &RustTy, top_doc: &str, attrs: &TokenStream, enum_attrs: &TokenS
 fn state(c: &CheckedWorkflow) -> TokenStream {
     let input_field = c.reads_input.then(|| quote!(#[doc = " The workflow's input."] pub input: WorkflowInput,));
     let ids_field = c.reads_ids.then(|| quote!(#[doc = " The execution's ids."] pub ids: rt::ExecutionIds,));
-    let agent_slots = c.steps.iter().map(|step| (&step.id, &step.slot, &step.output_type));
-    let wait_slots = c.waits.iter().map(|wait| (&wait.id, &wait.slot, &wait.payload));
-    let slots = agent_slots.chain(wait_slots).map(|(id, field, output)| {
-        let t = ty(output);
-        let doc = format!(" The output of step `{id}`, once it has succeeded.");
-        quote!(#[doc = #doc] pub #field: rt::OnceLock<#t>,)
-    });
+    let slots = slot_fields(c, None);
     quote! {
         /// What one execution carries: the input, its ids, and each step's output.
         pub struct State {
             #input_field
             #ids_field
             #(#slots)*
+        }
+    }
+}
+
+/// The output slots of the steps that run on the state of map `state`
+/// (`None`: the workflow's), as fields.
+fn slot_fields(c: &CheckedWorkflow, state: Option<usize>) -> Vec<TokenStream> {
+    let agent_slots = c.steps.iter().filter(|s| s.state == state).map(|step| (&step.id, &step.slot, &step.output_type));
+    let wait_slots = c.waits.iter().filter(|_| state.is_none()).map(|wait| (&wait.id, &wait.slot, &wait.payload));
+    let map_slots = c.maps.iter().filter(|m| m.state == state).map(|m| (&m.id, &m.slot, &m.output));
+    agent_slots
+        .chain(wait_slots)
+        .chain(map_slots)
+        .map(|(id, field, output)| {
+            let t = ty(output);
+            let doc = format!(" The output of step `{id}`, once it has succeeded.");
+            quote!(#[doc = #doc] pub #field: rt::OnceLock<#t>,)
+        })
+        .collect()
+}
+
+/// The type of the state the steps of map `state` run on.
+fn state_ty(c: &CheckedWorkflow, state: Option<usize>) -> proc_macro2::Ident {
+    match state {
+        None => format_ident!("State"),
+        Some(m) => c.maps[m].item_state.clone(),
+    }
+}
+
+/// The state each item of a map runs its body on.
+fn item_state(c: &CheckedWorkflow, m: &CheckedMap) -> TokenStream {
+    let number = c.maps.iter().position(|x| x.id == m.id);
+    let (ident, up, item) = (&m.item_state, state_ty(c, m.state), ty(&m.item));
+    let slots = slot_fields(c, number);
+    let doc = format!(" One item of map `{}`: what its body reads of the item, and its body's outputs.", m.id);
+    let up = m.reads.up.then(|| quote!(#[doc = " The state the map runs on."] pub up: rt::Arc<#up>,));
+    let index = m.reads.index.then(|| quote!(#[doc = " The item's index in the list."] pub index: u64,));
+    let item = m.reads.item.then(|| quote!(#[doc = " The item."] pub item: #item,));
+    quote! {
+        #[doc = #doc]
+        pub struct #ident {
+            #up
+            #index
+            #item
+            #(#slots)*
+        }
+    }
+}
+
+/// A map step's constructor.
+fn map_fn(m: &CheckedMap, c: &CheckedWorkflow) -> TokenStream {
+    let number = c.maps.iter().position(|x| x.id == m.id);
+    let (id, field, result, over) = (&m.id, &m.slot, &m.result, expr(&m.over));
+    let (state, item_state) = (state_ty(c, m.state), &m.item_state);
+    let constructor = format_ident!("step_{}", m.slot);
+    let docs = items::doc_attrs(&m.docs);
+    let body = plan_node(c, &m.body);
+    let param = if m.over.reads_state() { quote!(s) } else { quote!(_s) };
+    let empty = (c.steps.iter().filter(|s| s.state == number).map(|s| &s.slot))
+        .chain(c.maps.iter().filter(|x| x.state == number).map(|x| &x.slot))
+        .map(|f| quote!(#f: rt::OnceLock::new(),));
+    // What the item state keeps of what each item is made from.
+    let keep = |read: bool, name: &str| {
+        let name = format_ident!("{name}");
+        if read {
+            (quote!(#name), Some(quote!(#name,)))
+        } else {
+            (format_ident!("_{name}").into_token_stream(), None)
+        }
+    };
+    let (up, up_field) = keep(m.reads.up, "up");
+    let (index, index_field) = keep(m.reads.index, "index");
+    let (item, item_field) = keep(m.reads.item, "item");
+    let index_field = index_field.map(|_| quote!(index: index as u64,));
+    let outputs = match m.tolerated {
+        None => quote!(rt::map_all(outputs)?),
+        Some(_) => quote!(outputs),
+    };
+    let concurrency = m.concurrency.map(|n| {
+        let n = Literal::u64_unsuffixed(n);
+        quote!(.concurrency(#n))
+    });
+    let tolerated = m.tolerated.map(|t| match t {
+        Tolerated::Count(n) => {
+            let n = Literal::u64_unsuffixed(n);
+            quote!(.tolerated(rt::Tolerated::Count(#n)))
+        }
+        Tolerated::Percent(p) => {
+            let p = Literal::f64_unsuffixed(p);
+            quote!(.tolerated(rt::Tolerated::Percent(#p)))
+        }
+    });
+    quote! {
+        #docs
+        fn #constructor() -> rt::Node<#state> {
+            rt::MapStep::new(
+                #id,
+                #body,
+                |#param: &#state| Ok(#over),
+                |#up, #index, #item| #item_state { #up_field #index_field #item_field #(#empty)* },
+                |s: &#item_state| s.#result.get().cloned(),
+                |s: &#state, outputs| rt::store(&s.#field, #id, #outputs),
+            )
+            #concurrency
+            #tolerated
+            .node()
         }
     }
 }
@@ -199,13 +302,14 @@ fn input_fn_ident(step: &CheckedStep) -> proc_macro2::Ident {
     format_ident!("input_{}", step.slot)
 }
 
-fn input_fn(step: &CheckedStep) -> TokenStream {
+fn input_fn(step: &CheckedStep, c: &CheckedWorkflow) -> TokenStream {
     let (ident, t, value) = (input_fn_ident(step), ty(&step.input_type), expr(&step.input));
     let param = if step.input.reads_state() { quote!(s) } else { quote!(_s) };
     let doc = format!(" The input of step `{}`, built from the state.", step.id);
+    let state = state_ty(c, step.state);
     quote! {
         #[doc = #doc]
-        fn #ident(#param: &State) -> Result<#t, String> {
+        fn #ident(#param: &#state) -> Result<#t, String> {
             Ok(#value)
         }
     }
@@ -240,6 +344,7 @@ fn step_fn(step: &CheckedStep, c: &CheckedWorkflow) -> TokenStream {
         }
     };
     let (constructor, input, policy) = (format_ident!("step_{}", step.slot), input_fn_ident(step), &policy.ident);
+    let state = state_ty(c, step.state);
     let docs = items::doc_attrs(&step.docs);
     let on_error = step.continue_on_error.then(|| quote!(.on_error(rt::OnError::Continue)));
     let config = step.config.as_ref().map(|c| {
@@ -248,8 +353,8 @@ fn step_fn(step: &CheckedStep, c: &CheckedWorkflow) -> TokenStream {
     });
     quote! {
         #docs
-        fn #constructor() -> rt::Node<State> {
-            rt::AgentStep::new(#id, #agent, #input, |s: &State, output| rt::store(&s.#field, #id, output))
+        fn #constructor() -> rt::Node<#state> {
+            rt::AgentStep::new(#id, #agent, #input, |s: &#state, output| rt::store(&s.#field, #id, output))
                 .policy(#policy())
                 #on_error
                 #config
@@ -309,6 +414,10 @@ fn plan_node(c: &CheckedWorkflow, node: &PlanNode) -> TokenStream {
             let children = children.iter().map(|n| plan_node(c, n));
             quote!(rt::Node::sequence([#(#children),*]))
         }
+        PlanNode::Map(i) => {
+            let f = format_ident!("step_{}", c.maps[*i].slot);
+            quote!(#f())
+        }
     }
 }
 
@@ -340,11 +449,9 @@ fn program_fn(c: &CheckedWorkflow) -> TokenStream {
         if c.reads_input { (quote!(input), quote!(input,)) } else { (quote!(_input), quote!()) };
     let (ids_param, ids_init) =
         if c.reads_ids { (quote!(ids), quote!(ids: ids.clone(),)) } else { (quote!(_ids), quote!()) };
-    let slots = c
-        .steps
-        .iter()
-        .map(|s| &s.slot)
+    let slots = (c.steps.iter().filter(|s| s.state.is_none()).map(|s| &s.slot))
         .chain(c.waits.iter().map(|w| &w.slot))
+        .chain(c.maps.iter().filter(|m| m.state.is_none()).map(|m| &m.slot))
         .map(|field| quote!(#field: rt::OnceLock::new(),));
     let about = c.about.as_ref().map(|text| quote!(.about(#text)));
     // A missing API key stops the program before it reads its input.

@@ -162,14 +162,19 @@ fn param() -> Ref {
 }
 
 fn place(read: &Read) -> Place {
+    // Inside a map's body, `s` is the item's state; `s.up` the enclosing one.
+    let ups = std::iter::repeat_n(quote!(.up), read.up);
+    let s = quote!(s #(#ups)*);
     let mut place = match &read.root {
-        Root::Input => Place::Required(Ref::Place(quote!(s.input))),
-        Root::ExecutionId => Place::Required(Ref::Place(quote!(s.ids.execution_id))),
-        Root::CorrelationId => Place::Required(Ref::Place(quote!(s.ids.correlation_id))),
+        Root::Input => Place::Required(Ref::Place(quote!(#s.input))),
+        Root::ExecutionId => Place::Required(Ref::Place(quote!(#s.ids.execution_id))),
+        Root::CorrelationId => Place::Required(Ref::Place(quote!(#s.ids.correlation_id))),
         Root::Slot { step, field, may_be_empty: false } => {
-            Place::Required(Ref::Borrowed(quote!(rt::slot(&s.#field, #step)?)))
+            Place::Required(Ref::Borrowed(quote!(rt::slot(&#s.#field, #step)?)))
         }
-        Root::Slot { field, may_be_empty: true, .. } => Place::Optional(quote!(s.#field.get())),
+        Root::Slot { field, may_be_empty: true, .. } => Place::Optional(quote!(#s.#field.get())),
+        Root::Item => Place::Required(Ref::Place(quote!(#s.item))),
+        Root::MapIndex => Place::Required(Ref::Place(quote!(#s.index))),
     };
     for access in &read.path {
         place = match (access, place) {

@@ -159,6 +159,18 @@ codes! {
     /// A wait's payload schema that is not an object.
     WaitPayloadNotObject = "E0430", Error;
 
+    // E045x: maps.
+    /// A map's `over` that is not one reference to a list that is always there.
+    MapOverNotList = "E0450", Error;
+    /// A map's item (`${NAME}`, `${map.index}`) referenced outside the map's body.
+    MapItemOutOfScope = "E0451", Error;
+    /// A map body whose items have no output (a parallel block, or a sequence ending in one).
+    MapBodyHasNoOutput = "E0452", Error;
+    /// A map's `as` that is a reference root, or the `as` of an enclosing map.
+    MapItemName = "E0453", Error;
+    /// A `wait` inside a map's body.
+    WaitInMap = "E0454", Error;
+
     // E05xx: test files.
     /// A test file that is not of the expected form.
     TestFile = "E0501", Error;

@@ -22,6 +22,8 @@ pub enum Container {
     Sequence,
     /// Children run concurrently.
     Parallel,
+    /// The body of a map: run once per item.
+    Map,
 }
 
 /// One step of the tree, with where it sits.
@@ -49,6 +51,9 @@ pub enum Visibility {
     Later,
     /// It encloses the referring step.
     Enclosing,
+    /// It is inside the body of this map, which the referring step is not:
+    /// it runs once per item.
+    InsideMap(String),
 }
 
 /// The indexed step tree.
@@ -68,12 +73,19 @@ impl Graph<'_> {
         }
         let r = &self.nodes[referrer].path;
         let t = &self.nodes[target].path;
+        // A step in a map's body has one output per item: outside that body
+        // (the referrer's path leaves it) only the map's output is read.
+        let common = r.iter().zip(t).take_while(|(a, b)| a == b).count();
+        if let Some((_, _, map)) = t[common.min(t.len())..].iter().find(|(c, _, _)| *c == Container::Map) {
+            return Visibility::InsideMap((*map).to_owned());
+        }
         for (depth, (rs, ts)) in r.iter().zip(t).enumerate() {
             if rs.1 != ts.1 {
                 return match rs.0 {
                     Container::Parallel => Visibility::Concurrent(rs.2.to_owned()),
                     Container::Sequence if ts.1 < rs.1 => Visibility::Visible,
-                    Container::Sequence => Visibility::Later,
+                    // A map's body has one child.
+                    Container::Sequence | Container::Map => Visibility::Later,
                 };
             }
             if depth + 1 == t.len() {
@@ -81,6 +93,12 @@ impl Graph<'_> {
             }
         }
         Visibility::Enclosing
+    }
+
+    /// The maps enclosing step `index`, innermost first, by graph index.
+    pub fn enclosing_maps(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
+        let path = &self.nodes[index].path;
+        (0..path.len()).rev().filter(move |&d| path[d].0 == Container::Map).map(move |d| self.by_id[path[d].2])
     }
 
     /// All step ids, for suggestions.
@@ -133,6 +151,24 @@ pub fn check<'a>(workflow: &'a Workflow, doc: &Doc<'_>, out: &mut Vec<Diagnostic
         }
         if let Step::Wait(wait) = node.step {
             check_wait_timeout(wait, &node.pointer, doc, out);
+            if let Some(map) = graph.enclosing_maps(index).next() {
+                let map = graph.nodes[map].step.id();
+                out.push(
+                    Diagnostic::error(
+                        Code::WaitInMap,
+                        format!("wait `{id}` is inside the body of map `{map}`"),
+                        id_pointer.clone(),
+                        doc.value(&id_pointer),
+                    )
+                    .with_label("a wait in a map")
+                    .with_help(format!(
+                        "wait before or after map `{map}`: a signal is sent to one step, not to one of a map's items"
+                    )),
+                );
+            }
+        }
+        if let Step::Map(map) = node.step {
+            check_map(map, index, &graph, &node.pointer, doc, out);
         }
         let Step::Agent(step) = node.step else { continue };
         let agent_pointer = format!("{}/agent", node.pointer);
@@ -228,16 +264,35 @@ fn index_steps<'a>(
     graph: &mut Graph<'a>,
 ) {
     for (i, step) in steps.iter().enumerate() {
-        let step_pointer = format!("{pointer}/{i}");
-        path.push((container, i, container_id));
-        graph.by_id.entry(step.id()).or_insert(graph.nodes.len());
-        graph.nodes.push(StepNode { step, pointer: step_pointer.clone(), path: path.clone() });
-        if let Some(key) = step.children_key() {
-            let kind = if key == "parallel" { Container::Parallel } else { Container::Sequence };
-            index_steps(step.children(), &format!("{step_pointer}/{key}"), kind, step.id(), path, graph);
-        }
-        path.pop();
+        index_step(step, format!("{pointer}/{i}"), (container, i, container_id), path, graph);
     }
+}
+
+/// Indexes `step`, which sits `at` (its container, its index there, the
+/// container's id), and what it contains.
+fn index_step<'a>(
+    step: &'a Step,
+    pointer: String,
+    at: (Container, usize, &'a str),
+    path: &mut Vec<(Container, usize, &'a str)>,
+    graph: &mut Graph<'a>,
+) {
+    path.push(at);
+    graph.by_id.entry(step.id()).or_insert(graph.nodes.len());
+    graph.nodes.push(StepNode { step, pointer: pointer.clone(), path: path.clone() });
+    let id = step.id();
+    match step {
+        Step::Agent(_) | Step::Wait(_) => {}
+        Step::Parallel(p) => {
+            index_steps(&p.parallel, &format!("{pointer}/parallel"), Container::Parallel, id, path, graph)
+        }
+        Step::Sequence(s) => {
+            index_steps(&s.sequence, &format!("{pointer}/sequence"), Container::Sequence, id, path, graph)
+        }
+        // A map's body is one step, at `map/step` (no index below it).
+        Step::Map(m) => index_step(&m.map.step, format!("{pointer}/map/step"), (Container::Map, 0, id), path, graph),
+    }
+    path.pop();
 }
 
 fn check_not_keyword(
@@ -317,6 +372,58 @@ fn check_shared_breakers(workflow: &Workflow, graph: &Graph<'_>, doc: &Doc<'_>, 
                 differences.join("; ")
             ))
             .with_help("give every step that calls this agent the same `circuitBreaker` settings, e.g. in `policies.default`"),
+        );
+    }
+}
+
+/// The roots a reference may start with, which a map's item cannot be named.
+const REFERENCE_ROOTS: &[&str] = &["input", "steps", "execution", "workflow", "map"];
+
+/// A map's item name is not a reference root nor an enclosing map's, and
+/// its body has an output.
+fn check_map(
+    map: &orchestr8_schema::ast::MapStep,
+    index: usize,
+    graph: &Graph<'_>,
+    pointer: &str,
+    doc: &Doc<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let name = &map.map.item;
+    let at = format!("{pointer}/map/as");
+    let clash = if REFERENCE_ROOTS.contains(&name.as_str()) {
+        Some(format!("`${{{name}}}` already means something else"))
+    } else {
+        graph.enclosing_maps(index).find_map(|outer| match graph.nodes[outer].step {
+            Step::Map(o) if o.map.item == *name => {
+                Some(format!("map `{}`, which encloses this one, names its item `{name}` too", o.id))
+            }
+            _ => None,
+        })
+    };
+    if let Some(why) = clash {
+        out.push(
+            Diagnostic::error(
+                Code::MapItemName,
+                format!("map `{}` cannot name its item `{name}`: {why}", map.id),
+                at.clone(),
+                doc.value(&at),
+            )
+            .with_label("item name taken")
+            .with_help(format!("choose another name, such as `{name}_item`")),
+        );
+    }
+    if map.map.step.result().is_none() {
+        let at = format!("{pointer}/map/step");
+        out.push(
+            Diagnostic::error(
+                Code::MapBodyHasNoOutput,
+                format!("the body of map `{}` has no output: it is, or ends with, a parallel block", map.id),
+                at.clone(),
+                doc.value(&at),
+            )
+            .with_label("no output per item")
+            .with_help("end the body with a step whose output is the item's: wrap the parallel block in a sequence followed by a step that combines its results"),
         );
     }
 }

@@ -354,21 +354,21 @@ impl<'a> Context<'a> {
             Some("Step") => {
                 // The keys that say a step's shape, in the order of `Step`'s variants
                 // (the schema's branches).
-                const SHAPES: [&str; 4] = ["agent", "wait", "parallel", "sequence"];
+                const SHAPES: [&str; 5] = ["agent", "wait", "parallel", "sequence", "map"];
                 let shapes: Vec<&str> = SHAPES.into_iter().filter(|k| instance.get(k).is_some()).collect();
                 if instance.is_object() && shapes.len() != 1 {
                     let message = if shapes.is_empty() {
-                        "a step needs one of `agent`, `wait`, `parallel` or `sequence`".to_owned()
+                        "a step needs one of `agent`, `wait`, `parallel`, `sequence` or `map`".to_owned()
                     } else {
                         format!(
-                            "a step has exactly one of `agent`, `wait`, `parallel` or `sequence`, this one has {}",
+                            "a step has exactly one of `agent`, `wait`, `parallel`, `sequence` or `map`, this one has {}",
                             list(&shapes)
                         )
                     };
                     out.push(
                         Diagnostic::error(Code::InvalidStepShape, message, pointer, at)
-                            .with_label("not an agent call, a wait, a parallel block or a sequence")
-                            .with_help("`agent` calls an agent; `wait` waits for a signal; `parallel` runs a list of steps concurrently; `sequence` runs them in order"),
+                            .with_label("not an agent call, a wait, a parallel block, a sequence or a map")
+                            .with_help("`agent` calls an agent; `wait` waits for a signal; `parallel` runs a list of steps concurrently; `sequence` runs them in order; `map` runs a step for each item of a list"),
                     );
                     return;
                 }
@@ -479,12 +479,18 @@ fn describe(kind: Kind, document: &Value, pointer: &str) -> String {
         [first, id, rest @ ..] if first == "agents" => (format!("agent `{id}`"), rest),
         [first, name, rest @ ..] if first == "policies" => (format!("policy `{name}`"), rest),
         [first, ..] if first == "steps" => {
-            // The innermost step: /steps/N, then (parallel|sequence)/N pairs.
+            // The innermost step: /steps/N, then (parallel|sequence)/N or map/step pairs.
             let mut end = 2.min(segments.len());
-            while end + 1 < segments.len() + 1
-                && matches!(segments.get(end).map(String::as_str), Some("parallel" | "sequence"))
-                && segments.get(end + 1).is_some_and(|i| i.parse::<usize>().is_ok())
-            {
+            loop {
+                let (key, next) = (segments.get(end).map(String::as_str), segments.get(end + 1));
+                let nested = match key {
+                    Some("parallel" | "sequence") => next.is_some_and(|i| i.parse::<usize>().is_ok()),
+                    Some("map") => next.is_some_and(|s| s == "step"),
+                    _ => false,
+                };
+                if !nested {
+                    break;
+                }
                 end += 2;
             }
             let step_pointer: String = segments[..end].iter().map(|s| format!("/{s}")).collect();
@@ -529,6 +535,8 @@ fn pattern_rule(pattern: &str) -> (&'static str, String) {
         ("not an identifier", "use lower case letters, digits and `_`, starting with a letter, at most 64 characters (e.g. `fetch_ticket`)".into())
     } else if pattern == SEMVER_PATTERN {
         ("not a semantic version", "write a version such as `1.0.0` or `0.2.1-beta.1`".into())
+    } else if pattern == orchestr8_schema::ast::PERCENT_PATTERN {
+        ("not a percentage", "write a count of items (`2`) or a percentage from `0%` to `100%` (`10%`, `2.5%`)".into())
     } else if pattern == DURATION_PATTERN {
         (
             "not a duration",

@@ -28,6 +28,8 @@ pub struct Typed {
     pub llm: BTreeMap<String, (Ty, Ty)>,
     /// Each wait step's payload shape (an object), by step id: the generated crate defines it.
     pub waits: BTreeMap<String, Ty>,
+    /// Each map's item shape, by step id.
+    pub items: BTreeMap<String, Ty>,
 }
 
 /// Checks every expression of `workflow`.
@@ -46,6 +48,7 @@ pub fn check(
         input_ty: Ty::Any,
         declares_input: workflow.input.is_some(),
         input_owner: "the workflow's input".into(),
+        items: HashMap::new(),
     };
     if let Some(schema) = &workflow.input {
         for pointer in unchecked_keywords(schema, "/input") {
@@ -162,6 +165,16 @@ pub fn check(
             }
         })
         .collect();
+    // A map's output is the list of its body's; inner maps come later in
+    // document order, so they are done first from the end.
+    for (index, node) in graph.nodes.iter().enumerate().rev() {
+        let Step::Map(map) = node.step else { continue };
+        let item =
+            map.map.step.result().and_then(|r| graph.by_id.get(r.id())).map_or(Ty::Any, |&r| cx.outputs[r].clone());
+        let item =
+            if map.map.tolerated_failures.as_ref().is_some_and(|t| !t.is_zero()) { item.optional() } else { item };
+        cx.outputs[index] = Ty::Array(Box::new(item));
+    }
 
     // Each LLM agent's prompt reads its own input.
     let mut llm = BTreeMap::new();
@@ -186,6 +199,14 @@ pub fn check(
     cx.input_owner = "the workflow's input".into();
 
     cx.input_ty = input_ty.clone();
+    // Each map's list, outer maps first (an inner map may map over its outer item).
+    let mut items = BTreeMap::new();
+    for (index, node) in graph.nodes.iter().enumerate() {
+        let Step::Map(map) = node.step else { continue };
+        let item = cx.map_item(map, index, &node.pointer);
+        cx.items.insert(index, item.clone());
+        items.insert(map.id.clone(), item);
+    }
     for (index, node) in graph.nodes.iter().enumerate() {
         let Step::Agent(step) = node.step else { continue };
         let consumer = agent_shapes.get(step.agent.as_str()).and_then(|s| s.input.as_ref());
@@ -195,7 +216,9 @@ pub fn check(
     }
     if workflow.output.is_none() {
         // The result is then the last step's output, which a block does not have.
-        if let Some(last) = workflow.steps.last().filter(|s| !matches!(s, Step::Agent(_) | Step::Wait(_))) {
+        if let Some(last) =
+            workflow.steps.last().filter(|s| !matches!(s, Step::Agent(_) | Step::Wait(_) | Step::Map(_)))
+        {
             let pointer = format!("/steps/{}", workflow.steps.len() - 1);
             let kind = last.children_key().unwrap_or("block");
             cx.out.push(
@@ -219,7 +242,7 @@ pub fn check(
         let site = Site { referrer: None, agent: "", origin: None };
         cx.check_value(output, "/output", &Ty::Any, &site);
     }
-    Typed { input: input_ty, declarations, llm, waits }
+    Typed { input: input_ty, declarations, llm, waits, items }
 }
 
 struct AgentShapes {
@@ -249,6 +272,8 @@ struct Checker<'a, 'g> {
     declares_input: bool,
     /// Whose input `${input...}` reads, for messages.
     input_owner: String,
+    /// Each map's item shape, by graph index (`Ty::Any` when its `over` is at fault).
+    items: HashMap<usize, Ty>,
 }
 
 impl Checker<'_, '_> {
@@ -456,6 +481,15 @@ impl Checker<'_, '_> {
         for segment in segments {
             let Segment::Reference(r) = segment else { continue };
             let span = self.doc.in_string(pointer, r.start, r.end);
+            if let Root::Item(name) = &r.value.root {
+                let (message, help) = orchestr8_schema::expr::unknown_root(name, &r.value.to_string());
+                self.out.push(
+                    Diagnostic::error(Code::MalformedReference, message, pointer, span)
+                        .with_label("malformed reference")
+                        .with_optional_help(help),
+                );
+                continue;
+            }
             if r.value.root != Root::Input {
                 self.out.push(
                     Diagnostic::error(
@@ -503,6 +537,10 @@ impl Checker<'_, '_> {
             Root::ExecutionId | Root::CorrelationId | Root::WorkflowId | Root::WorkflowVersion => {
                 return Some(Ty::String(None))
             }
+            Root::Item(_) | Root::MapIndex => {
+                let (ty, described) = self.item(reference, pointer, span, site)?;
+                (ty, described)
+            }
             Root::StepOutput(id) => {
                 let Some(&target) = self.graph.by_id.get(id.as_str()) else {
                     let help = suggestion(id, self.graph.ids())
@@ -520,7 +558,7 @@ impl Checker<'_, '_> {
                     return None;
                 };
                 let target_node = &self.graph.nodes[target];
-                if !matches!(target_node.step, Step::Agent(_) | Step::Wait(_)) {
+                if !matches!(target_node.step, Step::Agent(_) | Step::Wait(_) | Step::Map(_)) {
                     let kind = target_node.step.children_key().unwrap_or("block");
                     self.out.push(
                         Diagnostic::error(
@@ -538,24 +576,32 @@ impl Checker<'_, '_> {
                     let me = self.graph.nodes[referrer].step.id();
                     let problem = match self.graph.visibility(referrer, target) {
                         Visibility::Visible => None,
-                        Visibility::Itself => Some((format!("step `{me}` cannot read its own output"), "a step's output exists only after it has run".to_owned())),
+                        Visibility::Itself => Some((format!("step `{me}` cannot read its own output"), "a step's output exists only after it has run".to_owned(), "not finished yet")),
                         Visibility::Concurrent(block) => Some((
                             format!("step `{me}` cannot read the output of `{id}`: both run concurrently in parallel block `{block}`"),
                             format!("move the step that needs `{id}` after the parallel block `{block}`"),
+                            "not finished yet",
                         )),
                         Visibility::Later => Some((
                             format!("step `{me}` cannot read the output of `{id}`, which runs later"),
                             format!("move `{id}` before `{me}`, or the reference into a later step"),
+                            "not finished yet",
                         )),
                         Visibility::Enclosing => Some((
                             format!("step `{me}` cannot read the output of `{id}`, which encloses it"),
                             "reference a step that has finished before this one starts".to_owned(),
+                            "not finished yet",
+                        )),
+                        Visibility::InsideMap(map) => Some((
+                            format!("step `{me}` cannot read the output of `{id}`: it runs once per item of map `{map}`, outside of which it has no one output"),
+                            format!("read the list of the items' outputs, `${{steps.{map}.output}}`, after the map"),
+                            "one output per item",
                         )),
                     };
-                    if let Some((message, help)) = problem {
+                    if let Some((message, help, label)) = problem {
                         self.out.push(
                             Diagnostic::error(Code::StepNotInScope, message, pointer, span)
-                                .with_label("not finished yet")
+                                .with_label(label)
                                 .with_help(help),
                         );
                         return None;
@@ -564,6 +610,7 @@ impl Checker<'_, '_> {
                 let producer = match target_node.step {
                     Step::Agent(s) => format!("agent `{}`", s.agent),
                     Step::Wait(w) => format!("the payload of signal `{}`", w.wait.signal),
+                    Step::Map(m) => format!("the outputs of map `{}`'s items", m.id),
                     _ => String::new(),
                 };
                 (self.outputs[target].clone(), format!("the output of step `{id}` ({producer})"))
@@ -615,6 +662,115 @@ impl Checker<'_, '_> {
             described = format!("`{reached}`");
         }
         Some(ty)
+    }
+
+    /// The item shape of `map` (graph index `index`): its `over` is one
+    /// reference to a list that is always there.
+    fn map_item(&mut self, map: &orchestr8_schema::ast::MapStep, index: usize, pointer: &str) -> Ty {
+        let at = format!("{pointer}/map/over");
+        let site = Site { referrer: Some(index), agent: "", origin: None };
+        let reference = match self.template(&map.map.over, &at) {
+            None => return Ty::Any,
+            Some(Template::Whole(r)) => r,
+            Some(_) => {
+                self.out.push(
+                    Diagnostic::error(
+                        Code::MapOverNotList,
+                        format!("map `{}` maps over text, not a list", map.id),
+                        at.clone(),
+                        self.doc.value(&at),
+                    )
+                    .with_label("not one reference")
+                    .with_help(
+                        "write one reference to a list alone in the string, e.g. `\"${steps.split.output.documents}\"`",
+                    ),
+                );
+                return Ty::Any;
+            }
+        };
+        let span = self.doc.in_string(&at, reference.start, reference.end);
+        let Some(found) = self.resolve(&reference.value, &at, span, &site) else { return Ty::Any };
+        match found {
+            Ty::Array(item) => *item,
+            Ty::Any => Ty::Any,
+            other => {
+                let (label, help) = if other.is_optional() {
+                    ("may be absent", "map over a list that is always there: a required field of a step that fails the workflow on error")
+                } else {
+                    ("not a list", "map over a list (a JSON Schema `array`)")
+                };
+                self.out.push(
+                    Diagnostic::error(
+                        Code::MapOverNotList,
+                        format!(
+                            "map `{}` maps over `${{{}}}`, which is {}, not a list that is always there",
+                            map.id,
+                            reference.value,
+                            with_article(&other)
+                        ),
+                        at.clone(),
+                        span,
+                    )
+                    .with_label(label)
+                    .with_help(help),
+                );
+                Ty::Any
+            }
+        }
+    }
+
+    /// The shape of `${NAME...}` (a map's item) or `${map.index}`, read by
+    /// the step of `site`, and what it is (for messages).
+    fn item(&mut self, reference: &Reference, pointer: &str, span: Span, site: &Site<'_>) -> Option<(Ty, String)> {
+        let maps: Vec<usize> = site.referrer.map(|r| self.graph.enclosing_maps(r).collect()).unwrap_or_default();
+        let found = match &reference.root {
+            Root::MapIndex => maps.first().map(|&m| (Ty::Integer, m)),
+            Root::Item(name) => maps.iter().find_map(|&m| match self.graph.nodes[m].step {
+                Step::Map(map) if map.map.item == *name => Some((self.items.get(&m).cloned().unwrap_or(Ty::Any), m)),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if let Some((ty, m)) = found {
+            let map = self.graph.nodes[m].step.id();
+            return Some((ty, format!("the item of map `{map}`")));
+        }
+        let shown = format!("`${{{reference}}}`");
+        let owner = match &reference.root {
+            Root::Item(name) => self.graph.nodes.iter().find_map(|n| match n.step {
+                Step::Map(m) if m.map.item == *name => Some(m.id.as_str()),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let diagnostic = match (&reference.root, owner) {
+            (Root::Item(name), None) => {
+                let (message, help) = orchestr8_schema::expr::unknown_root(name, &reference.to_string());
+                Diagnostic::error(Code::MalformedReference, message, pointer, span)
+                    .with_label("malformed reference")
+                    .with_optional_help(help)
+            }
+            (Root::Item(_), Some(map)) => Diagnostic::error(
+                Code::MapItemOutOfScope,
+                format!("{shown} is the item of map `{map}`, and is read only inside its body"),
+                pointer,
+                span,
+            )
+            .with_label("outside the map")
+            .with_help(format!(
+                "move this step into the body of `{map}`, or read the map's output `${{steps.{map}.output}}`"
+            )),
+            _ => Diagnostic::error(
+                Code::MapItemOutOfScope,
+                format!("{shown} is read only inside a map's body"),
+                pointer,
+                span,
+            )
+            .with_label("outside any map")
+            .with_help("`${map.index}` is the index of the item a map's body runs for"),
+        };
+        self.out.push(diagnostic);
+        None
     }
 
     fn report_misfit(&mut self, misfit: Misfit, pointer: &str, span: Span, shown: &str, site: &Site<'_>) {

@@ -1,6 +1,6 @@
 //! What the benches share: an agent that answers at once.
 
-use orchestr8_runtime::agent::{Agent, AgentContext, AgentError};
+use orchestr8_runtime::agent::{Agent, AgentContext, AgentError, ExecutionMeta};
 
 /// A no-op agent: what the executor costs around an agent call.
 pub struct Noop;
@@ -17,4 +17,16 @@ impl Agent for Noop {
     async fn run(&self, _ctx: &AgentContext<'_>, _input: ()) -> Result<(), AgentError> {
         Ok(())
     }
+}
+
+/// An execution's identity for agent calls made outside the executor (the
+/// hand-written floors).
+#[allow(dead_code)] // Not every bench has a floor that needs it.
+pub fn meta() -> std::sync::Arc<ExecutionMeta> {
+    std::sync::Arc::new(ExecutionMeta {
+        execution_id: "e".into(),
+        correlation_id: "c".into(),
+        workflow_id: "w".into(),
+        workflow_version: "1".into(),
+    })
 }

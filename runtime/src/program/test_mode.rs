@@ -48,7 +48,7 @@ use super::{
     EXIT_COMPLETED, EXIT_FAILED, EXIT_USAGE,
 };
 use crate::error::ErrorKind;
-use crate::executor::{ExecutionOptions, MockReply, MockStep, Node, Runtime, StepMocks};
+use crate::executor::{ExecutionOptions, MockReply, MockStep, Runtime, StepMocks};
 use crate::journal::{EventKind, MemoryStore};
 use crate::resilience::{BreakerRegistry, DEFAULT_REGISTRY_CAPACITY};
 use crate::wait::Mailbox;
@@ -110,7 +110,7 @@ where
         }
     };
     let mut steps = Vec::new();
-    step_ids(program.workflow.root(), &mut steps);
+    steps.extend(program.workflow.step_ids().into_iter().map(str::to_owned));
     let waits = program.workflow.wait_steps();
     let check = |step: &str, payload: &Value| -> Option<Result<Value, String>> {
         let wait = program.workflow.waiting(step)?;
@@ -155,15 +155,6 @@ where
         EXIT_COMPLETED
     } else {
         EXIT_FAILED
-    }
-}
-
-fn step_ids<S>(node: &Node<S>, out: &mut Vec<String>) {
-    match node {
-        Node::Step(s) => out.push(s.step_id().to_string()),
-        Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
-            children.iter().for_each(|c| step_ids(c, out))
-        }
     }
 }
 
@@ -257,8 +248,9 @@ fn no_other_keys(obj: &Map<String, Value>, at: &str, allowed: &[&str]) -> Result
     }
 }
 
+/// `id` names a step, or one item's step of a map (`summaries[3].summarize`).
 fn known_step<'a>(steps: &[String], id: &'a str, at: &str) -> Result<&'a str, Invalid> {
-    if steps.iter().any(|s| s == id) {
+    if steps.iter().any(|s| s == crate::map::step_of(id)) {
         Ok(id)
     } else {
         invalid(at, format!("the workflow has no step `{id}` (its steps: {})", steps.join(", ")))
@@ -598,13 +590,21 @@ where
     for (step, want) in &case.expect.attempts {
         let got = events
             .iter()
-            .filter(|e| e.event == EventKind::StepAttemptStarted && e.step_id.as_deref() == Some(step.as_str()))
+            .filter(|e| {
+                e.event == EventKind::StepAttemptStarted && e.step_id.as_deref().is_some_and(|s| names(step, s))
+            })
             .count() as u64;
         if got != *want {
             failures.push(format!("attempts of `{step}`: expected {want}, got {got}"));
         }
     }
     failures
+}
+
+/// Whether the journal's step name `name` is step `key`: the same name, or,
+/// for the id of a step in a map's body, any item's.
+fn names(key: &str, name: &str) -> bool {
+    name == key || (!key.contains('[') && crate::map::step_of(name) == key)
 }
 
 /// JSON equality where numbers compare by value (`3` equals `3.0`).

@@ -3,6 +3,7 @@
 //! tell (a literal too large for the field's integer width, an output field
 //! no identifier can name) is reported here, located like every other finding.
 
+mod map;
 mod value;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use orchestr8_schema::source::escape_pointer_token;
 use proc_macro2::{Ident, Span};
 use serde_json::Value;
 
+use self::map::{MapContext, Placement};
 use self::value::{Scope, Slot};
 use super::types::{self, FloatTy, IntTy, Names, RustTy, StructTy, TypePath};
 use super::value::{Absent, Const, Expr};
@@ -162,7 +164,14 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     for taken in ["input", "ids"] {
         fields.unique(taken);
     }
-    for (_, step) in &agent_steps {
+    let placement = Placement::of(input);
+    if !placement.number.is_empty() {
+        // An item state's own fields, beside its steps' outputs.
+        for taken in ["up", "index", "item"] {
+            fields.unique(taken);
+        }
+    }
+    for (node_index, step) in &agent_steps {
         let Some((_, (_, output))) = agents.get(step.agent.as_str()) else {
             return internal(format!("agent {} has no declaration", step.agent));
         };
@@ -170,6 +179,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             field: Ident::new(&fields.unique(&slot_name(&step.id)), Span::call_site()),
             ty: output.clone(),
             may_be_empty: step.on_error == OnError::Continue,
+            level: placement.level(*node_index),
         };
         slots.insert(step.id.clone(), slot);
     }
@@ -185,7 +195,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             .map_err(|e| Lowered::Internal(format!("wait {}'s payload: {e}", step.id)))?;
         let field = Ident::new(&fields.unique(&slot_name(&step.id)), Span::call_site());
         let may_be_empty = step.on_error == OnError::Continue;
-        slots.insert(step.id.clone(), Slot { field: field.clone(), ty: payload.clone(), may_be_empty });
+        slots.insert(step.id.clone(), Slot { field: field.clone(), ty: payload.clone(), may_be_empty, level: 0 });
         let mut docs = vec![format!("Step `{}`: waits for signal `{}`.", step.id, step.wait.signal)];
         if let Some(d) = &step.description {
             docs.push(String::new());
@@ -208,8 +218,16 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             continue_on_error: may_be_empty,
         });
     }
-    let scope =
-        Scope { input: &input_ty, slots: &slots, workflow: (&wf.metadata.id, &wf.metadata.version), doc: input.doc };
+    map::slots(input, &placement, &mut slots, &mut fields)?;
+    let map_cx = MapContext { input_ty: &input_ty, slots: &slots, placement: &placement };
+    let (mut maps, frames) = map::maps(input, &map_cx, &mut names, out)?;
+    let scope = Scope {
+        input: &input_ty,
+        slots: &slots,
+        workflow: (&wf.metadata.id, &wf.metadata.version),
+        doc: input.doc,
+        maps: &[],
+    };
 
     // Each step: its input, its policy.
     let mut policies: Vec<NamedPolicy> = Vec::new();
@@ -218,7 +236,9 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     for (node_index, step) in &agent_steps {
         let (agent_impl, (input_type, output_type)) = &agents[step.agent.as_str()];
         let pointer = format!("{}/input", input.graph.nodes[*node_index].pointer);
-        let value = scope.value(&Value::Object(step.input.clone()), input_type, &pointer, out);
+        let around = map::frames_at(&placement.enclosing[*node_index], &frames)?;
+        let step_scope = Scope { maps: &around, ..scope };
+        let value = step_scope.value(&Value::Object(step.input.clone()), input_type, &pointer, out);
         let value = match value {
             Ok(v) => v,
             Err(Lowered::Reported) => {
@@ -248,6 +268,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             policy,
             continue_on_error: step.on_error == OnError::Continue,
             config,
+            state: placement.state(*node_index),
         });
     }
 
@@ -274,6 +295,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     let mut reads = Vec::new();
     output_value.reads(&mut reads);
     steps.iter().for_each(|s| s.input.reads(&mut reads));
+    maps.iter().for_each(|m| m.over.reads(&mut reads));
     let reads_input = reads.iter().any(|r| r.root == super::value::Root::Input);
     let reads_ids =
         reads.iter().any(|r| matches!(r.root, super::value::Root::ExecutionId | super::value::Root::CorrelationId));
@@ -288,8 +310,21 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     let index_of: BTreeMap<&str, PlanNode> =
         (steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), PlanNode::Step(i))))
             .chain(waits.iter().enumerate().map(|(i, w)| (w.id.as_str(), PlanNode::Wait(i))))
+            .chain(maps.iter().enumerate().map(|(i, m)| (m.id.as_str(), PlanNode::Map(i))))
             .collect();
     let plan = plan(&wf.steps, &index_of);
+    let mut bodies = Vec::new();
+    for node in &input.graph.nodes {
+        let Step::Map(m) = node.step else { continue };
+        let PlanNode::Map(i) = index_of[m.id.as_str()] else { return internal(format!("map {}", m.id)) };
+        let body = self::plan(std::slice::from_ref(&*m.map.step), &index_of);
+        let Some(body) = body.into_iter().next() else { return internal(format!("map {} has no body", m.id)) };
+        bodies.push((i, body));
+    }
+    for (i, body) in bodies {
+        *maps[i].body = body;
+    }
+    map::mark_reads(&mut maps, &steps);
     Ok(CheckedWorkflow {
         id: wf.metadata.id.clone(),
         version: wf.metadata.version.clone(),
@@ -309,6 +344,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
         reads_ids,
         steps,
         waits,
+        maps,
         plan,
         policies,
         crates,
@@ -368,7 +404,7 @@ fn plan(steps: &[Step], index_of: &BTreeMap<&str, PlanNode>) -> Vec<PlanNode> {
     steps
         .iter()
         .map(|step| match step {
-            Step::Agent(_) | Step::Wait(_) => index_of[step.id()].clone(),
+            Step::Agent(_) | Step::Wait(_) | Step::Map(_) => index_of[step.id()].clone(),
             Step::Parallel(p) => PlanNode::Parallel {
                 id: p.id.clone(),
                 fail_fast: p.fail_fast,

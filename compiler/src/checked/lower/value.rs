@@ -24,6 +24,18 @@ pub struct Slot {
     pub ty: RustTy,
     /// Whether the step may fail and go on (`onError: "continue"`).
     pub may_be_empty: bool,
+    /// How many maps enclose the step: its slot is in the item state of the
+    /// innermost one (0: in the workflow's state).
+    pub level: usize,
+}
+
+/// A map enclosing the steps whose values are lowered.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Its item's name (`as`).
+    pub item_name: String,
+    /// Its item's type.
+    pub item: RustTy,
 }
 
 /// What value expressions can read, and where to report what they cannot.
@@ -36,6 +48,8 @@ pub struct Scope<'a> {
     pub workflow: (&'a str, &'a str),
     /// The document, to locate findings.
     pub doc: &'a Doc<'a>,
+    /// The maps enclosing the steps read from, outermost first.
+    pub maps: &'a [Frame],
 }
 
 impl Scope<'_> {
@@ -274,18 +288,31 @@ impl Scope<'_> {
     /// The read of `reference`, and the type it reads (optionality is the read's).
     pub fn read(&self, reference: &Reference) -> Lowering<(Read, RustTy)> {
         let shown = reference.to_string();
-        let (root, mut ty) = match &reference.root {
-            RefRoot::Input => (Root::Input, self.input.clone()),
+        // The workflow's state is `level` states up; each map's item state one less.
+        let level = self.maps.len();
+        let (up, root, mut ty) = match &reference.root {
+            RefRoot::Input => (level, Root::Input, self.input.clone()),
             RefRoot::StepOutput(id) => {
                 let Some(slot) = self.slots.get(id) else { return internal(format!("no output type for step {id}")) };
+                let Some(up) = level.checked_sub(slot.level) else {
+                    return internal(format!("{shown}: step {id} is inside a map this step is not in"));
+                };
                 let root = Root::Slot { step: id.clone(), field: slot.field.clone(), may_be_empty: slot.may_be_empty };
-                (root, slot.ty.clone())
+                (up, root, slot.ty.clone())
             }
-            RefRoot::ExecutionId => (Root::ExecutionId, RustTy::String),
-            RefRoot::CorrelationId => (Root::CorrelationId, RustTy::String),
+            RefRoot::ExecutionId => (level, Root::ExecutionId, RustTy::String),
+            RefRoot::CorrelationId => (level, Root::CorrelationId, RustTy::String),
             RefRoot::WorkflowId | RefRoot::WorkflowVersion => {
                 return internal(format!("{shown} is known when compiling: `template` makes it text"))
             }
+            RefRoot::Item(name) => {
+                let Some(k) = self.maps.iter().rposition(|f| f.item_name == *name) else {
+                    return internal(format!("{shown}: no enclosing map names its item {name}"));
+                };
+                (level - (k + 1), Root::Item, self.maps[k].item.clone())
+            }
+            RefRoot::MapIndex if level > 0 => (0, Root::MapIndex, RustTy::Int(IntTy::U64)),
+            RefRoot::MapIndex => return internal(format!("{shown} outside any map")),
         };
         let mut path = Vec::new();
         for segment in &reference.path {
@@ -322,7 +349,7 @@ impl Scope<'_> {
             };
         }
         let ty = unwrap_options(ty, &mut path);
-        Ok((Read { root, path, shown }, ty))
+        Ok((Read { up, root, path, shown }, ty))
     }
 }
 
