@@ -29,6 +29,7 @@ use crate::policy::Policy;
 use crate::resilience::{self, BreakerRegistry, CircuitBreaker, CircuitTransition, Observer};
 use crate::resume::{Done, Resume, ResumeError};
 use crate::state::{ExecutionState, StepState};
+use crate::switch::Switch;
 use crate::usage::{Tokens, Usage, UsageMeter};
 use crate::wait::{Mailbox, Signals, Waiting};
 
@@ -257,8 +258,17 @@ impl Recorder {
     }
 
     pub(crate) fn skipped(&self, step: &Arc<str>, agent: Option<&Arc<str>>) {
+        self.skipped_because(step, agent, None)
+    }
+
+    /// `step.skipped`, with why when it is not the usual (an earlier failure
+    /// or a cancellation): a switch took another case.
+    pub(crate) fn skipped_because(&self, step: &Arc<str>, agent: Option<&Arc<str>>, reason: Option<&Arc<str>>) {
         let mut ev = self.step_event(EventKind::StepSkipped, step, agent, Instant::now());
         ev.state = Some(StepState::Skipped.into());
+        if let Some(reason) = reason {
+            ev.labels_mut().reason = Some(reason.clone());
+        }
         self.record(ev);
     }
 
@@ -310,6 +320,10 @@ impl<'a, S> Cx<'a, S> {
     /// How `step` ended before its execution was resumed, if it did.
     pub fn done(&self, step: &str) -> Option<&'a Done> {
         self.done.and_then(|d| d.get(step))
+    }
+    /// A resumed execution's steps that ended before, by id.
+    pub(crate) fn done_steps(&self) -> Option<&'a HashMap<Arc<str>, Done>> {
+        self.done
     }
     /// The signals the journal holds for a resumed execution.
     pub fn signals(&self) -> Option<&'a Signals> {
@@ -452,6 +466,8 @@ pub enum Node<S> {
         /// Cancel the others at the first failure (the default), or wait for all.
         fail_fast: bool,
     },
+    /// One branch runs, chosen from the state; the others are skipped.
+    Switch(Box<Switch<S>>),
 }
 
 impl<S> fmt::Debug for Node<S> {
@@ -467,6 +483,7 @@ impl<S> fmt::Debug for Node<S> {
                 .field("fail_fast", fail_fast)
                 .field("children", children)
                 .finish(),
+            Node::Switch(s) => s.fmt(f),
         }
     }
 }
@@ -498,6 +515,7 @@ impl<S: Sync + 'static> Node<S> {
             Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
                 children.iter_mut().for_each(|c| c.bind(registry))
             }
+            Node::Switch(s) => s.nodes_mut().for_each(|c| c.bind(registry)),
         }
     }
 
@@ -508,12 +526,13 @@ impl<S: Sync + 'static> Node<S> {
         ids
     }
 
-    fn each_step<'a>(&'a self, f: &mut dyn FnMut(&'a dyn StepNode<S>)) {
+    pub(crate) fn each_step<'a>(&'a self, f: &mut dyn FnMut(&'a dyn StepNode<S>)) {
         match self {
             Node::Step(s) => f(&**s),
             Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
                 children.iter().for_each(|c| c.each_step(f))
             }
+            Node::Switch(s) => s.nodes().for_each(|c| c.each_step(f)),
         }
     }
 
@@ -528,27 +547,49 @@ impl<S: Sync + 'static> Node<S> {
                 }
             }
         });
-        result
+        result?;
+        self.restore_switches(state, &point.done)
+    }
+
+    /// The outputs of the switches whose taken branch the journal decides,
+    /// innermost first (an outer case's output may read an inner switch's).
+    fn restore_switches(&self, state: &S, done: &HashMap<Arc<str>, Done>) -> Result<(), ResumeError> {
+        match self {
+            Node::Step(_) => Ok(()),
+            Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
+                children.iter().try_for_each(|c| c.restore_switches(state, done))
+            }
+            Node::Switch(s) => {
+                s.nodes().try_for_each(|c| c.restore_switches(state, done))?;
+                s.restore(state, done).map_err(|why| ResumeError::Output { step: s.id().to_string(), why })
+            }
+        }
     }
 
     fn skip_all(&self, rec: &Recorder) {
+        self.skip_all_because(rec, None)
+    }
+
+    pub(crate) fn skip_all_because(&self, rec: &Recorder, reason: Option<&Arc<str>>) {
         match self {
-            Node::Step(s) => rec.skipped(s.step_id(), s.agent_id()),
+            Node::Step(s) => rec.skipped_because(s.step_id(), s.agent_id(), reason),
             Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
-                children.iter().for_each(|c| c.skip_all(rec))
+                children.iter().for_each(|c| c.skip_all_because(rec, reason))
             }
+            Node::Switch(s) => s.nodes().for_each(|c| c.skip_all_because(rec, reason)),
         }
     }
 
     /// How the node ends, if a resumed execution's journal (`done`) already
     /// decides it: every step in it ended, or a fail-fast parallel block has
     /// a branch that failed (its other branches would have been cancelled).
-    fn decided(&self, done: &HashMap<Arc<str>, Done>) -> Option<Outcome> {
+    pub(crate) fn decided(&self, state: &S, done: &HashMap<Arc<str>, Done>) -> Option<Outcome> {
         match self {
             Node::Step(s) => done.get(s.step_id()).map(|d| s.resumed(d)),
+            Node::Switch(s) => s.decided(state, done),
             Node::Sequence { children, .. } => {
                 for child in children {
-                    match child.decided(done)? {
+                    match child.decided(state, done)? {
                         Outcome::Ok => {}
                         ended => return Some(ended),
                     }
@@ -559,7 +600,7 @@ impl<S: Sync + 'static> Node<S> {
                 let mut undecided = false;
                 let mut first_error = None;
                 for child in children {
-                    match child.decided(done) {
+                    match child.decided(state, done) {
                         Some(Outcome::Failed(e)) if *fail_fast => return Some(Outcome::Failed(e)),
                         Some(Outcome::Failed(e)) => first_error = first_error.or(Some(e)),
                         Some(_) => {}
@@ -574,7 +615,7 @@ impl<S: Sync + 'static> Node<S> {
     /// Runs the node.
     pub fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
         if let Node::Sequence { .. } | Node::Parallel { .. } = self {
-            if let Some((done, outcome)) = cx.done.and_then(|d| Some((d, self.decided(d)?))) {
+            if let Some((done, outcome)) = cx.done.and_then(|d| Some((d, self.decided(cx.state, d)?))) {
                 // Nothing in it runs again; its steps that never ended (e.g.
                 // in flight at the crash) read as skipped, as after a failure.
                 self.each_step(&mut |s| {
@@ -589,6 +630,7 @@ impl<S: Sync + 'static> Node<S> {
             Node::Step(s) => s.run(cx, cancel),
             Node::Sequence { children, .. } => Box::pin(run_sequence(children, cx, cancel)),
             Node::Parallel { children, fail_fast, .. } => Box::pin(run_parallel(children, *fail_fast, cx, cancel)),
+            Node::Switch(s) => s.run(cx, cancel),
         }
     }
 }

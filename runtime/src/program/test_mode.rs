@@ -164,6 +164,7 @@ fn step_ids<S>(node: &Node<S>, out: &mut Vec<String>) {
         Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
             children.iter().for_each(|c| step_ids(c, out))
         }
+        Node::Switch(s) => s.branches().for_each(|(_, c)| step_ids(c, out)),
     }
 }
 
