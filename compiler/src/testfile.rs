@@ -120,7 +120,7 @@ fn collect<'a>(
         match step {
             Step::Agent(s) => out.push((&s.id, &s.agent)),
             Step::Wait(w) => waits.push(w),
-            other => collect(other.children(), out, waits),
+            other => other.child_lists().iter().for_each(|l| collect(l.steps, out, waits)),
         }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The graph is read from the validated AST: agent steps are nodes, parallel
 //! blocks and sequences are subgraphs, control edges follow execution order
-//! (a parallel block forks into its branches and joins them), and dashed data
+//! (a parallel block forks into its branches and joins them; a switch is a
+//! decision whose edges are labelled by case value, and whose branches meet
+//! again at its merge), and dashed data
 //! edges go from each step to every step (or the workflow output) whose input
 //! references `${steps.ID.output...}`.
 
@@ -92,6 +94,10 @@ enum Node {
     Fork(String),
     /// Where a parallel block (by id) waits for its branches.
     Join(String),
+    /// Where a switch (by id) decides.
+    Decision(String),
+    /// Where a switch's (by id) branches meet again.
+    Merge(String),
 }
 
 /// A parallel block or a sequence, drawn as a subgraph.
@@ -99,6 +105,7 @@ enum Node {
 struct Cluster {
     id: String,
     parallel: bool,
+    switch: bool,
     description: Option<String>,
     items: Vec<Item>,
 }
@@ -115,6 +122,9 @@ enum Item {
     },
     Fork(String),
     Join(String),
+    /// A switch's decision: its id and what it is on.
+    Decision(String, String),
+    Merge(String),
     Cluster(Cluster),
 }
 
@@ -130,7 +140,8 @@ struct DataEdge {
 struct Graph {
     workflow_id: String,
     items: Vec<Item>,
-    control: Vec<(Node, Node)>,
+    /// Control edges, labelled with a case's value where a switch decides.
+    control: Vec<(Node, Node, Option<String>)>,
     data: Vec<DataEdge>,
     /// The node a step's output comes from: the step, or a block's last node.
     exits: BTreeMap<String, Node>,
@@ -147,7 +158,7 @@ impl Graph {
         };
         let mut items = Vec::new();
         let (_, exit) = g.sequence(&workflow.steps, Node::Input, &mut items);
-        g.control.push((exit, Node::Output));
+        g.control.push((exit, Node::Output, None));
         g.items = items;
         if let Some(output) = &workflow.output {
             g.add_data(output, Node::Output);
@@ -161,7 +172,7 @@ impl Graph {
         let mut first = None;
         for step in steps {
             let start = entry(step);
-            self.control.push((prev, start.clone()));
+            self.control.push((prev, start.clone(), None));
             let (_, end) = self.step(step, items);
             first.get_or_insert(start);
             prev = end;
@@ -206,14 +217,15 @@ impl Graph {
                 let join = Node::Join(p.id.clone());
                 let mut inner = vec![Item::Fork(p.id.clone())];
                 for child in &p.parallel {
-                    self.control.push((fork.clone(), entry(child)));
+                    self.control.push((fork.clone(), entry(child), None));
                     let (_, end) = self.step(child, &mut inner);
-                    self.control.push((end, join.clone()));
+                    self.control.push((end, join.clone(), None));
                 }
                 inner.push(Item::Join(p.id.clone()));
                 items.push(Item::Cluster(Cluster {
                     id: p.id.clone(),
                     parallel: true,
+                    switch: false,
                     description: p.description.clone(),
                     items: inner,
                 }));
@@ -224,7 +236,7 @@ impl Graph {
                 let mut bounds: Option<(Node, Node)> = None;
                 for child in &s.sequence {
                     if let Some((_, last)) = &bounds {
-                        self.control.push((last.clone(), entry(child)));
+                        self.control.push((last.clone(), entry(child), None));
                     }
                     let (start, end) = self.step(child, &mut inner);
                     match &mut bounds {
@@ -235,11 +247,45 @@ impl Graph {
                 items.push(Item::Cluster(Cluster {
                     id: s.id.clone(),
                     parallel: false,
+                    switch: false,
                     description: s.description.clone(),
                     items: inner,
                 }));
                 // A sequence is never empty in a valid workflow.
                 bounds.unwrap_or((Node::Input, Node::Input))
+            }
+            Step::Switch(s) => {
+                let decision = Node::Decision(s.id.clone());
+                let merge = Node::Merge(s.id.clone());
+                let mut inner = vec![Item::Decision(s.id.clone(), s.switch.clone())];
+                self.add_data(&Value::String(s.switch.clone()), decision.clone());
+                for (_, branch) in s.branches() {
+                    let mut last = None;
+                    for (i, child) in branch.case.steps().iter().enumerate() {
+                        let label = (i == 0).then(|| branch.label());
+                        let from = last.take().unwrap_or_else(|| decision.clone());
+                        self.control.push((from, entry(child), label));
+                        let (_, end) = self.step(child, &mut inner);
+                        last = Some(end);
+                    }
+                    match last {
+                        Some(end) => self.control.push((end, merge.clone(), None)),
+                        // A case without steps goes straight to the merge.
+                        None => self.control.push((decision.clone(), merge.clone(), Some(branch.label()))),
+                    }
+                    if let Some(output) = branch.case.output() {
+                        self.add_data(output, merge.clone());
+                    }
+                }
+                inner.push(Item::Merge(s.id.clone()));
+                items.push(Item::Cluster(Cluster {
+                    id: s.id.clone(),
+                    parallel: false,
+                    switch: true,
+                    description: s.description.clone(),
+                    items: inner,
+                }));
+                (decision, merge)
             }
         }
     }
@@ -278,8 +324,16 @@ impl Graph {
             mermaid_item(item, 1, &mut out);
         }
         out.push_str("    OUT([\"output\"])\n");
-        for (from, to) in &self.control {
-            out.push_str(&format!("    {} --> {}\n", mermaid_id(from), mermaid_id(to)));
+        for (from, to, label) in &self.control {
+            match label {
+                Some(l) => out.push_str(&format!(
+                    "    {} -->|\"{}\"| {}\n",
+                    mermaid_id(from),
+                    mermaid_escape(l),
+                    mermaid_id(to)
+                )),
+                None => out.push_str(&format!("    {} --> {}\n", mermaid_id(from), mermaid_id(to))),
+            }
         }
         for edge in &self.data {
             let label = mermaid_escape(&edge.paths.join(", "));
@@ -303,8 +357,13 @@ impl Graph {
             dot_item(item, 1, &mut out);
         }
         out.push_str("    \"output\" [label=\"output\", shape=oval];\n");
-        for (from, to) in &self.control {
-            out.push_str(&format!("    {} -> {};\n", dot_id(from), dot_id(to)));
+        for (from, to, label) in &self.control {
+            match label {
+                Some(l) => {
+                    out.push_str(&format!("    {} -> {} [label=\"{}\"];\n", dot_id(from), dot_id(to), dot_escape(l)))
+                }
+                None => out.push_str(&format!("    {} -> {};\n", dot_id(from), dot_id(to))),
+            }
         }
         for edge in &self.data {
             out.push_str(&format!(
@@ -326,6 +385,7 @@ fn entry(step: &Step) -> Node {
         Step::Wait(w) => Node::Step(w.id.clone()),
         Step::Parallel(p) => Node::Fork(p.id.clone()),
         Step::Sequence(s) => s.sequence.first().map(entry).unwrap_or(Node::Input),
+        Step::Switch(s) => Node::Decision(s.id.clone()),
     }
 }
 
@@ -357,7 +417,11 @@ fn step_label(id: &str, what: &str, description: Option<&str>) -> Vec<String> {
 }
 
 fn cluster_label(c: &Cluster) -> String {
-    let kind = if c.parallel { "parallel" } else { "sequence" };
+    let kind = match (c.parallel, c.switch) {
+        (true, _) => "parallel",
+        (_, true) => "switch",
+        _ => "sequence",
+    };
     match &c.description {
         Some(d) => format!("{} ({kind}): {d}", c.id),
         None => format!("{} ({kind})", c.id),
@@ -373,6 +437,8 @@ fn mermaid_id(node: &Node) -> String {
         Node::Step(id) => format!("S_{id}"),
         Node::Fork(id) => format!("F_{id}"),
         Node::Join(id) => format!("J_{id}"),
+        Node::Decision(id) => format!("D_{id}"),
+        Node::Merge(id) => format!("M_{id}"),
     }
 }
 
@@ -408,6 +474,13 @@ fn mermaid_item(item: &Item, depth: usize, out: &mut String) {
         }
         Item::Fork(id) => out.push_str(&format!("{pad}{}((\"fork\"))\n", mermaid_id(&Node::Fork(id.clone())))),
         Item::Join(id) => out.push_str(&format!("{pad}{}((\"join\"))\n", mermaid_id(&Node::Join(id.clone())))),
+        Item::Decision(id, on) => out.push_str(&format!(
+            "{pad}{}{{\"{}<br/>{}\"}}\n",
+            mermaid_id(&Node::Decision(id.clone())),
+            mermaid_escape(id),
+            mermaid_escape(&format!("switch: {on}"))
+        )),
+        Item::Merge(id) => out.push_str(&format!("{pad}{}((\"merge\"))\n", mermaid_id(&Node::Merge(id.clone())))),
         Item::Cluster(c) => {
             out.push_str(&format!("{pad}subgraph G_{}[\"{}\"]\n", c.id, mermaid_escape(&cluster_label(c))));
             if !c.parallel {
@@ -428,6 +501,8 @@ fn dot_id(node: &Node) -> String {
         Node::Step(id) => format!("\"step:{id}\""),
         Node::Fork(id) => format!("\"fork:{id}\""),
         Node::Join(id) => format!("\"join:{id}\""),
+        Node::Decision(id) => format!("\"switch:{id}\""),
+        Node::Merge(id) => format!("\"merge:{id}\""),
     }
 }
 
@@ -464,6 +539,16 @@ fn dot_item(item: &Item, depth: usize, out: &mut String) {
         Item::Join(id) => out.push_str(&format!(
             "{pad}{} [label=\"join\", shape=circle, width=0.3, fontsize=9];\n",
             dot_id(&Node::Join(id.clone()))
+        )),
+        Item::Decision(id, on) => out.push_str(&format!(
+            "{pad}{} [label=\"{}\\n{}\", shape=diamond];\n",
+            dot_id(&Node::Decision(id.clone())),
+            dot_escape(id),
+            dot_escape(&format!("switch: {on}"))
+        )),
+        Item::Merge(id) => out.push_str(&format!(
+            "{pad}{} [label=\"merge\", shape=circle, width=0.3, fontsize=9];\n",
+            dot_id(&Node::Merge(id.clone()))
         )),
         Item::Cluster(c) => {
             out.push_str(&format!("{pad}subgraph \"cluster_{}\" {{\n", c.id));

@@ -22,7 +22,14 @@ pub enum Container {
     Sequence,
     /// Children run concurrently.
     Parallel,
+    /// Children run in order, in branch N of a switch (its cases in order,
+    /// then `default`): they run only when the switch takes that branch.
+    Case(usize),
 }
+
+/// Where a step sits: from the top, the container, the index in it and the
+/// container's id (empty at the top level).
+pub type Position<'a> = [(Container, usize, &'a str)];
 
 /// One step of the tree, with where it sits.
 #[derive(Debug)]
@@ -49,6 +56,10 @@ pub enum Visibility {
     Later,
     /// It encloses the referring step.
     Enclosing,
+    /// It is in another branch of this switch than the referring step.
+    OtherCase(String),
+    /// It is nested inside the referring block.
+    Inside,
 }
 
 /// The indexed step tree.
@@ -60,27 +71,59 @@ pub struct Graph<'a> {
     pub by_id: HashMap<&'a str, usize>,
 }
 
-impl Graph<'_> {
+impl<'a> Graph<'a> {
     /// Whether `target`'s output is ready when `referrer` starts.
     pub fn visibility(&self, referrer: usize, target: usize) -> Visibility {
         if referrer == target {
             return Visibility::Itself;
         }
-        let r = &self.nodes[referrer].path;
+        self.visibility_from(&self.nodes[referrer].path, target)
+    }
+
+    /// Whether `target`'s output is ready at position `r` (a step's path, or
+    /// the end of a switch's case).
+    pub fn visibility_from(&self, r: &Position<'_>, target: usize) -> Visibility {
         let t = &self.nodes[target].path;
         for (depth, (rs, ts)) in r.iter().zip(t).enumerate() {
+            if rs.0 != ts.0 {
+                // Only two branches of one switch differ in container here.
+                return Visibility::OtherCase(rs.2.to_owned());
+            }
             if rs.1 != ts.1 {
                 return match rs.0 {
                     Container::Parallel => Visibility::Concurrent(rs.2.to_owned()),
-                    Container::Sequence if ts.1 < rs.1 => Visibility::Visible,
-                    Container::Sequence => Visibility::Later,
+                    Container::Sequence | Container::Case(_) if ts.1 < rs.1 => Visibility::Visible,
+                    Container::Sequence | Container::Case(_) => Visibility::Later,
                 };
             }
             if depth + 1 == t.len() {
                 return Visibility::Enclosing;
             }
         }
+        if t.len() > r.len() {
+            return Visibility::Inside;
+        }
         Visibility::Enclosing
+    }
+
+    /// Whether `target`, visible from position `r`, may not have run there:
+    /// it is inside a switch's branch that `r` is not inside (the switch may
+    /// have taken another one).
+    pub fn maybe_skipped(&self, r: &Position<'_>, target: usize) -> bool {
+        let t = &self.nodes[target].path;
+        t.iter().enumerate().any(|(depth, entry)| {
+            matches!(entry.0, Container::Case(_))
+                && !(r.len() > depth && r[..depth] == t[..depth] && r[depth].0 == entry.0)
+        })
+    }
+
+    /// The position at the end of branch `case` of switch `switch` (by
+    /// graph index): where that branch's output is built.
+    pub fn end_of_case(&self, switch: usize, case: usize, len: usize) -> Vec<(Container, usize, &'a str)> {
+        let node = &self.nodes[switch];
+        let mut path = node.path.clone();
+        path.push((Container::Case(case), len, node.step.id()));
+        path
     }
 
     /// All step ids, for suggestions.
@@ -232,9 +275,13 @@ fn index_steps<'a>(
         path.push((container, i, container_id));
         graph.by_id.entry(step.id()).or_insert(graph.nodes.len());
         graph.nodes.push(StepNode { step, pointer: step_pointer.clone(), path: path.clone() });
-        if let Some(key) = step.children_key() {
-            let kind = if key == "parallel" { Container::Parallel } else { Container::Sequence };
-            index_steps(step.children(), &format!("{step_pointer}/{key}"), kind, step.id(), path, graph);
+        for list in step.child_lists() {
+            let kind = match (step, list.case) {
+                (Step::Parallel(_), _) => Container::Parallel,
+                (_, Some(case)) => Container::Case(case),
+                _ => Container::Sequence,
+            };
+            index_steps(list.steps, &format!("{step_pointer}{}", list.pointer), kind, step.id(), path, graph);
         }
         path.pop();
     }

@@ -354,21 +354,21 @@ impl<'a> Context<'a> {
             Some("Step") => {
                 // The keys that say a step's shape, in the order of `Step`'s variants
                 // (the schema's branches).
-                const SHAPES: [&str; 4] = ["agent", "wait", "parallel", "sequence"];
+                const SHAPES: [&str; 5] = ["agent", "wait", "parallel", "sequence", "switch"];
                 let shapes: Vec<&str> = SHAPES.into_iter().filter(|k| instance.get(k).is_some()).collect();
                 if instance.is_object() && shapes.len() != 1 {
                     let message = if shapes.is_empty() {
-                        "a step needs one of `agent`, `wait`, `parallel` or `sequence`".to_owned()
+                        "a step needs one of `agent`, `wait`, `parallel`, `sequence` or `switch`".to_owned()
                     } else {
                         format!(
-                            "a step has exactly one of `agent`, `wait`, `parallel` or `sequence`, this one has {}",
+                            "a step has exactly one of `agent`, `wait`, `parallel`, `sequence` or `switch`, this one has {}",
                             list(&shapes)
                         )
                     };
                     out.push(
                         Diagnostic::error(Code::InvalidStepShape, message, pointer, at)
-                            .with_label("not an agent call, a wait, a parallel block or a sequence")
-                            .with_help("`agent` calls an agent; `wait` waits for a signal; `parallel` runs a list of steps concurrently; `sequence` runs them in order"),
+                            .with_label("not an agent call, a wait, a parallel block, a sequence or a switch")
+                            .with_help("`agent` calls an agent; `wait` waits for a signal; `parallel` runs a list of steps concurrently; `sequence` runs them in order; `switch` runs the case matching a value"),
                     );
                     return;
                 }
@@ -479,13 +479,23 @@ fn describe(kind: Kind, document: &Value, pointer: &str) -> String {
         [first, id, rest @ ..] if first == "agents" => (format!("agent `{id}`"), rest),
         [first, name, rest @ ..] if first == "policies" => (format!("policy `{name}`"), rest),
         [first, ..] if first == "steps" => {
-            // The innermost step: /steps/N, then (parallel|sequence)/N pairs.
+            // The innermost step: /steps/N, then (parallel|sequence)/N pairs, or a
+            // switch's (cases/KEY|default)[/steps]/N.
             let mut end = 2.min(segments.len());
-            while end + 1 < segments.len() + 1
-                && matches!(segments.get(end).map(String::as_str), Some("parallel" | "sequence"))
-                && segments.get(end + 1).is_some_and(|i| i.parse::<usize>().is_ok())
-            {
-                end += 2;
+            let is_index = |i: usize| segments.get(i).is_some_and(|s| s.parse::<usize>().is_ok());
+            let is = |i: usize, word: &str| segments.get(i).is_some_and(|s| s == word);
+            loop {
+                let skip = match segments.get(end).map(String::as_str) {
+                    Some("parallel" | "sequence") => 1,
+                    Some("cases") if segments.len() > end + 1 => 2,
+                    Some("default") => 1,
+                    _ => break,
+                };
+                let skip = if is(end + skip, "steps") { skip + 1 } else { skip };
+                if !is_index(end + skip) {
+                    break;
+                }
+                end += skip + 1;
             }
             let step_pointer: String = segments[..end].iter().map(|s| format!("/{s}")).collect();
             let subject = match document.pointer(&format!("{step_pointer}/id")).and_then(Value::as_str) {

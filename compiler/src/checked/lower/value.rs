@@ -27,6 +27,7 @@ pub struct Slot {
 }
 
 /// What value expressions can read, and where to report what they cannot.
+#[derive(Clone, Copy)]
 pub struct Scope<'a> {
     /// The workflow input's type.
     pub input: &'a RustTy,
@@ -36,6 +37,9 @@ pub struct Scope<'a> {
     pub workflow: (&'a str, &'a str),
     /// The document, to locate findings.
     pub doc: &'a Doc<'a>,
+    /// The steps, inside a switch's case, that may not have run where the
+    /// expression is read: their outputs read as possibly empty.
+    pub skippable: &'a std::collections::BTreeSet<String>,
 }
 
 impl Scope<'_> {
@@ -278,7 +282,8 @@ impl Scope<'_> {
             RefRoot::Input => (Root::Input, self.input.clone()),
             RefRoot::StepOutput(id) => {
                 let Some(slot) = self.slots.get(id) else { return internal(format!("no output type for step {id}")) };
-                let root = Root::Slot { step: id.clone(), field: slot.field.clone(), may_be_empty: slot.may_be_empty };
+                let may_be_empty = slot.may_be_empty || self.skippable.contains(id);
+                let root = Root::Slot { step: id.clone(), field: slot.field.clone(), may_be_empty };
                 (root, slot.ty.clone())
             }
             RefRoot::ExecutionId => (Root::ExecutionId, RustTy::String),
