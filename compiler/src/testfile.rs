@@ -79,7 +79,7 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
         if let Some(expect) = case_obj.get("expect") {
             let expect_at = format!("{at}/expect");
             let Some(expect) = cx.object(expect, &expect_at) else { continue };
-            cx.unknown_keys(expect, &expect_at, &["output", "error", "steps", "attempts"]);
+            cx.unknown_keys(expect, &expect_at, &["output", "error", "steps", "skipped", "attempts"]);
             if expect.contains_key("output") && expect.contains_key("error") {
                 cx.push(
                     Code::TestFile,
@@ -87,6 +87,16 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
                     &expect_at,
                     None,
                 );
+            }
+            if let Some(Value::Array(skipped)) = expect.get("skipped") {
+                for (j, s) in skipped.iter().enumerate() {
+                    let s_at = format!("{expect_at}/skipped/{j}");
+                    match s.as_str() {
+                        Some(id) if succeeding.contains(&id) => {}
+                        Some(id) => cx.unknown_step(id, &s_at, &succeeding),
+                        None => cx.push(Code::TestFile, "a step id is a string".into(), &s_at, None),
+                    }
+                }
             }
             if let Some(Value::Array(order)) = expect.get("steps") {
                 for (j, s) in order.iter().enumerate() {

@@ -189,6 +189,24 @@ fn inspect_waits_suspensions_and_signals() {
     assert_eq!(value["steps"][1]["state"], "waiting", "{value}");
 }
 
+/// A switch's case not taken: its step is skipped, with the reason.
+#[test]
+fn inspect_switch_shows_skipped_steps_with_their_reason() {
+    let (out, err) = run(&["inspect", "tests/journals/switched.jsonl"], 0);
+    assert_eq!(err, "");
+    assert!(out.contains("invoice     skipped"), "{out}");
+    assert!(out.contains("switch route took case \"bug\""), "{out}");
+    insta::assert_snapshot!(out);
+    let (json, _) = run(&["inspect", "tests/journals/switched.jsonl", "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let steps = value["steps"].as_array().unwrap();
+    let invoice = steps.iter().find(|s| s["id"] == "invoice").unwrap();
+    assert_eq!(invoice["state"], "skipped");
+    assert_eq!(invoice["skipReason"], "switch route took case \"bug\"");
+    let report = steps.iter().find(|s| s["id"] == "bug_report").unwrap();
+    assert_eq!(report["skipReason"], serde_json::Value::Null);
+}
+
 #[test]
 fn inspect_failed_text() {
     let (out, _) = run(&["inspect", "tests/journals/failed.jsonl"], 0);
