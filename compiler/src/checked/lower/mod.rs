@@ -519,8 +519,13 @@ fn lower_switch(
         (SwitchOn::Values(_), RustTy::Bool) => {
             (RustTy::Bool, SwitchArms::Bool { when_true: branch_of("true")?, when_false: branch_of("false")? })
         }
-        // A string, or a type only serde knows: matched as its text.
-        _ => {
+        // An enum only serde knows: matched as its text, every value of its
+        // schema listed with its branch; another text fails the switch.
+        (SwitchOn::Values(values), _) => {
+            let arms = values.iter().map(|v| Ok((v.clone(), branch_of(v)?))).collect::<Lowering<Vec<_>>>()?;
+            (RustTy::String, SwitchArms::Str { arms, otherwise: None })
+        }
+        (SwitchOn::String, _) => {
             let arms = switch.cases.0.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
             (RustTy::String, SwitchArms::Str { arms, otherwise: default })
         }
