@@ -8,7 +8,7 @@ use orchestr8_runtime::policy::Policy;
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
-use super::expr::{expr, json_literal};
+use super::expr::{expr, json_literal, str_of};
 use super::types::{path, ty};
 use crate::checked::types::RustTy;
 use crate::checked::{
@@ -342,12 +342,12 @@ fn plan_node(c: &CheckedWorkflow, node: &PlanNode) -> TokenStream {
 /// The branch a switch takes: an exhaustive `match` on its value (a
 /// `_` arm only for a string's other values).
 fn select_fn(s: &CheckedSwitch) -> TokenStream {
-    let (ident, on) = (format_ident!("select_{}", s.slot), expr(&s.on));
+    let ident = format_ident!("select_{}", s.slot);
     let param = if s.on.reads_state() { quote!(s) } else { quote!(_s) };
     let index = |i: &usize| Literal::usize_unsuffixed(*i);
     let body = match &s.arms {
         SwitchArms::Enum { path: p, arms } => {
-            let p = path(p);
+            let (p, on) = (path(p), expr(&s.on));
             let arms = arms.iter().map(|(variant, i)| {
                 let i = index(i);
                 quote!(#p::#variant => #i)
@@ -355,7 +355,7 @@ fn select_fn(s: &CheckedSwitch) -> TokenStream {
             quote!(match #on { #(#arms,)* })
         }
         SwitchArms::Bool { when_true, when_false } => {
-            let (t, f) = (index(when_true), index(when_false));
+            let (t, f, on) = (index(when_true), index(when_false), expr(&s.on));
             quote!(match #on { true => #t, false => #f })
         }
         SwitchArms::Str { arms, otherwise } => {
@@ -374,7 +374,8 @@ fn select_fn(s: &CheckedSwitch) -> TokenStream {
                     quote!(other => return Err(format!(#message)))
                 }
             };
-            quote!(match #on.as_str() { #(#arms,)* #otherwise })
+            let on = str_of(&s.on);
+            quote!(match #on { #(#arms,)* #otherwise })
         }
     };
     let doc = format!(" The branch switch `{}` takes: its cases in order, then `default`.", s.id);
