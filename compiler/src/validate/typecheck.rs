@@ -845,6 +845,10 @@ impl Checker<'_, '_> {
                         Some(referrer) => self.graph.visibility(referrer, target),
                         None => self.graph.visibility_from(position, target),
                     };
+                    let label = match visibility {
+                        Visibility::OtherCase(_) => "never runs with this case",
+                        _ => "not finished yet",
+                    };
                     let problem = match visibility {
                         Visibility::Visible => None,
                         Visibility::Itself => Some((format!("{me} cannot read its own output"), "a step's output exists only after it has run".to_owned())),
@@ -875,7 +879,7 @@ impl Checker<'_, '_> {
                     if let Some((message, help)) = problem {
                         self.out.push(
                             Diagnostic::error(Code::StepNotInScope, message, pointer, span)
-                                .with_label("not finished yet")
+                                .with_label(label)
                                 .with_help(help),
                         );
                         return None;
