@@ -67,6 +67,9 @@ impl Agent for Echo {
             std::future::pending::<()>().await;
         }
         tokio::time::sleep(S).await;
+        if input["fail"] == true {
+            return Err(AgentError::fatal(format!("{step} was told to fail")));
+        }
         Ok(json!({"step": step, "input": input}))
     }
 }
@@ -320,4 +323,52 @@ async fn a_resumed_execution_goes_on_in_the_branch_it_took_and_rebuilds_the_outp
     let out = exec.run(&wf2, &s2).await.unwrap();
     assert_eq!(out["route"], json!({"team": "finance", "by": "refund"}));
     assert_eq!(calls2.steps(), ["classify", "refund", "reply", "reply"]);
+}
+
+/// A failing step in the taken case fails the switch like a sequence: the
+/// rest of its case and the steps after the switch are skipped, without a
+/// reason; the cases not taken keep theirs.
+#[tokio::test(start_paused = true)]
+async fn a_failure_in_the_taken_case_fails_the_switch_and_skips_what_follows() {
+    let store = MemoryStore::new();
+    let runtime = Runtime::new(store.clone());
+    let calls = Arc::new(Calls::default());
+    let fail = |_: &State| Ok(json!({"fail": true}));
+    let ok = |_: &State| Ok(json!({}));
+    let wf = Workflow::with_registry(
+        WorkflowInfo::new("failing", "1.0.0", "sha256:3"),
+        Node::sequence([
+            Switch::new(
+                "route",
+                |_: &State| Ok(1),
+                [
+                    ("\"billing\"", step(&calls, "refund", ok)),
+                    ("\"bug\"", Node::sequence([step(&calls, "file_bug", fail), step(&calls, "notify", ok)])),
+                    // An empty branch: nothing to skip.
+                    ("default", Node::sequence([])),
+                ],
+            )
+            .node(),
+            step(&calls, "reply", ok),
+        ]),
+        |_: &State| Ok(Value::Null),
+        &BreakerRegistry::new(8),
+    );
+    let err = runtime.run(&wf, &state("bug"), opts("e6")).await.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal);
+    assert_eq!(err.step.as_deref(), Some("file_bug"));
+    assert_eq!(calls.steps(), ["file_bug"]);
+    let events = store.events("e6");
+    assert_well_formed(&events);
+    assert_eq!(
+        step_events(&events),
+        [
+            skipped("refund", "switch route took case \"bug\""),
+            ev("step.started", "file_bug"),
+            ev("step.attempt.failed", "file_bug"),
+            ev("step.failed", "file_bug"),
+            ev("step.skipped", "notify"),
+            ev("step.skipped", "reply"),
+        ]
+    );
 }
