@@ -289,6 +289,8 @@ pub struct Cx<'a, S> {
     breakers: Option<&'a BreakerRegistry>,
     /// A resumed execution's steps that ended before (not run again).
     done: Option<&'a HashMap<Arc<str>, Done>>,
+    /// A resumed execution's steps journaled `step.skipped` before.
+    skipped: Option<&'a std::collections::HashSet<Arc<str>>>,
     /// A resumed execution's signals: received, and since when steps wait.
     signals: Option<&'a Signals>,
     /// Where signals arrive while the execution runs.
@@ -324,6 +326,10 @@ impl<'a, S> Cx<'a, S> {
     /// A resumed execution's steps that ended before, by id.
     pub(crate) fn done_steps(&self) -> Option<&'a HashMap<Arc<str>, Done>> {
         self.done
+    }
+    /// Whether a resumed execution's journal has `step` skipped already.
+    pub(crate) fn skipped_before(&self, step: &str) -> bool {
+        self.skipped.is_some_and(|s| s.contains(step))
     }
     /// The signals the journal holds for a resumed execution.
     pub fn signals(&self) -> Option<&'a Signals> {
@@ -1306,6 +1312,7 @@ impl Runtime {
                 waits: Mutex::new(Vec::new()),
             },
             done: resumed.map(|p| p.done.clone()),
+            skipped: resumed.map(|p| p.skipped.clone()),
             signals: resumed.map(|p| p.signals.clone()),
             mailbox: opts.mailbox,
             definition_hash: info.definition_hash.clone(),
@@ -1375,6 +1382,8 @@ pub struct Execution {
     recorder: Recorder,
     /// Resumed: the steps that ended before, by id.
     done: Option<Arc<HashMap<Arc<str>, Done>>>,
+    /// Resumed: the steps journaled skipped before.
+    skipped: Option<Arc<std::collections::HashSet<Arc<str>>>>,
     /// Resumed: the signals its journal holds (and one being delivered).
     signals: Option<Signals>,
     mailbox: Option<Arc<Mailbox>>,
@@ -1473,6 +1482,7 @@ impl Execution {
             mocks: self.mocks.as_deref(),
             breakers: self.breakers.as_deref(),
             done: self.done.as_deref(),
+            skipped: self.skipped.as_deref(),
             signals: self.signals.as_ref(),
             mailbox: self.mailbox.as_deref(),
         };

@@ -117,12 +117,17 @@ impl<S: Sync + 'static> Switch<S> {
         Ok(())
     }
 
-    /// Journals every step of the branches other than `taken` skipped.
-    fn skip_others(&self, taken: usize, rec: &Recorder) {
+    /// Journals every step of the branches other than `taken` skipped,
+    /// except those a resumed execution's journal has skipped already.
+    fn skip_others(&self, taken: usize, cx: &Cx<'_, S>) {
         let reason: Arc<str> = format!("switch {} took case {}", self.id, self.branches[taken].0).into();
         for (i, (_, node)) in self.branches.iter().enumerate() {
             if i != taken {
-                node.skip_all_because(rec, Some(&reason));
+                node.each_step(&mut |s| {
+                    if !cx.skipped_before(s.step_id()) {
+                        cx.recorder().skipped_because(s.step_id(), s.agent_id(), Some(&reason));
+                    }
+                });
             }
         }
     }
@@ -147,18 +152,7 @@ impl<S: Sync + 'static> Switch<S> {
                 Ok(i) => i,
                 Err(message) => return self.failed(ErrorKind::InvalidInput, message, rec),
             };
-            let resumed_before = match cx.done_steps() {
-                // A step of the switch ended before: its skips are in the journal already.
-                Some(done) => {
-                    let mut any = false;
-                    self.nodes().for_each(|n| n.each_step(&mut |s| any |= done.contains_key(s.step_id())));
-                    any
-                }
-                None => false,
-            };
-            if !resumed_before {
-                self.skip_others(taken, rec);
-            }
+            self.skip_others(taken, cx);
             let branch = &self.branches[taken].1;
             // Resumed with the branch decided: `restore` stored the output.
             let restored = cx.done_steps().is_some_and(|d| branch.decided(cx.state(), d) == Some(Outcome::Ok));

@@ -372,3 +372,95 @@ async fn a_failure_in_the_taken_case_fails_the_switch_and_skips_what_follows() {
         ]
     );
 }
+
+mod waiting {
+    //! A wait in a switch's case: the run suspends inside the case, a signal
+    //! resumes it, and the cases not taken are journaled skipped once.
+
+    use std::ffi::OsString;
+    use std::sync::{Arc, OnceLock};
+
+    use orchestr8_runtime::codegen::{store, AgentStep, BreakerRegistry, ExecutionIds, Node, Program, WaitStep};
+    use orchestr8_runtime::journal::read_file;
+    use orchestr8_runtime::testing::MockAgent;
+    use orchestr8_runtime::{Switch, Workflow, WorkflowInfo};
+    use serde::{Deserialize, Serialize};
+    use serde_json::{json, Value};
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Input {
+        route: String,
+    }
+
+    struct State {
+        route: String,
+        sign_off: OnceLock<Value>,
+        escalate: OnceLock<Value>,
+    }
+
+    fn program(escalate: &Arc<MockAgent>) -> Program<Input, State, Value> {
+        let sign_off = WaitStep::new(
+            "sign_off",
+            "approval",
+            json!({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}),
+            |s: &State, p: Value| store(&s.sign_off, "sign_off", p),
+        )
+        .node();
+        let escalate = AgentStep::new(
+            "escalate",
+            escalate.clone(),
+            |_: &State| Ok(json!({})),
+            |s: &State, out| store(&s.escalate, "escalate", out),
+        )
+        .node();
+        let route = Switch::new(
+            "route",
+            |s: &State| Ok(usize::from(s.route != "approve")),
+            [("\"approve\"", sign_off), ("default", escalate)],
+        )
+        .node();
+        let workflow = Workflow::with_registry(
+            WorkflowInfo::new("gated", "1.0.0", "sha256:gate"),
+            Node::sequence([route]),
+            |s: &State| Ok(json!({"signOff": s.sign_off.get(), "escalated": s.escalate.get().is_some()})),
+            &BreakerRegistry::new(8),
+        );
+        Program::new(Arc::new(workflow), |i: Input, _: &ExecutionIds| State {
+            route: i.route,
+            sign_off: OnceLock::new(),
+            escalate: OnceLock::new(),
+        })
+    }
+
+    fn run(program: Program<Input, State, Value>, args: &[&str]) -> (u8, String, String) {
+        let args: Vec<OsString> = std::iter::once("gated").chain(args.iter().copied()).map(OsString::from).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = program.run_with(args, &b""[..], &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    }
+
+    #[test]
+    fn a_wait_in_the_taken_case_suspends_and_a_signal_finishes_the_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        let journals = dir.path().to_str().unwrap();
+        let escalate = Arc::new(MockAgent::new("escalator", "1.0.0").then_ok(json!({"to": "boss"})));
+        let (code, _, err) =
+            run(program(&escalate), &["--input", r#"{"route": "approve"}"#, "--journal-dir", journals]);
+        assert_eq!(code, 3, "suspended: {err}");
+        let file = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let id = file.file_stem().unwrap().to_str().unwrap().to_owned();
+
+        let signal = ["signal", id.as_str(), "sign_off", "--data", r#"{"ok": true}"#, "--journal-dir", journals];
+        let (code, out, err) = run(program(&escalate), &signal);
+        assert_eq!(code, 0, "{err}");
+        let out: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(out, json!({"signOff": {"ok": true}, "escalated": false}));
+        assert_eq!(escalate.calls(), 0);
+        let events = read_file(&file).unwrap().events;
+        let skips: Vec<_> = events.iter().filter(|e| e.name() == "step.skipped").collect();
+        assert_eq!(skips.len(), 1, "skipped once, not again on the resume: {events:?}");
+        assert_eq!(skips[0].step_id.as_deref(), Some("escalate"));
+        assert_eq!(skips[0].reason(), Some("switch route took case \"approve\""));
+        assert_eq!(events.last().unwrap().name(), "execution.completed");
+    }
+}
