@@ -44,6 +44,21 @@ fn graph_document_pipeline_dot() {
     insta::assert_snapshot!(out);
 }
 
+/// Switches on an enum, a boolean and a string, one nested in a case, empty
+/// cases: decisions with labelled edges that meet at their merge.
+#[test]
+fn graph_of_switches() {
+    let (mermaid, err) = run(&["graph", "tests/codegen/switch.json"], 0);
+    assert_eq!(err, "");
+    assert!(mermaid.contains("    D_by_tier -->|\"#quot;free#quot;\"| S_free_note\n"), "{mermaid}");
+    assert!(mermaid.contains("    D_by_tier -->|\"default\"| M_by_tier\n"), "{mermaid}");
+    assert!(mermaid.contains("    S_pro_twice --> D_pro_speed\n"), "{mermaid}");
+    assert!(mermaid.contains("    M_pro_speed --> M_by_tier\n"), "{mermaid}");
+    let (dot, _) = run(&["graph", "tests/codegen/switch.json", "--format", "dot"], 0);
+    assert!(dot.contains("\"switch:urgency\" -> \"merge:urgency\" [label=\"\\\"false\\\"\"];"), "{dot}");
+    insta::assert_snapshot!(format!("{mermaid}\n{dot}"));
+}
+
 #[test]
 fn graph_is_deterministic_and_declared_only_agrees() {
     let (a, _) = run(&["graph", "../examples/ticket-triage/workflow.json"], 0);
