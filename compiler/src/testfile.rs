@@ -88,7 +88,7 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
         if let Some(expect) = case_obj.get("expect") {
             let expect_at = format!("{at}/expect");
             let Some(expect) = cx.object(expect, &expect_at) else { continue };
-            cx.unknown_keys(expect, &expect_at, &["output", "error", "steps", "attempts"]);
+            cx.unknown_keys(expect, &expect_at, &["output", "error", "steps", "skipped", "attempts"]);
             if expect.contains_key("output") && expect.contains_key("error") {
                 cx.push(
                     Code::TestFile,
@@ -96,6 +96,16 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
                     &expect_at,
                     None,
                 );
+            }
+            if let Some(Value::Array(skipped)) = expect.get("skipped") {
+                for (j, s) in skipped.iter().enumerate() {
+                    let s_at = format!("{expect_at}/skipped/{j}");
+                    match s.as_str() {
+                        Some(id) if succeeding.contains(&id) => {}
+                        Some(id) => cx.unknown_step(id, &s_at, &succeeding),
+                        None => cx.push(Code::TestFile, "a step id is a string".into(), &s_at, None),
+                    }
+                }
             }
             if let Some(Value::Array(order)) = expect.get("steps") {
                 for (j, s) in order.iter().enumerate() {
@@ -123,12 +133,15 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
 fn enclosing_maps<'a>(steps: &'a [Step], around: &mut Vec<&'a str>, out: &mut HashMap<&'a str, Vec<&'a str>>) {
     for step in steps {
         out.insert(step.id(), around.clone());
-        if let Step::Map(m) = step {
-            around.push(&m.id);
-            enclosing_maps(step.children(), around, out);
+        let map = matches!(step, Step::Map(_));
+        if map {
+            around.push(step.id());
+        }
+        for list in step.child_lists() {
+            enclosing_maps(list.steps, around, out);
+        }
+        if map {
             around.pop();
-        } else {
-            enclosing_maps(step.children(), around, out);
         }
     }
 }
@@ -163,7 +176,7 @@ fn collect<'a>(
                 if let Step::Map(m) = other {
                     maps.push(&m.id);
                 }
-                collect(other.children(), out, waits, maps)
+                other.child_lists().iter().for_each(|l| collect(l.steps, out, waits, maps))
             }
         }
     }

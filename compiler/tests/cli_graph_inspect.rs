@@ -44,6 +44,21 @@ fn graph_document_pipeline_dot() {
     insta::assert_snapshot!(out);
 }
 
+/// Switches on an enum, a boolean and a string, one nested in a case, empty
+/// cases: decisions with labelled edges that meet at their merge.
+#[test]
+fn graph_of_switches() {
+    let (mermaid, err) = run(&["graph", "tests/codegen/switch.json"], 0);
+    assert_eq!(err, "");
+    assert!(mermaid.contains("    D_by_tier -->|\"#quot;free#quot;\"| S_free_note\n"), "{mermaid}");
+    assert!(mermaid.contains("    D_by_tier -->|\"default\"| M_by_tier\n"), "{mermaid}");
+    assert!(mermaid.contains("    S_pro_twice --> D_pro_speed\n"), "{mermaid}");
+    assert!(mermaid.contains("    M_pro_speed --> M_by_tier\n"), "{mermaid}");
+    let (dot, _) = run(&["graph", "tests/codegen/switch.json", "--format", "dot"], 0);
+    assert!(dot.contains("\"switch:urgency\" -> \"merge:urgency\" [label=\"\\\"false\\\"\"];"), "{dot}");
+    insta::assert_snapshot!(format!("{mermaid}\n{dot}"));
+}
+
 #[test]
 fn graph_is_deterministic_and_declared_only_agrees() {
     let (a, _) = run(&["graph", "../examples/ticket-triage/workflow.json"], 0);
@@ -187,6 +202,24 @@ fn inspect_waits_suspensions_and_signals() {
     assert!(mermaid.contains("    suspended (seq 7) :milestone, 23, 0ms\n"), "{mermaid}");
     assert_eq!(value["error"], serde_json::Value::Null, "{value}");
     assert_eq!(value["steps"][1]["state"], "waiting", "{value}");
+}
+
+/// A switch's case not taken: its step is skipped, with the reason.
+#[test]
+fn inspect_switch_shows_skipped_steps_with_their_reason() {
+    let (out, err) = run(&["inspect", "tests/journals/switched.jsonl"], 0);
+    assert_eq!(err, "");
+    assert!(out.contains("invoice     skipped"), "{out}");
+    assert!(out.contains("switch route took case \"bug\""), "{out}");
+    insta::assert_snapshot!(out);
+    let (json, _) = run(&["inspect", "tests/journals/switched.jsonl", "--format", "json"], 0);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let steps = value["steps"].as_array().unwrap();
+    let invoice = steps.iter().find(|s| s["id"] == "invoice").unwrap();
+    assert_eq!(invoice["state"], "skipped");
+    assert_eq!(invoice["skipReason"], "switch route took case \"bug\"");
+    let report = steps.iter().find(|s| s["id"] == "bug_report").unwrap();
+    assert_eq!(report["skipReason"], serde_json::Value::Null);
 }
 
 #[test]

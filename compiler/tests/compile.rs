@@ -124,7 +124,11 @@ fn examples_build_and_run_end_to_end() {
         ("hello", json!({ "greeting": "Hello, Ada!" })),
         (
             "ticket-triage",
-            json!({ "category": "billing", "reply": "Hello Ada, Our billing team will get back to you today." }),
+            json!({
+                "category": "billing",
+                "reply": "Hello Ada, Our billing team will get back to you today.",
+                "route": { "team": "billing", "note": "duplicate charge found, refund started" }
+            }),
         ),
         (
             "document-pipeline",

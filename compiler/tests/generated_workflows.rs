@@ -17,6 +17,9 @@
 //!   generation, done twice (the files must not change); every generated
 //!   `.rs` file must parse. A failure prints the workflow, the agent crate
 //!   and the input.
+//! - `generated_switches_compile`: generated workflows with switches (on
+//!   enums and booleans, taking a case and taking `default`) through
+//!   validation and generation; steps in a case not taken read as absent.
 //! - `generated_sample_builds_and_runs`: a fixed sample of 20, written to
 //!   `target/generated-prop/case-NN`, built under `-D warnings` in the
 //!   shared `target/generated` folder and run; the parts of the output the
@@ -680,13 +683,29 @@ struct AgentStep {
     /// Whether `"onError": "fail"` (the default) is written out.
     states_fail: bool,
     description: Option<String>,
+    /// In a switch's case that is not taken: it never runs.
+    skipped: bool,
 }
 
 #[derive(Debug, Clone)]
 enum Step {
     Agent(AgentStep),
-    Parallel { id: String, fail_fast: Option<bool>, children: Vec<Step> },
-    Sequence { id: String, children: Vec<Step> },
+    Parallel {
+        id: String,
+        fail_fast: Option<bool>,
+        children: Vec<Step>,
+    },
+    Sequence {
+        id: String,
+        children: Vec<Step>,
+    },
+    /// Cases by value in order, then `default`.
+    Switch {
+        id: String,
+        on: RefPath,
+        cases: Vec<(String, Vec<Step>)>,
+        default: Option<Vec<Step>>,
+    },
 }
 
 impl Step {
@@ -734,6 +753,30 @@ impl Step {
                 "id": id,
                 "sequence": children.iter().map(|c| c.to_json(agents)).collect::<Vec<_>>(),
             }),
+            Step::Switch { id, on, cases, default } => {
+                let list = |steps: &[Step]| Value::Array(steps.iter().map(|c| c.to_json(agents)).collect());
+                let mut m = Map::new();
+                m.insert("id".into(), json!(id));
+                m.insert("switch".into(), json!(format!("${{{}}}", on.text())));
+                m.insert("cases".into(), Value::Object(cases.iter().map(|(k, v)| (k.clone(), list(v))).collect()));
+                if let Some(d) = default {
+                    m.insert("default".into(), list(d));
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    /// Marks every agent step in it as never run (a case not taken).
+    fn skip(&mut self) {
+        match self {
+            Step::Agent(s) => s.skipped = true,
+            Step::Parallel { children, .. } | Step::Sequence { children, .. } => {
+                children.iter_mut().for_each(Step::skip)
+            }
+            Step::Switch { cases, default, .. } => {
+                cases.iter_mut().flat_map(|(_, c)| c).chain(default.iter_mut().flatten()).for_each(Step::skip)
+            }
         }
     }
 
@@ -742,6 +785,9 @@ impl Step {
             Step::Agent(s) => out.push(s),
             Step::Parallel { children, .. } | Step::Sequence { children, .. } => {
                 children.iter().for_each(|c| c.agent_steps(out))
+            }
+            Step::Switch { cases, default, .. } => {
+                cases.iter().flat_map(|(_, c)| c).chain(default.iter().flatten()).for_each(|c| c.agent_steps(out))
             }
         }
     }
@@ -1035,8 +1081,10 @@ const DESCRIPTIONS: &[&str] =
 struct Visible {
     step: String,
     agent: usize,
-    /// `onError: "continue"`: its output may be absent.
+    /// `onError: "continue"`, or in a switch's case: its output may be absent.
     optional: bool,
+    /// In a switch's case not taken: its output is absent.
+    skipped: bool,
 }
 
 /// Something a reference can read, with its type and its value at run time.
@@ -1538,7 +1586,8 @@ impl Gen {
         for v in scope {
             let agent = &self.case.agents[v.agent];
             let root = RefPath::root(Root::Step(v.step.clone()));
-            walk(root, &Ty::Obj(agent.output.clone()), agent.returns.as_ref(), v.optional, 0, &mut out);
+            let returns = if v.skipped { None } else { agent.returns.as_ref() };
+            walk(root, &Ty::Obj(agent.output.clone()), returns, v.optional, 0, &mut out);
         }
         out
     }
@@ -1582,7 +1631,70 @@ impl Gen {
             }
             return (Step::Sequence { id, children }, done);
         }
+        if depth < 3 && room >= 2 && roll >= 80 {
+            if let Some(switch) = self.switch(scope, depth) {
+                return switch;
+            }
+        }
         self.agent_step(scope, false)
+    }
+
+    /// A switch on an enum or a boolean that is always there (its value is
+    /// known, so is the case taken), or `None` when the scope has none.
+    fn switch(&mut self, scope: &[Visible], depth: usize) -> Option<(Step, Vec<Visible>)> {
+        let discriminants: Vec<Cand> = self
+            .candidates(scope)
+            .into_iter()
+            .filter(|c| !c.optional && c.val.is_some() && matches!(c.ty, Ty::Enum(_) | Ty::Bool))
+            .collect();
+        if discriminants.is_empty() {
+            return None;
+        }
+        let on = self.rng.pick(&discriminants).clone();
+        let values: Vec<String> = match &on.ty {
+            Ty::Enum(values) => values.clone(),
+            _ => vec!["true".into(), "false".into()],
+        };
+        let taken_value = match &on.val {
+            Some(Val::Enum(v)) => v.clone(),
+            Some(Val::Bool(b)) => b.to_string(),
+            other => unreachable!("generator bug: switch on {other:?}"),
+        };
+        let mut keys: Vec<String> = values.iter().filter(|_| self.rng.chance(60)).cloned().collect();
+        if keys.is_empty() {
+            keys.push(values[0].clone());
+        }
+        // A default no value reaches is only a warning.
+        let has_default = keys.len() < values.len() || self.rng.chance(20);
+        let taken = keys.iter().position(|k| *k == taken_value).unwrap_or(keys.len());
+        let id = self.fresh_id();
+        let mut branches = Vec::new();
+        let mut done = Vec::new();
+        for branch in 0..keys.len() + usize::from(has_default) {
+            let mut inner = scope.to_vec();
+            let mut steps = Vec::new();
+            for _ in 0..self.rng.range(0, 3) {
+                if self.agent_steps >= self.budget {
+                    break;
+                }
+                let (mut step, d) = self.step(&inner, depth + 1, true);
+                inner.extend(d.iter().cloned());
+                if branch != taken {
+                    step.skip();
+                }
+                // After the switch a step of a case may not have run.
+                done.extend(d.into_iter().map(|v| Visible {
+                    optional: true,
+                    skipped: v.skipped || branch != taken,
+                    ..v
+                }));
+                steps.push(step);
+            }
+            branches.push(steps);
+        }
+        let default = has_default.then(|| branches.pop().unwrap_or_default());
+        let cases = keys.into_iter().zip(branches).collect();
+        Some((Step::Switch { id, on: on.path, cases, default }, done))
     }
 
     /// An agent step; `plain`: it neither continues on error nor fails.
@@ -1628,9 +1740,9 @@ impl Gen {
         let description = self.rng.chance(15).then(|| (*self.rng.pick(DESCRIPTIONS)).to_owned());
         let id = self.fresh_id();
         self.agent_steps += 1;
-        let visible = Visible { step: id.clone(), agent, optional: continue_on_error };
+        let visible = Visible { step: id.clone(), agent, optional: continue_on_error, skipped: false };
         let states_fail = self.rng.chance(10);
-        let step = AgentStep { id, agent, input, policy, continue_on_error, states_fail, description };
+        let step = AgentStep { id, agent, input, policy, continue_on_error, states_fail, description, skipped: false };
         (Step::Agent(step), vec![visible])
     }
 
@@ -1962,7 +2074,7 @@ impl Case {
                 self.steps.iter().for_each(|s| s.agent_steps(&mut steps));
                 let step = steps.iter().find(|s| s.id == *id).unwrap();
                 let agent = &self.agents[step.agent];
-                (Ty::Obj(agent.output.clone()), agent.returns.clone())
+                (Ty::Obj(agent.output.clone()), agent.returns.clone().filter(|_| !step.skipped))
             }
             Root::WorkflowId => (Ty::Str, Some(Val::Str(self.id.clone()))),
             Root::WorkflowVersion => (Ty::Str, Some(Val::Str(self.version.clone()))),
@@ -2134,6 +2246,61 @@ fn generated_workflows_compile() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// Switches are generated, on enums and booleans, taking a case and taking
+/// `default`, and they compile: not a vacuous part of the model.
+#[test]
+fn generated_switches_compile() {
+    let (mut on_enum, mut on_bool, mut case_taken, mut default_taken, mut checked) = (0, 0, 0, 0, 0);
+    for seed in 0..400u64 {
+        let case = Case::generate(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), 8);
+        let mut switches = Vec::new();
+        fn collect<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
+            for step in steps {
+                match step {
+                    Step::Agent(_) => {}
+                    Step::Parallel { children, .. } | Step::Sequence { children, .. } => collect(children, out),
+                    Step::Switch { cases, default, .. } => {
+                        out.push(step);
+                        cases.iter().for_each(|(_, c)| collect(c, out));
+                        default.iter().for_each(|d| collect(d, out));
+                    }
+                }
+            }
+        }
+        collect(&case.steps, &mut switches);
+        if switches.is_empty() || checked >= 40 {
+            continue;
+        }
+        for switch in &switches {
+            let Step::Switch { on, cases, .. } = switch else { continue };
+            let (ty, val) = case.resolve(on);
+            if val.is_none() {
+                // In a case not taken, on a step of that case: it never runs.
+                continue;
+            }
+            match ty {
+                Ty::Bool => on_bool += 1,
+                _ => on_enum += 1,
+            }
+            let taken = match val {
+                Some(Val::Enum(v)) => v,
+                Some(Val::Bool(b)) => b.to_string(),
+                other => panic!("switch on {other:?}"),
+            };
+            if cases.iter().any(|(k, _)| *k == taken) {
+                case_taken += 1;
+            } else {
+                default_taken += 1;
+            }
+        }
+        check_compiles(&case).unwrap_or_else(|e| panic!("{e}"));
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} generated workflows have a switch");
+    assert!(on_enum > 0 && on_bool > 0, "switches on enums: {on_enum}, on booleans: {on_bool}");
+    assert!(case_taken > 0 && default_taken > 0, "cases taken: {case_taken}, defaults taken: {default_taken}");
 }
 
 /// Seeds of the build sample: fixed, so that the sample is the same on

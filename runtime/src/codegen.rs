@@ -14,6 +14,7 @@ pub use crate::policy::{CircuitBreakerPolicy, Policy, RetryPolicy};
 pub use crate::program::{ExecutionIds, Program};
 pub use crate::resilience::BreakerRegistry;
 pub use crate::state::ExecutionState;
+pub use crate::switch::Switch;
 pub use crate::wait::WaitStep;
 pub use std::sync::{Arc, OnceLock};
 pub use tokio_util::sync::CancellationToken;

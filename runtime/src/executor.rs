@@ -29,6 +29,7 @@ use crate::policy::Policy;
 use crate::resilience::{self, BreakerRegistry, CircuitBreaker, CircuitTransition, Observer};
 use crate::resume::{Done, Resume, ResumeError};
 use crate::state::{ExecutionState, StepState};
+use crate::switch::Switch;
 use crate::usage::{Tokens, Usage, UsageMeter};
 use crate::wait::{Mailbox, Signals, Waiting};
 
@@ -257,8 +258,17 @@ impl Recorder {
     }
 
     pub(crate) fn skipped(&self, step: &Arc<str>, agent: Option<&Arc<str>>) {
+        self.skipped_because(step, agent, None)
+    }
+
+    /// `step.skipped`, with why when it is not the usual (an earlier failure
+    /// or a cancellation): a switch took another case.
+    pub(crate) fn skipped_because(&self, step: &Arc<str>, agent: Option<&Arc<str>>, reason: Option<&Arc<str>>) {
         let mut ev = self.step_event(EventKind::StepSkipped, step, agent, Instant::now());
         ev.state = Some(StepState::Skipped.into());
+        if let Some(reason) = reason {
+            ev.labels_mut().reason = Some(reason.clone());
+        }
         self.record(ev);
     }
 
@@ -284,6 +294,8 @@ pub struct Cx<'a, S> {
     breakers: Option<&'a BreakerRegistry>,
     /// A resumed execution's steps that ended before (not run again).
     done: Option<&'a HashMap<Arc<str>, Done>>,
+    /// A resumed execution's steps journaled `step.skipped` before.
+    skipped: Option<&'a std::collections::HashSet<Arc<str>>>,
     /// A resumed execution's signals: received, and since when steps wait.
     signals: Option<&'a Signals>,
     /// Where signals arrive while the execution runs.
@@ -343,13 +355,18 @@ impl<'a, S> Cx<'a, S> {
             mocks: self.mocks,
             breakers: self.breakers,
             done: self.done,
+            skipped: self.skipped,
             signals: self.signals,
             mailbox: self.mailbox,
         }
     }
-    /// The journal's record of the resumed execution's ended steps.
+    /// A resumed execution's steps that ended before, by id.
     pub(crate) fn done_steps(&self) -> Option<&'a HashMap<Arc<str>, Done>> {
         self.done
+    }
+    /// Whether a resumed execution's journal has `step` skipped already.
+    pub(crate) fn skipped_before(&self, step: &str) -> bool {
+        self.skipped.is_some_and(|s| s.contains(step))
     }
     /// The signals the journal holds for a resumed execution.
     pub fn signals(&self) -> Option<&'a Signals> {
@@ -497,6 +514,8 @@ pub enum Node<S> {
         /// Cancel the others at the first failure (the default), or wait for all.
         fail_fast: bool,
     },
+    /// One branch runs, chosen from the state; the others are skipped.
+    Switch(Box<Switch<S>>),
 }
 
 impl<S> fmt::Debug for Node<S> {
@@ -512,6 +531,7 @@ impl<S> fmt::Debug for Node<S> {
                 .field("fail_fast", fail_fast)
                 .field("children", children)
                 .finish(),
+            Node::Switch(s) => s.fmt(f),
         }
     }
 }
@@ -543,6 +563,7 @@ impl<S: Send + Sync + 'static> Node<S> {
             Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
                 children.iter_mut().for_each(|c| c.bind(registry))
             }
+            Node::Switch(s) => s.nodes_mut().for_each(|c| c.bind(registry)),
         }
     }
 
@@ -556,12 +577,13 @@ impl<S: Send + Sync + 'static> Node<S> {
         ids
     }
 
-    fn each_step<'a>(&'a self, f: &mut dyn FnMut(&'a dyn StepNode<S>)) {
+    pub(crate) fn each_step<'a>(&'a self, f: &mut dyn FnMut(&'a dyn StepNode<S>)) {
         match self {
             Node::Step(s) => f(&**s),
             Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
                 children.iter().for_each(|c| c.each_step(f))
             }
+            Node::Switch(s) => s.nodes().for_each(|c| c.each_step(f)),
         }
     }
 
@@ -588,7 +610,23 @@ impl<S: Send + Sync + 'static> Node<S> {
                 }
             }
         });
-        result
+        result?;
+        self.restore_switches(state, done)
+    }
+
+    /// The outputs of the switches whose taken branch the journal decides,
+    /// innermost first (an outer case's output may read an inner switch's).
+    fn restore_switches(&self, state: &S, done: &HashMap<Arc<str>, Done>) -> Result<(), ResumeError> {
+        match self {
+            Node::Step(_) => Ok(()),
+            Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
+                children.iter().try_for_each(|c| c.restore_switches(state, done))
+            }
+            Node::Switch(s) => {
+                s.nodes().try_for_each(|c| c.restore_switches(state, done))?;
+                s.restore(state, done).map_err(|why| ResumeError::Output { step: s.id().to_string(), why })
+            }
+        }
     }
 
     fn skip_all(&self, cx: &Cx<'_, S>) {
@@ -597,18 +635,30 @@ impl<S: Send + Sync + 'static> Node<S> {
             Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
                 children.iter().for_each(|c| c.skip_all(cx))
             }
+            Node::Switch(s) => s.nodes().for_each(|c| c.skip_all(cx)),
         }
     }
 
-    /// How the node ends, if a resumed execution's journal already decides
-    /// it: every step in it ended, or a fail-fast parallel block has a branch
-    /// that failed (its other branches would have been cancelled).
-    fn decided(&self, cx: &Cx<'_, S>) -> Option<Outcome> {
+    pub(crate) fn skip_all_because(&self, rec: &Recorder, reason: Option<&Arc<str>>) {
         match self {
-            Node::Step(s) => cx.done(s.step_id()).map(|d| s.resumed(d)),
+            Node::Step(s) => rec.skipped_because(s.step_id(), s.agent_id(), reason),
+            Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
+                children.iter().for_each(|c| c.skip_all_because(rec, reason))
+            }
+            Node::Switch(s) => s.nodes().for_each(|c| c.skip_all_because(rec, reason)),
+        }
+    }
+
+    /// How the node ends, if a resumed execution's journal (`done`) already
+    /// decides it: every step in it ended, or a fail-fast parallel block has
+    /// a branch that failed (its other branches would have been cancelled).
+    pub(crate) fn decided(&self, state: &S, done: &HashMap<Arc<str>, Done>) -> Option<Outcome> {
+        match self {
+            Node::Step(s) => done.get(s.step_id()).map(|d| s.resumed(d)),
+            Node::Switch(s) => s.decided(state, done),
             Node::Sequence { children, .. } => {
                 for child in children {
-                    match child.decided(cx)? {
+                    match child.decided(state, done)? {
                         Outcome::Ok => {}
                         ended => return Some(ended),
                     }
@@ -619,7 +669,7 @@ impl<S: Send + Sync + 'static> Node<S> {
                 let mut undecided = false;
                 let mut first_error = None;
                 for child in children {
-                    match child.decided(cx) {
+                    match child.decided(state, done) {
                         Some(Outcome::Failed(e)) if *fail_fast => return Some(Outcome::Failed(e)),
                         Some(Outcome::Failed(e)) => first_error = first_error.or(Some(e)),
                         Some(_) => {}
@@ -634,7 +684,10 @@ impl<S: Send + Sync + 'static> Node<S> {
     /// Runs the node.
     pub fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
         if let Node::Sequence { .. } | Node::Parallel { .. } = self {
-            if let Some(outcome) = cx.done.and_then(|_| self.decided(cx)) {
+            // Inside a map's item (its steps named with a prefix) blocks are
+            // not decided from the journal: each step looks itself up.
+            let journal = cx.done.filter(|_| cx.prefix.is_none());
+            if let Some(outcome) = journal.and_then(|d| self.decided(cx.state, d)) {
                 // Nothing in it runs again; its steps that never ended (e.g.
                 // in flight at the crash) read as skipped, as after a failure.
                 self.each_step(&mut |s| {
@@ -649,6 +702,7 @@ impl<S: Send + Sync + 'static> Node<S> {
             Node::Step(s) => s.run(cx, cancel),
             Node::Sequence { children, .. } => Box::pin(run_sequence(children, cx, cancel)),
             Node::Parallel { children, fail_fast, .. } => Box::pin(run_parallel(children, *fail_fast, cx, cancel)),
+            Node::Switch(s) => s.run(cx, cancel),
         }
     }
 }
@@ -1334,6 +1388,7 @@ impl Runtime {
                 waits: Mutex::new(Vec::new()),
             },
             done: resumed.map(|p| p.done.clone()),
+            skipped: resumed.map(|p| p.skipped.clone()),
             signals: resumed.map(|p| p.signals.clone()),
             mailbox: opts.mailbox,
             definition_hash: info.definition_hash.clone(),
@@ -1414,6 +1469,8 @@ pub struct Execution {
     recorder: Recorder,
     /// Resumed: the steps that ended before, by id.
     done: Option<Arc<HashMap<Arc<str>, Done>>>,
+    /// Resumed: the steps journaled skipped before.
+    skipped: Option<Arc<std::collections::HashSet<Arc<str>>>>,
     /// Resumed: the signals its journal holds (and one being delivered).
     signals: Option<Signals>,
     mailbox: Option<Arc<Mailbox>>,
@@ -1526,6 +1583,7 @@ impl Execution {
             mocks: self.mocks.as_deref(),
             breakers: self.breakers.as_deref(),
             done: self.done.as_deref(),
+            skipped: self.skipped.as_deref(),
             signals: self.signals.as_ref(),
             mailbox: self.mailbox.as_deref(),
         };

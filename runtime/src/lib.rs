@@ -22,6 +22,7 @@ pub mod resume;
 #[cfg(feature = "server")]
 mod server;
 pub mod state;
+pub mod switch;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -40,6 +41,7 @@ pub use policy::{CircuitBreakerPolicy, Policy, PolicyOverlay, RetryPolicy};
 pub use resilience::{BreakerRegistry, CircuitBreaker, CircuitState};
 pub use resume::{Resume, ResumeError};
 pub use state::{ExecutionState, StepState};
+pub use switch::Switch;
 pub use tokio_util::sync::CancellationToken;
 pub use usage::{Tokens, Usage, UsageMeter};
 pub use wait::{Mailbox, PayloadError, Signals, Undelivered, WaitStep, Waiting};

@@ -9,7 +9,7 @@
 //! once, and [`crate::AgentContext::idempotency_key`] lets an agent
 //! recognise a repeated call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 
@@ -31,6 +31,9 @@ pub struct Resume {
     input: Option<Json>,
     pub(crate) last_seq: u64,
     pub(crate) done: Arc<HashMap<Arc<str>, Done>>,
+    /// The steps journaled `step.skipped` (a switch does not journal its
+    /// skips again when it takes its case anew).
+    pub(crate) skipped: Arc<HashSet<Arc<str>>>,
     /// Model tokens of the steps that are done (the budget goes on from there).
     pub(crate) usage: Usage,
     /// Signals received, and since when steps wait.
@@ -151,6 +154,7 @@ impl Resume {
             )));
         }
         let mut done = HashMap::new();
+        let mut skipped = HashSet::new();
         let mut usage = Usage::default();
         let mut signals = Signals::default();
         for (i, ev) in read.events.iter().enumerate() {
@@ -182,6 +186,9 @@ impl Resume {
                 EventKind::SignalReceived => {
                     let payload = ev.output.clone().unwrap_or_default();
                     signals.received.insert(step.clone(), payload);
+                }
+                EventKind::StepSkipped => {
+                    skipped.insert(step.clone());
                 }
                 _ => {}
             }
@@ -218,6 +225,7 @@ impl Resume {
             input: first.input.clone(),
             last_seq,
             done: Arc::new(done),
+            skipped: Arc::new(skipped),
             usage,
             signals,
         })

@@ -324,6 +324,7 @@ fn hand_written_lines_are_serdes_bytes() {
         idempotency_key: Some("key \"1\"".into()),
         request_hash: Some("00ff00ff00ff00ff".into()),
         usage: None,
+        reason: Some("switch route took case \"a\\b\"".into()),
     }));
     events[0].input = Some(json!({"z": 1, "a": [true, null, 1.5, "é\u{1}"]}).into());
     events[0].state = Some(StateName::Running);

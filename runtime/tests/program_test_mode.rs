@@ -227,6 +227,36 @@ case wanted completion ... FAILED
     assert_eq!(run.stdout, want);
 }
 
+/// `expect.skipped`: the steps journaled `step.skipped`, in any order.
+#[test]
+fn skipped_expectations() {
+    let fatal = json!({"fetch": {"fatal": "no such ticket"}});
+    let file = cases(json!([
+        {"name": "after a failure", "input": {"ticketId": "T-1"}, "mocks": fatal,
+         "expect": {"error": {"kind": "fatal"}, "skipped": ["classify"]}},
+        {"name": "none skipped", "input": {"ticketId": "T-1"}, "expect": {"skipped": []}},
+        {"name": "wrongly expected", "input": {"ticketId": "T-1"}, "expect": {"skipped": ["classify"]}},
+        {"name": "missed", "input": {"ticketId": "T-1"}, "mocks": fatal, "expect": {"skipped": []}}
+    ]));
+    let run = run_file(&file);
+    assert_eq!(run.code, 1);
+    let want = "\
+case after a failure ... ok
+case none skipped ... ok
+case wrongly expected ... FAILED
+    skipped: expected [classify], got []
+case missed ... FAILED
+    expected the execution to complete, but it failed: step `fetch` failed (fatal, attempt 1): no such ticket
+    skipped: expected [], got [classify]
+2 passed, 2 failed
+";
+    assert_eq!(run.stdout, want);
+    let bad = cases(json!([{"name": "typo", "input": {"ticketId": "T-1"}, "expect": {"skipped": ["clasify"]}}]));
+    let run = run_file(&bad);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(run.stderr.contains("the workflow has no step `clasify`"), "{}", run.stderr);
+}
+
 #[test]
 fn retries_follow_the_mocks_per_attempt() {
     let (fetch, classify) = agents();

@@ -307,8 +307,9 @@ pub struct AgentCommon {
     pub output: Option<Value>,
 }
 
-/// A step: an agent call, a wait for a signal, a parallel block, a sequence or a map.
-/// Exactly one of `agent`, `wait`, `parallel`, `sequence` and `map` says which.
+/// A step: an agent call, a wait for a signal, a parallel block, a sequence, a switch or
+/// a map. Exactly one of `agent`, `wait`, `parallel`, `sequence`, `switch` and `map` says
+/// which.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 // Steps are read once per document; boxing the agent step would only make matching noisier.
@@ -322,6 +323,8 @@ pub enum Step {
     Parallel(ParallelStep),
     /// Runs its steps in order.
     Sequence(SequenceStep),
+    /// Runs the steps of the case matching a value.
+    Switch(SwitchStep),
     /// Runs its body once per item of a list.
     Map(MapStep),
 }
@@ -334,41 +337,69 @@ impl Step {
             Step::Wait(s) => &s.id,
             Step::Parallel(s) => &s.id,
             Step::Sequence(s) => &s.id,
+            Step::Switch(s) => &s.id,
             Step::Map(s) => &s.id,
         }
     }
 
-    /// The steps nested directly inside a block (none for an agent step; a
-    /// map's body).
-    pub fn children(&self) -> &[Step] {
+    /// The steps nested directly inside a block (none for an agent step); a
+    /// switch's cases one after another, then its `default`; a map's body.
+    pub fn children(&self) -> Vec<&Step> {
+        self.child_lists().into_iter().flat_map(|l| l.steps).collect()
+    }
+
+    /// The lists of steps nested directly inside a block, each with the JSON
+    /// pointer of the list relative to the block: one for a parallel block
+    /// or a sequence, one per case (then `default`) for a switch, the body
+    /// (one step, at `/map/step` itself) for a map.
+    pub fn child_lists(&self) -> Vec<StepList<'_>> {
         match self {
-            Step::Agent(_) | Step::Wait(_) => &[],
-            Step::Parallel(s) => &s.parallel,
-            Step::Sequence(s) => &s.sequence,
-            Step::Map(s) => std::slice::from_ref(&*s.map.step),
+            Step::Agent(_) | Step::Wait(_) => Vec::new(),
+            Step::Parallel(s) => vec![StepList { pointer: "/parallel".into(), case: None, steps: &s.parallel }],
+            Step::Sequence(s) => vec![StepList { pointer: "/sequence".into(), case: None, steps: &s.sequence }],
+            Step::Switch(s) => s
+                .branches()
+                .map(|(i, b)| StepList { pointer: b.steps_pointer(), case: Some(i), steps: b.case.steps() })
+                .collect(),
+            Step::Map(s) => {
+                vec![StepList { pointer: "/map/step".into(), case: None, steps: std::slice::from_ref(&*s.map.step) }]
+            }
         }
     }
 
     /// The step whose output is this step's output: itself for an agent
-    /// step, a wait or a map; a sequence's last step's; none for a parallel
-    /// block (it has no output of its own).
+    /// step, a wait, a map or a switch with outputs; a sequence's last
+    /// step's; none for a parallel block or a switch without outputs.
     pub fn result(&self) -> Option<&Step> {
         match self {
             Step::Agent(_) | Step::Wait(_) | Step::Map(_) => Some(self),
+            Step::Switch(s) => s.branches().next().and_then(|(_, b)| b.case.output()).map(|_| self),
             Step::Sequence(s) => s.sequence.last()?.result(),
             Step::Parallel(_) => None,
         }
     }
 
-    /// The key holding the nested steps: `parallel`, `sequence`, `map`, or none.
+    /// What sort of block it is: `parallel`, `sequence`, `switch`, `map`, or none.
     pub fn children_key(&self) -> Option<&'static str> {
         match self {
             Step::Agent(_) | Step::Wait(_) => None,
             Step::Parallel(_) => Some("parallel"),
             Step::Sequence(_) => Some("sequence"),
+            Step::Switch(_) => Some("switch"),
             Step::Map(_) => Some("map"),
         }
     }
+}
+
+/// A list of steps nested in a block ([`Step::child_lists`]).
+#[derive(Debug, Clone)]
+pub struct StepList<'a> {
+    /// The list's JSON pointer relative to the block (`/parallel`, `/cases/bug/steps`).
+    pub pointer: String,
+    /// For a switch: the branch's index (cases in document order, then `default`).
+    pub case: Option<usize>,
+    /// The steps.
+    pub steps: &'a [Step],
 }
 
 /// Calls an agent with an input built from value expressions.
@@ -541,6 +572,176 @@ impl ToleratedFailures {
             ToleratedFailures::Count(_) => None,
             ToleratedFailures::Percent(p) => p.strip_suffix('%')?.parse().ok(),
         }
+    }
+}
+
+/// Runs the steps of the case whose key is the value of `switch`; the other cases' steps
+/// are skipped. Steps inside a case read as optional after the switch (they may not have
+/// run). With `output` on every case, later steps read the taken case's output as
+/// `${steps.ID.output}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SwitchStep {
+    /// Step id: lower case letters, digits and `_`, unique in the document, not a Rust keyword, nor `input` or `ids`.
+    #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
+    pub id: String,
+    /// What the switch decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The value to switch on: one reference, `"${steps.classify.output.category}"`, to a
+    /// string enum, a boolean (cases `"true"` and `"false"`) or a string (then `default` is
+    /// required).
+    pub switch: String,
+    /// The cases, by value, in the order they are listed: a list of steps, or
+    /// `{"steps": [...], "output": VALUE}`.
+    #[schemars(extend("minProperties" = 1))]
+    pub cases: SwitchCases,
+    /// The case for every value no key of `cases` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<SwitchCase>,
+}
+
+/// A switch's cases in document order ([`SwitchStep::cases`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SwitchCases(pub Vec<(String, SwitchCase)>);
+
+impl SwitchCases {
+    /// The case for `value`.
+    pub fn get(&self, value: &str) -> Option<&SwitchCase> {
+        self.0.iter().find(|(k, _)| k == value).map(|(_, c)| c)
+    }
+}
+
+impl Serialize for SwitchCases {
+    fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for SwitchCases {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SwitchCases;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of cases")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<SwitchCases, M::Error> {
+                // In document order: the order cases are shown and numbered in.
+                let mut cases = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, SwitchCase>()? {
+                    cases.push((k, v));
+                }
+                Ok(SwitchCases(cases))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl JsonSchema for SwitchCases {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SwitchCases".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let case = generator.subschema_for::<SwitchCase>();
+        json!({
+            "description": "The cases, by value, in the order they are listed.",
+            "type": "object",
+            "additionalProperties": case,
+        })
+        .try_into()
+        .expect("a JSON object is a schema")
+    }
+}
+
+/// One case of a switch: its steps, or its steps and the switch's output when it is taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SwitchCase {
+    /// The steps to run, in order (none: the case does nothing).
+    Steps(Vec<Step>),
+    /// The steps and the output.
+    WithOutput(CaseWithOutput),
+}
+
+/// A case with an output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CaseWithOutput {
+    /// The steps to run, in order.
+    pub steps: Vec<Step>,
+    /// A value expression: the switch's output when this case is taken. It may read the
+    /// case's own steps; every case's output has the same type.
+    #[schemars(schema_with = "value_expression")]
+    pub output: Value,
+}
+
+impl SwitchCase {
+    /// Its steps.
+    pub fn steps(&self) -> &[Step] {
+        match self {
+            SwitchCase::Steps(s) => s,
+            SwitchCase::WithOutput(c) => &c.steps,
+        }
+    }
+
+    /// Its output expression, if it declares one.
+    pub fn output(&self) -> Option<&Value> {
+        match self {
+            SwitchCase::Steps(_) => None,
+            SwitchCase::WithOutput(c) => Some(&c.output),
+        }
+    }
+}
+
+/// One branch of a switch ([`SwitchStep::branches`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Branch<'a> {
+    /// The case's key, `None` for `default`.
+    pub value: Option<&'a str>,
+    /// The case.
+    pub case: &'a SwitchCase,
+}
+
+impl Branch<'_> {
+    /// The branch's JSON pointer relative to the switch (`/cases/bug`, `/default`).
+    pub fn pointer(&self) -> String {
+        match self.value {
+            Some(v) => format!("/cases/{}", crate::source::escape_pointer_token(v)),
+            None => "/default".into(),
+        }
+    }
+
+    /// The pointer of its list of steps relative to the switch.
+    pub fn steps_pointer(&self) -> String {
+        match self.case {
+            SwitchCase::Steps(_) => self.pointer(),
+            SwitchCase::WithOutput(_) => format!("{}/steps", self.pointer()),
+        }
+    }
+
+    /// How the branch is shown: `"bug"`, or `default`.
+    pub fn label(&self) -> String {
+        self.value.map_or_else(|| "default".into(), |v| format!("\"{v}\""))
+    }
+}
+
+impl SwitchStep {
+    /// The cases in order, then `default`, with their index (the runtime's case index).
+    pub fn branches(&self) -> impl Iterator<Item = (usize, Branch<'_>)> {
+        self.cases
+            .0
+            .iter()
+            .map(|(k, c)| Branch { value: Some(k.as_str()), case: c })
+            .chain(self.default.iter().map(|c| Branch { value: None, case: c }))
+            .enumerate()
     }
 }
 

@@ -52,6 +52,8 @@ pub struct CheckedWorkflow {
     pub waits: Vec<CheckedWait>,
     /// The map steps, in document order (an enclosing map before the maps in its body).
     pub maps: Vec<CheckedMap>,
+    /// The switches, in document order.
+    pub switches: Vec<CheckedSwitch>,
     /// The plan: the top-level sequence.
     pub plan: Vec<PlanNode>,
     /// The distinct policies the steps run with.
@@ -198,6 +200,52 @@ pub struct CheckedWait {
     pub continue_on_error: bool,
 }
 
+/// A switch.
+#[derive(Debug, Clone)]
+pub struct CheckedSwitch {
+    /// The step's id.
+    pub id: String,
+    /// Its doc comment.
+    pub docs: Vec<String>,
+    /// The name its functions are made from, and the state's field holding its output.
+    pub slot: Ident,
+    /// The value it switches on, owned.
+    pub on: Expr,
+    /// Which branch each value takes.
+    pub arms: SwitchArms,
+    /// Each branch's label (`"bug"`, `default`), for skip reasons.
+    pub labels: Vec<String>,
+    /// Its output: the type, and each branch's value of it.
+    pub output: Option<(RustTy, Vec<Expr>)>,
+}
+
+/// Which branch (by index: the cases in order, then `default`) each value of
+/// a switch takes: an exhaustive `match`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SwitchArms {
+    /// A string enum: every variant, with its branch.
+    Enum {
+        /// The enum.
+        path: TypePath,
+        /// Each variant and its branch.
+        arms: Vec<(Ident, usize)>,
+    },
+    /// A boolean.
+    Bool {
+        /// The branch of `true`.
+        when_true: usize,
+        /// The branch of `false`.
+        when_false: usize,
+    },
+    /// A string: the cases' values, then every other value.
+    Str {
+        /// Each case's value and branch.
+        arms: Vec<(String, usize)>,
+        /// The `default` branch; none: another value fails the switch.
+        otherwise: Option<usize>,
+    },
+}
+
 /// A node of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlanNode {
@@ -218,6 +266,14 @@ pub enum PlanNode {
     Sequence(Vec<PlanNode>),
     /// A map step: an index into [`CheckedWorkflow::maps`].
     Map(usize),
+    /// A switch: an index into [`CheckedWorkflow::switches`], and its
+    /// branches' plans (the cases in order, then `default`).
+    Switch {
+        /// The switch.
+        index: usize,
+        /// Each branch's steps.
+        branches: Vec<Vec<PlanNode>>,
+    },
 }
 
 /// A resolved policy, with the function that gives it.

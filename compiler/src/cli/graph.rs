@@ -2,7 +2,9 @@
 //!
 //! The graph is read from the validated AST: agent steps are nodes, parallel
 //! blocks and sequences are subgraphs, control edges follow execution order
-//! (a parallel block forks into its branches and joins them), and dashed data
+//! (a parallel block forks into its branches and joins them; a switch is a
+//! decision whose edges are labelled by case value, and whose branches meet
+//! again at its merge), and dashed data
 //! edges go from each step to every step (or the workflow output) whose input
 //! references `${steps.ID.output...}`.
 
@@ -92,6 +94,10 @@ enum Node {
     Fork(String),
     /// Where a parallel block (by id) waits for its branches.
     Join(String),
+    /// Where a switch (by id) decides.
+    Decision(String),
+    /// Where a switch's (by id) branches meet again.
+    Merge(String),
 }
 
 /// A parallel block, a sequence or a map, drawn as a subgraph.
@@ -108,6 +114,8 @@ struct Cluster {
 enum Kind {
     Sequence,
     Parallel,
+    /// A switch: a decision, its cases' steps, a merge.
+    Switch,
     /// A map's body, run per item: its list, the item's name, the concurrency.
     Map {
         over: String,
@@ -128,6 +136,9 @@ enum Item {
     },
     Fork(String),
     Join(String),
+    /// A switch's decision: its id and what it is on.
+    Decision(String, String),
+    Merge(String),
     Cluster(Cluster),
 }
 
@@ -143,7 +154,8 @@ struct DataEdge {
 struct Graph {
     workflow_id: String,
     items: Vec<Item>,
-    control: Vec<(Node, Node)>,
+    /// Control edges, labelled with a case's value where a switch decides.
+    control: Vec<(Node, Node, Option<String>)>,
     data: Vec<DataEdge>,
     /// The node a step's output comes from: the step, or a block's last node.
     exits: BTreeMap<String, Node>,
@@ -160,7 +172,7 @@ impl Graph {
         };
         let mut items = Vec::new();
         let (_, exit) = g.sequence(&workflow.steps, Node::Input, &mut items);
-        g.control.push((exit, Node::Output));
+        g.control.push((exit, Node::Output, None));
         g.items = items;
         if let Some(output) = &workflow.output {
             g.add_data(output, Node::Output);
@@ -174,7 +186,7 @@ impl Graph {
         let mut first = None;
         for step in steps {
             let start = entry(step);
-            self.control.push((prev, start.clone()));
+            self.control.push((prev, start.clone(), None));
             let (_, end) = self.step(step, items);
             first.get_or_insert(start);
             prev = end;
@@ -219,9 +231,9 @@ impl Graph {
                 let join = Node::Join(p.id.clone());
                 let mut inner = vec![Item::Fork(p.id.clone())];
                 for child in &p.parallel {
-                    self.control.push((fork.clone(), entry(child)));
+                    self.control.push((fork.clone(), entry(child), None));
                     let (_, end) = self.step(child, &mut inner);
-                    self.control.push((end, join.clone()));
+                    self.control.push((end, join.clone(), None));
                 }
                 inner.push(Item::Join(p.id.clone()));
                 items.push(Item::Cluster(Cluster {
@@ -237,7 +249,7 @@ impl Graph {
                 let mut bounds: Option<(Node, Node)> = None;
                 for child in &s.sequence {
                     if let Some((_, last)) = &bounds {
-                        self.control.push((last.clone(), entry(child)));
+                        self.control.push((last.clone(), entry(child), None));
                     }
                     let (start, end) = self.step(child, &mut inner);
                     match &mut bounds {
@@ -268,6 +280,38 @@ impl Graph {
                     items: inner,
                 }));
                 bounds
+            }
+            Step::Switch(s) => {
+                let decision = Node::Decision(s.id.clone());
+                let merge = Node::Merge(s.id.clone());
+                let mut inner = vec![Item::Decision(s.id.clone(), s.switch.clone())];
+                self.add_data(&Value::String(s.switch.clone()), decision.clone());
+                for (_, branch) in s.branches() {
+                    let mut last = None;
+                    for (i, child) in branch.case.steps().iter().enumerate() {
+                        let label = (i == 0).then(|| branch.label());
+                        let from = last.take().unwrap_or_else(|| decision.clone());
+                        self.control.push((from, entry(child), label));
+                        let (_, end) = self.step(child, &mut inner);
+                        last = Some(end);
+                    }
+                    match last {
+                        Some(end) => self.control.push((end, merge.clone(), None)),
+                        // A case without steps goes straight to the merge.
+                        None => self.control.push((decision.clone(), merge.clone(), Some(branch.label()))),
+                    }
+                    if let Some(output) = branch.case.output() {
+                        self.add_data(output, merge.clone());
+                    }
+                }
+                inner.push(Item::Merge(s.id.clone()));
+                items.push(Item::Cluster(Cluster {
+                    id: s.id.clone(),
+                    kind: Kind::Switch,
+                    description: s.description.clone(),
+                    items: inner,
+                }));
+                (decision, merge)
             }
         }
     }
@@ -306,8 +350,16 @@ impl Graph {
             mermaid_item(item, 1, &mut out);
         }
         out.push_str("    OUT([\"output\"])\n");
-        for (from, to) in &self.control {
-            out.push_str(&format!("    {} --> {}\n", mermaid_id(from), mermaid_id(to)));
+        for (from, to, label) in &self.control {
+            match label {
+                Some(l) => out.push_str(&format!(
+                    "    {} -->|\"{}\"| {}\n",
+                    mermaid_id(from),
+                    mermaid_escape(l),
+                    mermaid_id(to)
+                )),
+                None => out.push_str(&format!("    {} --> {}\n", mermaid_id(from), mermaid_id(to))),
+            }
         }
         for edge in &self.data {
             let label = mermaid_escape(&edge.paths.join(", "));
@@ -331,8 +383,13 @@ impl Graph {
             dot_item(item, 1, &mut out);
         }
         out.push_str("    \"output\" [label=\"output\", shape=oval];\n");
-        for (from, to) in &self.control {
-            out.push_str(&format!("    {} -> {};\n", dot_id(from), dot_id(to)));
+        for (from, to, label) in &self.control {
+            match label {
+                Some(l) => {
+                    out.push_str(&format!("    {} -> {} [label=\"{}\"];\n", dot_id(from), dot_id(to), dot_escape(l)))
+                }
+                None => out.push_str(&format!("    {} -> {};\n", dot_id(from), dot_id(to))),
+            }
         }
         for edge in &self.data {
             out.push_str(&format!(
@@ -355,6 +412,7 @@ fn entry(step: &Step) -> Node {
         Step::Parallel(p) => Node::Fork(p.id.clone()),
         Step::Sequence(s) => s.sequence.first().map(entry).unwrap_or(Node::Input),
         Step::Map(m) => entry(&m.map.step),
+        Step::Switch(s) => Node::Decision(s.id.clone()),
     }
 }
 
@@ -389,6 +447,7 @@ fn cluster_label(c: &Cluster) -> String {
     let kind = match &c.kind {
         Kind::Sequence => "sequence".to_owned(),
         Kind::Parallel => "parallel".to_owned(),
+        Kind::Switch => "switch".to_owned(),
         Kind::Map { over, item, concurrency } => format!("map: each {item} of {over}, {concurrency} at a time"),
     };
     match &c.description {
@@ -406,6 +465,8 @@ fn mermaid_id(node: &Node) -> String {
         Node::Step(id) => format!("S_{id}"),
         Node::Fork(id) => format!("F_{id}"),
         Node::Join(id) => format!("J_{id}"),
+        Node::Decision(id) => format!("D_{id}"),
+        Node::Merge(id) => format!("M_{id}"),
     }
 }
 
@@ -441,6 +502,13 @@ fn mermaid_item(item: &Item, depth: usize, out: &mut String) {
         }
         Item::Fork(id) => out.push_str(&format!("{pad}{}((\"fork\"))\n", mermaid_id(&Node::Fork(id.clone())))),
         Item::Join(id) => out.push_str(&format!("{pad}{}((\"join\"))\n", mermaid_id(&Node::Join(id.clone())))),
+        Item::Decision(id, on) => out.push_str(&format!(
+            "{pad}{}{{\"{}<br/>{}\"}}\n",
+            mermaid_id(&Node::Decision(id.clone())),
+            mermaid_escape(id),
+            mermaid_escape(&format!("switch: {on}"))
+        )),
+        Item::Merge(id) => out.push_str(&format!("{pad}{}((\"merge\"))\n", mermaid_id(&Node::Merge(id.clone())))),
         Item::Cluster(c) => {
             out.push_str(&format!("{pad}subgraph G_{}[\"{}\"]\n", c.id, mermaid_escape(&cluster_label(c))));
             if !matches!(c.kind, Kind::Parallel) {
@@ -461,6 +529,8 @@ fn dot_id(node: &Node) -> String {
         Node::Step(id) => format!("\"step:{id}\""),
         Node::Fork(id) => format!("\"fork:{id}\""),
         Node::Join(id) => format!("\"join:{id}\""),
+        Node::Decision(id) => format!("\"switch:{id}\""),
+        Node::Merge(id) => format!("\"merge:{id}\""),
     }
 }
 
@@ -498,12 +568,22 @@ fn dot_item(item: &Item, depth: usize, out: &mut String) {
             "{pad}{} [label=\"join\", shape=circle, width=0.3, fontsize=9];\n",
             dot_id(&Node::Join(id.clone()))
         )),
+        Item::Decision(id, on) => out.push_str(&format!(
+            "{pad}{} [label=\"{}\\n{}\", shape=diamond];\n",
+            dot_id(&Node::Decision(id.clone())),
+            dot_escape(id),
+            dot_escape(&format!("switch: {on}"))
+        )),
+        Item::Merge(id) => out.push_str(&format!(
+            "{pad}{} [label=\"merge\", shape=circle, width=0.3, fontsize=9];\n",
+            dot_id(&Node::Merge(id.clone()))
+        )),
         Item::Cluster(c) => {
             out.push_str(&format!("{pad}subgraph \"cluster_{}\" {{\n", c.id));
             out.push_str(&format!("{pad}    label=\"{}\";\n", dot_escape(&cluster_label(c))));
             let style = match c.kind {
                 Kind::Parallel => "dashed",
-                Kind::Sequence => "solid",
+                Kind::Sequence | Kind::Switch => "solid",
                 // Drawn once, run per item.
                 Kind::Map { .. } => "bold",
             };

@@ -151,6 +151,8 @@ struct StepRow {
     usage: Option<Usage>,
     /// The signal a `wait` step waits for.
     signal: Option<String>,
+    /// Why it was skipped, when the journal says (a switch took another case).
+    skip_reason: Option<String>,
 }
 
 impl StepRow {
@@ -263,6 +265,7 @@ impl Execution {
                         error: None,
                         usage: None,
                         signal: None,
+                        skip_reason: None,
                     });
                     steps.last_mut().expect("just pushed")
                 }
@@ -340,6 +343,7 @@ impl Execution {
                     "usage": s.usage,
                     "attemptDetails": s.attempts,
                     "signal": s.signal,
+                    "skipReason": s.skip_reason,
                 })
             })
             .collect();
@@ -463,6 +467,9 @@ impl Execution {
             }
             if let Some(e) = &s.error {
                 line.push_str(&format!("  {}: {}", kind(e), one_line(&e.message)));
+            }
+            if let Some(reason) = s.skip_reason.as_deref().filter(|_| !s.ran()) {
+                line.push_str(&format!("  {}", one_line(reason)));
             }
             out.push_str(line.trim_end());
             out.push('\n');
@@ -613,6 +620,8 @@ fn apply(row: &mut StepRow, ev: &JournalEvent, at: u64) {
             row.usage = ev.usage().copied();
             if ev.event == EventKind::StepSkipped {
                 row.start_ms = at;
+                // A resume may journal the skip again, without its reason.
+                row.skip_reason = ev.reason().map(str::to_owned).or(row.skip_reason.take());
             } else {
                 row.duration_ms = Some(ev.duration_ms.unwrap_or(at.saturating_sub(row.start_ms)));
             }

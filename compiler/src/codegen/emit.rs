@@ -8,12 +8,12 @@ use orchestr8_runtime::policy::Policy;
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, ToTokens};
 
-use super::expr::{expr, json_literal};
+use super::expr::{expr, json_literal, str_of};
 use super::types::{path, ty};
 use crate::checked::types::RustTy;
 use crate::checked::{
-    AgentImpl, CheckedLlmAgent, CheckedMap, CheckedStep, CheckedWait, CheckedWorkflow, NamedPolicy, PlanNode,
-    PolicySource, Tolerated,
+    AgentImpl, CheckedLlmAgent, CheckedMap, CheckedStep, CheckedSwitch, CheckedWait, CheckedWorkflow, NamedPolicy,
+    PlanNode, PolicySource, SwitchArms, Tolerated,
 };
 
 /// The items of `workflow.rs`, in order.
@@ -60,6 +60,12 @@ pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
         out.push(step_fn(step, c));
     }
     out.extend(c.waits.iter().map(wait_fn));
+    for switch in &c.switches {
+        out.push(select_fn(switch));
+        if let Some(f) = switch_output_fn(switch) {
+            out.push(f);
+        }
+    }
     out.extend(c.maps.iter().map(|m| map_fn(m, c)));
     out.push(plan_fn(c));
     out.push(output_fn(c));
@@ -135,9 +141,13 @@ fn state(c: &CheckedWorkflow) -> TokenStream {
 fn slot_fields(c: &CheckedWorkflow, state: Option<usize>) -> Vec<TokenStream> {
     let agent_slots = c.steps.iter().filter(|s| s.state == state).map(|step| (&step.id, &step.slot, &step.output_type));
     let wait_slots = c.waits.iter().filter(|_| state.is_none()).map(|wait| (&wait.id, &wait.slot, &wait.payload));
+    // Switches stand outside maps' bodies: theirs are the workflow's.
+    let switch_slots =
+        (c.switches.iter().filter(|_| state.is_none())).filter_map(|s| Some((&s.id, &s.slot, &s.output.as_ref()?.0)));
     let map_slots = c.maps.iter().filter(|m| m.state == state).map(|m| (&m.id, &m.slot, &m.output));
     agent_slots
         .chain(wait_slots)
+        .chain(switch_slots)
         .chain(map_slots)
         .map(|(id, field, output)| {
             let t = ty(output);
@@ -418,7 +428,96 @@ fn plan_node(c: &CheckedWorkflow, node: &PlanNode) -> TokenStream {
             let f = format_ident!("step_{}", c.maps[*i].slot);
             quote!(#f())
         }
+        PlanNode::Switch { index, branches } => {
+            let s = &c.switches[*index];
+            let (id, select) = (&s.id, format_ident!("select_{}", s.slot));
+            let branches = branches.iter().zip(&s.labels).map(|(nodes, label)| {
+                let node = match nodes.as_slice() {
+                    [one] => plan_node(c, one),
+                    many => {
+                        let many = many.iter().map(|n| plan_node(c, n));
+                        quote!(rt::Node::sequence([#(#many),*]))
+                    }
+                };
+                quote!((#label, #node))
+            });
+            let output = s.output.as_ref().map(|_| {
+                let f = format_ident!("output_{}", s.slot);
+                quote!(.output(#f))
+            });
+            quote!(rt::Switch::new(#id, #select, [#(#branches),*]) #output .node())
+        }
     }
+}
+
+/// The branch a switch takes: an exhaustive `match` on its value (a
+/// `_` arm only for a string's other values).
+fn select_fn(s: &CheckedSwitch) -> TokenStream {
+    let ident = format_ident!("select_{}", s.slot);
+    let param = if s.on.reads_state() { quote!(s) } else { quote!(_s) };
+    let index = |i: &usize| Literal::usize_unsuffixed(*i);
+    let body = match &s.arms {
+        SwitchArms::Enum { path: p, arms } => {
+            let (p, on) = (path(p), expr(&s.on));
+            let arms = arms.iter().map(|(variant, i)| {
+                let i = index(i);
+                quote!(#p::#variant => #i)
+            });
+            quote!(match #on { #(#arms,)* })
+        }
+        SwitchArms::Bool { when_true, when_false } => {
+            let (t, f, on) = (index(when_true), index(when_false), expr(&s.on));
+            quote!(match #on { true => #t, false => #f })
+        }
+        SwitchArms::Str { arms, otherwise } => {
+            let arms = arms.iter().map(|(value, i)| {
+                let i = index(i);
+                quote!(#value => #i)
+            });
+            let otherwise = match otherwise {
+                Some(i) => {
+                    let i = index(i);
+                    quote!(_ => #i)
+                }
+                None => {
+                    // The id is an identifier: no brace can reach the format string.
+                    let message = format!("switch {}: no case takes {{other:?}}", s.id);
+                    quote!(other => return Err(format!(#message)))
+                }
+            };
+            let on = str_of(&s.on);
+            quote!(match #on { #(#arms,)* #otherwise })
+        }
+    };
+    let doc = format!(" The branch switch `{}` takes: its cases in order, then `default`.", s.id);
+    quote! {
+        #[doc = #doc]
+        fn #ident(#param: &State) -> Result<usize, String> {
+            Ok(#body)
+        }
+    }
+}
+
+/// Stores a switch's output once branch `case` has run.
+fn switch_output_fn(s: &CheckedSwitch) -> Option<TokenStream> {
+    let (t, values) = s.output.as_ref()?;
+    let (ident, field, id, t) = (format_ident!("output_{}", s.slot), &s.slot, &s.id, ty(t));
+    let arms = values.iter().enumerate().map(|(i, v)| {
+        let (i, v) = (Literal::usize_unsuffixed(i), expr(v));
+        quote!(#i => #v)
+    });
+    let message = format!("switch {id} has no branch {{other}}");
+    let doc = format!(" Stores the output of switch `{id}` once branch `case` has run.");
+    Some(quote! {
+        #[doc = #doc]
+        fn #ident(s: &State, case: usize) -> Result<(), String> {
+            let value: #t = match case {
+                #(#arms,)*
+                other => return Err(format!(#message)),
+            };
+            rt::store(&s.#field, #id, value)
+        }
+    })
 }
 
 fn output_fn(c: &CheckedWorkflow) -> TokenStream {
@@ -452,6 +551,7 @@ fn program_fn(c: &CheckedWorkflow) -> TokenStream {
     let slots = (c.steps.iter().filter(|s| s.state.is_none()).map(|s| &s.slot))
         .chain(c.waits.iter().map(|w| &w.slot))
         .chain(c.maps.iter().filter(|m| m.state.is_none()).map(|m| &m.slot))
+        .chain(c.switches.iter().filter(|s| s.output.is_some()).map(|s| &s.slot))
         .map(|field| quote!(#field: rt::OnceLock::new(),));
     let about = c.about.as_ref().map(|text| quote!(.about(#text)));
     // A missing API key stops the program before it reads its input.

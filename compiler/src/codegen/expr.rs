@@ -54,6 +54,20 @@ pub fn expr(e: &Expr) -> TokenStream {
     }
 }
 
+/// A `&str` of a string expression: the place itself when it reads a
+/// `String` that is always there (no clone just to compare it), else the
+/// owned value's.
+pub fn str_of(e: &Expr) -> TokenStream {
+    if let Expr::Read { read: r, conversion: Conversion::Clone, absent: Absent::Never } = e {
+        if let Place::Required(r) = place(r) {
+            let e = r.receiver();
+            return quote!(#e.as_str());
+        }
+    }
+    let e = expr(e);
+    quote!(#e.as_str())
+}
+
 fn constant(c: &Const) -> TokenStream {
     match c {
         Const::Str(s) => quote!(String::from(#s)),

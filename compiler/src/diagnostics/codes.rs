@@ -159,6 +159,24 @@ codes! {
     /// A wait's payload schema that is not an object.
     WaitPayloadNotObject = "E0430", Error;
 
+    // E044x: switches.
+    /// A `switch` that is not exactly one `${...}` reference.
+    SwitchNotAReference = "E0440", Error;
+    /// A switch on a value that is not a string enum, a boolean or a string, or that may be absent.
+    SwitchValueType = "E0441", Error;
+    /// Values of the switch's enum (or boolean) that no case takes, without a `default`.
+    MissingCase = "E0442", Error;
+    /// A case that is not a value of the switch's enum (or boolean).
+    UnknownCase = "E0443", Error;
+    /// A switch on a string of any value without a `default`.
+    SwitchNeedsDefault = "E0444", Error;
+    /// A `default` that no value can reach: the cases take every value.
+    UnreachableDefault = "W0445", Warning;
+    /// Case outputs of different types.
+    CaseOutputMismatch = "E0446", Error;
+    /// Some branches of a switch declare an `output` and others do not.
+    CaseOutputMissing = "E0447", Error;
+
     // E045x: maps.
     /// A map's `over` that is not one reference to a list that is always there.
     MapOverNotList = "E0450", Error;
@@ -170,6 +188,8 @@ codes! {
     MapItemName = "E0453", Error;
     /// A `wait` inside a map's body.
     WaitInMap = "E0454", Error;
+    /// A switch inside a map's body, or a map inside a switch's case (not yet supported).
+    MapSwitchNesting = "E0455", Error;
 
     // E05xx: test files.
     /// A test file that is not of the expected form.

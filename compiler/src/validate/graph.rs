@@ -24,7 +24,14 @@ pub enum Container {
     Parallel,
     /// The body of a map: run once per item.
     Map,
+    /// Children run in order, in branch N of a switch (its cases in order,
+    /// then `default`): they run only when the switch takes that branch.
+    Case(usize),
 }
+
+/// Where a step sits: from the top, the container, the index in it and the
+/// container's id (empty at the top level).
+pub type Position<'a> = [(Container, usize, &'a str)];
 
 /// One step of the tree, with where it sits.
 #[derive(Debug)]
@@ -54,6 +61,10 @@ pub enum Visibility {
     /// It is inside the body of this map, which the referring step is not:
     /// it runs once per item.
     InsideMap(String),
+    /// It is in another branch of this switch than the referring step.
+    OtherCase(String),
+    /// It is nested inside the referring block.
+    Inside,
 }
 
 /// The indexed step tree.
@@ -65,13 +76,18 @@ pub struct Graph<'a> {
     pub by_id: HashMap<&'a str, usize>,
 }
 
-impl Graph<'_> {
+impl<'a> Graph<'a> {
     /// Whether `target`'s output is ready when `referrer` starts.
     pub fn visibility(&self, referrer: usize, target: usize) -> Visibility {
         if referrer == target {
             return Visibility::Itself;
         }
-        let r = &self.nodes[referrer].path;
+        self.visibility_from(&self.nodes[referrer].path, target)
+    }
+
+    /// Whether `target`'s output is ready at position `r` (a step's path, or
+    /// the end of a switch's case).
+    pub fn visibility_from(&self, r: &Position<'_>, target: usize) -> Visibility {
         let t = &self.nodes[target].path;
         // A step in a map's body has one output per item: outside that body
         // (the referrer's path leaves it) only the map's output is read.
@@ -80,25 +96,56 @@ impl Graph<'_> {
             return Visibility::InsideMap((*map).to_owned());
         }
         for (depth, (rs, ts)) in r.iter().zip(t).enumerate() {
+            if rs.0 != ts.0 {
+                // Only two branches of one switch differ in container here.
+                return Visibility::OtherCase(rs.2.to_owned());
+            }
             if rs.1 != ts.1 {
                 return match rs.0 {
                     Container::Parallel => Visibility::Concurrent(rs.2.to_owned()),
-                    Container::Sequence if ts.1 < rs.1 => Visibility::Visible,
+                    Container::Sequence | Container::Case(_) if ts.1 < rs.1 => Visibility::Visible,
                     // A map's body has one child.
-                    Container::Sequence | Container::Map => Visibility::Later,
+                    Container::Sequence | Container::Case(_) | Container::Map => Visibility::Later,
                 };
             }
             if depth + 1 == t.len() {
                 return Visibility::Enclosing;
             }
         }
+        if t.len() > r.len() {
+            return Visibility::Inside;
+        }
         Visibility::Enclosing
     }
 
     /// The maps enclosing step `index`, innermost first, by graph index.
     pub fn enclosing_maps(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
-        let path = &self.nodes[index].path;
-        (0..path.len()).rev().filter(move |&d| path[d].0 == Container::Map).map(move |d| self.by_id[path[d].2])
+        self.maps_at(&self.nodes[index].path)
+    }
+
+    /// The maps enclosing position `path`, innermost first, by graph index.
+    pub fn maps_at<'p>(&'p self, path: &'p Position<'_>) -> impl Iterator<Item = usize> + 'p {
+        path.iter().rev().filter(|(c, _, _)| *c == Container::Map).map(|(_, _, map)| self.by_id[map])
+    }
+
+    /// Whether `target`, visible from position `r`, may not have run there:
+    /// it is inside a switch's branch that `r` is not inside (the switch may
+    /// have taken another one).
+    pub fn maybe_skipped(&self, r: &Position<'_>, target: usize) -> bool {
+        let t = &self.nodes[target].path;
+        t.iter().enumerate().any(|(depth, entry)| {
+            matches!(entry.0, Container::Case(_))
+                && !(r.len() > depth && r[..depth] == t[..depth] && r[depth].0 == entry.0)
+        })
+    }
+
+    /// The position at the end of branch `case` of switch `switch` (by
+    /// graph index): where that branch's output is built.
+    pub fn end_of_case(&self, switch: usize, case: usize, len: usize) -> Vec<(Container, usize, &'a str)> {
+        let node = &self.nodes[switch];
+        let mut path = node.path.clone();
+        path.push((Container::Case(case), len, node.step.id()));
+        path
     }
 
     /// All step ids, for suggestions.
@@ -170,6 +217,7 @@ pub fn check<'a>(workflow: &'a Workflow, doc: &Doc<'_>, out: &mut Vec<Diagnostic
         if let Step::Map(map) = node.step {
             check_map(map, index, &graph, &node.pointer, doc, out);
         }
+        check_map_switch_nesting(index, &graph, &id_pointer, doc, out);
         let Step::Agent(step) = node.step else { continue };
         let agent_pointer = format!("{}/agent", node.pointer);
         if workflow.agents.contains_key(&step.agent) {
@@ -281,16 +329,17 @@ fn index_step<'a>(
     graph.by_id.entry(step.id()).or_insert(graph.nodes.len());
     graph.nodes.push(StepNode { step, pointer: pointer.clone(), path: path.clone() });
     let id = step.id();
-    match step {
-        Step::Agent(_) | Step::Wait(_) => {}
-        Step::Parallel(p) => {
-            index_steps(&p.parallel, &format!("{pointer}/parallel"), Container::Parallel, id, path, graph)
-        }
-        Step::Sequence(s) => {
-            index_steps(&s.sequence, &format!("{pointer}/sequence"), Container::Sequence, id, path, graph)
-        }
+    if let Step::Map(m) = step {
         // A map's body is one step, at `map/step` (no index below it).
-        Step::Map(m) => index_step(&m.map.step, format!("{pointer}/map/step"), (Container::Map, 0, id), path, graph),
+        index_step(&m.map.step, format!("{pointer}/map/step"), (Container::Map, 0, id), path, graph);
+    }
+    for list in step.child_lists().into_iter().filter(|_| !matches!(step, Step::Map(_))) {
+        let kind = match (step, list.case) {
+            (Step::Parallel(_), _) => Container::Parallel,
+            (_, Some(case)) => Container::Case(case),
+            _ => Container::Sequence,
+        };
+        index_steps(list.steps, &format!("{pointer}{}", list.pointer), kind, id, path, graph);
     }
     path.pop();
 }
@@ -376,6 +425,41 @@ fn check_shared_breakers(workflow: &Workflow, graph: &Graph<'_>, doc: &Doc<'_>, 
     }
 }
 
+/// A switch in a map's body, or a map in a switch's case, is refused: the
+/// lowering types a map's items and a switch's outputs in one order each,
+/// which do not compose yet.
+fn check_map_switch_nesting(
+    index: usize,
+    graph: &Graph<'_>,
+    id_pointer: &str,
+    doc: &Doc<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let node = &graph.nodes[index];
+    let id = node.step.id();
+    let message = match node.step {
+        Step::Switch(_) => graph.enclosing_maps(index).next().map(|m| {
+            format!("switch `{id}` is inside the body of map `{}`: not supported yet", graph.nodes[m].step.id())
+        }),
+        Step::Map(_) => node
+            .path
+            .iter()
+            .rev()
+            .find(|(c, _, _)| matches!(c, Container::Case(_)))
+            .map(|(_, _, switch)| format!("map `{id}` is inside a case of switch `{switch}`: not supported yet")),
+        _ => None,
+    };
+    if let Some(message) = message {
+        out.push(
+            Diagnostic::error(Code::MapSwitchNesting, message, id_pointer, doc.value(id_pointer))
+                .with_label("not supported yet")
+                .with_help(
+                    "move the switch after the map and switch on its output, or the map before or after the switch",
+                ),
+        );
+    }
+}
+
 /// The roots a reference may start with, which a map's item cannot be named.
 const REFERENCE_ROOTS: &[&str] = &["input", "steps", "execution", "workflow", "map"];
 
@@ -418,7 +502,10 @@ fn check_map(
         out.push(
             Diagnostic::error(
                 Code::MapBodyHasNoOutput,
-                format!("the body of map `{}` has no output: it is, or ends with, a parallel block", map.id),
+                format!(
+                    "the body of map `{}` has no output: it is, or ends with, a parallel block or a switch without `output`",
+                    map.id
+                ),
                 at.clone(),
                 doc.value(&at),
             )

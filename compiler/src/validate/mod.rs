@@ -141,6 +141,7 @@ pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
             declarations: &typed.declarations,
             llm: &typed.llm,
             waits: &typed.waits,
+            switches: &typed.switches,
         };
         lower::lower(&input, &mut diagnostics)
     };

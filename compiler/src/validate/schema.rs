@@ -354,21 +354,21 @@ impl<'a> Context<'a> {
             Some("Step") => {
                 // The keys that say a step's shape, in the order of `Step`'s variants
                 // (the schema's branches).
-                const SHAPES: [&str; 5] = ["agent", "wait", "parallel", "sequence", "map"];
+                const SHAPES: [&str; 6] = ["agent", "wait", "parallel", "sequence", "switch", "map"];
                 let shapes: Vec<&str> = SHAPES.into_iter().filter(|k| instance.get(k).is_some()).collect();
                 if instance.is_object() && shapes.len() != 1 {
                     let message = if shapes.is_empty() {
-                        "a step needs one of `agent`, `wait`, `parallel`, `sequence` or `map`".to_owned()
+                        "a step needs one of `agent`, `wait`, `parallel`, `sequence`, `switch` or `map`".to_owned()
                     } else {
                         format!(
-                            "a step has exactly one of `agent`, `wait`, `parallel`, `sequence` or `map`, this one has {}",
+                            "a step has exactly one of `agent`, `wait`, `parallel`, `sequence`, `switch` or `map`, this one has {}",
                             list(&shapes)
                         )
                     };
                     out.push(
                         Diagnostic::error(Code::InvalidStepShape, message, pointer, at)
-                            .with_label("not an agent call, a wait, a parallel block, a sequence or a map")
-                            .with_help("`agent` calls an agent; `wait` waits for a signal; `parallel` runs a list of steps concurrently; `sequence` runs them in order; `map` runs a step for each item of a list"),
+                            .with_label("not an agent call, a wait, a parallel block, a sequence, a switch or a map")
+                            .with_help("`agent` calls an agent; `wait` waits for a signal; `parallel` runs a list of steps concurrently; `sequence` runs them in order; `switch` runs the case matching a value; `map` runs a step for each item of a list"),
                     );
                     return;
                 }
@@ -479,19 +479,27 @@ fn describe(kind: Kind, document: &Value, pointer: &str) -> String {
         [first, id, rest @ ..] if first == "agents" => (format!("agent `{id}`"), rest),
         [first, name, rest @ ..] if first == "policies" => (format!("policy `{name}`"), rest),
         [first, ..] if first == "steps" => {
-            // The innermost step: /steps/N, then (parallel|sequence)/N or map/step pairs.
+            // The innermost step: /steps/N, then (parallel|sequence)/N pairs, a
+            // switch's (cases/KEY|default)[/steps]/N, or a map's map/step.
             let mut end = 2.min(segments.len());
+            let is_index = |i: usize| segments.get(i).is_some_and(|s| s.parse::<usize>().is_ok());
+            let is = |i: usize, word: &str| segments.get(i).is_some_and(|s| s == word);
             loop {
-                let (key, next) = (segments.get(end).map(String::as_str), segments.get(end + 1));
-                let nested = match key {
-                    Some("parallel" | "sequence") => next.is_some_and(|i| i.parse::<usize>().is_ok()),
-                    Some("map") => next.is_some_and(|s| s == "step"),
-                    _ => false,
+                if is(end, "map") && is(end + 1, "step") {
+                    end += 2;
+                    continue;
+                }
+                let skip = match segments.get(end).map(String::as_str) {
+                    Some("parallel" | "sequence") => 1,
+                    Some("cases") if segments.len() > end + 1 => 2,
+                    Some("default") => 1,
+                    _ => break,
                 };
-                if !nested {
+                let skip = if is(end + skip, "steps") { skip + 1 } else { skip };
+                if !is_index(end + skip) {
                     break;
                 }
-                end += 2;
+                end += skip + 1;
             }
             let step_pointer: String = segments[..end].iter().map(|s| format!("/{s}")).collect();
             let subject = match document.pointer(&format!("{step_pointer}/id")).and_then(Value::as_str) {

@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use orchestr8_schema::ast::{AgentDefinition, OnError, Step, Workflow};
+use orchestr8_schema::ast::{AgentDefinition, OnError, Step, SwitchStep, Workflow};
 use orchestr8_schema::expr::{parse_template, PathSegment, Reference, Root, Segment, Template};
 use orchestr8_schema::source::{escape_pointer_token, Span};
 use serde_json::{Map, Value};
 
-use super::graph::{Graph, Visibility};
+use super::graph::{Container, Graph, Position, Visibility};
 use super::Doc;
 use crate::agents::{AgentSchemaSource, DeclaredSchema, FoundAgent, Origin};
 use crate::diagnostics::{suggestion, Code, Diagnostic};
@@ -30,6 +30,8 @@ pub struct Typed {
     pub waits: BTreeMap<String, Ty>,
     /// Each map's item shape, by step id.
     pub items: BTreeMap<String, Ty>,
+    /// What each switch is on, by step id.
+    pub switches: BTreeMap<String, SwitchOn>,
 }
 
 /// Checks every expression of `workflow`.
@@ -176,6 +178,23 @@ pub fn check(
         cx.outputs[index] = Ty::Array(Box::new(item));
     }
 
+    // Each switch: its value, its cases, and its output's type (children
+    // before their switch, earlier switches first: a case output may read both).
+    let mut switches: Vec<usize> =
+        graph.nodes.iter().enumerate().filter(|(_, n)| matches!(n.step, Step::Switch(_))).map(|(i, _)| i).collect();
+    switches.sort_by_key(|&i| post_order_key(&graph.nodes[i].path));
+    let mut switch_values = BTreeMap::new();
+    for index in switches {
+        let Step::Switch(switch) = graph.nodes[index].step else { continue };
+        cx.input_ty = input_ty.clone();
+        if let Some(value) = cx.check_switch(index, switch) {
+            switch_values.insert(switch.id.clone(), value);
+        }
+        if let Some(ty) = cx.check_case_outputs(index, switch) {
+            cx.outputs[index] = ty;
+        }
+    }
+
     // Each LLM agent's prompt reads its own input.
     let mut llm = BTreeMap::new();
     for (id, definition) in &workflow.agents {
@@ -211,14 +230,18 @@ pub fn check(
         let Step::Agent(step) = node.step else { continue };
         let consumer = agent_shapes.get(step.agent.as_str()).and_then(|s| s.input.as_ref());
         let expected = consumer.map_or(Ty::Any, |(t, _)| t.clone());
-        let site = Site { referrer: Some(index), agent: &step.agent, origin: consumer.map(|(_, o)| o.clone()) };
+        let site = Site {
+            referrer: Some(index),
+            position: Some(&node.path),
+            who: format!("step `{}`", step.id),
+            agent: &step.agent,
+            origin: consumer.map(|(_, o)| o.clone()),
+        };
         cx.check_object(&step.input, &format!("{}/input", node.pointer), &expected, &site);
     }
     if workflow.output.is_none() {
         // The result is then the last step's output, which a block does not have.
-        if let Some(last) =
-            workflow.steps.last().filter(|s| !matches!(s, Step::Agent(_) | Step::Wait(_) | Step::Map(_)))
-        {
+        if let Some(last) = workflow.steps.last().filter(|s| !has_output(s)) {
             let pointer = format!("/steps/{}", workflow.steps.len() - 1);
             let kind = last.children_key().unwrap_or("block");
             cx.out.push(
@@ -239,10 +262,41 @@ pub fn check(
         }
     }
     if let Some(output) = &workflow.output {
-        let site = Site { referrer: None, agent: "", origin: None };
+        let site =
+            Site { referrer: None, position: None, who: "the workflow's output".into(), agent: "", origin: None };
         cx.check_value(output, "/output", &Ty::Any, &site);
     }
-    Typed { input: input_ty, declarations, llm, waits, items }
+    Typed { input: input_ty, declarations, llm, waits, items, switches: switch_values }
+}
+
+/// Whether a step has an output others may read: an agent call, a wait, a
+/// map, a switch whose cases declare one.
+fn has_output(step: &Step) -> bool {
+    match step {
+        Step::Agent(_) | Step::Wait(_) | Step::Map(_) => true,
+        Step::Switch(s) => s.branches().any(|(_, b)| b.case.output().is_some()),
+        Step::Parallel(_) | Step::Sequence(_) => false,
+    }
+}
+
+/// Sorts a block's steps before the block, and earlier steps before later ones.
+fn post_order_key(path: &Position<'_>) -> Vec<(usize, usize)> {
+    let mut key: Vec<(usize, usize)> = path
+        .iter()
+        .map(|(container, index, _)| (if let Container::Case(c) = container { *c } else { 0 }, *index))
+        .collect();
+    key.push((usize::MAX, usize::MAX));
+    key
+}
+
+/// What a switch is on, for lowering.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SwitchOn {
+    /// A string enum, or a boolean (`"true"` and `"false"`), every value of which is covered
+    /// by the cases or `default`.
+    Values(Vec<String>),
+    /// A string of any value.
+    String,
 }
 
 struct AgentShapes {
@@ -254,6 +308,11 @@ struct AgentShapes {
 struct Site<'s> {
     /// The referring step (by graph index), or `None` for the workflow's output.
     referrer: Option<usize>,
+    /// Where the value is read, for the scope rules: the referring step's
+    /// position, or the end of a switch's case (`None`: after every step).
+    position: Option<&'s Position<'s>>,
+    /// Who reads, for messages: "step `x`".
+    who: String,
     /// The agent whose input it feeds ("" for the workflow's output).
     agent: &'s str,
     /// Where that agent's input schema is declared.
@@ -322,6 +381,244 @@ impl Checker<'_, '_> {
                 }
                 Ty::Any
             }
+        }
+    }
+
+    /// A switch's value and cases: the value is one reference to a string
+    /// enum, a boolean or a string; the cases are values of it, and cover it
+    /// (or `default` does). `None` when the value cannot be read.
+    fn check_switch(&mut self, index: usize, switch: &SwitchStep) -> Option<SwitchOn> {
+        let node = &self.graph.nodes[index];
+        let at = format!("{}/switch", node.pointer);
+        let site = Site {
+            referrer: Some(index),
+            position: Some(&node.path),
+            who: format!("switch `{}`", switch.id),
+            agent: "",
+            origin: None,
+        };
+        let reference = match self.template(&switch.switch, &at)? {
+            Template::Whole(r) => r,
+            _ => {
+                self.out.push(
+                    Diagnostic::error(
+                        Code::SwitchNotAReference,
+                        format!(
+                            "switch `{}` must be on one reference, such as `\"${{steps.classify.output.category}}\"`",
+                            switch.id
+                        ),
+                        at.clone(),
+                        self.doc.value(&at),
+                    )
+                    .with_label("not a single `${...}` reference")
+                    .with_help(
+                        "write the reference alone in the string; text around it would make a new string each time",
+                    ),
+                );
+                return None;
+            }
+        };
+        let span = self.doc.in_string(&at, reference.start, reference.end);
+        let found = self.resolve(&reference.value, &at, span, &site)?;
+        let shown = format!("`${{{}}}`", reference.value);
+        let on = match (found.required(), found.is_optional()) {
+            (Ty::String(Some(values)), false) => SwitchOn::Values(values.clone()),
+            (Ty::Boolean, false) => SwitchOn::Values(vec!["true".into(), "false".into()]),
+            (Ty::String(None), false) => SwitchOn::String,
+            (other, optional) => {
+                let why = match other {
+                    Ty::Any => format!("the type of {shown} is not known"),
+                    Ty::String(_) | Ty::Boolean if optional => format!("{shown} may be absent"),
+                    _ => format!("{shown} is {}", with_article(other)),
+                };
+                self.out.push(
+                    Diagnostic::error(
+                        Code::SwitchValueType,
+                        format!("switch `{}` cannot switch on its value: {why}", switch.id),
+                        at.clone(),
+                        span,
+                    )
+                    .with_label(format!("{other}"))
+                    .with_help("switch on a string enum, a boolean or a string that is always there"),
+                );
+                return None;
+            }
+        };
+        let cases_at = format!("{}/cases", node.pointer);
+        match &on {
+            SwitchOn::String if switch.default.is_none() => {
+                self.out.push(
+                    Diagnostic::error(
+                        Code::SwitchNeedsDefault,
+                        format!("switch `{}` is on a string of any value, so it needs a `default`", switch.id),
+                        at.clone(),
+                        span,
+                    )
+                    .with_label("a string, not an enum")
+                    .with_help("add `\"default\": [...]` for the values no case names, or give the string an `enum` in its schema"),
+                );
+            }
+            SwitchOn::String => {}
+            SwitchOn::Values(values) => {
+                for (key, _) in &switch.cases.0 {
+                    if values.contains(key) {
+                        continue;
+                    }
+                    let key_at = format!("{cases_at}/{}", escape_pointer_token(key));
+                    let help = suggestion(key, values.iter().map(String::as_str))
+                        .unwrap_or_else(|| format!("its values are {}", quoted(values)));
+                    self.out.push(
+                        Diagnostic::error(
+                            Code::UnknownCase,
+                            format!("case \"{key}\" of switch `{}` is not a value of {shown}", switch.id),
+                            key_at.clone(),
+                            self.doc.key(&key_at),
+                        )
+                        .with_label("never taken")
+                        .with_help(help),
+                    );
+                }
+                let missing: Vec<String> = values.iter().filter(|v| switch.cases.get(v).is_none()).cloned().collect();
+                match (&switch.default, missing.is_empty()) {
+                    (None, false) => self.out.push(
+                        Diagnostic::error(
+                            Code::MissingCase,
+                            format!(
+                                "switch `{}` has no case for {} of {shown}, and no `default`",
+                                switch.id,
+                                quoted(&missing)
+                            ),
+                            cases_at.clone(),
+                            self.doc.key(&cases_at),
+                        )
+                        .with_label(format!("missing {}", quoted(&missing)))
+                        .with_help("add a case for each value, or a `default` for the others"),
+                    ),
+                    (Some(_), true) => {
+                        let default_at = format!("{}/default", node.pointer);
+                        self.out.push(
+                            Diagnostic::error(
+                                Code::UnreachableDefault,
+                                format!("the `default` of switch `{}` is never taken: its cases cover every value of {shown}", switch.id),
+                                default_at.clone(),
+                                self.doc.key(&default_at),
+                            )
+                            .with_label("unreachable")
+                            .with_help("remove it, or the case it duplicates"),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Some(on)
+    }
+
+    /// The type of a switch's output: every branch declares one, of one type
+    /// (the first case's). `None` when the switch has no output.
+    fn check_case_outputs(&mut self, index: usize, switch: &SwitchStep) -> Option<Ty> {
+        let node = &self.graph.nodes[index];
+        let with_output: Vec<bool> = switch.branches().map(|(_, b)| b.case.output().is_some()).collect();
+        if !with_output.iter().any(|x| *x) {
+            return None;
+        }
+        let mut first: Option<(String, Ty)> = None;
+        for (i, branch) in switch.branches() {
+            let branch_at = format!("{}{}", node.pointer, branch.pointer());
+            let Some(output) = branch.case.output() else {
+                self.out.push(
+                    Diagnostic::error(
+                        Code::CaseOutputMissing,
+                        format!(
+                            "{} of switch `{}` declares no `output`, but other cases do",
+                            case_name(&branch),
+                            switch.id
+                        ),
+                        branch_at.clone(),
+                        self.doc.key(&branch_at),
+                    )
+                    .with_label("no `output`")
+                    .with_help("write it as `{\"steps\": [...], \"output\": ...}`: the switch's output must exist whichever case runs"),
+                );
+                continue;
+            };
+            let position = self.graph.end_of_case(index, i, branch.case.steps().len());
+            let site = Site {
+                referrer: None,
+                position: Some(&position),
+                who: format!("the output of {} of switch `{}`", case_name(&branch), switch.id),
+                agent: "",
+                origin: None,
+            };
+            let at = format!("{branch_at}/output");
+            let ty = self.infer(output, &at, &site);
+            match &first {
+                None => first = Some((case_name(&branch), ty)),
+                Some((first_case, expected)) => {
+                    if let Err(misfit) = fits(&ty, expected) {
+                        let detail = match misfit {
+                            Misfit::MaybeAbsent { path } => format!("{}may be absent", at_path_prefix(&path)),
+                            Misfit::MissingField { path, field } => {
+                                format!("{}lacks field `{field}`", at_path_prefix(&path))
+                            }
+                            Misfit::Type { path, expected, found } => format!(
+                                "{}is {}, not {}",
+                                at_path_prefix(&path),
+                                with_article(&found),
+                                with_article(&expected)
+                            ),
+                        };
+                        self.out.push(
+                            Diagnostic::error(
+                                Code::CaseOutputMismatch,
+                                format!(
+                                    "the output of {} of switch `{}` does not have the type of {first_case}'s: it {detail}",
+                                    case_name(&branch),
+                                    switch.id
+                                ),
+                                at.clone(),
+                                self.doc.value(&at),
+                            )
+                            .with_label(format!("{ty}"))
+                            .with_help(format!("every case's output has the type of the first case's output, {expected}")),
+                        );
+                    }
+                }
+            }
+        }
+        first.map(|(_, ty)| ty)
+    }
+
+    /// The type of a value expression (a switch case's output), checking its references.
+    fn infer(&mut self, value: &Value, pointer: &str, site: &Site<'_>) -> Ty {
+        match value {
+            Value::String(s) => match self.template(s, pointer) {
+                None => Ty::Any,
+                // A literal is a string, not a one-value enum: another case may give another.
+                Some(Template::Literal(_)) => Ty::String(None),
+                Some(Template::Whole(r)) => {
+                    let span = self.doc.in_string(pointer, r.start, r.end);
+                    self.resolve(&r.value, pointer, span, site).unwrap_or(Ty::Any)
+                }
+                Some(Template::Interpolated(_)) => {
+                    self.check_string(s, pointer, &Ty::String(None), site);
+                    Ty::String(None)
+                }
+            },
+            Value::Object(map) => {
+                let mut o = ObjectTy::default();
+                for (name, v) in map {
+                    let ty = self.infer(v, &format!("{pointer}/{}", escape_pointer_token(name)), site);
+                    o.fields.insert(name.clone(), crate::types::Field { ty, required: true, description: None });
+                }
+                Ty::Object(o)
+            }
+            Value::Array(items) => {
+                let tys: Vec<Ty> =
+                    items.iter().enumerate().map(|(i, v)| self.infer(v, &format!("{pointer}/{i}"), site)).collect();
+                Ty::Array(Box::new(tys.into_iter().next().unwrap_or(Ty::Any)))
+            }
+            literal => literal_ty(literal),
         }
     }
 
@@ -477,7 +774,8 @@ impl Checker<'_, '_> {
             Some(Template::Whole(r)) => vec![Segment::Reference(r)],
             Some(Template::Interpolated(segments)) => segments,
         };
-        let site = Site { referrer: None, agent, origin: None };
+        let site =
+            Site { referrer: None, position: None, who: format!("agent `{agent}`'s prompt"), agent, origin: None };
         for segment in segments {
             let Segment::Reference(r) = segment else { continue };
             let span = self.doc.in_string(pointer, r.start, r.end);
@@ -558,8 +856,13 @@ impl Checker<'_, '_> {
                     return None;
                 };
                 let target_node = &self.graph.nodes[target];
-                if !matches!(target_node.step, Step::Agent(_) | Step::Wait(_) | Step::Map(_)) {
+                if !has_output(target_node.step) {
                     let kind = target_node.step.children_key().unwrap_or("block");
+                    let help = if kind == "switch" {
+                        format!("give every case of `{id}` an `output` (`{{\"steps\": [...], \"output\": ...}}`), or reference a step inside it")
+                    } else {
+                        format!("reference the output of a step inside `{id}` instead")
+                    };
                     self.out.push(
                         Diagnostic::error(
                             Code::BlockHasNoOutput,
@@ -568,37 +871,53 @@ impl Checker<'_, '_> {
                             span,
                         )
                         .with_label("a block has no output")
-                        .with_help(format!("reference the output of a step inside `{id}` instead")),
+                        .with_help(help),
                     );
                     return None;
                 }
-                if let Some(referrer) = site.referrer {
-                    let me = self.graph.nodes[referrer].step.id();
-                    let problem = match self.graph.visibility(referrer, target) {
+                if let Some(position) = site.position {
+                    let me = &site.who;
+                    let visibility = match site.referrer {
+                        Some(referrer) => self.graph.visibility(referrer, target),
+                        None => self.graph.visibility_from(position, target),
+                    };
+                    let label = match visibility {
+                        Visibility::OtherCase(_) => "never runs with this case",
+                        Visibility::InsideMap(_) => "one output per item",
+                        _ => "not finished yet",
+                    };
+                    let problem = match visibility {
                         Visibility::Visible => None,
-                        Visibility::Itself => Some((format!("step `{me}` cannot read its own output"), "a step's output exists only after it has run".to_owned(), "not finished yet")),
+                        Visibility::Itself => Some((format!("{me} cannot read its own output"), "a step's output exists only after it has run".to_owned())),
                         Visibility::Concurrent(block) => Some((
-                            format!("step `{me}` cannot read the output of `{id}`: both run concurrently in parallel block `{block}`"),
+                            format!("{me} cannot read the output of `{id}`: both run concurrently in parallel block `{block}`"),
                             format!("move the step that needs `{id}` after the parallel block `{block}`"),
-                            "not finished yet",
                         )),
                         Visibility::Later => Some((
-                            format!("step `{me}` cannot read the output of `{id}`, which runs later"),
-                            format!("move `{id}` before `{me}`, or the reference into a later step"),
-                            "not finished yet",
+                            format!("{me} cannot read the output of `{id}`, which runs later"),
+                            match site.referrer {
+                                Some(r) => format!("move `{id}` before `{}`, or the reference into a later step", self.graph.nodes[r].step.id()),
+                                None => format!("move `{id}` before the reference, or the reference into a later step"),
+                            },
                         )),
                         Visibility::Enclosing => Some((
-                            format!("step `{me}` cannot read the output of `{id}`, which encloses it"),
+                            format!("{me} cannot read the output of `{id}`, which encloses it"),
                             "reference a step that has finished before this one starts".to_owned(),
-                            "not finished yet",
+                        )),
+                        Visibility::Inside => Some((
+                            format!("{me} cannot read the output of `{id}`, which runs inside it"),
+                            "reference a step that has finished before this one starts".to_owned(),
                         )),
                         Visibility::InsideMap(map) => Some((
-                            format!("step `{me}` cannot read the output of `{id}`: it runs once per item of map `{map}`, outside of which it has no one output"),
+                            format!("{me} cannot read the output of `{id}`: it runs once per item of map `{map}`, outside of which it has no one output"),
                             format!("read the list of the items' outputs, `${{steps.{map}.output}}`, after the map"),
-                            "one output per item",
+                        )),
+                        Visibility::OtherCase(switch) => Some((
+                            format!("{me} cannot read the output of `{id}`: it is in another case of switch `{switch}`, which never runs when this one does"),
+                            format!("read `{id}` after the switch `{switch}`, where it is optional, or give the switch an `output`"),
                         )),
                     };
-                    if let Some((message, help, label)) = problem {
+                    if let Some((message, help)) = problem {
                         self.out.push(
                             Diagnostic::error(Code::StepNotInScope, message, pointer, span)
                                 .with_label(label)
@@ -611,9 +930,12 @@ impl Checker<'_, '_> {
                     Step::Agent(s) => format!("agent `{}`", s.agent),
                     Step::Wait(w) => format!("the payload of signal `{}`", w.wait.signal),
                     Step::Map(m) => format!("the outputs of map `{}`'s items", m.id),
-                    _ => String::new(),
+                    _ => "the output of the case it took".into(),
                 };
-                (self.outputs[target].clone(), format!("the output of step `{id}` ({producer})"))
+                let ty = self.outputs[target].clone();
+                // A step in a switch's case may not have run, unless read from inside that case.
+                let skippable = self.graph.maybe_skipped(site.position.unwrap_or(&[]), target);
+                (if skippable { ty.optional() } else { ty }, format!("the output of step `{id}` ({producer})"))
             }
         };
         for segment in &reference.path {
@@ -668,7 +990,14 @@ impl Checker<'_, '_> {
     /// reference to a list that is always there.
     fn map_item(&mut self, map: &orchestr8_schema::ast::MapStep, index: usize, pointer: &str) -> Ty {
         let at = format!("{pointer}/map/over");
-        let site = Site { referrer: Some(index), agent: "", origin: None };
+        let node = &self.graph.nodes[index];
+        let site = Site {
+            referrer: Some(index),
+            position: Some(&node.path),
+            who: format!("map `{}`", map.id),
+            agent: "",
+            origin: None,
+        };
         let reference = match self.template(&map.map.over, &at) {
             None => return Ty::Any,
             Some(Template::Whole(r)) => r,
@@ -722,7 +1051,7 @@ impl Checker<'_, '_> {
     /// The shape of `${NAME...}` (a map's item) or `${map.index}`, read by
     /// the step of `site`, and what it is (for messages).
     fn item(&mut self, reference: &Reference, pointer: &str, span: Span, site: &Site<'_>) -> Option<(Ty, String)> {
-        let maps: Vec<usize> = site.referrer.map(|r| self.graph.enclosing_maps(r).collect()).unwrap_or_default();
+        let maps: Vec<usize> = site.position.map(|p| self.graph.maps_at(p).collect()).unwrap_or_default();
         let found = match &reference.root {
             Root::MapIndex => maps.first().map(|&m| (Ty::Integer, m)),
             Root::Item(name) => maps.iter().find_map(|&m| match self.graph.nodes[m].step {
@@ -834,6 +1163,32 @@ fn not_interpolatable(reference: &Reference, found: &Ty, pointer: &str, span: Sp
         span,
     )
     .with_label(format!("{found}"))
+}
+
+/// "case \"bug\"", or "the `default` case".
+fn case_name(branch: &orchestr8_schema::ast::Branch<'_>) -> String {
+    match branch.value {
+        Some(v) => format!("case \"{v}\""),
+        None => "the `default` case".into(),
+    }
+}
+
+/// `"a"`, `"b"` and `"c"`.
+fn quoted(values: &[String]) -> String {
+    let q: Vec<String> = values.iter().map(|v| format!("\"{v}\"")).collect();
+    match q.as_slice() {
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        [] => String::new(),
+    }
+}
+
+fn at_path_prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("at `{path}` ")
+    }
 }
 
 fn at_path(path: &str) -> String {

@@ -96,6 +96,10 @@ pub(super) fn write(ev: &JournalEvent, out: &mut Vec<u8>, cache: &mut LineCache)
             out.extend_from_slice(b",\"usage\":");
             serde_json::to_writer(&mut *out, u).expect("usage serialises");
         }
+        if let Some(r) = &l.reason {
+            out.extend_from_slice(b",\"reason\":");
+            push_str(out, r);
+        }
     }
     out.extend_from_slice(b"}\n");
 }

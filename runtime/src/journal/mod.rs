@@ -278,6 +278,8 @@ pub struct EventLabels {
     /// (`step.succeeded`, `step.failed`, `step.cancelled`) or the execution
     /// (its terminal event); absent when no model was called.
     pub usage: Option<Usage>,
+    /// Why a step was skipped (`step.skipped` of a switch's case not taken).
+    pub reason: Option<Arc<str>>,
 }
 
 /// One line of the journal. Serialises to the contract's flat JSON object
@@ -398,6 +400,11 @@ impl JournalEvent {
         self.label(|l| &l.signal)
     }
 
+    /// `reason` (`step.skipped` of a switch's case not taken).
+    pub fn reason(&self) -> Option<&str> {
+        self.label(|l| &l.reason)
+    }
+
     /// The model tokens it records, if any.
     pub fn usage(&self) -> Option<&Usage> {
         self.labels.as_deref().and_then(|l| l.usage.as_ref())
@@ -460,6 +467,8 @@ struct Wire {
     request_hash: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<Arc<str>>,
 }
 
 impl Serialize for JournalEvent {
@@ -489,6 +498,7 @@ impl Serialize for JournalEvent {
             idempotency_key: label(|l| &l.idempotency_key),
             request_hash: label(|l| &l.request_hash),
             usage: l.and_then(|l| l.usage),
+            reason: label(|l| &l.reason),
         }
         .serialize(s)
     }
@@ -507,6 +517,7 @@ impl<'de> Deserialize<'de> for JournalEvent {
             idempotency_key: w.idempotency_key,
             request_hash: w.request_hash,
             usage: w.usage,
+            reason: w.reason,
         };
         Ok(JournalEvent {
             seq: w.seq,

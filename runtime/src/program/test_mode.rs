@@ -28,8 +28,10 @@
 //!
 //! `expect` holds `output` or `error` (`{"kind", "step"?}`) or neither (the
 //! execution must complete, with any output), and optionally
-//! `steps` (the steps that succeeded, in order of completion) and `attempts`
-//! (calls per step, mocked or not).
+//! `steps` (the steps that succeeded, in order of completion), `skipped`
+//! (the steps journaled `step.skipped`, in any order: the cases a switch did
+//! not take, the steps after a failure) and `attempts` (calls per step,
+//! mocked or not).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -192,6 +194,7 @@ enum Outcome {
 struct Expect {
     outcome: Outcome,
     steps: Option<Vec<String>>,
+    skipped: Option<Vec<String>>,
     attempts: Vec<(String, u64)>,
 }
 
@@ -412,7 +415,7 @@ fn parse_reply(v: &Value, at: &str) -> Result<MockStep, Invalid> {
 
 fn parse_expect(v: &Value, at: &str, steps: &[String]) -> Result<Expect, Invalid> {
     let obj = object(v, at, "`expect`")?;
-    no_other_keys(obj, at, &["output", "error", "steps", "attempts"])?;
+    no_other_keys(obj, at, &["output", "error", "steps", "skipped", "attempts"])?;
     let outcome = match (obj.get("output"), obj.get("error")) {
         (Some(o), None) => Outcome::Output(o.clone()),
         (None, Some(e)) => {
@@ -444,22 +447,26 @@ fn parse_expect(v: &Value, at: &str, steps: &[String]) -> Result<Expect, Invalid
         (Some(_), Some(_)) => return invalid(at, "`expect` has `output` or `error`, not both"),
         (None, None) => Outcome::Completed,
     };
-    let expect_steps = match obj.get("steps") {
-        None => None,
-        Some(Value::Array(list)) => {
-            let at = child(at, "steps");
-            let mut out = Vec::new();
-            for (i, s) in list.iter().enumerate() {
-                let at = format!("{at}/{i}");
-                match s {
-                    Value::String(s) => out.push(known_step(steps, s, &at)?.to_owned()),
-                    _ => return invalid(&at, "a step id must be a string"),
+    let step_list = |key: &str| -> Result<Option<Vec<String>>, Invalid> {
+        match obj.get(key) {
+            None => Ok(None),
+            Some(Value::Array(list)) => {
+                let at = child(at, key);
+                let mut out = Vec::new();
+                for (i, s) in list.iter().enumerate() {
+                    let at = format!("{at}/{i}");
+                    match s {
+                        Value::String(s) => out.push(known_step(steps, s, &at)?.to_owned()),
+                        _ => return invalid(&at, "a step id must be a string"),
+                    }
                 }
+                Ok(Some(out))
             }
-            Some(out)
+            Some(_) => invalid(&child(at, key), format!("`{key}` must be an array of step ids")),
         }
-        Some(_) => return invalid(&child(at, "steps"), "`steps` must be an array of step ids"),
     };
+    let expect_steps = step_list("steps")?;
+    let skipped = step_list("skipped")?;
     let mut attempts = Vec::new();
     if let Some(a) = obj.get("attempts") {
         let at = child(at, "attempts");
@@ -472,7 +479,7 @@ fn parse_expect(v: &Value, at: &str, steps: &[String]) -> Result<Expect, Invalid
             }
         }
     }
-    Ok(Expect { outcome, steps: expect_steps, attempts })
+    Ok(Expect { outcome, steps: expect_steps, skipped, attempts })
 }
 
 /// Runs one case; the reasons it failed (empty when it passed).
@@ -585,6 +592,18 @@ where
             .collect();
         if got != *want {
             failures.push(format!("steps: expected [{}], got [{}]", want.join(", "), got.join(", ")));
+        }
+    }
+    if let Some(want) = &case.expect.skipped {
+        let mut got: Vec<&str> =
+            events.iter().filter(|e| e.event == EventKind::StepSkipped).filter_map(|e| e.step_id.as_deref()).collect();
+        // In any order: which branch's steps are journaled first is not the point.
+        let mut sorted_want: Vec<&str> = want.iter().map(String::as_str).collect();
+        sorted_want.sort_unstable();
+        let shown = got.join(", ");
+        got.sort_unstable();
+        if got != sorted_want {
+            failures.push(format!("skipped: expected [{}], got [{shown}]", want.join(", ")));
         }
     }
     for (step, want) in &case.expect.attempts {

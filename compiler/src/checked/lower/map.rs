@@ -12,7 +12,7 @@ use proc_macro2::{Ident, Span};
 use serde_json::Value;
 
 use super::value::{Frame, Scope, Slot};
-use super::{internal, slot_name, Input, Lowered, Lowering};
+use super::{internal, skippable_at, slot_name, Input, Lowered, Lowering};
 use crate::checked::types::{Names, RustTy};
 use crate::checked::value::{Read, Root};
 use crate::checked::{CheckedMap, CheckedStep, ItemReads, PlanNode, Tolerated};
@@ -129,12 +129,14 @@ pub fn maps(
         let node = &input.graph.nodes[index];
         let Step::Map(map) = node.step else { return internal("a map is a map".into()) };
         let around = frames_at(&cx.placement.enclosing[index], &frames)?;
+        let skippable = skippable_at(input.graph, &node.path);
         let scope = Scope {
             input: cx.input_ty,
             slots: cx.slots,
             workflow: (&wf.metadata.id, &wf.metadata.version),
             doc: input.doc,
             maps: &around,
+            skippable: &skippable,
         };
         let Template::Whole(reference) = scope.template(&map.map.over)? else {
             return internal(format!("map {}: `over` is not one reference", map.id));

@@ -6,12 +6,12 @@
 mod map;
 mod value;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use orchestr8_agent_decl::emit::doc_lines_of;
 use orchestr8_agent_decl::{expected_type_names, nested_type_name};
 use orchestr8_runtime::policy::Policy;
-use orchestr8_schema::ast::{AgentDefinition, OnError, PolicyRef, Step, Workflow};
+use orchestr8_schema::ast::{AgentDefinition, OnError, PolicyRef, Step, SwitchStep, Workflow};
 use orchestr8_schema::expr::Template;
 use orchestr8_schema::source::escape_pointer_token;
 use proc_macro2::{Ident, Span};
@@ -22,13 +22,14 @@ use self::value::{Scope, Slot};
 use super::types::{self, FloatTy, IntTy, Names, RustTy, StructTy, TypePath};
 use super::value::{Absent, Const, Expr};
 use super::{
-    AgentCrate, AgentImpl, CheckedLlmAgent, CheckedStep, CheckedWait, CheckedWorkflow, NamedPolicy, PlanNode,
-    PolicySource,
+    AgentCrate, AgentImpl, CheckedLlmAgent, CheckedStep, CheckedSwitch, CheckedWait, CheckedWorkflow, NamedPolicy,
+    PlanNode, PolicySource, SwitchArms,
 };
 use crate::agents::FoundAgent;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::types::Ty;
-use crate::validate::graph::Graph;
+use crate::validate::graph::{Container, Graph, Position};
+use crate::validate::typecheck::SwitchOn;
 use crate::validate::Doc;
 
 /// Why lowering stopped.
@@ -65,6 +66,8 @@ pub struct Input<'a> {
     pub llm: &'a BTreeMap<String, (Ty, Ty)>,
     /// Every wait step's payload shape, by step id.
     pub waits: &'a BTreeMap<String, Ty>,
+    /// What every switch is on, by step id.
+    pub switches: &'a BTreeMap<String, SwitchOn>,
 }
 
 /// Lowers a valid workflow; findings (and internal errors) go to `out`.
@@ -218,7 +221,45 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             continue_on_error: may_be_empty,
         });
     }
+    // The maps' output slots: their types are their bodies' (no switch
+    // stands in a body, nor a map in a case: `validate::graph` says so).
     map::slots(input, &placement, &mut slots, &mut fields)?;
+    // Each switch, inner and earlier ones first (a case's output may read
+    // them); its output slot is there for the switches and steps after it.
+    let mut switches = Vec::new();
+    let mut switch_nodes: Vec<usize> = input
+        .graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.step, Step::Switch(_)))
+        .map(|(i, _)| i)
+        .collect();
+    switch_nodes.sort_by_key(|&i| post_order_key(&input.graph.nodes[i].path));
+    let mut output_types = Vec::new();
+    let mut failed = false;
+    for index in switch_nodes {
+        let Step::Switch(switch) = input.graph.nodes[index].step else { continue };
+        let field = Ident::new(&fields.unique(&slot_name(&switch.id)), Span::call_site());
+        let lowered = lower_switch(input, index, switch, &slots, &field, &input_ty, &mut names, &mut output_types, out);
+        let checked = match lowered {
+            Ok(c) => c,
+            Err(Lowered::Reported) => {
+                failed = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some((ty, _)) = &checked.output {
+            // Switches stand outside maps' bodies (`validate::graph`).
+            let slot = Slot { field: field.clone(), ty: ty.clone(), may_be_empty: false, level: 0 };
+            slots.insert(switch.id.clone(), slot);
+        }
+        switches.push(checked);
+    }
+    // In document order, as the other steps.
+    switches.sort_by_key(|s| input.graph.by_id.get(s.id.as_str()).copied());
+    let everywhere = skippable_at(input.graph, &[]);
     let map_cx = MapContext { input_ty: &input_ty, slots: &slots, placement: &placement };
     let (mut maps, frames) = map::maps(input, &map_cx, &mut names, out)?;
     let scope = Scope {
@@ -227,18 +268,19 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
         workflow: (&wf.metadata.id, &wf.metadata.version),
         doc: input.doc,
         maps: &[],
+        skippable: &everywhere,
     };
 
     // Each step: its input, its policy.
     let mut policies: Vec<NamedPolicy> = Vec::new();
     let mut steps = Vec::new();
-    let mut failed = false;
     for (node_index, step) in &agent_steps {
         let (agent_impl, (input_type, output_type)) = &agents[step.agent.as_str()];
         let pointer = format!("{}/input", input.graph.nodes[*node_index].pointer);
         let around = map::frames_at(&placement.enclosing[*node_index], &frames)?;
-        let step_scope = Scope { maps: &around, ..scope };
-        let value = step_scope.value(&Value::Object(step.input.clone()), input_type, &pointer, out);
+        let skippable = skippable_at(input.graph, &input.graph.nodes[*node_index].path);
+        let scope = Scope { maps: &around, skippable: &skippable, ..scope };
+        let value = scope.value(&Value::Object(step.input.clone()), input_type, &pointer, out);
         let value = match value {
             Ok(v) => v,
             Err(Lowered::Reported) => {
@@ -273,7 +315,6 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     }
 
     // The result: the `output` expression, or the last step's output.
-    let mut output_types = Vec::new();
     let output = match &wf.output {
         Some(expr) => infer_output(&scope, expr, "/output", "WorkflowOutput", &mut names, &mut output_types, out),
         None => {
@@ -296,6 +337,10 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
     output_value.reads(&mut reads);
     steps.iter().for_each(|s| s.input.reads(&mut reads));
     maps.iter().for_each(|m| m.over.reads(&mut reads));
+    for switch in &switches {
+        switch.on.reads(&mut reads);
+        switch.output.iter().flat_map(|(_, values)| values).for_each(|v| v.reads(&mut reads));
+    }
     let reads_input = reads.iter().any(|r| r.root == super::value::Root::Input);
     let reads_ids =
         reads.iter().any(|r| matches!(r.root, super::value::Root::ExecutionId | super::value::Root::CorrelationId));
@@ -307,11 +352,16 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
             crates.push(AgentCrate { name: rust.crate_name.clone(), path: rust.path.clone() });
         }
     }
-    let index_of: BTreeMap<&str, PlanNode> =
-        (steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), PlanNode::Step(i))))
-            .chain(waits.iter().enumerate().map(|(i, w)| (w.id.as_str(), PlanNode::Wait(i))))
-            .chain(maps.iter().enumerate().map(|(i, m)| (m.id.as_str(), PlanNode::Map(i))))
-            .collect();
+    let index_of: BTreeMap<&str, PlanNode> = (steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), PlanNode::Step(i))))
+    .chain(waits.iter().enumerate().map(|(i, w)| (w.id.as_str(), PlanNode::Wait(i))))
+    .chain(
+        switches.iter().enumerate().map(|(i, s)| (s.id.as_str(), PlanNode::Switch { index: i, branches: Vec::new() })),
+    )
+    .chain(maps.iter().enumerate().map(|(i, m)| (m.id.as_str(), PlanNode::Map(i))))
+    .collect();
     let plan = plan(&wf.steps, &index_of);
     let mut bodies = Vec::new();
     for node in &input.graph.nodes {
@@ -345,6 +395,7 @@ fn lower_inner(input: &Input<'_>, out: &mut Vec<Diagnostic>) -> Lowering<Checked
         steps,
         waits,
         maps,
+        switches,
         plan,
         policies,
         crates,
@@ -418,8 +469,141 @@ fn plan(steps: &[Step], index_of: &BTreeMap<&str, PlanNode>) -> Vec<PlanNode> {
                     PlanNode::Sequence(children)
                 }
             }
+            Step::Switch(s) => {
+                let index = match index_of.get(s.id.as_str()) {
+                    Some(PlanNode::Switch { index, .. }) => *index,
+                    _ => usize::MAX,
+                };
+                PlanNode::Switch {
+                    index,
+                    branches: s.branches().map(|(_, b)| plan(b.case.steps(), index_of)).collect(),
+                }
+            }
         })
         .collect()
+}
+
+/// Sorts a block's steps before the block, and earlier steps before later ones.
+fn post_order_key(path: &Position<'_>) -> Vec<(usize, usize)> {
+    let mut key: Vec<(usize, usize)> = path
+        .iter()
+        .map(|(container, index, _)| (if let Container::Case(c) = container { *c } else { 0 }, *index))
+        .collect();
+    key.push((usize::MAX, usize::MAX));
+    key
+}
+
+/// The steps with an output, inside a switch's case, that may not have run
+/// at `position` (the type layer made their outputs optional there).
+pub(super) fn skippable_at(graph: &Graph<'_>, position: &Position<'_>) -> BTreeSet<String> {
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| !matches!(n.step, Step::Parallel(_) | Step::Sequence(_)) && graph.maybe_skipped(position, *i))
+        .map(|(_, n)| n.step.id().to_owned())
+        .collect()
+}
+
+/// A switch: the value it is on, its arms, and its output.
+#[allow(clippy::too_many_arguments)]
+fn lower_switch(
+    input: &Input<'_>,
+    index: usize,
+    switch: &SwitchStep,
+    slots: &BTreeMap<String, Slot>,
+    field: &Ident,
+    input_ty: &RustTy,
+    names: &mut Names,
+    defined: &mut Vec<RustTy>,
+    out: &mut Vec<Diagnostic>,
+) -> Lowering<CheckedSwitch> {
+    let node = &input.graph.nodes[index];
+    let wf = input.workflow;
+    let skippable = skippable_at(input.graph, &node.path);
+    let scope = Scope {
+        input: input_ty,
+        slots,
+        workflow: (&wf.metadata.id, &wf.metadata.version),
+        doc: input.doc,
+        maps: &[],
+        skippable: &skippable,
+    };
+    let Some(on) = input.switches.get(&switch.id) else {
+        return internal(format!("switch {} has no checked value", switch.id));
+    };
+    let Template::Whole(reference) = scope.template(&switch.switch)? else {
+        return internal(format!("switch {} is not on one reference", switch.id));
+    };
+    let (_, from) = scope.read(&reference.value)?;
+    let pointer = format!("{}/switch", node.pointer);
+    let branch_of = |value: &str| -> Lowering<usize> {
+        switch
+            .branches()
+            .find(|(_, b)| b.value == Some(value))
+            .or_else(|| switch.branches().find(|(_, b)| b.value.is_none()))
+            .map(|(i, _)| i)
+            .ok_or_else(|| Lowered::Internal(format!("switch {}: no branch takes \"{value}\"", switch.id)))
+    };
+    let default = switch.default.as_ref().map(|_| switch.cases.0.len());
+    let (target, arms) = match (on, &from) {
+        (SwitchOn::Values(_), RustTy::Enum(e)) => {
+            let arms =
+                e.variants.iter().map(|v| Ok((v.ident.clone(), branch_of(&v.json)?))).collect::<Lowering<Vec<_>>>()?;
+            (from.clone(), SwitchArms::Enum { path: e.path.clone(), arms })
+        }
+        (SwitchOn::Values(_), RustTy::Bool) => {
+            (RustTy::Bool, SwitchArms::Bool { when_true: branch_of("true")?, when_false: branch_of("false")? })
+        }
+        // An enum only serde knows: matched as its text, every value of its
+        // schema listed with its branch; another text fails the switch.
+        (SwitchOn::Values(values), _) => {
+            let arms = values.iter().map(|v| Ok((v.clone(), branch_of(v)?))).collect::<Lowering<Vec<_>>>()?;
+            (RustTy::String, SwitchArms::Str { arms, otherwise: None })
+        }
+        (SwitchOn::String, _) => {
+            let arms = switch.cases.0.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
+            (RustTy::String, SwitchArms::Str { arms, otherwise: default })
+        }
+    };
+    let on_value = scope.value(&Value::String(switch.switch.clone()), &target, &pointer, out)?;
+
+    let mut output = None;
+    let mut first_ty = None;
+    let mut values = Vec::new();
+    for (i, branch) in switch.branches() {
+        let Some(value) = branch.case.output() else { continue };
+        let at = format!("{}{}/output", node.pointer, branch.pointer());
+        let position = input.graph.end_of_case(index, i, branch.case.steps().len());
+        let skippable = skippable_at(input.graph, &position);
+        let scope = Scope { skippable: &skippable, ..scope };
+        match &first_ty {
+            None => {
+                let name = names.unique(&format!("{}Output", nested_type_name("", &switch.id)));
+                let (ty, expr) = infer_output(&scope, value, &at, &name, names, defined, out)?;
+                first_ty = Some(ty);
+                values.push(expr);
+            }
+            Some(ty) => values.push(scope.value(value, ty, &at, out)?),
+        }
+    }
+    if let Some(ty) = first_ty {
+        output = Some((ty, values));
+    }
+    let mut docs = vec![format!("Switch `{}`: runs the case matching `{}`.", switch.id, switch.switch)];
+    if let Some(d) = &switch.description {
+        docs.push(String::new());
+        docs.extend(doc_lines_of(d));
+    }
+    Ok(CheckedSwitch {
+        id: switch.id.clone(),
+        docs,
+        slot: field.clone(),
+        on: on_value,
+        arms,
+        labels: switch.branches().map(|(_, b)| b.label()).collect(),
+        output,
+    })
 }
 
 /// An owned copy of what `read` reads, in its own type (optional when it may be absent).

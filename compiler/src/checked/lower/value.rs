@@ -39,6 +39,7 @@ pub struct Frame {
 }
 
 /// What value expressions can read, and where to report what they cannot.
+#[derive(Clone, Copy)]
 pub struct Scope<'a> {
     /// The workflow input's type.
     pub input: &'a RustTy,
@@ -50,6 +51,9 @@ pub struct Scope<'a> {
     pub doc: &'a Doc<'a>,
     /// The maps enclosing the steps read from, outermost first.
     pub maps: &'a [Frame],
+    /// The steps, inside a switch's case, that may not have run where the
+    /// expression is read: their outputs read as possibly empty.
+    pub skippable: &'a std::collections::BTreeSet<String>,
 }
 
 impl Scope<'_> {
@@ -297,7 +301,8 @@ impl Scope<'_> {
                 let Some(up) = level.checked_sub(slot.level) else {
                     return internal(format!("{shown}: step {id} is inside a map this step is not in"));
                 };
-                let root = Root::Slot { step: id.clone(), field: slot.field.clone(), may_be_empty: slot.may_be_empty };
+                let may_be_empty = slot.may_be_empty || self.skippable.contains(id);
+                let root = Root::Slot { step: id.clone(), field: slot.field.clone(), may_be_empty };
                 (up, root, slot.ty.clone())
             }
             RefRoot::ExecutionId => (level, Root::ExecutionId, RustTy::String),

@@ -47,3 +47,30 @@ pub async fn draft_reply(_ctx: &AgentContext<'_>, input: DraftReplyInput) -> Res
         text: format!("{}{apology} Our {} team will get back to you {speed}.", input.opening, input.category),
     })
 }
+
+#[agent(
+    id = "check_invoice",
+    version = "1.0.0",
+    input = { ticket: String },
+    output = { duplicate: bool, note: String },
+)]
+/// Looks for a charge made twice on the ticket's invoice.
+pub async fn check_invoice(
+    _ctx: &AgentContext<'_>,
+    input: CheckInvoiceInput,
+) -> Result<CheckInvoiceOutput, AgentError> {
+    let duplicate = input.ticket == "T-1";
+    let note = if duplicate { "duplicate charge found, refund started" } else { "invoice checked, nothing wrong" };
+    Ok(CheckInvoiceOutput { duplicate, note: note.into() })
+}
+
+#[agent(
+    id = "file_bug",
+    version = "1.0.0",
+    input = { title: String, priority: i64 },
+    output = { issue: String },
+)]
+/// Files a bug report for engineering.
+pub async fn file_bug(_ctx: &AgentContext<'_>, input: FileBugInput) -> Result<FileBugOutput, AgentError> {
+    Ok(FileBugOutput { issue: format!("BUG-{} (P{}): {}", 100 + input.priority, input.priority, input.title) })
+}

@@ -1,42 +1,25 @@
 //! Text analysis agents (a module, to show `"function": "nlp::classify"`).
 
 use orchestr8_macros::agent;
-use orchestr8_runtime::codegen::schemars::JsonSchema;
-use orchestr8_runtime::codegen::serde::{Deserialize, Serialize};
 use orchestr8_runtime::codegen::{AgentContext, AgentError};
-
-/// What a ticket is about.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(crate = "orchestr8_runtime::codegen::serde", rename_all = "lowercase")]
-#[schemars(crate = "orchestr8_runtime::codegen::schemars")]
-pub enum Category {
-    /// Money.
-    Billing,
-    /// Something broken.
-    Bug,
-    /// Logins and profiles.
-    Account,
-    /// Anything else.
-    Other,
-}
 
 #[agent(
     id = "classify",
     version = "1.0.0",
     input = { text: String },
-    output = { category: Category, confidence: f64 },
+    output = { category: "billing" | "bug" | "account" | "other", confidence: f64 },
 )]
 /// Classifies a ticket by keywords.
 pub async fn classify(_ctx: &AgentContext<'_>, input: ClassifyInput) -> Result<ClassifyOutput, AgentError> {
     let text = input.text.to_lowercase();
     let (category, confidence) = if text.contains("invoice") || text.contains("charge") {
-        (Category::Billing, 0.9)
+        (ClassifyOutputCategory::Billing, 0.9)
     } else if text.contains("crash") || text.contains("error") {
-        (Category::Bug, 0.8)
+        (ClassifyOutputCategory::Bug, 0.8)
     } else if text.contains("password") || text.contains("login") {
-        (Category::Account, 0.7)
+        (ClassifyOutputCategory::Account, 0.7)
     } else {
-        (Category::Other, 0.3)
+        (ClassifyOutputCategory::Other, 0.3)
     };
     Ok(ClassifyOutput { category, confidence })
 }

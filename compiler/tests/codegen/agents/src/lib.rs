@@ -218,3 +218,30 @@ pub enum Currency {
 pub async fn till(_ctx: &AgentContext<'_>, _input: TillInput) -> Result<TillOutput, AgentError> {
     Ok(TillOutput { cur: Some(Currency::Eur) })
 }
+
+/// How urgent something is: an enum of the agent crate's own, which
+/// declarations name (the compiler knows it through serde only).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    orchestr8_runtime::codegen::serde::Serialize,
+    orchestr8_runtime::codegen::serde::Deserialize,
+    orchestr8_runtime::codegen::schemars::JsonSchema,
+)]
+#[serde(crate = "orchestr8_runtime::codegen::serde", rename_all = "lowercase")]
+#[schemars(crate = "orchestr8_runtime::codegen::schemars")]
+pub enum Level {
+    /// Whenever.
+    Low,
+    /// Now.
+    High,
+}
+
+#[agent(id = "grade", version = "1.0.0", input = { text: String }, output = { level: Level })]
+/// Grades a text: shouting is urgent.
+pub async fn grade(_ctx: &AgentContext<'_>, input: GradeInput) -> Result<GradeOutput, AgentError> {
+    let level = if input.text.chars().any(char::is_lowercase) { Level::Low } else { Level::High };
+    Ok(GradeOutput { level })
+}
