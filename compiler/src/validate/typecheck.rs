@@ -606,6 +606,21 @@ impl Checker<'_, '_> {
                         );
                         return None;
                     }
+                } else if let Some(map) = self.graph.enclosing_maps(target).last() {
+                    // The workflow's output reads any step, but a step in a
+                    // map's body has one output per item, none of them the one.
+                    let map = self.graph.nodes[map].step.id();
+                    self.out.push(
+                        Diagnostic::error(
+                            Code::StepNotInScope,
+                            format!("the workflow's output cannot read the output of `{id}`: it runs once per item of map `{map}`, outside of which it has no one output"),
+                            pointer,
+                            span,
+                        )
+                        .with_label("one output per item")
+                        .with_help(format!("read the list of the items' outputs, `${{steps.{map}.output}}`")),
+                    );
+                    return None;
                 }
                 let producer = match target_node.step {
                     Step::Agent(s) => format!("agent `{}`", s.agent),
