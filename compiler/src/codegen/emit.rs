@@ -179,6 +179,17 @@ fn item_state(c: &CheckedWorkflow, m: &CheckedMap) -> TokenStream {
 fn map_fn(m: &CheckedMap, c: &CheckedWorkflow) -> TokenStream {
     let number = c.maps.iter().position(|x| x.id == m.id);
     let (id, field, result, over) = (&m.id, &m.slot, &m.result, expr(&m.over));
+    // A list converted from JSON ends with `?`: `Ok(x?)` would be clippy's
+    // `needless_question_mark`, and the `?` is needed to turn the error.
+    let items = if over.to_string().trim_end().ends_with('?') {
+        let item = ty(&m.item);
+        quote!({
+            let items: Vec<#item> = #over;
+            Ok(items)
+        })
+    } else {
+        quote!(Ok(#over))
+    };
     let (state, item_state) = (state_ty(c, m.state), &m.item_state);
     let constructor = format_ident!("step_{}", m.slot);
     let docs = items::doc_attrs(&m.docs);
@@ -224,7 +235,7 @@ fn map_fn(m: &CheckedMap, c: &CheckedWorkflow) -> TokenStream {
             rt::MapStep::new(
                 #id,
                 #body,
-                |#param: &#state| Ok(#over),
+                |#param: &#state| #items,
                 |#up, #index, #item| #item_state { #up_field #index_field #item_field #(#empty)* },
                 |s: &#item_state| s.#result.get().cloned(),
                 |s: &#state, outputs| rt::store(&s.#field, #id, #outputs),
