@@ -16,11 +16,44 @@ use crate::checked::{
     PolicySource, Tolerated,
 };
 
+/// clippy's `type_complexity` score of `t` written `nest` levels deep (1:
+/// a field's type): each path scores 10 per level it is nested at.
+fn complexity(t: &RustTy, nest: u64) -> u64 {
+    10 * nest
+        + match t {
+            RustTy::Option(inner) | RustTy::Vec(inner) => complexity(inner, nest + 1),
+            RustTy::Map(_, value) => complexity(&RustTy::String, nest + 1) + complexity(value, nest + 1),
+            _ => 0,
+        }
+}
+
+/// Whether a field of the generated types goes beyond clippy's default
+/// `type_complexity` threshold (250): a state's slot (in a `OnceLock`), an
+/// item, a field of the input or the output.
+fn too_complex_for_clippy(c: &CheckedWorkflow) -> bool {
+    const THRESHOLD: u64 = 250;
+    let fields = |types: &[RustTy]| -> bool {
+        types.iter().any(|t| match t {
+            RustTy::Struct(s) => s.fields.iter().any(|f| complexity(&f.ty, 1) > THRESHOLD),
+            _ => false,
+        })
+    };
+    c.maps.iter().any(|m| complexity(&m.output, 2) > THRESHOLD || complexity(&m.item, 1) > THRESHOLD)
+        || fields(&c.input_types)
+        || fields(&c.output_types)
+}
+
 /// The items of `workflow.rs`, in order.
 pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
-    let mut out = vec![quote!(
+    let mut out = Vec::new();
+    if too_complex_for_clippy(c) {
+        // The types are the data's shapes (a map's output nests its body's,
+        // one level per map): aliases for their parts would only hide them.
+        out.push(quote!(#![allow(clippy::type_complexity)]));
+    }
+    out.push(quote!(
         use ::orchestr8_runtime::codegen as rt;
-    )];
+    ));
     let input_attrs = quote! {
         #[derive(Debug, Clone, rt::serde::Serialize, rt::serde::Deserialize, rt::schemars::JsonSchema)]
         #[serde(crate = "rt::serde")]
