@@ -401,3 +401,29 @@ async fn a_failing_inner_item_fails_its_map_and_the_outer_one_which_cancels_the_
     assert_eq!(named(&events, EventKind::StepCancelled, "m[0].inner[0].work").len(), 1);
     assert_eq!(probe.in_flight.load(Ordering::SeqCst), 0);
 }
+
+/// A server stopping while an execution waits suspends it: the steps in
+/// flight end, and no new one starts, a map's items as a sequence's steps.
+#[tokio::test(start_paused = true)]
+async fn a_suspending_execution_starts_no_new_item() {
+    let store = MemoryStore::new();
+    let probe = Arc::new(Probe::default());
+    let wf = workflow(&probe, 1, Tolerated::Count(0), |_| 100);
+    let mailbox = Arc::new(orchestr8_runtime::wait::Mailbox::new());
+    let stopping = mailbox.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stopping.suspend();
+    });
+    let o = ExecutionOptions { mailbox: Some(mailbox), ..opts("s") };
+    let result = Runtime::new(store.clone()).run_shared(&wf, &outer(0..4), o).await.unwrap();
+    let events = store.events("s");
+    assert_eq!(
+        probe.calls.lock().unwrap().clone(),
+        ["m[0].work", "m[1].work"],
+        "item 1 was in flight and ends; items 2 and 3 start in the next process"
+    );
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(events.last().map(|e| e.event), Some(EventKind::ExecutionSuspended));
+    assert!(named(&events, EventKind::StepSucceeded, "m").is_empty(), "the map has not ended");
+}
