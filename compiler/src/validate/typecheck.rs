@@ -169,8 +169,15 @@ pub fn check(
     // document order, so they are done first from the end.
     for (index, node) in graph.nodes.iter().enumerate().rev() {
         let Step::Map(map) = node.step else { continue };
-        let item =
-            map.map.step.result().and_then(|r| graph.by_id.get(r.id())).map_or(Ty::Any, |&r| cx.outputs[r].clone());
+        // An item's output is its result step's once it has succeeded: a
+        // result step continuing on error fails its item, and the map unless
+        // it tolerates failures (its items are then optional).
+        let item = map
+            .map
+            .step
+            .result()
+            .and_then(|r| graph.by_id.get(r.id()))
+            .map_or(Ty::Any, |&r| cx.outputs[r].required().clone());
         let item =
             if map.map.tolerated_failures.as_ref().is_some_and(|t| !t.is_zero()) { item.optional() } else { item };
         cx.outputs[index] = Ty::Array(Box::new(item));
