@@ -158,3 +158,33 @@ fn a_wait_payload_may_be_any_object() {
     assert_eq!(validation.diagnostics, vec![]);
     assert!(validation.checked.is_some(), "lowered to a crate");
 }
+
+/// A map that tolerates no failure has every item's output once it has
+/// succeeded, its body's result step continuing on error or not (such an
+/// item fails the map): a later map reads the items as required values.
+#[test]
+fn a_map_without_tolerated_failures_has_every_item_even_when_its_result_step_continues_on_error() {
+    let echo = serde_json::json!({
+        "kind": "rust", "crate": "fixture_agents", "path": "agents", "function": "echo",
+        "input": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        "output": {"type": "object", "properties": {"text": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}}}, "required": ["text", "tags"]}
+    });
+    let document = serde_json::json!({
+        "schemaVersion": "1.0.0",
+        "metadata": {"id": "continued", "version": "1.0.0"},
+        "input": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        "agents": {"echo": echo},
+        "steps": [
+            {"id": "first", "agent": "echo", "input": {"text": "${input.text}"}},
+            {"id": "each", "map": {"over": "${steps.first.output.tags}", "as": "tag", "step":
+                {"id": "shout", "agent": "echo", "input": {"text": "${tag}"}, "onError": "continue"}}},
+            {"id": "again", "map": {"over": "${steps.each.output}", "as": "shouted", "step":
+                {"id": "echoed", "agent": "echo", "input": {"text": "${shouted.text}"}}}}
+        ],
+        "output": {"texts": "${steps.again.output}"}
+    });
+    let bytes = serde_json::to_vec(&document).unwrap();
+    let validation = validate(&bytes, &DeclaredInWorkflow);
+    assert_eq!(validation.diagnostics, vec![]);
+}

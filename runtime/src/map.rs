@@ -28,6 +28,7 @@ use crate::journal::{EventKind, Json};
 use crate::resilience::BreakerRegistry;
 use crate::resume::Done;
 use crate::state::StepState;
+use crate::wait::Mailbox;
 
 /// Items in flight when the workflow does not say (`map.concurrency`).
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -181,6 +182,13 @@ where
         let (mut cancelled, mut suspended) = (false, false);
         loop {
             while running.len() < self.concurrency && !block.is_cancelled() {
+                if pending.len() > 0 && cx.mailbox().is_some_and(Mailbox::suspending) {
+                    // The server stops while steps wait: as a sequence's
+                    // next step, the items not started run in the next one,
+                    // once it resumes the execution.
+                    suspended = true;
+                    break;
+                }
                 let Some((index, item)) = pending.next() else { break };
                 let state = Arc::new((self.item_state)(owner.clone(), index, item));
                 running.push(self.run_item(cx, &id, index, state, &block));

@@ -303,3 +303,127 @@ async fn a_resumed_map_runs_only_the_items_that_had_not_ended() {
     assert!(again.contains(&"m[4].work".to_owned()), "{again:?}");
     assert_well_formed(&store.events("r"));
 }
+
+/// An item of the outer map of [`nested`]: its inner map's outputs.
+struct Mid {
+    up: Arc<Outer>,
+    item: u64,
+    inner: OnceLock<Vec<Option<Value>>>,
+}
+
+/// An item of the inner map: item `n` of the outer one, `k` of its own.
+struct Leaf {
+    up: Arc<Mid>,
+    item: u64,
+    work: OnceLock<Value>,
+}
+
+/// `m`: for each item `n`, map `inner` over 0..3, calling the agent with `n * 10 + k`.
+fn nested(probe: &Arc<Probe>) -> Workflow<Outer, Value> {
+    let leaf = AgentStep::new(
+        "work",
+        Arc::new(Work(probe.clone())),
+        |s: &Leaf| Ok(json!({"n": s.up.item * 10 + s.item, "base": s.up.up.base, "delay": 10 * (s.item + 1)})),
+        |s: &Leaf, out| store(&s.work, "work", out),
+    )
+    .policy(policy())
+    .node();
+    let inner = MapStep::new(
+        "inner",
+        leaf,
+        |_: &Mid| Ok(vec![0u64, 1, 2]),
+        |up, _index, item| Leaf { up, item, work: OnceLock::new() },
+        |l: &Leaf| l.work.get().cloned(),
+        |s: &Mid, outs| store(&s.inner, "inner", outs),
+    )
+    .concurrency(2)
+    .node();
+    let map = MapStep::new(
+        "m",
+        inner,
+        |s: &Outer| Ok(s.items.clone()),
+        |up, _index, item| Mid { up, item, inner: OnceLock::new() },
+        |i: &Mid| i.inner.get().map(|v| json!(v)),
+        |s: &Outer, outs| store(&s.out, "m", outs),
+    )
+    .concurrency(2);
+    Workflow::new(WorkflowInfo::new("nested", "1.0.0", "h:2"), Node::sequence([map.node()]), |s: &Outer| {
+        Ok(json!(slot(&s.out, "m")?))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_map_of_maps_runs_only_the_inner_items_that_had_not_ended() {
+    let store = MemoryStore::new();
+    let runtime = Runtime::new(store.clone());
+    let probe = Arc::new(Probe::default());
+    // Item 1's inner item 2 hangs: the "crash" drops the execution an hour later.
+    probe.hanging.lock().unwrap().insert(12);
+    let wf = nested(&probe);
+    let first = outer(0..3);
+    assert!(tokio::time::timeout(Duration::from_secs(3600), runtime.run_shared(&wf, &first, opts("n"))).await.is_err());
+    probe.hanging.lock().unwrap().clear();
+    let before = probe.calls.lock().unwrap().clone();
+    assert!(before.contains(&"m[1].inner[2].work".to_owned()), "{before:?}");
+
+    let point = Resume::from_journal(&store.read("n").unwrap()).unwrap();
+    let state = outer(0..3);
+    let exec = runtime.resume(&wf, &state, &point, ExecutionOptions::default()).unwrap();
+    let out = exec.run_shared(&wf, &state).await.unwrap();
+    let expected: Vec<Vec<u64>> = (0..3).map(|n| (0..3).map(|k| (n * 10 + k) * 10 + 1).collect()).collect();
+    assert_eq!(out, json!(expected));
+    let events = store.events("n");
+    let crashed = events.iter().position(|e| e.event == EventKind::ExecutionResumed).unwrap();
+    let again: Vec<String> = probe.calls.lock().unwrap()[before.len()..].to_vec();
+    for name in &again {
+        let finished =
+            events[..crashed].iter().any(|e| e.event == EventKind::StepSucceeded && e.step_id.as_deref() == Some(name));
+        assert!(!finished, "{name} had succeeded before the crash, and ran again");
+    }
+    assert!(again.contains(&"m[1].inner[2].work".to_owned()), "{again:?}");
+    assert_well_formed(&events);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_inner_item_fails_its_map_and_the_outer_one_which_cancels_the_others() {
+    let store = MemoryStore::new();
+    let probe = Arc::new(Probe { failing: [11].into(), ..Probe::default() });
+    probe.hanging.lock().unwrap().extend([0, 1, 2]);
+    let wf = nested(&probe);
+    let e = Runtime::new(store.clone()).run_shared(&wf, &outer(0..3), opts("f")).await.unwrap().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fatal);
+    assert_eq!(e.step.as_deref(), Some("m"));
+    assert!(e.message.contains("item 1: 1 of 3 items failed (0 tolerated); item 1: item 11 fails"), "{}", e.message);
+    let events = store.events("f");
+    assert_well_formed(&events);
+    assert_eq!(named(&events, EventKind::StepFailed, "m[1].inner").len(), 1);
+    assert_eq!(named(&events, EventKind::StepCancelled, "m[0].inner").len(), 1, "item 0's inner map was in flight");
+    assert_eq!(named(&events, EventKind::StepCancelled, "m[0].inner[0].work").len(), 1);
+    assert_eq!(probe.in_flight.load(Ordering::SeqCst), 0);
+}
+
+/// A server stopping while an execution waits suspends it: the steps in
+/// flight end, and no new one starts, a map's items as a sequence's steps.
+#[tokio::test(start_paused = true)]
+async fn a_suspending_execution_starts_no_new_item() {
+    let store = MemoryStore::new();
+    let probe = Arc::new(Probe::default());
+    let wf = workflow(&probe, 1, Tolerated::Count(0), |_| 100);
+    let mailbox = Arc::new(orchestr8_runtime::wait::Mailbox::new());
+    let stopping = mailbox.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stopping.suspend();
+    });
+    let o = ExecutionOptions { mailbox: Some(mailbox), ..opts("s") };
+    let result = Runtime::new(store.clone()).run_shared(&wf, &outer(0..4), o).await.unwrap();
+    let events = store.events("s");
+    assert_eq!(
+        probe.calls.lock().unwrap().clone(),
+        ["m[0].work", "m[1].work"],
+        "item 1 was in flight and ends; items 2 and 3 start in the next process"
+    );
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(events.last().map(|e| e.event), Some(EventKind::ExecutionSuspended));
+    assert!(named(&events, EventKind::StepSucceeded, "m").is_empty(), "the map has not ended");
+}

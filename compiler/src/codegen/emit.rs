@@ -16,11 +16,44 @@ use crate::checked::{
     PlanNode, PolicySource, SwitchArms, Tolerated,
 };
 
+/// clippy's `type_complexity` score of `t` written `nest` levels deep (1:
+/// a field's type): each path scores 10 per level it is nested at.
+fn complexity(t: &RustTy, nest: u64) -> u64 {
+    10 * nest
+        + match t {
+            RustTy::Option(inner) | RustTy::Vec(inner) => complexity(inner, nest + 1),
+            RustTy::Map(_, value) => complexity(&RustTy::String, nest + 1) + complexity(value, nest + 1),
+            _ => 0,
+        }
+}
+
+/// Whether a field of the generated types goes beyond clippy's default
+/// `type_complexity` threshold (250): a state's slot (in a `OnceLock`), an
+/// item, a field of the input or the output.
+fn too_complex_for_clippy(c: &CheckedWorkflow) -> bool {
+    const THRESHOLD: u64 = 250;
+    let fields = |types: &[RustTy]| -> bool {
+        types.iter().any(|t| match t {
+            RustTy::Struct(s) => s.fields.iter().any(|f| complexity(&f.ty, 1) > THRESHOLD),
+            _ => false,
+        })
+    };
+    c.maps.iter().any(|m| complexity(&m.output, 2) > THRESHOLD || complexity(&m.item, 1) > THRESHOLD)
+        || fields(&c.input_types)
+        || fields(&c.output_types)
+}
+
 /// The items of `workflow.rs`, in order.
 pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
-    let mut out = vec![quote!(
+    let mut out = Vec::new();
+    if too_complex_for_clippy(c) {
+        // The types are the data's shapes (a map's output nests its body's,
+        // one level per map): aliases for their parts would only hide them.
+        out.push(quote!(#![allow(clippy::type_complexity)]));
+    }
+    out.push(quote!(
         use ::orchestr8_runtime::codegen as rt;
-    )];
+    ));
     let input_attrs = quote! {
         #[derive(Debug, Clone, rt::serde::Serialize, rt::serde::Deserialize, rt::schemars::JsonSchema)]
         #[serde(crate = "rt::serde")]
@@ -189,6 +222,17 @@ fn item_state(c: &CheckedWorkflow, m: &CheckedMap) -> TokenStream {
 fn map_fn(m: &CheckedMap, c: &CheckedWorkflow) -> TokenStream {
     let number = c.maps.iter().position(|x| x.id == m.id);
     let (id, field, result, over) = (&m.id, &m.slot, &m.result, expr(&m.over));
+    // A list converted from JSON ends with `?`: `Ok(x?)` would be clippy's
+    // `needless_question_mark`, and the `?` is needed to turn the error.
+    let items = if over.to_string().trim_end().ends_with('?') {
+        let item = ty(&m.item);
+        quote!({
+            let items: Vec<#item> = #over;
+            Ok(items)
+        })
+    } else {
+        quote!(Ok(#over))
+    };
     let (state, item_state) = (state_ty(c, m.state), &m.item_state);
     let constructor = format_ident!("step_{}", m.slot);
     let docs = items::doc_attrs(&m.docs);
@@ -234,7 +278,7 @@ fn map_fn(m: &CheckedMap, c: &CheckedWorkflow) -> TokenStream {
             rt::MapStep::new(
                 #id,
                 #body,
-                |#param: &#state| Ok(#over),
+                |#param: &#state| #items,
                 |#up, #index, #item| #item_state { #up_field #index_field #item_field #(#empty)* },
                 |s: &#item_state| s.#result.get().cloned(),
                 |s: &#state, outputs| rt::store(&s.#field, #id, #outputs),

@@ -171,8 +171,15 @@ pub fn check(
     // document order, so they are done first from the end.
     for (index, node) in graph.nodes.iter().enumerate().rev() {
         let Step::Map(map) = node.step else { continue };
-        let item =
-            map.map.step.result().and_then(|r| graph.by_id.get(r.id())).map_or(Ty::Any, |&r| cx.outputs[r].clone());
+        // An item's output is its result step's once it has succeeded: a
+        // result step continuing on error fails its item, and the map unless
+        // it tolerates failures (its items are then optional).
+        let item = map
+            .map
+            .step
+            .result()
+            .and_then(|r| graph.by_id.get(r.id()))
+            .map_or(Ty::Any, |&r| cx.outputs[r].required().clone());
         let item =
             if map.map.tolerated_failures.as_ref().is_some_and(|t| !t.is_zero()) { item.optional() } else { item };
         cx.outputs[index] = Ty::Array(Box::new(item));
@@ -925,6 +932,21 @@ impl Checker<'_, '_> {
                         );
                         return None;
                     }
+                } else if let Some(map) = self.graph.enclosing_maps(target).last() {
+                    // The workflow's output reads any step, but a step in a
+                    // map's body has one output per item, none of them the one.
+                    let map = self.graph.nodes[map].step.id();
+                    self.out.push(
+                        Diagnostic::error(
+                            Code::StepNotInScope,
+                            format!("the workflow's output cannot read the output of `{id}`: it runs once per item of map `{map}`, outside of which it has no one output"),
+                            pointer,
+                            span,
+                        )
+                        .with_label("one output per item")
+                        .with_help(format!("read the list of the items' outputs, `${{steps.{map}.output}}`")),
+                    );
+                    return None;
                 }
                 let producer = match target_node.step {
                     Step::Agent(s) => format!("agent `{}`", s.agent),
