@@ -111,6 +111,16 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
                 for (j, s) in order.iter().enumerate() {
                     let s_at = format!("{expect_at}/steps/{j}");
                     match s.as_str() {
+                        // The journal names a map's body steps per item: a bare id never succeeds.
+                        Some(id) if maps_of.get(id).is_some_and(|maps| !maps.is_empty()) => {
+                            let item: String = maps_of[id].iter().map(|m| format!("{m}[N].")).collect();
+                            cx.push(
+                                Code::TestUnknownStep,
+                                format!("step `{id}` runs once per item of a map: `steps` lists items' steps"),
+                                &s_at,
+                                Some(format!("name one item's, `{item}{id}` (N from 0)")),
+                            )
+                        }
                         Some(id) if succeeding.contains(&step_of(id).as_str()) => {}
                         Some(id) => cx.unknown_step(id, &s_at, &succeeding),
                         None => cx.push(Code::TestFile, "a step id is a string".into(), &s_at, None),

@@ -820,7 +820,7 @@ fn item_names_in_a_test_file_must_name_the_steps_maps() {
         "summaries[x].summarize": { "fatal": "no" },
         "summaries[1].write": { "fatal": "no" }
       },
-      "expect": { "steps": ["summaries", "summaries[2].summarize", "write[0].summaries"], "attempts": { "summarize": 0, "summaries[3]summarize": 1 } }
+      "expect": { "steps": ["summaries", "summaries[2].summarize", "write[0].summaries", "summarize"], "attempts": { "summarize": 0, "summaries[3]summarize": 1 } }
     }
   ]
 }
@@ -833,6 +833,7 @@ fn item_names_in_a_test_file_must_name_the_steps_maps() {
         "`summaries[1].write`",
         "`write[0].summaries`",
         "`summaries[3]summarize`",
+        "step `summarize` runs once per item of a map",
     ] {
         assert!(stderr.contains(wrong), "{wrong} not reported: {stderr}");
     }
