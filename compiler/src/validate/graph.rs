@@ -460,6 +460,16 @@ fn check_map_switch_nesting(
     }
 }
 
+/// Sorts a block's steps before the block, and earlier steps before later ones.
+pub fn post_order_key(path: &Position<'_>) -> Vec<(usize, usize)> {
+    let mut key: Vec<(usize, usize)> = path
+        .iter()
+        .map(|(container, index, _)| (if let Container::Case(c) = container { *c } else { 0 }, *index))
+        .collect();
+    key.push((usize::MAX, usize::MAX));
+    key
+}
+
 /// The roots a reference may start with, which a map's item cannot be named.
 const REFERENCE_ROOTS: &[&str] = &["input", "steps", "execution", "workflow", "map"];
 

@@ -12,7 +12,7 @@ use orchestr8_schema::expr::{parse_template, PathSegment, Reference, Root, Segme
 use orchestr8_schema::source::{escape_pointer_token, Span};
 use serde_json::{Map, Value};
 
-use super::graph::{Container, Graph, Position, Visibility};
+use super::graph::{post_order_key, Graph, Position, Visibility};
 use super::Doc;
 use crate::agents::{AgentSchemaSource, DeclaredSchema, FoundAgent, Origin};
 use crate::diagnostics::{suggestion, Code, Diagnostic};
@@ -284,16 +284,6 @@ fn has_output(step: &Step) -> bool {
         Step::Switch(s) => s.branches().any(|(_, b)| b.case.output().is_some()),
         Step::Parallel(_) | Step::Sequence(_) => false,
     }
-}
-
-/// Sorts a block's steps before the block, and earlier steps before later ones.
-fn post_order_key(path: &Position<'_>) -> Vec<(usize, usize)> {
-    let mut key: Vec<(usize, usize)> = path
-        .iter()
-        .map(|(container, index, _)| (if let Container::Case(c) = container { *c } else { 0 }, *index))
-        .collect();
-    key.push((usize::MAX, usize::MAX));
-    key
 }
 
 /// What a switch is on, for lowering.

@@ -28,7 +28,7 @@ use super::{
 use crate::agents::FoundAgent;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::types::Ty;
-use crate::validate::graph::{Container, Graph, Position};
+use crate::validate::graph::{post_order_key, Graph, Position};
 use crate::validate::typecheck::SwitchOn;
 use crate::validate::Doc;
 
@@ -481,16 +481,6 @@ fn plan(steps: &[Step], index_of: &BTreeMap<&str, PlanNode>) -> Vec<PlanNode> {
             }
         })
         .collect()
-}
-
-/// Sorts a block's steps before the block, and earlier steps before later ones.
-fn post_order_key(path: &Position<'_>) -> Vec<(usize, usize)> {
-    let mut key: Vec<(usize, usize)> = path
-        .iter()
-        .map(|(container, index, _)| (if let Container::Case(c) = container { *c } else { 0 }, *index))
-        .collect();
-    key.push((usize::MAX, usize::MAX));
-    key
 }
 
 /// The steps with an output, inside a switch's case, that may not have run
