@@ -968,7 +968,7 @@ impl<S: Send + Sync + 'static, A: Agent> AgentStep<S, A> {
         span: &tracing::Span,
     ) -> Outcome {
         let e = e.with_step(id.clone());
-        let state = if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed };
+        let state = StepState::of_failure(e.kind);
         let end = Instant::now();
         let mut ev = rec.step_event(EventKind::StepFailed, id, Some(&self.agent_id), end);
         ev.attempt = Some(e.attempt);

@@ -279,7 +279,7 @@ where
         let end = Instant::now();
         let mut ev = cx.recorder().step_event(EventKind::StepFailed, id, None, end);
         ev.duration_ms = Some(millis(end - started));
-        ev.state = Some(if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed }.into());
+        ev.state = Some(StepState::of_failure(e.kind).into());
         ev.error = Some(Box::new(e.clone()));
         cx.recorder().record(ev);
         Outcome::Failed(e)

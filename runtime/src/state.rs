@@ -80,6 +80,16 @@ pub enum StepState {
 }
 
 impl StepState {
+    /// The state a step ends in when it fails with `kind`: `timed_out` for a
+    /// timeout, else `failed` (agent, wait and map steps alike).
+    pub fn of_failure(kind: crate::error::ErrorKind) -> StepState {
+        if kind == crate::error::ErrorKind::Timeout {
+            StepState::TimedOut
+        } else {
+            StepState::Failed
+        }
+    }
+
     /// The step state with this name, if it is one.
     pub fn from_name(n: StateName) -> Option<StepState> {
         Some(match n {

@@ -285,7 +285,7 @@ where
     fn failed(&self, cx: &Cx<'_, S>, e: StepError) -> Outcome {
         let rec = cx.recorder();
         let e = e.with_step(self.id.clone());
-        let state = if e.kind == ErrorKind::Timeout { StepState::TimedOut } else { StepState::Failed };
+        let state = StepState::of_failure(e.kind);
         let mut ev = rec.step_event(EventKind::StepFailed, &self.id, None, Instant::now());
         ev.state = Some(state.into());
         ev.error = Some(Box::new(e.clone()));
