@@ -427,3 +427,37 @@ async fn a_suspending_execution_starts_no_new_item() {
     assert_eq!(events.last().map(|e| e.event), Some(EventKind::ExecutionSuspended));
     assert!(named(&events, EventKind::StepSucceeded, "m").is_empty(), "the map has not ended");
 }
+
+/// A list that cannot be read (generated code's `over` failing at run time,
+/// e.g. a JSON field that is not a list) fails the map with `invalid_input`
+/// before any item runs, and the journal stays well formed.
+#[tokio::test(start_paused = true)]
+async fn a_list_that_cannot_be_read_fails_the_map_before_any_item() {
+    let journal = MemoryStore::new();
+    let probe = Arc::new(Probe::default());
+    let body = AgentStep::new(
+        "work",
+        Arc::new(Work(probe.clone())),
+        |s: &Item| Ok(json!({"n": s.item, "base": 1, "delay": 1})),
+        |s: &Item, out| store(&s.work, "work", out),
+    )
+    .node();
+    let map = MapStep::new(
+        "m",
+        body,
+        |_: &Outer| Err::<Vec<u64>, _>("`${steps.x.output.items}` is not a list".to_owned()),
+        |up, index, item| Item { up, index, item, work: OnceLock::new() },
+        |i: &Item| i.work.get().cloned(),
+        |s: &Outer, outs| store(&s.out, "m", outs),
+    );
+    let wf = Workflow::new(WorkflowInfo::new("mapped", "1.0.0", "h:1"), Node::sequence([map.node()]), |s: &Outer| {
+        Ok(json!(slot(&s.out, "m")?))
+    });
+    let e = Runtime::new(journal.clone()).run_shared(&wf, &outer(0..3), opts("bad")).await.unwrap().unwrap_err();
+    assert_eq!((e.kind, e.step.as_deref()), (ErrorKind::InvalidInput, Some("m")));
+    assert!(e.message.contains("is not a list"), "{}", e.message);
+    assert!(probe.calls.lock().unwrap().is_empty());
+    let events = journal.events("bad");
+    assert_well_formed(&events);
+    assert_eq!(named(&events, EventKind::StepFailed, "m").len(), 1);
+}
