@@ -325,7 +325,10 @@ fn human_output_stops_after_max_errors_and_counts_the_rest() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(errors_shown(&stderr), 20, "the default limit");
     assert!(stderr.contains("note: 1980 more errors and 0 more warnings not shown"), "{stderr}");
-    assert!(stderr.ends_with(": invalid, 2000 errors and 1 warning\n"), "the summary counts all: {stderr}");
+    assert!(
+        stderr.ends_with(": invalid, 2000 errors and 1 warning\nFor more information about this error, try `orchestr8 explain E0303`.\n"),
+        "the summary counts all, then the index's hint: {stderr}"
+    );
 
     let out = orchestr8().args(["validate", "--declared-only", "--max-errors", "3", path]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -178,7 +178,12 @@ fn create_agent_registers_it_and_keeps_the_layout() {
     // The new agent is unused until a step calls it, which validate says.
     let stderr = run(&dir, &["validate", "workflow.json"], 0);
     assert!(stderr.contains("warning[W0320]: agent `summarize_text` is never used"), "{stderr}");
-    assert!(stderr.ends_with("workflow.json: valid, with 1 warning\n"), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "workflow.json: valid, with 1 warning\nFor more information about this warning, try `orchestr8 explain W0320`.\n"
+        ),
+        "{stderr}"
+    );
 }
 
 /// A hand-written project: `path` names the crate's folder.

@@ -70,6 +70,7 @@ pub(super) fn compile(
     let Some(workflow) = validation.checked else {
         let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
         eprintln!("{shown}: invalid, {errors} error{}; nothing was written", if errors == 1 { "" } else { "s" });
+        super::print_explain_hint(&validation.diagnostics);
         return Ok(Compiled::Invalid);
     };
     let runtime_dir = match runtime_path {

@@ -98,6 +98,7 @@ fn eval(args: &Args) -> Result<ExitCode, String> {
         Err(rejected) => {
             eprint!("{}", render_human(&shown, &rejected.text, &rejected.diagnostics, args.reporting.options()));
             eprintln!("{shown}: invalid eval file; nothing was run");
+            super::print_explain_hint(&rejected.diagnostics);
             return Ok(ExitCode::from(2));
         }
     };

@@ -69,6 +69,7 @@ pub(super) fn run(args: &Args) -> Status {
             eprint!("{}", render_human(&name, &validation.text, &validation.diagnostics, options));
             let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
             eprintln!("{name}: invalid, {errors} error{}", if errors == 1 { "" } else { "s" });
+            super::print_explain_hint(&validation.diagnostics);
             return Status::Failure;
         }
     };

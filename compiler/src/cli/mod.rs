@@ -4,6 +4,7 @@ mod compile;
 mod completions;
 mod create;
 mod eval;
+mod explain;
 mod graph;
 mod init;
 mod inspect;
@@ -89,6 +90,9 @@ enum Command {
         after_help = "Examples:\n  orchestr8 inspect .orchestr8/executions/0f3c9a2e-1b7d-4c55-9e0a-6d2f8b1c4e77.jsonl\n  orchestr8 inspect 0f3c9a2e-1b7d-4c55-9e0a-6d2f8b1c4e77 --journal-dir examples/flaky-dependency/.orchestr8/executions\n  orchestr8 inspect run.jsonl --format json | jq '.steps[] | select(.state != \"succeeded\")'"
     )]
     Inspect(inspect::Args),
+    /// Explain a diagnostic code: what it means, an example, how to fix it.
+    #[command(after_help = "Examples:\n  orchestr8 explain E0402\n  orchestr8 explain --list")]
+    Explain(explain::Args),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  orchestr8 completions bash > ~/.local/share/bash-completion/completions/orchestr8\n  orchestr8 completions zsh > ~/.zfunc/_orchestr8\n  orchestr8 completions fish > ~/.config/fish/completions/orchestr8.fish"
@@ -149,6 +153,14 @@ pub(crate) fn read_document(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read `{shown}`: {e}"))
 }
 
+/// After a human report on standard error: which `orchestr8 explain` to
+/// run for more (nothing when nothing was reported).
+fn print_explain_hint(reported: &[crate::diagnostics::Diagnostic]) {
+    if let Some(hint) = crate::diagnostics::explain_hint(reported) {
+        eprintln!("{hint}");
+    }
+}
+
 /// Whether to colour output on standard error: only on a terminal, and
 /// never when `NO_COLOR` is set.
 pub fn stderr_color() -> bool {
@@ -176,6 +188,7 @@ pub fn main() -> ExitCode {
         Command::Schema => schema::run(),
         Command::Graph(args) => graph::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Explain(args) => explain::run(&args),
         Command::Completions(args) => completions::run(&args),
     };
     status.into()

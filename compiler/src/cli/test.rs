@@ -53,6 +53,7 @@ fn test(args: &Args) -> Result<ExitCode, String> {
     let Some(workflow) = validation.workflow else {
         eprint!("{}", render_human(&workflow_shown, &validation.text, &validation.diagnostics, options));
         eprintln!("{workflow_shown}: invalid; fix it before testing it");
+        super::print_explain_hint(&validation.diagnostics);
         return Ok(ExitCode::from(1));
     };
     let (text, diagnostics) = match orchestr8_schema::source::parse(&bytes) {
@@ -68,6 +69,7 @@ fn test(args: &Args) -> Result<ExitCode, String> {
     if diagnostics.iter().any(Diagnostic::is_error) {
         eprint!("{}", render_human(&shown, &text, &diagnostics, options));
         eprintln!("{shown}: invalid test file; nothing was run");
+        super::print_explain_hint(&diagnostics);
         return Ok(ExitCode::from(2));
     }
     let test_file = std::fs::canonicalize(&args.file).map_err(|e| format!("cannot find `{shown}`: {e}"))?;

@@ -26,6 +26,8 @@ pub(super) struct Args {
 
 pub(super) fn run(args: &Args) -> Status {
     let mut status = Status::Success;
+    // Every file's findings, for one `orchestr8 explain` hint at the end.
+    let mut reported: Vec<Diagnostic> = Vec::new();
     let options = args.reporting.options();
     for path in &args.files {
         let name = path.display().to_string();
@@ -53,6 +55,7 @@ pub(super) fn run(args: &Args) -> Status {
             Format::Human => {
                 eprint!("{}", render_human(&name, &validation.text, &validation.diagnostics, options));
                 eprintln!("{}", summary(&name, errors, warnings));
+                reported.extend(validation.diagnostics.iter().cloned());
             }
             Format::Json => print(&render_json(&name, &validation.text, &validation.diagnostics)),
         }
@@ -60,6 +63,7 @@ pub(super) fn run(args: &Args) -> Status {
             status = Status::Failure;
         }
     }
+    super::print_explain_hint(&reported);
     status
 }
 

@@ -24,6 +24,13 @@ macro_rules! codes {
 
             /// Every code, in order.
             pub const ALL: &'static [Code] = &[$(Code::$name,)*];
+
+            /// The code's page of the diagnostics index (Markdown): what it
+            /// means, an example that triggers it, how to fix it. Every code
+            /// has one, or this does not compile.
+            pub fn explanation(self) -> &'static str {
+                match self { $(Code::$name => include_str!(concat!("explain/", $code, ".md")),)* }
+            }
         }
     };
 }
@@ -227,7 +234,8 @@ mod tests {
     fn codes_are_unique_and_severity_matches_prefix() {
         let mut seen = std::collections::HashSet::new();
         for code in Code::ALL {
-            assert!(seen.insert(code.as_str()), "{} used twice", code.as_str());
+            // By number alone: `orchestr8 explain 0402` finds a code by its digits.
+            assert!(seen.insert(&code.as_str()[1..]), "{} used twice", code.as_str());
             let expected = if code.as_str().starts_with('W') { Severity::Warning } else { Severity::Error };
             assert_eq!(code.severity(), expected, "{}", code.as_str());
         }

@@ -2,10 +2,11 @@
 //! what to do, rendered rustc-style for people and as JSON for tools.
 
 mod codes;
+pub mod explain;
 mod render;
 
 pub use codes::Code;
-pub use render::{render_human, render_json, RenderOptions};
+pub use render::{explain_hint, render_human, render_json, RenderOptions};
 
 use orchestr8_schema::source::Span;
 

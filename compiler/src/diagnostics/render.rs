@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use orchestr8_schema::source::Span;
 use serde_json::json;
 
-use super::{Diagnostic, Severity};
+use super::{Code, Diagnostic, Severity};
 
 /// Source lines longer than this are shown as a window around the span, so a
 /// minified 10 MB document does not print 10 MB per diagnostic.
@@ -154,6 +154,33 @@ pub fn render_human(file: &str, text: &str, diagnostics: &[Diagnostic], options:
     out
 }
 
+/// Codes named in the hint; the rest are counted.
+const MAX_HINT_CODES: usize = 5;
+
+/// The line after a report that points at the diagnostics index, as
+/// rustc's `--explain` hint: the codes of the errors shown (of the warnings
+/// when there is no error), in order, and the command for the first. `None` when
+/// nothing was reported.
+pub fn explain_hint(diagnostics: &[Diagnostic]) -> Option<String> {
+    let any_error = diagnostics.iter().any(Diagnostic::is_error);
+    let codes: std::collections::BTreeSet<Code> =
+        diagnostics.iter().filter(|d| d.is_error() == any_error).map(|d| d.code).collect();
+    let codes: Vec<&str> = codes.into_iter().map(Code::as_str).collect();
+    let first = codes.first()?;
+    let what = if any_error { "error" } else { "warning" };
+    Some(match codes.len() {
+        1 => format!("For more information about this {what}, try `orchestr8 explain {first}`."),
+        n => {
+            // A long list would bury the command.
+            let mut shown = codes[..n.min(MAX_HINT_CODES)].join(", ");
+            if n > MAX_HINT_CODES {
+                shown.push_str(&format!(" and {} more", n - MAX_HINT_CODES));
+            }
+            format!("For more information about these {what}s ({shown}), try `orchestr8 explain {first}`.")
+        }
+    })
+}
+
 /// The part of `line` to show for `span` (which starts on it), the caret's
 /// column in it (0-based) and its length. Tabs become spaces; a line longer
 /// than [`MAX_SHOWN_LINE`] is cut to a window around the span, found from
@@ -236,6 +263,34 @@ pub fn render_json(file: &str, text: &str, diagnostics: &[Diagnostic]) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_explain_hint_names_the_codes_shown_errors_first() {
+        let d = |code: Code| {
+            let mut d = Diagnostic::error(code, "m", "", Span::default());
+            d.severity = code.severity();
+            d
+        };
+        assert_eq!(explain_hint(&[]), None);
+        assert_eq!(
+            explain_hint(&[d(Code::TypeMismatch), d(Code::TypeMismatch)]).unwrap(),
+            "For more information about this error, try `orchestr8 explain E0402`."
+        );
+        // Warnings are left out when there is an error.
+        assert_eq!(
+            explain_hint(&[d(Code::UnusedAgent), d(Code::UnknownStep), d(Code::TypeMismatch)]).unwrap(),
+            "For more information about these errors (E0306, E0402), try `orchestr8 explain E0306`."
+        );
+        assert_eq!(
+            explain_hint(&[d(Code::UnusedAgent)]).unwrap(),
+            "For more information about this warning, try `orchestr8 explain W0320`."
+        );
+        let many: Vec<Diagnostic> =
+            Code::ALL.iter().filter(|c| c.severity() == Severity::Error).map(|&c| d(c)).collect();
+        let hint = explain_hint(&many).unwrap();
+        assert!(hint.contains("(E0100, E0101, E0102, E0103, E0104 and "), "{hint}");
+        assert!(hint.ends_with("try `orchestr8 explain E0100`."), "{hint}");
+    }
 
     #[test]
     fn line_and_column_count_characters() {
