@@ -23,6 +23,8 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `Drop` waits after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Partitions of a new cluster (24 by default: more threads and memory).
+const PARTITIONS: u32 = 2;
 /// The node name: a restart must reuse it to find its data.
 const NODE_NAME: &str = "orchestr8";
 
@@ -41,7 +43,8 @@ pub struct RestateServer {
 }
 
 impl RestateServer {
-    /// Starts the server and waits until it is healthy (at most 30 s).
+    /// Starts the server and waits until it is healthy and its partitions
+    /// answer queries (at most 30 s).
     /// `None` outside CI when the suite was not run under
     /// `scripts/restate-server with`; under CI that is a failure.
     pub fn start() -> Option<RestateServer> {
@@ -221,7 +224,7 @@ impl RestateServer {
 
     /// Starts the server again on the same base dir, node name and ports
     /// (after `kill9`; a running server is stopped gracefully first) and
-    /// waits until it is healthy.
+    /// waits until it is healthy and its partitions answer queries.
     pub fn restart(&mut self) {
         self.stop();
         if let Err(log) = self.spawn_and_wait() {
@@ -243,6 +246,29 @@ impl RestateServer {
         let _ = child.wait();
     }
 
+    /// Whether every partition has a leader in this run (its log says so
+    /// since `log_start`) and a query on a partition table answers. The
+    /// health checks pass some 100 ms before that; until then a query on a
+    /// `sys_` table fails with 500 ("node lookup for partition N failed",
+    /// "expecting a partition store") and, after a restart, it can even pass
+    /// once and then fail ("node N1:2 was shut down or removed") while the
+    /// leaders of the killed run are replaced.
+    fn partitions_ready(&self, log_start: u64) -> bool {
+        let log = std::fs::read(self.log_path()).unwrap_or_default();
+        let this_run = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
+        let led = |p: u32| {
+            let id = format!("partition_id={p}");
+            this_run.lines().any(|l| l.contains("became Leader") && l.split_whitespace().any(|w| w == id))
+        };
+        if !(0..PARTITIONS).all(led) {
+            return false;
+        }
+        let body = r#"{"query":"SELECT count(*) AS n FROM sys_invocation"}"#;
+        let headers = [("content-type", "application/json"), ("accept", "application/json")];
+        http("POST", &format!("{}/query", self.admin()), &headers, Some(body), Duration::from_secs(5))
+            .is_ok_and(|r| r.status == 200)
+    }
+
     fn log_path(&self) -> PathBuf {
         self.base.path().join("server.log")
     }
@@ -252,6 +278,7 @@ impl RestateServer {
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         // Appends: a restart's log follows the killed run's.
         let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
+        let log_start = log.metadata().unwrap().len();
         let mut command = Command::new(&self.binary);
         // Only this configuration: a RESTATE_* variable of the caller's (or
         // RUST_LOG, which overrides the log filter) must not leak in.
@@ -273,9 +300,10 @@ impl RestateServer {
             .env("RESTATE_INGRESS__BIND_ADDRESS", format!("127.0.0.1:{}", self.ingress_port))
             .env("RESTATE_DISABLE_TELEMETRY", "true")
             // Small: 2 partitions instead of 24, 128 MiB RocksDB instead of 2 GiB.
-            .env("RESTATE_DEFAULT_NUM_PARTITIONS", "2")
+            .env("RESTATE_DEFAULT_NUM_PARTITIONS", PARTITIONS.to_string())
             .env("RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE", "128MiB")
-            // Quiet, without the offline GitHub release check's error line.
+            // Quiet, without the offline GitHub release check's error line;
+            // restate=info keeps the "became Leader" lines readiness reads.
             .env("RESTATE_LOG_FILTER", "warn,restate=info,octocrab=off")
             .env("RESTATE_LOG_FORMAT", "compact")
             .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
@@ -299,7 +327,10 @@ impl RestateServer {
                 self.child = None;
                 return Err(format!("(it exited: {status})\n{}", self.log_tail()));
             }
-            if status_of(&admin_health) == Some(200) && status_of(&ingress_health) == Some(200) {
+            if status_of(&admin_health) == Some(200)
+                && status_of(&ingress_health) == Some(200)
+                && self.partitions_ready(log_start)
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
