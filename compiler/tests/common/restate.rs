@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long the server may take to answer both health checks.
+/// How long the server may take to be ready (health checks and partitions).
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `register` keeps retrying while the service is not up yet.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
