@@ -1,6 +1,9 @@
-//! What several integration tests share: the local model server.
+//! What several integration tests share: the local model server, and (in
+//! `restate`) a real Restate server.
 
 #![allow(dead_code)] // each test binary uses its own part
+
+pub mod restate;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

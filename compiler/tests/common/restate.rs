@@ -1,0 +1,603 @@
+//! A real Restate server (the durable execution engine the `restate` target
+//! compiles to) for end-to-end tests, the service processes it calls, and the
+//! minimal HTTP/1.1 client that talks to its admin and ingress APIs.
+//!
+//! The server binary is installed by `scripts/restate-server with`, which
+//! exports `ORCHESTR8_RESTATE_SERVER`; each test starts its own server on free
+//! loopback ports with a temporary data dir, so tests run in parallel.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the server may take to be ready (health checks and partitions).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `register` keeps retrying while the service is not up yet.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an ingress call may block (a workflow runs to its end first).
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Admin calls other than registration answer at once.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `Drop` waits after SIGTERM before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Partitions of a new cluster (24 by default: more threads and memory).
+const PARTITIONS: u32 = 2;
+/// The node name: a restart must reuse it to find its data.
+const NODE_NAME: &str = "orchestr8";
+
+/// `restate-server` on three free loopback ports (ingress, admin and the
+/// node-to-node port) with its own temporary base dir, started for one test
+/// and stopped however the test ends (SIGTERM, then SIGKILL; the base dir is
+/// removed).
+pub struct RestateServer {
+    binary: PathBuf,
+    child: Option<Child>,
+    /// Its data (under `NODE_NAME/`) and `server.log`.
+    base: tempfile::TempDir,
+    pub ingress_port: u16,
+    pub admin_port: u16,
+    pub node_port: u16,
+}
+
+impl RestateServer {
+    /// Starts the server and waits until it is healthy and its partitions
+    /// answer queries (at most 30 s).
+    /// `None` outside CI when the suite was not run under
+    /// `scripts/restate-server with`; under CI that is a failure.
+    pub fn start() -> Option<RestateServer> {
+        let Some(binary) = std::env::var_os("ORCHESTR8_RESTATE_SERVER") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs this against a real Restate server: run the suite as `scripts/restate-server with cargo test --workspace`, which sets ORCHESTR8_RESTATE_SERVER"
+            );
+            eprintln!("skipped: run the tests as `scripts/restate-server with cargo test` to run against a real Restate server");
+            return None;
+        };
+        // The ports are free when picked but may be taken before the server
+        // binds them: then it exits at once, and a new set is tried.
+        for attempt in 1..=3 {
+            let [ingress_port, admin_port, node_port] = free_ports();
+            let base = tempfile::Builder::new().prefix("orchestr8-restate-").tempdir().unwrap();
+            let mut server =
+                RestateServer { binary: binary.clone().into(), child: None, base, ingress_port, admin_port, node_port };
+            match server.spawn_and_wait() {
+                Ok(()) => return Some(server),
+                Err(log) if attempt < 3 && log.contains("Address in use") => continue,
+                Err(log) => panic!("restate-server did not start; last lines of its log:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// `http://127.0.0.1:PORT`, where services are invoked.
+    pub fn ingress(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ingress_port)
+    }
+
+    /// `http://127.0.0.1:PORT`, the admin API (deployments, SQL, ...).
+    pub fn admin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// The server's base dir, which `restart` reuses.
+    pub fn base_dir(&self) -> &Path {
+        self.base.path()
+    }
+
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The last 40 lines of the server's log (all its runs).
+    pub fn log_tail(&self) -> String {
+        tail(&self.log_path(), 40)
+    }
+
+    /// Registers the service endpoint at `service_uri` (`http://127.0.0.1:P`;
+    /// the server calls its discovery endpoint at once), overwriting an
+    /// earlier registration of the same URI. Retries for up to 10 s while the
+    /// service does not answer yet; panics with the server's answer otherwise.
+    /// Returns the deployment (`id`, `services`).
+    pub fn register(&self, service_uri: &str) -> serde_json::Value {
+        let body = serde_json::json!({ "uri": service_uri, "force": true }).to_string();
+        let url = format!("{}/deployments", self.admin());
+        let deadline = Instant::now() + REGISTER_TIMEOUT;
+        loop {
+            let last = match http("POST", &url, &[("content-type", "application/json")], Some(&body), ADMIN_TIMEOUT) {
+                Ok(r) if (200..300).contains(&r.status) => {
+                    return serde_json::from_str(&r.body)
+                        .unwrap_or_else(|e| panic!("registering {service_uri}: {e} in {}", r.body));
+                }
+                // 4xx: the request itself is wrong, waiting will not help.
+                Ok(r) if r.status < 500 => {
+                    panic!("registering {service_uri} failed: {} {}", r.status, r.body)
+                }
+                // Discovery failed (the service is not listening yet: 500 META0003).
+                Ok(r) => format!("{} {}", r.status, r.body),
+                Err(e) => format!("{e}"),
+            };
+            if Instant::now() >= deadline {
+                panic!(
+                    "registering {service_uri} failed for {} s: {last}\nlast lines of the server's log:\n{}",
+                    REGISTER_TIMEOUT.as_secs(),
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Calls a handler through the ingress and waits for its result:
+    /// `path` is `/Service/handler`, `/Object/key/handler` or
+    /// `/Workflow/key/run`; `body` is JSON. Returns the status and body.
+    pub fn invoke(&self, path: &str, body: &str) -> (u16, String) {
+        self.invoke_with(path, body, &[])
+    }
+
+    /// `invoke` with extra headers, e.g. `("idempotency-key", "k1")`.
+    pub fn invoke_with(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        let url = format!("{}{}", self.ingress(), slash(path));
+        let r = http("POST", &url, &all, Some(body), INVOKE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("POST {url}: {e}\nlast lines of the server's log:\n{}", self.log_tail()));
+        (r.status, r.body)
+    }
+
+    /// Starts a handler without waiting (`path` as for `invoke`, plus
+    /// `/send`) and returns its invocation id (`inv_...`).
+    pub fn send(&self, path: &str, body: &str) -> String {
+        let path = format!("{}/send", slash(path).trim_end_matches('/'));
+        let (status, text) = self.invoke(&path, body);
+        assert!(status == 200 || status == 202, "POST {path}: {status} {text}");
+        let answer: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path}: {e} in {text}"));
+        answer["invocationId"].as_str().unwrap_or_else(|| panic!("POST {path}: no invocationId in {text}")).to_owned()
+    }
+
+    /// Waits for an invocation (an id from `send`) to end; its status and
+    /// output (or error).
+    pub fn attach(&self, invocation_id: &str) -> (u16, String) {
+        self.ingress_get(&format!("/restate/invocation/{invocation_id}/attach"))
+    }
+
+    /// The output of an invocation that has ended (an error status while it
+    /// runs).
+    pub fn output(&self, invocation_id: &str) -> (u16, String) {
+        self.ingress_get(&format!("/restate/invocation/{invocation_id}/output"))
+    }
+
+    /// Waits for the run of workflow `name` with `key` to end; its status and
+    /// output.
+    pub fn workflow_attach(&self, name: &str, key: &str) -> (u16, String) {
+        self.ingress_get(&format!("/restate/workflow/{name}/{key}/attach"))
+    }
+
+    /// The output of the finished run of workflow `name` with `key`.
+    pub fn workflow_output(&self, name: &str, key: &str) -> (u16, String) {
+        self.ingress_get(&format!("/restate/workflow/{name}/{key}/output"))
+    }
+
+    fn ingress_get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.ingress());
+        let r = http("GET", &url, &[], None, INVOKE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("GET {url}: {e}\nlast lines of the server's log:\n{}", self.log_tail()));
+        (r.status, r.body)
+    }
+
+    /// Runs a query on the admin API's SQL introspection (`sys_invocation`,
+    /// `sys_journal`, `sys_deployment`, ...): `{"rows": [{column: value}]}`.
+    pub fn sql(&self, query: &str) -> serde_json::Value {
+        let url = format!("{}/query", self.admin());
+        let body = serde_json::json!({ "query": query }).to_string();
+        let r = http(
+            "POST",
+            &url,
+            &[("content-type", "application/json"), ("accept", "application/json")],
+            Some(&body),
+            ADMIN_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert_eq!(r.status, 200, "SQL {query:?}: {}", r.body);
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("SQL {query:?}: {e} in {}", r.body))
+    }
+
+    /// The rows of `sql(query)`.
+    pub fn sql_rows(&self, query: &str) -> Vec<serde_json::Value> {
+        match self.sql(query).get_mut("rows").map(serde_json::Value::take) {
+            Some(serde_json::Value::Array(rows)) => rows,
+            other => panic!("SQL {query:?}: no rows in the answer ({other:?})"),
+        }
+    }
+
+    /// Kills the server with SIGKILL (no shutdown at all) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same base dir, node name and ports
+    /// (after `kill9`; a running server is stopped gracefully first) and
+    /// waits until it is healthy and its partitions answer queries.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(log) = self.spawn_and_wait() {
+            panic!("restate-server did not restart; last lines of its log:\n{log}");
+        }
+    }
+
+    /// SIGTERM (graceful), up to 10 s, then SIGKILL.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Whether every partition has a leader in this run (its log says so
+    /// since `log_start`) and a query on a partition table answers. The
+    /// health checks pass some 100 ms before that; until then a query on a
+    /// `sys_` table fails with 500 ("node lookup for partition N failed",
+    /// "expecting a partition store") and, after a restart, it can even pass
+    /// once and then fail ("node N1:2 was shut down or removed") while the
+    /// leaders of the killed run are replaced.
+    fn partitions_ready(&self, log_start: u64) -> bool {
+        let log = std::fs::read(self.log_path()).unwrap_or_default();
+        let this_run = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
+        let led = |p: u32| {
+            let id = format!("partition_id={p}");
+            this_run.lines().any(|l| l.contains("became Leader") && l.split_whitespace().any(|w| w == id))
+        };
+        if !(0..PARTITIONS).all(led) {
+            return false;
+        }
+        let body = r#"{"query":"SELECT count(*) AS n FROM sys_invocation"}"#;
+        let headers = [("content-type", "application/json"), ("accept", "application/json")];
+        http("POST", &format!("{}/query", self.admin()), &headers, Some(body), Duration::from_secs(5))
+            .is_ok_and(|r| r.status == 200)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.base.path().join("server.log")
+    }
+
+    /// Spawns the server and waits for health; on failure it is killed and
+    /// the error is the log's tail.
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        // Appends: a restart's log follows the killed run's.
+        let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
+        let log_start = log.metadata().unwrap().len();
+        let mut command = Command::new(&self.binary);
+        // Only this configuration: a RESTATE_* variable of the caller's (or
+        // RUST_LOG, which overrides the log filter) must not leak in.
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(|n| n.starts_with("RESTATE_")) {
+                command.env_remove(name);
+            }
+        }
+        let node = format!("127.0.0.1:{}", self.node_port);
+        command
+            .env_remove("RUST_LOG")
+            // Loopback only (the default is every interface); TCP only (the
+            // default also opens unix sockets in the base dir).
+            .env("RESTATE_BIND_IP", "127.0.0.1")
+            .env("RESTATE_LISTEN_MODE", "tcp")
+            .env("RESTATE_BIND_ADDRESS", &node)
+            .env("RESTATE_ADVERTISED_ADDRESS", format!("http://{node}/"))
+            .env("RESTATE_ADMIN__BIND_ADDRESS", format!("127.0.0.1:{}", self.admin_port))
+            .env("RESTATE_INGRESS__BIND_ADDRESS", format!("127.0.0.1:{}", self.ingress_port))
+            .env("RESTATE_DISABLE_TELEMETRY", "true")
+            // Small: 2 partitions instead of 24, 128 MiB RocksDB instead of 2 GiB.
+            .env("RESTATE_DEFAULT_NUM_PARTITIONS", PARTITIONS.to_string())
+            .env("RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE", "128MiB")
+            // Quiet, without the offline GitHub release check's error line;
+            // restate=info keeps the "became Leader" lines readiness reads.
+            .env("RESTATE_LOG_FILTER", "warn,restate=info,octocrab=off")
+            .env("RESTATE_LOG_FORMAT", "compact")
+            .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
+            .arg("--base-dir")
+            .arg(self.base.path())
+            .args(["--node-name", NODE_NAME, "--no-logo"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {} (ORCHESTR8_RESTATE_SERVER): {e}", self.binary.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        let admin_health = format!("{}/health", self.admin());
+        let ingress_health = format!("{}/restate/health", self.ingress());
+        loop {
+            // Alive first: a server that failed to bind exits at once, and
+            // then whatever holds the port must not pass for it.
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return Err(format!("(it exited: {status})\n{}", self.log_tail()));
+            }
+            if status_of(&admin_health) == Some(200)
+                && status_of(&ingress_health) == Some(200)
+                && self.partitions_ready(log_start)
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill9();
+                return Err(format!("(not healthy after {} s)\n{}", HEALTH_TIMEOUT.as_secs(), self.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RestateServer {
+    fn drop(&mut self) {
+        self.stop();
+        // Then `base` is dropped, which removes the dir.
+    }
+}
+
+/// A service endpoint process (e.g. a generated Restate service binary) on a
+/// loopback port, killed however the test ends. Its stdout and stderr go to a
+/// log file (`log_tail`).
+pub struct ServiceProcess {
+    program: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    child: Option<Child>,
+    log: tempfile::NamedTempFile,
+    /// The port on 127.0.0.1 it listens on.
+    pub port: u16,
+}
+
+impl ServiceProcess {
+    /// Runs `program` with `args` and extra `envs`, then waits until
+    /// 127.0.0.1:`port` accepts TCP connections (at most 30 s). The caller
+    /// tells it the port through `args` (e.g. `--bind 127.0.0.1:PORT`, with
+    /// `port` from [`free_port`]).
+    pub fn start(program: impl AsRef<Path>, args: &[&str], envs: &[(&str, &str)], port: u16) -> ServiceProcess {
+        let mut service = ServiceProcess {
+            program: program.as_ref().to_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            log: tempfile::Builder::new().prefix("orchestr8-service-").suffix(".log").tempfile().unwrap(),
+            port,
+        };
+        service.spawn_and_wait();
+        service
+    }
+
+    /// `http://127.0.0.1:PORT`, what `RestateServer::register` takes.
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The last 40 lines of its output (all its runs).
+    pub fn log_tail(&self) -> String {
+        tail(self.log.path(), 40)
+    }
+
+    /// Kills it with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again with the same program, arguments, environment and
+    /// port (killing it first if it still runs) and waits for the port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn_and_wait();
+    }
+
+    fn spawn_and_wait(&mut self) {
+        let log = File::options().append(true).open(self.log.path()).unwrap();
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program.display()));
+        self.child = Some(child);
+        // The Restate SDK's endpoint speaks HTTP/2 only: a TCP connect is the
+        // readiness check that needs no HTTP/2 client.
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!(
+                    "{} exited ({status}) before listening; its output:\n{}",
+                    self.program.display(),
+                    self.log_tail()
+                );
+            }
+            if TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(1)).is_ok() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.kill9();
+                panic!(
+                    "{} did not listen on 127.0.0.1:{} in {} s; its output:\n{}",
+                    self.program.display(),
+                    self.port,
+                    HEALTH_TIMEOUT.as_secs(),
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Three distinct free ports (held open together while picked).
+fn free_ports() -> [u16; 3] {
+    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let port = |i: usize| listeners[i].local_addr().unwrap().port();
+    [port(0), port(1), port(2)]
+}
+
+/// Whether process `pid` exists and is not a zombie (Linux).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesized command name.
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+fn slash(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The status of `GET url`, if anything answers.
+fn status_of(url: &str) -> Option<u16> {
+    http("GET", url, &[], None, Duration::from_secs(5)).ok().map(|r| r.status)
+}
+
+/// An HTTP response: status, headers (names lowercased) and body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One blocking HTTP/1.1 request to a plain `http://host:port/path` URL
+/// (`Connection: close`, so the answer ends at EOF); `timeout` bounds the
+/// connect and each read. Handles `Content-Length`, chunked and read-to-EOF
+/// bodies; no proxies, no TLS, no redirects.
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> io::Result<HttpResponse> {
+    let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
+    let rest = url.strip_prefix("http://").ok_or_else(|| invalid(format!("not an http:// URL: {url}")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr =
+        authority.to_socket_addrs()?.next().ok_or_else(|| invalid(format!("{authority} resolves to no address")))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let body = body.unwrap_or("");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw).map_err(invalid)
+}
+
+/// Parses a whole HTTP/1.1 response as read to EOF.
+pub fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no end of headers in {:?}", String::from_utf8_lossy(raw)))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|e| format!("headers are not UTF-8: {e}"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let rest = &raw[end + 4..];
+    let body = if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        dechunk(rest)?
+    } else if let Some(length) = find("content-length") {
+        let length: usize = length.parse().map_err(|_| format!("bad content-length {length:?}"))?;
+        rest.get(..length).ok_or_else(|| format!("body ended after {} of {length} bytes", rest.len()))?.to_vec()
+    } else {
+        rest.to_vec()
+    };
+    let body = String::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+    Ok(HttpResponse { status, headers, body })
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body (extensions and trailers
+/// ignored).
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        let eol = data.windows(2).position(|w| w == b"\r\n").ok_or("chunk size line without CRLF")?;
+        let line = std::str::from_utf8(&data[..eol]).map_err(|_| "chunk size is not UTF-8")?;
+        let hex = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(hex, 16).map_err(|_| format!("bad chunk size {line:?}"))?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        let chunk = data.get(..size).ok_or_else(|| format!("chunk ended after {} of {size} bytes", data.len()))?;
+        body.extend_from_slice(chunk);
+        data = data.get(size + 2..).ok_or("chunk without its CRLF")?;
+    }
+}
