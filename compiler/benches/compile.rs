@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use orchestr8::agents::FromRustSource;
 use orchestr8::codegen::{generate, CrateOptions};
+use orchestr8::target::Target;
 use orchestr8::validate::validate;
 use serde_json::json;
 
@@ -29,7 +30,12 @@ fn workflow(steps: usize) -> String {
 fn bench(c: &mut Criterion) {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/codegen").canonicalize().unwrap();
     let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime").canonicalize().unwrap();
-    let options = CrateOptions { runtime_dir: runtime, out_dir: dir.join("out"), workflow_dir: dir.clone() };
+    let options = CrateOptions {
+        runtime_dir: runtime,
+        out_dir: dir.join("out"),
+        workflow_dir: dir.clone(),
+        target: Target::Embedded,
+    };
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
     for steps in [100, 1_000, 5_000] {

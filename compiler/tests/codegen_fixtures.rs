@@ -11,6 +11,7 @@ use std::process::Command;
 
 use orchestr8::agents::FromRustSource;
 use orchestr8::codegen::{generate, write_files, CrateOptions};
+use orchestr8::target::Target;
 use orchestr8::validate::validate;
 
 fn repo() -> PathBuf {
@@ -47,8 +48,12 @@ fn fixtures_generate_build_and_run() {
         let validation = validate(text.as_bytes(), &source);
         let workflow = validation.checked.unwrap_or_else(|| panic!("{name}: {:?}", validation.diagnostics));
         let out = repo().join("target/codegen-fixtures").join(&name);
-        let options =
-            CrateOptions { runtime_dir: repo().join("runtime"), out_dir: out.clone(), workflow_dir: fixtures.clone() };
+        let options = CrateOptions {
+            runtime_dir: repo().join("runtime"),
+            out_dir: out.clone(),
+            workflow_dir: fixtures.clone(),
+            target: Target::Embedded,
+        };
         let files = generate(&workflow, &options).unwrap();
         insta::assert_snapshot!(format!("{name}.rs"), files[Path::new("src/workflow.rs")]);
 

@@ -8,7 +8,8 @@ use std::process::Command;
 
 use orchestr8::agents::FromRustSource;
 use orchestr8::codegen::{generate, CrateOptions};
-use orchestr8::validate::validate;
+use orchestr8::target::Target;
+use orchestr8::validate::{validate, validate_for};
 use serde_json::{json, Value};
 
 mod common;
@@ -25,16 +26,23 @@ fn orchestr8() -> Command {
     cmd
 }
 
-#[test]
-fn generated_crates_of_the_examples() {
-    for example in EXAMPLES {
+/// The examples the Restate target runs (the others have blocks it refuses, E0460).
+pub const RESTATE_EXAMPLES: [&str; 3] = ["hello", "flaky-dependency", "llm-triage"];
+
+/// Each example's generated crate for `target`, as one snapshot per example.
+fn snapshot_crates(examples: &[&str], target: Target, prefix: &str) {
+    for example in examples {
         let dir = repo().join("examples").join(example);
         let text = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
         let source = FromRustSource::new(&dir);
-        let validation = validate(text.as_bytes(), &source);
+        let validation = validate_for(text.as_bytes(), &source, target);
         let workflow = validation.checked.unwrap_or_else(|| panic!("{example}: {:?}", validation.diagnostics));
-        let options =
-            CrateOptions { runtime_dir: repo().join("runtime"), out_dir: dir.clone(), workflow_dir: dir.clone() };
+        let options = CrateOptions {
+            runtime_dir: repo().join("runtime"),
+            out_dir: dir.clone(),
+            workflow_dir: dir.clone(),
+            target,
+        };
         let files = generate(&workflow, &options).unwrap();
         let again = generate(&workflow, &options).unwrap();
         assert_eq!(files, again, "{example}: generation is deterministic");
@@ -42,8 +50,26 @@ fn generated_crates_of_the_examples() {
         for (path, content) in &files {
             all.push_str(&format!("==> {} <==\n{content}\n", path.display()));
         }
-        insta::assert_snapshot!(format!("example_{example}"), all);
+        insta::assert_snapshot!(format!("{prefix}{example}"), all);
     }
+}
+
+#[test]
+fn generated_crates_of_the_examples() {
+    snapshot_crates(&EXAMPLES, Target::Embedded, "example_");
+}
+
+#[test]
+fn generated_restate_crates_of_the_examples() {
+    snapshot_crates(&RESTATE_EXAMPLES, Target::Restate, "restate_");
+}
+
+#[test]
+fn restate_crates_pin_the_sdk_the_runtime_is_built_on() {
+    let manifest = std::fs::read_to_string(repo().join("runtime/Cargo.toml")).unwrap();
+    let pinned =
+        format!("restate-sdk = {{ version = \"={}\", optional = true }}", orchestr8::codegen::RESTATE_SDK_VERSION);
+    assert!(manifest.contains(&pinned), "runtime/Cargo.toml should have `{pinned}`");
 }
 
 /// Generated crates share one target directory, and every `hello` project
@@ -514,7 +540,12 @@ fn llm_example_runs_against_a_local_model() {
     let text = std::fs::read_to_string(dir.join("workflow.json")).unwrap();
     let validation = validate(text.as_bytes(), &FromRustSource::new(&dir));
     let workflow = validation.checked.unwrap_or_else(|| panic!("{:?}", validation.diagnostics));
-    let options = CrateOptions { runtime_dir: repo().join("runtime"), out_dir: dir.clone(), workflow_dir: dir.clone() };
+    let options = CrateOptions {
+        runtime_dir: repo().join("runtime"),
+        out_dir: dir.clone(),
+        workflow_dir: dir.clone(),
+        target: Target::Embedded,
+    };
     let mut all = String::new();
     for (path, content) in &generate(&workflow, &options).unwrap() {
         all.push_str(&format!("==> {} <==\n{content}\n", path.display()));

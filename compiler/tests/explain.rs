@@ -68,8 +68,13 @@ fn bless(code: Code, shown: &str) -> Result<(), String> {
     let start = text.find("```console\n$ orchestr8 ").ok_or("no console block")?;
     let body = start + text[start..].find('\n').expect("the fence line ends") + 1;
     let body = body + text[body..].find('\n').ok_or("no command line")? + 1;
-    let end = body + text[body..].find("\n```").ok_or("the console block is not closed")?;
-    let blessed = format!("{}{shown}{}", &text[..body], &text[end..]);
+    let blessed = if text[body..].starts_with("```") {
+        // An empty block: the output goes before its closing fence.
+        format!("{}{shown}\n{}", &text[..body], &text[body..])
+    } else {
+        let end = body + text[body..].find("\n```").ok_or("the console block is not closed")?;
+        format!("{}{shown}{}", &text[..body], &text[end..])
+    };
     std::fs::write(&path, blessed).map_err(|e| e.to_string())
 }
 

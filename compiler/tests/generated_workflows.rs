@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use orchestr8::agents::FromRustSource;
 use orchestr8::codegen::{generate, write_files, CrateOptions, GeneratedFiles};
+use orchestr8::target::Target;
 use orchestr8::validate::validate;
 use orchestr8_agent_decl::{expected_type_names, item_type_name, nested_type_name, rust_field_name, variant_name};
 use proptest::arbitrary::any;
@@ -64,6 +65,7 @@ fn compile(workflow_json: &str, agents_dir: &Path, out: &Path) -> Result<Generat
         runtime_dir: repo().join("runtime"),
         out_dir: out.to_path_buf(),
         workflow_dir: agents_dir.to_path_buf(),
+        target: Target::Embedded,
     };
     generate(&workflow, &options).map_err(|e| format!("generation failed: {e}"))
 }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use orchestr8::agents::{DeclaredInWorkflow, FromRustSource};
 use orchestr8::codegen::{generate, CrateOptions};
 use orchestr8::diagnostics::{render_human, render_json, RenderOptions};
-use orchestr8::validate::validate;
+use orchestr8::target::Target;
+use orchestr8::validate::{validate, validate_for};
 
 /// The parser and validator on arbitrary bytes: no panic, every diagnostic
 /// located inside the document and rendered in both forms, and "valid"
@@ -45,9 +46,16 @@ pub fn compile_bytes(data: &[u8]) -> bool {
         runtime_dir: PathBuf::from("/runtime"),
         out_dir: PathBuf::from("/out"),
         workflow_dir: PathBuf::from("/"),
+        target: Target::Embedded,
     };
     let files = generate(&checked, &options).unwrap_or_else(|e| panic!("generated code does not parse: {e}"));
     assert!(files.keys().any(|p| p.ends_with("workflow.rs")));
     assert_eq!(generate(&checked, &options).unwrap(), files, "generation is not deterministic");
+    // What the Restate target accepts, it generates code for that parses.
+    let restate = AGENTS.with(|agents| validate_for(data, agents, Target::Restate));
+    if let Some(checked) = restate.checked {
+        let options = CrateOptions { target: Target::Restate, ..options };
+        generate(&checked, &options).unwrap_or_else(|e| panic!("generated Restate code does not parse: {e}"));
+    }
     true
 }

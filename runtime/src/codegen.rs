@@ -13,6 +13,8 @@ pub use crate::map::{all as map_all, MapStep, Tolerated};
 pub use crate::policy::{CircuitBreakerPolicy, Policy, RetryPolicy};
 pub use crate::program::{ExecutionIds, Program};
 pub use crate::resilience::BreakerRegistry;
+#[cfg(feature = "restate")]
+pub use crate::restate;
 pub use crate::state::ExecutionState;
 pub use crate::switch::Switch;
 pub use crate::wait::WaitStep;

@@ -483,6 +483,18 @@ pub trait StepNode<S>: Send + Sync {
     fn inner_step_ids(&self) -> Vec<&str> {
         Vec::new()
     }
+    /// Runs the step in a Restate handler (the Restate target): only agent
+    /// steps do; `orchestr8 compile --target restate` refuses the others.
+    #[cfg(feature = "restate")]
+    fn run_on_restate<'a>(
+        &'a self,
+        on: &'a crate::restate::Invocation<'a>,
+        state: &'a S,
+    ) -> BoxFuture<'a, Result<(), restate_sdk::errors::TerminalError>> {
+        let _ = (on, state);
+        let message = format!("step {} does not run on the Restate target yet", self.step_id());
+        Box::pin(std::future::ready(Err(restate_sdk::errors::TerminalError::new(message))))
+    }
 }
 
 /// How a step that ended `done` before a resume ends now: a failure fails
@@ -991,6 +1003,31 @@ impl<S: Send + Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
         &self.id
     }
 
+    #[cfg(feature = "restate")]
+    fn run_on_restate<'a>(
+        &'a self,
+        on: &'a crate::restate::Invocation<'a>,
+        state: &'a S,
+    ) -> BoxFuture<'a, Result<(), restate_sdk::errors::TerminalError>> {
+        Box::pin(async move {
+            let input = (self.input)(state);
+            let step = crate::restate::AgentCall {
+                step: &self.id,
+                agent: &self.agent,
+                policy: &self.policy,
+                config: &self.config,
+                breaker: self.breaker.as_ref(),
+            };
+            match step.run(on, input).await {
+                Ok(output) => (self.store)(state, output)
+                    .map_err(|e| restate_sdk::errors::TerminalError::new(format!("step {}: {e}", self.id))),
+                // The step's slot stays empty: what reads it sees it absent.
+                Err(_) if self.on_error == OnError::Continue => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     fn agent_id(&self) -> Option<&Arc<str>> {
         Some(&self.agent_id)
     }
@@ -1180,6 +1217,12 @@ impl<S: Send + Sync + 'static, O: Serialize> Workflow<S, O> {
     /// The plan tree.
     pub fn root(&self) -> &Node<S> {
         &self.root
+    }
+
+    /// The workflow's output, built from a state whose steps have run.
+    #[cfg(feature = "restate")]
+    pub(crate) fn output_of(&self, state: &S) -> Result<O, String> {
+        (self.output)(state)
     }
 
     /// Every step's id, in plan order.

@@ -18,6 +18,8 @@ pub mod map;
 pub mod policy;
 pub mod program;
 pub mod resilience;
+#[cfg(feature = "restate")]
+pub mod restate;
 pub mod resume;
 #[cfg(feature = "server")]
 mod server;

@@ -7,7 +7,8 @@ use super::{Reporting, Status};
 use crate::agents::FromRustSource;
 use crate::codegen::{generate, write_files, CrateOptions};
 use crate::diagnostics::render_human;
-use crate::validate::validate;
+use crate::target::Target;
+use crate::validate::validate_for;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -22,6 +23,10 @@ pub(super) struct Args {
     /// orchestr8 was built with).
     #[arg(long, value_name = "DIR")]
     runtime_path: Option<PathBuf>,
+    /// What to compile for: a program that runs the workflow itself, or a
+    /// Restate service (see the README's table of differences).
+    #[arg(long, value_enum, default_value_t)]
+    target: Target,
     #[command(flatten)]
     reporting: Reporting,
 }
@@ -30,7 +35,7 @@ pub(super) struct Args {
 const BUILT_WITH_RUNTIME: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime");
 
 pub(super) fn run(args: &Args) -> Status {
-    match compile(&args.workflow, args.out.as_deref(), args.runtime_path.as_deref(), args.reporting) {
+    match compile(&args.workflow, args.out.as_deref(), args.runtime_path.as_deref(), args.target, args.reporting) {
         Ok(Compiled::Crate { .. }) => Status::Success,
         Ok(Compiled::Invalid) => Status::Failure,
         Err(message) => {
@@ -59,13 +64,14 @@ pub(super) fn compile(
     workflow: &Path,
     out: Option<&Path>,
     runtime_path: Option<&Path>,
+    target: Target,
     reporting: Reporting,
 ) -> Result<Compiled, String> {
     let shown = workflow.display().to_string();
     let bytes = super::read_document(workflow)?;
     let workflow_dir = absolute(workflow.parent().unwrap_or(Path::new("")))?;
     let source = FromRustSource::new(&workflow_dir);
-    let validation = validate(&bytes, &source);
+    let validation = validate_for(&bytes, &source, target);
     eprint!("{}", render_human(&shown, &validation.text, &validation.diagnostics, reporting.options()));
     let Some(workflow) = validation.checked else {
         let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -88,7 +94,7 @@ pub(super) fn compile(
         }
         None => workflow_dir.clone(),
     };
-    let options = CrateOptions { runtime_dir, out_dir: out_dir.clone(), workflow_dir };
+    let options = CrateOptions { runtime_dir, out_dir: out_dir.clone(), workflow_dir, target };
     let files = generate(&workflow, &options).map_err(|e| {
         format!("internal compiler error: {e}\nplease report this, with the workflow, to the orchestr8 issue tracker")
     })?;

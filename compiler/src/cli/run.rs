@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::compile::{compile, Compiled};
 use super::Reporting;
+use crate::target::Target;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -54,7 +55,7 @@ pub(super) fn build_and_run(
     let base = workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
     let build_dir = base.join("build");
     let Compiled::Crate { dir, name } =
-        compile(workflow, Some(&build_dir.join(stem(workflow))), runtime_path, reporting)?
+        compile(workflow, Some(&build_dir.join(stem(workflow))), runtime_path, Target::Embedded, reporting)?
     else {
         return Ok(ExitCode::from(1));
     };

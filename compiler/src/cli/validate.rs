@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use super::{Format, Reporting, Status};
 use crate::agents::{DeclaredInWorkflow, FromRustSource};
 use crate::diagnostics::{render_human, render_json, Code, Diagnostic};
-use crate::validate::validate;
+use crate::target::Target;
+use crate::validate::validate_for;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -20,6 +21,9 @@ pub(super) struct Args {
     /// without reading the agent crates' `#[agent]` declarations.
     #[arg(long)]
     declared_only: bool,
+    /// What the workflows will be compiled for: what a target cannot run is an error.
+    #[arg(long, value_enum, default_value_t)]
+    target: Target,
     #[command(flatten)]
     reporting: Reporting,
 }
@@ -44,10 +48,10 @@ pub(super) fn run(args: &Args) -> Status {
             }
         };
         let validation = if args.declared_only {
-            validate(&bytes, &DeclaredInWorkflow)
+            validate_for(&bytes, &DeclaredInWorkflow, args.target)
         } else {
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            validate(&bytes, &FromRustSource::new(base))
+            validate_for(&bytes, &FromRustSource::new(base), args.target)
         };
         let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
         let warnings = validation.diagnostics.len() - errors;

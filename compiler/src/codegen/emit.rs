@@ -15,6 +15,7 @@ use crate::checked::{
     AgentImpl, CheckedLlmAgent, CheckedMap, CheckedStep, CheckedSwitch, CheckedWait, CheckedWorkflow, NamedPolicy,
     PlanNode, PolicySource, SwitchArms, Tolerated,
 };
+use crate::target::Target;
 
 /// clippy's `type_complexity` score of `t` written `nest` levels deep (1:
 /// a field's type): each path scores 10 per level it is nested at.
@@ -44,7 +45,9 @@ fn too_complex_for_clippy(c: &CheckedWorkflow) -> bool {
 }
 
 /// The items of `workflow.rs`, in order.
-pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
+/// The items of `src/workflow.rs`: the data types, the state, the steps
+/// and the plan; for the embedded target, the program too.
+pub fn workflow_items(c: &CheckedWorkflow, target: Target) -> Vec<TokenStream> {
     let mut out = Vec::new();
     if too_complex_for_clippy(c) {
         // The types are the data's shapes (a map's output nests its body's,
@@ -103,12 +106,14 @@ pub fn workflow_items(c: &CheckedWorkflow) -> Vec<TokenStream> {
     out.push(plan_fn(c));
     out.push(output_fn(c));
     out.push(workflow_fn(c));
-    let schema = &c.input_schema;
-    out.push(quote! {
-        /// The workflow's input schema, as the workflow declares it.
-        const INPUT_SCHEMA: &str = #schema;
-    });
-    out.push(program_fn(c));
+    if target == Target::Embedded {
+        let schema = &c.input_schema;
+        out.push(quote! {
+            /// The workflow's input schema, as the workflow declares it.
+            const INPUT_SCHEMA: &str = #schema;
+        });
+        out.push(program_fn(c));
+    }
     out
 }
 
@@ -586,8 +591,10 @@ fn workflow_fn(c: &CheckedWorkflow) -> TokenStream {
     }
 }
 
-fn program_fn(c: &CheckedWorkflow) -> TokenStream {
-    let output = ty(&c.output);
+/// A new execution's state, from the variables `input` (the workflow's
+/// input) and `ids` (`&rt::ExecutionIds`), with every slot empty; and the
+/// names to bind those variables to (`_input` when unread, say).
+pub(super) fn new_state(c: &CheckedWorkflow) -> (TokenStream, TokenStream, TokenStream) {
     let (input_param, input_init) =
         if c.reads_input { (quote!(input), quote!(input,)) } else { (quote!(_input), quote!()) };
     let (ids_param, ids_init) =
@@ -597,6 +604,17 @@ fn program_fn(c: &CheckedWorkflow) -> TokenStream {
         .chain(c.maps.iter().filter(|m| m.state.is_none()).map(|m| &m.slot))
         .chain(c.switches.iter().filter(|s| s.output.is_some()).map(|s| &s.slot))
         .map(|field| quote!(#field: rt::OnceLock::new(),));
+    let literal = quote!(State {
+        #input_init
+        #ids_init
+        #(#slots)*
+    });
+    (input_param, ids_param, literal)
+}
+
+fn program_fn(c: &CheckedWorkflow) -> TokenStream {
+    let output = ty(&c.output);
+    let (input_param, ids_param, state) = new_state(c);
     let about = c.about.as_ref().map(|text| quote!(.about(#text)));
     // A missing API key stops the program before it reads its input.
     let preflight = c.llm_agents.iter().map(|a| {
@@ -606,11 +624,7 @@ fn program_fn(c: &CheckedWorkflow) -> TokenStream {
     quote! {
         /// The program: reads the input, runs the workflow, prints the output.
         pub fn program() -> rt::Program<WorkflowInput, State, #output> {
-            rt::Program::new(rt::Arc::new(workflow()), |#input_param, #ids_param| State {
-                #input_init
-                #ids_init
-                #(#slots)*
-            })
+            rt::Program::new(rt::Arc::new(workflow()), |#input_param, #ids_param| #state)
             #about
             #(#preflight)*
             .output_schema(rt::serde_json::to_value(rt::schemars::schema_for!(#output)).expect("a schema serializes"))

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::checked::CheckedWorkflow;
+use crate::target::Target;
 use proc_macro2::TokenStream;
 use quote::quote;
 
@@ -54,24 +55,43 @@ fn unparse(tokens: TokenStream) -> Result<String, String> {
     Ok(prettyplease::unparse(&file))
 }
 
-/// `Cargo.toml`, its own workspace, depending on the runtime and the agent crates by path.
+/// `Cargo.toml`, its own workspace, depending on the runtime and the agent
+/// crates by path; for the Restate target, on the Restate SDK too.
 pub fn manifest(workflow: &CheckedWorkflow, options: &CrateOptions) -> String {
     let runtime = relative_path(&options.out_dir, &options.runtime_dir);
     // The HTTP client and validator only for workflows that call models.
-    let features = if workflow.llm_agents.is_empty() { "" } else { ", features = [\"llm\"]" };
+    let mut features: Vec<&str> = Vec::new();
+    if !workflow.llm_agents.is_empty() {
+        features.push("\"llm\"");
+    }
+    if options.target == Target::Restate {
+        features.push("\"restate\"");
+    }
+    let features = if features.is_empty() { String::new() } else { format!(", features = [{}]", features.join(", ")) };
     let mut deps = vec![format!("orchestr8-runtime = {{ path = {}{features} }}", toml_string(&slash(&runtime)))];
+    if options.target == Target::Restate {
+        // Exactly the runtime's: the SDK's API changes between releases.
+        deps.push(format!("restate-sdk = \"={RESTATE_SDK_VERSION}\""));
+    }
     for agent_crate in &workflow.crates {
         let dir = relative_path(&options.out_dir, &options.workflow_dir.join(&agent_crate.path));
         deps.push(format!("{} = {{ path = {} }}", agent_crate.name, toml_string(&slash(&dir))));
     }
+    let features_section = match options.target {
+        Target::Embedded => "\n[features]\n# OpenTelemetry export (traces and metrics over OTLP/HTTP), on when\n# OTEL_EXPORTER_OTLP_ENDPOINT is set at run time; `--no-default-features`\n# builds without it (faster), and such a program says so if asked to export.\ndefault = [\"otel\"]\notel = [\"orchestr8-runtime/otel\"]\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\nserve = [\"orchestr8-runtime/server\"]\n# `cargo run --features test-mode -- --test FILE` (what `orchestr8 test` runs)\n# runs mocked test cases on paused time.\ntest-mode = [\"orchestr8-runtime/test-mode\"]\n",
+        Target::Restate => "",
+    };
     format!(
-        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n\n[features]\n# OpenTelemetry export (traces and metrics over OTLP/HTTP), on when\n# OTEL_EXPORTER_OTLP_ENDPOINT is set at run time; `--no-default-features`\n# builds without it (faster), and such a program says so if asked to export.\ndefault = [\"otel\"]\notel = [\"orchestr8-runtime/otel\"]\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\nserve = [\"orchestr8-runtime/server\"]\n# `cargo run --features test-mode -- --test FILE` (what `orchestr8 test` runs)\n# runs mocked test cases on paused time.\ntest-mode = [\"orchestr8-runtime/test-mode\"]\n\n# A crate of its own, wherever it is written.\n[workspace]\n",
+        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n{features_section}\n# A crate of its own, wherever it is written.\n[workspace]\n",
         header("#"),
         toml_string(&workflow.id),
         toml_string(&workflow.version),
         deps.join("\n"),
     )
 }
+
+/// The `restate-sdk` the runtime's `restate` feature is built on.
+pub const RESTATE_SDK_VERSION: &str = "0.13.0";
 
 /// A TOML basic string.
 fn toml_string(s: &str) -> String {

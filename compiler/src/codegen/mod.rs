@@ -1,4 +1,6 @@
-//! `orchestr8 compile`: a checked workflow becomes a Rust crate.
+//! `orchestr8 compile`: a checked workflow becomes a Rust crate, for the
+//! embedded runtime or (`restate`) as a Restate service: one `workflow.rs`,
+//! two `main.rs`.
 //!
 //! Code generation reads only the [`CheckedWorkflow`]: `emit` renders its
 //! items (`expr` its values, `types` its types), and `files` formats them
@@ -8,14 +10,16 @@
 mod emit;
 mod expr;
 mod files;
+mod restate;
 mod types;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use files::{write_files, WriteError, WriteSummary, GENERATED_MARK};
+pub use files::{write_files, WriteError, WriteSummary, GENERATED_MARK, RESTATE_SDK_VERSION};
 
 use crate::checked::CheckedWorkflow;
+use crate::target::Target;
 
 /// Where the generated crate finds its dependencies.
 pub struct CrateOptions {
@@ -25,6 +29,8 @@ pub struct CrateOptions {
     pub out_dir: PathBuf,
     /// The workflow file's directory (agent `path`s are relative to it).
     pub workflow_dir: PathBuf,
+    /// What the crate is for.
+    pub target: Target,
 }
 
 /// The files of a generated crate, by path relative to its directory.
@@ -34,8 +40,13 @@ pub type GeneratedFiles = BTreeMap<PathBuf, String>;
 /// orchestr8 (generated code that does not parse).
 pub fn generate(workflow: &CheckedWorkflow, options: &CrateOptions) -> Result<GeneratedFiles, String> {
     let mut out = GeneratedFiles::new();
-    out.insert(PathBuf::from("src/workflow.rs"), files::rust_file(&workflow.docs, emit::workflow_items(workflow))?);
-    out.insert(PathBuf::from("src/main.rs"), files::main_file(&workflow.id)?);
+    let items = emit::workflow_items(workflow, options.target);
+    out.insert(PathBuf::from("src/workflow.rs"), files::rust_file(&workflow.docs, items)?);
+    let main = match options.target {
+        Target::Embedded => files::main_file(&workflow.id)?,
+        Target::Restate => restate::main_file(workflow)?,
+    };
+    out.insert(PathBuf::from("src/main.rs"), main);
     out.insert(PathBuf::from("Cargo.toml"), files::manifest(workflow, options));
     Ok(out)
 }

@@ -198,6 +198,10 @@ codes! {
     /// A switch inside a map's body, or a map inside a switch's case (not yet supported).
     MapSwitchNesting = "E0455", Error;
 
+    // E046x: compile targets.
+    /// A block the chosen target (`--target restate`) cannot run yet.
+    UnsupportedOnTarget = "E0460", Error;
+
     // E05xx: test files.
     /// A test file that is not of the expected form.
     TestFile = "E0501", Error;

@@ -13,6 +13,7 @@
 pub mod graph;
 pub mod llm;
 pub mod schema;
+pub mod target;
 pub mod typecheck;
 
 use orchestr8_schema::ast::Workflow;
@@ -21,6 +22,7 @@ use orchestr8_schema::source::{self, raw_offset_in_string_token, Span, SpanIndex
 use crate::agents::AgentSchemaSource;
 use crate::checked::{lower, CheckedWorkflow};
 use crate::diagnostics::{sort_and_dedup, Code, Diagnostic};
+use crate::target::Target;
 
 /// The outcome of validating one document.
 #[derive(Debug)]
@@ -83,7 +85,13 @@ impl<'a> Doc<'a> {
 }
 
 /// Validates the bytes of one workflow document, taking agent schemas from `agents`.
+/// Validates a workflow for the embedded target.
 pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
+    validate_for(bytes, agents, Target::Embedded)
+}
+
+/// Validates a workflow for `target`: what the target cannot run is an error too.
+pub fn validate_for(bytes: &[u8], agents: &dyn AgentSchemaSource, target: Target) -> Validation {
     let parsed = match source::parse(bytes) {
         Ok(parsed) => parsed,
         Err(issues) => {
@@ -125,6 +133,7 @@ pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
     };
     let doc = Doc::new(&parsed.text, &parsed.spans);
     let graph = graph::check(&workflow, &doc, &mut diagnostics);
+    target::check(&workflow, target, &doc, &mut diagnostics);
     llm::check(&workflow, &doc, &mut diagnostics);
     let typed = typecheck::check(&workflow, &graph, &doc, agents, &mut diagnostics);
     let every_agent_declared =

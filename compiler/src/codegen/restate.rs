@@ -1,0 +1,104 @@
+//! The Restate target's `src/main.rs`: the workflow as a Restate service
+//! whose handler `run` takes the workflow's input and answers its output,
+//! running the plan of `workflow.rs` (the same as the embedded target's)
+//! through `orchestr8_runtime::restate`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::emit::new_state;
+use super::files::rust_file;
+use super::types::ty;
+use crate::checked::CheckedWorkflow;
+
+/// The service's Rust name: the workflow id in upper camel case.
+fn service_ident(id: &str) -> proc_macro2::Ident {
+    let name: String = id
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect::<String>()
+        })
+        .collect();
+    // An id starting with a digit, or made of none: still an identifier.
+    if name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        format_ident!("{name}")
+    } else {
+        format_ident!("Workflow{name}")
+    }
+}
+
+pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
+    let id = &c.id;
+    let service = service_ident(id);
+    let output = ty(&c.output);
+    let (input_param, ids_param, state) = new_state(c);
+    let service_doc = format!(
+        " The `{id}` workflow as a Restate service: `POST /{id}/run` on the Restate ingress, with the workflow's input, runs it."
+    );
+    let ids = if c.reads_ids {
+        quote! {
+            let #ids_param = &rt::ExecutionIds {
+                execution_id: ctx.invocation_id().to_owned(),
+                correlation_id: ctx.invocation_id().to_owned(),
+            };
+        }
+    } else {
+        TokenStream::new()
+    };
+    let items = vec![
+        quote!(
+            mod workflow;
+        ),
+        quote!(
+            use ::orchestr8_runtime::codegen as rt;
+        ),
+        // The workflow's types, whatever their names (the output may be an agent crate's).
+        quote!(
+            use workflow::*;
+        ),
+        quote! {
+            #[doc = #service_doc]
+            pub struct #service {
+                workflow: rt::Workflow<State, #output>,
+            }
+        },
+        quote! {
+            #[::restate_sdk::service(name = #id)]
+            impl #service {
+                /// Runs the workflow on its input; its output is the answer.
+                #[handler]
+                async fn run(
+                    &self,
+                    ctx: ::restate_sdk::context::Context<'_>,
+                    input: ::restate_sdk::serde::Json<workflow::WorkflowInput>,
+                ) -> ::restate_sdk::errors::HandlerResult<::restate_sdk::serde::Json<#output>> {
+                    let #input_param = input.0;
+                    #ids
+                    rt::restate::run(&ctx, &self.workflow, #state).await
+                }
+            }
+        },
+        quote! {
+            fn main() -> std::process::ExitCode {
+                rt::restate::serve(#service { workflow: workflow::workflow() }, #id)
+            }
+        },
+    ];
+    let docs = [format!("Serves the `{id}` workflow as a Restate service: see `workflow.rs` for its steps.")];
+    rust_file(&docs, items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_are_upper_camel_case_identifiers() {
+        assert_eq!(service_ident("ticket-triage").to_string(), "TicketTriage");
+        assert_eq!(service_ident("hello").to_string(), "Hello");
+        assert_eq!(service_ident("a_b2-c").to_string(), "AB2C");
+        assert_eq!(service_ident("2fa").to_string(), "Workflow2fa");
+    }
+}

@@ -1,0 +1,173 @@
+//! The Restate target end to end, against a real Restate server started
+//! here (installed by `scripts/restate-server with`): each example the
+//! target runs gives the output the embedded program gives for the same
+//! input, and an invocation survives a kill -9 of the service or of the
+//! server during a step, with every finished step run exactly once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+
+use common::restate::{free_port, RestateServer, ServiceProcess};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap()
+}
+
+/// Generated crates share the suite's one target folder (and its builds).
+fn generated_target() -> PathBuf {
+    repo().join("target/generated")
+}
+
+/// Compiles `workflow` for `target` into `target/restate-e2e/NAME`, builds
+/// it under `-D warnings`, runs clippy on it, and returns a copy of its
+/// binary (the two targets' binaries share a name in the shared folder).
+fn build(workflow: &Path, target: &str, name: &str) -> PathBuf {
+    // The tests run in parallel, and the crates of one name share files:
+    // each crate is built once, and its binary is not replaced while it runs.
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let key = format!("{name}-{target}");
+    if let Some((_, binary)) = built.iter().find(|(k, _)| *k == key) {
+        return binary.clone();
+    }
+    let out = repo().join("target/restate-e2e").join(format!("{name}-{target}"));
+    let status = Command::new(env!("CARGO_BIN_EXE_orchestr8"))
+        .args(["compile", "--target", target, "--out"])
+        .arg(&out)
+        .arg(workflow)
+        .status()
+        .unwrap();
+    assert!(status.success(), "compile {name} for {target}");
+    std::fs::copy(repo().join("Cargo.lock"), out.join("Cargo.lock")).unwrap();
+    for (command, flags) in [("build", Some("-D warnings")), ("clippy", None)] {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args([command, "--quiet", "--manifest-path"]).arg(out.join("Cargo.toml"));
+        if command == "clippy" {
+            cargo.args(["--", "-D", "warnings"]);
+        }
+        if let Some(flags) = flags {
+            cargo.env("RUSTFLAGS", flags);
+        }
+        let output = cargo.env("CARGO_TARGET_DIR", generated_target()).output().unwrap();
+        assert!(output.status.success(), "{command} {name} ({target}):\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let crate_name = workflow_id(workflow);
+    let binary = out.join(format!("{crate_name}-bin"));
+    std::fs::copy(generated_target().join("debug").join(&crate_name), &binary).unwrap();
+    built.push((key, binary.clone()));
+    binary
+}
+
+fn workflow_id(workflow: &Path) -> String {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(workflow).unwrap()).unwrap();
+    doc["metadata"]["id"].as_str().unwrap().to_owned()
+}
+
+/// The service on a free port, registered with `server`.
+fn serve(server: &RestateServer, binary: &Path, envs: &[(&str, &str)]) -> ServiceProcess {
+    let port = free_port();
+    let service = ServiceProcess::start(binary, &["--bind", &format!("127.0.0.1:{port}")], envs, port);
+    server.register(&service.uri());
+    service
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn examples_give_the_same_output_on_restate_as_embedded() {
+    let Some(server) = RestateServer::start() else { return };
+    // llm-triage runs on Restate too (its crate is a snapshot in compile.rs)
+    // but a model's answers differ between runs: there is no output to compare.
+    for example in ["hello", "flaky-dependency"] {
+        let dir = repo().join("examples").join(example);
+        let workflow = dir.join("workflow.json");
+        let input = std::fs::read_to_string(dir.join("input.json")).unwrap();
+
+        let embedded = build(&workflow, "embedded", example);
+        let journals = tempfile::tempdir().unwrap();
+        let run = Command::new(&embedded)
+            .arg("--input-file")
+            .arg(dir.join("input.json"))
+            .arg("--journal-dir")
+            .arg(journals.path())
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{example} embedded: {}", String::from_utf8_lossy(&run.stderr));
+        let expected = json(&String::from_utf8_lossy(&run.stdout));
+
+        let service = serve(&server, &build(&workflow, "restate", example), &[]);
+        let (status, body) = server.invoke(&format!("/{example}/run"), &input);
+        assert_eq!(status, 200, "{example} on Restate: {body}\n{}", service.log_tail());
+        let (mut got, mut expected) = (json(&body), expected);
+        // The execution id is the invocation's on Restate: the rest is the same.
+        if let (Some(on_restate), Some(_)) = (got.get("execution").cloned(), expected.get("execution")) {
+            assert!(on_restate.as_str().is_some_and(|id| id.starts_with("inv_")), "{example}: {on_restate}");
+            got["execution"] = Value::Null;
+            expected["execution"] = Value::Null;
+        }
+        assert_eq!(got, expected, "{example}: the same output on both targets");
+    }
+}
+
+/// Lines of the calls file: each agent call's step name.
+fn calls(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+fn count(calls: &[String], step: &str) -> usize {
+    calls.iter().filter(|c| *c == step).count()
+}
+
+/// Waits until the slow step has started (its agent wrote its line).
+fn wait_for_slow_step(file: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&calls(file), "slow") == 0 {
+        assert!(Instant::now() < deadline, "the slow step never started: {:?}", calls(file));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A kill -9 during the slow step, of the service (`kill_server` false) or
+/// of the server, then a restart: the invocation completes, and the first
+/// step, finished before the kill, ran exactly once.
+fn survives_a_kill(kill_server: bool) {
+    let Some(mut server) = RestateServer::start() else { return };
+    let binary = build(&repo().join("compiler/tests/restate/workflow.json"), "restate", "durable");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls");
+    let file_env = file.to_str().unwrap();
+    let mut service = serve(&server, &binary, &[("ORCHESTR8_CALLS_FILE", file_env)]);
+    let id = server.send("/durable/run", r#"{"slowMs": 3000}"#);
+    wait_for_slow_step(&file);
+    if kill_server {
+        server.kill9();
+        server.restart();
+    } else {
+        service.kill9();
+        service.restart();
+    }
+    let (status, body) = server.attach(&id);
+    assert_eq!(status, 200, "{body}\nservice: {}\nserver: {}", service.log_tail(), server.log_tail());
+    assert_eq!(json(&body), serde_json::json!({"first": "first", "slow": "slow", "last": "last"}));
+    let calls = calls(&file);
+    assert_eq!(count(&calls, "first"), 1, "a finished step is never run again: {calls:?}");
+    assert!((1..=2).contains(&count(&calls, "slow")), "the step that was running runs again at most once: {calls:?}");
+    assert_eq!(count(&calls, "last"), 1, "{calls:?}");
+}
+
+#[test]
+fn an_invocation_survives_a_kill_9_of_the_service_during_a_step() {
+    survives_a_kill(false);
+}
+
+#[test]
+fn an_invocation_survives_a_kill_9_of_the_server_during_a_step() {
+    survives_a_kill(true);
+}

@@ -1,0 +1,42 @@
+//! An agent that says each call out loud: it appends its step's name to the
+//! file named by `ORCHESTR8_CALLS_FILE` (one `write`, so lines from several
+//! processes never interleave) before it sleeps, so a test counts how many
+//! times each step really ran, across kills and restarts.
+
+use std::io::Write;
+use std::time::Duration;
+
+use orchestr8_macros::agent;
+use orchestr8_runtime::codegen::{tokio, AgentContext, AgentError};
+
+#[agent(
+    id = "record",
+    version = "1.0.0",
+    input = {
+        /// The name written to the calls file.
+        name: String,
+        /// How long the call takes.
+        sleepMs: u64,
+    },
+    output = {
+        /// The name, back.
+        name: String,
+    },
+)]
+/// Records the call, then sleeps (or gives up when cancelled).
+pub async fn record(ctx: &AgentContext<'_>, input: RecordInput) -> Result<RecordOutput, AgentError> {
+    if let Some(path) = std::env::var_os("ORCHESTR8_CALLS_FILE") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| AgentError::fatal(format!("cannot open the calls file: {e}")))?;
+        file.write_all(format!("{}\n", input.name).as_bytes())
+            .map_err(|e| AgentError::fatal(format!("cannot write the calls file: {e}")))?;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(input.sleep_ms)) => {}
+        _ = ctx.cancellation_token().cancelled() => return Err(AgentError::cancelled()),
+    }
+    Ok(RecordOutput { name: input.name })
+}
