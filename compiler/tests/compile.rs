@@ -27,7 +27,7 @@ fn orchestr8() -> Command {
 }
 
 /// The examples the Restate target runs (the others have blocks it refuses, E0460).
-pub const RESTATE_EXAMPLES: [&str; 3] = ["hello", "flaky-dependency", "llm-triage"];
+pub const RESTATE_EXAMPLES: [&str; 4] = ["hello", "document-pipeline", "flaky-dependency", "llm-triage"];
 
 /// Each example's generated crate for `target`, as one snapshot per example.
 fn snapshot_crates(examples: &[&str], target: Target, prefix: &str) {

@@ -85,7 +85,7 @@ fn examples_give_the_same_output_on_restate_as_embedded() {
     let Some(server) = RestateServer::start() else { return };
     // llm-triage runs on Restate too (its crate is a snapshot in compile.rs)
     // but a model's answers differ between runs: there is no output to compare.
-    for example in ["hello", "flaky-dependency"] {
+    for example in ["hello", "flaky-dependency", "document-pipeline"] {
         let dir = repo().join("examples").join(example);
         let workflow = dir.join("workflow.json");
         let input = std::fs::read_to_string(dir.join("input.json")).unwrap();
@@ -160,6 +160,39 @@ fn survives_a_kill(kill_server: bool) {
     assert_eq!(count(&calls, "first"), 1, "a finished step is never run again: {calls:?}");
     assert!((1..=2).contains(&count(&calls, "slow")), "the step that was running runs again at most once: {calls:?}");
     assert_eq!(count(&calls, "last"), 1, "{calls:?}");
+}
+
+#[test]
+fn a_parallel_block_fails_fast_and_what_follows_never_runs() {
+    let Some(server) = RestateServer::start() else { return };
+    let binary = build(&repo().join("compiler/tests/restate/fail-fast.json"), "restate", "fail-fast");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls");
+    let service = serve(&server, &binary, &[("ORCHESTR8_CALLS_FILE", file.to_str().unwrap())]);
+    let (status, body) = server.invoke("/fail-fast/run", "{}");
+    assert_eq!(status, 500, "the invocation fails: {body}\n{}", service.log_tail());
+    assert!(body.contains("broken fails on purpose"), "with the failing branch's error: {body}");
+    let made = calls(&file);
+    assert_eq!(count(&made, "broken"), 1, "a fatal error is not retried: {made:?}");
+    assert_eq!(count(&made, "after"), 0, "the step after a failed block never runs: {made:?}");
+    let branches = |done: &str| {
+        server.sql_rows(&format!(
+            "SELECT status, completion_result, completion_failure FROM sys_invocation WHERE target = 'fail-fast/branch' AND status {done} 'completed'"
+        ))
+    };
+    // Failing fast: `run` answered while the slow branch (8 s) still ran.
+    assert_eq!(branches("<>").len(), 1, "one branch still runs: {:?}", branches("="));
+    // And the block cancelled it: it ends cancelled, not succeeded (its
+    // agent is not told: the cancellation lands when its call returns).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !branches("<>").is_empty() {
+        assert!(Instant::now() < deadline, "the slow branch never ended: {:?}", branches("<>"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let failures: Vec<String> = branches("=").iter().map(|b| b["completion_failure"].to_string()).collect();
+    assert!(failures.iter().any(|f| f.contains("[409] cancelled")), "the slow branch was cancelled: {failures:?}");
+    assert!(failures.iter().any(|f| f.contains("broken fails on purpose")), "{failures:?}");
+    assert_eq!(count(&calls(&file), "after"), 0);
 }
 
 #[test]

@@ -1019,8 +1019,14 @@ impl<S: Send + Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
                 breaker: self.breaker.as_ref(),
             };
             match step.run(on, input).await {
-                Ok(output) => (self.store)(state, output)
-                    .map_err(|e| restate_sdk::errors::TerminalError::new(format!("step {}: {e}", self.id))),
+                Ok(output) => {
+                    // A parallel block's branches start from the outputs so far.
+                    if let Ok(value) = serde_json::to_value(&output) {
+                        on.succeeded(&self.id, value);
+                    }
+                    (self.store)(state, output)
+                        .map_err(|e| restate_sdk::errors::TerminalError::new(format!("step {}: {e}", self.id)))
+                }
                 // The step's slot stays empty: what reads it sees it absent.
                 Err(_) if self.on_error == OnError::Continue => Ok(()),
                 Err(e) => Err(e),

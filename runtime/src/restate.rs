@@ -12,71 +12,254 @@
 //! open circuit breaker are terminal; the rest Restate retries. Where this
 //! differs from the embedded executor is listed in the README's table.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use restate_sdk::context::{Context, ContextSideEffects, RunFuture, RunRetryPolicy};
+use restate_sdk::context::{
+    CallFuture, Context, ContextClient, ContextSideEffects, DurableFuture, DurableFuturesUnordered, RequestTarget,
+    RunFuture, RunRetryPolicy,
+};
 use restate_sdk::errors::{HandlerError, HandlerResult, TerminalError};
 use restate_sdk::serde::Json;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentContext, AgentError, AgentErrorKind, ExecutionMeta};
-use crate::executor::{Node, Workflow};
+use crate::executor::{Node, Workflow, WorkflowInfo};
 use crate::policy::Policy;
+use crate::program::ExecutionIds;
 use crate::resilience::CircuitBreaker;
 
 /// What every step of one invocation shares.
 pub struct Invocation<'a> {
-    /// The handler's context.
-    pub ctx: &'a Context<'a>,
-    /// The execution's ids: the invocation id is the execution id.
-    pub meta: Arc<ExecutionMeta>,
+    ctx: &'a Context<'a>,
+    pub(crate) meta: Arc<ExecutionMeta>,
+    /// The service's name: a parallel block's branches are calls to its
+    /// `branch` handler.
+    service: &'a str,
+    /// The workflow's input, as the branches' requests carry it.
+    input: Value,
+    /// Each step's output by step id, as it succeeded: what a branch starts
+    /// from, and what it answers.
+    outputs: Mutex<Map<String, Value>>,
 }
 
-/// Runs `workflow` on `state` inside a Restate handler and builds its output.
-pub async fn run<S: Send + Sync + 'static, O: serde::Serialize>(
-    ctx: &Context<'_>,
-    workflow: &Workflow<S, O>,
-    state: S,
-) -> HandlerResult<Json<O>> {
-    let info = workflow.info();
-    let id: Arc<str> = ctx.invocation_id().into();
+impl Invocation<'_> {
+    /// Notes a step's output, for the branches that start after it.
+    pub(crate) fn succeeded(&self, step: &str, output: Value) {
+        self.outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(step.to_owned(), output);
+    }
+}
+
+/// The request of a parallel block's branch: the execution it belongs to,
+/// the outputs of the steps that ran before the block, and where the
+/// branch is in the plan (child indexes from the root).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Branch<I> {
+    /// The workflow's input.
+    pub input: I,
+    /// The execution's id: the invocation id of `run`.
+    pub execution_id: String,
+    /// Outputs of the steps that succeeded before the block, by step id.
+    pub outputs: Map<String, Value>,
+    /// The branch's node: the index of each child on the way from the root.
+    pub path: Vec<usize>,
+}
+
+/// What a branch answers: the outputs of the steps it ran, by step id.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BranchOutputs {
+    /// The outputs, by step id.
+    pub outputs: Map<String, Value>,
+}
+
+/// The execution's ids on Restate: the invocation id of `run` is both.
+fn ids(execution_id: &str) -> ExecutionIds {
+    ExecutionIds { execution_id: execution_id.to_owned(), correlation_id: execution_id.to_owned() }
+}
+
+fn invocation<'a, I: Serialize>(
+    ctx: &'a Context<'a>,
+    info: &WorkflowInfo,
+    service: &'a str,
+    input: &I,
+    execution_id: &str,
+) -> Result<Invocation<'a>, TerminalError> {
+    let id: Arc<str> = execution_id.into();
     let meta = Arc::new(ExecutionMeta {
         execution_id: id.clone(),
         correlation_id: id,
         workflow_id: info.id.clone(),
         workflow_version: info.version.clone(),
     });
-    let invocation = Invocation { ctx, meta };
-    node(&invocation, workflow.root(), &state).await?;
+    let input =
+        serde_json::to_value(input).map_err(|e| TerminalError::new(format!("the input cannot be written: {e}")))?;
+    Ok(Invocation { ctx, meta, service, input, outputs: Mutex::new(Map::new()) })
+}
+
+/// Runs `workflow` inside the handler `run` of the Restate service
+/// `service`: a state from `input` (by `new_state`, as the embedded program
+/// makes it), each step in plan order, then the workflow's output.
+pub async fn run<S, I, O>(
+    ctx: &Context<'_>,
+    workflow: &Workflow<S, O>,
+    service: &str,
+    input: I,
+    new_state: impl FnOnce(I, &ExecutionIds) -> S,
+) -> HandlerResult<Json<O>>
+where
+    S: Send + Sync + 'static,
+    I: Serialize,
+    O: Serialize,
+{
+    let execution_id = ctx.invocation_id().to_owned();
+    let on = invocation(ctx, workflow.info(), service, &input, &execution_id)?;
+    let state = new_state(input, &ids(&execution_id));
+    node(&on, workflow.root(), &mut Vec::new(), &state).await?;
     let output = workflow.output_of(&state).map_err(|e| TerminalError::new(format!("invalid output: {e}")))?;
     Ok(Json(output))
 }
 
-/// One node of the plan, its children in order.
+/// Runs one branch of a parallel block inside the handler `branch`: the
+/// state rebuilt from the request (the input and the outputs so far), the
+/// branch's node run, and the outputs of its steps answered.
+pub async fn run_branch<S, I, O>(
+    ctx: &Context<'_>,
+    workflow: &Workflow<S, O>,
+    service: &str,
+    request: Branch<I>,
+    new_state: impl FnOnce(I, &ExecutionIds) -> S,
+) -> HandlerResult<Json<BranchOutputs>>
+where
+    S: Send + Sync + 'static,
+    I: Serialize,
+    O: Serialize,
+{
+    let Branch { input, execution_id, outputs: before, path } = request;
+    let on = invocation(ctx, workflow.info(), service, &input, &execution_id)?;
+    let state = new_state(input, &ids(&execution_id));
+    restore(workflow.root(), &state, &before)?;
+    let branch = node_at(workflow.root(), &path)
+        .ok_or_else(|| TerminalError::new(format!("no branch at {path:?}: the service's plan changed")))?;
+    *on.outputs.lock().unwrap_or_else(|e| e.into_inner()) = before.clone();
+    node(&on, branch, &mut path.clone(), &state).await?;
+    let mut outputs = on.outputs.into_inner().unwrap_or_else(|e| e.into_inner());
+    outputs.retain(|step, _| !before.contains_key(step));
+    Ok(Json(BranchOutputs { outputs }))
+}
+
+/// Puts each step's output of `outputs` into `state`, as a resume does.
+fn restore<S: Send + Sync + 'static>(
+    root: &Node<S>,
+    state: &S,
+    outputs: &Map<String, Value>,
+) -> Result<(), TerminalError> {
+    let mut result = Ok(());
+    root.each_step(&mut |step| {
+        if let (Ok(()), Some(output)) = (&result, outputs.get(&**step.step_id())) {
+            result = step.restore(state, output).map_err(TerminalError::new);
+        }
+    });
+    result
+}
+
+/// The node at `path` (child indexes from `root`).
+fn node_at<'a, S>(root: &'a Node<S>, path: &[usize]) -> Option<&'a Node<S>> {
+    path.iter().try_fold(root, |n, &i| match n {
+        Node::Sequence { children, .. } | Node::Parallel { children, .. } => children.get(i),
+        _ => None,
+    })
+}
+
+/// One node of the plan at `path`: a step, its children in order, or a
+/// parallel block's branches as calls to the service's `branch` handler.
 fn node<'a, S: Send + Sync + 'static>(
     on: &'a Invocation<'a>,
     n: &'a Node<S>,
+    path: &'a mut Vec<usize>,
     state: &'a S,
-) -> futures_util::future::BoxFuture<'a, Result<(), TerminalError>> {
+) -> BoxFuture<'a, Result<(), TerminalError>> {
     Box::pin(async move {
         match n {
             Node::Step(step) => step.run_on_restate(on, state).await,
             Node::Sequence { children, .. } => {
-                for child in children {
-                    node(on, child, state).await?;
+                for (i, child) in children.iter().enumerate() {
+                    path.push(i);
+                    let done = node(on, child, path, state).await;
+                    path.pop();
+                    done?;
                 }
                 Ok(())
             }
+            Node::Parallel { children, fail_fast, .. } => parallel(on, children, *fail_fast, path, state).await,
             // `orchestr8 compile --target restate` refuses these (E0460):
             // a plan built by hand meets this instead.
-            _ => Err(TerminalError::new(
-                "parallel blocks, switches, maps and waits do not run on the Restate target yet",
-            )),
+            _ => Err(TerminalError::new("waits, switches and maps do not run on the Restate target yet")),
         }
     })
+}
+
+/// A parallel block: each branch a durable call to the service's `branch`
+/// handler (the SDK cannot join concurrent journaled actions of one
+/// invocation), joined as the contract says: the first failure cancels
+/// the other branches (`failFast`, the default), or every branch ends first.
+async fn parallel<S: Send + Sync + 'static>(
+    on: &Invocation<'_>,
+    branches: &[Node<S>],
+    fail_fast: bool,
+    path: &[usize],
+    state: &S,
+) -> Result<(), TerminalError> {
+    let outputs = on.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut calls = DurableFuturesUnordered::new();
+    let mut handles = Vec::with_capacity(branches.len());
+    for i in 0..branches.len() {
+        let request = Branch {
+            input: on.input.clone(),
+            execution_id: on.meta.execution_id.to_string(),
+            outputs: outputs.clone(),
+            path: [path, &[i]].concat(),
+        };
+        let call = on
+            .ctx
+            .request::<Json<Branch<Value>>, Json<BranchOutputs>>(
+                RequestTarget::service(on.service, "branch"),
+                Json(request),
+            )
+            .call();
+        handles.push(call.invocation_handle().await?);
+        let call: Pin<Box<dyn DurableFuture<Output = Result<Json<BranchOutputs>, TerminalError>> + Send>> =
+            Box::pin(call);
+        calls.push(call);
+    }
+    let mut failed = None;
+    while let Some((i, result)) = calls.next().await? {
+        match result {
+            Ok(Json(branch)) => {
+                // The branch's outputs, into this invocation's state.
+                restore(&branches[i], state, &branch.outputs)?;
+                for (step, output) in branch.outputs {
+                    on.succeeded(&step, output);
+                }
+            }
+            Err(e) if fail_fast => {
+                for (j, handle) in handles.iter().enumerate() {
+                    if j != i {
+                        handle.cancel();
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// The step's policy as Restate's retry policy of its action.

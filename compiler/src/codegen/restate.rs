@@ -3,7 +3,6 @@
 //! running the plan of `workflow.rs` (the same as the embedded target's)
 //! through `orchestr8_runtime::restate`.
 
-use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::emit::new_state;
@@ -37,16 +36,6 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
     let service_doc = format!(
         " The `{id}` workflow as a Restate service: `POST /{id}/run` on the Restate ingress, with the workflow's input, runs it."
     );
-    let ids = if c.reads_ids {
-        quote! {
-            let #ids_param = &rt::ExecutionIds {
-                execution_id: ctx.invocation_id().to_owned(),
-                correlation_id: ctx.invocation_id().to_owned(),
-            };
-        }
-    } else {
-        TokenStream::new()
-    };
     let items = vec![
         quote!(
             mod workflow;
@@ -72,12 +61,27 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
                 async fn run(
                     &self,
                     ctx: ::restate_sdk::context::Context<'_>,
-                    input: ::restate_sdk::serde::Json<workflow::WorkflowInput>,
+                    input: ::restate_sdk::serde::Json<WorkflowInput>,
                 ) -> ::restate_sdk::errors::HandlerResult<::restate_sdk::serde::Json<#output>> {
-                    let #input_param = input.0;
-                    #ids
-                    rt::restate::run(&ctx, &self.workflow, #state).await
+                    rt::restate::run(&ctx, &self.workflow, #id, input.0, new_state).await
                 }
+
+                /// Runs one branch of a parallel block of an execution of `run`
+                /// (called by `run`, not through the ingress).
+                #[handler(ingress_private)]
+                async fn branch(
+                    &self,
+                    ctx: ::restate_sdk::context::Context<'_>,
+                    request: ::restate_sdk::serde::Json<rt::restate::Branch<WorkflowInput>>,
+                ) -> ::restate_sdk::errors::HandlerResult<::restate_sdk::serde::Json<rt::restate::BranchOutputs>> {
+                    rt::restate::run_branch(&ctx, &self.workflow, #id, request.0, new_state).await
+                }
+            }
+        },
+        quote! {
+            /// A new execution's state, every step's output still to come.
+            fn new_state(#input_param: WorkflowInput, #ids_param: &rt::ExecutionIds) -> State {
+                #state
             }
         },
         quote! {

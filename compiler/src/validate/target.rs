@@ -18,8 +18,7 @@ fn walk(steps: &[Step], at: &str, target: Target, doc: &Doc, out: &mut Vec<Diagn
     for (i, step) in steps.iter().enumerate() {
         let pointer = format!("{at}/{i}");
         let unsupported = match step {
-            Step::Agent(_) | Step::Sequence(_) => None,
-            Step::Parallel(_) => Some(("a parallel block", "parallel")),
+            Step::Agent(_) | Step::Sequence(_) | Step::Parallel(_) => None,
             Step::Wait(_) => Some(("a wait", "wait")),
             Step::Switch(_) => Some(("a switch", "switch")),
             Step::Map(_) => Some(("a map", "map")),
@@ -34,7 +33,9 @@ fn walk(steps: &[Step], at: &str, target: Target, doc: &Doc, out: &mut Vec<Diagn
                     doc.key(&at_key),
                 )
                 .with_label(format!("not on `{}` yet", target.name()))
-                .with_help("compile for the embedded target (the default, no `--target`), or write the steps one after another"),
+                .with_help(
+                    "compile for the embedded target (the default, no `--target`), which runs every kind of block",
+                ),
             );
             continue;
         }

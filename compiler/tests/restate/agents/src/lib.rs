@@ -25,18 +25,40 @@ use orchestr8_runtime::codegen::{tokio, AgentContext, AgentError};
 )]
 /// Records the call, then sleeps (or gives up when cancelled).
 pub async fn record(ctx: &AgentContext<'_>, input: RecordInput) -> Result<RecordOutput, AgentError> {
-    if let Some(path) = std::env::var_os("ORCHESTR8_CALLS_FILE") {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| AgentError::fatal(format!("cannot open the calls file: {e}")))?;
-        file.write_all(format!("{}\n", input.name).as_bytes())
-            .map_err(|e| AgentError::fatal(format!("cannot write the calls file: {e}")))?;
-    }
+    append(&input.name)?;
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_millis(input.sleep_ms)) => {}
         _ = ctx.cancellation_token().cancelled() => return Err(AgentError::cancelled()),
     }
     Ok(RecordOutput { name: input.name })
+}
+
+#[agent(
+    id = "fail",
+    version = "1.0.0",
+    input = {
+        /// The name written to the calls file.
+        name: String,
+    },
+    output = {
+        /// Never given.
+        name: String,
+    },
+)]
+/// Records the call, then fails for good.
+pub async fn fail(_ctx: &AgentContext<'_>, input: FailInput) -> Result<FailOutput, AgentError> {
+    append(&input.name)?;
+    Err(AgentError::fatal(format!("{} fails on purpose", input.name)))
+}
+
+/// Appends `name` to the calls file, if the test named one.
+fn append(name: &str) -> Result<(), AgentError> {
+    let Some(path) = std::env::var_os("ORCHESTR8_CALLS_FILE") else { return Ok(()) };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| AgentError::fatal(format!("cannot open the calls file: {e}")))?;
+    file.write_all(format!("{name}\n").as_bytes())
+        .map_err(|e| AgentError::fatal(format!("cannot write the calls file: {e}")))
 }
