@@ -27,7 +27,8 @@ fn orchestr8() -> Command {
 }
 
 /// The examples the Restate target runs (the others have blocks it refuses, E0460).
-pub const RESTATE_EXAMPLES: [&str; 4] = ["hello", "document-pipeline", "flaky-dependency", "llm-triage"];
+pub const RESTATE_EXAMPLES: [&str; 5] =
+    ["hello", "document-pipeline", "flaky-dependency", "ticket-triage", "llm-triage"];
 
 /// Each example's generated crate for `target`, as one snapshot per example.
 fn snapshot_crates(examples: &[&str], target: Target, prefix: &str) {

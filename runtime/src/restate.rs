@@ -152,26 +152,40 @@ where
     Ok(Json(BranchOutputs { outputs }))
 }
 
-/// Puts each step's output of `outputs` into `state`, as a resume does.
+/// Puts each step's output of `outputs` into `state`, as a resume does; a
+/// switch's output is stored again from the branch it took.
 fn restore<S: Send + Sync + 'static>(
-    root: &Node<S>,
+    n: &Node<S>,
     state: &S,
     outputs: &Map<String, Value>,
 ) -> Result<(), TerminalError> {
-    let mut result = Ok(());
-    root.each_step(&mut |step| {
-        if let (Ok(()), Some(output)) = (&result, outputs.get(&**step.step_id())) {
-            result = step.restore(state, output).map_err(TerminalError::new);
+    match n {
+        Node::Step(step) => match outputs.get(&**step.step_id()) {
+            Some(output) => step.restore(state, output).map_err(TerminalError::new),
+            None => Ok(()),
+        },
+        Node::Sequence { children, .. } | Node::Parallel { children, .. } => {
+            children.iter().try_for_each(|c| restore(c, state, outputs))
         }
-    });
-    result
+        Node::Switch(switch) => {
+            for (_, branch) in switch.branches() {
+                restore(branch, state, outputs)?;
+            }
+            match outputs.get(&**switch.id()).and_then(Value::as_u64) {
+                Some(taken) => switch.store_output(state, taken as usize).map_err(TerminalError::new),
+                None => Ok(()),
+            }
+        }
+    }
 }
 
-/// The node at `path` (child indexes from `root`).
-fn node_at<'a, S>(root: &'a Node<S>, path: &[usize]) -> Option<&'a Node<S>> {
+/// The node at `path` (child indexes from `root`; a switch's children are
+/// its branches).
+fn node_at<'a, S: Send + Sync + 'static>(root: &'a Node<S>, path: &[usize]) -> Option<&'a Node<S>> {
     path.iter().try_fold(root, |n, &i| match n {
         Node::Sequence { children, .. } | Node::Parallel { children, .. } => children.get(i),
-        _ => None,
+        Node::Switch(switch) => switch.branches().nth(i).map(|(_, branch)| branch),
+        Node::Step(_) => None,
     })
 }
 
@@ -196,9 +210,26 @@ fn node<'a, S: Send + Sync + 'static>(
                 Ok(())
             }
             Node::Parallel { children, fail_fast, .. } => parallel(on, children, *fail_fast, path, state).await,
-            // `orchestr8 compile --target restate` refuses these (E0460):
-            // a plan built by hand meets this instead.
-            _ => Err(TerminalError::new("waits, switches and maps do not run on the Restate target yet")),
+            // The selector reads outputs a replay restores as they were: it
+            // takes the same branch every time. The others are not run.
+            Node::Switch(switch) => {
+                let taken = switch
+                    .select(state)
+                    .map_err(|e| TerminalError::new(format!("switch {}: invalid input: {e}", switch.id())))?;
+                let (_, branch) = switch.branches().nth(taken).expect("select checks the index");
+                path.push(taken);
+                let done = node(on, branch, path, state).await;
+                path.pop();
+                done?;
+                switch
+                    .store_output(state, taken)
+                    .map_err(|e| TerminalError::new(format!("switch {}: invalid output: {e}", switch.id())))?;
+                if switch.has_output() {
+                    // A later branch stores the output again from the branch taken.
+                    on.succeeded(switch.id(), Value::from(taken));
+                }
+                Ok(())
+            }
         }
     })
 }

@@ -85,12 +85,25 @@ impl<S: Send + Sync + 'static> Switch<S> {
         self
     }
 
+    /// Stores the switch's output after branch `taken` ran (nothing for a
+    /// switch without one).
+    #[cfg(feature = "restate")]
+    pub(crate) fn store_output(&self, state: &S, taken: usize) -> Result<(), String> {
+        self.output.as_ref().map_or(Ok(()), |store| store(state, taken))
+    }
+
+    /// Whether the switch has an output.
+    #[cfg(feature = "restate")]
+    pub(crate) fn has_output(&self) -> bool {
+        self.output.is_some()
+    }
+
     /// Wraps the switch as a plan node.
     pub fn node(self) -> Node<S> {
         Node::Switch(Box::new(self))
     }
 
-    fn select(&self, state: &S) -> Result<usize, String> {
+    pub(crate) fn select(&self, state: &S) -> Result<usize, String> {
         let i = (self.select)(state)?;
         if i < self.branches.len() {
             Ok(i)

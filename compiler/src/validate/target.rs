@@ -18,9 +18,8 @@ fn walk(steps: &[Step], at: &str, target: Target, doc: &Doc, out: &mut Vec<Diagn
     for (i, step) in steps.iter().enumerate() {
         let pointer = format!("{at}/{i}");
         let unsupported = match step {
-            Step::Agent(_) | Step::Sequence(_) | Step::Parallel(_) => None,
+            Step::Agent(_) | Step::Sequence(_) | Step::Parallel(_) | Step::Switch(_) => None,
             Step::Wait(_) => Some(("a wait", "wait")),
-            Step::Switch(_) => Some(("a switch", "switch")),
             Step::Map(_) => Some(("a map", "map")),
         };
         if let Some((what, key)) = unsupported {
