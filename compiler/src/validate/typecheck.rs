@@ -124,14 +124,15 @@ pub fn check(
         let pointer = format!("{}/wait/schema", node.pointer);
         let declared =
             DeclaredSchema { schema: step.wait.schema.clone(), origin: Origin::Workflow { pointer: pointer.clone() } };
+        let reported = cx.out.len();
         let ty = cx.schema_ty(&declared, &pointer);
         match &ty {
             // `{"type": "object"}` alone (a trigger, or free fields) is a map.
             Ty::Object(_) | Ty::Map(_) => {
                 waits.insert(step.id.clone(), ty);
             }
-            // Reported by `schema_ty`.
-            Ty::Any => {}
+            // A schema `schema_ty` could not read is reported there.
+            Ty::Any if cx.out.len() > reported => {}
             other => cx.out.push(
                 Diagnostic::error(
                     Code::WaitPayloadNotObject,
