@@ -8,7 +8,7 @@ use quote::{format_ident, quote};
 use super::emit::new_state;
 use super::files::rust_file;
 use super::types::ty;
-use crate::checked::CheckedWorkflow;
+use crate::checked::{CheckedWorkflow, PlanNode};
 
 /// The service's Rust name: the workflow id in upper camel case.
 fn service_ident(id: &str) -> proc_macro2::Ident {
@@ -36,6 +36,21 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
     let service_doc = format!(
         " The `{id}` workflow as a Restate service: `POST /{id}/run` on the Restate ingress, with the workflow's input, runs it."
     );
+    // The branches of parallel blocks are calls to a handler of their own.
+    let branch_handler = has_parallel(&c.plan).then(|| {
+        quote! {
+            /// Runs one branch of a parallel block of an execution of `run`
+            /// (called by `run`, not through the ingress).
+            #[handler(ingress_private)]
+            async fn branch(
+                &self,
+                ctx: ::restate_sdk::context::Context<'_>,
+                request: ::restate_sdk::serde::Json<rt::restate::Branch<WorkflowInput>>,
+            ) -> ::restate_sdk::errors::HandlerResult<::restate_sdk::serde::Json<rt::restate::BranchOutputs>> {
+                rt::restate::run_branch(&ctx, &self.workflow, #id, request.0, new_state).await
+            }
+        }
+    });
     let items = vec![
         quote!(
             mod workflow;
@@ -66,16 +81,7 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
                     rt::restate::run(&ctx, &self.workflow, #id, input.0, new_state).await
                 }
 
-                /// Runs one branch of a parallel block of an execution of `run`
-                /// (called by `run`, not through the ingress).
-                #[handler(ingress_private)]
-                async fn branch(
-                    &self,
-                    ctx: ::restate_sdk::context::Context<'_>,
-                    request: ::restate_sdk::serde::Json<rt::restate::Branch<WorkflowInput>>,
-                ) -> ::restate_sdk::errors::HandlerResult<::restate_sdk::serde::Json<rt::restate::BranchOutputs>> {
-                    rt::restate::run_branch(&ctx, &self.workflow, #id, request.0, new_state).await
-                }
+                #branch_handler
             }
         },
         quote! {
@@ -92,6 +98,16 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
     ];
     let docs = [format!("Serves the `{id}` workflow as a Restate service: see `workflow.rs` for its steps.")];
     rust_file(&docs, items)
+}
+
+/// Whether the plan has a parallel block (at any depth).
+fn has_parallel(plan: &[PlanNode]) -> bool {
+    plan.iter().any(|n| match n {
+        PlanNode::Parallel { .. } => true,
+        PlanNode::Sequence(children) => has_parallel(children),
+        PlanNode::Switch { branches, .. } => branches.iter().any(|b| has_parallel(b)),
+        PlanNode::Step(_) | PlanNode::Wait(_) | PlanNode::Map(_) => false,
+    })
 }
 
 #[cfg(test)]
