@@ -116,6 +116,17 @@ fn examples_give_the_same_output_on_restate_as_embedded() {
     }
 }
 
+#[test]
+fn the_llm_example_builds_for_restate_and_its_service_starts() {
+    let Some(server) = RestateServer::start() else { return };
+    // Its answers differ from run to run: built under clippy, served and
+    // registered here; the embedded target's tests call the model.
+    let workflow = repo().join("examples/llm-triage/workflow.json");
+    let service = serve(&server, &build(&workflow, "restate", "llm-triage"), &[]);
+    let services = server.sql_rows("SELECT name FROM sys_service");
+    assert!(services.iter().any(|s| s["name"] == "llm-triage"), "{services:?}\n{}", service.log_tail());
+}
+
 /// Lines of the calls file: each agent call's step name.
 fn calls(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file).unwrap_or_default().lines().map(str::to_owned).collect()

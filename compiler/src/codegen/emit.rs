@@ -106,6 +106,20 @@ pub fn workflow_items(c: &CheckedWorkflow, target: Target) -> Vec<TokenStream> {
     out.push(plan_fn(c));
     out.push(output_fn(c));
     out.push(workflow_fn(c));
+    if target == Target::Restate && !c.llm_agents.is_empty() {
+        let checks = c.llm_agents.iter().map(|a| {
+            let f = &a.ident;
+            quote!(#f().check()?;)
+        });
+        out.push(quote! {
+            /// Checks what each LLM agent needs before anything runs (its API
+            /// key): the service does not start without it.
+            pub fn preflight() -> Result<(), String> {
+                #(#checks)*
+                Ok(())
+            }
+        });
+    }
     if target == Target::Embedded {
         let schema = &c.input_schema;
         out.push(quote! {

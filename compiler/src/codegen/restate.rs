@@ -51,6 +51,15 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
             }
         }
     });
+    // A missing API key stops the service before it serves (exit 2).
+    let preflight = (!c.llm_agents.is_empty()).then(|| {
+        quote! {
+            if let Err(e) = workflow::preflight() {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    });
     let items = vec![
         quote!(
             mod workflow;
@@ -92,6 +101,7 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
         },
         quote! {
             fn main() -> std::process::ExitCode {
+                #preflight
                 rt::restate::serve(#service { workflow: workflow::workflow() }, #id)
             }
         },
