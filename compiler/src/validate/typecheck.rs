@@ -1262,7 +1262,22 @@ fn unchecked_keywords(schema: &Value, at: &str) -> Vec<String> {
     match schema {
         Value::Object(map) => {
             for (key, value) in map {
+                // Values, not schemas: a `format` member of an example is data.
+                if matches!(key.as_str(), "examples" | "default" | "const" | "enum") {
+                    continue;
+                }
                 let here = format!("{at}/{}", escape_pointer_token(key));
+                // Maps of names to schemas: a property may be named `examples`.
+                if let (
+                    "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas",
+                    Value::Object(named),
+                ) = (key.as_str(), value)
+                {
+                    for (name, sub) in named {
+                        found.extend(unchecked_keywords(sub, &format!("{here}/{}", escape_pointer_token(name))));
+                    }
+                    continue;
+                }
                 if matches!(key.as_str(), "pattern" | "format") && value.is_string() {
                     found.push(here);
                 } else {
@@ -1278,4 +1293,29 @@ fn unchecked_keywords(schema: &Value, at: &str) -> Vec<String> {
         _ => {}
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchecked_keywords_are_found_in_schemas_not_in_data() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "a": {"type": "string", "pattern": "^x"},
+                "format": {"type": "string", "format": "email"},
+                "examples": {"type": "string", "pattern": "^y"}
+            },
+            "examples": [{"format": "pdf", "pattern": "p"}],
+            "default": {"pattern": "p"},
+            "const": {"format": "f"},
+            "enum": [{"format": "f"}]
+        });
+        assert_eq!(
+            unchecked_keywords(&schema, "/input"),
+            ["/input/properties/a/pattern", "/input/properties/format/format", "/input/properties/examples/pattern"]
+        );
+    }
 }
