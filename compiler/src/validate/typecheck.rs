@@ -409,9 +409,7 @@ impl Checker<'_, '_> {
                         self.doc.value(&at),
                     )
                     .with_label("not a single `${...}` reference")
-                    .with_help(
-                        "write the reference alone in the string; text around it would make a new string each time",
-                    ),
+                    .with_help(switch_reference_help(&switch.switch)),
                 );
                 return None;
             }
@@ -1295,9 +1293,33 @@ fn unchecked_keywords(schema: &Value, at: &str) -> Vec<String> {
     found
 }
 
+/// The help of E0440: a bare path (the `${...}` forgotten) gets the
+/// reference it likely meant.
+fn switch_reference_help(text: &str) -> String {
+    let bare = text.trim();
+    let is_path = !bare.is_empty()
+        && !bare.contains("${")
+        && bare.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '[' | ']'));
+    if is_path && bare.contains('.') {
+        format!("did you mean `\"${{{bare}}}\"`? A switch's value is a reference written `${{...}}`")
+    } else {
+        "write the reference alone in the string; text around it would make a new string each time".to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switch_on_a_bare_path_is_told_the_reference_it_meant() {
+        assert_eq!(
+            switch_reference_help("input.plan"),
+            "did you mean `\"${input.plan}\"`? A switch's value is a reference written `${...}`"
+        );
+        assert!(switch_reference_help("plan: ${input.plan}").starts_with("write the reference alone"));
+        assert!(switch_reference_help("billing").starts_with("write the reference alone"));
+    }
 
     #[test]
     fn unchecked_keywords_are_found_in_schemas_not_in_data() {
