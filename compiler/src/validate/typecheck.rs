@@ -103,14 +103,19 @@ pub fn check(
                 Diagnostic::error(
                     Code::AgentSchemaUnavailable,
                     format!(
-                        "the {} schema of agent `{id}` is not known, so steps calling it are not type-checked",
-                        missing.join(" and ")
+                        "the {} {} of agent `{id}` {} not known, so steps calling it are not type-checked",
+                        missing.join(" and "),
+                        if missing.len() == 1 { "schema" } else { "schemas" },
+                        if missing.len() == 1 { "is" } else { "are" },
                     ),
                     pointer.clone(),
                     doc.key(&pointer),
                 )
                 .with_label("no schema")
-                .with_help(format!("declare `{}` on the agent in the workflow", missing.join("` and `"))),
+                .with_help(format!(
+                    "declare `{}` on the agent in the workflow, or validate without `--declared-only` to read them from its `#[agent]` declaration",
+                    missing.join("` and `")
+                )),
             );
         }
         let shapes = AgentShapes { input, output };
