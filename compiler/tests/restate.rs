@@ -203,7 +203,38 @@ fn a_parallel_block_fails_fast_and_what_follows_never_runs() {
     let failures: Vec<String> = branches("=").iter().map(|b| b["completion_failure"].to_string()).collect();
     assert!(failures.iter().any(|f| f.contains("[409] cancelled")), "the slow branch was cancelled: {failures:?}");
     assert!(failures.iter().any(|f| f.contains("broken fails on purpose")), "{failures:?}");
-    assert_eq!(count(&calls(&file), "after"), 0);
+    // `onError: continue` is for the step's own failures, not a cancellation.
+    let made = calls(&file);
+    assert_eq!((count(&made, "after"), count(&made, "after_slow")), (0, 0), "{made:?}");
+}
+
+#[test]
+fn an_input_outside_its_schema_bounds_is_refused_before_any_step() {
+    let Some(server) = RestateServer::start() else { return };
+    let workflow = repo().join("examples/document-pipeline/workflow.json");
+    let service = serve(&server, &build(&workflow, "restate", "document-pipeline"), &[]);
+    let input = std::fs::read_to_string(repo().join("examples/document-pipeline/input.json")).unwrap();
+    let mut input = json(&input);
+    input["maxKeywords"] = 0.into();
+    let (status, body) = server.invoke("/document-pipeline/run", &input.to_string());
+    assert_eq!(status, 400, "as the embedded program's exit 2: {body}\n{}", service.log_tail());
+    assert!(body.contains("invalid input") && body.contains("/maxKeywords"), "{body}");
+}
+
+#[test]
+fn a_replay_sends_the_branches_what_it_sent_the_first_time() {
+    let Some(server) = RestateServer::start() else { return };
+    let binary = build(&repo().join("compiler/tests/restate/replay.json"), "restate", "replay");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls");
+    let service = serve(&server, &binary, &[("ORCHESTR8_CALLS_FILE", file.to_str().unwrap())]);
+    // `last` fails once: Restate retries by replaying the invocation, calls
+    // to the branches included, after a map output decoded in another order.
+    let (status, body) = server.invoke("/replay/run", "{}");
+    assert_eq!(status, 200, "{body}\n{}", service.log_tail());
+    assert_eq!(json(&body), serde_json::json!({"size": 11, "last": "last"}));
+    let made = calls(&file);
+    assert_eq!((count(&made, "left"), count(&made, "right"), count(&made, "last")), (1, 1, 2), "{made:?}");
 }
 
 #[test]

@@ -35,14 +35,14 @@ fn workflow() -> Workflow<(), ()> {
 
 /// The workflow as a Restate service, as `orchestr8 compile --target restate` writes it.
 struct Bench {
-    workflow: Workflow<(), ()>,
+    service: orchestr8_runtime::restate::Service<(), ()>,
 }
 
 #[restate_sdk::service(name = "bench")]
 impl Bench {
     #[handler]
     async fn run(&self, ctx: Context<'_>) -> HandlerResult<Json<()>> {
-        orchestr8_runtime::restate::run(&ctx, &self.workflow, "bench", (), |(), _| ()).await
+        orchestr8_runtime::restate::run(&ctx, &self.service, (), |(), _| ()).await
     }
 }
 
@@ -91,7 +91,8 @@ fn bench(c: &mut Criterion) {
         service.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap().port()).unwrap();
-            let endpoint = Endpoint::builder().bind(Bench { workflow: workflow() }).build();
+            let service = orchestr8_runtime::restate::Service::new("bench", workflow());
+            let endpoint = Endpoint::builder().bind(Bench { service }).build();
             HttpServer::new(endpoint).serve(listener).await;
         })
     });

@@ -1028,7 +1028,7 @@ impl<S: Send + Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
                         .map_err(|e| restate_sdk::errors::TerminalError::new(format!("step {}: {e}", self.id)))
                 }
                 // The step's slot stays empty: what reads it sees it absent.
-                Err(_) if self.on_error == OnError::Continue => Ok(()),
+                Err(e) if self.on_error == OnError::Continue && !crate::restate::is_cancellation(&e) => Ok(()),
                 Err(e) => Err(e),
             }
         })

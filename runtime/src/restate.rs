@@ -29,9 +29,9 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentContext, AgentError, AgentErrorKind, ExecutionMeta};
-use crate::executor::{Node, Workflow, WorkflowInfo};
+use crate::executor::{Node, Workflow};
 use crate::policy::Policy;
-use crate::program::ExecutionIds;
+use crate::program::{checked_json, ExecutionIds};
 use crate::resilience::CircuitBreaker;
 
 /// What every step of one invocation shares.
@@ -51,7 +51,7 @@ pub struct Invocation<'a> {
 impl Invocation<'_> {
     /// Notes a step's output, for the branches that start after it.
     pub(crate) fn succeeded(&self, step: &str, output: Value) {
-        self.outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(step.to_owned(), output);
+        self.outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(step.to_owned(), canonical(output));
     }
 }
 
@@ -82,13 +82,41 @@ fn ids(execution_id: &str) -> ExecutionIds {
     ExecutionIds { execution_id: execution_id.to_owned(), correlation_id: execution_id.to_owned() }
 }
 
-fn invocation<'a, I: Serialize>(
+/// A workflow as a Restate service: what its handlers run.
+pub struct Service<S, O> {
+    name: &'static str,
+    workflow: Workflow<S, O>,
+    /// The workflow's input schema, whose bounds (minimum, lengths, ...) the
+    /// input's Rust type cannot hold: checked before the first step.
+    input_schema: Option<Value>,
+}
+
+impl<S: Send + Sync + 'static, O: Serialize> Service<S, O> {
+    /// The service `name` (the workflow id: `POST /NAME/run`) running `workflow`.
+    pub fn new(name: &'static str, workflow: Workflow<S, O>) -> Self {
+        Service { name, workflow, input_schema: None }
+    }
+
+    /// The input schema (JSON text written by orchestr8), checked on every
+    /// execution's input as the embedded program checks it.
+    pub fn input_schema(mut self, schema: &str) -> Self {
+        self.input_schema = Some(serde_json::from_str(schema).expect("the input schema is JSON written by orchestr8"));
+        self
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+fn invocation<'a, S: Send + Sync + 'static, O: Serialize>(
     ctx: &'a Context<'a>,
-    info: &WorkflowInfo,
-    service: &'a str,
-    input: &I,
+    service: &'a Service<S, O>,
+    input: Value,
     execution_id: &str,
-) -> Result<Invocation<'a>, TerminalError> {
+) -> Invocation<'a> {
+    let info = service.workflow.info();
     let id: Arc<str> = execution_id.into();
     let meta = Arc::new(ExecutionMeta {
         execution_id: id.clone(),
@@ -96,18 +124,16 @@ fn invocation<'a, I: Serialize>(
         workflow_id: info.id.clone(),
         workflow_version: info.version.clone(),
     });
-    let input =
-        serde_json::to_value(input).map_err(|e| TerminalError::new(format!("the input cannot be written: {e}")))?;
-    Ok(Invocation { ctx, meta, service, input, outputs: Mutex::new(Map::new()) })
+    Invocation { ctx, meta, service: service.name, input, outputs: Mutex::new(Map::new()) }
 }
 
-/// Runs `workflow` inside the handler `run` of the Restate service
-/// `service`: a state from `input` (by `new_state`, as the embedded program
-/// makes it), each step in plan order, then the workflow's output.
+/// Runs the workflow inside the handler `run`: the input checked (its
+/// schema's bounds; a 400 terminal error), a state from it (by `new_state`,
+/// as the embedded program makes it), each step in plan order, then the
+/// workflow's output.
 pub async fn run<S, I, O>(
     ctx: &Context<'_>,
-    workflow: &Workflow<S, O>,
-    service: &str,
+    service: &Service<S, O>,
     input: I,
     new_state: impl FnOnce(I, &ExecutionIds) -> S,
 ) -> HandlerResult<Json<O>>
@@ -116,9 +142,12 @@ where
     I: Serialize,
     O: Serialize,
 {
+    let json = checked_json(service.input_schema.as_ref(), &input)
+        .map_err(|e| TerminalError::new_with_code(400, format!("invalid input: {e}")))?;
     let execution_id = ctx.invocation_id().to_owned();
-    let on = invocation(ctx, workflow.info(), service, &input, &execution_id)?;
+    let on = invocation(ctx, service, canonical(json), &execution_id);
     let state = new_state(input, &ids(&execution_id));
+    let workflow = &service.workflow;
     node(&on, workflow.root(), &mut Vec::new(), &state).await?;
     let output = workflow.output_of(&state).map_err(|e| TerminalError::new(format!("invalid output: {e}")))?;
     Ok(Json(output))
@@ -129,8 +158,7 @@ where
 /// branch's node run, and the outputs of its steps answered.
 pub async fn run_branch<S, I, O>(
     ctx: &Context<'_>,
-    workflow: &Workflow<S, O>,
-    service: &str,
+    service: &Service<S, O>,
     request: Branch<I>,
     new_state: impl FnOnce(I, &ExecutionIds) -> S,
 ) -> HandlerResult<Json<BranchOutputs>>
@@ -140,16 +168,34 @@ where
     O: Serialize,
 {
     let Branch { input, execution_id, outputs: before, path } = request;
-    let on = invocation(ctx, workflow.info(), service, &input, &execution_id)?;
+    let json =
+        serde_json::to_value(&input).map_err(|e| TerminalError::new(format!("the input cannot be written: {e}")))?;
+    let on = invocation(ctx, service, canonical(json), &execution_id);
     let state = new_state(input, &ids(&execution_id));
-    restore(workflow.root(), &state, &before)?;
-    let branch = node_at(workflow.root(), &path)
+    let root = service.workflow.root();
+    restore(root, &state, &before)?;
+    let branch = node_at(root, &path)
         .ok_or_else(|| TerminalError::new(format!("no branch at {path:?}: the service's plan changed")))?;
     *on.outputs.lock().unwrap_or_else(|e| e.into_inner()) = before.clone();
     node(&on, branch, &mut path.clone(), &state).await?;
     let mut outputs = on.outputs.into_inner().unwrap_or_else(|e| e.into_inner());
     outputs.retain(|step, _| !before.contains_key(step));
     Ok(Json(BranchOutputs { outputs }))
+}
+
+/// `value` with every object's members in key order. What a handler sends
+/// in a call is compared with the journal on replay, byte for byte, and a
+/// replayed output decoded into a `HashMap` comes back in another order.
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut members: Vec<(String, Value)> = map.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(members.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
 }
 
 /// Puts each step's output of `outputs` into `state`, as a resume does; a
@@ -245,7 +291,11 @@ async fn parallel<S: Send + Sync + 'static>(
     path: &[usize],
     state: &S,
 ) -> Result<(), TerminalError> {
-    let outputs = on.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // In key order: the calls' parameters must be the same on every replay.
+    let mut outputs: Vec<(String, Value)> =
+        on.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone().into_iter().collect();
+    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+    let outputs: Map<String, Value> = outputs.into_iter().collect();
     let mut calls = DurableFuturesUnordered::new();
     let mut handles = Vec::with_capacity(branches.len());
     for i in 0..branches.len() {
@@ -291,6 +341,12 @@ async fn parallel<S: Send + Sync + 'static>(
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Whether Restate ended the action because the invocation was cancelled
+/// (the SDK's 409): that is never a step's own failure to continue past.
+pub(crate) fn is_cancellation(error: &TerminalError) -> bool {
+    error.code() == 409
 }
 
 /// The step's policy as Restate's retry policy of its action.

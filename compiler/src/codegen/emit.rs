@@ -120,13 +120,20 @@ pub fn workflow_items(c: &CheckedWorkflow, target: Target) -> Vec<TokenStream> {
             }
         });
     }
-    if target == Target::Embedded {
-        let schema = &c.input_schema;
-        out.push(quote! {
+    let schema = &c.input_schema;
+    match target {
+        Target::Embedded => {
+            out.push(quote! {
+                /// The workflow's input schema, as the workflow declares it.
+                const INPUT_SCHEMA: &str = #schema;
+            });
+            out.push(program_fn(c));
+        }
+        // The service checks each input against it (`main.rs`).
+        Target::Restate => out.push(quote! {
             /// The workflow's input schema, as the workflow declares it.
-            const INPUT_SCHEMA: &str = #schema;
-        });
-        out.push(program_fn(c));
+            pub const INPUT_SCHEMA: &str = #schema;
+        }),
     }
     out
 }

@@ -8,29 +8,30 @@ use quote::{format_ident, quote};
 use super::emit::new_state;
 use super::files::rust_file;
 use super::types::ty;
+use crate::checked::types::RustTy;
 use crate::checked::{CheckedWorkflow, PlanNode};
 
-/// The service's Rust name: the workflow id in upper camel case.
-fn service_ident(id: &str) -> proc_macro2::Ident {
-    let name: String = id
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let mut chars = w.chars();
-            chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect::<String>()
-        })
-        .collect();
-    // An id starting with a digit, or made of none: still an identifier.
-    if name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
-        format_ident!("{name}")
-    } else {
-        format_ident!("Workflow{name}")
-    }
+/// The service struct's name: `Service`, or `Service2`... when the
+/// workflow's own types (imported whole from `workflow.rs`) take it.
+fn service_ident(c: &CheckedWorkflow) -> proc_macro2::Ident {
+    let mut taken: Vec<String> = vec!["State".into(), "WorkflowInput".into()];
+    let local = |t: &RustTy| match t {
+        RustTy::Struct(s) if s.path.krate.is_none() => Some(s.path.name.clone()),
+        RustTy::Enum(e) if e.path.krate.is_none() => Some(e.path.name.clone()),
+        _ => None,
+    };
+    taken.extend(c.input_types.iter().chain(&c.output_types).chain(&c.agent_types).filter_map(local));
+    taken.extend(c.maps.iter().map(|m| m.item_state.to_string()));
+    let name = std::iter::once("Service".to_owned())
+        .chain((2..).map(|n| format!("Service{n}")))
+        .find(|n| !taken.contains(n))
+        .expect("an unbounded sequence of names has a free one");
+    format_ident!("{name}")
 }
 
 pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
     let id = &c.id;
-    let service = service_ident(id);
+    let service = service_ident(c);
     let output = ty(&c.output);
     let (input_param, ids_param, state) = new_state(c);
     let service_doc = format!(
@@ -47,7 +48,7 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
                 ctx: ::restate_sdk::context::Context<'_>,
                 request: ::restate_sdk::serde::Json<rt::restate::Branch<WorkflowInput>>,
             ) -> ::restate_sdk::errors::HandlerResult<::restate_sdk::serde::Json<rt::restate::BranchOutputs>> {
-                rt::restate::run_branch(&ctx, &self.workflow, #id, request.0, new_state).await
+                rt::restate::run_branch(&ctx, &self.service, request.0, new_state).await
             }
         }
     });
@@ -74,7 +75,7 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
         quote! {
             #[doc = #service_doc]
             pub struct #service {
-                workflow: rt::Workflow<State, #output>,
+                service: rt::restate::Service<State, #output>,
             }
         },
         quote! {
@@ -87,7 +88,7 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
                     ctx: ::restate_sdk::context::Context<'_>,
                     input: ::restate_sdk::serde::Json<WorkflowInput>,
                 ) -> ::restate_sdk::errors::HandlerResult<::restate_sdk::serde::Json<#output>> {
-                    rt::restate::run(&ctx, &self.workflow, #id, input.0, new_state).await
+                    rt::restate::run(&ctx, &self.service, input.0, new_state).await
                 }
 
                 #branch_handler
@@ -102,7 +103,8 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
         quote! {
             fn main() -> std::process::ExitCode {
                 #preflight
-                rt::restate::serve(#service { workflow: workflow::workflow() }, #id)
+                let service = rt::restate::Service::new(#id, workflow::workflow()).input_schema(workflow::INPUT_SCHEMA);
+                rt::restate::serve(#service { service }, #id)
             }
         },
     ];
@@ -118,17 +120,4 @@ fn has_parallel(plan: &[PlanNode]) -> bool {
         PlanNode::Switch { branches, .. } => branches.iter().any(|b| has_parallel(b)),
         PlanNode::Step(_) | PlanNode::Wait(_) | PlanNode::Map(_) => false,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn service_names_are_upper_camel_case_identifiers() {
-        assert_eq!(service_ident("ticket-triage").to_string(), "TicketTriage");
-        assert_eq!(service_ident("hello").to_string(), "Hello");
-        assert_eq!(service_ident("a_b2-c").to_string(), "AB2C");
-        assert_eq!(service_ident("2fa").to_string(), "Workflow2fa");
-    }
 }

@@ -201,6 +201,8 @@ codes! {
     // E046x: compile targets.
     /// A block the chosen target (`--target restate`) cannot run yet.
     UnsupportedOnTarget = "E0460", Error;
+    /// A workflow id the chosen target cannot name a service by.
+    ReservedOnTarget = "E0461", Error;
 
     // E05xx: test files.
     /// A test file that is not of the expected form.

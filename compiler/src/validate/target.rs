@@ -10,6 +10,23 @@ use crate::target::Target;
 
 pub fn check(workflow: &Workflow, target: Target, doc: &Doc, out: &mut Vec<Diagnostic>) {
     if target == Target::Restate {
+        // Restate refuses to register a service named so (META0005).
+        if workflow.metadata.id.starts_with("restate") {
+            let at = "/metadata/id";
+            out.push(
+                Diagnostic::error(
+                    Code::ReservedOnTarget,
+                    format!(
+                        "Restate reserves service names starting with `restate`, so `{}` cannot name the service",
+                        workflow.metadata.id
+                    ),
+                    at,
+                    doc.value(at),
+                )
+                .with_label("reserved by Restate")
+                .with_help("rename the workflow (its `metadata.id` is the service's name: `POST /ID/run`)"),
+            );
+        }
         walk(&workflow.steps, "/steps", target, doc, out);
     }
 }

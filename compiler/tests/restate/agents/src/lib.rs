@@ -51,6 +51,46 @@ pub async fn fail(_ctx: &AgentContext<'_>, input: FailInput) -> Result<FailOutpu
     Err(AgentError::fatal(format!("{} fails on purpose", input.name)))
 }
 
+#[agent(
+    id = "bag",
+    version = "1.0.0",
+    input = {
+        /// How many entries.
+        size: u32,
+    },
+    output = {
+        /// `k0: 0`, `k1: 1`, ...: a map whose order a replay does not keep.
+        counts: std::collections::HashMap<String, u32>,
+    },
+)]
+/// A `HashMap` output: decoded again on every replay, in another order.
+pub async fn bag(_ctx: &AgentContext<'_>, input: BagInput) -> Result<BagOutput, AgentError> {
+    Ok(BagOutput { counts: (0..input.size).map(|i| (format!("k{i}"), i)).collect() })
+}
+
+#[agent(
+    id = "flaky",
+    version = "1.0.0",
+    input = {
+        /// The name written to the calls file.
+        name: String,
+    },
+    output = {
+        /// The name, back.
+        name: String,
+    },
+)]
+/// Fails its first call in this process (retryably), then answers: a retry,
+/// which Restate makes by replaying the invocation.
+pub async fn flaky(_ctx: &AgentContext<'_>, input: FlakyInput) -> Result<FlakyOutput, AgentError> {
+    static CALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    append(&input.name)?;
+    if !CALLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(AgentError::retryable(format!("{} fails its first call", input.name)));
+    }
+    Ok(FlakyOutput { name: input.name })
+}
+
 /// Appends `name` to the calls file, if the test named one.
 fn append(name: &str) -> Result<(), AgentError> {
     let Some(path) = std::env::var_os("ORCHESTR8_CALLS_FILE") else { return Ok(()) };
