@@ -127,6 +127,41 @@ fn the_llm_example_builds_for_restate_and_its_service_starts() {
     assert!(services.iter().any(|s| s["name"] == "llm-triage"), "{services:?}\n{}", service.log_tail());
 }
 
+#[test]
+fn orchestr8_run_target_restate_serves_runs_and_stops_in_one_command() {
+    let Some(_server) = RestateServer::start() else { return };
+    let hello = repo().join("examples/hello/workflow.json");
+    let run = |input: &str| {
+        Command::new(env!("CARGO_BIN_EXE_orchestr8"))
+            .args(["run", "--target", "restate"])
+            .arg(&hello)
+            .args(["--input", input])
+            .env("CARGO_TARGET_DIR", generated_target())
+            .output()
+            .unwrap()
+    };
+    let out = run(r#"{"name": "Ada"}"#);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout)), serde_json::json!({"greeting": "Hello, Ada!"}));
+    // A failed execution: its error, exit 1, as the embedded program.
+    let out = run(r#"{"name": " "}"#);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a greeting needs a name"));
+    // What it started, it stopped: no data directory is left behind.
+    let left = repo().join("examples/hello/.orchestr8/restate");
+    assert!(std::fs::read_dir(&left).map_or(true, |mut d| d.next().is_none()), "{left:?} is not empty");
+    // Without a server to start: exit 2, saying how to get one.
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestr8"))
+        .args(["run", "--target", "restate"])
+        .arg(&hello)
+        .env_remove("ORCHESTR8_RESTATE_SERVER")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Restate server found"));
+}
+
 /// Lines of the calls file: each agent call's step name.
 fn calls(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file).unwrap_or_default().lines().map(str::to_owned).collect()

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::restate::{free_port, http, parse_response, process_alive, RestateServer, ServiceProcess};
+use common::restate::{free_port, process_alive, RestateServer, ServiceProcess};
+use orchestr8::restate::http::{http, parse_response};
 use std::time::Duration;
 
 #[test]

@@ -9,6 +9,7 @@ mod graph;
 mod init;
 mod inspect;
 mod run;
+mod run_restate;
 mod schema;
 mod test;
 mod validate;

@@ -21,10 +21,20 @@ pub(super) struct Args {
     /// orchestr8 was built with).
     #[arg(long, value_name = "DIR")]
     runtime_path: Option<PathBuf>,
+    /// Run the program (embedded), or serve the workflow on a Restate server
+    /// started for the run and stopped after it (restate).
+    #[arg(long, value_enum, default_value_t)]
+    target: Target,
+    /// The `restate-server` binary, for `--target restate` (default:
+    /// `$ORCHESTR8_RESTATE_SERVER`, else `restate-server` on the `PATH`).
+    #[arg(long, value_name = "PATH")]
+    restate_server: Option<PathBuf>,
     #[command(flatten)]
     reporting: Reporting,
     /// Arguments for the program: `--input JSON`, `--input-file PATH`,
-    /// `--journal-dir DIR`, `--correlation-id ID`, `--quiet`.
+    /// `--journal-dir DIR`, `--correlation-id ID`, `--quiet`; for
+    /// `--target restate`, `--input JSON` or `--input-file PATH` (without
+    /// one, the service stays up until Ctrl-C).
     #[arg(value_name = "PROGRAM ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
     program_args: Vec<String>,
 }
@@ -40,7 +50,18 @@ pub(super) fn run(args: &Args) -> ExitCode {
 }
 
 fn run_workflow(args: &Args) -> Result<ExitCode, String> {
-    build_and_run(&args.workflow, args.runtime_path.as_deref(), args.reporting, &[], &args.program_args)
+    match args.target {
+        Target::Embedded => {
+            build_and_run(&args.workflow, args.runtime_path.as_deref(), args.reporting, &[], &args.program_args)
+        }
+        Target::Restate => super::run_restate::run(
+            &args.workflow,
+            args.runtime_path.as_deref(),
+            args.restate_server.as_deref(),
+            args.reporting,
+            &args.program_args,
+        ),
+    }
 }
 
 /// Compiles `workflow` into `.orchestr8/build/` beside it, builds it, and runs
@@ -52,14 +73,40 @@ pub(super) fn build_and_run(
     features: &[&str],
     program_args: &[String],
 ) -> Result<ExitCode, String> {
-    let base = workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
-    let build_dir = base.join("build");
-    let Compiled::Crate { dir, name } =
-        compile(workflow, Some(&build_dir.join(stem(workflow))), runtime_path, Target::Embedded, reporting)?
-    else {
+    let Some(binary) = build(workflow, runtime_path, reporting, Target::Embedded, features)? else {
         return Ok(ExitCode::from(1));
     };
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| base.join("target"), PathBuf::from);
+    // Ctrl-C goes to the program, which cancels cooperatively and exits 130;
+    // orchestr8 waits for it rather than dying first.
+    ctrlc::set_handler(|| {}).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    let status = Command::new(&binary)
+        .args(program_args)
+        .status()
+        .map_err(|e| format!("cannot run `{}`: {e}", binary.display()))?;
+    Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
+}
+
+/// Compiles `workflow` for `target` into `.orchestr8/build/` beside it and
+/// builds it: the binary, or `None` when the workflow is invalid (reported).
+pub(super) fn build(
+    workflow: &Path,
+    runtime_path: Option<&Path>,
+    reporting: Reporting,
+    target: Target,
+    features: &[&str],
+) -> Result<Option<PathBuf>, String> {
+    let base = workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
+    let build_dir = base.join("build");
+    let crate_dir = match target {
+        Target::Embedded => stem(workflow),
+        Target::Restate => format!("{}-restate", stem(workflow)),
+    };
+    let Compiled::Crate { dir, name } =
+        compile(workflow, Some(&build_dir.join(crate_dir)), runtime_path, target, reporting)?
+    else {
+        return Ok(None);
+    };
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| base.join("target"), PathBuf::from);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let build = {
         let _progress = Progress::start(&format!("building {name}"));
@@ -67,7 +114,7 @@ pub(super) fn build_and_run(
             .args(["build", "--quiet", "--manifest-path"])
             .arg(dir.join("Cargo.toml"))
             .args(features.iter().flat_map(|f| ["--features", f]))
-            .env("CARGO_TARGET_DIR", &target)
+            .env("CARGO_TARGET_DIR", &target_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
@@ -77,15 +124,7 @@ pub(super) fn build_and_run(
         std::io::stderr().write_all(&build.stderr).ok();
         return Err(format!("the generated crate in `{}` did not build (cargo's output is above)", dir.display()));
     }
-    // Ctrl-C goes to the program, which cancels cooperatively and exits 130;
-    // orchestr8 waits for it rather than dying first.
-    ctrlc::set_handler(|| {}).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
-    let binary = target.join("debug").join(&name);
-    let status = Command::new(&binary)
-        .args(program_args)
-        .status()
-        .map_err(|e| format!("cannot run `{}`: {e}", binary.display()))?;
-    Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
+    Ok(Some(target_dir.join("debug").join(&name)))
 }
 
 fn stem(path: &Path) -> String {

@@ -7,14 +7,17 @@
 //! loopback ports with a temporary data dir, so tests run in parallel.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use orchestr8::restate;
+use orchestr8::restate::http::http;
+use orchestr8::restate::tail;
+
 /// How long the server may take to be ready (health checks and partitions).
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+const HEALTH_TIMEOUT: Duration = restate::READY_TIMEOUT;
 /// How long `register` keeps retrying while the service is not up yet.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an ingress call may block (a workflow runs to its end first).
@@ -23,10 +26,6 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `Drop` waits after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Partitions of a new cluster (24 by default: more threads and memory).
-const PARTITIONS: u32 = 2;
-/// The node name: a restart must reuse it to find its data.
-const NODE_NAME: &str = "orchestr8";
 
 /// `restate-server` on three free loopback ports (ingress, admin and the
 /// node-to-node port) with its own temporary base dir, started for one test
@@ -35,7 +34,7 @@ const NODE_NAME: &str = "orchestr8";
 pub struct RestateServer {
     binary: PathBuf,
     child: Option<Child>,
-    /// Its data (under `NODE_NAME/`) and `server.log`.
+    /// Its data (under `restate::NODE_NAME/`) and `server.log`.
     base: tempfile::TempDir,
     pub ingress_port: u16,
     pub admin_port: u16,
@@ -59,7 +58,8 @@ impl RestateServer {
         // The ports are free when picked but may be taken before the server
         // binds them: then it exits at once, and a new set is tried.
         for attempt in 1..=3 {
-            let [ingress_port, admin_port, node_port] = free_ports();
+            let restate::Ports { ingress: ingress_port, admin: admin_port, node: node_port } =
+                restate::Ports::free().unwrap();
             let base = tempfile::Builder::new().prefix("orchestr8-restate-").tempdir().unwrap();
             let mut server =
                 RestateServer { binary: binary.clone().into(), child: None, base, ingress_port, admin_port, node_port };
@@ -246,27 +246,8 @@ impl RestateServer {
         let _ = child.wait();
     }
 
-    /// Whether every partition has a leader in this run (its log says so
-    /// since `log_start`) and a query on a partition table answers. The
-    /// health checks pass some 100 ms before that; until then a query on a
-    /// `sys_` table fails with 500 ("node lookup for partition N failed",
-    /// "expecting a partition store") and, after a restart, it can even pass
-    /// once and then fail ("node N1:2 was shut down or removed") while the
-    /// leaders of the killed run are replaced.
-    fn partitions_ready(&self, log_start: u64) -> bool {
-        let log = std::fs::read(self.log_path()).unwrap_or_default();
-        let this_run = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
-        let led = |p: u32| {
-            let id = format!("partition_id={p}");
-            this_run.lines().any(|l| l.contains("became Leader") && l.split_whitespace().any(|w| w == id))
-        };
-        if !(0..PARTITIONS).all(led) {
-            return false;
-        }
-        let body = r#"{"query":"SELECT count(*) AS n FROM sys_invocation"}"#;
-        let headers = [("content-type", "application/json"), ("accept", "application/json")];
-        http("POST", &format!("{}/query", self.admin()), &headers, Some(body), Duration::from_secs(5))
-            .is_ok_and(|r| r.status == 200)
+    fn ports(&self) -> restate::Ports {
+        restate::Ports { ingress: self.ingress_port, admin: self.admin_port, node: self.node_port }
     }
 
     fn log_path(&self) -> PathBuf {
@@ -280,46 +261,13 @@ impl RestateServer {
         let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
         let log_start = log.metadata().unwrap().len();
         let mut command = Command::new(&self.binary);
-        // Only this configuration: a RESTATE_* variable of the caller's (or
-        // RUST_LOG, which overrides the log filter) must not leak in.
-        for (name, _) in std::env::vars_os() {
-            if name.to_str().is_some_and(|n| n.starts_with("RESTATE_")) {
-                command.env_remove(name);
-            }
-        }
-        let node = format!("127.0.0.1:{}", self.node_port);
-        command
-            .env_remove("RUST_LOG")
-            // Loopback only (the default is every interface); TCP only (the
-            // default also opens unix sockets in the base dir).
-            .env("RESTATE_BIND_IP", "127.0.0.1")
-            .env("RESTATE_LISTEN_MODE", "tcp")
-            .env("RESTATE_BIND_ADDRESS", &node)
-            .env("RESTATE_ADVERTISED_ADDRESS", format!("http://{node}/"))
-            .env("RESTATE_ADMIN__BIND_ADDRESS", format!("127.0.0.1:{}", self.admin_port))
-            .env("RESTATE_INGRESS__BIND_ADDRESS", format!("127.0.0.1:{}", self.ingress_port))
-            .env("RESTATE_DISABLE_TELEMETRY", "true")
-            // Small: 2 partitions instead of 24, 128 MiB RocksDB instead of 2 GiB.
-            .env("RESTATE_DEFAULT_NUM_PARTITIONS", PARTITIONS.to_string())
-            .env("RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE", "128MiB")
-            // Quiet, without the offline GitHub release check's error line;
-            // restate=info keeps the "became Leader" lines readiness reads.
-            .env("RESTATE_LOG_FILTER", "warn,restate=info,octocrab=off")
-            .env("RESTATE_LOG_FORMAT", "compact")
-            .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
-            .arg("--base-dir")
-            .arg(self.base.path())
-            .args(["--node-name", NODE_NAME, "--no-logo"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        restate::configure(&mut command, self.base.path(), self.ports());
+        command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {} (ORCHESTR8_RESTATE_SERVER): {e}", self.binary.display()));
         self.child = Some(child);
         let deadline = Instant::now() + HEALTH_TIMEOUT;
-        let admin_health = format!("{}/health", self.admin());
-        let ingress_health = format!("{}/restate/health", self.ingress());
         loop {
             // Alive first: a server that failed to bind exits at once, and
             // then whatever holds the port must not pass for it.
@@ -327,10 +275,7 @@ impl RestateServer {
                 self.child = None;
                 return Err(format!("(it exited: {status})\n{}", self.log_tail()));
             }
-            if status_of(&admin_health) == Some(200)
-                && status_of(&ingress_health) == Some(200)
-                && self.partitions_ready(log_start)
-            {
+            if restate::ready(self.ports(), &self.log_path(), log_start) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -462,13 +407,6 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Three distinct free ports (held open together while picked).
-fn free_ports() -> [u16; 3] {
-    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    let port = |i: usize| listeners[i].local_addr().unwrap().port();
-    [port(0), port(1), port(2)]
-}
-
 /// Whether process `pid` exists and is not a zombie (Linux).
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -483,121 +421,5 @@ fn slash(path: &str) -> String {
         path.to_owned()
     } else {
         format!("/{path}")
-    }
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()));
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The status of `GET url`, if anything answers.
-fn status_of(url: &str) -> Option<u16> {
-    http("GET", url, &[], None, Duration::from_secs(5)).ok().map(|r| r.status)
-}
-
-/// An HTTP response: status, headers (names lowercased) and body.
-#[derive(Debug)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl HttpResponse {
-    /// The first header called `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// One blocking HTTP/1.1 request to a plain `http://host:port/path` URL
-/// (`Connection: close`, so the answer ends at EOF); `timeout` bounds the
-/// connect and each read. Handles `Content-Length`, chunked and read-to-EOF
-/// bodies; no proxies, no TLS, no redirects.
-pub fn http(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-    timeout: Duration,
-) -> io::Result<HttpResponse> {
-    let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
-    let rest = url.strip_prefix("http://").ok_or_else(|| invalid(format!("not an http:// URL: {url}")))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr =
-        authority.to_socket_addrs()?.next().ok_or_else(|| invalid(format!("{authority} resolves to no address")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(5)))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let body = body.unwrap_or("");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
-        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw).map_err(invalid)
-}
-
-/// Parses a whole HTTP/1.1 response as read to EOF.
-pub fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no end of headers in {:?}", String::from_utf8_lossy(raw)))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|e| format!("headers are not UTF-8: {e}"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-    let rest = &raw[end + 4..];
-    let body = if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        dechunk(rest)?
-    } else if let Some(length) = find("content-length") {
-        let length: usize = length.parse().map_err(|_| format!("bad content-length {length:?}"))?;
-        rest.get(..length).ok_or_else(|| format!("body ended after {} of {length} bytes", rest.len()))?.to_vec()
-    } else {
-        rest.to_vec()
-    };
-    let body = String::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
-    Ok(HttpResponse { status, headers, body })
-}
-
-/// Decodes a `Transfer-Encoding: chunked` body (extensions and trailers
-/// ignored).
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let eol = data.windows(2).position(|w| w == b"\r\n").ok_or("chunk size line without CRLF")?;
-        let line = std::str::from_utf8(&data[..eol]).map_err(|_| "chunk size is not UTF-8")?;
-        let hex = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(hex, 16).map_err(|_| format!("bad chunk size {line:?}"))?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        let chunk = data.get(..size).ok_or_else(|| format!("chunk ended after {} of {size} bytes", data.len()))?;
-        body.extend_from_slice(chunk);
-        data = data.get(size + 2..).ok_or("chunk without its CRLF")?;
     }
 }

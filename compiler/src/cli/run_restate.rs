@@ -1,0 +1,156 @@
+//! `orchestr8 run --target restate WORKFLOW [--input JSON | --input-file PATH]`:
+//! the development path of the Restate target in one command. Compiles and
+//! builds the service, starts a Restate server on free loopback ports (its
+//! data in `.orchestr8/restate/` beside the workflow, removed after), serves
+//! and registers the service, then runs one execution with the input and
+//! prints its output, or, without an input, stays up until Ctrl-C. What it
+//! started, it stops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::run::build;
+use super::Reporting;
+use crate::restate::Server;
+use crate::target::Target;
+
+pub(super) fn run(
+    workflow: &Path,
+    runtime_path: Option<&Path>,
+    restate_server: Option<&Path>,
+    reporting: Reporting,
+    program_args: &[String],
+) -> Result<ExitCode, String> {
+    let input = input(program_args)?;
+    let server_binary = server_binary(restate_server)?;
+    let Some(binary) = build(workflow, runtime_path, reporting, Target::Restate, &[])? else {
+        return Ok(ExitCode::from(1));
+    };
+    let id = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let base =
+        workflow.parent().unwrap_or(Path::new("")).join(".orchestr8/restate").join(std::process::id().to_string());
+    let server = Server::start(&server_binary, &base)?;
+    let service = ServiceChild::start(&binary)?;
+    server.register(&service.uri())?;
+    let url = format!("{}/{id}/run", server.ports.ingress_url());
+    let Some(body) = input else {
+        eprintln!(
+            "`{id}` is served on Restate (ingress {}, admin {}); run it with:",
+            server.ports.ingress_url(),
+            server.ports.admin_url()
+        );
+        eprintln!("  curl -X POST {url} -H 'content-type: application/json' -d @input.json");
+        eprintln!("Ctrl-C stops the service and the server.");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return Ok(ExitCode::from(130));
+    };
+    let (status, answer) = server.invoke(&format!("/{id}/run"), &body)?;
+    if (200..300).contains(&status) {
+        let pretty = serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or(answer);
+        println!("{pretty}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        // Restate's terminal error: `{"code", "message"}`.
+        let message = serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or(answer);
+        eprintln!("error: the execution failed ({status}): {message}");
+        // As the embedded program: 2 for an input it refused, 1 for a failure.
+        Ok(ExitCode::from(if status == 400 { 2 } else { 1 }))
+    }
+}
+
+/// The input's JSON text, from `--input JSON` or `--input-file PATH`.
+fn input(args: &[String]) -> Result<Option<String>, String> {
+    let text = match args {
+        [] => return Ok(None),
+        [flag, json] if flag == "--input" => json.clone(),
+        [flag, path] if flag == "--input-file" => {
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read the input file `{path}`: {e}"))?
+        }
+        _ => {
+            return Err(format!(
+                "`{}`: with --target restate, give `--input JSON` or `--input-file PATH` (or nothing, to serve until Ctrl-C)",
+                args.join(" ")
+            ))
+        }
+    };
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| format!("the input is not JSON: {e}"))?;
+    Ok(Some(text))
+}
+
+/// `--restate-server`, else `$ORCHESTR8_RESTATE_SERVER`, else
+/// `restate-server` on the `PATH`.
+fn server_binary(given: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) =
+        given.map(Path::to_path_buf).or_else(|| std::env::var_os("ORCHESTR8_RESTATE_SERVER").map(PathBuf::from))
+    {
+        return if path.is_file() { Ok(path) } else { Err(format!("no Restate server at `{}`", path.display())) };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("restate-server"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "no Restate server found: install it (`npm install --prefix DIR --ignore-scripts @restatedev/restate-server-linux-x64@1.7.12`, \
+             or `scripts/restate-server install` in an orchestr8 checkout), then pass `--restate-server PATH` or set ORCHESTR8_RESTATE_SERVER"
+                .to_owned()
+        })
+}
+
+/// The service process on a free loopback port, killed when dropped.
+struct ServiceChild {
+    child: Child,
+    port: u16,
+}
+
+impl ServiceChild {
+    fn start(binary: &Path) -> Result<ServiceChild, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("cannot find a free port: {e}"))?
+            .port();
+        let child = Command::new(binary)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run `{}`: {e}", binary.display()))?;
+        let mut service = ServiceChild { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                return Err(format!("the service exited ({status}) before it served"));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("the service did not listen on 127.0.0.1:{port} within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(service)
+    }
+
+    fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ServiceChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
