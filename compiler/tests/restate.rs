@@ -23,13 +23,16 @@ fn generated_target() -> PathBuf {
     repo().join("target/generated")
 }
 
+/// Every crate built, by name and target: what `build` made, and a lock
+/// that a test building through `orchestr8 run` holds too.
+static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
 /// Compiles `workflow` for `target` into `target/restate-e2e/NAME`, builds
 /// it under `-D warnings`, runs clippy on it, and returns a copy of its
 /// binary (the two targets' binaries share a name in the shared folder).
 fn build(workflow: &Path, target: &str, name: &str) -> PathBuf {
     // The tests run in parallel, and the crates of one name share files:
     // each crate is built once, and its binary is not replaced while it runs.
-    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let key = format!("{name}-{target}");
     if let Some((_, binary)) = built.iter().find(|(k, _)| *k == key) {
@@ -56,9 +59,10 @@ fn build(workflow: &Path, target: &str, name: &str) -> PathBuf {
         let output = cargo.env("CARGO_TARGET_DIR", generated_target()).output().unwrap();
         assert!(output.status.success(), "{command} {name} ({target}):\n{}", String::from_utf8_lossy(&output.stderr));
     }
-    let crate_name = workflow_id(workflow);
-    let binary = out.join(format!("{crate_name}-bin"));
-    std::fs::copy(generated_target().join("debug").join(&crate_name), &binary).unwrap();
+    let id = workflow_id(workflow);
+    let bin_name = if target == "restate" { orchestr8::codegen::restate_binary(&id) } else { id.clone() };
+    let binary = out.join(format!("{bin_name}-copy"));
+    std::fs::copy(generated_target().join("debug").join(&bin_name), &binary).unwrap();
     built.push((key, binary.clone()));
     binary
 }
@@ -121,15 +125,24 @@ fn the_llm_example_builds_for_restate_and_its_service_starts() {
     let Some(server) = RestateServer::start() else { return };
     // Its answers differ from run to run: built under clippy, served and
     // registered here; the embedded target's tests call the model.
-    let workflow = repo().join("examples/llm-triage/workflow.json");
+    let workflow = repo().join("compiler/tests/restate/llm-triage.json");
     let service = serve(&server, &build(&workflow, "restate", "llm-triage"), &[]);
     let services = server.sql_rows("SELECT name FROM sys_service");
     assert!(services.iter().any(|s| s["name"] == "llm-triage"), "{services:?}\n{}", service.log_tail());
+    // Its token budget is not kept on Restate: the example itself is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestr8"))
+        .args(["validate", "--target", "restate"])
+        .arg(repo().join("examples/llm-triage/workflow.json"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[E0460]: a token budget"));
 }
 
 #[test]
 fn orchestr8_run_target_restate_serves_runs_and_stops_in_one_command() {
     let Some(_server) = RestateServer::start() else { return };
+    // It builds `hello`'s service in the shared target folder too.
+    let _building = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let hello = repo().join("examples/hello/workflow.json");
     let run = |input: &str| {
         Command::new(env!("CARGO_BIN_EXE_orchestr8"))
@@ -160,6 +173,35 @@ fn orchestr8_run_target_restate_serves_runs_and_stops_in_one_command() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no Restate server found"));
+}
+
+#[test]
+fn what_restate_cannot_keep_or_name_is_refused_where_it_is_written() {
+    let mut doc = json(&std::fs::read_to_string(repo().join("examples/hello/workflow.json")).unwrap());
+    doc["limits"] = serde_json::json!({"maxTokens": 1000});
+    doc["metadata"]["id"] = "openapi".into();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("workflow.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestr8"))
+        .args(["validate", "--declared-only", "--target", "restate"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error[E0460]: a token budget is not kept") && stderr.contains("/limits/maxTokens"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error[E0461]") && stderr.contains("`openapi`"), "{stderr}");
+    // The embedded target keeps both.
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestr8"))
+        .args(["validate", "--declared-only"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("E046"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Lines of the calls file: each agent call's step name.

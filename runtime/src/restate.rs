@@ -292,10 +292,10 @@ async fn parallel<S: Send + Sync + 'static>(
     state: &S,
 ) -> Result<(), TerminalError> {
     // In key order: the calls' parameters must be the same on every replay.
-    let mut outputs: Vec<(String, Value)> =
-        on.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone().into_iter().collect();
-    outputs.sort_by(|a, b| a.0.cmp(&b.0));
-    let outputs: Map<String, Value> = outputs.into_iter().collect();
+    let outputs = match canonical(Value::Object(on.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone())) {
+        Value::Object(outputs) => outputs,
+        _ => unreachable!("an object stays an object"),
+    };
     let mut calls = DurableFuturesUnordered::new();
     let mut handles = Vec::with_capacity(branches.len());
     for i in 0..branches.len() {
@@ -469,14 +469,21 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
 
 /// Serves `service` on the address of `--bind ADDR` (default
 /// `127.0.0.1:9080`, loopback: Restate calls it, nobody else should) until
-/// Ctrl-C. The process's exit code: 0, or 2 for a bad command line.
+/// Ctrl-C or SIGTERM. The process's exit code: 0 once stopped, 1 when the
+/// address cannot be bound, 2 for a bad command line.
 pub fn serve(service: impl restate_sdk::service::IntoServiceDefinition, name: &str) -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let mut bind = String::from("127.0.0.1:9080");
     while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--bind", Some(addr)) => bind = addr,
-            ("--help" | "-h", _) => {
+        match arg.as_str() {
+            "--bind" => match args.next() {
+                Some(addr) => bind = addr,
+                None => {
+                    eprintln!("error: --bind needs an address, like 127.0.0.1:9080");
+                    return std::process::ExitCode::from(2);
+                }
+            },
+            "--help" | "-h" => {
                 println!("Serves the `{name}` workflow as a Restate service.\n\nUsage: {name} [--bind ADDR]\n\n  --bind ADDR  where the Restate server reaches this service [default: 127.0.0.1:9080]\n\nThen register it: POST http://RESTATE_ADMIN/deployments {{\"uri\": \"http://ADDR\"}}");
                 return std::process::ExitCode::SUCCESS;
             }
@@ -501,9 +508,34 @@ pub fn serve(service: impl restate_sdk::service::IntoServiceDefinition, name: &s
         }
     };
     runtime.block_on(async move {
+        // Bound here, not by the SDK, which panics on an address in use.
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot serve on {addr}: {e}");
+                return std::process::ExitCode::from(1);
+            }
+        };
         let endpoint = restate_sdk::endpoint::Endpoint::builder().bind(service).build();
         eprintln!("serving `{name}` for Restate on http://{addr} (HTTP/2)");
-        restate_sdk::http_server::HttpServer::new(endpoint).listen_and_serve(addr).await;
-    });
-    std::process::ExitCode::SUCCESS
+        restate_sdk::http_server::HttpServer::new(endpoint).serve_with_cancel(listener, stopped()).await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+/// Ctrl-C or SIGTERM (what a process manager sends).
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

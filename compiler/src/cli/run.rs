@@ -52,6 +52,9 @@ pub(super) fn run(args: &Args) -> ExitCode {
 fn run_workflow(args: &Args) -> Result<ExitCode, String> {
     match args.target {
         Target::Embedded => {
+            if args.restate_server.is_some() {
+                return Err("--restate-server is for `--target restate`".into());
+            }
             build_and_run(&args.workflow, args.runtime_path.as_deref(), args.reporting, &[], &args.program_args)
         }
         Target::Restate => super::run_restate::run(
@@ -73,7 +76,7 @@ pub(super) fn build_and_run(
     features: &[&str],
     program_args: &[String],
 ) -> Result<ExitCode, String> {
-    let Some(binary) = build(workflow, runtime_path, reporting, Target::Embedded, features)? else {
+    let Some((binary, _)) = build(workflow, runtime_path, reporting, Target::Embedded, features)? else {
         return Ok(ExitCode::from(1));
     };
     // Ctrl-C goes to the program, which cancels cooperatively and exits 130;
@@ -87,14 +90,15 @@ pub(super) fn build_and_run(
 }
 
 /// Compiles `workflow` for `target` into `.orchestr8/build/` beside it and
-/// builds it: the binary, or `None` when the workflow is invalid (reported).
+/// builds it: the binary and the workflow id, or `None` when the workflow is
+/// invalid (reported).
 pub(super) fn build(
     workflow: &Path,
     runtime_path: Option<&Path>,
     reporting: Reporting,
     target: Target,
     features: &[&str],
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Option<(PathBuf, String)>, String> {
     let base = workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
     let build_dir = base.join("build");
     let crate_dir = match target {
@@ -124,7 +128,11 @@ pub(super) fn build(
         std::io::stderr().write_all(&build.stderr).ok();
         return Err(format!("the generated crate in `{}` did not build (cargo's output is above)", dir.display()));
     }
-    Ok(Some(target_dir.join("debug").join(&name)))
+    let binary = match target {
+        Target::Embedded => name.clone(),
+        Target::Restate => crate::codegen::restate_binary(&name),
+    };
+    Ok(Some((target_dir.join("debug").join(binary), name)))
 }
 
 fn stem(path: &Path) -> String {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::run::build;
 use super::Reporting;
+use crate::restate::http::http;
 use crate::restate::Server;
 use crate::target::Target;
 
@@ -26,14 +27,20 @@ pub(super) fn run(
 ) -> Result<ExitCode, String> {
     let input = input(program_args)?;
     let server_binary = server_binary(restate_server)?;
-    let Some(binary) = build(workflow, runtime_path, reporting, Target::Restate, &[])? else {
+    // Ctrl-C (or SIGTERM) from here on stops what was started, via the drops.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    let Some((binary, id)) = build(workflow, runtime_path, reporting, Target::Restate, &[])? else {
         return Ok(ExitCode::from(1));
     };
-    let id = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if stop.load(Ordering::SeqCst) {
+        return Ok(ExitCode::from(130));
+    }
     let base =
         workflow.parent().unwrap_or(Path::new("")).join(".orchestr8/restate").join(std::process::id().to_string());
-    let server = Server::start(&server_binary, &base)?;
-    let service = ServiceChild::start(&binary)?;
+    let mut server = Server::start(&server_binary, &base)?;
+    let mut service = ServiceChild::start(&binary)?;
     server.register(&service.uri())?;
     let url = format!("{}/{id}/run", server.ports.ingress_url());
     let Some(body) = input else {
@@ -44,16 +51,39 @@ pub(super) fn run(
         );
         eprintln!("  curl -X POST {url} -H 'content-type: application/json' -d @input.json");
         eprintln!("Ctrl-C stops the service and the server.");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
-        while !stop.load(Ordering::SeqCst) {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                // As `PROGRAM serve` stopped: a clean end.
+                return Ok(ExitCode::SUCCESS);
+            }
+            watch(&mut server, &mut service)?;
             std::thread::sleep(Duration::from_millis(100));
         }
-        return Ok(ExitCode::from(130));
     };
-    let (status, answer) = server.invoke(&format!("/{id}/run"), &body)?;
+    // The call waits for the whole execution: on a thread, so that Ctrl-C
+    // and a process that died are noticed meanwhile.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let call_url = url.clone();
+    std::thread::spawn(move || {
+        let headers = [("content-type", "application/json")];
+        let answer = http("POST", &call_url, &headers, Some(&body), Duration::from_secs(365 * 24 * 3600))
+            .map(|r| (r.status, r.body))
+            .map_err(|e| format!("cannot call {call_url}: {e}"));
+        let _ = tx.send(answer);
+    });
+    let (status, answer) = loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(answer) => break answer?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("the call to the service ended without an answer".into())
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(ExitCode::from(130));
+        }
+        watch(&mut server, &mut service)?;
+    };
     if (200..300).contains(&status) {
         let pretty = serde_json::from_str::<serde_json::Value>(&answer)
             .ok()
@@ -73,6 +103,17 @@ pub(super) fn run(
     }
 }
 
+/// An error when the server or the service is gone: nothing would answer.
+fn watch(server: &mut Server, service: &mut ServiceChild) -> Result<(), String> {
+    if server.exited() {
+        return Err("the Restate server stopped".into());
+    }
+    if let Ok(Some(status)) = service.child.try_wait() {
+        return Err(format!("the service stopped ({status})"));
+    }
+    Ok(())
+}
+
 /// The input's JSON text, from `--input JSON` or `--input-file PATH`.
 fn input(args: &[String]) -> Result<Option<String>, String> {
     let text = match args {
@@ -83,7 +124,7 @@ fn input(args: &[String]) -> Result<Option<String>, String> {
         }
         _ => {
             return Err(format!(
-                "`{}`: with --target restate, give `--input JSON` or `--input-file PATH` (or nothing, to serve until Ctrl-C)",
+                "`{}`: with --target restate, give `--input JSON` or `--input-file PATH` (or nothing, to serve until Ctrl-C); orchestr8's own options go before the workflow",
                 args.join(" ")
             ))
         }
@@ -106,8 +147,9 @@ fn server_binary(given: Option<&Path>) -> Result<PathBuf, String> {
         .map(|dir| dir.join("restate-server"))
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            "no Restate server found: install it (`npm install --prefix DIR --ignore-scripts @restatedev/restate-server-linux-x64@1.7.12`, \
-             or `scripts/restate-server install` in an orchestr8 checkout), then pass `--restate-server PATH` or set ORCHESTR8_RESTATE_SERVER"
+            "no Restate server found: install it (on Linux x64: `npm install --prefix DIR --ignore-scripts @restatedev/restate-server-linux-x64@1.7.12` \
+             puts it at DIR/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server; in an orchestr8 checkout, \
+             `scripts/restate-server install` prints where it is), then pass `--restate-server PATH` or set ORCHESTR8_RESTATE_SERVER"
                 .to_owned()
         })
 }

@@ -77,17 +77,30 @@ pub fn manifest(workflow: &CheckedWorkflow, options: &CrateOptions) -> String {
         let dir = relative_path(&options.out_dir, &options.workflow_dir.join(&agent_crate.path));
         deps.push(format!("{} = {{ path = {} }}", agent_crate.name, toml_string(&slash(&dir))));
     }
+    // The service's binary has a name of its own: both targets' crates of
+    // one workflow may share a target directory.
+    let bin_section = match options.target {
+        Target::Embedded => String::new(),
+        Target::Restate => {
+            format!("\n[[bin]]\nname = {}\npath = \"src/main.rs\"\n", toml_string(&restate_binary(&workflow.id)))
+        }
+    };
     let features_section = match options.target {
         Target::Embedded => "\n[features]\n# OpenTelemetry export (traces and metrics over OTLP/HTTP), on when\n# OTEL_EXPORTER_OTLP_ENDPOINT is set at run time; `--no-default-features`\n# builds without it (faster), and such a program says so if asked to export.\ndefault = [\"otel\"]\notel = [\"orchestr8-runtime/otel\"]\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\nserve = [\"orchestr8-runtime/server\"]\n# `cargo run --features test-mode -- --test FILE` (what `orchestr8 test` runs)\n# runs mocked test cases on paused time.\ntest-mode = [\"orchestr8-runtime/test-mode\"]\n",
         Target::Restate => "",
     };
     format!(
-        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{}\n{features_section}\n# A crate of its own, wherever it is written.\n[workspace]\n",
+        "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n{bin_section}\n[dependencies]\n{}\n{features_section}\n# A crate of its own, wherever it is written.\n[workspace]\n",
         header("#"),
         toml_string(&workflow.id),
         toml_string(&workflow.version),
         deps.join("\n"),
     )
+}
+
+/// The name of a workflow's Restate service binary.
+pub fn restate_binary(id: &str) -> String {
+    format!("{id}-restate")
 }
 
 /// The `restate-sdk` the runtime's `restate` feature is built on.

@@ -16,7 +16,7 @@ mod types;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use files::{write_files, WriteError, WriteSummary, GENERATED_MARK, RESTATE_SDK_VERSION};
+pub use files::{restate_binary, write_files, WriteError, WriteSummary, GENERATED_MARK, RESTATE_SDK_VERSION};
 
 use crate::checked::CheckedWorkflow;
 use crate::target::Target;

@@ -121,15 +121,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `binary` with a fresh data directory `base` (created; removed
-    /// on drop) and waits until it is [`ready`]. The error says why, with
-    /// the end of the server's log.
+    /// Starts `binary` with a fresh data directory `base` (what was there is
+    /// removed first; it is removed on drop too) and waits until it is
+    /// [`ready`]. The error says why, with the end of the server's log.
     pub fn start(binary: &Path, base: &Path) -> Result<Server, String> {
-        std::fs::create_dir_all(base).map_err(|e| format!("cannot create `{}`: {e}", base.display()))?;
         // The ports are free when picked, but may be taken before the
         // server binds them: then it exits at once, and new ones are tried.
         let mut last = String::new();
         for _ in 0..3 {
+            let _ = std::fs::remove_dir_all(base);
+            std::fs::create_dir_all(base).map_err(|e| format!("cannot create `{}`: {e}", base.display()))?;
             let ports = Ports::free().map_err(|e| format!("cannot find free ports: {e}"))?;
             let log_path = base.join("server.log");
             let log = File::options()
@@ -167,6 +168,7 @@ impl Server {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            // musl's wording (the server is a static musl binary).
             if !last.contains("Address in use") {
                 break;
             }
@@ -174,20 +176,15 @@ impl Server {
         Err(format!("the Restate server did not start: {last}"))
     }
 
+    /// Whether the server process has exited (it should not have).
+    pub fn exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Registers the service endpoint at `uri` (`http://127.0.0.1:PORT`),
     /// retrying for up to 10 s while it does not answer yet.
     pub fn register(&self, uri: &str) -> Result<(), String> {
         register(self.ports, uri)
-    }
-
-    /// Calls `path` (`/SERVICE/HANDLER`) on the ingress with a JSON body and
-    /// waits for the answer: its status and body.
-    pub fn invoke(&self, path: &str, body: &str) -> Result<(u16, String), String> {
-        let url = format!("{}{path}", self.ports.ingress_url());
-        let headers = [("content-type", "application/json")];
-        http("POST", &url, &headers, Some(body), Duration::from_secs(24 * 3600))
-            .map(|r| (r.status, r.body))
-            .map_err(|e| format!("cannot call {url}: {e}"))
     }
 }
 
@@ -218,10 +215,12 @@ pub fn register(ports: Ports, uri: &str) -> Result<(), String> {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
+            // Graceful first (SIGTERM; std can only SIGKILL), when `kill` runs.
+            if Command::new("kill").args(["-TERM", &child.id().to_string()]).status().is_ok() {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
             let _ = child.kill();
             let _ = child.wait();

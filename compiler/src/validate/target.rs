@@ -10,21 +10,35 @@ use crate::target::Target;
 
 pub fn check(workflow: &Workflow, target: Target, doc: &Doc, out: &mut Vec<Diagnostic>) {
     if target == Target::Restate {
-        // Restate refuses to register a service named so (META0005).
-        if workflow.metadata.id.starts_with("restate") {
+        // Restate refuses to register a service named so (META0005, seen
+        // from 1.7.12): `restate...` in any case, and `openapi`.
+        let id = &workflow.metadata.id;
+        if id.to_ascii_lowercase().starts_with("restate") || id == "openapi" {
             let at = "/metadata/id";
             out.push(
                 Diagnostic::error(
                     Code::ReservedOnTarget,
                     format!(
-                        "Restate reserves service names starting with `restate`, so `{}` cannot name the service",
-                        workflow.metadata.id
+                        "Restate reserves `openapi` and the service names starting with `restate`, so `{id}` cannot name the service"
                     ),
                     at,
                     doc.value(at),
                 )
                 .with_label("reserved by Restate")
                 .with_help("rename the workflow (its `metadata.id` is the service's name: `POST /ID/run`)"),
+            );
+        }
+        if workflow.limits.as_ref().is_some_and(|l| l.max_tokens.is_some()) {
+            let at = "/limits/maxTokens";
+            out.push(
+                Diagnostic::error(
+                    Code::UnsupportedOnTarget,
+                    format!("a token budget is not kept on the `{}` target yet", target.name()),
+                    at,
+                    doc.key(at),
+                )
+                .with_label(format!("not on `{}` yet", target.name()))
+                .with_help("compile for the embedded target (the default, no `--target`), or leave the budget out"),
             );
         }
         walk(&workflow.steps, "/steps", target, doc, out);
