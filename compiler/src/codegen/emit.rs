@@ -44,9 +44,9 @@ fn too_complex_for_clippy(c: &CheckedWorkflow) -> bool {
         || fields(&c.output_types)
 }
 
-/// The items of `workflow.rs`, in order.
-/// The items of `src/workflow.rs`: the data types, the state, the steps
-/// and the plan; for the embedded target, the program too.
+/// The items of `src/workflow.rs`, in order: the data types, the state, the
+/// steps and the plan; the program for the embedded target, the input
+/// schema and the LLM agents' preflight for the Restate target.
 pub fn workflow_items(c: &CheckedWorkflow, target: Target) -> Vec<TokenStream> {
     let mut out = Vec::new();
     if too_complex_for_clippy(c) {

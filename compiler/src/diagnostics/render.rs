@@ -158,9 +158,9 @@ pub fn render_human(file: &str, text: &str, diagnostics: &[Diagnostic], options:
 const MAX_HINT_CODES: usize = 5;
 
 /// The line after a report that points at the diagnostics index, as
-/// rustc's `--explain` hint: the codes of the errors shown (of the warnings
-/// when there is no error), in order, and the command for the first. `None` when
-/// nothing was reported.
+/// rustc's `--explain` hint: the codes of the errors reported (of the
+/// warnings when there is no error; those past `--max-errors` too), in
+/// order, and the command for the first. `None` when nothing was reported.
 pub fn explain_hint(diagnostics: &[Diagnostic]) -> Option<String> {
     let any_error = diagnostics.iter().any(Diagnostic::is_error);
     let codes: std::collections::BTreeSet<Code> =

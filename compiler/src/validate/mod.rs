@@ -84,8 +84,8 @@ impl<'a> Doc<'a> {
     }
 }
 
-/// Validates the bytes of one workflow document, taking agent schemas from `agents`.
-/// Validates a workflow for the embedded target.
+/// Validates the bytes of one workflow document for the embedded target,
+/// taking agent schemas from `agents`.
 pub fn validate(bytes: &[u8], agents: &dyn AgentSchemaSource) -> Validation {
     validate_for(bytes, agents, Target::Embedded)
 }

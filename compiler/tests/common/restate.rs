@@ -1,6 +1,8 @@
 //! A real Restate server (the durable execution engine the `restate` target
-//! compiles to) for end-to-end tests, the service processes it calls, and the
-//! minimal HTTP/1.1 client that talks to its admin and ingress APIs.
+//! compiles to) for end-to-end tests, with what tests need beyond
+//! `orchestr8::restate` (whose configuration, readiness check and HTTP
+//! client it uses): kill -9 and restart, SQL, attach; and the service
+//! processes it calls.
 //!
 //! The server binary is installed by `scripts/restate-server with`, which
 //! exports `ORCHESTR8_RESTATE_SERVER`; each test starts its own server on free
