@@ -183,22 +183,25 @@ impl Server {
 
     /// Registers the service endpoint at `uri` (`http://127.0.0.1:PORT`),
     /// retrying for up to 10 s while it does not answer yet.
-    pub fn register(&self, uri: &str) -> Result<(), String> {
+    pub fn register(&self, uri: &str) -> Result<serde_json::Value, String> {
         register(self.ports, uri)
     }
 }
 
 /// Registers the service endpoint at `uri` with the server on `ports`,
 /// overwriting an earlier registration of it; retries for up to 10 s while
-/// the service does not answer its discovery yet.
-pub fn register(ports: Ports, uri: &str) -> Result<(), String> {
+/// the service does not answer its discovery yet. Returns the deployment
+/// (`id`, `services`).
+pub fn register(ports: Ports, uri: &str) -> Result<serde_json::Value, String> {
     let body = serde_json::json!({ "uri": uri, "force": true }).to_string();
     let url = format!("{}/deployments", ports.admin_url());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let last =
             match http("POST", &url, &[("content-type", "application/json")], Some(&body), Duration::from_secs(30)) {
-                Ok(r) if (200..300).contains(&r.status) => return Ok(()),
+                Ok(r) if (200..300).contains(&r.status) => {
+                    return serde_json::from_str(&r.body).map_err(|e| format!("registering {uri}: {e} in {}", r.body))
+                }
                 // The request itself is wrong: waiting will not help.
                 Ok(r) if r.status < 500 => return Err(format!("registering {uri} failed: {} {}", r.status, r.body)),
                 // Discovery failed: the service is not listening yet.

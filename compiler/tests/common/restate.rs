@@ -20,8 +20,6 @@ use orchestr8::restate::tail;
 
 /// How long the server may take to be ready (health checks and partitions).
 const HEALTH_TIMEOUT: Duration = restate::READY_TIMEOUT;
-/// How long `register` keeps retrying while the service is not up yet.
-const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an ingress call may block (a workflow runs to its end first).
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Admin calls other than registration answer at once.
@@ -105,32 +103,8 @@ impl RestateServer {
     /// service does not answer yet; panics with the server's answer otherwise.
     /// Returns the deployment (`id`, `services`).
     pub fn register(&self, service_uri: &str) -> serde_json::Value {
-        let body = serde_json::json!({ "uri": service_uri, "force": true }).to_string();
-        let url = format!("{}/deployments", self.admin());
-        let deadline = Instant::now() + REGISTER_TIMEOUT;
-        loop {
-            let last = match http("POST", &url, &[("content-type", "application/json")], Some(&body), ADMIN_TIMEOUT) {
-                Ok(r) if (200..300).contains(&r.status) => {
-                    return serde_json::from_str(&r.body)
-                        .unwrap_or_else(|e| panic!("registering {service_uri}: {e} in {}", r.body));
-                }
-                // 4xx: the request itself is wrong, waiting will not help.
-                Ok(r) if r.status < 500 => {
-                    panic!("registering {service_uri} failed: {} {}", r.status, r.body)
-                }
-                // Discovery failed (the service is not listening yet: 500 META0003).
-                Ok(r) => format!("{} {}", r.status, r.body),
-                Err(e) => format!("{e}"),
-            };
-            if Instant::now() >= deadline {
-                panic!(
-                    "registering {service_uri} failed for {} s: {last}\nlast lines of the server's log:\n{}",
-                    REGISTER_TIMEOUT.as_secs(),
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        restate::register(self.ports(), service_uri)
+            .unwrap_or_else(|e| panic!("{e}\nlast lines of the server's log:\n{}", self.log_tail()))
     }
 
     /// Calls a handler through the ingress and waits for its result:
