@@ -437,25 +437,28 @@ fn check_map_switch_nesting(
 ) {
     let node = &graph.nodes[index];
     let id = node.step.id();
-    let message = match node.step {
+    let found = match node.step {
         Step::Switch(_) => graph.enclosing_maps(index).next().map(|m| {
-            format!("switch `{id}` is inside the body of map `{}`: not supported yet", graph.nodes[m].step.id())
+            let map = graph.nodes[m].step.id();
+            (
+                format!("switch `{id}` is inside the body of map `{map}`: not supported yet"),
+                // A map's output is a list: a switch after it cannot take its place.
+                format!("move the switch out of `{map}`'s body (before the map, if it does not read the item), or let the body's agent make the choice"),
+            )
         }),
-        Step::Map(_) => node
-            .path
-            .iter()
-            .rev()
-            .find(|(c, _, _)| matches!(c, Container::Case(_)))
-            .map(|(_, _, switch)| format!("map `{id}` is inside a case of switch `{switch}`: not supported yet")),
+        Step::Map(_) => node.path.iter().rev().find(|(c, _, _)| matches!(c, Container::Case(_))).map(|(_, _, switch)| {
+            (
+                format!("map `{id}` is inside a case of switch `{switch}`: not supported yet"),
+                format!("move the map before or after switch `{switch}`"),
+            )
+        }),
         _ => None,
     };
-    if let Some(message) = message {
+    if let Some((message, help)) = found {
         out.push(
             Diagnostic::error(Code::MapSwitchNesting, message, id_pointer, doc.value(id_pointer))
                 .with_label("not supported yet")
-                .with_help(
-                    "move the switch after the map and switch on its output, or the map before or after the switch",
-                ),
+                .with_help(help),
         );
     }
 }

@@ -1103,7 +1103,7 @@ impl Checker<'_, '_> {
             )
             .with_label("outside the map")
             .with_help(format!(
-                "move this step into the body of `{map}`, or read the map's output `${{steps.{map}.output}}`"
+                "read it from a step inside the body of `{map}`, or read the map's output `${{steps.{map}.output}}` here"
             )),
             _ => Diagnostic::error(
                 Code::MapItemOutOfScope,
