@@ -204,6 +204,33 @@ fn what_restate_cannot_keep_or_name_is_refused_where_it_is_written() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("E046"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+#[test]
+fn the_service_binary_refuses_a_taken_address_and_a_bad_command_line() {
+    let Some(_server) = RestateServer::start() else { return };
+    let binary = build(&repo().join("examples/hello/workflow.json"), "restate", "hello");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(&binary).args(["--bind", &addr]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot serve on {addr}")));
+    for (args, says) in [(&["--bind"][..], "--bind needs an address"), (&["--port", "1"][..], "unexpected argument")] {
+        let out = Command::new(&binary).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}");
+    }
+    // An invalid workflow: `run --target restate` reports it, builds nothing, exit 1.
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = json(&std::fs::read_to_string(repo().join("examples/hello/workflow.json")).unwrap());
+    doc["steps"][0]["agent"] = "missing".into();
+    let file = dir.path().join("workflow.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_orchestr8")).args(["run", "--target", "restate"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[E0303]"));
+    assert!(!dir.path().join(".orchestr8/restate").exists(), "no server was started");
+}
+
 /// Lines of the calls file: each agent call's step name.
 fn calls(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file).unwrap_or_default().lines().map(str::to_owned).collect()
