@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use orchestr8::agents::FromRustSource;
 use orchestr8::codegen::{generate, CrateOptions};
+use orchestr8::own_crates::OwnCrates;
 use orchestr8::target::Target;
 use orchestr8::validate::validate;
 use serde_json::json;
@@ -29,9 +30,9 @@ fn workflow(steps: usize) -> String {
 
 fn bench(c: &mut Criterion) {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/codegen").canonicalize().unwrap();
-    let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime").canonicalize().unwrap();
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap();
     let options = CrateOptions {
-        runtime_dir: runtime,
+        own: OwnCrates::checkout(checkout),
         out_dir: dir.join("out"),
         workflow_dir: dir.clone(),
         target: Target::Embedded,

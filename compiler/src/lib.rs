@@ -9,6 +9,7 @@ pub mod cli;
 pub mod codegen;
 pub mod diagnostics;
 pub mod eval;
+pub mod own_crates;
 pub mod restate;
 pub mod target;
 pub mod testfile;

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use orchestr8::agents::FromRustSource;
 use orchestr8::codegen::{generate, write_files, CrateOptions};
+use orchestr8::own_crates::OwnCrates;
 use orchestr8::target::Target;
 use orchestr8::validate::validate;
 
@@ -49,7 +50,7 @@ fn fixtures_generate_build_and_run() {
         let workflow = validation.checked.unwrap_or_else(|| panic!("{name}: {:?}", validation.diagnostics));
         let out = repo().join("target/codegen-fixtures").join(&name);
         let options = CrateOptions {
-            runtime_dir: repo().join("runtime"),
+            own: OwnCrates::checkout(repo()),
             out_dir: out.clone(),
             workflow_dir: fixtures.clone(),
             target: Target::Embedded,

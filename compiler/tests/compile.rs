@@ -8,6 +8,7 @@ use std::process::Command;
 
 use orchestr8::agents::FromRustSource;
 use orchestr8::codegen::{generate, CrateOptions};
+use orchestr8::own_crates::OwnCrates;
 use orchestr8::target::Target;
 use orchestr8::validate::{validate, validate_for};
 use serde_json::{json, Value};
@@ -38,12 +39,8 @@ fn snapshot_crates(examples: &[&str], target: Target, prefix: &str) {
         let source = FromRustSource::new(&dir);
         let validation = validate_for(text.as_bytes(), &source, target);
         let workflow = validation.checked.unwrap_or_else(|| panic!("{example}: {:?}", validation.diagnostics));
-        let options = CrateOptions {
-            runtime_dir: repo().join("runtime"),
-            out_dir: dir.clone(),
-            workflow_dir: dir.clone(),
-            target,
-        };
+        let options =
+            CrateOptions { own: OwnCrates::checkout(repo()), out_dir: dir.clone(), workflow_dir: dir.clone(), target };
         let files = generate(&workflow, &options).unwrap();
         let again = generate(&workflow, &options).unwrap();
         assert_eq!(files, again, "{example}: generation is deterministic");
@@ -542,7 +539,7 @@ fn llm_example_runs_against_a_local_model() {
     let validation = validate(text.as_bytes(), &FromRustSource::new(&dir));
     let workflow = validation.checked.unwrap_or_else(|| panic!("{:?}", validation.diagnostics));
     let options = CrateOptions {
-        runtime_dir: repo().join("runtime"),
+        own: OwnCrates::checkout(repo()),
         out_dir: dir.clone(),
         workflow_dir: dir.clone(),
         target: Target::Embedded,

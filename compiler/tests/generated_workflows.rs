@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use orchestr8::agents::FromRustSource;
 use orchestr8::codegen::{generate, write_files, CrateOptions, GeneratedFiles};
+use orchestr8::own_crates::OwnCrates;
 use orchestr8::target::Target;
 use orchestr8::validate::validate;
 use orchestr8_agent_decl::{expected_type_names, item_type_name, nested_type_name, rust_field_name, variant_name};
@@ -62,7 +63,7 @@ fn compile(workflow_json: &str, agents_dir: &Path, out: &Path) -> Result<Generat
     }
     let workflow = validation.checked.ok_or("validation gave neither a checked workflow nor an error")?;
     let options = CrateOptions {
-        runtime_dir: repo().join("runtime"),
+        own: OwnCrates::checkout(repo()),
         out_dir: out.to_path_buf(),
         workflow_dir: agents_dir.to_path_buf(),
         target: Target::Embedded,

@@ -43,7 +43,7 @@ pub fn compile_bytes(data: &[u8]) -> bool {
     assert_eq!(validation.has_errors(), validation.checked.is_none(), "{:?}", validation.diagnostics);
     let Some(checked) = validation.checked else { return false };
     let options = CrateOptions {
-        runtime_dir: PathBuf::from("/runtime"),
+        own: orchestr8::own_crates::OwnCrates::checkout(PathBuf::from("/")),
         out_dir: PathBuf::from("/out"),
         workflow_dir: PathBuf::from("/"),
         target: Target::Embedded,

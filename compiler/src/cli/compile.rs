@@ -7,6 +7,7 @@ use super::{Reporting, Status};
 use crate::agents::FromRustSource;
 use crate::codegen::{generate, write_files, CrateOptions};
 use crate::diagnostics::render_human;
+use crate::own_crates::OwnCrates;
 use crate::target::Target;
 use crate::validate::validate_for;
 
@@ -19,10 +20,11 @@ pub(super) struct Args {
     /// `cargo run` there runs it).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// The `orchestr8-runtime` crate to depend on (default: the one this
-    /// orchestr8 was built with).
-    #[arg(long, value_name = "DIR")]
-    runtime_path: Option<PathBuf>,
+    /// The orchestr8 checkout whose `runtime/` the crate depends on by path
+    /// (default: the one this orchestr8 was built from, if it is still there;
+    /// else `orchestr8-runtime` from the registry, by exact version).
+    #[arg(long, value_name = "DIR", alias = "runtime-path")]
+    orchestr8_path: Option<PathBuf>,
     /// What to compile for: a program that runs the workflow itself, or a
     /// Restate service (see the README's table of differences).
     #[arg(long, value_enum, default_value_t)]
@@ -31,11 +33,8 @@ pub(super) struct Args {
     reporting: Reporting,
 }
 
-/// The runtime this binary was built beside.
-const BUILT_WITH_RUNTIME: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime");
-
 pub(super) fn run(args: &Args) -> Status {
-    match compile(&args.workflow, args.out.as_deref(), args.runtime_path.as_deref(), args.target, args.reporting) {
+    match compile(&args.workflow, args.out.as_deref(), args.orchestr8_path.as_deref(), args.target, args.reporting) {
         Ok(Compiled::Crate { .. }) => Status::Success,
         Ok(Compiled::Invalid) => Status::Failure,
         Err(message) => {
@@ -63,7 +62,7 @@ pub(super) enum Compiled {
 pub(super) fn compile(
     workflow: &Path,
     out: Option<&Path>,
-    runtime_path: Option<&Path>,
+    orchestr8_path: Option<&Path>,
     target: Target,
     reporting: Reporting,
 ) -> Result<Compiled, String> {
@@ -79,14 +78,7 @@ pub(super) fn compile(
         super::print_explain_hint(&validation.diagnostics);
         return Ok(Compiled::Invalid);
     };
-    let runtime_dir = match runtime_path {
-        Some(p) => absolute(p)?,
-        None => absolute(Path::new(BUILT_WITH_RUNTIME))
-            .map_err(|_| "cannot find orchestr8-runtime beside this orchestr8; pass --runtime-path DIR".to_owned())?,
-    };
-    if !runtime_dir.join("Cargo.toml").exists() {
-        return Err(format!("`{}` is not the orchestr8-runtime crate (no Cargo.toml)", runtime_dir.display()));
-    }
+    let own = OwnCrates::locate(orchestr8_path)?;
     let out_dir = match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
@@ -94,7 +86,7 @@ pub(super) fn compile(
         }
         None => workflow_dir.clone(),
     };
-    let options = CrateOptions { runtime_dir, out_dir: out_dir.clone(), workflow_dir, target };
+    let options = CrateOptions { own, out_dir: out_dir.clone(), workflow_dir, target };
     let files = generate(&workflow, &options).map_err(|e| {
         format!("internal compiler error: {e}\nplease report this, with the workflow, to the orchestr8 issue tracker")
     })?;

@@ -1,5 +1,5 @@
 //! `orchestr8 create agent NAME`: appends an `#[agent]` function (from
-//! `templates/agent.rs.txt`) to the project's agent crate and registers it in
+//! `compiler/templates/agent.rs.txt`) to the project's agent crate and registers it in
 //! the workflow, editing the workflow's text in place so that everything the
 //! user wrote (content, key order, indentation) stays as it was.
 
@@ -37,7 +37,7 @@ struct AgentArgs {
     workflow: PathBuf,
 }
 
-const AGENT_TEMPLATE: &str = include_str!("../../../templates/agent.rs.txt");
+const AGENT_TEMPLATE: &str = include_str!("../../templates/agent.rs.txt");
 
 pub(super) fn run(args: &Args) -> Status {
     let What::Agent(args) = &args.what;

@@ -1,11 +1,12 @@
 //! `orchestr8 init NAME`: a new project from the templates embedded in the
-//! binary (`templates/project/`): a workflow, its agent crate with two agents
+//! binary (`compiler/templates/project/`): a workflow, its agent crate with two agents
 //! and their unit tests, a workflow test file, an input, a README and a
 //! `.gitignore`.
 
 use std::path::{Path, PathBuf};
 
 use super::Status;
+use crate::own_crates::{OwnCrate, OwnCrates};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -16,24 +17,22 @@ pub(super) struct Args {
     /// Where to create the project (default: ./NAME). It must not exist or be empty.
     #[arg(long, value_name = "DIR")]
     path: Option<PathBuf>,
-    /// The orchestr8 repository whose `runtime/` and `macros/` the agent crate
-    /// depends on (default: the one this orchestr8 was built from).
+    /// The orchestr8 checkout whose `runtime/` and `macros/` the agent crate
+    /// depends on by path (default: the one this orchestr8 was built from, if
+    /// it is still there; else the registry's, by exact version).
     #[arg(long, value_name = "DIR")]
     orchestr8_path: Option<PathBuf>,
 }
 
-/// The repository this binary was built from.
-const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
 /// The project's files: where each goes and its template.
 const FILES: [(&str, &str); 8] = [
-    ("workflow.json", include_str!("../../../templates/project/workflow.json")),
-    ("workflow.test.json", include_str!("../../../templates/project/workflow.test.json")),
-    ("input.json", include_str!("../../../templates/project/input.json")),
-    ("README.md", include_str!("../../../templates/project/README.md")),
-    (".gitignore", include_str!("../../../templates/project/gitignore.txt")),
-    ("agents/Cargo.toml", include_str!("../../../templates/project/agents/Cargo.toml.txt")),
-    ("agents/src/lib.rs", include_str!("../../../templates/project/agents/src/lib.rs.txt")),
+    ("workflow.json", include_str!("../../templates/project/workflow.json")),
+    ("workflow.test.json", include_str!("../../templates/project/workflow.test.json")),
+    ("input.json", include_str!("../../templates/project/input.json")),
+    ("README.md", include_str!("../../templates/project/README.md")),
+    (".gitignore", include_str!("../../templates/project/gitignore.txt")),
+    ("agents/Cargo.toml", include_str!("../../templates/project/agents/Cargo.toml.txt")),
+    ("agents/src/lib.rs", include_str!("../../templates/project/agents/src/lib.rs.txt")),
     // Filled in from `orchestr8_schema::json_schema_text()`.
     ("workflow.schema.json", ""),
 ];
@@ -71,21 +70,7 @@ fn init(args: &Args) -> Result<PathBuf, String> {
         ));
     }
     let dir = args.path.clone().unwrap_or_else(|| PathBuf::from(name));
-    let repo = match &args.orchestr8_path {
-        Some(p) => std::fs::canonicalize(p).map_err(|e| format!("cannot find `{}`: {e}", p.display()))?,
-        None => std::fs::canonicalize(BUILT_FROM)
-            .map_err(|_| "cannot find orchestr8 beside this binary; pass --orchestr8-path DIR".to_owned())?,
-    };
-    let (runtime, macros) = (repo.join("runtime"), repo.join("macros"));
-    for (crate_dir, what) in [(&runtime, "orchestr8-runtime"), (&macros, "orchestr8-macros")] {
-        if !crate_dir.join("Cargo.toml").is_file() {
-            return Err(format!(
-                "`{}` has no {what} crate (no `{}`); pass --orchestr8-path with the orchestr8 repository",
-                repo.display(),
-                crate_dir.join("Cargo.toml").display()
-            ));
-        }
-    }
+    let own = OwnCrates::locate(args.orchestr8_path.as_deref())?;
     match std::fs::read_dir(&dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -101,8 +86,9 @@ fn init(args: &Args) -> Result<PathBuf, String> {
     let vars = Vars {
         name,
         crate_name: &format!("{}_agents", name.replace('-', "_")),
-        runtime: &toml_string(&runtime),
-        macros: &toml_string(&macros),
+        // Absolute paths: the project may move, a checkout seldom does.
+        runtime: &own.dependency(OwnCrate::Runtime, None, &[]),
+        macros: &own.dependency(OwnCrate::Macros, None, &[]),
     };
     for (path, template) in FILES {
         let text =
@@ -128,12 +114,6 @@ impl Vars<'_> {
             .replace("{{runtime}}", self.runtime)
             .replace("{{macros}}", self.macros)
     }
-}
-
-/// `path` as a TOML basic string.
-fn toml_string(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

@@ -17,10 +17,11 @@ pub(super) struct Args {
     /// The workflow file.
     #[arg(value_name = "WORKFLOW")]
     workflow: PathBuf,
-    /// The `orchestr8-runtime` crate to depend on (default: the one this
-    /// orchestr8 was built with).
-    #[arg(long, value_name = "DIR")]
-    runtime_path: Option<PathBuf>,
+    /// The orchestr8 checkout whose `runtime/` the crate depends on by path
+    /// (default: the one this orchestr8 was built from, if it is still there;
+    /// else `orchestr8-runtime` from the registry, by exact version).
+    #[arg(long, value_name = "DIR", alias = "runtime-path")]
+    orchestr8_path: Option<PathBuf>,
     /// Run the program (embedded), or serve the workflow on a Restate server
     /// started for the run and stopped after it (restate).
     #[arg(long, value_enum, default_value_t)]
@@ -55,11 +56,11 @@ fn run_workflow(args: &Args) -> Result<ExitCode, String> {
             if args.restate_server.is_some() {
                 return Err("--restate-server is for `--target restate`".into());
             }
-            build_and_run(&args.workflow, args.runtime_path.as_deref(), args.reporting, &[], &args.program_args)
+            build_and_run(&args.workflow, args.orchestr8_path.as_deref(), args.reporting, &[], &args.program_args)
         }
         Target::Restate => super::run_restate::run(
             &args.workflow,
-            args.runtime_path.as_deref(),
+            args.orchestr8_path.as_deref(),
             args.restate_server.as_deref(),
             args.reporting,
             &args.program_args,
@@ -71,12 +72,12 @@ fn run_workflow(args: &Args) -> Result<ExitCode, String> {
 /// the program with `program_args`, returning its exit code.
 pub(super) fn build_and_run(
     workflow: &Path,
-    runtime_path: Option<&Path>,
+    orchestr8_path: Option<&Path>,
     reporting: Reporting,
     features: &[&str],
     program_args: &[String],
 ) -> Result<ExitCode, String> {
-    let Some((binary, _)) = build(workflow, runtime_path, reporting, Target::Embedded, features)? else {
+    let Some((binary, _)) = build(workflow, orchestr8_path, reporting, Target::Embedded, features)? else {
         return Ok(ExitCode::from(1));
     };
     // Ctrl-C goes to the program, which cancels cooperatively and exits 130;
@@ -94,7 +95,7 @@ pub(super) fn build_and_run(
 /// invalid (reported).
 pub(super) fn build(
     workflow: &Path,
-    runtime_path: Option<&Path>,
+    orchestr8_path: Option<&Path>,
     reporting: Reporting,
     target: Target,
     features: &[&str],
@@ -106,7 +107,7 @@ pub(super) fn build(
         Target::Restate => format!("{}-restate", stem(workflow)),
     };
     let Compiled::Crate { dir, name } =
-        compile(workflow, Some(&build_dir.join(crate_dir)), runtime_path, target, reporting)?
+        compile(workflow, Some(&build_dir.join(crate_dir)), orchestr8_path, target, reporting)?
     else {
         return Ok(None);
     };

@@ -20,7 +20,7 @@ use crate::target::Target;
 
 pub(super) fn run(
     workflow: &Path,
-    runtime_path: Option<&Path>,
+    orchestr8_path: Option<&Path>,
     restate_server: Option<&Path>,
     reporting: Reporting,
     program_args: &[String],
@@ -31,7 +31,7 @@ pub(super) fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
-    let Some((binary, id)) = build(workflow, runtime_path, reporting, Target::Restate, &[])? else {
+    let Some((binary, id)) = build(workflow, orchestr8_path, reporting, Target::Restate, &[])? else {
         return Ok(ExitCode::from(1));
     };
     if stop.load(Ordering::SeqCst) {

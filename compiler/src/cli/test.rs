@@ -20,10 +20,11 @@ pub(super) struct Args {
     /// The workflow it tests (default: `workflow.json` beside the test file).
     #[arg(long, value_name = "WORKFLOW")]
     workflow: Option<PathBuf>,
-    /// The `orchestr8-runtime` crate to depend on (default: the one this
-    /// orchestr8 was built with).
-    #[arg(long, value_name = "DIR")]
-    runtime_path: Option<PathBuf>,
+    /// The orchestr8 checkout whose `runtime/` the crate depends on by path
+    /// (default: the one this orchestr8 was built from, if it is still there;
+    /// else `orchestr8-runtime` from the registry, by exact version).
+    #[arg(long, value_name = "DIR", alias = "runtime-path")]
+    orchestr8_path: Option<PathBuf>,
     #[command(flatten)]
     reporting: Reporting,
 }
@@ -75,7 +76,7 @@ fn test(args: &Args) -> Result<ExitCode, String> {
     let test_file = std::fs::canonicalize(&args.file).map_err(|e| format!("cannot find `{shown}`: {e}"))?;
     build_and_run(
         &workflow_path,
-        args.runtime_path.as_deref(),
+        args.orchestr8_path.as_deref(),
         args.reporting,
         &["test-mode"],
         &["--test".to_owned(), test_file.display().to_string()],

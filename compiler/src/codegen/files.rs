@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::checked::CheckedWorkflow;
+use crate::own_crates::{toml_string, OwnCrate};
 use crate::target::Target;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -55,20 +56,19 @@ fn unparse(tokens: TokenStream) -> Result<String, String> {
     Ok(prettyplease::unparse(&file))
 }
 
-/// `Cargo.toml`, its own workspace, depending on the runtime and the agent
-/// crates by path; for the Restate target, on the Restate SDK too.
+/// `Cargo.toml`, its own workspace, depending on the runtime (by exact
+/// version, and path when from a checkout) and the agent crates by path; for the Restate target, on the Restate SDK too.
 pub fn manifest(workflow: &CheckedWorkflow, options: &CrateOptions) -> String {
-    let runtime = relative_path(&options.out_dir, &options.runtime_dir);
     // The HTTP client and validator only for workflows that call models.
     let mut features: Vec<&str> = Vec::new();
     if !workflow.llm_agents.is_empty() {
-        features.push("\"llm\"");
+        features.push("llm");
     }
     if options.target == Target::Restate {
-        features.push("\"restate\"");
+        features.push("restate");
     }
-    let features = if features.is_empty() { String::new() } else { format!(", features = [{}]", features.join(", ")) };
-    let mut deps = vec![format!("orchestr8-runtime = {{ path = {}{features} }}", toml_string(&slash(&runtime)))];
+    let runtime = options.own.dependency(OwnCrate::Runtime, Some(&options.out_dir), &features);
+    let mut deps = vec![format!("orchestr8-runtime = {runtime}")];
     if options.target == Target::Restate {
         // Exactly the runtime's: the SDK's API changes between releases.
         deps.push(format!("restate-sdk = \"={RESTATE_SDK_VERSION}\""));
@@ -105,21 +105,6 @@ pub fn restate_binary(id: &str) -> String {
 
 /// The `restate-sdk` the runtime's `restate` feature is built on.
 pub const RESTATE_SDK_VERSION: &str = "0.13.0";
-
-/// A TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
 
 fn slash(p: &Path) -> String {
     p.to_string_lossy().replace('\\', "/")

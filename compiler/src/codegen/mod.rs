@@ -19,12 +19,13 @@ use std::path::{Path, PathBuf};
 pub use files::{restate_binary, write_files, WriteError, WriteSummary, GENERATED_MARK, RESTATE_SDK_VERSION};
 
 use crate::checked::CheckedWorkflow;
+use crate::own_crates::OwnCrates;
 use crate::target::Target;
 
 /// Where the generated crate finds its dependencies.
 pub struct CrateOptions {
-    /// The `orchestr8-runtime` crate's directory.
-    pub runtime_dir: PathBuf,
+    /// Where orchestr8's runtime comes from.
+    pub own: OwnCrates,
     /// The directory the crate is written to.
     pub out_dir: PathBuf,
     /// The workflow file's directory (agent `path`s are relative to it).

@@ -1,0 +1,194 @@
+//! Where generated crates (and a new project's agent crate) find orchestr8's
+//! own crates, `orchestr8-runtime` and `orchestr8-macros`: always by the exact
+//! version of this `orchestr8`, so that a manifest it writes works against a
+//! published release unchanged, and by path too when there is a checkout to
+//! build them from (`--orchestr8-path`, or the one this binary was built
+//! from, while it is still there).
+
+use std::path::{Path, PathBuf};
+
+/// This orchestr8's version, which its runtime and macros share.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The checkout this binary was built from (its `compiler/`'s parent); gone
+/// when it was installed from the registry and the sources were cleaned.
+const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// One of orchestr8's crates a generated manifest depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnCrate {
+    /// `orchestr8-runtime`, which generated crates and agent crates use.
+    Runtime,
+    /// `orchestr8-macros`, the `#[agent]` attribute agent crates use.
+    Macros,
+}
+
+impl OwnCrate {
+    /// Its package name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OwnCrate::Runtime => "orchestr8-runtime",
+            OwnCrate::Macros => "orchestr8-macros",
+        }
+    }
+
+    /// Its directory in a checkout.
+    fn dir(self) -> &'static str {
+        match self {
+            OwnCrate::Runtime => "runtime",
+            OwnCrate::Macros => "macros",
+        }
+    }
+}
+
+/// Where orchestr8's crates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnCrates {
+    /// A checkout's root (absolute), for path dependencies; `None`: the
+    /// registry only.
+    checkout: Option<PathBuf>,
+}
+
+impl OwnCrates {
+    /// From the registry, by version only.
+    pub fn registry() -> Self {
+        OwnCrates { checkout: None }
+    }
+
+    /// From a checkout, whose root `dir` is absolute (not checked: for tests
+    /// and benchmarks; the CLI uses [`OwnCrates::locate`]).
+    pub fn checkout(dir: PathBuf) -> Self {
+        OwnCrates { checkout: Some(dir) }
+    }
+
+    /// The checkout's root, if any.
+    pub fn checkout_dir(&self) -> Option<&Path> {
+        self.checkout.as_deref()
+    }
+
+    /// `given` (`--orchestr8-path`: a checkout's root, or its `runtime/` as
+    /// the older `--runtime-path` took), else the checkout this binary was
+    /// built from if it is still there, else the registry.
+    pub fn locate(given: Option<&Path>) -> Result<Self, String> {
+        let Some(given) = given else {
+            return Ok(match std::fs::canonicalize(BUILT_FROM) {
+                Ok(dir) if is_checkout(&dir) => OwnCrates::checkout(dir),
+                _ => OwnCrates::registry(),
+            });
+        };
+        let dir = std::fs::canonicalize(given).map_err(|e| format!("cannot find `{}`: {e}", given.display()))?;
+        let root = if is_checkout(&dir) {
+            dir
+        } else if dir.file_name().is_some_and(|n| n == "runtime") && dir.parent().is_some_and(is_checkout) {
+            dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+        } else {
+            return Err(format!(
+                "`{}` is not an orchestr8 checkout (it has no `runtime/Cargo.toml` and `macros/Cargo.toml`); \
+                 pass --orchestr8-path with the repository's root",
+                given.display()
+            ));
+        };
+        match checkout_version(&root) {
+            Some(version) if version == VERSION => Ok(OwnCrates::checkout(root)),
+            Some(version) => Err(format!(
+                "the checkout at `{}` is orchestr8 {version}, and this orchestr8 is {VERSION}: generated code \
+                 needs the runtime it was generated for; build orchestr8 from that checkout \
+                 (`cargo install --path {}/compiler`) or pass another --orchestr8-path",
+                root.display(),
+                root.display()
+            )),
+            None => Err(format!(
+                "cannot read the version of the checkout at `{}` (its `Cargo.toml` has no \
+                 `[workspace.package] version`)",
+                root.display()
+            )),
+        }
+    }
+
+    /// The TOML value of a dependency on `krate` with `features`, for a
+    /// manifest in `manifest_dir` (a relative path), or with an absolute path
+    /// when `manifest_dir` is `None` (a project that may move).
+    pub fn dependency(&self, krate: OwnCrate, manifest_dir: Option<&Path>, features: &[&str]) -> String {
+        let mut fields = vec![format!("version = \"={VERSION}\"")];
+        if let Some(root) = &self.checkout {
+            let dir = root.join(krate.dir());
+            let path = match manifest_dir {
+                Some(from) => crate::codegen::relative_path(from, &dir),
+                None => dir,
+            };
+            fields.push(format!("path = {}", toml_string(&path.to_string_lossy().replace('\\', "/"))));
+        }
+        if !features.is_empty() {
+            let list: Vec<String> = features.iter().map(|f| toml_string(f)).collect();
+            fields.push(format!("features = [{}]", list.join(", ")));
+        }
+        format!("{{ {} }}", fields.join(", "))
+    }
+}
+
+/// Whether `dir` holds both crates.
+fn is_checkout(dir: &Path) -> bool {
+    [OwnCrate::Runtime, OwnCrate::Macros].iter().all(|c| dir.join(c.dir()).join("Cargo.toml").is_file())
+}
+
+/// The checkout's `[workspace.package] version`.
+fn checkout_version(root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
+    let manifest: toml::Table = toml::from_str(&text).ok()?;
+    let version = manifest.get("workspace")?.get("package")?.get("version")?.as_str()?;
+    Some(version.to_owned())
+}
+
+/// A TOML basic string.
+pub(crate) fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_dependencies_carry_the_exact_version_only() {
+        let own = OwnCrates::registry();
+        assert_eq!(
+            own.dependency(OwnCrate::Runtime, Some(Path::new("/p")), &["llm"]),
+            format!("{{ version = \"={VERSION}\", features = [\"llm\"] }}")
+        );
+        assert_eq!(own.dependency(OwnCrate::Macros, None, &[]), format!("{{ version = \"={VERSION}\" }}"));
+    }
+
+    #[test]
+    fn checkout_dependencies_add_a_path() {
+        let own = OwnCrates::checkout(PathBuf::from("/src/o8"));
+        assert_eq!(
+            own.dependency(OwnCrate::Runtime, Some(Path::new("/src/o8/examples/x")), &[]),
+            format!("{{ version = \"={VERSION}\", path = \"../../runtime\" }}")
+        );
+        assert_eq!(
+            own.dependency(OwnCrate::Macros, None, &[]),
+            format!("{{ version = \"={VERSION}\", path = \"/src/o8/macros\" }}")
+        );
+    }
+
+    #[test]
+    fn the_build_checkout_is_found_and_versioned() {
+        let own = OwnCrates::locate(None).unwrap();
+        let root = own.checkout_dir().expect("tests run in a checkout");
+        assert_eq!(checkout_version(root).as_deref(), Some(VERSION));
+        // Its runtime directory is accepted too, as --runtime-path took it.
+        assert_eq!(OwnCrates::locate(Some(&root.join("runtime"))).unwrap(), own);
+        let err = OwnCrates::locate(Some(&root.join("compiler"))).unwrap_err();
+        assert!(err.contains("is not an orchestr8 checkout"), "{err}");
+    }
+}
