@@ -231,6 +231,17 @@ fn the_service_binary_refuses_a_taken_address_and_a_bad_command_line() {
     assert!(!dir.path().join(".orchestr8/restate").exists(), "no server was started");
 }
 
+/// The fixture `compiler/tests/restate/FIXTURE.json` (workflow id `id`)
+/// built, served and registered, its agents writing their calls to a file
+/// (in the returned directory): the file and the service.
+fn serve_recording(server: &RestateServer, fixture: &str, id: &str) -> (tempfile::TempDir, PathBuf, ServiceProcess) {
+    let binary = build(&repo().join(format!("compiler/tests/restate/{fixture}.json")), "restate", id);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls");
+    let service = serve(server, &binary, &[("ORCHESTR8_CALLS_FILE", file.to_str().unwrap())]);
+    (dir, file, service)
+}
+
 /// Lines of the calls file: each agent call's step name.
 fn calls(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file).unwrap_or_default().lines().map(str::to_owned).collect()
@@ -254,11 +265,7 @@ fn wait_for_slow_step(file: &Path) {
 /// step, finished before the kill, ran exactly once.
 fn survives_a_kill(kill_server: bool) {
     let Some(mut server) = RestateServer::start() else { return };
-    let binary = build(&repo().join("compiler/tests/restate/workflow.json"), "restate", "durable");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls");
-    let file_env = file.to_str().unwrap();
-    let mut service = serve(&server, &binary, &[("ORCHESTR8_CALLS_FILE", file_env)]);
+    let (_dir, file, mut service) = serve_recording(&server, "workflow", "durable");
     let id = server.send("/durable/run", r#"{"slowMs": 3000}"#);
     wait_for_slow_step(&file);
     if kill_server {
@@ -280,10 +287,7 @@ fn survives_a_kill(kill_server: bool) {
 #[test]
 fn a_parallel_block_fails_fast_and_what_follows_never_runs() {
     let Some(server) = RestateServer::start() else { return };
-    let binary = build(&repo().join("compiler/tests/restate/fail-fast.json"), "restate", "fail-fast");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls");
-    let service = serve(&server, &binary, &[("ORCHESTR8_CALLS_FILE", file.to_str().unwrap())]);
+    let (_dir, file, service) = serve_recording(&server, "fail-fast", "fail-fast");
     let (status, body) = server.invoke("/fail-fast/run", "{}");
     assert_eq!(status, 500, "the invocation fails: {body}\n{}", service.log_tail());
     assert!(body.contains("broken fails on purpose"), "with the failing branch's error: {body}");
@@ -295,10 +299,9 @@ fn a_parallel_block_fails_fast_and_what_follows_never_runs() {
             "SELECT status, completion_result, completion_failure FROM sys_invocation WHERE target = 'fail-fast/branch' AND status {done} 'completed'"
         ))
     };
-    // Failing fast: `run` answered while the slow branch (8 s) still ran.
-    assert_eq!(branches("<>").len(), 1, "one branch still runs: {:?}", branches("="));
-    // And the block cancelled it: it ends cancelled, not succeeded (its
-    // agent is not told: the cancellation lands when its call returns).
+    // Failing fast: the block cancelled the slow branch (8 s), which ends
+    // cancelled, not succeeded, and whose agent was told (checked below:
+    // only a cancellation before its sleep ends writes that line).
     let deadline = Instant::now() + Duration::from_secs(30);
     while !branches("<>").is_empty() {
         assert!(Instant::now() < deadline, "the slow branch never ended: {:?}", branches("<>"));
@@ -310,6 +313,27 @@ fn a_parallel_block_fails_fast_and_what_follows_never_runs() {
     // `onError: continue` is for the step's own failures, not a cancellation.
     let made = calls(&file);
     assert_eq!((count(&made, "after"), count(&made, "after_slow")), (0, 0), "{made:?}");
+    // Its running agent was told, through its cancellation token.
+    assert_eq!(count(&made, "slow:cancelled"), 1, "the slow branch's agent was told: {made:?}");
+}
+
+#[test]
+fn a_cancelled_invocation_ends_cancelled_and_its_running_agent_is_told() {
+    let Some(server) = RestateServer::start() else { return };
+    let (_dir, file, service) = serve_recording(&server, "workflow", "durable");
+    // A step that would take a minute, unless told.
+    let id = server.send("/durable/run", r#"{"slowMs": 60000}"#);
+    wait_for_slow_step(&file);
+    server.cancel(&id);
+    let (status, body) = server.attach(&id);
+    assert_eq!(status, 409, "{body}\n{}", service.log_tail());
+    assert!(body.contains("cancelled"), "{body}");
+    let made = calls(&file);
+    assert_eq!(count(&made, "slow:cancelled"), 1, "the running agent was told: {made:?}");
+    assert_eq!(count(&made, "slow"), 1, "a cancelled step is not retried: {made:?}");
+    assert_eq!(count(&made, "last"), 0, "no step runs after a cancellation: {made:?}");
+    let rows = server.sql_rows(&format!("SELECT status, completion_failure FROM sys_invocation WHERE id = '{id}'"));
+    assert!(rows[0]["completion_failure"].to_string().contains("[409] cancelled"), "{rows:?}");
 }
 
 #[test]
@@ -328,10 +352,7 @@ fn an_input_outside_its_schema_bounds_is_refused_before_any_step() {
 #[test]
 fn a_replay_sends_the_branches_what_it_sent_the_first_time() {
     let Some(server) = RestateServer::start() else { return };
-    let binary = build(&repo().join("compiler/tests/restate/replay.json"), "restate", "replay");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls");
-    let service = serve(&server, &binary, &[("ORCHESTR8_CALLS_FILE", file.to_str().unwrap())]);
+    let (_dir, file, service) = serve_recording(&server, "replay", "replay");
     // `last` fails once: Restate retries by replaying the invocation, calls
     // to the branches included, after a map output decoded in another order.
     let (status, body) = server.invoke("/replay/run", "{}");
@@ -349,4 +370,19 @@ fn an_invocation_survives_a_kill_9_of_the_service_during_a_step() {
 #[test]
 fn an_invocation_survives_a_kill_9_of_the_server_during_a_step() {
     survives_a_kill(true);
+}
+
+#[test]
+fn a_cancelled_agent_that_ignores_its_token_is_abandoned_after_its_grace() {
+    let Some(server) = RestateServer::start() else { return };
+    let (_dir, file, service) = serve_recording(&server, "stubborn", "stubborn");
+    let id = server.send("/stubborn/run", "{}");
+    wait_for_slow_step(&file);
+    server.cancel(&id);
+    let (status, body) = server.attach(&id);
+    assert_eq!(status, 409, "{body}\n{}", service.log_tail());
+    // Ended without waiting for the agent's minute (it never wrote `done`):
+    // its 200 ms of grace were up.
+    let made = calls(&file);
+    assert_eq!((count(&made, "slow"), count(&made, "slow:done"), count(&made, "last")), (1, 0, 0), "{made:?}");
 }

@@ -9,7 +9,8 @@
 //! action's retry policy (attempts, initial delay, factor, max delay; the
 //! step timeout as its max duration), and each attempt is bounded by the
 //! attempt timeout (or the step timeout). Fatal errors, invalid input and an
-//! open circuit breaker are terminal; the rest Restate retries. Where this
+//! open circuit breaker are terminal; the rest Restate retries. Cancelling
+//! the invocation cancels the running agent's token, as embedded. Where this
 //! differs from the embedded executor is listed in the README's table.
 
 use std::pin::Pin;
@@ -19,13 +20,14 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use restate_sdk::context::{
-    CallFuture, Context, ContextClient, ContextSideEffects, DurableFuture, DurableFuturesUnordered, RequestTarget,
-    RunFuture, RunRetryPolicy,
+    CallFuture, Context, ContextAwakeables, ContextClient, ContextSideEffects, DurableFuture, DurableFuturesUnordered,
+    RequestTarget, RunFuture, RunRetryPolicy,
 };
 use restate_sdk::errors::{HandlerError, HandlerResult, TerminalError};
 use restate_sdk::serde::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentContext, AgentError, AgentErrorKind, ExecutionMeta};
@@ -383,6 +385,15 @@ impl<A: Agent> AgentCall<'_, A> {
     ) -> Result<A::Output, TerminalError> {
         let step = self.step;
         let input = input.map_err(|e| TerminalError::new(format!("step {step}: invalid input: {e}")))?;
+        let cancel = CancellationToken::new();
+        let started = Arc::new(Notify::new());
+        // Restate tells a running action nothing: its cancel signal reaches
+        // the invocation's input, which only an awaited durable future reads.
+        // An awakeable nobody resolves is such a future, created here on
+        // every run and replay alike (it takes no journal entry, only the
+        // next signal id) and awaited only once the action really runs: an
+        // unresolved await while replaying would be a journal mismatch.
+        let (_, cancelled) = on.ctx.awakeable::<()>();
         let attempt = Attempt {
             agent: self.agent.clone(),
             meta: on.meta.clone(),
@@ -390,13 +401,30 @@ impl<A: Agent> AgentCall<'_, A> {
             config: self.config.clone(),
             policy: *self.policy,
             breaker: self.breaker.cloned(),
+            cancel: cancel.clone(),
+            started: started.clone(),
         };
-        let Json(output) = on
-            .ctx
-            .run(move || attempt.call(input))
-            .name(step.to_string())
-            .retry_policy(retry_policy(self.policy))
-            .await?;
+        let action =
+            on.ctx.run(move || attempt.call(input)).name(step.to_string()).retry_policy(retry_policy(self.policy));
+        let watch = async {
+            started.notified().await;
+            cancelled.await
+        };
+        let mut action = std::pin::pin!(action);
+        let output = tokio::select! {
+            biased;
+            output = &mut action => output,
+            Err(_) = watch => {
+                // Cancelled (the SDK's 409; an awakeable whose id nobody
+                // knows completes no other way): the agent is told and has
+                // its `cancelGrace` to return, as embedded; then it is
+                // abandoned. What it answers no longer matters.
+                cancel.cancel();
+                let _ = tokio::time::timeout(self.policy.cancel_grace, action).await;
+                Err(TerminalError::new_with_code(409, "cancelled"))
+            }
+        };
+        let Json(output) = output?;
         Ok(output)
     }
 }
@@ -409,6 +437,10 @@ struct Attempt<A> {
     config: Value,
     policy: Policy,
     breaker: Option<Arc<CircuitBreaker>>,
+    /// Cancelled when the invocation is: the agent's token.
+    cancel: CancellationToken,
+    /// Notified when the action runs (not on a replay of its result).
+    started: Arc<Notify>,
 }
 
 impl<A: Agent> Attempt<A> {
@@ -426,9 +458,9 @@ impl<A: Agent> Attempt<A> {
             })?),
             None => None,
         };
-        let cancel = CancellationToken::new();
+        self.started.notify_one();
         // Restate does not say which attempt this is: every attempt is the first.
-        let ctx = AgentContext::new(&cancel, &self.meta, &self.step, 1, &self.config);
+        let ctx = AgentContext::new(&self.cancel, &self.meta, &self.step, 1, &self.config);
         let bound = attempt_bound(&self.policy);
         let call = std::panic::AssertUnwindSafe(self.agent.run(&ctx, input)).catch_unwind();
         let result = match tokio::time::timeout(bound, call).await {
@@ -448,6 +480,10 @@ impl<A: Agent> Attempt<A> {
             Err(e) => {
                 if let Some(p) = permit {
                     p.failure(|_| {});
+                }
+                if self.cancel.is_cancelled() {
+                    // Never retried: the invocation is over.
+                    return Err(TerminalError::new_with_code(409, "cancelled").into());
                 }
                 let message = format!("step {}: {e}", self.step);
                 Err(match e.kind() {

@@ -135,6 +135,15 @@ impl RestateServer {
         answer["invocationId"].as_str().unwrap_or_else(|| panic!("POST {path}: no invocationId in {text}")).to_owned()
     }
 
+    /// Cancels an invocation through the admin API, as `restate invocations
+    /// cancel` does; panics unless the server accepts it.
+    pub fn cancel(&self, invocation_id: &str) {
+        let url = format!("{}/invocations/{invocation_id}/cancel", self.admin());
+        let r = http("PATCH", &url, &[], None, INVOKE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("PATCH {url}: {e}\nlast lines of the server's log:\n{}", self.log_tail()));
+        assert!((200..300).contains(&r.status), "PATCH {url}: {} {}", r.status, r.body);
+    }
+
     /// Waits for an invocation (an id from `send`) to end; its status and
     /// output (or error).
     pub fn attach(&self, invocation_id: &str) -> (u16, String) {

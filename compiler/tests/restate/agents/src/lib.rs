@@ -23,12 +23,17 @@ use orchestr8_runtime::codegen::{tokio, AgentContext, AgentError};
         name: String,
     },
 )]
-/// Records the call, then sleeps (or gives up when cancelled).
+/// Records the call, then sleeps; when cancelled, records that (`NAME:cancelled`)
+/// and gives up.
 pub async fn record(ctx: &AgentContext<'_>, input: RecordInput) -> Result<RecordOutput, AgentError> {
     append(&input.name)?;
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_millis(input.sleep_ms)) => {}
-        _ = ctx.cancellation_token().cancelled() => return Err(AgentError::cancelled()),
+        _ = ctx.cancellation_token().cancelled() => {
+            // Told: a test checks a cancellation reaches a running agent.
+            append(&format!("{}:cancelled", input.name))?;
+            return Err(AgentError::cancelled());
+        }
     }
     Ok(RecordOutput { name: input.name })
 }
@@ -89,6 +94,29 @@ pub async fn flaky(_ctx: &AgentContext<'_>, input: FlakyInput) -> Result<FlakyOu
         return Err(AgentError::retryable(format!("{} fails its first call", input.name)));
     }
     Ok(FlakyOutput { name: input.name })
+}
+
+#[agent(
+    id = "stubborn",
+    version = "1.0.0",
+    input = {
+        /// The name written to the calls file.
+        name: String,
+        /// How long the call takes, cancelled or not.
+        sleepMs: u64,
+    },
+    output = {
+        /// The name, back.
+        name: String,
+    },
+)]
+/// Records the call, sleeps whatever happens, then records that it is done
+/// (`NAME:done`): an agent that ignores its cancellation token.
+pub async fn stubborn(_ctx: &AgentContext<'_>, input: StubbornInput) -> Result<StubbornOutput, AgentError> {
+    append(&input.name)?;
+    tokio::time::sleep(Duration::from_millis(input.sleep_ms)).await;
+    append(&format!("{}:done", input.name))?;
+    Ok(StubbornOutput { name: input.name })
 }
 
 /// Appends `name` to the calls file, if the test named one.
