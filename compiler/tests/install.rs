@@ -105,3 +105,65 @@ fn installed_cli_inits_compiles_runs_and_tests_outside_the_repository() {
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(report.contains("2 passed, 0 failed"), "{report}");
 }
+
+/// What each published crate holds (its `include` list) covers every file
+/// its sources embed with a literal `include_str!`/`include_bytes!` path:
+/// the mistake `cargo publish --dry-run` finds only by building the package.
+#[test]
+fn published_crates_hold_the_files_their_sources_embed() {
+    let literal = regex::Regex::new(r#"include_(?:str|bytes)!\(\s*"([^"]+)"\s*\)"#).unwrap();
+    for package in ["orchestr8", "orchestr8-runtime", "orchestr8-macros", "orchestr8-agent-decl", "orchestr8-schema"] {
+        let out = expect(
+            Command::new(env!("CARGO"))
+                .args(["package", "--list", "--offline", "--allow-dirty", "-p", package])
+                .current_dir(repo()),
+            0,
+        );
+        let listed: std::collections::BTreeSet<PathBuf> =
+            String::from_utf8(out.stdout).unwrap().lines().map(PathBuf::from).collect();
+        assert!(listed.contains(Path::new("README.md")), "{package} has no README: {listed:?}");
+        let dir = repo().join(package_dir(package));
+        let mut embedded = 0;
+        for source in listed.iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
+            let text = std::fs::read_to_string(dir.join(source)).unwrap();
+            for capture in literal.captures_iter(&text) {
+                let target = normalize(&source.parent().unwrap().join(&capture[1]));
+                assert!(
+                    listed.contains(&target),
+                    "{package}: {} embeds {}, which the package leaves out (its `include` list)",
+                    source.display(),
+                    target.display()
+                );
+                embedded += 1;
+            }
+        }
+        if package == "orchestr8" {
+            assert!(embedded >= 8, "the project templates are embedded: {embedded}");
+        }
+    }
+}
+
+fn package_dir(package: &str) -> &'static str {
+    match package {
+        "orchestr8" => "compiler",
+        "orchestr8-runtime" => "runtime",
+        "orchestr8-macros" => "macros",
+        "orchestr8-agent-decl" => "macros/decl",
+        _ => "schema",
+    }
+}
+
+/// `path` with its `..` and `.` components resolved, without the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
