@@ -28,8 +28,8 @@ fn orchestr8() -> Command {
 }
 
 /// The examples the Restate target runs (the others have what it refuses,
-/// E0460: waits, maps, llm-triage's token budget).
-pub const RESTATE_EXAMPLES: [&str; 4] = ["hello", "document-pipeline", "flaky-dependency", "ticket-triage"];
+/// E0460: approval's wait, llm-triage's token budget).
+pub const RESTATE_EXAMPLES: [&str; 5] = ["hello", "digest", "document-pipeline", "flaky-dependency", "ticket-triage"];
 
 /// Each example's generated crate for `target`, as one snapshot per example.
 fn snapshot_crates(examples: &[&str], target: Target, prefix: &str) {
@@ -881,4 +881,46 @@ fn refused_test_file(text: &str, workflow: &str) -> String {
     let out = orchestr8().arg("test").arg(&file).arg("--workflow").arg(repo().join(workflow)).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "bad.test.json")
+}
+
+/// On Restate a map's items and a parallel block's branches are calls found
+/// from the plan's root: inside a map's body, neither is, and E0460 says so
+/// where each is written (a map elsewhere, and the steps of its body, are
+/// fine).
+#[test]
+fn restate_refuses_parallel_blocks_and_maps_in_a_maps_body() {
+    let agent = serde_json::json!({"id": "s", "agent": "echo", "input": {"text": "${item}"}});
+    let workflow = |body: serde_json::Value| {
+        serde_json::json!({
+            "schemaVersion": "1.0.0",
+            "metadata": {"id": "nested", "version": "1.0.0"},
+            "input": {"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "string"}}}, "required": ["xs"]},
+            "agents": {"echo": {"kind": "rust", "crate": "a", "path": "a", "function": "echo",
+                "input": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+                "output": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}},
+            "steps": [{"id": "m", "map": {"over": "${input.xs}", "as": "item", "step": body}}],
+            "output": {"n": "${steps.m.output}"}
+        })
+        .to_string()
+    };
+    let codes = |text: &str, target| {
+        let v = validate_for(text.as_bytes(), &orchestr8::agents::DeclaredInWorkflow, target);
+        v.diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| (d.code.as_str().to_owned(), d.pointer.clone()))
+            .collect::<Vec<_>>()
+    };
+    let fine = workflow(serde_json::json!({"id": "body", "sequence": [agent.clone()]}));
+    assert_eq!(codes(&fine, Target::Restate), []);
+    let parallel = workflow(
+        serde_json::json!({"id": "b", "sequence": [{"id": "p", "parallel": [agent.clone()]}, {"id": "t", "agent": "echo", "input": {"text": "${item}"}}]}),
+    );
+    assert_eq!(
+        codes(&parallel, Target::Restate),
+        [("E0460".to_owned(), "/steps/0/map/step/sequence/0/parallel".to_owned())]
+    );
+    assert_eq!(codes(&parallel, Target::Embedded), []);
+    let nested = workflow(serde_json::json!({"id": "inner", "map": {"over": "${input.xs}", "as": "x", "step": agent}}));
+    assert_eq!(codes(&nested, Target::Restate), [("E0460".to_owned(), "/steps/0/map/step/map".to_owned())]);
 }

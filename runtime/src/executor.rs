@@ -483,16 +483,32 @@ pub trait StepNode<S>: Send + Sync {
     fn inner_step_ids(&self) -> Vec<&str> {
         Vec::new()
     }
-    /// Runs the step in a Restate handler (the Restate target): only agent
-    /// steps do; `orchestr8 compile --target restate` refuses the others.
+    /// Runs the step in a Restate handler (the Restate target), at `path`
+    /// in the plan: agent and map steps do; `orchestr8 compile --target
+    /// restate` refuses the others.
     #[cfg(feature = "restate")]
     fn run_on_restate<'a>(
         &'a self,
         on: &'a crate::restate::Invocation<'a>,
-        state: &'a S,
+        state: &'a Arc<S>,
+        path: &'a [usize],
     ) -> BoxFuture<'a, Result<(), restate_sdk::errors::TerminalError>> {
-        let _ = (on, state);
+        let _ = (on, state, path);
         let message = format!("step {} does not run on the Restate target yet", self.step_id());
+        Box::pin(std::future::ready(Err(restate_sdk::errors::TerminalError::new(message))))
+    }
+    /// For a map step on Restate: runs item `index`'s body (in the handler
+    /// its call went to) and answers the item's output, `None` when its body
+    /// ended without one.
+    #[cfg(feature = "restate")]
+    fn run_item_on_restate<'a>(
+        &'a self,
+        on: &'a crate::restate::Invocation<'a>,
+        state: &'a Arc<S>,
+        index: usize,
+    ) -> BoxFuture<'a, Result<Option<Value>, restate_sdk::errors::TerminalError>> {
+        let _ = (on, state, index);
+        let message = format!("step {} is not a map", self.step_id());
         Box::pin(std::future::ready(Err(restate_sdk::errors::TerminalError::new(message))))
     }
 }
@@ -1007,7 +1023,8 @@ impl<S: Send + Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
     fn run_on_restate<'a>(
         &'a self,
         on: &'a crate::restate::Invocation<'a>,
-        state: &'a S,
+        state: &'a Arc<S>,
+        _path: &'a [usize],
     ) -> BoxFuture<'a, Result<(), restate_sdk::errors::TerminalError>> {
         Box::pin(async move {
             let input = (self.input)(state);

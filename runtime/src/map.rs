@@ -316,6 +316,70 @@ where
         Box::pin(self.run_map(cx, cancel))
     }
 
+    #[cfg(feature = "restate")]
+    fn run_on_restate<'a>(
+        &'a self,
+        on: &'a crate::restate::Invocation<'a>,
+        state: &'a Arc<S>,
+        path: &'a [usize],
+    ) -> BoxFuture<'a, Result<(), restate_sdk::errors::TerminalError>> {
+        use restate_sdk::errors::TerminalError;
+        Box::pin(async move {
+            if on.in_item() {
+                // Its items would be calls found from the root: not from an item's body.
+                return Err(TerminalError::new(format!(
+                    "map {}: a map in a map's body does not run on Restate",
+                    self.id
+                )));
+            }
+            // The items themselves are read again by each item's handler,
+            // from the same outputs: only their number is needed here.
+            let total = (self.items)(state)
+                .map_err(|e| TerminalError::new(format!("map {}: invalid input: {e}", self.id)))?
+                .len();
+            let answers = crate::restate::map_items(on, path, total, self.concurrency, self.tolerated.allowed(total))
+                .await
+                .map_err(|e| match crate::restate::is_cancellation(&e) {
+                    true => e,
+                    false => TerminalError::new(format!("map {}: {}", self.id, e.message())),
+                })?;
+            let outputs = answers
+                .into_iter()
+                .map(|a| a.map(O::deserialize).transpose())
+                .collect::<Result<Vec<Option<O>>, _>>()
+                .map_err(|e| TerminalError::new(format!("map {}: an item's output: {e}", self.id)))?;
+            // A parallel block's branches that start after it restore it.
+            if let Ok(value) = serde_json::to_value(&outputs) {
+                on.succeeded(&self.id, value);
+            }
+            (self.store)(state, outputs).map_err(|e| TerminalError::new(format!("map {}: {e}", self.id)))
+        })
+    }
+
+    #[cfg(feature = "restate")]
+    fn run_item_on_restate<'a>(
+        &'a self,
+        on: &'a crate::restate::Invocation<'a>,
+        state: &'a Arc<S>,
+        index: usize,
+    ) -> BoxFuture<'a, Result<Option<Value>, restate_sdk::errors::TerminalError>> {
+        use restate_sdk::errors::TerminalError;
+        Box::pin(async move {
+            let items =
+                (self.items)(state).map_err(|e| TerminalError::new(format!("map {}: invalid input: {e}", self.id)))?;
+            let item = items.into_iter().nth(index).ok_or_else(|| {
+                TerminalError::new(format!("map {}: no item {index}: the outputs it was started from changed", self.id))
+            })?;
+            let item_state = Arc::new((self.item_state)(state.clone(), index, item));
+            let item_on = on.item(&self.id, index);
+            crate::restate::node(&item_on, &self.body, &mut Vec::new(), &item_state).await?;
+            (self.result)(&item_state)
+                .map(|o| serde_json::to_value(o))
+                .transpose()
+                .map_err(|e| TerminalError::new(format!("map {}: item {index}'s output: {e}", self.id)))
+        })
+    }
+
     fn restore(&self, state: &S, output: &Value) -> Result<(), String> {
         // `null` stands for a failed item; a list journaled without failures reads the same.
         let outputs = Vec::<Option<O>>::deserialize(output).map_err(|e| e.to_string())?;

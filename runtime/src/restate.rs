@@ -48,18 +48,39 @@ pub struct Invocation<'a> {
     /// Each step's output by step id, as it succeeded: what a branch starts
     /// from, and what it answers.
     outputs: Mutex<Map<String, Value>>,
+    /// Inside a map item's body: `MAP[INDEX].`, before its steps' names,
+    /// as the embedded journal names them; empty elsewhere.
+    prefix: String,
 }
 
-impl Invocation<'_> {
+impl<'a> Invocation<'a> {
+    /// The invocation as item `index` of map `map` runs its body in it.
+    pub(crate) fn item(&self, map: &str, index: usize) -> Invocation<'a> {
+        Invocation {
+            ctx: self.ctx,
+            meta: self.meta.clone(),
+            service: self.service,
+            input: self.input.clone(),
+            outputs: Mutex::new(Map::new()),
+            prefix: format!("{}{map}[{index}].", self.prefix),
+        }
+    }
+
+    /// Whether this runs a map item's body.
+    pub(crate) fn in_item(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+
     /// Notes a step's output, for the branches that start after it.
     pub(crate) fn succeeded(&self, step: &str, output: Value) {
         self.outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(step.to_owned(), canonical(output));
     }
 }
 
-/// The request of a parallel block's branch: the execution it belongs to,
-/// the outputs of the steps that ran before the block, and where the
-/// branch is in the plan (child indexes from the root).
+/// The request of a parallel block's branch, or of a map's item: the
+/// execution it belongs to, the outputs of the steps that ran before the
+/// block, and where the branch (or the map) is in the plan (child indexes
+/// from the root).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Branch<I> {
     /// The workflow's input.
@@ -70,13 +91,20 @@ pub struct Branch<I> {
     pub outputs: Map<String, Value>,
     /// The branch's node: the index of each child on the way from the root.
     pub path: Vec<usize>,
+    /// For a map's item: its index (the node at `path` is the map).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
 }
 
-/// What a branch answers: the outputs of the steps it ran, by step id.
+/// What a branch answers: the outputs of the steps it ran, by step id; a
+/// map's item, its output.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct BranchOutputs {
     /// The outputs, by step id.
     pub outputs: Map<String, Value>,
+    /// A map item's output; absent when its body ended without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
 }
 
 /// The execution's ids on Restate: the invocation id of `run` is both.
@@ -126,7 +154,7 @@ fn invocation<'a, S: Send + Sync + 'static, O: Serialize>(
         workflow_id: info.id.clone(),
         workflow_version: info.version.clone(),
     });
-    Invocation { ctx, meta, service: service.name, input, outputs: Mutex::new(Map::new()) }
+    Invocation { ctx, meta, service: service.name, input, outputs: Mutex::new(Map::new()), prefix: String::new() }
 }
 
 /// Runs the workflow inside the handler `run`: the input checked (its
@@ -148,16 +176,17 @@ where
         .map_err(|e| TerminalError::new_with_code(400, format!("invalid input: {e}")))?;
     let execution_id = ctx.invocation_id().to_owned();
     let on = invocation(ctx, service, canonical(json), &execution_id);
-    let state = new_state(input, &ids(&execution_id));
+    let state = Arc::new(new_state(input, &ids(&execution_id)));
     let workflow = &service.workflow;
     node(&on, workflow.root(), &mut Vec::new(), &state).await?;
     let output = workflow.output_of(&state).map_err(|e| TerminalError::new(format!("invalid output: {e}")))?;
     Ok(Json(output))
 }
 
-/// Runs one branch of a parallel block inside the handler `branch`: the
-/// state rebuilt from the request (the input and the outputs so far), the
-/// branch's node run, and the outputs of its steps answered.
+/// Runs one branch of a parallel block, or one item of a map, inside the
+/// handler `branch`: the state rebuilt from the request (the input and the
+/// outputs so far), the branch's node (or the item's body) run, and the
+/// outputs of its steps (or the item's output) answered.
 pub async fn run_branch<S, I, O>(
     ctx: &Context<'_>,
     service: &Service<S, O>,
@@ -169,20 +198,27 @@ where
     I: Serialize,
     O: Serialize,
 {
-    let Branch { input, execution_id, outputs: before, path } = request;
+    let Branch { input, execution_id, outputs: before, path, item } = request;
     let json =
         serde_json::to_value(&input).map_err(|e| TerminalError::new(format!("the input cannot be written: {e}")))?;
     let on = invocation(ctx, service, canonical(json), &execution_id);
-    let state = new_state(input, &ids(&execution_id));
+    let state = Arc::new(new_state(input, &ids(&execution_id)));
     let root = service.workflow.root();
     restore(root, &state, &before)?;
     let branch = node_at(root, &path)
         .ok_or_else(|| TerminalError::new(format!("no branch at {path:?}: the service's plan changed")))?;
+    if let Some(index) = item {
+        let Node::Step(map) = branch else {
+            return Err(TerminalError::new(format!("no map at {path:?}: the service's plan changed")).into());
+        };
+        let item = map.run_item_on_restate(&on, &state, index).await?;
+        return Ok(Json(BranchOutputs { outputs: Map::new(), item }));
+    }
     *on.outputs.lock().unwrap_or_else(|e| e.into_inner()) = before.clone();
     node(&on, branch, &mut path.clone(), &state).await?;
     let mut outputs = on.outputs.into_inner().unwrap_or_else(|e| e.into_inner());
     outputs.retain(|step, _| !before.contains_key(step));
-    Ok(Json(BranchOutputs { outputs }))
+    Ok(Json(BranchOutputs { outputs, item: None }))
 }
 
 /// `value` with every object's members in key order. What a handler sends
@@ -239,15 +275,15 @@ fn node_at<'a, S: Send + Sync + 'static>(root: &'a Node<S>, path: &[usize]) -> O
 
 /// One node of the plan at `path`: a step, its children in order, or a
 /// parallel block's branches as calls to the service's `branch` handler.
-fn node<'a, S: Send + Sync + 'static>(
+pub(crate) fn node<'a, S: Send + Sync + 'static>(
     on: &'a Invocation<'a>,
     n: &'a Node<S>,
     path: &'a mut Vec<usize>,
-    state: &'a S,
+    state: &'a Arc<S>,
 ) -> BoxFuture<'a, Result<(), TerminalError>> {
     Box::pin(async move {
         match n {
-            Node::Step(step) => step.run_on_restate(on, state).await,
+            Node::Step(step) => step.run_on_restate(on, state, path).await,
             Node::Sequence { children, .. } => {
                 for (i, child) in children.iter().enumerate() {
                     path.push(i);
@@ -257,7 +293,13 @@ fn node<'a, S: Send + Sync + 'static>(
                 }
                 Ok(())
             }
-            Node::Parallel { children, fail_fast, .. } => parallel(on, children, *fail_fast, path, state).await,
+            Node::Parallel { children, fail_fast, .. } => {
+                if on.in_item() {
+                    // The `branch` handler finds branches from the root: not in an item's body.
+                    return Err(TerminalError::new("a parallel block in a map's body does not run on Restate"));
+                }
+                parallel(on, children, *fail_fast, path, state).await
+            }
             // The selector reads outputs a replay restores as they were: it
             // takes the same branch every time. The others are not run.
             Node::Switch(switch) => {
@@ -291,32 +333,14 @@ async fn parallel<S: Send + Sync + 'static>(
     branches: &[Node<S>],
     fail_fast: bool,
     path: &[usize],
-    state: &S,
+    state: &Arc<S>,
 ) -> Result<(), TerminalError> {
-    // In key order: the calls' parameters must be the same on every replay.
-    let outputs = match canonical(Value::Object(on.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone())) {
-        Value::Object(outputs) => outputs,
-        _ => unreachable!("an object stays an object"),
-    };
+    let outputs = on.outputs_so_far();
     let mut calls = DurableFuturesUnordered::new();
     let mut handles = Vec::with_capacity(branches.len());
     for i in 0..branches.len() {
-        let request = Branch {
-            input: on.input.clone(),
-            execution_id: on.meta.execution_id.to_string(),
-            outputs: outputs.clone(),
-            path: [path, &[i]].concat(),
-        };
-        let call = on
-            .ctx
-            .request::<Json<Branch<Value>>, Json<BranchOutputs>>(
-                RequestTarget::service(on.service, "branch"),
-                Json(request),
-            )
-            .call();
-        handles.push(call.invocation_handle().await?);
-        let call: Pin<Box<dyn DurableFuture<Output = Result<Json<BranchOutputs>, TerminalError>> + Send>> =
-            Box::pin(call);
+        let (handle, call) = on.call_branch(&outputs, [path, &[i]].concat(), None).await?;
+        handles.push(handle);
         calls.push(call);
     }
     let mut failed = None;
@@ -324,7 +348,7 @@ async fn parallel<S: Send + Sync + 'static>(
         match result {
             Ok(Json(branch)) => {
                 // The branch's outputs, into this invocation's state.
-                restore(&branches[i], state, &branch.outputs)?;
+                restore(&branches[i], state.as_ref(), &branch.outputs)?;
                 for (step, output) in branch.outputs {
                     on.succeeded(&step, output);
                 }
@@ -343,6 +367,94 @@ async fn parallel<S: Send + Sync + 'static>(
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// A call to the service's `branch` handler, boxed to join others.
+type BranchCall<'a> = Pin<Box<dyn DurableFuture<Output = Result<Json<BranchOutputs>, TerminalError>> + Send + 'a>>;
+
+impl<'a> Invocation<'a> {
+    /// The outputs so far, in key order: a call's parameters must be the
+    /// same on every replay.
+    fn outputs_so_far(&self) -> Map<String, Value> {
+        match canonical(Value::Object(self.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone())) {
+            Value::Object(outputs) => outputs,
+            _ => unreachable!("an object stays an object"),
+        }
+    }
+
+    /// Starts the branch at `path` (or item `item` of the map there) as a
+    /// call to the service's `branch` handler: its invocation, to cancel
+    /// it, and its answer.
+    async fn call_branch(
+        &self,
+        outputs: &Map<String, Value>,
+        path: Vec<usize>,
+        item: Option<usize>,
+    ) -> Result<(restate_sdk::context::InvocationHandle, BranchCall<'a>), TerminalError> {
+        let request = Branch {
+            input: self.input.clone(),
+            execution_id: self.meta.execution_id.to_string(),
+            outputs: outputs.clone(),
+            path,
+            item,
+        };
+        let call = self
+            .ctx
+            .request::<Json<Branch<Value>>, Json<BranchOutputs>>(
+                RequestTarget::service(self.service, "branch"),
+                Json(request),
+            )
+            .call();
+        let handle = call.invocation_handle().await?;
+        Ok((handle, Box::pin(call)))
+    }
+}
+
+/// A map's items on Restate: each a call to the service's `branch` handler
+/// (as a parallel block's branches), at most `concurrency` in flight,
+/// started in item order; the outputs in input order, `None` for a failed
+/// item. Beyond `tolerated` failures the items still running are cancelled
+/// and the map fails with the embedded target's message.
+pub(crate) async fn map_items(
+    on: &Invocation<'_>,
+    path: &[usize],
+    total: usize,
+    concurrency: usize,
+    tolerated: usize,
+) -> Result<Vec<Option<Value>>, TerminalError> {
+    let outputs = on.outputs_so_far();
+    let mut results: Vec<Option<Value>> = vec![None; total];
+    let mut calls = DurableFuturesUnordered::new();
+    let mut handles = Vec::with_capacity(total);
+    let mut failed = 0usize;
+    loop {
+        while calls.len() < concurrency.max(1) && handles.len() < total {
+            let (handle, call) = on.call_branch(&outputs, path.to_vec(), Some(handles.len())).await?;
+            handles.push(handle);
+            // Pushed in item order: the index it answers with is the item's.
+            calls.push(call);
+        }
+        let Some((index, result)) = calls.next().await? else { break };
+        let error = match result {
+            Ok(Json(BranchOutputs { item: Some(output), .. })) => {
+                results[index] = Some(output);
+                continue;
+            }
+            Ok(Json(BranchOutputs { item: None, .. })) => "the item's body ended without an output".to_owned(),
+            Err(e) if is_cancellation(&e) => return Err(e),
+            Err(e) => e.message().to_owned(),
+        };
+        failed += 1;
+        if failed > tolerated {
+            for handle in &handles {
+                handle.cancel();
+            }
+            return Err(TerminalError::new(format!(
+                "{failed} of {total} items failed ({tolerated} tolerated); item {index}: {error}"
+            )));
+        }
+    }
+    Ok(results)
 }
 
 /// Whether Restate ended the action because the invocation was cancelled
@@ -404,8 +516,11 @@ impl<A: Agent> AgentCall<'_, A> {
             cancel: cancel.clone(),
             started: started.clone(),
         };
-        let action =
-            on.ctx.run(move || attempt.call(input)).name(step.to_string()).retry_policy(retry_policy(self.policy));
+        let action = on
+            .ctx
+            .run(move || attempt.call(input))
+            .name(format!("{}{step}", on.prefix))
+            .retry_policy(retry_policy(self.policy));
         let watch = async {
             started.notified().await;
             cancelled.await

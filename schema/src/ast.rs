@@ -355,15 +355,27 @@ impl Step {
     pub fn child_lists(&self) -> Vec<StepList<'_>> {
         match self {
             Step::Agent(_) | Step::Wait(_) => Vec::new(),
-            Step::Parallel(s) => vec![StepList { pointer: "/parallel".into(), case: None, steps: &s.parallel }],
-            Step::Sequence(s) => vec![StepList { pointer: "/sequence".into(), case: None, steps: &s.sequence }],
+            Step::Parallel(s) => {
+                vec![StepList { pointer: "/parallel".into(), case: None, steps: &s.parallel, single: false }]
+            }
+            Step::Sequence(s) => {
+                vec![StepList { pointer: "/sequence".into(), case: None, steps: &s.sequence, single: false }]
+            }
             Step::Switch(s) => s
                 .branches()
-                .map(|(i, b)| StepList { pointer: b.steps_pointer(), case: Some(i), steps: b.case.steps() })
+                .map(|(i, b)| StepList {
+                    pointer: b.steps_pointer(),
+                    case: Some(i),
+                    steps: b.case.steps(),
+                    single: false,
+                })
                 .collect(),
-            Step::Map(s) => {
-                vec![StepList { pointer: "/map/step".into(), case: None, steps: std::slice::from_ref(&*s.map.step) }]
-            }
+            Step::Map(s) => vec![StepList {
+                pointer: "/map/step".into(),
+                case: None,
+                steps: std::slice::from_ref(&*s.map.step),
+                single: true,
+            }],
         }
     }
 
@@ -400,6 +412,19 @@ pub struct StepList<'a> {
     pub case: Option<usize>,
     /// The steps.
     pub steps: &'a [Step],
+    /// Whether the list is one step written as such (a map's `step`), not
+    /// an array: its step's pointer is the list's.
+    pub single: bool,
+}
+
+impl StepList<'_> {
+    /// The pointer of the list's step `i`, in the block at `block`.
+    pub fn step_pointer(&self, block: &str, i: usize) -> String {
+        match self.single {
+            true => format!("{block}{}", self.pointer),
+            false => format!("{block}{}/{i}", self.pointer),
+        }
+    }
 }
 
 /// Calls an agent with an input built from value expressions.

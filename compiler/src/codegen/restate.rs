@@ -37,11 +37,12 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
     let service_doc = format!(
         " The `{id}` workflow as a Restate service: `POST /{id}/run` on the Restate ingress, with the workflow's input, runs it."
     );
-    // The branches of parallel blocks are calls to a handler of their own.
-    let branch_handler = has_parallel(&c.plan).then(|| {
+    // The branches of parallel blocks and the items of maps are calls to a
+    // handler of their own.
+    let branch_handler = has_branches(&c.plan).then(|| {
         quote! {
-            /// Runs one branch of a parallel block of an execution of `run`
-            /// (called by `run`, not through the ingress).
+            /// Runs one branch of a parallel block, or one item of a map, of
+            /// an execution of `run` (called by `run`, not through the ingress).
             #[handler(ingress_private)]
             async fn branch(
                 &self,
@@ -112,12 +113,13 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
     rust_file(&docs, items)
 }
 
-/// Whether the plan has a parallel block (at any depth).
-fn has_parallel(plan: &[PlanNode]) -> bool {
+/// Whether the plan has a parallel block or a map (at any depth): what
+/// runs as calls to the `branch` handler.
+fn has_branches(plan: &[PlanNode]) -> bool {
     plan.iter().any(|n| match n {
-        PlanNode::Parallel { .. } => true,
-        PlanNode::Sequence(children) => has_parallel(children),
-        PlanNode::Switch { branches, .. } => branches.iter().any(|b| has_parallel(b)),
-        PlanNode::Step(_) | PlanNode::Wait(_) | PlanNode::Map(_) => false,
+        PlanNode::Parallel { .. } | PlanNode::Map(_) => true,
+        PlanNode::Sequence(children) => has_branches(children),
+        PlanNode::Switch { branches, .. } => branches.iter().any(|b| has_branches(b)),
+        PlanNode::Step(_) | PlanNode::Wait(_) => false,
     })
 }

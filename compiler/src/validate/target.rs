@@ -41,20 +41,31 @@ pub fn check(workflow: &Workflow, target: Target, doc: &Doc, out: &mut Vec<Diagn
                 .with_help("compile for the embedded target (the default, no `--target`), or leave the budget out"),
             );
         }
-        walk(&workflow.steps, "/steps", target, doc, out);
+        let steps: Vec<_> = workflow.steps.iter().enumerate().map(|(i, s)| (format!("/steps/{i}"), s)).collect();
+        walk(&steps, false, target, doc, out);
     }
 }
 
-fn walk(steps: &[Step], at: &str, target: Target, doc: &Doc, out: &mut Vec<Diagnostic>) {
-    for (i, step) in steps.iter().enumerate() {
-        let pointer = format!("{at}/{i}");
+/// `in_map`: inside a map's body, where the `branch` handler that runs a
+/// parallel block's branches or a map's items cannot reach (it finds them
+/// from the plan's root).
+fn walk(steps: &[(String, &Step)], in_map: bool, target: Target, doc: &Doc, out: &mut Vec<Diagnostic>) {
+    for (pointer, step) in steps {
         let unsupported = match step {
-            Step::Agent(_) | Step::Sequence(_) | Step::Parallel(_) | Step::Switch(_) => None,
+            Step::Agent(_) | Step::Sequence(_) | Step::Switch(_) => None,
+            Step::Parallel(_) if in_map => Some(("a parallel block in a map's body", "parallel")),
+            Step::Map(_) if in_map => Some(("a map in a map's body", "map")),
+            Step::Parallel(_) | Step::Map(_) => None,
             Step::Wait(_) => Some(("a wait", "wait")),
-            Step::Map(_) => Some(("a map", "map")),
         };
         if let Some((what, key)) = unsupported {
             let at_key = format!("{pointer}/{key}");
+            let help = if in_map {
+                "compile for the embedded target (the default, no `--target`), or move the block out of the map's \
+                 body (a map's items can each call a sequence of steps)"
+            } else {
+                "compile for the embedded target (the default, no `--target`), which runs every kind of block"
+            };
             out.push(
                 Diagnostic::error(
                     Code::UnsupportedOnTarget,
@@ -63,14 +74,15 @@ fn walk(steps: &[Step], at: &str, target: Target, doc: &Doc, out: &mut Vec<Diagn
                     doc.key(&at_key),
                 )
                 .with_label(format!("not on `{}` yet", target.name()))
-                .with_help(
-                    "compile for the embedded target (the default, no `--target`), which runs every kind of block",
-                ),
+                .with_help(help),
             );
             continue;
         }
+        let in_map = in_map || matches!(step, Step::Map(_));
         for list in step.child_lists() {
-            walk(list.steps, &format!("{pointer}{}", list.pointer), target, doc, out);
+            let children: Vec<_> =
+                list.steps.iter().enumerate().map(|(i, s)| (list.step_pointer(pointer, i), s)).collect();
+            walk(&children, in_map, target, doc, out);
         }
     }
 }
