@@ -46,6 +46,19 @@ fn src() -> PathBuf {
     repo().join("docs/src")
 }
 
+/// Held to write the generated pages (with `ORCHESTR8_BLESS=1`), and to
+/// read the book: the checks of links and examples, which run in parallel
+/// with the generators, never read a page half written.
+static PAGES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn writing() -> std::sync::RwLockWriteGuard<'static, ()> {
+    PAGES.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn reading() -> std::sync::RwLockReadGuard<'static, ()> {
+    PAGES.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Fails with every message, if any.
 fn report(what: &str, failures: Vec<String>) {
     assert!(failures.is_empty(), "{} {what}:\n\n{}", failures.len(), failures.join("\n\n"));
@@ -55,6 +68,7 @@ fn report(what: &str, failures: Vec<String>) {
 
 #[test]
 fn cli_reference_is_current() {
+    let _pages = writing();
     let path = src().join("reference/cli.md");
     report("stale page", golden::check(&path, &cli_reference(), BLESS).err().into_iter().collect());
 }
@@ -65,7 +79,7 @@ fn cli_reference() -> String {
     // Gives each subcommand its full name (`orchestr8 create agent`) for its usage line.
     cli.build();
     let mut commands = Vec::new();
-    collect(&mut cli, &mut commands);
+    collect(&mut cli, 1, &mut commands);
     let mut page = format!(
         "{GENERATED}# Command line\n\nEvery command of `orchestr8`, with what its `--help` prints. \
          Exit status: 0 success, 1 the input was checked and found wrong (an invalid \
@@ -82,18 +96,15 @@ fn cli_reference() -> String {
 }
 
 /// (full name, about, help text, depth) of `cmd` and its subcommands, depth first.
-fn collect(cmd: &mut clap::Command, out: &mut Vec<(String, String, String, usize)>) {
-    fn walk(cmd: &mut clap::Command, depth: usize, out: &mut Vec<(String, String, String, usize)>) {
-        let name = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_owned();
-        let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
-        let help = cmd.render_long_help().to_string();
-        out.push((name, about, help, depth));
-        // `help` only prints the others' help.
-        for sub in cmd.get_subcommands_mut().filter(|s| s.get_name() != "help") {
-            walk(sub, depth + 1, out);
-        }
+fn collect(cmd: &mut clap::Command, depth: usize, out: &mut Vec<(String, String, String, usize)>) {
+    let name = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_owned();
+    let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+    let help = cmd.render_long_help().to_string();
+    out.push((name, about, help, depth));
+    // `help` only prints the others' help.
+    for sub in cmd.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+        collect(sub, depth + 1, out);
     }
-    walk(cmd, 1, out);
 }
 
 // -------------------------------------------------------- the diagnostics
@@ -103,6 +114,7 @@ const SUMMARY_END: &str = "<!-- end diagnostics -->";
 
 #[test]
 fn diagnostics_index_is_current() {
+    let _pages = writing();
     let dir = src().join("reference/diagnostics");
     let mut failures = Vec::new();
     let mut check = |path: PathBuf, text: String| failures.extend(golden::check(&path, &text, BLESS).err());
@@ -190,6 +202,7 @@ fn openapi() -> Value {
 
 #[test]
 fn rest_api_reference_is_current() {
+    let _pages = writing();
     let doc = openapi();
     let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
     let failures = [
@@ -366,6 +379,7 @@ fn journal_line_schema_names_every_field_written() {
 
 #[test]
 fn journal_events_reference_is_current() {
+    let _pages = writing();
     let page = journal_events(&openapi());
     let path = src().join("reference/journal-events.md");
     report("stale page", page.and_then(|page| golden::check(&path, &page, BLESS)).err().into_iter().collect());
@@ -647,8 +661,24 @@ fn redirects() -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The pages SUMMARY.md lists: the only Markdown files mdBook builds.
+fn chapters() -> BTreeSet<PathBuf> {
+    let summary = std::fs::read_to_string(src().join("SUMMARY.md")).expect("docs/src/SUMMARY.md");
+    (Parser::new(&summary))
+        .filter_map(|event| match event {
+            Event::Start(Tag::Link { dest_url, .. }) if !dest_url.is_empty() => Some(clean(&src().join(&*dest_url))),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What is wrong with the link `dest` on `page` (a file of the book).
-fn check_link(page: &Path, dest: &str, ids: &mut HashMap<PathBuf, BTreeSet<String>>) -> Option<String> {
+fn check_link(
+    page: &Path,
+    dest: &str,
+    chapters: &BTreeSet<PathBuf>,
+    ids: &mut HashMap<PathBuf, BTreeSet<String>>,
+) -> Option<String> {
     if dest.contains("://") || dest.starts_with("mailto:") || dest.is_empty() {
         return None;
     }
@@ -667,8 +697,12 @@ fn check_link(page: &Path, dest: &str, ids: &mut HashMap<PathBuf, BTreeSet<Strin
         }
         return Some(format!("`{dest}`: no such file {}", target.display()));
     }
+    let markdown = target.extension().is_some_and(|e| e == "md");
+    if markdown && !chapters.contains(&target) {
+        return Some(format!("`{dest}`: {} is not in SUMMARY.md, so mdBook does not build it", in_book.display()));
+    }
     let fragment = fragment?;
-    if target.extension().is_none_or(|e| e != "md") {
+    if !markdown {
         return None;
     }
     let known = ids.entry(target.clone()).or_insert_with(|| heading_ids(&Page::new(&expand(&target).lines)));
@@ -678,6 +712,8 @@ fn check_link(page: &Path, dest: &str, ids: &mut HashMap<PathBuf, BTreeSet<Strin
 
 #[test]
 fn links_and_includes_resolve() {
+    let _pages = reading();
+    let chapters = chapters();
     let mut failures = Vec::new();
     let mut ids = HashMap::new();
     for file in book_pages() {
@@ -689,7 +725,7 @@ fn links_and_includes_resolve() {
                 Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => dest_url,
                 _ => continue,
             };
-            if let Some(problem) = check_link(&file, &dest, &mut ids) {
+            if let Some(problem) = check_link(&file, &dest, &chapters, &mut ids) {
                 let line = &expanded.lines[page.line(range.start)];
                 let shown = file.strip_prefix(src()).unwrap_or(&file).display();
                 failures.push(format!("{}: {problem} (on the page {shown})", line.place()));
@@ -703,6 +739,7 @@ fn links_and_includes_resolve() {
 
 #[test]
 fn workflow_examples_validate() {
+    let _pages = reading();
     let plain = RenderOptions { color: false, max_errors: 0 };
     let mut failures = Vec::new();
     let mut included = BTreeSet::new();
@@ -757,7 +794,7 @@ fn the_checks_find_what_is_broken() {
     let mut ids = HashMap::new();
     // Outside docs/src, every relative link is refused; the fragment rule is
     // checked on ids directly.
-    assert!(check_link(&page, "other.md", &mut ids).is_some());
+    assert!(check_link(&page, "other.md", &chapters(), &mut ids).is_some());
     let known = heading_ids(&Page::new(&expand(&page).lines));
     assert!(known.contains("two-words") && !known.contains("nowhere"), "{known:?}");
     assert_eq!(anchor("`orchestr8 create agent`"), "orchestr8-create-agent");
