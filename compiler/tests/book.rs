@@ -277,7 +277,13 @@ fn rest_api(doc: &Value) -> String {
         }
         if let Some(body) = op.get("requestBody") {
             for (content_type, media) in body["content"].as_object().into_iter().flatten() {
-                let _ = write!(page, "Request body (`{content_type}`): {}\n\n", schema_brief(&media["schema"]));
+                let schema = &media["schema"];
+                let _ = if schema.get("$ref").is_some() {
+                    write!(page, "Request body (`{content_type}`): {}\n\n", schema_brief(schema))
+                } else {
+                    let pretty = serde_json::to_string_pretty(schema).unwrap();
+                    write!(page, "Request body (`{content_type}`):\n\n```json\n{pretty}\n```\n\n")
+                };
             }
         }
         page.push_str("Responses:\n\n| status | body | description |\n| --- | --- | --- |\n");

@@ -241,6 +241,7 @@ fn document(
             } },
             "/health": { "get": {
                 "operationId": "health",
+                "summary": "Whether the server is up and its journal works",
                 "responses": {
                     "200": { "description": "the server is up", "content": body("Health") },
                     "503": { "description": "the journal is failing (`journal` says why): executions would go unrecorded",
@@ -250,6 +251,7 @@ fn document(
             } },
             "/openapi.json": { "get": {
                 "operationId": "openapi",
+                "summary": "This document",
                 "responses": { "200": { "description": "this document", "content": { "application/json": { "schema": { "type": "object" } } } } }
             } }
         },
