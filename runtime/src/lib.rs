@@ -23,6 +23,8 @@ pub mod restate;
 pub mod resume;
 #[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
+pub use server::openapi_document;
 pub mod state;
 pub mod switch;
 pub mod telemetry;

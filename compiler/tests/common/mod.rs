@@ -1,8 +1,10 @@
-//! What several integration tests share: the local model server, and (in
-//! `restate`) a real Restate server.
+//! What several integration tests share: the local model server, (in
+//! `restate`) a real Restate server, and (in `golden`) checked-in files
+//! generated from the code.
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod golden;
 pub mod restate;
 
 use std::process::Command;

@@ -68,6 +68,7 @@ use crate::program::{ExecutionIds, InputError, ServeArgs};
 use crate::telemetry::TraceParent;
 
 pub(crate) use lifecycle::run;
+pub use openapi::openapi_document;
 
 /// Finished executions kept in memory at most; older ones are read back
 /// from their journals.

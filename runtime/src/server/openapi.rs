@@ -11,7 +11,8 @@ use super::handlers::MAX_PAGE;
 use super::responses::{
     Accepted, CancelRequested, Ended, ExecutionDoc, Health, JournalPage, ProblemDoc, SignalAccepted,
 };
-use super::Config;
+use super::{Config, WaitInfo};
+use crate::executor::WorkflowInfo;
 use crate::journal::EventKind;
 use crate::usage::Usage;
 
@@ -93,6 +94,8 @@ fn components() -> Map<String, Value> {
                 "definitionHash": { "type": "string" },
                 "correlationId": { "type": "string" },
                 "agentVersion": { "type": "string" },
+                "signal": { "type": "string" },
+                "reason": { "type": "string" },
                 "idempotencyKey": { "type": "string" },
                 "requestHash": { "type": "string", "pattern": "^[0-9a-f]{16}$" },
                 "usage": usage
@@ -103,11 +106,36 @@ fn components() -> Map<String, Value> {
 }
 
 pub(super) fn openapi(config: &Config) -> Value {
-    let info = &config.info;
-    let input =
-        config.input_schema.as_ref().map_or_else(|| json!({}), |s| rebase_refs(s, "#/components/schemas/Input"));
-    let output =
-        config.output_schema.as_ref().map_or_else(|| json!({}), |s| rebase_refs(s, "#/components/schemas/Output"));
+    let (input, output) = (config.input_schema.as_ref(), config.output_schema.as_ref());
+    document(&config.info, config.about.as_deref(), input, output, &config.waits)
+}
+
+/// The OpenAPI 3.1 document that `PROGRAM serve` answers `GET /openapi.json`
+/// with, for a workflow of this identity, description (`about`), input and
+/// output schemas, and wait steps (`(step id, signal, payload schema)`, in
+/// plan order). Public so that the book's REST API page is generated from it.
+pub fn openapi_document(
+    info: &WorkflowInfo,
+    about: Option<&str>,
+    input_schema: Option<&Value>,
+    output_schema: Option<&Value>,
+    waits: &[(&str, &str, &Value)],
+) -> Value {
+    let waits: Vec<WaitInfo> = (waits.iter())
+        .map(|&(step, signal, schema)| WaitInfo { step: step.into(), signal: signal.into(), schema: schema.clone() })
+        .collect();
+    document(info, about, input_schema, output_schema, &waits)
+}
+
+fn document(
+    info: &WorkflowInfo,
+    about: Option<&str>,
+    input_schema: Option<&Value>,
+    output_schema: Option<&Value>,
+    waits: &[WaitInfo],
+) -> Value {
+    let input = input_schema.map_or_else(|| json!({}), |s| rebase_refs(s, "#/components/schemas/Input"));
+    let output = output_schema.map_or_else(|| json!({}), |s| rebase_refs(s, "#/components/schemas/Output"));
     let body = |schema: &str| json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } });
     let problem = |description: &str| {
         json!({
@@ -129,7 +157,7 @@ pub(super) fn openapi(config: &Config) -> Value {
         "info": {
             "title": format!("{} {}", info.id, info.version),
             "version": &*info.version,
-            "description": config.about.clone().unwrap_or_else(|| format!("Workflow {} served by orchestr8.", info.id)),
+            "description": about.map_or_else(|| format!("Workflow {} served by orchestr8.", info.id), str::to_owned),
         },
         "paths": {
             "/workflows/execute": { "post": {
@@ -213,6 +241,7 @@ pub(super) fn openapi(config: &Config) -> Value {
             } },
             "/health": { "get": {
                 "operationId": "health",
+                "summary": "Whether the server is up and its journal works",
                 "responses": {
                     "200": { "description": "the server is up", "content": body("Health") },
                     "503": { "description": "the journal is failing (`journal` says why): executions would go unrecorded",
@@ -222,6 +251,7 @@ pub(super) fn openapi(config: &Config) -> Value {
             } },
             "/openapi.json": { "get": {
                 "operationId": "openapi",
+                "summary": "This document",
                 "responses": { "200": { "description": "this document", "content": { "application/json": { "schema": { "type": "object" } } } } }
             } }
         },
@@ -230,7 +260,7 @@ pub(super) fn openapi(config: &Config) -> Value {
     // One path per wait step: each with its own payload's schema.
     let mut payloads = Vec::new();
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {
-        for wait in &config.waits {
+        for wait in waits {
             let name = format!("Signal_{}", wait.step);
             let base = format!("#/components/schemas/{name}");
             let operation = json!({ "post": {
