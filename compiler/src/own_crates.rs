@@ -76,6 +76,55 @@ impl OwnCrates {
                 _ => OwnCrates::registry(),
             });
         };
+        Self::at(given)
+    }
+
+    /// Where a workflow's crate finds the runtime: where its agent crates
+    /// (`agent_manifests`, their `Cargo.toml`s) find it, since one build
+    /// cannot hold two `orchestr8-runtime`s of the same version from two
+    /// places; `given` must agree with them. Without agent crates that say,
+    /// as [`OwnCrates::locate`].
+    pub fn locate_for(given: Option<&Path>, agent_manifests: &[PathBuf]) -> Result<Self, String> {
+        let mut agents: Option<(OwnCrates, &Path)> = None;
+        for manifest in agent_manifests {
+            let Some(theirs) = runtime_of(manifest)? else { continue };
+            match &agents {
+                Some((first, first_manifest)) if *first != theirs => {
+                    return Err(format!(
+                        "`{}` and `{}` take orchestr8-runtime from different places ({} and {}): one build \
+                         holds one runtime; make the agent crates depend on the same one",
+                        first_manifest.display(),
+                        manifest.display(),
+                        first.describe(),
+                        theirs.describe()
+                    ))
+                }
+                Some(_) => {}
+                None => agents = Some((theirs, manifest)),
+            }
+        }
+        let Some((theirs, manifest)) = agents else { return Self::locate(given) };
+        match given {
+            None => Ok(theirs),
+            Some(given) => {
+                let asked = Self::at(given)?;
+                if asked != theirs {
+                    return Err(format!(
+                        "--orchestr8-path gives {}, but the agent crate `{}` takes orchestr8-runtime from {}: one \
+                         build holds one runtime; leave --orchestr8-path out (the agents' is used) or point \
+                         their dependency at the same checkout",
+                        asked.describe(),
+                        manifest.display(),
+                        theirs.describe()
+                    ));
+                }
+                Ok(asked)
+            }
+        }
+    }
+
+    /// A checkout's root, or its `runtime/`, checked.
+    fn at(given: &Path) -> Result<Self, String> {
         let dir = std::fs::canonicalize(given).map_err(|e| format!("cannot find `{}`: {e}", given.display()))?;
         let root = if is_checkout(&dir) {
             dir
@@ -105,6 +154,14 @@ impl OwnCrates {
         }
     }
 
+    /// Where, in words.
+    fn describe(&self) -> String {
+        match &self.checkout {
+            Some(root) => format!("the checkout at `{}`", root.display()),
+            None => format!("the registry (version {VERSION})"),
+        }
+    }
+
     /// The TOML value of a dependency on `krate` with `features`, for a
     /// manifest in `manifest_dir` (a relative path), or with an absolute path
     /// when `manifest_dir` is `None` (a project that may move).
@@ -123,6 +180,27 @@ impl OwnCrates {
             fields.push(format!("features = [{}]", list.join(", ")));
         }
         format!("{{ {} }}", fields.join(", "))
+    }
+}
+
+/// Where the crate of `manifest` takes `orchestr8-runtime` from: a
+/// checkout (a path dependency; checked as `--orchestr8-path` is), the
+/// registry (a version only), or `None` when it does not depend on it.
+fn runtime_of(manifest: &Path) -> Result<Option<OwnCrates>, String> {
+    let text = std::fs::read_to_string(manifest).map_err(|e| format!("cannot read `{}`: {e}", manifest.display()))?;
+    let parsed: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("`{}` is not valid TOML: {e}", manifest.display()))?;
+    let Some(dependency) = parsed.get("dependencies").and_then(|d| d.get(OwnCrate::Runtime.name())) else {
+        return Ok(None);
+    };
+    match dependency.get("path").and_then(toml::Value::as_str) {
+        Some(path) => {
+            let dir = manifest.parent().unwrap_or(Path::new(".")).join(path);
+            OwnCrates::at(&dir)
+                .map(Some)
+                .map_err(|e| format!("`{}` depends on orchestr8-runtime at `{path}`: {e}", manifest.display()))
+        }
+        None => Ok(Some(OwnCrates::registry())),
     }
 }
 

@@ -107,13 +107,8 @@ fn init_validates_without_warnings() {
 #[test]
 fn init_path_and_orchestr8_path() {
     let tmp = tempfile::tempdir().unwrap();
-    let fake = tmp.path().join("o8");
-    for krate in ["runtime", "macros"] {
-        std::fs::create_dir_all(fake.join(krate)).unwrap();
-        std::fs::write(fake.join(krate).join("Cargo.toml"), "").unwrap();
-    }
+    fake_checkout(&tmp.path().join("o8"));
     let version = env!("CARGO_PKG_VERSION");
-    std::fs::write(fake.join("Cargo.toml"), format!("[workspace.package]\nversion = \"{version}\"\n")).unwrap();
     // An existing but empty directory is fine.
     std::fs::create_dir_all(tmp.path().join("deep/place")).unwrap();
     run(tmp.path(), &["init", "x1", "--path", "deep/place", "--orchestr8-path", "o8"], 0);
@@ -153,6 +148,41 @@ fn init_refuses_a_non_empty_directory() {
     let stderr = run(tmp.path(), &["init", "other", "--path", "taken"], 2);
     assert!(stderr.contains("`taken` is not empty"), "{stderr}");
     assert_eq!(files(&tmp.path().join("taken")), [("notes.txt".to_owned(), "mine".to_owned())]);
+}
+
+/// A fake checkout of this version: what `--orchestr8-path` checks.
+fn fake_checkout(dir: &Path) {
+    for krate in ["runtime", "macros"] {
+        std::fs::create_dir_all(dir.join(krate)).unwrap();
+        std::fs::write(dir.join(krate).join("Cargo.toml"), "").unwrap();
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    std::fs::write(dir.join("Cargo.toml"), format!("[workspace.package]\nversion = \"{version}\"\n")).unwrap();
+}
+
+/// A project made with `init --orchestr8-path` compiles against the runtime
+/// its agent crate uses, without being told again: one build cannot hold two
+/// runtimes of one version (cargo's "package collision in the lockfile").
+#[test]
+fn compile_takes_the_runtime_the_agent_crates_take() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_checkout(&tmp.path().join("o8"));
+    run(tmp.path(), &["init", "along", "--orchestr8-path", "o8"], 0);
+    let dir = tmp.path().join("along");
+    run(&dir, &["compile", "workflow.json"], 0);
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        manifest.contains(&format!("orchestr8-runtime = {{ version = \"={version}\", path = \"../o8/runtime\" }}")),
+        "{manifest}"
+    );
+    // Told another checkout, it says why it refuses, and writes nothing new.
+    let stderr = run(&dir, &["compile", "workflow.json", "--orchestr8-path", repo().to_str().unwrap()], 2);
+    assert!(
+        stderr.contains("but the agent crate") && stderr.contains("takes orchestr8-runtime from the checkout at"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("Cargo.toml")).unwrap(), manifest);
 }
 
 #[test]

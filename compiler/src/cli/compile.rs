@@ -26,7 +26,7 @@ pub(super) struct Args {
     #[arg(long, value_name = "DIR", alias = "runtime-path")]
     orchestr8_path: Option<PathBuf>,
     /// What to compile for: a program that runs the workflow itself, or a
-    /// Restate service (see the README's table of differences).
+    /// Restate service (the book's "Running on Restate" lists the differences).
     #[arg(long, value_enum, default_value_t)]
     target: Target,
     #[command(flatten)]
@@ -78,7 +78,8 @@ pub(super) fn compile(
         super::print_explain_hint(&validation.diagnostics);
         return Ok(Compiled::Invalid);
     };
-    let own = OwnCrates::locate(orchestr8_path)?;
+    let manifests: Vec<_> = workflow.crates.iter().map(|c| workflow_dir.join(&c.path).join("Cargo.toml")).collect();
+    let own = OwnCrates::locate_for(orchestr8_path, &manifests)?;
     let out_dir = match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
