@@ -108,7 +108,7 @@ enum Command {
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub(super) struct Reporting {
     /// Stop showing diagnostics after N errors and count the rest (0: show
-    /// all); `--format json` always lists all.
+    /// all); `orchestr8 validate --format json` always lists all.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ERRORS)]
     max_errors: usize,
 }

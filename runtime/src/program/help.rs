@@ -49,7 +49,7 @@ With --test: 0 all cases passed, 1 some failed, 2 unreadable or invalid file.
 
 Examples:
   {bin} --input {example}
-  {bin} serve --addr 0.0.0.0:8080
+  {bin} serve --addr 0.0.0.0:8080 --auth-token-env ORCHESTR8_TOKEN
   source <({bin} completions bash)"
         );
         let serve_after = "Ctrl-C or SIGTERM stops the server: it waits --shutdown-timeout for running
