@@ -74,10 +74,10 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
                                     format!("the wait steps are {}", ids.join(", "))
                                 })
                             });
-                            cx.push(
-                                Code::TestUnknownStep,
+                            cx.no_such_step(
                                 format!("the workflow has no wait step `{step}`"),
                                 &step_at,
+                                "not a wait step of the workflow",
                                 help,
                             );
                         }
@@ -114,10 +114,10 @@ pub fn check(test: &Value, spans: &SpanIndex, workflow: &Workflow, agents: &dyn 
                         // The journal names a map's body steps per item: a bare id never succeeds.
                         Some(id) if maps_of.get(id).is_some_and(|maps| !maps.is_empty()) => {
                             let item: String = maps_of[id].iter().map(|m| format!("{m}[N].")).collect();
-                            cx.push(
-                                Code::TestUnknownStep,
+                            cx.no_such_step(
                                 format!("step `{id}` runs once per item of a map: `steps` lists items' steps"),
                                 &s_at,
+                                "runs once per item",
                                 Some(format!("name one item's, `{item}{id}` (N from 0)")),
                             )
                         }
@@ -198,9 +198,20 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// An error at `pointer` (its key, or its value).
+    fn error(&self, code: Code, message: String, pointer: &str) -> Diagnostic {
+        Diagnostic::error(code, message, pointer, self.spans.key_or_value(pointer))
+    }
+
     fn push(&mut self, code: Code, message: String, pointer: &str, help: Option<String>) {
-        let span = self.spans.key_or_value(pointer);
-        self.out.push(Diagnostic::error(code, message, pointer, span).with_optional_help(help));
+        let d = self.error(code, message, pointer).with_optional_help(help);
+        self.out.push(d);
+    }
+
+    /// A step the workflow does not have (E0502), labelled so.
+    fn no_such_step(&mut self, message: String, pointer: &str, label: &str, help: Option<String>) {
+        let d = self.error(Code::TestUnknownStep, message, pointer).with_label(label).with_optional_help(help);
+        self.out.push(d);
     }
 
     fn field<'v>(&mut self, value: &'v Value, at: &str, key: &str) -> Option<&'v Value> {
@@ -247,7 +258,12 @@ impl Checker<'_> {
     fn unknown_step(&mut self, id: &str, at: &str, step_ids: &[&str]) {
         let help = suggestion(id, step_ids.iter().copied())
             .or_else(|| Some(format!("the agent steps are {}", step_ids.join(", "))));
-        self.push(Code::TestUnknownStep, format!("the workflow has no agent step `{id}`"), at, help);
+        self.no_such_step(
+            format!("the workflow has no agent step `{id}`"),
+            at,
+            "not an agent step of the workflow",
+            help,
+        );
     }
 
     /// A step's mock: one reply, or replies by attempt (`"1"`, `"2-3"`, `"*"`).
