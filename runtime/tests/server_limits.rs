@@ -249,6 +249,7 @@ fn a_retried_request_with_its_idempotency_key_gets_the_original_execution_across
     let first = post_keyed(&server, "/workflows/execute?wait=true", "key-1", &body);
     assert_eq!(first.status, 200, "{}", first.text());
     assert_eq!(first.header("idempotent-replayed"), None);
+    assert_eq!(first.header("x-correlation-id"), Some("order-7"));
     let id = id_of(&first.json());
     // The client did not hear the answer and retries: same key, same body
     // (members in another order, a number spelled otherwise).
@@ -257,6 +258,7 @@ fn a_retried_request_with_its_idempotency_key_gets_the_original_execution_across
         let r = post_keyed(&server, path, "key-1", &again);
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("idempotent-replayed"), Some("true"));
+        assert_eq!(r.header("x-correlation-id"), Some("order-7"), "headers as the original's");
         assert_eq!(r.json(), first.json(), "the original answer");
     }
     // The same key for another request is a client's mistake.

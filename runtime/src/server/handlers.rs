@@ -97,13 +97,15 @@ pub(super) async fn execute_inner(app: Arc<App>, query: Option<String>, request:
     };
     let (entry, mut run, trace_id) = match start {
         Start::New(entry, run, trace_id) => (entry, run, trace_id),
-        Start::Replay(id) => return replay(&app, &id, wait).await,
+        Start::Replay(id) => {
+            // The same request as the first: the same correlation id.
+            let mut response = replay(&app, &id, wait).await?;
+            stamp_correlation(&mut response, correlation_id.as_deref().unwrap_or(&id));
+            return Ok(response);
+        }
     };
     let stamp = |mut response: Response| {
-        let correlation = correlation_id.as_deref().unwrap_or(&entry.id);
-        if let Ok(v) = HeaderValue::from_str(correlation) {
-            response.headers_mut().insert(CORRELATION_ID, v);
-        }
+        stamp_correlation(&mut response, correlation_id.as_deref().unwrap_or(&entry.id));
         if let Some(Ok(v)) = trace_id.as_deref().map(HeaderValue::from_str) {
             response.headers_mut().insert("x-trace-id", v);
         }
@@ -403,6 +405,13 @@ fn not_durable(id: &str, status: ExecutionState, why: &str, what: &str) -> Probl
         ))
         .about(id, Some(status))
         .retry_after(30)
+}
+
+/// `X-Correlation-Id`: the request's correlation id, or the execution's id.
+fn stamp_correlation(response: &mut Response, correlation: &str) {
+    if let Ok(v) = HeaderValue::from_str(correlation) {
+        response.headers_mut().insert(CORRELATION_ID, v);
+    }
 }
 
 /// The answer to a retried request (the same `Idempotency-Key` and body):
