@@ -65,6 +65,34 @@ impl Observer for () {}
 /// An agent that panics fails its attempt with kind `fatal`; an agent that
 /// returns [`AgentError::cancelled`] while `cancel` has not fired fails its
 /// attempt like any retryable error.
+///
+/// Any async operation can run under a policy, not only an agent:
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::{AgentError, CancellationToken, ErrorKind, Policy, RetryPolicy};
+/// use orchestr8_runtime::resilience::call;
+///
+/// let policy = Policy {
+///     retry: RetryPolicy { max_attempts: 3, initial_delay: Duration::from_millis(10), ..RetryPolicy::default() },
+///     ..Policy::default()
+/// };
+/// let cancel = CancellationToken::new();
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// // Fails twice, then answers on the third attempt.
+/// let answer = call(&policy, None, &cancel, &(), |attempt| async move {
+///     if attempt < 3 { Err(AgentError::retryable("busy")) } else { Ok(attempt) }
+/// })
+/// .await;
+/// assert_eq!(answer, Ok(3));
+///
+/// // A fatal error is not retried.
+/// let error = call(&policy, None, &cancel, &(), |_| async { Err::<(), _>(AgentError::fatal("no such user")) })
+///     .await
+///     .unwrap_err();
+/// assert_eq!((error.kind, error.attempt), (ErrorKind::Fatal, 1));
+/// # });
+/// ```
 pub fn call<'a, T, F, Fut, O>(
     policy: &'a Policy,
     breaker: Option<&'a CircuitBreaker>,
