@@ -34,6 +34,39 @@ use crate::usage::{Tokens, Usage, UsageMeter};
 use crate::wait::{Mailbox, Signals, Waiting};
 
 /// What the workflow does when an agent step fails.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::store;
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, Node, OnError, Runtime, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> {
+/// #         if key.is_empty() { Err(AgentError::fatal("empty key")) } else { Ok(key.len()) }
+/// #     }
+/// # }
+///
+/// struct State { key: String, found: OnceLock<usize> }
+///
+/// // The lookup is optional: when it fails, its output stays empty and the workflow goes on.
+/// let lookup = AgentStep::new("lookup", Arc::new(Lookup), |s: &State| Ok(s.key.clone()), |s: &State, n| store(&s.found, "lookup", n))
+///     .on_error(OnError::Continue);
+/// let workflow = Workflow::new(
+///     WorkflowInfo::new("optional", "1.0.0", "sha256:x"),
+///     Node::sequence([lookup.node()]),
+///     |s: &State| Ok(s.found.get().copied()),
+/// );
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let state = State { key: String::new(), found: OnceLock::new() };
+/// let output = Runtime::default().run(&workflow, &state, ExecutionOptions::default()).await.unwrap();
+/// assert_eq!(output, Ok(None));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
     /// The failure fails the enclosing blocks and the execution (the default).
@@ -58,6 +91,13 @@ pub enum Outcome {
 }
 
 /// Identity of a workflow definition, recorded in every journal.
+///
+/// ```
+/// use orchestr8_runtime::WorkflowInfo;
+///
+/// let info = WorkflowInfo::new("triage", "1.2.0", "sha256:0f3a").max_tokens(50_000);
+/// assert_eq!((&*info.id, info.max_tokens), ("triage", Some(50_000)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkflowInfo {
     /// `metadata.id`.
@@ -507,6 +547,45 @@ pub(crate) fn resumed_with(done: &Done, on_error: OnError) -> Outcome {
 }
 
 /// A node of the plan tree.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store};
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, Node, Runtime, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> {
+/// #         if key.is_empty() { Err(AgentError::fatal("empty key")) } else { Ok(key.len()) }
+/// #     }
+/// # }
+///
+/// #[derive(Default)]
+/// struct State { a: OnceLock<usize>, b: OnceLock<usize>, sum: OnceLock<usize> }
+///
+/// let lookup = Arc::new(Lookup);
+/// let a = AgentStep::new("a", lookup.clone(), |_: &State| Ok("ab".into()), |s: &State, n| store(&s.a, "a", n));
+/// let b = AgentStep::new("b", lookup.clone(), |_: &State| Ok("abc".into()), |s: &State, n| store(&s.b, "b", n));
+/// // `sum` reads both outputs: it runs after the parallel block.
+/// let sum = AgentStep::new(
+///     "sum",
+///     lookup,
+///     |s: &State| Ok("x".repeat(slot(&s.a, "a")? + slot(&s.b, "b")?)),
+///     |s: &State, n| store(&s.sum, "sum", n),
+/// );
+/// let plan = Node::sequence([Node::parallel("fetch", true, [a.node(), b.node()]), sum.node()]);
+/// assert_eq!(plan.step_ids(), ["a", "b", "sum"]);
+///
+/// let workflow = Workflow::new(WorkflowInfo::new("sum", "1.0.0", "sha256:x"), plan, |s: &State| Ok(*slot(&s.sum, "sum")?));
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let output = Runtime::default().run(&workflow, &State::default(), ExecutionOptions::default()).await.unwrap();
+/// assert_eq!(output, Ok(5));
+/// # });
+/// ```
 pub enum Node<S> {
     /// One agent step.
     Step(Box<dyn StepNode<S>>),
@@ -790,6 +869,36 @@ type StoreFn<S, O> = dyn Fn(&S, O) -> Result<(), String> + Send + Sync;
 /// An agent step: builds the agent's input from the state, runs the agent
 /// under the step's policy (timeout, retry, circuit breaker), records the
 /// journal, and stores the typed output in the state.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use std::time::Duration;
+/// use orchestr8_runtime::codegen::store;
+/// use orchestr8_runtime::{AgentStep, Policy, RetryPolicy};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> {
+/// #         if key.is_empty() { Err(AgentError::fatal("empty key")) } else { Ok(key.len()) }
+/// #     }
+/// # }
+///
+/// struct State { key: String, found: OnceLock<usize> }
+///
+/// let step = AgentStep::new(
+///     "lookup",
+///     Arc::new(Lookup),
+///     |s: &State| Ok(s.key.clone()),                     // the agent's input, from the state
+///     |s: &State, n| store(&s.found, "lookup", n),       // its output, into the state
+/// )
+/// .policy(Policy { timeout: Duration::from_secs(5), retry: RetryPolicy { max_attempts: 2, ..RetryPolicy::default() }, ..Policy::default() })
+/// .config(serde_json::json!({ "region": "eu" }));      // what `AgentContext::config` returns
+/// let node = step.node();
+/// ```
 pub struct AgentStep<S, A: Agent> {
     id: Arc<str>,
     agent_id: Arc<str>,
@@ -1182,6 +1291,9 @@ type OutputFn<S, O> = dyn Fn(&S) -> Result<O, String> + Send + Sync;
 
 /// A runnable workflow: identity, plan tree and how to read the output from
 /// the state. Build it once and run it many times.
+///
+/// The [crate documentation](crate) builds and runs one; [`Node`] has a
+/// parallel block.
 pub struct Workflow<S, O> {
     info: WorkflowInfo,
     root: Node<S>,
@@ -1260,6 +1372,19 @@ impl<S: Send + Sync + 'static, O: Serialize> Workflow<S, O> {
 }
 
 /// Per-execution choices.
+///
+/// ```
+/// use orchestr8_runtime::{CancellationToken, ExecutionOptions};
+///
+/// let cancel = CancellationToken::new(); // cancel it (e.g. on Ctrl-C) to cancel the execution
+/// let opts = ExecutionOptions {
+///     execution_id: Some("order-1042".into()),
+///     correlation_id: Some("req-7f3c".into()),
+///     input: Some(serde_json::json!({ "order": 1042 })),
+///     cancel: Some(cancel.clone()),
+///     ..ExecutionOptions::default()
+/// };
+/// ```
 #[derive(Clone, Default)]
 pub struct ExecutionOptions {
     /// The execution id; a fresh UUID v4 when `None`.
@@ -1475,6 +1600,40 @@ impl Runtime {
 
     /// Spawns an execution of `workflow` on `state`; the handle awaits or cancels it.
     /// Dropping the handle leaves the execution running.
+    ///
+    /// ```
+    /// use std::sync::{Arc, OnceLock};
+    /// use orchestr8_runtime::codegen::{slot, store};
+    /// use orchestr8_runtime::{AgentStep, ErrorKind, ExecutionOptions, ExecutionState, Node, Runtime, Workflow, WorkflowInfo};
+    /// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+    /// # struct Forever;
+    /// # impl Agent for Forever {
+    /// #     type Input = ();
+    /// #     type Output = ();
+    /// #     fn id(&self) -> &str { "forever" }
+    /// #     fn version(&self) -> &str { "1.0.0" }
+    /// #     async fn run(&self, ctx: &AgentContext<'_>, _: ()) -> Result<(), AgentError> {
+    /// #         ctx.cancellation_token().cancelled().await;
+    /// #         Err(AgentError::cancelled())
+    /// #     }
+    /// # }
+    ///
+    /// struct State { done: OnceLock<()> }
+    /// // `Forever` waits until its step is cancelled.
+    /// let step = AgentStep::new("wait", Arc::new(Forever), |_: &State| Ok(()), |s: &State, o| store(&s.done, "wait", o));
+    /// let workflow = Arc::new(Workflow::new(
+    ///     WorkflowInfo::new("forever", "1.0.0", "sha256:x"),
+    ///     Node::sequence([step.node()]),
+    ///     |s: &State| Ok(*slot(&s.done, "wait")?),
+    /// ));
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let handle = Runtime::default().start(workflow, State { done: OnceLock::new() }, ExecutionOptions::default())?;
+    /// tokio::task::yield_now().await; // let it start
+    /// assert_eq!(handle.state(), ExecutionState::Running);
+    /// handle.cancel();
+    /// assert_eq!(handle.wait().await.unwrap_err().kind, ErrorKind::Cancelled);
+    /// # Ok::<_, std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn start<S, O>(
         &self,
         workflow: Arc<Workflow<S, O>>,
