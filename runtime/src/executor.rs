@@ -1439,6 +1439,46 @@ impl fmt::Debug for ExecutionOptions {
 }
 
 /// Journal store and event bus shared by the executions it starts.
+///
+/// With journal files, as `PROGRAM run` writes them, and a subscriber on
+/// the bus:
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store};
+/// use orchestr8_runtime::journal::read_file;
+/// use orchestr8_runtime::{AgentStep, BusMessage, ExecutionOptions, ExecutionState, FileStore, Node, Runtime, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> { Ok(key.len()) }
+/// # }
+///
+/// struct State { found: OnceLock<usize> }
+/// let step = AgentStep::new("lookup", Arc::new(Lookup), |_: &State| Ok("key".into()), |s: &State, n| store(&s.found, "lookup", n));
+/// let workflow = Workflow::new(WorkflowInfo::new("files", "1.0.0", "sha256:x"), Node::sequence([step.node()]), |s: &State| Ok(*slot(&s.found, "lookup")?));
+///
+/// let dir = tempfile::tempdir()?;
+/// let journals = FileStore::new(dir.path());
+/// let runtime = Runtime::new(journals.clone());
+/// let mut events = runtime.bus().subscribe();
+/// let opts = ExecutionOptions { execution_id: Some("e-1".into()), ..ExecutionOptions::default() };
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// assert_eq!(runtime.run(&workflow, &State { found: OnceLock::new() }, opts).await?, Ok(3));
+/// # Ok::<_, std::io::Error>(()) })?;
+///
+/// // The bus saw every event as it was journaled...
+/// let Some(BusMessage::Event(first)) = events.try_recv() else { panic!("no event") };
+/// assert_eq!(first.name(), "execution.started");
+/// // ...and the journal file holds them.
+/// let journal = read_file(journals.path("e-1"))?;
+/// assert_eq!(journal.snapshot().execution, Some(ExecutionState::Completed));
+/// # Ok::<_, std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     store: Arc<dyn JournalStore>,
