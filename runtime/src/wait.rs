@@ -203,6 +203,35 @@ type StoreFn<S, T> = dyn Fn(&S, T) -> Result<(), String> + Send + Sync;
 
 /// A `wait` step: its output is the payload of the signal `signal`, of type
 /// `T`; generated code builds it with a function that stores it in the state.
+///
+/// Signals reach a running execution through its [`Mailbox`] (`serve`'s
+/// signal endpoint delivers there); without one, the wait suspends the
+/// execution and `PROGRAM signal` goes on with it.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store, WaitStep};
+/// use orchestr8_runtime::{ExecutionOptions, Mailbox, Node, Runtime, Workflow, WorkflowInfo};
+/// use serde_json::json;
+///
+/// struct State { approval: OnceLock<bool> }
+///
+/// let wait = WaitStep::new("approve", "approval", json!({ "type": "boolean" }), |s: &State, ok: bool| {
+///     store(&s.approval, "approve", ok)
+/// });
+/// let workflow = Workflow::new(
+///     WorkflowInfo::new("approve", "1.0.0", "sha256:x"),
+///     Node::sequence([wait.node()]),
+///     |s: &State| Ok(*slot(&s.approval, "approve")?),
+/// );
+/// let mailbox = Arc::new(Mailbox::new());
+/// mailbox.post("approve", json!(true)); // taken once the step waits
+/// let opts = ExecutionOptions { mailbox: Some(mailbox), ..ExecutionOptions::default() };
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let output = Runtime::default().run(&workflow, &State { approval: OnceLock::new() }, opts).await.unwrap();
+/// assert_eq!(output, Ok(true));
+/// # });
+/// ```
 pub struct WaitStep<S, T> {
     id: Arc<str>,
     signal: Arc<str>,
