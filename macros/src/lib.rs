@@ -32,6 +32,8 @@
 //! The declaration language and its checks live in `orchestr8-agent-decl`,
 //! which `orchestr8 validate` uses to read the same declarations from source.
 
+#![warn(missing_docs)]
+
 mod expand;
 
 use proc_macro::TokenStream;
