@@ -420,6 +420,44 @@ impl<'a, S> Cx<'a, S> {
 
 /// Replies that stand in for agent calls, per step and attempt (the test mode
 /// of the generated program; see [`ExecutionOptions::mocks`]).
+///
+/// A workflow's steps mocked without touching its agents: the first attempt
+/// of `charge` fails, the retry gets an output.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store};
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, MockReply, MockStep, Node, Runtime, StepMocks, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Payments;
+/// # impl Agent for Payments {
+/// #     type Input = u64;
+/// #     type Output = String;
+/// #     fn id(&self) -> &str { "payments" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, _: u64) -> Result<String, AgentError> { panic!("a real payment") }
+/// # }
+///
+/// struct Flaky;
+/// impl StepMocks for Flaky {
+///     fn reply(&self, step_id: &str, attempt: u32) -> Option<MockStep> {
+///         match (step_id, attempt) {
+///             ("charge", 1) => Some(MockReply::Fail("card network down".into()).into()),
+///             ("charge", _) => Some(MockReply::Output(serde_json::json!("ch_123")).into()),
+///             _ => None, // the real agent
+///         }
+///     }
+/// }
+///
+/// struct State { receipt: OnceLock<String> }
+/// let charge = AgentStep::new("charge", Arc::new(Payments), |_: &State| Ok(4200), |s: &State, r| store(&s.receipt, "charge", r));
+/// let workflow = Workflow::new(WorkflowInfo::new("pay", "1.0.0", "sha256:x"), Node::sequence([charge.node()]), |s: &State| Ok(slot(&s.receipt, "charge")?.clone()));
+/// let opts = ExecutionOptions { mocks: Some(Arc::new(Flaky)), ..ExecutionOptions::default() };
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let output = Runtime::default().run(&workflow, &State { receipt: OnceLock::new() }, opts).await.unwrap();
+/// assert_eq!(output.unwrap(), "ch_123");
+/// # });
+/// ```
 pub trait StepMocks: Send + Sync {
     /// The reply for attempt `attempt` (from 1) of step `step_id`; `None`
     /// calls the real agent.
@@ -1961,7 +1999,8 @@ impl<F: Future + Unpin> Future for FlushOnYield<'_, F> {
     }
 }
 
-/// A running execution: await it or cancel it.
+/// A running execution: await it or cancel it. [`Runtime::start`] has an
+/// example.
 #[derive(Debug)]
 pub struct ExecutionHandle<O> {
     execution_id: Arc<str>,

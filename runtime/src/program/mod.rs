@@ -296,7 +296,9 @@ where
     }
 
     /// Parses [`std::env::args_os`], runs, and returns the exit code: the
-    /// whole of a generated crate's `main.rs`.
+    /// whole of a generated crate's `main.rs`. It is the server's entry as
+    /// well: `PROGRAM serve` (built with the runtime's `server` feature)
+    /// serves the workflow over HTTP until Ctrl-C or SIGTERM.
     ///
     /// ```
     /// # mod generated { // compiled, not run: it would read this process's arguments
@@ -370,6 +372,31 @@ where
     /// `stdin` is read only when neither `--input` nor `--input-file` is
     /// given. Installs a Ctrl-C handler for the execution (unless a test
     /// trigger was given), which stays installed afterwards.
+    ///
+    /// `serve` (with the runtime's `server` feature) is the same call; it
+    /// answers on the address until the process is interrupted:
+    ///
+    /// ```no_run
+    /// # use orchestr8_runtime::codegen::*;
+    /// # struct Greet;
+    /// # impl Agent for Greet {
+    /// #     type Input = String;
+    /// #     type Output = String;
+    /// #     fn id(&self) -> &str { "greet" }
+    /// #     fn version(&self) -> &str { "1.0.0" }
+    /// #     async fn run(&self, _: &AgentContext<'_>, name: String) -> Result<String, AgentError> { Ok(name) }
+    /// # }
+    /// # struct State { name: String, greet: OnceLock<String> }
+    /// # fn program() -> Program<String, State, String> {
+    /// #     let step = AgentStep::new("greet", Arc::new(Greet), |s: &State| Ok(s.name.clone()), |s: &State, o| store(&s.greet, "greet", o));
+    /// #     let workflow = Workflow::new(WorkflowInfo::new("hello", "0.1.0", "sha256:x"), Node::sequence([step.node()]), |s: &State| Ok(slot(&s.greet, "greet")?.clone()));
+    /// #     Program::new(Arc::new(workflow), |name: String, _: &ExecutionIds| State { name, greet: OnceLock::new() })
+    /// #         .input_schema(serde_json::json!({ "type": "string", "minLength": 1 }))
+    /// # }
+    /// let args = ["hello", "serve", "--addr", "127.0.0.1:8080", "--journal-dir", "/var/lib/hello"];
+    /// let code = program().run_with(args.iter().map(Into::into).collect(), std::io::empty(), &mut std::io::stdout(), &mut std::io::stderr());
+    /// std::process::exit(code.into());
+    /// ```
     pub fn run_with(
         self,
         args: Vec<OsString>,
