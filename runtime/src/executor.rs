@@ -1572,7 +1572,7 @@ impl Runtime {
     /// reopened, and the returned execution, once run, journals
     /// `execution.resumed` and runs only what had not ended. `opts`' ids are
     /// ignored (the journal's are kept); check the definition first with
-    /// [`Resume::check_definition`].
+    /// [`Resume::check_definition`]. [`Resume`] has an example.
     pub fn resume<S: Send + Sync + 'static, O: Serialize>(
         &self,
         workflow: &Workflow<S, O>,
