@@ -24,6 +24,30 @@ use crate::policy::Policy;
 
 /// Hooks called by [`call`] as a step's attempts unfold. Every method has a
 /// no-op default; `()` observes nothing.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::time::Duration;
+/// use orchestr8_runtime::resilience::{call, Observer};
+/// use orchestr8_runtime::{AgentError, CancellationToken, Policy, RetryPolicy, StepError};
+///
+/// #[derive(Default)]
+/// struct Failures(Cell<u32>);
+/// impl Observer for Failures {
+///     fn attempt_failed(&self, attempt: u32, error: &StepError, _elapsed: Duration) {
+///         eprintln!("attempt {attempt} failed: {}", error.message);
+///         self.0.set(self.0.get() + 1);
+///     }
+/// }
+///
+/// let policy = Policy { retry: RetryPolicy { initial_delay: Duration::from_millis(1), ..RetryPolicy::default() }, ..Policy::default() };
+/// let failures = Failures::default();
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let result = call(&policy, None, &CancellationToken::new(), &failures, |_| async { Err::<(), _>(AgentError::retryable("down")) }).await;
+/// assert!(result.is_err());
+/// assert_eq!(failures.0.get(), 3); // every attempt the policy allows
+/// # });
+/// ```
 pub trait Observer {
     /// Attempt `attempt` is about to call the agent; `at` is now.
     fn attempt_started(&self, _attempt: u32, _at: Instant) {}
