@@ -1558,7 +1558,37 @@ impl Runtime {
         &self.store
     }
 
-    /// Creates an execution of `info` (id, journal, token) without running it.
+    /// Creates an execution of `info` (id, journal, token) without running it:
+    /// its id is known, and its journal started, before anything runs (a
+    /// server answers with the id, then runs it).
+    ///
+    /// ```
+    /// use std::sync::{Arc, OnceLock};
+    /// use orchestr8_runtime::codegen::{slot, store};
+    /// use orchestr8_runtime::{AgentStep, ExecutionOptions, ExecutionState, Node, Runtime, Workflow, WorkflowInfo};
+    /// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+    /// # struct Nop;
+    /// # impl Agent for Nop {
+    /// #     type Input = ();
+    /// #     type Output = ();
+    /// #     fn id(&self) -> &str { "nop" }
+    /// #     fn version(&self) -> &str { "1.0.0" }
+    /// #     async fn run(&self, _: &AgentContext<'_>, _: ()) -> Result<(), AgentError> { Ok(()) }
+    /// # }
+    ///
+    /// struct State { done: OnceLock<()> }
+    /// let step = AgentStep::new("a", Arc::new(Nop), |_: &State| Ok(()), |s: &State, o| store(&s.done, "a", o));
+    /// let workflow = Arc::new(Workflow::new(WorkflowInfo::new("w", "1.0.0", "sha256:x"), Node::sequence([step.node()]), |s: &State| Ok(*slot(&s.done, "a")?)));
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let execution = Runtime::default().prepare(workflow.info(), ExecutionOptions::default())?;
+    /// let id = execution.execution_id().to_owned(); // a UUID v4
+    /// assert_eq!(execution.state(), ExecutionState::Pending);
+    /// let handle = execution.spawn(workflow, Arc::new(State { done: OnceLock::new() }));
+    /// assert_eq!(handle.execution_id(), id);
+    /// assert_eq!(handle.wait().await, Ok(()));
+    /// # Ok::<_, std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn prepare(&self, info: &WorkflowInfo, opts: ExecutionOptions) -> io::Result<Execution> {
         let execution_id: Arc<str> = opts.execution_id.clone().unwrap_or_else(new_execution_id).into();
         let correlation_id = opts.correlation_id.clone().map(Arc::from).unwrap_or_else(|| execution_id.clone());

@@ -276,6 +276,18 @@ impl PolicyField {
 }
 
 /// A policy that cannot run (e.g. `maxAttempts: 0`), with the fields at fault.
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::policy::{PolicyError, PolicyField};
+/// use orchestr8_runtime::{Policy, RetryPolicy};
+///
+/// let retry = RetryPolicy { initial_delay: Duration::from_secs(20), ..RetryPolicy::default() };
+/// let error = Policy { retry, ..Policy::default() }.validate().unwrap_err();
+/// assert!(matches!(error, PolicyError::DelayOrder { .. }));
+/// let pointers: Vec<&str> = error.fields().into_iter().map(PolicyField::pointer).collect();
+/// assert_eq!(pointers, ["/retry/initialDelay", "/retry/maxDelay"]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// A duration that does not parse.

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 
 /// Tokens used by model calls. Journaled as `usage` on step and execution
 /// events when any were used.
+///
+/// ```
+/// use orchestr8_runtime::Usage;
+///
+/// let first = Usage { input_tokens: 900, output_tokens: 100, calls: 1, ..Usage::default() };
+/// let repair = Usage { input_tokens: 1100, output_tokens: 80, calls: 1, ..Usage::default() };
+/// let step = first.plus(repair);
+/// assert_eq!((step.total_tokens(), step.calls), (2180, 2));
+/// assert_eq!(serde_json::to_value(step).unwrap(), serde_json::json!({"inputTokens": 2000, "outputTokens": 180, "calls": 2}));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
