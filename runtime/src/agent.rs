@@ -265,6 +265,9 @@ impl<'a> AgentContext<'a> {
 /// An async unit of work with an id, a version and typed input and output.
 ///
 /// Implement it with `async fn run(...)`; the returned future must be `Send`.
+/// Most agents do not implement it by hand: `#[agent]` (crate
+/// `orchestr8-macros`) declares the input and output types on a function
+/// and implements this trait for it.
 ///
 /// ```
 /// use orchestr8_runtime::{Agent, AgentContext, AgentError};

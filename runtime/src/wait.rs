@@ -101,6 +101,38 @@ impl Signals {
 /// Where signals for a running execution's waiting steps arrive: `serve`'s
 /// signal endpoint and the test mode deliver here, and a waiting step takes
 /// its payload from here instead of suspending the execution.
+///
+/// A signal delivered to a running execution, as `serve` delivers one:
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store, WaitStep};
+/// use orchestr8_runtime::{ExecutionOptions, Mailbox, Node, Runtime, Undelivered, Workflow, WorkflowInfo};
+/// use serde_json::json;
+///
+/// struct State { reviewer: OnceLock<String> }
+/// let wait = WaitStep::new("review", "reviewed", json!({ "type": "string", "minLength": 1 }), |s: &State, who: String| {
+///     store(&s.reviewer, "review", who)
+/// });
+/// let workflow = Arc::new(Workflow::new(
+///     WorkflowInfo::new("review", "1.0.0", "sha256:x"),
+///     Node::sequence([wait.node()]),
+///     |s: &State| Ok(slot(&s.reviewer, "review")?.clone()),
+/// ));
+/// let mailbox = Arc::new(Mailbox::new());
+/// assert_eq!(mailbox.deliver("review", json!("ada")), Err(Undelivered::NotWaiting)); // nothing runs yet
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let opts = ExecutionOptions { mailbox: Some(mailbox.clone()), ..ExecutionOptions::default() };
+/// let handle = Runtime::default().start(workflow, State { reviewer: OnceLock::new() }, opts)?;
+/// while !mailbox.is_waiting("review") {
+///     tokio::task::yield_now().await;
+/// }
+/// assert_eq!(mailbox.waiting(), ["review"]);
+/// mailbox.deliver("review", json!("ada")).unwrap();
+/// assert_eq!(handle.wait().await.unwrap(), "ada");
+/// # Ok::<_, std::io::Error>(()) }).unwrap();
+/// ```
 #[derive(Debug, Default)]
 pub struct Mailbox {
     waiting: Mutex<HashMap<Arc<str>, oneshot::Sender<Json>>>,
