@@ -54,6 +54,21 @@
 //! Typed outputs go from step to step through the state's slots; JSON is
 //! made only for the journal and the bus.
 //!
+//! # Where things are
+//!
+//! - [`agent`]: the [`Agent`] trait, its [`AgentContext`] (cancellation,
+//!   ids, attempt, config) and [`AgentError`] (retryable or fatal);
+//! - [`executor`]: plans ([`Node`], [`AgentStep`]), [`Workflow`], [`Runtime`]
+//!   and the handle of a running execution; [`switch`], [`map`] and [`wait`]
+//!   are the other kinds of steps;
+//! - [`policy`] and [`resilience`]: timeouts, retries and circuit breakers,
+//!   usable around any async call ([`resilience::call`]);
+//! - [`journal`]: the JSON Lines journal, its stores and readers; [`resume`]
+//!   goes on with an execution whose process died; [`bus`] streams events;
+//! - [`program`]: the generated program's `main` (run, `serve`, `--test`);
+//! - `testing` (feature `testing`): mock agents and journal assertions;
+//! - [`codegen`]: the one path generated code uses.
+//!
 //! # Feature flags
 //!
 //! None is on by default: a generated crate turns on what its workflow needs.
