@@ -1,7 +1,7 @@
 //! The runtime every workflow compiled by orchestr8 links: agents, resilience
 //! (timeout, retry, circuit breaker), the executor, cancellation, the journal
 //! and the event bus. Semantics follow the format contract
-//! (`spec/workflow-v1.md`).
+//! (`docs/spec/workflow-v1.md` in the repository).
 //!
 //! Generated code reaches everything through [`codegen`]; a generated
 //! crate's `main` is one [`Program`](program::Program). The same pieces

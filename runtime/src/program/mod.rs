@@ -49,7 +49,7 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The behaviour is the contract's (`spec/workflow-v1.md`, "The generated
+//! The behaviour is the contract's (`docs/spec/workflow-v1.md`, "The generated
 //! program"):
 //!
 //! - the input comes from `--input JSON`, `--input-file PATH` (`-` for
