@@ -80,12 +80,17 @@ enum ReplyKind<O> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use orchestr8_runtime::testing::{MockAgent, Reply};
+/// use orchestr8_runtime::testing::{call_agent, paused_runtime, MockAgent, Reply};
+/// use orchestr8_runtime::{CancellationToken, Policy};
+/// use serde_json::json;
 ///
-/// // Times out under a 1 s attempt timeout, then answers after 50 ms.
-/// let agent: MockAgent<String, String> = MockAgent::new("slow", "1.0.0")
-///     .reply(Reply::ok("late".to_string()).after(Duration::from_secs(5)))
-///     .reply(Reply::ok("on time".to_string()).after(Duration::from_millis(50)));
+/// // A first call that takes 5 s, past the 1 s attempt timeout; the retry answers in 50 ms.
+/// let agent = MockAgent::new("slow", "1.0.0")
+///     .reply(Reply::ok(json!("late")).after(Duration::from_secs(5)))
+///     .reply(Reply::ok(json!("on time")).after(Duration::from_millis(50)));
+/// let policy = Policy { attempt_timeout: Some(Duration::from_secs(1)), ..Policy::default() };
+/// let result = paused_runtime().block_on(call_agent(&agent, &policy, None, &CancellationToken::new(), &()));
+/// assert_eq!((result.unwrap(), agent.calls()), (json!("on time"), 2));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Reply<O> {
