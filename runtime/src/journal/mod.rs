@@ -287,6 +287,22 @@ pub struct EventLabels {
 ///
 /// Kept small (the memory journal holds and drops millions of these): JSON
 /// values are shared [`Json`], the error and the rare labels are boxed.
+///
+/// ```
+/// use orchestr8_runtime::journal::{EventKind, JournalEvent};
+///
+/// let mut event = JournalEvent::new("e-1".into(), EventKind::StepRetryScheduled);
+/// event.seq = 4;
+/// event.step_id = Some("fetch".into());
+/// event.attempt = Some(1);
+/// event.delay_ms = Some(200);
+/// assert_eq!(event.name(), "step.retry.scheduled");
+///
+/// let line = serde_json::to_value(&event).unwrap();
+/// assert_eq!(line["event"], "step.retry.scheduled");
+/// assert_eq!((&line["stepId"], &line["delayMs"]), (&serde_json::json!("fetch"), &serde_json::json!(200)));
+/// assert!(line.get("output").is_none()); // absent fields are left out
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalEvent {
     /// 1, 2, 3… in the order events were appended.
