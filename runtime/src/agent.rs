@@ -26,7 +26,22 @@ pub enum AgentErrorKind {
     BudgetExceeded,
 }
 
-/// An error returned by an agent.
+/// An error returned by an agent: its kind decides whether the step retries.
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::{AgentError, AgentErrorKind};
+///
+/// // A rate limit: retry, but not before the server says.
+/// let busy = AgentError::retryable("429 Too Many Requests").with_retry_after(Duration::from_secs(2));
+/// assert!(busy.is_retryable());
+/// assert_eq!(busy.retry_after(), Some(Duration::from_secs(2)));
+///
+/// // A request that can never succeed: the step fails at once.
+/// let bad = AgentError::fatal("unknown customer").with_reason("not_found");
+/// assert_eq!((bad.kind(), bad.reason()), (AgentErrorKind::Fatal, Some("not_found")));
+/// assert_eq!(bad.to_string(), "unknown customer");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct AgentError {
@@ -113,6 +128,43 @@ pub struct ExecutionMeta {
 /// What an agent sees of the execution while it runs one attempt.
 ///
 /// Borrowed from the executor so building one per attempt costs nothing.
+///
+/// An agent that waits on something slow watches the token, so a
+/// cancelled step ends promptly instead of at its timeout:
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::{Agent, AgentContext, AgentError};
+///
+/// struct Poll;
+/// impl Agent for Poll {
+///     type Input = u64;
+///     type Output = String;
+///     fn id(&self) -> &str { "poll" }
+///     fn version(&self) -> &str { "1.0.0" }
+///     async fn run(&self, ctx: &AgentContext<'_>, ms: u64) -> Result<String, AgentError> {
+///         tokio::select! {
+///             _ = ctx.cancellation_token().cancelled() => Err(AgentError::cancelled()),
+///             _ = tokio::time::sleep(Duration::from_millis(ms)) => {
+///                 Ok(format!("{} attempt {}", ctx.step_id(), ctx.attempt()))
+///             }
+///         }
+///     }
+/// }
+///
+/// # use orchestr8_runtime::{CancellationToken, ExecutionMeta};
+/// let meta = ExecutionMeta {
+///     execution_id: "e-1".into(), correlation_id: "e-1".into(),
+///     workflow_id: "w".into(), workflow_version: "1.0.0".into(),
+/// };
+/// let (cancel, config) = (CancellationToken::new(), serde_json::Value::Null);
+/// let ctx = AgentContext::new(&cancel, &meta, "wait", 1, &config);
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// assert_eq!(Poll.run(&ctx, 1).await.unwrap(), "wait attempt 1");
+/// cancel.cancel();
+/// assert_eq!(Poll.run(&ctx, 60_000).await, Err(AgentError::cancelled()));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct AgentContext<'a> {
     cancel: &'a CancellationToken,
@@ -213,6 +265,9 @@ impl<'a> AgentContext<'a> {
 /// An async unit of work with an id, a version and typed input and output.
 ///
 /// Implement it with `async fn run(...)`; the returned future must be `Send`.
+/// Most agents do not implement it by hand: `#[agent]` (crate
+/// `orchestr8-macros`) declares the input and output types on a function
+/// and implements this trait for it.
 ///
 /// ```
 /// use orchestr8_runtime::{Agent, AgentContext, AgentError};
@@ -253,6 +308,36 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An object-safe view of any [`Agent`] over JSON values, for callers that
 /// hold agents of different types together (registries, the REST API).
+/// Every [`Agent`] is one.
+///
+/// ```
+/// use std::sync::Arc;
+/// use orchestr8_runtime::{Agent, AgentContext, AgentError, DynAgent};
+/// # use orchestr8_runtime::{CancellationToken, ExecutionMeta};
+///
+/// struct Double;
+/// impl Agent for Double {
+///     type Input = u32;
+///     type Output = u32;
+///     fn id(&self) -> &str { "double" }
+///     fn version(&self) -> &str { "1.0.0" }
+///     async fn run(&self, _ctx: &AgentContext<'_>, n: u32) -> Result<u32, AgentError> { Ok(n * 2) }
+/// }
+///
+/// let agents: Vec<Arc<dyn DynAgent>> = vec![Arc::new(Double)];
+/// # let meta = ExecutionMeta {
+/// #     execution_id: "e".into(), correlation_id: "e".into(), workflow_id: "w".into(), workflow_version: "1".into(),
+/// # };
+/// # let (cancel, config) = (CancellationToken::new(), serde_json::Value::Null);
+/// # let ctx = AgentContext::new(&cancel, &meta, "s", 1, &config);
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let out = agents[0].run_json(&ctx, serde_json::json!(21)).await.unwrap();
+/// assert_eq!(out, serde_json::json!(42));
+/// // Input that does not fit the agent's type is fatal: retrying cannot fix it.
+/// let err = agents[0].run_json(&ctx, serde_json::json!("x")).await.unwrap_err();
+/// assert!(!err.is_retryable());
+/// # });
+/// ```
 pub trait DynAgent: Send + Sync {
     /// See [`Agent::id`].
     fn id(&self) -> &str;

@@ -21,6 +21,20 @@ struct Shared {
 }
 
 /// A bounded broadcast of journal events. Cheap to clone; clones share the bus.
+///
+/// Every [`Runtime`](crate::Runtime) has one: subscribe before an execution
+/// starts to see all of its events (the [`Runtime`](crate::Runtime) example
+/// does). A subscriber that falls behind is told how many it missed.
+///
+/// ```
+/// use orchestr8_runtime::{EventBus, Runtime};
+///
+/// let bus = EventBus::new(16); // each subscriber may lag 16 events behind
+/// let runtime = Runtime::default().with_bus(bus.clone());
+/// let mut progress = runtime.bus().subscribe();
+/// assert_eq!(bus.subscriber_count(), 1);
+/// assert!(progress.try_recv().is_none()); // nothing published yet
+/// ```
 #[derive(Clone)]
 pub struct EventBus {
     shared: Arc<Shared>,

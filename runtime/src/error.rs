@@ -7,6 +7,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 /// Why a step or an execution failed. The names are the contract's.
+///
+/// ```
+/// use orchestr8_runtime::ErrorKind;
+///
+/// assert_eq!(ErrorKind::CircuitOpen.as_str(), "circuit_open");
+/// assert_eq!(serde_json::to_string(&ErrorKind::AgentFailed).unwrap(), r#""agent_failed""#);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -61,6 +68,17 @@ impl fmt::Display for ErrorKind {
 ///
 /// `attempt` is the attempt the step was on when it failed (1 for the first
 /// call); 0 when no attempt was made (for example invalid input).
+///
+/// ```
+/// use orchestr8_runtime::{ErrorKind, StepError};
+///
+/// let error = StepError::new(ErrorKind::Timeout, "no answer within 30s", 3).with_step("fetch".into());
+/// assert_eq!(error.to_string(), "step fetch: timeout: no answer within 30s (attempt 3)");
+/// assert_eq!(
+///     serde_json::to_value(&error).unwrap(),
+///     serde_json::json!({"kind": "timeout", "message": "no answer within 30s", "step": "fetch", "attempt": 3}),
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema)]
 #[schemars(rename = "Error")]
 #[error("step {}: {kind}: {message} (attempt {attempt})", step.as_deref().unwrap_or("-"))]

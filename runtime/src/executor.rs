@@ -34,6 +34,39 @@ use crate::usage::{Tokens, Usage, UsageMeter};
 use crate::wait::{Mailbox, Signals, Waiting};
 
 /// What the workflow does when an agent step fails.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::store;
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, Node, OnError, Runtime, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> {
+/// #         if key.is_empty() { Err(AgentError::fatal("empty key")) } else { Ok(key.len()) }
+/// #     }
+/// # }
+///
+/// struct State { key: String, found: OnceLock<usize> }
+///
+/// // The lookup is optional: when it fails, its output stays empty and the workflow goes on.
+/// let lookup = AgentStep::new("lookup", Arc::new(Lookup), |s: &State| Ok(s.key.clone()), |s: &State, n| store(&s.found, "lookup", n))
+///     .on_error(OnError::Continue);
+/// let workflow = Workflow::new(
+///     WorkflowInfo::new("optional", "1.0.0", "sha256:x"),
+///     Node::sequence([lookup.node()]),
+///     |s: &State| Ok(s.found.get().copied()),
+/// );
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let state = State { key: String::new(), found: OnceLock::new() };
+/// let output = Runtime::default().run(&workflow, &state, ExecutionOptions::default()).await.unwrap();
+/// assert_eq!(output, Ok(None));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
     /// The failure fails the enclosing blocks and the execution (the default).
@@ -58,6 +91,13 @@ pub enum Outcome {
 }
 
 /// Identity of a workflow definition, recorded in every journal.
+///
+/// ```
+/// use orchestr8_runtime::WorkflowInfo;
+///
+/// let info = WorkflowInfo::new("triage", "1.2.0", "sha256:0f3a").max_tokens(50_000);
+/// assert_eq!((&*info.id, info.max_tokens), ("triage", Some(50_000)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkflowInfo {
     /// `metadata.id`.
@@ -380,6 +420,44 @@ impl<'a, S> Cx<'a, S> {
 
 /// Replies that stand in for agent calls, per step and attempt (the test mode
 /// of the generated program; see [`ExecutionOptions::mocks`]).
+///
+/// A workflow's steps mocked without touching its agents: the first attempt
+/// of `charge` fails, the retry gets an output.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store};
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, MockReply, MockStep, Node, Runtime, StepMocks, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Payments;
+/// # impl Agent for Payments {
+/// #     type Input = u64;
+/// #     type Output = String;
+/// #     fn id(&self) -> &str { "payments" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, _: u64) -> Result<String, AgentError> { panic!("a real payment") }
+/// # }
+///
+/// struct Flaky;
+/// impl StepMocks for Flaky {
+///     fn reply(&self, step_id: &str, attempt: u32) -> Option<MockStep> {
+///         match (step_id, attempt) {
+///             ("charge", 1) => Some(MockReply::Fail("card network down".into()).into()),
+///             ("charge", _) => Some(MockReply::Output(serde_json::json!("ch_123")).into()),
+///             _ => None, // the real agent
+///         }
+///     }
+/// }
+///
+/// struct State { receipt: OnceLock<String> }
+/// let charge = AgentStep::new("charge", Arc::new(Payments), |_: &State| Ok(4200), |s: &State, r| store(&s.receipt, "charge", r));
+/// let workflow = Workflow::new(WorkflowInfo::new("pay", "1.0.0", "sha256:x"), Node::sequence([charge.node()]), |s: &State| Ok(slot(&s.receipt, "charge")?.clone()));
+/// let opts = ExecutionOptions { mocks: Some(Arc::new(Flaky)), ..ExecutionOptions::default() };
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let output = Runtime::default().run(&workflow, &State { receipt: OnceLock::new() }, opts).await.unwrap();
+/// assert_eq!(output.unwrap(), "ch_123");
+/// # });
+/// ```
 pub trait StepMocks: Send + Sync {
     /// The reply for attempt `attempt` (from 1) of step `step_id`; `None`
     /// calls the real agent.
@@ -523,6 +601,45 @@ pub(crate) fn resumed_with(done: &Done, on_error: OnError) -> Outcome {
 }
 
 /// A node of the plan tree.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store};
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, Node, Runtime, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> {
+/// #         if key.is_empty() { Err(AgentError::fatal("empty key")) } else { Ok(key.len()) }
+/// #     }
+/// # }
+///
+/// #[derive(Default)]
+/// struct State { a: OnceLock<usize>, b: OnceLock<usize>, sum: OnceLock<usize> }
+///
+/// let lookup = Arc::new(Lookup);
+/// let a = AgentStep::new("a", lookup.clone(), |_: &State| Ok("ab".into()), |s: &State, n| store(&s.a, "a", n));
+/// let b = AgentStep::new("b", lookup.clone(), |_: &State| Ok("abc".into()), |s: &State, n| store(&s.b, "b", n));
+/// // `sum` reads both outputs: it runs after the parallel block.
+/// let sum = AgentStep::new(
+///     "sum",
+///     lookup,
+///     |s: &State| Ok("x".repeat(slot(&s.a, "a")? + slot(&s.b, "b")?)),
+///     |s: &State, n| store(&s.sum, "sum", n),
+/// );
+/// let plan = Node::sequence([Node::parallel("fetch", true, [a.node(), b.node()]), sum.node()]);
+/// assert_eq!(plan.step_ids(), ["a", "b", "sum"]);
+///
+/// let workflow = Workflow::new(WorkflowInfo::new("sum", "1.0.0", "sha256:x"), plan, |s: &State| Ok(*slot(&s.sum, "sum")?));
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let output = Runtime::default().run(&workflow, &State::default(), ExecutionOptions::default()).await.unwrap();
+/// assert_eq!(output, Ok(5));
+/// # });
+/// ```
 pub enum Node<S> {
     /// One agent step.
     Step(Box<dyn StepNode<S>>),
@@ -806,6 +923,36 @@ type StoreFn<S, O> = dyn Fn(&S, O) -> Result<(), String> + Send + Sync;
 /// An agent step: builds the agent's input from the state, runs the agent
 /// under the step's policy (timeout, retry, circuit breaker), records the
 /// journal, and stores the typed output in the state.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use std::time::Duration;
+/// use orchestr8_runtime::codegen::store;
+/// use orchestr8_runtime::{AgentStep, Policy, RetryPolicy};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> {
+/// #         if key.is_empty() { Err(AgentError::fatal("empty key")) } else { Ok(key.len()) }
+/// #     }
+/// # }
+///
+/// struct State { key: String, found: OnceLock<usize> }
+///
+/// let step = AgentStep::new(
+///     "lookup",
+///     Arc::new(Lookup),
+///     |s: &State| Ok(s.key.clone()),                     // the agent's input, from the state
+///     |s: &State, n| store(&s.found, "lookup", n),       // its output, into the state
+/// )
+/// .policy(Policy { timeout: Duration::from_secs(5), retry: RetryPolicy { max_attempts: 2, ..RetryPolicy::default() }, ..Policy::default() })
+/// .config(serde_json::json!({ "region": "eu" }));      // what `AgentContext::config` returns
+/// let node = step.node();
+/// ```
 pub struct AgentStep<S, A: Agent> {
     id: Arc<str>,
     agent_id: Arc<str>,
@@ -1199,6 +1346,9 @@ type OutputFn<S, O> = dyn Fn(&S) -> Result<O, String> + Send + Sync;
 
 /// A runnable workflow: identity, plan tree and how to read the output from
 /// the state. Build it once and run it many times.
+///
+/// The [crate documentation](crate) builds and runs one; [`Node`] has a
+/// parallel block.
 pub struct Workflow<S, O> {
     info: WorkflowInfo,
     root: Node<S>,
@@ -1277,6 +1427,19 @@ impl<S: Send + Sync + 'static, O: Serialize> Workflow<S, O> {
 }
 
 /// Per-execution choices.
+///
+/// ```
+/// use orchestr8_runtime::{CancellationToken, ExecutionOptions};
+///
+/// let cancel = CancellationToken::new(); // cancel it (e.g. on Ctrl-C) to cancel the execution
+/// let opts = ExecutionOptions {
+///     execution_id: Some("order-1042".into()),
+///     correlation_id: Some("req-7f3c".into()),
+///     input: Some(serde_json::json!({ "order": 1042 })),
+///     cancel: Some(cancel.clone()),
+///     ..ExecutionOptions::default()
+/// };
+/// ```
 #[derive(Clone, Default)]
 pub struct ExecutionOptions {
     /// The execution id; a fresh UUID v4 when `None`.
@@ -1331,6 +1494,46 @@ impl fmt::Debug for ExecutionOptions {
 }
 
 /// Journal store and event bus shared by the executions it starts.
+///
+/// With journal files, as `PROGRAM run` writes them, and a subscriber on
+/// the bus:
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store};
+/// use orchestr8_runtime::journal::read_file;
+/// use orchestr8_runtime::{AgentStep, BusMessage, ExecutionOptions, ExecutionState, FileStore, Node, Runtime, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> { Ok(key.len()) }
+/// # }
+///
+/// struct State { found: OnceLock<usize> }
+/// let step = AgentStep::new("lookup", Arc::new(Lookup), |_: &State| Ok("key".into()), |s: &State, n| store(&s.found, "lookup", n));
+/// let workflow = Workflow::new(WorkflowInfo::new("files", "1.0.0", "sha256:x"), Node::sequence([step.node()]), |s: &State| Ok(*slot(&s.found, "lookup")?));
+///
+/// let dir = tempfile::tempdir()?;
+/// let journals = FileStore::new(dir.path());
+/// let runtime = Runtime::new(journals.clone());
+/// let mut events = runtime.bus().subscribe();
+/// let opts = ExecutionOptions { execution_id: Some("e-1".into()), ..ExecutionOptions::default() };
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// assert_eq!(runtime.run(&workflow, &State { found: OnceLock::new() }, opts).await?, Ok(3));
+/// # Ok::<_, std::io::Error>(()) })?;
+///
+/// // The bus saw every event as it was journaled...
+/// let Some(BusMessage::Event(first)) = events.try_recv() else { panic!("no event") };
+/// assert_eq!(first.name(), "execution.started");
+/// // ...and the journal file holds them.
+/// let journal = read_file(journals.path("e-1"))?;
+/// assert_eq!(journal.snapshot().execution, Some(ExecutionState::Completed));
+/// # Ok::<_, std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     store: Arc<dyn JournalStore>,
@@ -1372,7 +1575,37 @@ impl Runtime {
         &self.store
     }
 
-    /// Creates an execution of `info` (id, journal, token) without running it.
+    /// Creates an execution of `info` (id, journal, token) without running it:
+    /// its id is known, and its journal started, before anything runs (a
+    /// server answers with the id, then runs it).
+    ///
+    /// ```
+    /// use std::sync::{Arc, OnceLock};
+    /// use orchestr8_runtime::codegen::{slot, store};
+    /// use orchestr8_runtime::{AgentStep, ExecutionOptions, ExecutionState, Node, Runtime, Workflow, WorkflowInfo};
+    /// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+    /// # struct Nop;
+    /// # impl Agent for Nop {
+    /// #     type Input = ();
+    /// #     type Output = ();
+    /// #     fn id(&self) -> &str { "nop" }
+    /// #     fn version(&self) -> &str { "1.0.0" }
+    /// #     async fn run(&self, _: &AgentContext<'_>, _: ()) -> Result<(), AgentError> { Ok(()) }
+    /// # }
+    ///
+    /// struct State { done: OnceLock<()> }
+    /// let step = AgentStep::new("a", Arc::new(Nop), |_: &State| Ok(()), |s: &State, o| store(&s.done, "a", o));
+    /// let workflow = Arc::new(Workflow::new(WorkflowInfo::new("w", "1.0.0", "sha256:x"), Node::sequence([step.node()]), |s: &State| Ok(*slot(&s.done, "a")?)));
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let execution = Runtime::default().prepare(workflow.info(), ExecutionOptions::default())?;
+    /// let id = execution.execution_id().to_owned(); // a UUID v4
+    /// assert_eq!(execution.state(), ExecutionState::Pending);
+    /// let handle = execution.spawn(workflow, Arc::new(State { done: OnceLock::new() }));
+    /// assert_eq!(handle.execution_id(), id);
+    /// assert_eq!(handle.wait().await, Ok(()));
+    /// # Ok::<_, std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn prepare(&self, info: &WorkflowInfo, opts: ExecutionOptions) -> io::Result<Execution> {
         let execution_id: Arc<str> = opts.execution_id.clone().unwrap_or_else(new_execution_id).into();
         let correlation_id = opts.correlation_id.clone().map(Arc::from).unwrap_or_else(|| execution_id.clone());
@@ -1386,7 +1619,7 @@ impl Runtime {
     /// reopened, and the returned execution, once run, journals
     /// `execution.resumed` and runs only what had not ended. `opts`' ids are
     /// ignored (the journal's are kept); check the definition first with
-    /// [`Resume::check_definition`].
+    /// [`Resume::check_definition`]. [`Resume`] has an example.
     pub fn resume<S: Send + Sync + 'static, O: Serialize>(
         &self,
         workflow: &Workflow<S, O>,
@@ -1492,6 +1725,40 @@ impl Runtime {
 
     /// Spawns an execution of `workflow` on `state`; the handle awaits or cancels it.
     /// Dropping the handle leaves the execution running.
+    ///
+    /// ```
+    /// use std::sync::{Arc, OnceLock};
+    /// use orchestr8_runtime::codegen::{slot, store};
+    /// use orchestr8_runtime::{AgentStep, ErrorKind, ExecutionOptions, ExecutionState, Node, Runtime, Workflow, WorkflowInfo};
+    /// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+    /// # struct Forever;
+    /// # impl Agent for Forever {
+    /// #     type Input = ();
+    /// #     type Output = ();
+    /// #     fn id(&self) -> &str { "forever" }
+    /// #     fn version(&self) -> &str { "1.0.0" }
+    /// #     async fn run(&self, ctx: &AgentContext<'_>, _: ()) -> Result<(), AgentError> {
+    /// #         ctx.cancellation_token().cancelled().await;
+    /// #         Err(AgentError::cancelled())
+    /// #     }
+    /// # }
+    ///
+    /// struct State { done: OnceLock<()> }
+    /// // `Forever` waits until its step is cancelled.
+    /// let step = AgentStep::new("wait", Arc::new(Forever), |_: &State| Ok(()), |s: &State, o| store(&s.done, "wait", o));
+    /// let workflow = Arc::new(Workflow::new(
+    ///     WorkflowInfo::new("forever", "1.0.0", "sha256:x"),
+    ///     Node::sequence([step.node()]),
+    ///     |s: &State| Ok(*slot(&s.done, "wait")?),
+    /// ));
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let handle = Runtime::default().start(workflow, State { done: OnceLock::new() }, ExecutionOptions::default())?;
+    /// tokio::task::yield_now().await; // let it start
+    /// assert_eq!(handle.state(), ExecutionState::Running);
+    /// handle.cancel();
+    /// assert_eq!(handle.wait().await.unwrap_err().kind, ErrorKind::Cancelled);
+    /// # Ok::<_, std::io::Error>(()) }).unwrap();
+    /// ```
     pub fn start<S, O>(
         &self,
         workflow: Arc<Workflow<S, O>>,
@@ -1779,7 +2046,8 @@ impl<F: Future + Unpin> Future for FlushOnYield<'_, F> {
     }
 }
 
-/// A running execution: await it or cancel it.
+/// A running execution: await it or cancel it. [`Runtime::start`] has an
+/// example.
 #[derive(Debug)]
 pub struct ExecutionHandle<O> {
     execution_id: Arc<str>,

@@ -35,6 +35,13 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 
 /// How many of a map's items may fail before the map fails
 /// (`map.toleratedFailures`).
+///
+/// ```
+/// use orchestr8_runtime::codegen::Tolerated;
+///
+/// assert_eq!(Tolerated::Count(2).allowed(10), 2);
+/// assert_eq!(Tolerated::Percent(25.0).allowed(10), 2); // rounded down
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Tolerated {
     /// At most this many items.
@@ -67,6 +74,49 @@ type StoreFn<S, O> = dyn Fn(&S, Vec<Option<O>>) -> Result<(), String> + Send + S
 
 /// A `map` step over the state `S`: items of type `T`, each run as the body
 /// on an item state `I`, each giving an output `O`.
+///
+/// An item's state holds the enclosing state's `Arc` (the steps before the
+/// map), the item and the slots of the body's steps; the execution runs on
+/// a shared state ([`Runtime::run_shared`](crate::Runtime::run_shared)).
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{map_all, store, MapStep};
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, Node, Runtime, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> { Ok(key.len()) }
+/// # }
+///
+/// struct State { words: Vec<String>, lengths: OnceLock<Vec<usize>> }
+/// struct Item { up: Arc<State>, word: String, length: OnceLock<usize> }
+///
+/// let body = AgentStep::new("measure", Arc::new(Lookup), |i: &Item| Ok(i.word.clone()), |i: &Item, n| store(&i.length, "measure", n));
+/// let map = MapStep::new(
+///     "lengths",
+///     Node::sequence([body.node()]),
+///     |s: &State| Ok(s.words.clone()),
+///     |up, _index, word| Item { up, word, length: OnceLock::new() },
+///     |i: &Item| i.length.get().copied(),
+///     |s: &State, outputs| store(&s.lengths, "lengths", map_all(outputs)?),
+/// )
+/// .concurrency(2);
+/// let workflow = Workflow::new(
+///     WorkflowInfo::new("lengths", "1.0.0", "sha256:x"),
+///     Node::sequence([map.node()]),
+///     |s: &State| Ok(s.lengths.get().cloned()),
+/// );
+/// let state = Arc::new(State { words: vec!["a".into(), "abc".into()], lengths: OnceLock::new() });
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let output = Runtime::default().run_shared(&workflow, &state, ExecutionOptions::default()).await.unwrap();
+/// assert_eq!(output, Ok(Some(vec![1, 3])));
+/// # });
+/// ```
 pub struct MapStep<S, T, I, O> {
     id: Arc<str>,
     concurrency: usize,

@@ -24,6 +24,17 @@ mod duration {
 }
 
 /// Retry with exponential backoff. `max_attempts` counts calls, the first included.
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::RetryPolicy;
+///
+/// let retry = RetryPolicy { max_attempts: 5, jitter: false, ..RetryPolicy::default() };
+/// // 1 s, doubling, capped at 10 s.
+/// let delays: Vec<u64> = (1..5).map(|n| retry.backoff(n).as_secs()).collect();
+/// assert_eq!(delays, [1, 2, 4, 8]);
+/// assert_eq!(retry.backoff(9), Duration::from_secs(10));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
@@ -86,7 +97,17 @@ impl RetryPolicy {
     }
 }
 
-/// Circuit breaker settings.
+/// Circuit breaker settings: one breaker per agent id and version, shared
+/// by every step that calls it (see [`CircuitBreaker`](crate::CircuitBreaker)).
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::CircuitBreakerPolicy;
+///
+/// // Open after 3 failures in a row, probe again after 10 s with one call.
+/// let breaker = CircuitBreakerPolicy { failure_threshold: 3, reset_timeout: Duration::from_secs(10), half_open_requests: 1 };
+/// assert_eq!(serde_json::to_value(breaker).unwrap()["resetTimeout"], 10_000);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CircuitBreakerPolicy {
@@ -109,7 +130,22 @@ impl Default for CircuitBreakerPolicy {
     }
 }
 
-/// A fully resolved policy: what a step runs with.
+/// A fully resolved policy: what a step runs with. A workflow's partial
+/// policies ([`PolicyOverlay`]) resolve into one with [`Policy::resolve`];
+/// [`Policy::default`] is the contract's built-ins.
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::{Policy, RetryPolicy};
+///
+/// let policy = Policy {
+///     timeout: Duration::from_secs(5),
+///     retry: RetryPolicy { max_attempts: 2, ..RetryPolicy::default() },
+///     ..Policy::default()
+/// };
+/// policy.validate().unwrap();
+/// assert_eq!(policy.circuit_breaker.failure_threshold, 5);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Policy {
@@ -240,6 +276,18 @@ impl PolicyField {
 }
 
 /// A policy that cannot run (e.g. `maxAttempts: 0`), with the fields at fault.
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::policy::{PolicyError, PolicyField};
+/// use orchestr8_runtime::{Policy, RetryPolicy};
+///
+/// let retry = RetryPolicy { initial_delay: Duration::from_secs(20), ..RetryPolicy::default() };
+/// let error = Policy { retry, ..Policy::default() }.validate().unwrap_err();
+/// assert!(matches!(error, PolicyError::DelayOrder { .. }));
+/// let pointers: Vec<&str> = error.fields().into_iter().map(PolicyField::pointer).collect();
+/// assert_eq!(pointers, ["/retry/initialDelay", "/retry/maxDelay"]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// A duration that does not parse.
@@ -311,6 +359,21 @@ impl Policy {
 
     /// Resolves a step's policy: the built-ins, then each layer in order
     /// (`policies.default`, then the named or inline policy); then checks it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use orchestr8_runtime::{Policy, PolicyOverlay};
+    ///
+    /// let default: PolicyOverlay = serde_json::from_value(serde_json::json!({"timeout": "10s"})).unwrap();
+    /// let step: PolicyOverlay = serde_json::from_value(serde_json::json!({"retry": {"maxAttempts": 5}})).unwrap();
+    /// let policy = Policy::resolve([&default, &step]).unwrap();
+    /// assert_eq!((policy.timeout, policy.retry.max_attempts), (Duration::from_secs(10), 5));
+    ///
+    /// // A policy that cannot run names the field at fault.
+    /// let never: PolicyOverlay = serde_json::from_value(serde_json::json!({"retry": {"maxAttempts": 0}})).unwrap();
+    /// let error = Policy::resolve([&never]).unwrap_err();
+    /// assert_eq!(error.to_string(), "invalid policy: `maxAttempts` must be greater than 0");
+    /// ```
     pub fn resolve<'a>(layers: impl IntoIterator<Item = &'a PolicyOverlay>) -> Result<Policy, PolicyError> {
         let mut p = Policy::default();
         for layer in layers {

@@ -12,6 +12,10 @@
 //! open circuit breaker are terminal; the rest Restate retries. Cancelling
 //! the invocation cancels the running agent's token, as embedded. Where this
 //! differs from the embedded executor is listed in the README's table.
+//!
+//! The items here are used by the crate `orchestr8 compile --target restate`
+//! writes: its handlers call [`run`] and [`run_branch`], its `main` calls
+//! [`serve`] (whose example is such a crate's `main.rs`, in short).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -622,6 +626,48 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
 /// `127.0.0.1:9080`, loopback: Restate calls it, nobody else should) until
 /// Ctrl-C or SIGTERM. The process's exit code: 0 once stopped, 1 when the
 /// address cannot be bound, 2 for a bad command line.
+///
+/// The whole of a generated Restate crate's `main`, after the service's
+/// handlers (`no_run`: it serves until stopped):
+///
+/// ```no_run
+/// use orchestr8_runtime::codegen::{self as rt, *};
+/// # struct Greet;
+/// # impl Agent for Greet {
+/// #     type Input = String;
+/// #     type Output = String;
+/// #     fn id(&self) -> &str { "greet" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, name: String) -> Result<String, AgentError> { Ok(name) }
+/// # }
+/// # pub struct State { name: String, greet: OnceLock<String> }
+/// # fn workflow() -> Workflow<State, String> {
+/// #     let step = AgentStep::new("greet", Arc::new(Greet), |s: &State| Ok(s.name.clone()), |s: &State, o| store(&s.greet, "greet", o));
+/// #     Workflow::new(WorkflowInfo::new("hello", "1.0.0", "sha256:x"), Node::sequence([step.node()]), |s: &State| Ok(slot(&s.greet, "greet")?.clone()))
+/// # }
+///
+/// pub struct Service {
+///     service: rt::restate::Service<State, String>,
+/// }
+///
+/// #[restate_sdk::service(name = "hello")]
+/// impl Service {
+///     /// Runs the workflow on its input; its output is the answer.
+///     #[handler]
+///     async fn run(
+///         &self,
+///         ctx: restate_sdk::context::Context<'_>,
+///         input: restate_sdk::serde::Json<String>,
+///     ) -> restate_sdk::errors::HandlerResult<restate_sdk::serde::Json<String>> {
+///         rt::restate::run(&ctx, &self.service, input.0, |name, _ids| State { name, greet: OnceLock::new() }).await
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     let service = rt::restate::Service::new("hello", workflow()).input_schema(r#"{"type": "string"}"#);
+///     rt::restate::serve(Service { service }, "hello")
+/// }
+/// ```
 pub fn serve(service: impl restate_sdk::service::IntoServiceDefinition, name: &str) -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let mut bind = String::from("127.0.0.1:9080");

@@ -22,6 +22,56 @@ use crate::wait::Signals;
 
 /// An unfinished execution as its journal left it: read with
 /// [`Resume::from_journal`], then run the rest with [`crate::Runtime::resume`].
+///
+/// Here the process "dies" while the second step runs (its future is
+/// dropped); the resumed execution runs only that step again:
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::time::Duration;
+/// use orchestr8_runtime::codegen::{slot, store};
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, MemoryStore, Node, Resume, Runtime, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Slow(AtomicBool);
+/// # impl Agent for Slow {
+/// #     type Input = ();
+/// #     type Output = u32;
+/// #     fn id(&self) -> &str { "slow" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, ctx: &AgentContext<'_>, _: ()) -> Result<u32, AgentError> {
+/// #         // Hangs the first time it is called for step `b`: the crash comes then.
+/// #         if ctx.step_id() == "b" && !self.0.swap(true, Ordering::SeqCst) { std::future::pending::<()>().await }
+/// #         Ok(1)
+/// #     }
+/// # }
+///
+/// #[derive(Default)]
+/// struct State { a: OnceLock<u32>, b: OnceLock<u32> }
+/// let slow = Arc::new(Slow(AtomicBool::new(false)));
+/// let a = AgentStep::new("a", slow.clone(), |_: &State| Ok(()), |s: &State, n| store(&s.a, "a", n));
+/// let b = AgentStep::new("b", slow, |_: &State| Ok(()), |s: &State, n| store(&s.b, "b", n));
+/// let workflow = Workflow::new(
+///     WorkflowInfo::new("two", "1.0.0", "sha256:x"),
+///     Node::sequence([a.node(), b.node()]),
+///     |s: &State| Ok(slot(&s.a, "a")? + slot(&s.b, "b")?),
+/// );
+/// let journals = MemoryStore::new();
+/// let runtime = Runtime::new(journals.clone());
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let opts = ExecutionOptions { execution_id: Some("e-1".into()), ..ExecutionOptions::default() };
+/// let first = State::default();
+/// let run = runtime.run(&workflow, &first, opts);
+/// assert!(tokio::time::timeout(Duration::from_secs(1), run).await.is_err()); // the "crash"
+///
+/// let point = Resume::from_journal(&runtime.store().read("e-1")?)?;
+/// assert_eq!(point.done_steps(), ["a"]);
+/// point.check_definition(workflow.info(), &workflow.step_ids(), false)?;
+/// let state = State::default();
+/// let execution = runtime.resume(&workflow, &state, &point, ExecutionOptions::default())?;
+/// assert_eq!(execution.run(&workflow, &state).await, Ok(2));
+/// # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct Resume {
     pub(crate) execution_id: Arc<str>,

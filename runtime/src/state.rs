@@ -5,6 +5,14 @@ use serde::{Deserialize, Serialize};
 use crate::journal::StateName;
 
 /// An execution's state.
+///
+/// ```
+/// use orchestr8_runtime::ExecutionState;
+///
+/// assert!(ExecutionState::Failed.is_terminal());
+/// assert!(!ExecutionState::Waiting.is_terminal()); // a signal goes on with it
+/// assert_eq!(serde_json::to_value(ExecutionState::Completed).unwrap(), "completed");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionState {

@@ -23,6 +23,42 @@ type CaseOutputFn<S> = dyn Fn(&S, usize) -> Result<(), String> + Send + Sync;
 /// A switch: branches (its cases in order, then `default`), a selector
 /// giving the index of the branch to run, and optionally what stores the
 /// switch's output once that branch has run.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store};
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, Node, Runtime, Switch, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Lookup;
+/// # impl Agent for Lookup {
+/// #     type Input = String;
+/// #     type Output = usize;
+/// #     fn id(&self) -> &str { "lookup" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, key: String) -> Result<usize, AgentError> { Ok(key.len()) }
+/// # }
+///
+/// struct State { kind: String, short: OnceLock<usize>, long: OnceLock<usize> }
+///
+/// let lookup = Arc::new(Lookup);
+/// let short = AgentStep::new("short", lookup.clone(), |_: &State| Ok("s".into()), |s: &State, n| store(&s.short, "short", n));
+/// let long = AgentStep::new("long", lookup, |_: &State| Ok("long".into()), |s: &State, n| store(&s.long, "long", n));
+/// // Case `bug` first, then `default`.
+/// let switch = Switch::new("route", |s: &State| Ok(if s.kind == "bug" { 0 } else { 1 }), [
+///     ("bug", short.node()),
+///     ("default", long.node()),
+/// ]);
+/// let workflow = Workflow::new(
+///     WorkflowInfo::new("route", "1.0.0", "sha256:x"),
+///     switch.node(),
+///     |s: &State| Ok((s.short.get().copied(), s.long.get().copied())),
+/// );
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let state = State { kind: "bug".into(), short: OnceLock::new(), long: OnceLock::new() };
+/// let output = Runtime::default().run(&workflow, &state, ExecutionOptions::default()).await.unwrap();
+/// assert_eq!(output, Ok((Some(1), None))); // `long` was skipped
+/// # });
+/// ```
 pub struct Switch<S> {
     id: Arc<str>,
     select: Box<SelectFn<S>>,

@@ -1,6 +1,51 @@
 //! Test helpers: mock agents scripted per attempt, an observer that records
 //! what the resilience layer did, and assertions on journals. Everything
 //! runs on paused tokio time (`#[tokio::test(start_paused = true)]`).
+//!
+//! A workflow test: the agent is scripted to fail once, the retry's backoff
+//! takes no real time, and the journal says what happened.
+//!
+//! ```
+//! use std::sync::{Arc, OnceLock};
+//! use orchestr8_runtime::codegen::{slot, store};
+//! use orchestr8_runtime::testing::{assert_events, assert_events_in_order, assert_well_formed, paused_runtime, MockAgent};
+//! use orchestr8_runtime::{AgentStep, ExecutionOptions, MemoryStore, Node, Runtime, Workflow, WorkflowInfo};
+//! use serde_json::{json, Value};
+//!
+//! struct State { reply: OnceLock<Value> }
+//!
+//! let agent = Arc::new(MockAgent::new("draft", "1.0.0").then_fail("model busy").then_ok(json!("Hi!")));
+//! let step = AgentStep::new("reply", agent.clone(), |_: &State| Ok(json!({})), |s: &State, out| store(&s.reply, "reply", out));
+//! let workflow = Workflow::new(
+//!     WorkflowInfo::new("support", "1.0.0", "sha256:test"),
+//!     Node::sequence([step.node()]),
+//!     |s: &State| Ok(slot(&s.reply, "reply")?.clone()),
+//! );
+//! let journals = MemoryStore::new();
+//! let runtime = Runtime::new(journals.clone());
+//! let opts = ExecutionOptions { execution_id: Some("e-1".into()), ..ExecutionOptions::default() };
+//!
+//! let output = paused_runtime().block_on(runtime.run(&workflow, &State { reply: OnceLock::new() }, opts));
+//! assert_eq!(output.unwrap(), Ok(json!("Hi!")));
+//! assert_eq!(agent.calls(), 2);
+//!
+//! let events = journals.events("e-1");
+//! assert_well_formed(&events);
+//! assert_events(
+//!     &events,
+//!     &[
+//!         "execution.started",
+//!         "step.started",
+//!         "step.attempt.started",
+//!         "step.attempt.failed",
+//!         "step.retry.scheduled",
+//!         "step.attempt.started",
+//!         "step.succeeded",
+//!         "execution.completed",
+//!     ],
+//! );
+//! assert_events_in_order(&events, &["step.attempt.failed", "step.succeeded"]);
+//! ```
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,6 +77,21 @@ enum ReplyKind<O> {
 }
 
 /// What a [`MockAgent`] does on one call.
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::testing::{call_agent, paused_runtime, MockAgent, Reply};
+/// use orchestr8_runtime::{CancellationToken, Policy};
+/// use serde_json::json;
+///
+/// // A first call that takes 5 s, past the 1 s attempt timeout; the retry answers in 50 ms.
+/// let agent = MockAgent::new("slow", "1.0.0")
+///     .reply(Reply::ok(json!("late")).after(Duration::from_secs(5)))
+///     .reply(Reply::ok(json!("on time")).after(Duration::from_millis(50)));
+/// let policy = Policy { attempt_timeout: Some(Duration::from_secs(1)), ..Policy::default() };
+/// let result = paused_runtime().block_on(call_agent(&agent, &policy, None, &CancellationToken::new(), &()));
+/// assert_eq!((result.unwrap(), agent.calls()), (json!("on time"), 2));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Reply<O> {
     kind: ReplyKind<O>,
@@ -99,6 +159,21 @@ pub struct Call<I> {
 
 /// An agent scripted per call: the n-th call plays the n-th [`Reply`]; once
 /// the script runs out the last reply repeats.
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::testing::{call_agent, paused_runtime, MockAgent, RecordingObserver};
+/// use orchestr8_runtime::{CancellationToken, Policy, RetryPolicy};
+///
+/// let agent = MockAgent::new("fetch", "1.0.0").then_fail("503").then_fail("503").then_ok(serde_json::json!("ok"));
+/// let policy = Policy { retry: RetryPolicy { jitter: false, ..RetryPolicy::default() }, ..Policy::default() };
+/// let observer = RecordingObserver::new();
+/// let result = paused_runtime().block_on(call_agent(&agent, &policy, None, &CancellationToken::new(), &observer));
+/// assert_eq!(result.unwrap(), "ok");
+/// assert_eq!(agent.calls(), 3);
+/// // The backoff, on virtual time: 1 s, then 2 s.
+/// assert_eq!(observer.delays(), [Duration::from_secs(1), Duration::from_secs(2)]);
+/// ```
 pub struct MockAgent<I = Value, O = Value> {
     id: String,
     version: String,
@@ -354,7 +429,8 @@ pub fn assert_events_in_order(events: &[JournalEvent], expected: &[&str]) {
 
 /// Panics unless the journal is well formed: `seq` runs 1, 2, 3…, one
 /// execution id, `execution.started` first with its identity fields, and
-/// exactly one terminal event, last.
+/// exactly one terminal event, last. The [module documentation](self) has
+/// an example of it and of the other journal assertions.
 #[track_caller]
 pub fn assert_well_formed(events: &[JournalEvent]) {
     assert!(!events.is_empty(), "journal is empty");
@@ -378,6 +454,15 @@ pub fn assert_well_formed(events: &[JournalEvent]) {
 
 /// A current-thread runtime on paused time, for tests that cannot use
 /// `#[tokio::test(start_paused = true)]` (e.g. inside `proptest!`).
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::testing::paused_runtime;
+///
+/// let started = std::time::Instant::now();
+/// paused_runtime().block_on(async { tokio::time::sleep(Duration::from_secs(3600)).await });
+/// assert!(started.elapsed() < Duration::from_secs(60)); // an hour of virtual time
+/// ```
 pub fn paused_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 
 /// Tokens used by model calls. Journaled as `usage` on step and execution
 /// events when any were used.
+///
+/// ```
+/// use orchestr8_runtime::Usage;
+///
+/// let first = Usage { input_tokens: 900, output_tokens: 100, calls: 1, ..Usage::default() };
+/// let repair = Usage { input_tokens: 1100, output_tokens: 80, calls: 1, ..Usage::default() };
+/// let step = first.plus(repair);
+/// assert_eq!((step.total_tokens(), step.calls), (2180, 2));
+/// assert_eq!(serde_json::to_value(step).unwrap(), serde_json::json!({"inputTokens": 2000, "outputTokens": 180, "calls": 2}));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
@@ -103,6 +113,31 @@ impl UsageMeter {
 
 /// Where an agent's model calls are counted: its step, its execution, and
 /// the execution's budget (`limits.maxTokens`).
+///
+/// A Rust agent that calls a model itself records each call's usage, so the
+/// journal shows it and the budget counts it:
+///
+/// ```
+/// use orchestr8_runtime::{AgentContext, AgentError, Usage};
+///
+/// fn after_model_call(ctx: &AgentContext<'_>, input_tokens: u64, output_tokens: u64) -> Result<(), AgentError> {
+///     if let Some(tokens) = ctx.tokens() {
+///         tokens.record(Usage { input_tokens, output_tokens, calls: 1, ..Usage::default() });
+///         if tokens.remaining() == Some(0) {
+///             return Err(AgentError::budget_exceeded("the execution's token budget is spent"));
+///         }
+///     }
+///     Ok(())
+/// }
+/// # use orchestr8_runtime::{CancellationToken, ExecutionMeta, Tokens, UsageMeter};
+/// # let meta = ExecutionMeta { execution_id: "e".into(), correlation_id: "e".into(), workflow_id: "w".into(), workflow_version: "1".into() };
+/// # let (cancel, config) = (CancellationToken::new(), serde_json::Value::Null);
+/// let (step, execution) = (UsageMeter::default(), UsageMeter::default());
+/// let ctx = AgentContext::new(&cancel, &meta, "draft", 1, &config).with_tokens(Tokens::new(&step, &execution, Some(1000)));
+/// after_model_call(&ctx, 600, 100).unwrap();
+/// assert!(after_model_call(&ctx, 250, 50).is_err());
+/// assert_eq!(execution.get().total_tokens(), 1000);
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Tokens<'a> {
     step: &'a UsageMeter,

@@ -101,6 +101,38 @@ impl Signals {
 /// Where signals for a running execution's waiting steps arrive: `serve`'s
 /// signal endpoint and the test mode deliver here, and a waiting step takes
 /// its payload from here instead of suspending the execution.
+///
+/// A signal delivered to a running execution, as `serve` delivers one:
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store, WaitStep};
+/// use orchestr8_runtime::{ExecutionOptions, Mailbox, Node, Runtime, Undelivered, Workflow, WorkflowInfo};
+/// use serde_json::json;
+///
+/// struct State { reviewer: OnceLock<String> }
+/// let wait = WaitStep::new("review", "reviewed", json!({ "type": "string", "minLength": 1 }), |s: &State, who: String| {
+///     store(&s.reviewer, "review", who)
+/// });
+/// let workflow = Arc::new(Workflow::new(
+///     WorkflowInfo::new("review", "1.0.0", "sha256:x"),
+///     Node::sequence([wait.node()]),
+///     |s: &State| Ok(slot(&s.reviewer, "review")?.clone()),
+/// ));
+/// let mailbox = Arc::new(Mailbox::new());
+/// assert_eq!(mailbox.deliver("review", json!("ada")), Err(Undelivered::NotWaiting)); // nothing runs yet
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let opts = ExecutionOptions { mailbox: Some(mailbox.clone()), ..ExecutionOptions::default() };
+/// let handle = Runtime::default().start(workflow, State { reviewer: OnceLock::new() }, opts)?;
+/// while !mailbox.is_waiting("review") {
+///     tokio::task::yield_now().await;
+/// }
+/// assert_eq!(mailbox.waiting(), ["review"]);
+/// mailbox.deliver("review", json!("ada")).unwrap();
+/// assert_eq!(handle.wait().await.unwrap(), "ada");
+/// # Ok::<_, std::io::Error>(()) }).unwrap();
+/// ```
 #[derive(Debug, Default)]
 pub struct Mailbox {
     waiting: Mutex<HashMap<Arc<str>, oneshot::Sender<Json>>>,
@@ -203,6 +235,35 @@ type StoreFn<S, T> = dyn Fn(&S, T) -> Result<(), String> + Send + Sync;
 
 /// A `wait` step: its output is the payload of the signal `signal`, of type
 /// `T`; generated code builds it with a function that stores it in the state.
+///
+/// Signals reach a running execution through its [`Mailbox`] (`serve`'s
+/// signal endpoint delivers there); without one, the wait suspends the
+/// execution and `PROGRAM signal` goes on with it.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::{slot, store, WaitStep};
+/// use orchestr8_runtime::{ExecutionOptions, Mailbox, Node, Runtime, Workflow, WorkflowInfo};
+/// use serde_json::json;
+///
+/// struct State { approval: OnceLock<bool> }
+///
+/// let wait = WaitStep::new("approve", "approval", json!({ "type": "boolean" }), |s: &State, ok: bool| {
+///     store(&s.approval, "approve", ok)
+/// });
+/// let workflow = Workflow::new(
+///     WorkflowInfo::new("approve", "1.0.0", "sha256:x"),
+///     Node::sequence([wait.node()]),
+///     |s: &State| Ok(*slot(&s.approval, "approve")?),
+/// );
+/// let mailbox = Arc::new(Mailbox::new());
+/// mailbox.post("approve", json!(true)); // taken once the step waits
+/// let opts = ExecutionOptions { mailbox: Some(mailbox), ..ExecutionOptions::default() };
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let output = Runtime::default().run(&workflow, &State { approval: OnceLock::new() }, opts).await.unwrap();
+/// assert_eq!(output, Ok(true));
+/// # });
+/// ```
 pub struct WaitStep<S, T> {
     id: Arc<str>,
     signal: Arc<str>,

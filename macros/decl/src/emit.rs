@@ -96,6 +96,12 @@ pub fn doc_attrs(lines: &[String]) -> TokenStream {
 /// Text from JSON (a description, a workflow's name) as doc comment lines
 /// that rustdoc shows as written: brackets that are not a link are escaped,
 /// bare URLs are wrapped in `<>`, trailing blanks dropped.
+///
+/// ```
+/// use orchestr8_agent_decl::emit::doc_lines_of;
+///
+/// assert_eq!(doc_lines_of("Docs at https://example.com  \nSee [1]."), ["Docs at <https://example.com>", "See \\[1\\]."]);
+/// ```
 pub fn doc_lines_of(text: &str) -> Vec<String> {
     let lines: Vec<String> = text.lines().map(|l| sanitize_line(l.trim_end())).collect();
     let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());

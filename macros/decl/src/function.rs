@@ -8,7 +8,8 @@ use syn::{FnArg, ItemFn, ReturnType};
 use crate::args::AgentArgs;
 use crate::ident::expected_type_names;
 
-/// A complete declaration: the attribute's arguments and the function.
+/// A complete declaration: the attribute's arguments and the function. The
+/// [crate documentation](crate) reads one from source.
 #[derive(Clone)]
 pub struct AgentDecl {
     /// What the attribute says.

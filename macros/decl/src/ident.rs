@@ -45,6 +45,14 @@ impl std::fmt::Display for IdentError {
 /// The Rust name of a field with JSON name `json`: `maxSentences` ->
 /// `max_sentences`, `e-mail` -> `e_mail`, `2nd` -> `_2nd` (the generated
 /// struct renames it back for serde). Keywords are made raw by [`field_ident`].
+///
+/// ```
+/// use orchestr8_agent_decl::rust_field_name;
+///
+/// assert_eq!(rust_field_name("maxSentences"), "max_sentences");
+/// assert_eq!(rust_field_name("e-mail"), "e_mail");
+/// assert_eq!(rust_field_name("2nd"), "_2nd");
+/// ```
 pub fn rust_field_name(json: &str) -> String {
     let mut out = String::new();
     let mut prev_lower = false;
@@ -74,6 +82,14 @@ pub fn rust_field_name(json: &str) -> String {
 
 /// An identifier for `name` (already a Rust-shaped name), raw when it is a
 /// keyword (`type` -> `r#type`); an error for the keywords that cannot be raw.
+///
+/// ```
+/// use orchestr8_agent_decl::ident::ident;
+/// use proc_macro2::Span;
+///
+/// assert_eq!(ident("type", Span::call_site()).unwrap().to_string(), "r#type");
+/// assert!(ident("self", Span::call_site()).is_err());
+/// ```
 pub fn ident(name: &str, span: Span) -> Result<Ident, IdentError> {
     if NEVER_RAW.contains(&name) {
         return Err(IdentError { name: name.to_owned(), ident: name.to_owned() });
@@ -93,6 +109,13 @@ pub fn variant_ident(value: &str, span: Span) -> Result<Ident, IdentError> {
 
 /// The name of the type generated for field `json` of type `parent`
 /// (`ClassifyInput` + `customer` -> `ClassifyInputCustomer`).
+///
+/// ```
+/// use orchestr8_agent_decl::{item_type_name, nested_type_name};
+///
+/// assert_eq!(nested_type_name("ClassifyInput", "customer"), "ClassifyInputCustomer");
+/// assert_eq!(item_type_name("ClassifyInputTags"), "ClassifyInputTagsItem");
+/// ```
 pub fn nested_type_name(parent: &str, json: &str) -> String {
     format!("{parent}{}", pascal_case(json))
 }
@@ -106,6 +129,13 @@ pub fn item_type_name(parent: &str) -> String {
 /// Anything but letters and digits separates words and is dropped, so the
 /// result is always usable in an identifier (possibly empty, or starting
 /// with a digit: see [`variant_name`]).
+///
+/// ```
+/// use orchestr8_agent_decl::pascal_case;
+///
+/// assert_eq!(pascal_case("fetch_ticket"), "FetchTicket");
+/// assert_eq!(pascal_case("in-progress"), "InProgress");
+/// ```
 pub fn pascal_case(name: &str) -> String {
     let mut out = String::new();
     let mut upper = true;
@@ -125,6 +155,14 @@ pub fn pascal_case(name: &str) -> String {
 /// The Rust variant for string enum value `value`: `in-progress` -> `InProgress`,
 /// `2fa` -> `V2fa`, `` -> `Empty`. `self` gives `Self`, which
 /// [`variant_ident`] rejects.
+///
+/// ```
+/// use orchestr8_agent_decl::variant_name;
+///
+/// assert_eq!(variant_name("in-progress"), "InProgress");
+/// assert_eq!(variant_name("2fa"), "V2fa");
+/// assert_eq!(variant_name(""), "Empty");
+/// ```
 pub fn variant_name(value: &str) -> String {
     let name = pascal_case(value);
     match name.chars().next() {
@@ -137,6 +175,11 @@ pub fn variant_name(value: &str) -> String {
 /// The names a declaration generates for function `name`: its input type,
 /// output type and agent type (`classify` -> `ClassifyInput`,
 /// `ClassifyOutput`, `ClassifyAgent`).
+///
+/// ```
+/// let (input, output, agent) = orchestr8_agent_decl::expected_type_names("fetch_ticket");
+/// assert_eq!((input.as_str(), output.as_str(), agent.as_str()), ("FetchTicketInput", "FetchTicketOutput", "FetchTicketAgent"));
+/// ```
 pub fn expected_type_names(name: &str) -> (String, String, String) {
     let base = pascal_case(name);
     (format!("{base}Input"), format!("{base}Output"), format!("{base}Agent"))

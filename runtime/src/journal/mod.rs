@@ -287,6 +287,22 @@ pub struct EventLabels {
 ///
 /// Kept small (the memory journal holds and drops millions of these): JSON
 /// values are shared [`Json`], the error and the rare labels are boxed.
+///
+/// ```
+/// use orchestr8_runtime::journal::{EventKind, JournalEvent};
+///
+/// let mut event = JournalEvent::new("e-1".into(), EventKind::StepRetryScheduled);
+/// event.seq = 4;
+/// event.step_id = Some("fetch".into());
+/// event.attempt = Some(1);
+/// event.delay_ms = Some(200);
+/// assert_eq!(event.name(), "step.retry.scheduled");
+///
+/// let line = serde_json::to_value(&event).unwrap();
+/// assert_eq!(line["event"], "step.retry.scheduled");
+/// assert_eq!((&line["stepId"], &line["delayMs"]), (&serde_json::json!("fetch"), &serde_json::json!(200)));
+/// assert!(line.get("output").is_none()); // absent fields are left out
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalEvent {
     /// 1, 2, 3… in the order events were appended.
@@ -573,6 +589,44 @@ impl JournalRead {
 /// is dropped with a warning (a crash tore it); any other bad line is an
 /// `InvalidData` error. A value nested deeper than [`MAX_READ_DEPTH`] is
 /// left out of its event, with a warning.
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use orchestr8_runtime::codegen::store;
+/// use orchestr8_runtime::journal::parse;
+/// use orchestr8_runtime::{AgentStep, ExecutionOptions, ExecutionState, MemoryStore, Node, Runtime, StepState, Workflow, WorkflowInfo};
+/// # use orchestr8_runtime::{Agent, AgentContext, AgentError};
+/// # struct Nop;
+/// # impl Agent for Nop {
+/// #     type Input = ();
+/// #     type Output = ();
+/// #     fn id(&self) -> &str { "nop" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     async fn run(&self, _: &AgentContext<'_>, _: ()) -> Result<(), AgentError> { Ok(()) }
+/// # }
+/// # struct State { done: OnceLock<()> }
+/// # let step = AgentStep::new("a", Arc::new(Nop), |_: &State| Ok(()), |s: &State, o| store(&s.done, "a", o));
+/// # let workflow = Workflow::new(WorkflowInfo::new("w", "1.0.0", "sha256:x"), Node::sequence([step.node()]), |_: &State| Ok(()));
+/// # let journals = MemoryStore::new();
+/// # let opts = ExecutionOptions { execution_id: Some("e-1".into()), ..ExecutionOptions::default() };
+/// # let (runtime, state) = (Runtime::new(journals.clone()), State { done: OnceLock::new() });
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build()?.block_on(runtime.run(&workflow, &state, opts))?.unwrap();
+/// // The journal of a finished one-step execution, as JSON Lines...
+/// let mut bytes = Vec::new();
+/// for event in journals.events("e-1") {
+///     serde_json::to_writer(&mut bytes, &event)?;
+///     bytes.push(b'\n');
+/// }
+/// // ...and a last line a crash cut short.
+/// bytes.extend_from_slice(br#"{"seq":9,"ts":"#);
+///
+/// let read = parse(&bytes)?;
+/// assert_eq!(read.warnings.len(), 1);
+/// let snapshot = read.snapshot();
+/// assert_eq!(snapshot.execution, Some(ExecutionState::Completed));
+/// assert_eq!(snapshot.steps["a"], StepState::Succeeded);
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
 pub fn parse(bytes: &[u8]) -> io::Result<JournalRead> {
     parse_with(bytes, false)
 }

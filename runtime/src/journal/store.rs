@@ -94,6 +94,17 @@ pub trait JournalStore: Send + Sync + 'static {
 /// By default the events the executor records in one uninterrupted stretch
 /// (no agent code, no waiting in between) go to the OS in one `write(2)`;
 /// [`write_per_event`](Self::write_per_event) makes one `write(2)` per event.
+///
+/// ```
+/// use orchestr8_runtime::{FileStore, Runtime};
+///
+/// let journals = FileStore::new("journals");
+/// assert_eq!(journals.path("e-1"), std::path::Path::new("journals/e-1.jsonl"));
+/// let runtime = Runtime::new(journals); // the directory is created by the first execution
+/// ```
+///
+/// [`Runtime`](crate::Runtime)'s example runs a workflow on one and reads
+/// the journal back.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
@@ -339,7 +350,17 @@ struct MemoryInner {
 }
 
 /// Journals kept in memory, for tests and benchmarks. Holds at most
-/// `capacity` executions; the oldest is forgotten first.
+/// `capacity` executions; the oldest is forgotten first. A clone shares the
+/// journals: keep one to read what a [`Runtime`](crate::Runtime) wrote.
+///
+/// ```
+/// use orchestr8_runtime::{MemoryStore, Runtime};
+///
+/// let journals = MemoryStore::with_capacity(100);
+/// let runtime = Runtime::new(journals.clone());
+/// // ... run executions on `runtime`, then:
+/// assert!(journals.events("no-such-execution").is_empty());
+/// ```
 #[derive(Clone)]
 pub struct MemoryStore {
     capacity: usize,

@@ -29,6 +29,25 @@ use crate::agent::{Agent, AgentContext, AgentError};
 
 /// An agent declared `{"kind": "llm"}` in a workflow, typed by the Rust
 /// types the compiler generated from its input and output schemas.
+///
+/// Generated code builds one per LLM agent and checks it before anything
+/// runs, so a missing API key stops the program at once:
+///
+/// ```
+/// use orchestr8_runtime::llm::LlmAgent;
+/// use serde_json::Value;
+///
+/// let definition = r#"{
+///     "kind": "llm", "provider": "anthropic", "model": "claude-sonnet-4-5",
+///     "apiKeyEnv": "EXAMPLE_KEY_THAT_IS_NOT_SET",
+///     "prompt": { "system": "You summarise support tickets.", "instructions": "Summarise ${input.text} in one sentence." },
+///     "input": { "type": "object", "properties": { "text": { "type": "string" } }, "required": ["text"] },
+///     "output": { "type": "object", "properties": { "summary": { "type": "string" } }, "required": ["summary"] }
+/// }"#;
+/// let agent: LlmAgent<Value, Value> = LlmAgent::new("summarise", "1.0.0", definition);
+/// let error = agent.check().unwrap_err();
+/// assert!(error.contains("EXAMPLE_KEY_THAT_IS_NOT_SET"), "{error}");
+/// ```
 pub struct LlmAgent<I, O> {
     id: String,
     version: String,

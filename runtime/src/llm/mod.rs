@@ -40,6 +40,13 @@ pub fn base_url_env(provider: Provider) -> &'static str {
 
 /// An `http` or `https` URL with a host, and nothing the endpoint path
 /// cannot be appended to (a query or a fragment).
+///
+/// ```
+/// use orchestr8_runtime::llm::check_base_url;
+///
+/// assert!(check_base_url("http://127.0.0.1:8080/v1").is_ok());
+/// assert_eq!(check_base_url("localhost:8080"), Err("it must start with `http://` or `https://`"));
+/// ```
 pub fn check_base_url(url: &str) -> Result<(), &'static str> {
     let rest = url
         .strip_prefix("https://")

@@ -1,18 +1,55 @@
 //! The generated program: everything a compiled workflow's `main` does, so
 //! that generated code is one call.
 //!
-//! ```rust,ignore
+//! ```
 //! use orchestr8_runtime::codegen::*;
+//! # use serde::{Deserialize, Serialize};
+//! # struct Greet;
+//! # impl Agent for Greet {
+//! #     type Input = String;
+//! #     type Output = String;
+//! #     fn id(&self) -> &str { "greet" }
+//! #     fn version(&self) -> &str { "1.0.0" }
+//! #     async fn run(&self, _: &AgentContext<'_>, name: String) -> Result<String, AgentError> {
+//! #         Ok(format!("Hello, {name}!"))
+//! #     }
+//! # }
 //!
-//! fn main() -> std::process::ExitCode {
-//!     Program::new(workflow(), |input: Input, ids: &ExecutionIds| State::new(input, ids))
-//!         .about("Triage a support ticket.")
-//!         .input_schema(serde_json::json!({ "type": "object" }))
-//!         .main()
+//! #[derive(Deserialize, Serialize)]
+//! struct Input { name: String }
+//! struct State { input: Input, greet: OnceLock<String> }
+//!
+//! fn program() -> Program<Input, State, String> {
+//!     let greet = AgentStep::new(
+//!         "greet",
+//!         Arc::new(Greet),
+//!         |s: &State| Ok(s.input.name.clone()),
+//!         |s: &State, out| store(&s.greet, "greet", out),
+//!     );
+//!     let workflow = Workflow::new(
+//!         WorkflowInfo::new("hello", "0.1.0", "sha256:example"),
+//!         Node::sequence([greet.node()]),
+//!         |s: &State| Ok(slot(&s.greet, "greet")?.clone()),
+//!     );
+//!     Program::new(Arc::new(workflow), |input: Input, _ids: &ExecutionIds| State { input, greet: OnceLock::new() })
+//!         .about("Greets someone.")
+//!         .input_schema(serde_json::json!({ "type": "object", "required": ["name"] }))
 //! }
+//!
+//! // A generated `main.rs` is `fn main() -> ExitCode { program().main() }`;
+//! // `run_with` is the same with the arguments and streams given.
+//! let journals = tempfile::tempdir()?;
+//! let args = ["hello", "--quiet", "--input", r#"{"name": "Ada"}"#, "--journal-dir"];
+//! let mut args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+//! args.push(journals.path().into());
+//! let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+//! let code = program().run_with(args, std::io::empty(), &mut stdout, &mut stderr);
+//! assert_eq!(code, orchestr8_runtime::program::EXIT_COMPLETED);
+//! assert_eq!(String::from_utf8(stdout)?, "\"Hello, Ada!\"\n");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The behaviour is the contract's (`spec/workflow-v1.md`, "The generated
+//! The behaviour is the contract's (`docs/spec/workflow-v1.md`, "The generated
 //! program"):
 //!
 //! - the input comes from `--input JSON`, `--input-file PATH` (`-` for
@@ -129,7 +166,9 @@ pub struct ExecutionIds {
 
 type MakeState<I, S> = Arc<dyn Fn(I, &ExecutionIds) -> S + Send + Sync>;
 
-/// Everything the generated program is made of.
+/// Everything the generated program is made of: the workflow, how to make
+/// an execution's state from its input, and what `--help` and the schemas
+/// say. The [module documentation](crate::program) has a whole program.
 pub struct Program<I, S, O> {
     workflow: Arc<Workflow<S, O>>,
     make_state: MakeState<I, S>,
@@ -256,7 +295,34 @@ where
         code
     }
 
-    /// Parses [`std::env::args_os`], runs, and returns the exit code.
+    /// Parses [`std::env::args_os`], runs, and returns the exit code: the
+    /// whole of a generated crate's `main.rs`. It is the server's entry as
+    /// well: `PROGRAM serve` (built with the runtime's `server` feature)
+    /// serves the workflow over HTTP until Ctrl-C or SIGTERM.
+    ///
+    /// ```
+    /// # mod generated { // compiled, not run: it would read this process's arguments
+    /// # use orchestr8_runtime::codegen::*;
+    /// # struct Greet;
+    /// # impl Agent for Greet {
+    /// #     type Input = String;
+    /// #     type Output = String;
+    /// #     fn id(&self) -> &str { "greet" }
+    /// #     fn version(&self) -> &str { "1.0.0" }
+    /// #     async fn run(&self, _: &AgentContext<'_>, name: String) -> Result<String, AgentError> { Ok(name) }
+    /// # }
+    /// # struct State { name: String, greet: OnceLock<String> }
+    /// # fn program() -> Program<String, State, String> {
+    /// #     let step = AgentStep::new("greet", Arc::new(Greet), |s: &State| Ok(s.name.clone()), |s: &State, o| store(&s.greet, "greet", o));
+    /// #     let workflow = Workflow::new(WorkflowInfo::new("hello", "0.1.0", "sha256:x"), Node::sequence([step.node()]), |s: &State| Ok(slot(&s.greet, "greet")?.clone()));
+    /// #     Program::new(Arc::new(workflow), |name: String, _: &ExecutionIds| State { name, greet: OnceLock::new() })
+    /// #         .input_schema(serde_json::json!({ "type": "string", "minLength": 1 }))
+    /// # }
+    /// fn main() -> std::process::ExitCode {
+    ///     program().main()
+    /// }
+    /// # }
+    /// ```
     pub fn main(self) -> ExitCode {
         let args: Vec<OsString> = std::env::args_os().collect();
         let stdin = io::stdin();
@@ -271,6 +337,28 @@ where
     /// Checks an input document as `--input` does: JSON syntax, the input
     /// type, then the input schema's bounds. Returns the typed input and its
     /// JSON (what the journal records), or the message the program prints.
+    ///
+    /// ```
+    /// # use orchestr8_runtime::codegen::*;
+    /// # struct Greet;
+    /// # impl Agent for Greet {
+    /// #     type Input = String;
+    /// #     type Output = String;
+    /// #     fn id(&self) -> &str { "greet" }
+    /// #     fn version(&self) -> &str { "1.0.0" }
+    /// #     async fn run(&self, _: &AgentContext<'_>, name: String) -> Result<String, AgentError> { Ok(name) }
+    /// # }
+    /// # struct State { name: String, greet: OnceLock<String> }
+    /// # fn program() -> Program<String, State, String> {
+    /// #     let step = AgentStep::new("greet", Arc::new(Greet), |s: &State| Ok(s.name.clone()), |s: &State, o| store(&s.greet, "greet", o));
+    /// #     let workflow = Workflow::new(WorkflowInfo::new("hello", "0.1.0", "sha256:x"), Node::sequence([step.node()]), |s: &State| Ok(slot(&s.greet, "greet")?.clone()));
+    /// #     Program::new(Arc::new(workflow), |name: String, _: &ExecutionIds| State { name, greet: OnceLock::new() })
+    /// #         .input_schema(serde_json::json!({ "type": "string", "minLength": 1 }))
+    /// # }
+    /// let (name, json) = program().check_input(r#""Ada""#).unwrap();
+    /// assert_eq!((name.as_str(), json), ("Ada", serde_json::json!("Ada")));
+    /// assert!(program().check_input("42").unwrap_err().contains("expected a string"));
+    /// ```
     pub fn check_input(&self, text: &str) -> Result<(I, Value), String> {
         self.check_input_from(text, &Source::Flag)
     }
@@ -284,6 +372,31 @@ where
     /// `stdin` is read only when neither `--input` nor `--input-file` is
     /// given. Installs a Ctrl-C handler for the execution (unless a test
     /// trigger was given), which stays installed afterwards.
+    ///
+    /// `serve` (with the runtime's `server` feature) is the same call; it
+    /// answers on the address until the process is interrupted:
+    ///
+    /// ```no_run
+    /// # use orchestr8_runtime::codegen::*;
+    /// # struct Greet;
+    /// # impl Agent for Greet {
+    /// #     type Input = String;
+    /// #     type Output = String;
+    /// #     fn id(&self) -> &str { "greet" }
+    /// #     fn version(&self) -> &str { "1.0.0" }
+    /// #     async fn run(&self, _: &AgentContext<'_>, name: String) -> Result<String, AgentError> { Ok(name) }
+    /// # }
+    /// # struct State { name: String, greet: OnceLock<String> }
+    /// # fn program() -> Program<String, State, String> {
+    /// #     let step = AgentStep::new("greet", Arc::new(Greet), |s: &State| Ok(s.name.clone()), |s: &State, o| store(&s.greet, "greet", o));
+    /// #     let workflow = Workflow::new(WorkflowInfo::new("hello", "0.1.0", "sha256:x"), Node::sequence([step.node()]), |s: &State| Ok(slot(&s.greet, "greet")?.clone()));
+    /// #     Program::new(Arc::new(workflow), |name: String, _: &ExecutionIds| State { name, greet: OnceLock::new() })
+    /// #         .input_schema(serde_json::json!({ "type": "string", "minLength": 1 }))
+    /// # }
+    /// let args = ["hello", "serve", "--addr", "127.0.0.1:8080", "--journal-dir", "/var/lib/hello"];
+    /// let code = program().run_with(args.iter().map(Into::into).collect(), std::io::empty(), &mut std::io::stdout(), &mut std::io::stderr());
+    /// std::process::exit(code.into());
+    /// ```
     pub fn run_with(
         self,
         args: Vec<OsString>,

@@ -101,6 +101,23 @@ struct Inner {
 ///
 /// The closed state is served by two atomics (no lock on the success path);
 /// every transition happens under the mutex.
+///
+/// Steps get theirs from a [`BreakerRegistry`]; [`call`](crate::resilience::call)
+/// asks it for a [`Permit`] per attempt. By hand:
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::{CircuitBreaker, CircuitBreakerPolicy, CircuitState};
+///
+/// let policy = CircuitBreakerPolicy { failure_threshold: 2, reset_timeout: Duration::from_secs(30), half_open_requests: 1 };
+/// let breaker = CircuitBreaker::new("fetch", "1.0.0", policy);
+/// for _ in 0..2 {
+///     let permit = breaker.try_acquire(|_| {}).expect("closed: the call may go");
+///     permit.failure(|transition| println!("{transition:?}"));
+/// }
+/// assert_eq!(breaker.state(), CircuitState::Open);
+/// assert!(breaker.try_acquire(|_| {}).is_err()); // refused until the reset timeout has passed
+/// ```
 #[derive(Debug)]
 pub struct CircuitBreaker {
     key: BreakerKey,
@@ -311,6 +328,16 @@ impl Drop for Permit<'_> {
 /// their own with [`BreakerRegistry::new`]. A breaker's settings are those of
 /// the first step that asked for it; the first request with other settings
 /// is logged as a warning.
+///
+/// ```
+/// use std::sync::Arc;
+/// use orchestr8_runtime::{BreakerRegistry, CircuitBreakerPolicy};
+///
+/// let registry = BreakerRegistry::new(100);
+/// let a = registry.get("fetch", "1.0.0", &CircuitBreakerPolicy::default());
+/// let b = registry.get("fetch", "1.0.0", &CircuitBreakerPolicy::default());
+/// assert!(Arc::ptr_eq(&a, &b)); // one breaker per agent id and version
+/// ```
 ///
 /// Eviction never splits a key or forgets a circuit that is not closed: when
 /// the registry is full, only a breaker that no step holds and that is closed

@@ -24,6 +24,30 @@ use crate::policy::Policy;
 
 /// Hooks called by [`call`] as a step's attempts unfold. Every method has a
 /// no-op default; `()` observes nothing.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::time::Duration;
+/// use orchestr8_runtime::resilience::{call, Observer};
+/// use orchestr8_runtime::{AgentError, CancellationToken, Policy, RetryPolicy, StepError};
+///
+/// #[derive(Default)]
+/// struct Failures(Cell<u32>);
+/// impl Observer for Failures {
+///     fn attempt_failed(&self, attempt: u32, error: &StepError, _elapsed: Duration) {
+///         eprintln!("attempt {attempt} failed: {}", error.message);
+///         self.0.set(self.0.get() + 1);
+///     }
+/// }
+///
+/// let policy = Policy { retry: RetryPolicy { initial_delay: Duration::from_millis(1), ..RetryPolicy::default() }, ..Policy::default() };
+/// let failures = Failures::default();
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let result = call(&policy, None, &CancellationToken::new(), &failures, |_| async { Err::<(), _>(AgentError::retryable("down")) }).await;
+/// assert!(result.is_err());
+/// assert_eq!(failures.0.get(), 3); // every attempt the policy allows
+/// # });
+/// ```
 pub trait Observer {
     /// Attempt `attempt` is about to call the agent; `at` is now.
     fn attempt_started(&self, _attempt: u32, _at: Instant) {}
@@ -65,6 +89,34 @@ impl Observer for () {}
 /// An agent that panics fails its attempt with kind `fatal`; an agent that
 /// returns [`AgentError::cancelled`] while `cancel` has not fired fails its
 /// attempt like any retryable error.
+///
+/// Any async operation can run under a policy, not only an agent:
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestr8_runtime::{AgentError, CancellationToken, ErrorKind, Policy, RetryPolicy};
+/// use orchestr8_runtime::resilience::call;
+///
+/// let policy = Policy {
+///     retry: RetryPolicy { max_attempts: 3, initial_delay: Duration::from_millis(10), ..RetryPolicy::default() },
+///     ..Policy::default()
+/// };
+/// let cancel = CancellationToken::new();
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// // Fails twice, then answers on the third attempt.
+/// let answer = call(&policy, None, &cancel, &(), |attempt| async move {
+///     if attempt < 3 { Err(AgentError::retryable("busy")) } else { Ok(attempt) }
+/// })
+/// .await;
+/// assert_eq!(answer, Ok(3));
+///
+/// // A fatal error is not retried.
+/// let error = call(&policy, None, &cancel, &(), |_| async { Err::<(), _>(AgentError::fatal("no such user")) })
+///     .await
+///     .unwrap_err();
+/// assert_eq!((error.kind, error.attempt), (ErrorKind::Fatal, 1));
+/// # });
+/// ```
 pub fn call<'a, T, F, Fut, O>(
     policy: &'a Policy,
     breaker: Option<&'a CircuitBreaker>,

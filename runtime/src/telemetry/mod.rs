@@ -10,7 +10,7 @@
 //! and durations). Nothing here is built or spawned unless asked for: with no
 //! `OTEL_*` variable set there is no exporter, no thread and no connection.
 //!
-//! Modules: [`json`] (the JSON log layer), `otel` (exporters, instruments,
+//! Modules: `json` (the JSON log layer), `otel` (exporters, instruments,
 //! W3C trace context; feature `otel`).
 
 pub(crate) mod json;
