@@ -386,3 +386,40 @@ fn a_cancelled_agent_that_ignores_its_token_is_abandoned_after_its_grace() {
     let made = calls(&file);
     assert_eq!((count(&made, "slow"), count(&made, "slow:done"), count(&made, "last")), (1, 0, 0), "{made:?}");
 }
+
+#[test]
+fn a_map_fails_beyond_its_tolerated_failures_and_cancels_the_items_running() {
+    let Some(server) = RestateServer::start() else { return };
+    let (_dir, file, service) = serve_recording(&server, "map-fail", "map-fail");
+    let items = serde_json::json!({"items": [
+        {"name": "a", "sleepMs": 8000, "fail": false},
+        {"name": "b", "sleepMs": 0, "fail": true},
+        {"name": "c", "sleepMs": 0, "fail": false},
+    ]});
+    let (status, body) = server.invoke("/map-fail/run", &items.to_string());
+    assert_eq!(status, 500, "the invocation fails: {body}\n{}", service.log_tail());
+    assert!(body.contains("map work: 1 of 3 items failed (0 tolerated); item 1:"), "{body}");
+    assert!(body.contains("b fails on purpose"), "with the item's error: {body}");
+    let made = calls(&file);
+    // Two at a time: `c` waits for a free slot, which the failure never gives.
+    assert_eq!((count(&made, "a"), count(&made, "b"), count(&made, "c")), (1, 1, 0), "{made:?}");
+    assert_eq!(count(&made, "after"), 0, "the step after a failed map never runs: {made:?}");
+    // The slow item was cancelled, its agent told.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&calls(&file), "a:cancelled") == 0 {
+        assert!(Instant::now() < deadline, "the running item was never told: {:?}", calls(&file));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // With every item succeeding, the outputs in input order.
+    let items = serde_json::json!({"items": [
+        {"name": "x", "sleepMs": 300, "fail": false},
+        {"name": "y", "sleepMs": 0, "fail": false},
+        {"name": "z", "sleepMs": 0, "fail": false},
+    ]});
+    let (status, body) = server.invoke("/map-fail/run", &items.to_string());
+    assert_eq!(status, 200, "{body}\n{}", service.log_tail());
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"after": "after", "done": [{"name": "x"}, {"name": "y"}, {"name": "z"}]})
+    );
+}

@@ -119,6 +119,32 @@ pub async fn stubborn(_ctx: &AgentContext<'_>, input: StubbornInput) -> Result<S
     Ok(StubbornOutput { name: input.name })
 }
 
+#[agent(
+    id = "item",
+    version = "1.0.0",
+    input = {
+        /// The name written to the calls file.
+        name: String,
+        /// How long the call takes.
+        sleepMs: u64,
+        /// Whether it fails (for good) after its sleep.
+        fail: bool,
+    },
+    output = {
+        /// The name, back.
+        name: String,
+    },
+)]
+/// A map item's work: records the call, sleeps (recording `NAME:cancelled`
+/// and giving up when cancelled), then answers or fails as asked.
+pub async fn item(ctx: &AgentContext<'_>, input: ItemInput) -> Result<ItemOutput, AgentError> {
+    let recorded = record(ctx, RecordInput { name: input.name, sleep_ms: input.sleep_ms }).await?;
+    if input.fail {
+        return Err(AgentError::fatal(format!("{} fails on purpose", recorded.name)));
+    }
+    Ok(ItemOutput { name: recorded.name })
+}
+
 /// Appends `name` to the calls file, if the test named one.
 fn append(name: &str) -> Result<(), AgentError> {
     let Some(path) = std::env::var_os("ORCHESTR8_CALLS_FILE") else { return Ok(()) };
