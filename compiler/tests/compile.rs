@@ -27,9 +27,10 @@ fn orchestr8() -> Command {
     cmd
 }
 
-/// The examples the Restate target runs (the others have what it refuses,
-/// E0460: approval's wait, llm-triage's token budget).
-pub const RESTATE_EXAMPLES: [&str; 5] = ["hello", "digest", "document-pipeline", "flaky-dependency", "ticket-triage"];
+/// The examples the Restate target runs (approval waits, which it refuses:
+/// E0460).
+pub const RESTATE_EXAMPLES: [&str; 6] =
+    ["hello", "digest", "document-pipeline", "flaky-dependency", "llm-triage", "ticket-triage"];
 
 /// Each example's generated crate for `target`, as one snapshot per example.
 fn snapshot_crates(examples: &[&str], target: Target, prefix: &str) {

@@ -39,6 +39,7 @@ use crate::executor::{Node, Workflow};
 use crate::policy::Policy;
 use crate::program::{checked_json, ExecutionIds};
 use crate::resilience::CircuitBreaker;
+use crate::usage::{Tokens, Usage, UsageMeter};
 
 /// What every step of one invocation shares.
 pub struct Invocation<'a> {
@@ -55,6 +56,12 @@ pub struct Invocation<'a> {
     /// Inside a map item's body: `MAP[INDEX].`, before its steps' names,
     /// as the embedded journal names them; empty elsewhere.
     prefix: String,
+    /// The execution's model tokens spent so far, as far as this
+    /// invocation knows: what it started from (a branch: the spending
+    /// before its block) and what its steps' journaled answers add.
+    spent: Arc<UsageMeter>,
+    /// The execution's token budget (`limits.maxTokens`).
+    budget: Option<u64>,
 }
 
 impl<'a> Invocation<'a> {
@@ -67,6 +74,8 @@ impl<'a> Invocation<'a> {
             input: self.input.clone(),
             outputs: Mutex::new(Map::new()),
             prefix: format!("{}{map}[{index}].", self.prefix),
+            spent: self.spent.clone(),
+            budget: self.budget,
         }
     }
 
@@ -98,6 +107,10 @@ pub struct Branch<I> {
     /// For a map's item: its index (the node at `path` is the map).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
+    /// The model tokens the execution had spent when the block started:
+    /// what the branch's budget starts from.
+    #[serde(default, skip_serializing_if = "Usage::is_empty")]
+    pub spent: Usage,
 }
 
 /// What a branch answers: the outputs of the steps it ran, by step id; a
@@ -109,6 +122,9 @@ pub struct BranchOutputs {
     /// A map item's output; absent when its body ended without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<Value>,
+    /// The model tokens the branch's steps spent.
+    #[serde(default, skip_serializing_if = "Usage::is_empty")]
+    pub spent: Usage,
 }
 
 /// The execution's ids on Restate: the invocation id of `run` is both.
@@ -158,7 +174,16 @@ fn invocation<'a, S: Send + Sync + 'static, O: Serialize>(
         workflow_id: info.id.clone(),
         workflow_version: info.version.clone(),
     });
-    Invocation { ctx, meta, service: service.name, input, outputs: Mutex::new(Map::new()), prefix: String::new() }
+    Invocation {
+        ctx,
+        meta,
+        service: service.name,
+        input,
+        outputs: Mutex::new(Map::new()),
+        prefix: String::new(),
+        spent: Arc::default(),
+        budget: info.max_tokens,
+    }
 }
 
 /// Runs the workflow inside the handler `run`: the input checked (its
@@ -202,10 +227,11 @@ where
     I: Serialize,
     O: Serialize,
 {
-    let Branch { input, execution_id, outputs: before, path, item } = request;
+    let Branch { input, execution_id, outputs: before, path, item, spent } = request;
     let json =
         serde_json::to_value(&input).map_err(|e| TerminalError::new(format!("the input cannot be written: {e}")))?;
     let on = invocation(ctx, service, canonical(json), &execution_id);
+    on.spent.add(spent);
     let state = Arc::new(new_state(input, &ids(&execution_id)));
     let root = service.workflow.root();
     restore(root, &state, &before)?;
@@ -216,13 +242,14 @@ where
             return Err(TerminalError::new(format!("no map at {path:?}: the service's plan changed")).into());
         };
         let item = map.run_item_on_restate(&on, &state, index).await?;
-        return Ok(Json(BranchOutputs { outputs: Map::new(), item }));
+        return Ok(Json(BranchOutputs { outputs: Map::new(), item, spent: on.spent.get().since(spent) }));
     }
     *on.outputs.lock().unwrap_or_else(|e| e.into_inner()) = before.clone();
     node(&on, branch, &mut path.clone(), &state).await?;
+    let spent = on.spent.get().since(spent);
     let mut outputs = on.outputs.into_inner().unwrap_or_else(|e| e.into_inner());
     outputs.retain(|step, _| !before.contains_key(step));
-    Ok(Json(BranchOutputs { outputs, item: None }))
+    Ok(Json(BranchOutputs { outputs, item: None, spent }))
 }
 
 /// `value` with every object's members in key order. What a handler sends
@@ -352,6 +379,7 @@ async fn parallel<S: Send + Sync + 'static>(
         match result {
             Ok(Json(branch)) => {
                 // The branch's outputs, into this invocation's state.
+                on.spent.add(branch.spent);
                 restore(&branches[i], state.as_ref(), &branch.outputs)?;
                 for (step, output) in branch.outputs {
                     on.succeeded(&step, output);
@@ -401,6 +429,7 @@ impl<'a> Invocation<'a> {
             outputs: outputs.clone(),
             path,
             item,
+            spent: self.spent.get(),
         };
         let call = self
             .ctx
@@ -440,11 +469,15 @@ pub(crate) async fn map_items(
         }
         let Some((index, result)) = calls.next().await? else { break };
         let error = match result {
-            Ok(Json(BranchOutputs { item: Some(output), .. })) => {
+            Ok(Json(BranchOutputs { item: Some(output), spent, .. })) => {
+                on.spent.add(spent);
                 results[index] = Some(output);
                 continue;
             }
-            Ok(Json(BranchOutputs { item: None, .. })) => "the item's body ended without an output".to_owned(),
+            Ok(Json(BranchOutputs { item: None, spent, .. })) => {
+                on.spent.add(spent);
+                "the item's body ended without an output".to_owned()
+            }
             Err(e) if is_cancellation(&e) => return Err(e),
             Err(e) => e.message().to_owned(),
         };
@@ -519,6 +552,8 @@ impl<A: Agent> AgentCall<'_, A> {
             breaker: self.breaker.cloned(),
             cancel: cancel.clone(),
             started: started.clone(),
+            spent: on.spent.get(),
+            budget: on.budget,
         };
         let action = on
             .ctx
@@ -543,9 +578,20 @@ impl<A: Agent> AgentCall<'_, A> {
                 Err(TerminalError::new_with_code(409, "cancelled"))
             }
         };
-        let Json(output) = output?;
-        Ok(output)
+        let Json(answer) = output?;
+        // Journaled with the output: a replay counts it again, the same.
+        on.spent.add(answer.usage);
+        Ok(answer.output)
     }
+}
+
+/// What a step's action answers and Restate journals: its output and the
+/// model tokens it spent (the budget's count survives a replay).
+#[derive(Serialize, Deserialize)]
+struct Answer<O> {
+    output: O,
+    #[serde(default, skip_serializing_if = "Usage::is_empty")]
+    usage: Usage,
 }
 
 /// What one attempt needs, owned: Restate may run it on a later replay.
@@ -560,10 +606,13 @@ struct Attempt<A> {
     cancel: CancellationToken,
     /// Notified when the action runs (not on a replay of its result).
     started: Arc<Notify>,
+    /// The execution's tokens spent before the step, and its budget.
+    spent: Usage,
+    budget: Option<u64>,
 }
 
 impl<A: Agent> Attempt<A> {
-    async fn call(self, input: A::Input) -> HandlerResult<Json<A::Output>> {
+    async fn call(self, input: A::Input) -> HandlerResult<Json<Answer<A::Output>>> {
         // The breaker is this process's, as in the embedded target: an open
         // one fails the step at once, never retried.
         let permit = match &self.breaker {
@@ -578,8 +627,16 @@ impl<A: Agent> Attempt<A> {
             None => None,
         };
         self.started.notify_one();
+        // The execution's meter starts from what it spent before: an
+        // attempt's own spending is answered, and added once journaled.
+        let (step, execution) = (UsageMeter::default(), UsageMeter::default());
+        execution.add(self.spent);
         // Restate does not say which attempt this is: every attempt is the first.
-        let ctx = AgentContext::new(&self.cancel, &self.meta, &self.step, 1, &self.config);
+        let ctx = AgentContext::new(&self.cancel, &self.meta, &self.step, 1, &self.config).with_tokens(Tokens::new(
+            &step,
+            &execution,
+            self.budget,
+        ));
         let bound = attempt_bound(&self.policy);
         let call = std::panic::AssertUnwindSafe(self.agent.run(&ctx, input)).catch_unwind();
         let result = match tokio::time::timeout(bound, call).await {
@@ -594,7 +651,7 @@ impl<A: Agent> Attempt<A> {
                 if let Some(p) = permit {
                     p.success(|_| {});
                 }
-                Ok(Json(output))
+                Ok(Json(Answer { output, usage: step.get() }))
             }
             Err(e) => {
                 if let Some(p) = permit {

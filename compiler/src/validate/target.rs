@@ -28,19 +28,6 @@ pub fn check(workflow: &Workflow, target: Target, doc: &Doc, out: &mut Vec<Diagn
                 .with_help("rename the workflow (its `metadata.id` is the service's name: `POST /ID/run`)"),
             );
         }
-        if workflow.limits.as_ref().is_some_and(|l| l.max_tokens.is_some()) {
-            let at = "/limits/maxTokens";
-            out.push(
-                Diagnostic::error(
-                    Code::UnsupportedOnTarget,
-                    format!("a token budget is not kept on the `{}` target yet", target.name()),
-                    at,
-                    doc.key(at),
-                )
-                .with_label(format!("not on `{}` yet", target.name()))
-                .with_help("compile for the embedded target (the default, no `--target`), or leave the budget out"),
-            );
-        }
         let steps: Vec<_> = workflow.steps.iter().enumerate().map(|(i, s)| (format!("/steps/{i}"), s)).collect();
         walk(&steps, false, target, doc, out);
     }
