@@ -446,8 +446,9 @@ impl<'a> Invocation<'a> {
 /// A map's items on Restate: each a call to the service's `branch` handler
 /// (as a parallel block's branches), at most `concurrency` in flight,
 /// started in item order; the outputs in input order, `None` for a failed
-/// item. Beyond `tolerated` failures the items still running are cancelled
-/// and the map fails with the embedded target's message.
+/// item. Beyond `tolerated` failures the items still running are cancelled,
+/// and once they have ended the map fails with the embedded target's
+/// message.
 pub(crate) async fn map_items(
     on: &Invocation<'_>,
     path: &[usize],
@@ -460,8 +461,11 @@ pub(crate) async fn map_items(
     let mut calls = DurableFuturesUnordered::new();
     let mut handles = Vec::with_capacity(total);
     let mut failed = 0usize;
+    // The first failure beyond the tolerated ones: no item starts after it,
+    // and the map ends once the items it cancelled have (as embedded).
+    let mut beyond: Option<(usize, String)> = None;
     loop {
-        while calls.len() < concurrency.max(1) && handles.len() < total {
+        while beyond.is_none() && calls.len() < concurrency.max(1) && handles.len() < total {
             let (handle, call) = on.call_branch(&outputs, path.to_vec(), Some(handles.len())).await?;
             handles.push(handle);
             // Pushed in item order: the index it answers with is the item's.
@@ -478,20 +482,25 @@ pub(crate) async fn map_items(
                 on.spent.add(spent);
                 "the item's body ended without an output".to_owned()
             }
+            // Cancelled by this map, past its tolerated failures.
+            Err(e) if is_cancellation(&e) && beyond.is_some() => continue,
             Err(e) if is_cancellation(&e) => return Err(e),
             Err(e) => e.message().to_owned(),
         };
         failed += 1;
-        if failed > tolerated {
+        if failed > tolerated && beyond.is_none() {
             for handle in &handles {
                 handle.cancel();
             }
-            return Err(TerminalError::new(format!(
-                "{failed} of {total} items failed ({tolerated} tolerated); item {index}: {error}"
-            )));
+            beyond = Some((index, error));
         }
     }
-    Ok(results)
+    match beyond {
+        Some((index, error)) => Err(TerminalError::new(format!(
+            "{failed} of {total} items failed ({tolerated} tolerated); item {index}: {error}"
+        ))),
+        None => Ok(results),
+    }
 }
 
 /// Whether Restate ended the action because the invocation was cancelled
@@ -532,7 +541,10 @@ impl<A: Agent> AgentCall<'_, A> {
         on: &Invocation<'_>,
         input: Result<A::Input, String>,
     ) -> Result<A::Output, TerminalError> {
-        let step = self.step;
+        // In a map item's body, `MAP[INDEX].STEP`: the name the agent is
+        // told (and its idempotency key), errors say and the journal shows.
+        let step: Arc<str> =
+            if on.prefix.is_empty() { self.step.clone() } else { format!("{}{}", on.prefix, self.step).into() };
         let input = input.map_err(|e| TerminalError::new(format!("step {step}: invalid input: {e}")))?;
         let cancel = CancellationToken::new();
         let started = Arc::new(Notify::new());
@@ -555,11 +567,8 @@ impl<A: Agent> AgentCall<'_, A> {
             spent: on.spent.get(),
             budget: on.budget,
         };
-        let action = on
-            .ctx
-            .run(move || attempt.call(input))
-            .name(format!("{}{step}", on.prefix))
-            .retry_policy(retry_policy(self.policy));
+        let action =
+            on.ctx.run(move || attempt.call(input)).name(step.to_string()).retry_policy(retry_policy(self.policy));
         let watch = async {
             started.notified().await;
             cancelled.await

@@ -133,6 +133,10 @@ pub async fn stubborn(_ctx: &AgentContext<'_>, input: StubbornInput) -> Result<S
     output = {
         /// The name, back.
         name: String,
+        /// The agent's step as it was told it (`MAP[INDEX].STEP` in a map).
+        step: String,
+        /// Its idempotency key.
+        key: String,
     },
 )]
 /// A map item's work: records the call, sleeps (recording `NAME:cancelled`
@@ -142,7 +146,7 @@ pub async fn item(ctx: &AgentContext<'_>, input: ItemInput) -> Result<ItemOutput
     if input.fail {
         return Err(AgentError::fatal(format!("{} fails on purpose", recorded.name)));
     }
-    Ok(ItemOutput { name: recorded.name })
+    Ok(ItemOutput { name: recorded.name, step: ctx.step_id().to_owned(), key: ctx.idempotency_key() })
 }
 
 /// Appends `name` to the calls file, if the test named one.
