@@ -70,13 +70,32 @@ impl OwnCrates {
     /// the older `--runtime-path` took), else the checkout this binary was
     /// built from if it is still there, else the registry.
     pub fn locate(given: Option<&Path>) -> Result<Self, String> {
-        let Some(given) = given else {
-            return Ok(match std::fs::canonicalize(BUILT_FROM) {
-                Ok(dir) if is_checkout(&dir) => OwnCrates::checkout(dir),
-                _ => OwnCrates::registry(),
-            });
-        };
-        Self::at(given)
+        if let Some(given) = given {
+            return Self::at(given);
+        }
+        let Ok(dir) = std::fs::canonicalize(BUILT_FROM) else { return Ok(OwnCrates::registry()) };
+        match checked(&dir) {
+            Ok(root) => Ok(OwnCrates::checkout(root)),
+            // Pulled to another version since this orchestr8 was installed.
+            Err(e @ CheckoutError::OtherVersion { .. }) => Err(format!(
+                "{}: reinstall orchestr8 from it (`cargo install --path {}/compiler`), or pass --orchestr8-path \
+                 with a checkout of orchestr8 {VERSION}",
+                e.describe(&dir),
+                dir.display()
+            )),
+            Err(_) => Ok(OwnCrates::registry()),
+        }
+    }
+
+    /// A note for the user when the crates come from the registry (nothing
+    /// says so in the manifest's path).
+    pub fn registry_note(&self) -> Option<String> {
+        self.checkout.is_none().then(|| {
+            format!(
+                "note: orchestr8-runtime and orchestr8-macros {VERSION} come from the registry, as no orchestr8 \
+                 checkout is in use; pass --orchestr8-path DIR (a checkout's root) to build against one"
+            )
+        })
     }
 
     /// Where a workflow's crate finds the runtime: where its agent crates
@@ -123,35 +142,19 @@ impl OwnCrates {
         }
     }
 
-    /// A checkout's root, or its `runtime/`, checked.
+    /// `--orchestr8-path`'s checkout (its root, or its `runtime/`).
     fn at(given: &Path) -> Result<Self, String> {
-        let dir = std::fs::canonicalize(given).map_err(|e| format!("cannot find `{}`: {e}", given.display()))?;
-        let root = if is_checkout(&dir) {
-            dir
-        } else if dir.file_name().is_some_and(|n| n == "runtime") && dir.parent().is_some_and(is_checkout) {
-            dir.parent().map(Path::to_path_buf).unwrap_or(dir)
-        } else {
-            return Err(format!(
-                "`{}` is not an orchestr8 checkout (it has no `runtime/Cargo.toml` and `macros/Cargo.toml`); \
-                 pass --orchestr8-path with the repository's root",
-                given.display()
-            ));
-        };
-        match checkout_version(&root) {
-            Some(version) if version == VERSION => Ok(OwnCrates::checkout(root)),
-            Some(version) => Err(format!(
-                "the checkout at `{}` is orchestr8 {version}, and this orchestr8 is {VERSION}: generated code \
-                 needs the runtime it was generated for; build orchestr8 from that checkout \
-                 (`cargo install --path {}/compiler`) or pass another --orchestr8-path",
-                root.display(),
-                root.display()
-            )),
-            None => Err(format!(
-                "cannot read the version of the checkout at `{}` (its `Cargo.toml` has no \
-                 `[workspace.package] version`)",
-                root.display()
-            )),
-        }
+        checked(given).map(OwnCrates::checkout).map_err(|e| {
+            let advice = match &e {
+                CheckoutError::OtherVersion { root, .. } => format!(
+                    "build orchestr8 from that checkout (`cargo install --path {}/compiler`) or pass another \
+                     --orchestr8-path",
+                    root.display()
+                ),
+                _ => "pass --orchestr8-path with the root of an orchestr8 checkout".to_owned(),
+            };
+            format!("{}; {advice}", e.describe(given))
+        })
     }
 
     /// Where, in words.
@@ -183,6 +186,59 @@ impl OwnCrates {
     }
 }
 
+/// Why a directory is not a checkout to build against.
+enum CheckoutError {
+    /// It is not there.
+    Missing(std::io::Error),
+    /// It lacks the crates.
+    NotACheckout,
+    /// A checkout of another version.
+    OtherVersion { root: PathBuf, version: String },
+    /// A checkout whose version cannot be read.
+    NoVersion { root: PathBuf },
+}
+
+impl CheckoutError {
+    /// What is wrong with `given`, in words.
+    fn describe(&self, given: &Path) -> String {
+        match self {
+            CheckoutError::Missing(e) => format!("cannot find `{}`: {e}", given.display()),
+            CheckoutError::NotACheckout => format!(
+                "`{}` is not an orchestr8 checkout (it has no `runtime/Cargo.toml` and `macros/Cargo.toml`)",
+                given.display()
+            ),
+            CheckoutError::OtherVersion { root, version } => format!(
+                "the checkout at `{}` is orchestr8 {version}, and this orchestr8 is {VERSION} (generated code needs \
+                 the runtime it was generated for)",
+                root.display()
+            ),
+            CheckoutError::NoVersion { root } => format!(
+                "cannot read the version of the checkout at `{}` (its `Cargo.toml` has no `[workspace.package] \
+                 version`)",
+                root.display()
+            ),
+        }
+    }
+}
+
+/// The root of the checkout at `given` (its root, or its `runtime/`), if it
+/// is one of this version.
+fn checked(given: &Path) -> Result<PathBuf, CheckoutError> {
+    let dir = std::fs::canonicalize(given).map_err(CheckoutError::Missing)?;
+    let root = if is_checkout(&dir) {
+        dir
+    } else if dir.file_name().is_some_and(|n| n == "runtime") && dir.parent().is_some_and(is_checkout) {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    } else {
+        return Err(CheckoutError::NotACheckout);
+    };
+    match checkout_version(&root) {
+        Some(version) if version == VERSION => Ok(root),
+        Some(version) => Err(CheckoutError::OtherVersion { root, version }),
+        None => Err(CheckoutError::NoVersion { root }),
+    }
+}
+
 /// Where the crate of `manifest` takes `orchestr8-runtime` from: a
 /// checkout (a path dependency; checked as `--orchestr8-path` is), the
 /// registry (a version only), or `None` when it does not depend on it.
@@ -196,9 +252,14 @@ fn runtime_of(manifest: &Path) -> Result<Option<OwnCrates>, String> {
     match dependency.get("path").and_then(toml::Value::as_str) {
         Some(path) => {
             let dir = manifest.parent().unwrap_or(Path::new(".")).join(path);
-            OwnCrates::at(&dir)
-                .map(Some)
-                .map_err(|e| format!("`{}` depends on orchestr8-runtime at `{path}`: {e}", manifest.display()))
+            checked(&dir).map(|root| Some(OwnCrates::checkout(root))).map_err(|e| {
+                format!(
+                    "`{}` depends on orchestr8-runtime at `{path}`: {}; point its orchestr8-runtime and \
+                     orchestr8-macros dependencies at a checkout of orchestr8 {VERSION}",
+                    manifest.display(),
+                    e.describe(&dir)
+                )
+            })
         }
         None => Ok(Some(OwnCrates::registry())),
     }

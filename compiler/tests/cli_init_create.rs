@@ -183,6 +183,30 @@ fn compile_takes_the_runtime_the_agent_crates_take() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(dir.join("Cargo.toml")).unwrap(), manifest);
+    // Its checkout moved on to another version: the fix is in the agents'
+    // manifest, and the error says so (no other --orchestr8-path could help).
+    std::fs::write(tmp.path().join("o8/Cargo.toml"), "[workspace.package]\nversion = \"0.0.9\"\n").unwrap();
+    let stderr = run(&dir, &["compile", "workflow.json"], 2);
+    assert!(stderr.contains("is orchestr8 0.0.9"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "point its orchestr8-runtime and orchestr8-macros dependencies at a checkout of orchestr8 {version}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pass another --orchestr8-path"), "{stderr}");
+    // Agents taking the registry's runtime: the crate does too, and says so.
+    let agents = dir.join("agents/Cargo.toml");
+    let registry = format!(
+        "orchestr8-runtime = {{ version = \"={version}\" }}\norchestr8-macros = {{ version = \"={version}\" }}\n"
+    );
+    let text = std::fs::read_to_string(&agents).unwrap();
+    let text: String = text.lines().filter(|l| !l.starts_with("orchestr8-")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&agents, text.replace("[dependencies]\n", &format!("[dependencies]\n{registry}"))).unwrap();
+    let stderr = run(&dir, &["compile", "workflow.json"], 0);
+    assert!(stderr.contains("note: orchestr8-runtime and orchestr8-macros"), "{stderr}");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains(&format!("orchestr8-runtime = {{ version = \"={version}\" }}")), "{manifest}");
 }
 
 #[test]

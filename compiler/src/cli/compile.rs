@@ -21,8 +21,9 @@ pub(super) struct Args {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// The orchestr8 checkout whose `runtime/` the crate depends on by path
-    /// (default: the one this orchestr8 was built from, if it is still there;
-    /// else `orchestr8-runtime` from the registry, by exact version).
+    /// (default: where the workflow's agent crates take it from; else the
+    /// checkout this orchestr8 was built from, if it is still there; else
+    /// `orchestr8-runtime` from the registry, by exact version).
     #[arg(long, value_name = "DIR", alias = "runtime-path")]
     orchestr8_path: Option<PathBuf>,
     /// What to compile for: a program that runs the workflow itself, or a
@@ -80,6 +81,9 @@ pub(super) fn compile(
     };
     let manifests: Vec<_> = workflow.crates.iter().map(|c| workflow_dir.join(&c.path).join("Cargo.toml")).collect();
     let own = OwnCrates::locate_for(orchestr8_path, &manifests)?;
+    if let Some(note) = own.registry_note() {
+        eprintln!("{note}");
+    }
     let out_dir = match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;

@@ -71,6 +71,9 @@ fn init(args: &Args) -> Result<PathBuf, String> {
     }
     let dir = args.path.clone().unwrap_or_else(|| PathBuf::from(name));
     let own = OwnCrates::locate(args.orchestr8_path.as_deref())?;
+    if let Some(note) = own.registry_note() {
+        eprintln!("{note}");
+    }
     match std::fs::read_dir(&dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {

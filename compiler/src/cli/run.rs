@@ -18,8 +18,9 @@ pub(super) struct Args {
     #[arg(value_name = "WORKFLOW")]
     workflow: PathBuf,
     /// The orchestr8 checkout whose `runtime/` the crate depends on by path
-    /// (default: the one this orchestr8 was built from, if it is still there;
-    /// else `orchestr8-runtime` from the registry, by exact version).
+    /// (default: where the workflow's agent crates take it from; else the
+    /// checkout this orchestr8 was built from, if it is still there; else
+    /// `orchestr8-runtime` from the registry, by exact version).
     #[arg(long, value_name = "DIR", alias = "runtime-path")]
     orchestr8_path: Option<PathBuf>,
     /// Run the program (embedded), or serve the workflow on a Restate server

@@ -21,8 +21,9 @@ pub(super) struct Args {
     #[arg(long, value_name = "WORKFLOW")]
     workflow: Option<PathBuf>,
     /// The orchestr8 checkout whose `runtime/` the crate depends on by path
-    /// (default: the one this orchestr8 was built from, if it is still there;
-    /// else `orchestr8-runtime` from the registry, by exact version).
+    /// (default: where the workflow's agent crates take it from; else the
+    /// checkout this orchestr8 was built from, if it is still there; else
+    /// `orchestr8-runtime` from the registry, by exact version).
     #[arg(long, value_name = "DIR", alias = "runtime-path")]
     orchestr8_path: Option<PathBuf>,
     #[command(flatten)]
