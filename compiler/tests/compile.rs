@@ -924,4 +924,10 @@ fn restate_refuses_parallel_blocks_and_maps_in_a_maps_body() {
     assert_eq!(codes(&parallel, Target::Embedded), []);
     let nested = workflow(serde_json::json!({"id": "inner", "map": {"over": "${input.xs}", "as": "x", "step": agent}}));
     assert_eq!(codes(&nested, Target::Restate), [("E0460".to_owned(), "/steps/0/map/step/map".to_owned())]);
+    // A wait in a map's body is E0454 on every target: not E0460 again.
+    let wait = workflow(
+        serde_json::json!({"id": "w", "wait": {"signal": "go", "schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}),
+    );
+    let wait_codes: Vec<String> = codes(&wait, Target::Restate).into_iter().map(|(code, _)| code).collect();
+    assert!(wait_codes.contains(&"E0454".to_owned()) && !wait_codes.contains(&"E0460".to_owned()), "{wait_codes:?}");
 }

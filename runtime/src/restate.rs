@@ -11,7 +11,8 @@
 //! attempt timeout (or the step timeout). Fatal errors, invalid input and an
 //! open circuit breaker are terminal; the rest Restate retries. Cancelling
 //! the invocation cancels the running agent's token, as embedded. Where this
-//! differs from the embedded executor is listed in the README's table.
+//! differs from the embedded executor is listed in the book's "Running on
+//! Restate" (`docs/src/how-to/restate.md`).
 //!
 //! The items here are used by the crate `orchestr8 compile --target restate`
 //! writes: its handlers call [`run`] and [`run_branch`], its `main` calls

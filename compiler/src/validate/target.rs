@@ -38,21 +38,33 @@ pub fn check(workflow: &Workflow, target: Target, doc: &Doc, out: &mut Vec<Diagn
 /// from the plan's root).
 fn walk(steps: &[(String, &Step)], in_map: bool, target: Target, doc: &Doc, out: &mut Vec<Diagnostic>) {
     for (pointer, step) in steps {
+        // What it is, its key, and what to do instead.
         let unsupported = match step {
             Step::Agent(_) | Step::Sequence(_) | Step::Switch(_) => None,
-            Step::Parallel(_) if in_map => Some(("a parallel block in a map's body", "parallel")),
-            Step::Map(_) if in_map => Some(("a map in a map's body", "map")),
+            Step::Parallel(_) if in_map => Some((
+                "a parallel block in a map's body",
+                "parallel",
+                "compile for the embedded target (the default, no `--target`), or run the block's steps in a \
+                 sequence in the map's body (its items already run concurrently)",
+            )),
+            Step::Map(_) if in_map => Some((
+                "a map in a map's body",
+                "map",
+                "compile for the embedded target (the default, no `--target`), or flatten the lists into one \
+                 before the outer map",
+            )),
             Step::Parallel(_) | Step::Map(_) => None,
-            Step::Wait(_) => Some(("a wait", "wait")),
+            // A wait in a map's body is E0454 on every target.
+            Step::Wait(_) if in_map => None,
+            Step::Wait(_) => Some((
+                "a wait",
+                "wait",
+                "compile for the embedded target (the default, no `--target`): its program journals a waiting \
+                 execution and goes on when the signal comes",
+            )),
         };
-        if let Some((what, key)) = unsupported {
+        if let Some((what, key, help)) = unsupported {
             let at_key = format!("{pointer}/{key}");
-            let help = if in_map {
-                "compile for the embedded target (the default, no `--target`), or move the block out of the map's \
-                 body (a map's items can each call a sequence of steps)"
-            } else {
-                "compile for the embedded target (the default, no `--target`), which runs every kind of block"
-            };
             out.push(
                 Diagnostic::error(
                     Code::UnsupportedOnTarget,
