@@ -584,10 +584,23 @@ fn quoted_list(items: &[&str]) -> String {
     items.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
 }
 
+/// `s` with its first letter in lower case, to follow "add `x`: ", unless
+/// it starts an acronym (`JSON Schema` stays).
 fn lower_first(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
+        Some(f) if !s.chars().nth(1).is_some_and(char::is_uppercase) => f.to_lowercase().chain(c).collect(),
+        _ => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod lower_first_tests {
+    #[test]
+    fn lower_first_keeps_acronyms() {
+        assert_eq!(super::lower_first("The agent's id"), "the agent's id");
+        assert_eq!(super::lower_first("JSON Schema (draft 2020-12)"), "JSON Schema (draft 2020-12)");
+        assert_eq!(super::lower_first("A"), "a");
+        assert_eq!(super::lower_first(""), "");
     }
 }
