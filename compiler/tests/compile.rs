@@ -27,10 +27,10 @@ fn orchestr8() -> Command {
     cmd
 }
 
-/// The examples the Restate target runs (approval waits, which it refuses:
-/// E0460).
-pub const RESTATE_EXAMPLES: [&str; 6] =
-    ["hello", "digest", "document-pipeline", "flaky-dependency", "llm-triage", "ticket-triage"];
+/// The examples the Restate target runs (all but prompt-eval, an eval's
+/// workflow).
+pub const RESTATE_EXAMPLES: [&str; 7] =
+    ["hello", "approval", "digest", "document-pipeline", "flaky-dependency", "llm-triage", "ticket-triage"];
 
 /// Each example's generated crate for `target`, as one snapshot per example.
 fn snapshot_crates(examples: &[&str], target: Target, prefix: &str) {

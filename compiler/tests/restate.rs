@@ -440,3 +440,49 @@ fn a_map_fails_beyond_its_tolerated_failures_and_cancels_the_items_running() {
         assert!(item["key"].as_str().unwrap().ends_with(&format!("/{step}")), "{item}");
     }
 }
+
+#[test]
+fn a_wait_takes_its_signal_through_the_signals_object() {
+    let Some(server) = RestateServer::start() else { return };
+    let binary = build(&repo().join("examples/approval/workflow.json"), "restate", "approval");
+    let service = serve(&server, &binary, &[]);
+    let id = server.send("/approval/run", r#"{"topic": "the launch"}"#);
+    // What does not fit is refused where it is sent, as the embedded server's
+    // signal endpoint refuses it: an unknown step, a payload off its schema.
+    let (status, body) = server.signal("approval", &id, "reviewer", serde_json::json!({"ok": true}));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no wait step `reviewer`") && body.contains("editor, legal"), "{body}");
+    let (status, body) = server.signal("approval", &id, "editor", serde_json::json!({"approved": true, "by": ""}));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("/by"), "where it does not fit: {body}");
+    let (status, body) = server.signal("approval", &id, "legal", serde_json::json!({"ok": true, "note": "fine"}));
+    assert_eq!(status, 200, "{body}\n{}", service.log_tail());
+    let (status, body) = server.signal("approval", &id, "legal", serde_json::json!({"ok": false}));
+    assert_eq!(status, 409, "one signal per step: {body}");
+    let (status, body) = server.signal("approval", &id, "editor", serde_json::json!({"approved": true, "by": "Ada"}));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.attach(&id);
+    assert_eq!(status, 200, "{body}\n{}", service.log_tail());
+    let out = json(&body);
+    assert_eq!((out["published"].as_bool(), out["legalNote"].as_str()), (Some(true), Some("fine")), "{out}");
+    assert!(out["summary"].as_str().unwrap().ends_with("(approved by Ada)"), "{out}");
+}
+
+#[test]
+fn a_signal_sent_before_its_step_waits_is_kept_and_a_wait_times_out() {
+    let Some(server) = RestateServer::start() else { return };
+    let (_dir, file, service) = serve_recording(&server, "waits", "waits");
+    // Sent while the first step still runs: kept until the wait registers.
+    let id = server.send("/waits/run", r#"{"slowMs": 1500}"#);
+    wait_for_slow_step(&file);
+    let (status, body) = server.signal("waits", &id, "gate", serde_json::json!({"ok": true}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(count(&calls(&file), "last"), 0, "the signal came early: {:?}", calls(&file));
+    let (status, body) = server.attach(&id);
+    assert_eq!(status, 200, "{body}\n{}", service.log_tail());
+    assert_eq!(json(&body), serde_json::json!({"ok": true, "last": "last"}));
+    // Never signalled: the wait's timeout (a durable timer) fails the step.
+    let (status, body) = server.invoke("/waits/run", r#"{"slowMs": 0}"#);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("step gate: no signal `go` arrived within 2s"), "{body}");
+}

@@ -25,8 +25,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use restate_sdk::context::{
-    CallFuture, Context, ContextAwakeables, ContextClient, ContextSideEffects, DurableFuture, DurableFuturesUnordered,
-    RequestTarget, RunFuture, RunRetryPolicy,
+    CallFuture, Context, ContextAwakeables, ContextClient, ContextReadState, ContextSideEffects, ContextTimers,
+    ContextWriteState, DurableFuture, DurableFuturesUnordered, ObjectContext, RequestTarget, RunFuture, RunRetryPolicy,
 };
 use restate_sdk::errors::{HandlerError, HandlerResult, TerminalError};
 use restate_sdk::serde::Json;
@@ -504,6 +504,150 @@ pub(crate) async fn map_items(
     }
 }
 
+/// The name of the virtual object that takes a workflow's signals: its id,
+/// then `-signals` (`POST /ID-signals/EXECUTION_ID/signal` on the ingress).
+pub fn signals_object(id: &str) -> String {
+    format!("{id}-signals")
+}
+
+/// A waiting step's registration with its execution's signals object: the
+/// awakeable the step awaits (sent by the step, not through the ingress).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Register {
+    /// The wait step's id.
+    pub step: String,
+    /// The awakeable's id, which the signal resolves.
+    pub awakeable: String,
+}
+
+/// A signal for a wait step of an execution, through the ingress: `POST
+/// /ID-signals/EXECUTION_ID/signal` with `{"step": ..., "payload": ...}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Signal {
+    /// The wait step's id.
+    pub step: String,
+    /// What the step's output becomes; it must fit the wait's schema.
+    pub payload: Value,
+}
+
+/// What the signals object keeps of one wait step of its execution.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WaitState {
+    /// The awakeable the step awaits, once it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    awakeable: Option<String>,
+    /// A payload that came before the step waited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending: Option<Value>,
+    /// Whether the step got its signal.
+    #[serde(default)]
+    delivered: bool,
+}
+
+/// The signals object's one state key: every wait step's, by step id (the
+/// SDK's state keys must outlive the handler's context: a constant).
+const WAITS: &str = "waits";
+
+async fn waits_of(ctx: &ObjectContext<'_>) -> Result<Map<String, Value>, TerminalError> {
+    Ok(ctx.get::<Json<Map<String, Value>>>(WAITS).await?.map(|j| j.0).unwrap_or_default())
+}
+
+fn wait_state(waits: &Map<String, Value>, step: &str) -> WaitState {
+    waits.get(step).and_then(|v| WaitState::deserialize(v).ok()).unwrap_or_default()
+}
+
+fn put_wait_state(ctx: &ObjectContext<'_>, mut waits: Map<String, Value>, step: &str, state: &WaitState) {
+    if let Ok(value) = serde_json::to_value(state) {
+        waits.insert(step.to_owned(), value);
+    }
+    ctx.set(WAITS, Json(waits));
+}
+
+/// Handler `register` of the signals object: the step awaits `awakeable`;
+/// a payload that came first resolves it at once.
+pub async fn register(ctx: &ObjectContext<'_>, request: Register) -> HandlerResult<()> {
+    let waits = waits_of(ctx).await?;
+    let mut state = wait_state(&waits, &request.step);
+    match state.pending.take() {
+        Some(payload) => {
+            ctx.resolve_awakeable(&request.awakeable, Json(payload));
+            state.delivered = true;
+        }
+        None => state.awakeable = Some(request.awakeable),
+    }
+    put_wait_state(ctx, waits, &request.step, &state);
+    Ok(())
+}
+
+/// Handler `signal` of the signals object: the payload checked against the
+/// wait's type and schema (422 where it does not fit, 404 for a step that
+/// is no wait), then handed to the step, now or once it waits; a second
+/// signal for a step is a 409, as embedded.
+pub async fn signal<S: Send + Sync + 'static, O: Serialize>(
+    ctx: &ObjectContext<'_>,
+    service: &Service<S, O>,
+    request: Signal,
+) -> HandlerResult<()> {
+    let step = request.step;
+    let mut waiting = None;
+    service.workflow.root().each_step(&mut |s| {
+        if &**s.step_id() == step.as_str() {
+            waiting = s.waiting().map(|w| w.check(&request.payload));
+        }
+    });
+    let payload = match waiting {
+        Some(Ok(payload)) => payload,
+        Some(Err(e)) => {
+            return Err(
+                TerminalError::new_with_code(422, format!("the payload does not fit wait step `{step}`: {e}")).into()
+            )
+        }
+        None => {
+            let steps = service.workflow.wait_steps().join(", ");
+            return Err(
+                TerminalError::new_with_code(404, format!("no wait step `{step}` (the wait steps: {steps})")).into()
+            );
+        }
+    };
+    let waits = waits_of(ctx).await?;
+    let mut state = wait_state(&waits, &step);
+    if state.delivered || state.pending.is_some() {
+        return Err(TerminalError::new_with_code(409, format!("step `{step}` already has its signal")).into());
+    }
+    match state.awakeable.take() {
+        Some(awakeable) => {
+            ctx.resolve_awakeable(&awakeable, Json(payload));
+            state.delivered = true;
+        }
+        None => state.pending = Some(payload),
+    }
+    put_wait_state(ctx, waits, &step, &state);
+    Ok(())
+}
+
+/// A wait step on Restate: an awakeable registered with the execution's
+/// signals object, awaited (at most `timeout`, a durable timer); its
+/// payload, or `None` when the time ran out.
+pub(crate) async fn wait_for_signal(
+    on: &Invocation<'_>,
+    step: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<Value>, TerminalError> {
+    let (awakeable, payload) = on.ctx.awakeable::<Json<Value>>();
+    let register = Register { step: step.to_owned(), awakeable };
+    on.ctx
+        .request::<Json<Register>, ()>(
+            RequestTarget::object(signals_object(on.service), on.meta.execution_id.to_string(), "register"),
+            Json(register),
+        )
+        .send();
+    let Some(timeout) = timeout else { return Ok(Some(payload.await?.0)) };
+    restate_sdk::select! {
+        received = payload => Ok(Some(received?.0)),
+        _ = on.ctx.sleep(timeout) => Ok(None),
+    }
+}
+
 /// Whether Restate ended the action because the invocation was cancelled
 /// (the SDK's 409): that is never a step's own failure to continue past.
 pub(crate) fn is_cancellation(error: &TerminalError) -> bool {
@@ -735,7 +879,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
 ///     rt::restate::serve(Service { service }, "hello")
 /// }
 /// ```
-pub fn serve(service: impl restate_sdk::service::IntoServiceDefinition, name: &str) -> std::process::ExitCode {
+pub fn serve(endpoint: restate_sdk::endpoint::Endpoint, name: &str) -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let mut bind = String::from("127.0.0.1:9080");
     while let Some(arg) = args.next() {
@@ -780,7 +924,6 @@ pub fn serve(service: impl restate_sdk::service::IntoServiceDefinition, name: &s
                 return std::process::ExitCode::from(1);
             }
         };
-        let endpoint = restate_sdk::endpoint::Endpoint::builder().bind(service).build();
         eprintln!("serving `{name}` for Restate on http://{addr} (HTTP/2)");
         restate_sdk::http_server::HttpServer::new(endpoint).serve_with_cancel(listener, stopped()).await;
         std::process::ExitCode::SUCCESS

@@ -503,6 +503,38 @@ where
         resumed_with(done, self.on_error)
     }
 
+    #[cfg(feature = "restate")]
+    fn run_on_restate<'a>(
+        &'a self,
+        on: &'a crate::restate::Invocation<'a>,
+        state: &'a Arc<S>,
+        _path: &'a [usize],
+    ) -> BoxFuture<'a, Result<(), restate_sdk::errors::TerminalError>> {
+        use restate_sdk::errors::TerminalError;
+        Box::pin(async move {
+            let ended = match crate::restate::wait_for_signal(on, &self.id, self.timeout).await {
+                Ok(Some(payload)) => {
+                    // Checked by the signals object when it arrived.
+                    self.restore(state, &payload).map_err(|e| {
+                        TerminalError::new(format!("step {}: the signal's payload does not fit: {e}", self.id))
+                    })?;
+                    on.succeeded(&self.id, payload);
+                    return Ok(());
+                }
+                Ok(None) => {
+                    let timeout = self.timeout.unwrap_or_default();
+                    TerminalError::new(format!("step {}: {}", self.id, self.timed_out(timeout).message))
+                }
+                Err(e) => e,
+            };
+            match self.on_error {
+                // The step's slot stays empty, as embedded; never past a cancellation.
+                OnError::Continue if !crate::restate::is_cancellation(&ended) => Ok(()),
+                _ => Err(ended),
+            }
+        })
+    }
+
     fn waiting(&self) -> Option<&dyn Waiting> {
         Some(self)
     }

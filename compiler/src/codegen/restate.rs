@@ -11,9 +11,9 @@ use super::types::ty;
 use crate::checked::types::RustTy;
 use crate::checked::{CheckedWorkflow, PlanNode};
 
-/// The service struct's name: `Service`, or `Service2`... when the
-/// workflow's own types (imported whole from `workflow.rs`) take it.
-fn service_ident(c: &CheckedWorkflow) -> proc_macro2::Ident {
+/// A struct's name in `main.rs`: `base`, or `base2`... when the workflow's
+/// own types (imported whole from `workflow.rs`) or `also` take it.
+fn free_ident(c: &CheckedWorkflow, base: &str, also: &[&proc_macro2::Ident]) -> proc_macro2::Ident {
     let mut taken: Vec<String> = vec!["State".into(), "WorkflowInput".into()];
     let local = |t: &RustTy| match t {
         RustTy::Struct(s) if s.path.krate.is_none() => Some(s.path.name.clone()),
@@ -22,8 +22,9 @@ fn service_ident(c: &CheckedWorkflow) -> proc_macro2::Ident {
     };
     taken.extend(c.input_types.iter().chain(&c.output_types).chain(&c.agent_types).filter_map(local));
     taken.extend(c.maps.iter().map(|m| m.item_state.to_string()));
-    let name = std::iter::once("Service".to_owned())
-        .chain((2..).map(|n| format!("Service{n}")))
+    taken.extend(also.iter().map(|i| i.to_string()));
+    let name = std::iter::once(base.to_owned())
+        .chain((2..).map(|n| format!("{base}{n}")))
         .find(|n| !taken.contains(n))
         .expect("an unbounded sequence of names has a free one");
     format_ident!("{name}")
@@ -31,7 +32,7 @@ fn service_ident(c: &CheckedWorkflow) -> proc_macro2::Ident {
 
 pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
     let id = &c.id;
-    let service = service_ident(c);
+    let service = free_ident(c, "Service", &[]);
     let output = ty(&c.output);
     let (input_param, ids_param, state) = new_state(c);
     let service_doc = format!(
@@ -51,6 +52,49 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
             ) -> ::restate_sdk::errors::HandlerResult<::restate_sdk::serde::Json<rt::restate::BranchOutputs>> {
                 rt::restate::run_branch(&ctx, &self.service, request.0, new_state).await
             }
+        }
+    });
+    // A workflow's waits take their signals through a virtual object keyed
+    // by the execution: `POST /ID-signals/EXECUTION_ID/signal`.
+    let signals = (!c.waits.is_empty()).then(|| free_ident(c, "Signals", &[&service]));
+    let signals_items = signals.as_ref().map(|signals| {
+        let object = format!("{id}-signals");
+        let doc = format!(
+            " The signals of `{id}`'s executions: `POST /{object}/EXECUTION_ID/signal` on the Restate ingress, with `{{\"step\": WAIT_STEP, \"payload\": ...}}`, hands a waiting step its payload."
+        );
+        quote! {
+            #[doc = #doc]
+            pub struct #signals {
+                service: rt::restate::Service<State, #output>,
+            }
+
+            #[::restate_sdk::object(name = #object)]
+            impl #signals {
+                /// Takes a signal for a wait step of the execution (the key):
+                /// checked against the wait's schema, then handed to the step.
+                #[handler]
+                async fn signal(
+                    &self,
+                    ctx: ::restate_sdk::context::ObjectContext<'_>,
+                    request: ::restate_sdk::serde::Json<rt::restate::Signal>,
+                ) -> ::restate_sdk::errors::HandlerResult<()> {
+                    rt::restate::signal(&ctx, &self.service, request.0).await
+                }
+                /// Notes the awakeable a wait step awaits (called by the step).
+                #[handler(ingress_private)]
+                async fn register(
+                    &self,
+                    ctx: ::restate_sdk::context::ObjectContext<'_>,
+                    request: ::restate_sdk::serde::Json<rt::restate::Register>,
+                ) -> ::restate_sdk::errors::HandlerResult<()> {
+                    rt::restate::register(&ctx, request.0).await
+                }
+            }
+        }
+    });
+    let bind_signals = signals.as_ref().map(|signals| {
+        quote! {
+            .bind(#signals { service: rt::restate::Service::new(#id, workflow::workflow()) })
         }
     });
     // A missing API key stops the service before it serves (exit 2).
@@ -95,6 +139,7 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
                 #branch_handler
             }
         },
+        quote!(#signals_items),
         quote! {
             /// A new execution's state, every step's output still to come.
             fn new_state(#input_param: WorkflowInput, #ids_param: &rt::ExecutionIds) -> State {
@@ -105,7 +150,8 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
             fn main() -> std::process::ExitCode {
                 #preflight
                 let service = rt::restate::Service::new(#id, workflow::workflow()).input_schema(workflow::INPUT_SCHEMA);
-                rt::restate::serve(#service { service }, #id)
+                let endpoint = ::restate_sdk::endpoint::Endpoint::builder().bind(#service { service }) #bind_signals .build();
+                rt::restate::serve(endpoint, #id)
             }
         },
     ];

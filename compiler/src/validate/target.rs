@@ -40,7 +40,8 @@ fn walk(steps: &[(String, &Step)], in_map: bool, target: Target, doc: &Doc, out:
     for (pointer, step) in steps {
         // What it is, its key, and what to do instead.
         let unsupported = match step {
-            Step::Agent(_) | Step::Sequence(_) | Step::Switch(_) => None,
+            // (A wait in a map's body is E0454 on every target.)
+            Step::Agent(_) | Step::Sequence(_) | Step::Switch(_) | Step::Wait(_) => None,
             Step::Parallel(_) if in_map => Some((
                 "a parallel block in a map's body",
                 "parallel",
@@ -54,14 +55,6 @@ fn walk(steps: &[(String, &Step)], in_map: bool, target: Target, doc: &Doc, out:
                  before the outer map",
             )),
             Step::Parallel(_) | Step::Map(_) => None,
-            // A wait in a map's body is E0454 on every target.
-            Step::Wait(_) if in_map => None,
-            Step::Wait(_) => Some((
-                "a wait",
-                "wait",
-                "compile for the embedded target (the default, no `--target`): its program journals a waiting \
-                 execution and goes on when the signal comes",
-            )),
         };
         if let Some((what, key, help)) = unsupported {
             let at_key = format!("{pointer}/{key}");

@@ -135,6 +135,13 @@ impl RestateServer {
         answer["invocationId"].as_str().unwrap_or_else(|| panic!("POST {path}: no invocationId in {text}")).to_owned()
     }
 
+    /// Sends a wait step of execution `execution_id` of workflow `id` its
+    /// signal, through the ingress (`POST /ID-signals/EXECUTION/signal`).
+    pub fn signal(&self, id: &str, execution_id: &str, step: &str, payload: serde_json::Value) -> (u16, String) {
+        let body = serde_json::json!({"step": step, "payload": payload}).to_string();
+        self.invoke(&format!("/{id}-signals/{execution_id}/signal"), &body)
+    }
+
     /// Cancels an invocation through the admin API, as `restate invocations
     /// cancel` does; panics unless the server accepts it.
     pub fn cancel(&self, invocation_id: &str) {
