@@ -192,6 +192,52 @@ fn orchestr8_run_target_restate_serves_runs_and_stops_in_one_command() {
 }
 
 #[test]
+fn orchestr8_run_target_restate_shows_how_to_signal_a_wait() {
+    use std::io::BufRead;
+    let Some(_server) = RestateServer::start() else { return };
+    let _building = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestr8"))
+        .args(["run", "--target", "restate"])
+        .arg(repo().join("compiler/tests/restate/waits.json"))
+        .args(["--input", r#"{"slowMs": 1500}"#])
+        .env("CARGO_TARGET_DIR", generated_target())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It names the execution and says how to signal its wait: do as it says.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut url = None;
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("curl -X POST ") {
+            url = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+        seen.push(line);
+    }
+    // The rest is read on, so that the pipe stays open while it runs.
+    let rest = std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>());
+    let url = url.unwrap_or_else(|| panic!("no signal command in {seen:#?}"));
+    assert!(seen.iter().any(|l| l.starts_with("execution inv_")), "{seen:#?}");
+    assert!(url.contains("/waits-signals/inv_") && url.ends_with("/signal"), "{url}");
+    let body = serde_json::json!({"step": "gate", "payload": {"ok": true}}).to_string();
+    let answer = orchestr8::restate::http::http(
+        "POST",
+        &url,
+        &[("content-type", "application/json")],
+        Some(&body),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {:#?}", out.status, rest.join().unwrap());
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout)), serde_json::json!({"ok": true, "last": "last"}));
+}
+
+#[test]
 fn what_restate_cannot_keep_or_name_is_refused_where_it_is_written() {
     let mut doc = json(&std::fs::read_to_string(repo().join("examples/hello/workflow.json")).unwrap());
     doc["limits"] = serde_json::json!({"maxTokens": 1000});

@@ -55,6 +55,8 @@ pub(super) enum Compiled {
         dir: PathBuf,
         /// Its package and binary name (`metadata.id`).
         name: String,
+        /// The ids of its wait steps.
+        waits: Vec<String>,
     },
 }
 
@@ -104,7 +106,8 @@ pub(super) fn compile(
         if summary.written.len() == 1 { "" } else { "s" },
         summary.unchanged.len()
     );
-    Ok(Compiled::Crate { dir: out_dir, name: workflow.id })
+    let waits = workflow.waits.iter().map(|w| w.id.clone()).collect();
+    Ok(Compiled::Crate { dir: out_dir, name: workflow.id, waits })
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, String> {

@@ -78,7 +78,7 @@ pub(super) fn build_and_run(
     features: &[&str],
     program_args: &[String],
 ) -> Result<ExitCode, String> {
-    let Some((binary, _)) = build(workflow, orchestr8_path, reporting, Target::Embedded, features)? else {
+    let Some(Built { binary, .. }) = build(workflow, orchestr8_path, reporting, Target::Embedded, features)? else {
         return Ok(ExitCode::from(1));
     };
     // Ctrl-C goes to the program, which cancels cooperatively and exits 130;
@@ -91,23 +91,32 @@ pub(super) fn build_and_run(
     Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
 }
 
+/// A workflow's program (or Restate service), built.
+pub(super) struct Built {
+    /// The binary.
+    pub(super) binary: PathBuf,
+    /// The workflow id.
+    pub(super) name: String,
+    /// Its wait steps' ids.
+    pub(super) waits: Vec<String>,
+}
+
 /// Compiles `workflow` for `target` into `.orchestr8/build/` beside it and
-/// builds it: the binary and the workflow id, or `None` when the workflow is
-/// invalid (reported).
+/// builds it, or `None` when the workflow is invalid (reported).
 pub(super) fn build(
     workflow: &Path,
     orchestr8_path: Option<&Path>,
     reporting: Reporting,
     target: Target,
     features: &[&str],
-) -> Result<Option<(PathBuf, String)>, String> {
+) -> Result<Option<Built>, String> {
     let base = workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
     let build_dir = base.join("build");
     let crate_dir = match target {
         Target::Embedded => stem(workflow),
         Target::Restate => format!("{}-restate", stem(workflow)),
     };
-    let Compiled::Crate { dir, name } =
+    let Compiled::Crate { dir, name, waits } =
         compile(workflow, Some(&build_dir.join(crate_dir)), orchestr8_path, target, reporting)?
     else {
         return Ok(None);
@@ -134,7 +143,7 @@ pub(super) fn build(
         Target::Embedded => name.clone(),
         Target::Restate => crate::codegen::restate_binary(&name),
     };
-    Ok(Some((target_dir.join("debug").join(binary), name)))
+    Ok(Some(Built { binary: target_dir.join("debug").join(binary), name, waits }))
 }
 
 fn stem(path: &Path) -> String {

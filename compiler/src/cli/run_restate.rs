@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::run::build;
+use super::run::{build, Built};
 use super::Reporting;
 use crate::restate::http::http;
 use crate::restate::Server;
@@ -31,7 +31,8 @@ pub(super) fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
-    let Some((binary, id)) = build(workflow, orchestr8_path, reporting, Target::Restate, &[])? else {
+    let Some(Built { binary, name: id, waits }) = build(workflow, orchestr8_path, reporting, Target::Restate, &[])?
+    else {
         return Ok(ExitCode::from(1));
     };
     if stop.load(Ordering::SeqCst) {
@@ -60,13 +61,36 @@ pub(super) fn run(
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    // The call waits for the whole execution: on a thread, so that Ctrl-C
-    // and a process that died are noticed meanwhile.
+    // Started, then attached to: its id is known (and shown) while it runs,
+    // which a wait's signal needs.
+    let headers = [("content-type", "application/json")];
+    let send_url = format!("{url}/send");
+    let sent = http("POST", &send_url, &headers, Some(&body), Duration::from_secs(30))
+        .map_err(|e| format!("cannot call {send_url}: {e}"))?;
+    let execution = match serde_json::from_str::<serde_json::Value>(&sent.body) {
+        Ok(v) if (200..300).contains(&sent.status) => v["invocationId"].as_str().map(str::to_owned),
+        _ => None,
+    };
+    let Some(execution) = execution else {
+        // Refused before it started (an input off its schema: 400).
+        return Ok(failed(sent.status, sent.body));
+    };
+    eprintln!("execution {execution}");
+    if !waits.is_empty() {
+        eprintln!("its wait steps ({}) take their signals with:", waits.join(", "));
+        eprintln!(
+            "  curl -X POST {}/{}/{execution}/signal -H 'content-type: application/json' -d '{{\"step\": \"{}\", \"payload\": ...}}'",
+            server.ports.ingress_url(),
+            crate::codegen::restate_signals_object(&id),
+            waits[0]
+        );
+    }
+    // The output is awaited on a thread, so that Ctrl-C and a process that
+    // died are noticed meanwhile.
     let (tx, rx) = std::sync::mpsc::channel();
-    let call_url = url.clone();
+    let call_url = format!("{}/restate/invocation/{execution}/attach", server.ports.ingress_url());
     std::thread::spawn(move || {
-        let headers = [("content-type", "application/json")];
-        let answer = http("POST", &call_url, &headers, Some(&body), Duration::from_secs(365 * 24 * 3600))
+        let answer = http("GET", &call_url, &[], None, Duration::from_secs(365 * 24 * 3600))
             .map(|r| (r.status, r.body))
             .map_err(|e| format!("cannot call {call_url}: {e}"));
         let _ = tx.send(answer);
@@ -92,15 +116,20 @@ pub(super) fn run(
         println!("{pretty}");
         Ok(ExitCode::SUCCESS)
     } else {
-        // Restate's terminal error: `{"code", "message"}`.
-        let message = serde_json::from_str::<serde_json::Value>(&answer)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_owned))
-            .unwrap_or(answer);
-        eprintln!("error: the execution failed ({status}): {message}");
-        // As the embedded program: 2 for an input it refused, 1 for a failure.
-        Ok(ExitCode::from(if status == 400 { 2 } else { 1 }))
+        Ok(failed(status, answer))
     }
+}
+
+/// Reports a failed or refused execution (Restate's terminal error: `{"code",
+/// "message"}`); the exit code, as the embedded program's: 2 for an input it
+/// refused, 1 for a failure.
+fn failed(status: u16, answer: String) -> ExitCode {
+    let message = serde_json::from_str::<serde_json::Value>(&answer)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or(answer);
+    eprintln!("error: the execution failed ({status}): {message}");
+    ExitCode::from(if status == 400 { 2 } else { 1 })
 }
 
 /// An error when the server or the service is gone: nothing would answer.

@@ -103,6 +103,12 @@ pub fn restate_binary(id: &str) -> String {
     format!("{id}-restate")
 }
 
+/// The name of the Restate virtual object that takes a workflow's signals
+/// (the runtime's `restate::signals_object` names the same).
+pub fn restate_signals_object(id: &str) -> String {
+    format!("{id}-signals")
+}
+
 /// The `restate-sdk` the runtime's `restate` feature is built on.
 pub const RESTATE_SDK_VERSION: &str = "0.13.0";
 

@@ -16,7 +16,9 @@ mod types;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use files::{restate_binary, write_files, WriteError, WriteSummary, GENERATED_MARK, RESTATE_SDK_VERSION};
+pub use files::{
+    restate_binary, restate_signals_object, write_files, WriteError, WriteSummary, GENERATED_MARK, RESTATE_SDK_VERSION,
+};
 
 use crate::checked::CheckedWorkflow;
 use crate::own_crates::OwnCrates;

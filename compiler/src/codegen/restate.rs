@@ -58,7 +58,7 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
     // by the execution: `POST /ID-signals/EXECUTION_ID/signal`.
     let signals = (!c.waits.is_empty()).then(|| free_ident(c, "Signals", &[&service]));
     let signals_items = signals.as_ref().map(|signals| {
-        let object = format!("{id}-signals");
+        let object = super::files::restate_signals_object(id);
         let doc = format!(
             " The signals of `{id}`'s executions: `POST /{object}/EXECUTION_ID/signal` on the Restate ingress, with `{{\"step\": WAIT_STEP, \"payload\": ...}}`, hands a waiting step its payload."
         );
