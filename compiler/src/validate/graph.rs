@@ -512,18 +512,38 @@ fn check_map(
     }
     if map.map.step.result().is_none() {
         let at = format!("{pointer}/map/step");
+        // The step without an output: the body, or the last of its sequence.
+        let mut last = &*map.map.step;
+        while let Step::Sequence(s) = last {
+            match s.sequence.last() {
+                Some(step) => last = step,
+                None => break,
+            }
+        }
+        let (which, help) = match last {
+            Step::Switch(s) => (
+                format!("switch `{}`, which has no `output`", s.id),
+                "give the switch an `output`, or end the body with a step after it whose output is the item's",
+            ),
+            other => (
+                match other {
+                    Step::Parallel(p) => format!("parallel block `{}`", p.id),
+                    _ => format!("`{}`", other.id()),
+                },
+                "end the body with a step whose output is the item's: wrap the parallel block in a sequence \
+                 followed by a step that combines its results",
+            ),
+        };
+        let ends = if std::ptr::eq(last, &*map.map.step) { "is" } else { "ends with" };
         out.push(
             Diagnostic::error(
                 Code::MapBodyHasNoOutput,
-                format!(
-                    "the body of map `{}` has no output: it is, or ends with, a parallel block or a switch without `output`",
-                    map.id
-                ),
+                format!("the body of map `{}` has no output: it {ends} {which}", map.id),
                 at.clone(),
                 doc.value(&at),
             )
             .with_label("no output per item")
-            .with_help("end the body with a step whose output is the item's: wrap the parallel block in a sequence followed by a step that combines its results"),
+            .with_help(help),
         );
     }
 }

@@ -110,7 +110,12 @@ fn check_agent(id: &str, agent: &LlmAgent, at: &str, doc: &Doc<'_>, out: &mut Ve
             let p = format!("{output_at}{}", unsupported.pointer);
             out.push(
                 Diagnostic::error(Code::ProviderCannotEnforce, unsupported.message, &p, doc.key(&p))
-                    .with_label(format!("not expressible for {}", provider_name(agent.provider))),
+                    .with_label(format!("not expressible for {}", provider_name(agent.provider)))
+                    .with_help(
+                        "give the output a shape structured output takes (`orchestr8 explain E0424` shows the \
+                         rewrite of each), or use a provider that accepts it, such as `openai` with an \
+                         OpenAI-compatible server",
+                    ),
             );
         }
         Ok(wire) => {
