@@ -31,14 +31,19 @@ static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(V
 /// it under `-D warnings`, runs clippy on it, and returns a copy of its
 /// binary (the two targets' binaries share a name in the shared folder).
 fn build(workflow: &Path, target: &str, name: &str) -> PathBuf {
+    build_with(workflow, target, name, &[])
+}
+
+/// `build` with the generated crate's `features`.
+fn build_with(workflow: &Path, target: &str, name: &str, features: &[&str]) -> PathBuf {
     // The tests run in parallel, and the crates of one name share files:
     // each crate is built once, and its binary is not replaced while it runs.
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let key = format!("{name}-{target}");
+    let key = [&[name, target][..], features].concat().join("-");
     if let Some((_, binary)) = built.iter().find(|(k, _)| *k == key) {
         return binary.clone();
     }
-    let out = repo().join("target/restate-e2e").join(format!("{name}-{target}"));
+    let out = repo().join("target/restate-e2e").join(&key);
     let status = Command::new(env!("CARGO_BIN_EXE_orchestr8"))
         .args(["compile", "--target", target, "--out"])
         .arg(&out)
@@ -50,6 +55,7 @@ fn build(workflow: &Path, target: &str, name: &str) -> PathBuf {
     for (command, flags) in [("build", Some("-D warnings")), ("clippy", None)] {
         let mut cargo = Command::new(env!("CARGO"));
         cargo.args([command, "--quiet", "--manifest-path"]).arg(out.join("Cargo.toml"));
+        cargo.args(features.iter().flat_map(|f| ["--features", f]));
         if command == "clippy" {
             cargo.args(["--", "-D", "warnings"]);
         }
@@ -490,7 +496,7 @@ fn a_map_fails_beyond_its_tolerated_failures_and_cancels_the_items_running() {
 #[test]
 fn a_wait_takes_its_signal_through_the_signals_object() {
     let Some(server) = RestateServer::start() else { return };
-    let binary = build(&repo().join("examples/approval/workflow.json"), "restate", "approval");
+    let binary = build_with(&repo().join("examples/approval/workflow.json"), "restate", "approval", &["rest"]);
     let service = serve(&server, &binary, &[]);
     let id = server.send("/approval/run", r#"{"topic": "the launch"}"#);
     // What does not fit is refused where it is sent, as the embedded server's
@@ -531,4 +537,115 @@ fn a_signal_sent_before_its_step_waits_is_kept_and_a_wait_times_out() {
     let (status, body) = server.invoke("/waits/run", r#"{"slowMs": 0}"#);
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("step gate: no signal `go` arrived within 2s"), "{body}");
+}
+
+/// `POST`/`GET` `url` with a JSON body (or none): status, headers, body.
+fn call(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> orchestr8::restate::http::HttpResponse {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    orchestr8::restate::http::http(method, url, &all, body, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+#[test]
+fn the_rest_api_of_serve_answers_for_a_workflow_on_restate() {
+    let Some(server) = RestateServer::start() else { return };
+    let binary = build_with(&repo().join("examples/approval/workflow.json"), "restate", "approval", &["rest"]);
+    let service = serve(&server, &binary, &[]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _rest = ServiceProcess::start(
+        &binary,
+        &["rest", "--addr", &addr, "--ingress", &server.ingress(), "--admin", &server.admin(), "--wait-timeout", "1s"],
+        &[],
+        port,
+    );
+    let api = format!("http://{addr}");
+    // Execute: 202, the execution's id (the invocation's) and where to find it.
+    let r = call("POST", &format!("{api}/workflows/execute"), Some(r#"{"input": {"topic": "the launch"}}"#), &[]);
+    assert_eq!(r.status, 202, "{}\n{}", r.body, service.log_tail());
+    let started = json(&r.body);
+    let id = started["executionId"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("inv_") && started["status"] == "running", "{started}");
+    assert_eq!(started["links"]["self"], format!("/executions/{id}"));
+    // An input off the workflow's types: 422 where it is wrong, nothing started.
+    let r = call("POST", &format!("{api}/workflows/execute"), Some(r#"{"input": {"topic": 5}}"#), &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("/topic"), "{}", r.body);
+    // Its state while it waits, then its signals: refused as serve refuses them.
+    let r = call("GET", &format!("{api}/executions/{id}"), None, &[]);
+    assert_eq!((r.status, json(&r.body)["status"].as_str()), (200, Some("running")), "{}", r.body);
+    let signal =
+        |step: &str, payload: &str| call("POST", &format!("{api}/executions/{id}/signals/{step}"), Some(payload), &[]);
+    assert_eq!(signal("nope", "{}").status, 404);
+    let r = signal("editor", r#"{"approved": true, "by": ""}"#);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(signal("legal", r#"{"ok": true, "note": "fine"}"#).status, 202);
+    assert_eq!(signal("legal", r#"{"ok": true}"#).status, 409, "one signal per step");
+    assert_eq!(signal("editor", r#"{"approved": true, "by": "Ada"}"#).status, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let r = call("GET", &format!("{api}/executions/{id}"), None, &[]);
+        let doc = json(&r.body);
+        if doc["status"] == "completed" {
+            break doc;
+        }
+        assert!(Instant::now() < deadline && doc["status"] == "running", "{doc}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["output"]["legalNote"], "fine", "{done}");
+    assert!(done["startedAt"].is_string() && done["endedAt"].is_string(), "{done}");
+    // Its journal, as the contract's events, in pages.
+    let r = call("GET", &format!("{api}/executions/{id}/journal"), None, &[]);
+    let page = json(&r.body);
+    let kinds: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"execution.started"), "{page}");
+    assert_eq!(kinds.last(), Some(&"execution.completed"), "{page}");
+    let succeeded: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "step.succeeded")
+        .map(|e| e["stepId"].as_str().unwrap())
+        .collect();
+    assert!(succeeded.contains(&"draft") && succeeded.contains(&"publish"), "{page}");
+    assert_eq!(page["complete"], true);
+    let r = call("GET", &format!("{api}/executions/{id}/journal?limit=2"), None, &[]);
+    let first = json(&r.body);
+    assert_eq!((first["events"].as_array().unwrap().len(), first["more"].as_bool()), (2, Some(true)), "{first}");
+    assert_eq!(first["links"]["next"], format!("/executions/{id}/journal?after=2&limit=2"));
+    // Waiting for an execution that waits for people: 202 after --wait-timeout.
+    let r = call("POST", &format!("{api}/workflows/execute?wait=true"), Some(r#"{"input": {"topic": "t"}}"#), &[]);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let waiting = json(&r.body)["executionId"].as_str().unwrap().to_owned();
+    // Cancelled: 202, then `cancelled`; a second cancel is a 409.
+    let r = call("POST", &format!("{api}/executions/{waiting}/cancel"), None, &[]);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let doc = json(&call("GET", &format!("{api}/executions/{waiting}"), None, &[]).body);
+        if doc["status"] == "cancelled" {
+            assert_eq!(doc["error"]["kind"], "cancelled", "{doc}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{doc}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(call("POST", &format!("{api}/executions/{waiting}/cancel"), None, &[]).status, 409);
+    // An Idempotency-Key is Restate's: the retry gets the same execution.
+    let keyed = |topic: &str| {
+        let body = format!(r#"{{"input": {{"topic": "{topic}"}}}}"#);
+        let r = call("POST", &format!("{api}/workflows/execute"), Some(&body), &[("idempotency-key", "k-1")]);
+        assert_eq!(r.status, 202, "{}", r.body);
+        json(&r.body)["executionId"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(keyed("same"), keyed("same"));
+    // Unknown executions.
+    assert_eq!(call("GET", &format!("{api}/executions/inv_1nope"), None, &[]).status, 404);
+    assert_eq!(call("GET", &format!("{api}/executions/x';DROP"), None, &[]).status, 404);
 }

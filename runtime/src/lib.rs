@@ -80,6 +80,7 @@
 //! | `server` | `PROGRAM serve`: the workflow as an HTTP service (axum) |
 //! | `llm` | LLM agents (`llm::LlmAgent`): an HTTP client and the output validator |
 //! | `restate` | the Restate target (`restate` module, `orchestr8 compile --target restate`) |
+//! | `restate-rest` | `ID-restate rest`: `PROGRAM serve`'s REST API for a workflow on Restate, over its ingress and admin APIs ([`restate::rest`]) |
 //! | `otel` | OpenTelemetry export of traces and metrics over OTLP/HTTP, switched on by the `OTEL_*` variables |
 
 #![warn(missing_docs)]

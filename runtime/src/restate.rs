@@ -908,6 +908,21 @@ pub fn serve(endpoint: restate_sdk::endpoint::Endpoint, name: &str) -> std::proc
             return std::process::ExitCode::from(2);
         }
     };
+    listening(addr, |listener| async move {
+        eprintln!("serving `{name}` for Restate on http://{addr} (HTTP/2)");
+        restate_sdk::http_server::HttpServer::new(endpoint).serve_with_cancel(listener, stopped()).await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+/// Runs `serve` on a listener bound to `addr` (here, not by the SDK, which
+/// panics on an address in use), in a runtime of its own; exit 1 when
+/// either cannot be had.
+fn listening<F, Fut>(addr: std::net::SocketAddr, serve: F) -> std::process::ExitCode
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = std::process::ExitCode>,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -916,17 +931,104 @@ pub fn serve(endpoint: restate_sdk::endpoint::Endpoint, name: &str) -> std::proc
         }
     };
     runtime.block_on(async move {
-        // Bound here, not by the SDK, which panics on an address in use.
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => serve(listener).await,
             Err(e) => {
                 eprintln!("error: cannot serve on {addr}: {e}");
-                return std::process::ExitCode::from(1);
+                std::process::ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// `ID-restate rest [--addr ADDR] [--ingress URL] [--admin URL]
+/// [--wait-timeout DURATION]`: serves `PROGRAM serve`'s REST API (execute,
+/// status, journal, cancel, signals) for the workflow of `service`, over
+/// Restate's ingress (default `http://127.0.0.1:8080`) and admin API
+/// (default `http://127.0.0.1:9070`), on `ADDR` (default
+/// `127.0.0.1:8081`), until Ctrl-C or SIGTERM. Exit 0 once stopped, 1 when
+/// the address cannot be bound, 2 for a bad command line.
+#[cfg(feature = "restate-rest")]
+pub fn rest<I, S, O>(service: Service<S, O>) -> std::process::ExitCode
+where
+    I: serde::de::DeserializeOwned + Serialize,
+    S: Send + Sync + 'static,
+    O: Serialize,
+{
+    use crate::server::restate_rest::{router, Facade};
+    let name = service.name;
+    let usage =
+        format!("usage: {name}-restate rest [--addr ADDR] [--ingress URL] [--admin URL] [--wait-timeout DURATION]");
+    let mut args = std::env::args().skip(2);
+    let (mut addr, mut ingress, mut admin) =
+        ("127.0.0.1:8081".to_owned(), "http://127.0.0.1:8080".to_owned(), "http://127.0.0.1:9070".to_owned());
+    let mut wait_timeout = Duration::from_secs(30);
+    while let Some(arg) = args.next() {
+        let slot = match arg.as_str() {
+            "--addr" => &mut addr,
+            "--ingress" => &mut ingress,
+            "--admin" => &mut admin,
+            "--wait-timeout" => {
+                // The format's one duration parser (`30s`, `2m`, milliseconds).
+                let parsed = args.next().and_then(|t| {
+                    serde_json::from_value::<orchestr8_schema::ast::Duration>(Value::String(t)).ok()?.to_std().ok()
+                });
+                match parsed {
+                    Some(d) => wait_timeout = d,
+                    _ => {
+                        eprintln!("error: --wait-timeout needs a duration, like 30s\n{usage}");
+                        return std::process::ExitCode::from(2);
+                    }
+                }
+                continue;
+            }
+            "--help" | "-h" => {
+                println!("Serves the REST API of `{name}` (as `PROGRAM serve` does) for its executions on Restate.\n\n{usage}\n\n  --addr ADDR          where to listen [default: 127.0.0.1:8081]\n  --ingress URL        Restate's ingress [default: http://127.0.0.1:8080]\n  --admin URL          Restate's admin API [default: http://127.0.0.1:9070]\n  --wait-timeout D     how long `?wait=true` waits [default: 30s]");
+                return std::process::ExitCode::SUCCESS;
+            }
+            _ => {
+                eprintln!("error: unexpected argument `{arg}`\n{usage}");
+                return std::process::ExitCode::from(2);
             }
         };
-        eprintln!("serving `{name}` for Restate on http://{addr} (HTTP/2)");
-        restate_sdk::http_server::HttpServer::new(endpoint).serve_with_cancel(listener, stopped()).await;
-        std::process::ExitCode::SUCCESS
+        match args.next() {
+            Some(v) => *slot = v.trim_end_matches('/').to_owned(),
+            None => {
+                eprintln!("error: {arg} needs a value\n{usage}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    let addr: std::net::SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: --addr `{addr}` is not an address like 127.0.0.1:8081: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut waits = Vec::new();
+    service.workflow.root().each_step(&mut |s| {
+        if let Some(w) = s.waiting() {
+            waits.push((s.step_id().to_string(), w.signal().to_owned()));
+        }
+    });
+    let schema = service.input_schema.clone();
+    let check_input = Box::new(move |value: &Value| {
+        let typed: I = crate::program::parse_input_value(value)?;
+        checked_json(schema.as_ref(), &typed)
+    });
+    let facade =
+        Facade { id: name.to_owned(), ingress, admin, waits, check_input, wait_timeout, http: reqwest::Client::new() };
+    listening(addr, |listener| async move {
+        eprintln!("serving `{name}`'s REST API on http://{addr}, over Restate at {}", facade.ingress);
+        let app = router(Arc::new(facade));
+        match axum::serve(listener, app).with_graceful_shutdown(stopped()).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(1)
+            }
+        }
     })
 }
 

@@ -87,7 +87,7 @@ pub fn manifest(workflow: &CheckedWorkflow, options: &CrateOptions) -> String {
     };
     let features_section = match options.target {
         Target::Embedded => "\n[features]\n# OpenTelemetry export (traces and metrics over OTLP/HTTP), on when\n# OTEL_EXPORTER_OTLP_ENDPOINT is set at run time; `--no-default-features`\n# builds without it (faster), and such a program says so if asked to export.\ndefault = [\"otel\"]\notel = [\"orchestr8-runtime/otel\"]\n# `cargo run --features serve -- serve` serves the workflow over HTTP.\nserve = [\"orchestr8-runtime/server\"]\n# `cargo run --features test-mode -- --test FILE` (what `orchestr8 test` runs)\n# runs mocked test cases on paused time.\ntest-mode = [\"orchestr8-runtime/test-mode\"]\n",
-        Target::Restate => "",
+        Target::Restate => "\n[features]\n# `cargo run --features rest -- rest` serves `PROGRAM serve`'s REST API\n# (execute, status, journal, cancel, signals) over Restate's ingress and admin.\nrest = [\"orchestr8-runtime/restate-rest\"]\n",
     };
     format!(
         "{}[package]\nname = {}\nversion = {}\nedition = \"2021\"\npublish = false\n{bin_section}\n[dependencies]\n{}\n{features_section}\n# A crate of its own, wherever it is written.\n[workspace]\n",

@@ -148,6 +148,13 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
         },
         quote! {
             fn main() -> std::process::ExitCode {
+                // `cargo run --features rest -- rest`: the REST API of
+                // `PROGRAM serve`, over Restate's ingress and admin APIs.
+                #[cfg(feature = "rest")]
+                if std::env::args().nth(1).as_deref() == Some("rest") {
+                    let service = rt::restate::Service::new(#id, workflow::workflow()).input_schema(workflow::INPUT_SCHEMA);
+                    return rt::restate::rest::<WorkflowInput, _, _>(service);
+                }
                 #preflight
                 let service = rt::restate::Service::new(#id, workflow::workflow()).input_schema(workflow::INPUT_SCHEMA);
                 let endpoint = ::restate_sdk::endpoint::Endpoint::builder().bind(#service { service }) #bind_signals .build();

@@ -53,6 +53,8 @@ mod recovery;
 mod registry;
 mod request;
 mod responses;
+#[cfg(feature = "restate-rest")]
+pub(crate) mod restate_rest;
 mod search_queue;
 
 use std::io;
