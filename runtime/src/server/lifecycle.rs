@@ -121,7 +121,8 @@ pub(super) async fn serve(
         ),
     );
     if loaded > 0 {
-        say(&log, format!("[orchestr8] {loaded} idempotency keys read back from the journal"));
+        let keys = if loaded == 1 { "key" } else { "keys" };
+        say(&log, format!("[orchestr8] {loaded} idempotency {keys} read back from the journal"));
     }
     {
         // A journal that fails is said once, loudly; /health reports it.
