@@ -242,8 +242,8 @@ struct AnthropicUsage {
 }
 
 fn parse_anthropic(mode: StructuredOutput, body: &[u8]) -> Result<Reply, String> {
-    let m: AnthropicMessage = serde_json::from_slice(body)
-        .map_err(|e| format!("the provider's answer is not a Messages API message: {e}"))?;
+    let m: AnthropicMessage =
+        from_body(body).map_err(|e| format!("the provider's answer is not a Messages API message: {e}"))?;
     let u = m.usage.unwrap_or_default();
     let usage = Usage {
         input_tokens: u.input_tokens.unwrap_or(0),
@@ -340,8 +340,7 @@ struct PromptDetails {
 }
 
 fn parse_openai(body: &[u8]) -> Result<Reply, String> {
-    let c: Completion =
-        serde_json::from_slice(body).map_err(|e| format!("the provider's answer is not a chat completion: {e}"))?;
+    let c: Completion = from_body(body).map_err(|e| format!("the provider's answer is not a chat completion: {e}"))?;
     let u = c.usage.unwrap_or_default();
     let cached = u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0);
     let usage = Usage {
@@ -352,17 +351,17 @@ fn parse_openai(body: &[u8]) -> Result<Reply, String> {
         cache_read_input_tokens: cached,
         calls: 1,
     };
-    let choice = c.choices.into_iter().next();
-    let finish = choice.as_ref().and_then(|c| c.finish_reason.clone());
-    let about = About { model: c.model, id: c.id, finish_reason: finish.clone() };
-    let message = choice.and_then(|c| c.message).unwrap_or_default();
+    let (finish, message) = match c.choices.into_iter().next() {
+        Some(choice) => (choice.finish_reason, choice.message.unwrap_or_default()),
+        None => (None, ChoiceMessage::default()),
+    };
     let tool_arguments = message
         .tool_calls
         .iter()
         .flatten()
         .find_map(|t| t.pointer("/function/arguments").and_then(Value::as_str))
         .map(str::to_owned);
-    let text = message.content.clone().filter(|t| !t.trim().is_empty()).or(tool_arguments);
+    let text = message.content.filter(|t| !t.trim().is_empty()).or(tool_arguments);
     let outcome = if let Some(refusal) = message.refusal.filter(|r| !r.is_empty()) {
         Outcome::Refused(refusal)
     } else {
@@ -377,7 +376,18 @@ fn parse_openai(body: &[u8]) -> Result<Reply, String> {
         }
     };
     let assistant = json!({"role": "assistant", "content": text.unwrap_or_default()});
+    let about = About { model: c.model, id: c.id, finish_reason: finish };
     Ok(Reply { outcome, usage, assistant, tool_use_id: None, about })
+}
+
+/// A response body read as `T`. Any JSON a provider sends is UTF-8: checked
+/// once for the whole body, serde_json then reads it as text and does not
+/// check every string again. A body that is not gets serde_json's own error.
+fn from_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
 }
 
 /// The provider's own words from an error body (`error.message`, or a plain
