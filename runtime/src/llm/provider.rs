@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use orchestr8_schema::ast::{Provider, StructuredOutput};
 
@@ -43,7 +43,7 @@ pub struct RequestSpec<'a> {
 /// A failed answer sent back: the model's own turn and what is wrong with it.
 #[derive(Debug, Clone)]
 pub struct Repair {
-    /// The assistant turn as the provider returned it.
+    /// The model's turn as the provider returned it (see [`Reply::assistant`]).
     pub assistant: Value,
     /// In Anthropic's tool mode, the id of the tool call the feedback answers.
     pub tool_use_id: Option<String>,
@@ -127,15 +127,14 @@ fn anthropic_body(w: &mut JsonWriter, spec: &RequestSpec<'_>, prompt: &Rendered,
 }
 
 fn openai_body(w: &mut JsonWriter, spec: &RequestSpec<'_>, prompt: &Rendered, repair: Option<&Repair>) {
-    let empty = repair.is_some_and(|r| is_empty_turn(&r.assistant["content"]));
+    let empty = repair.is_some_and(|r| is_empty_turn(&r.assistant));
     w.open(b'{').key("model").string(spec.model).key("messages").open(b'[');
     w.open(b'{').key("role").string("system").key("content").string(&prompt.system).close(b'}');
     w.open(b'{').key("role").string("user").key("content");
     first_turn(w, prompt, repair, empty);
     w.close(b'}');
     if let Some(r) = repair.filter(|_| !empty) {
-        // The model's own message, as it returned it.
-        w.value(&r.assistant);
+        w.open(b'{').key("role").string("assistant").key("content").value(&r.assistant).close(b'}');
         w.open(b'{').key("role").string("user").key("content").string(&r.text).close(b'}');
     }
     w.close(b']');
@@ -185,7 +184,8 @@ pub struct Reply {
     pub outcome: Outcome,
     /// The tokens it cost.
     pub usage: Usage,
-    /// The assistant turn to send back in a repair.
+    /// The content of the model's turn, to send back in a repair: the
+    /// content blocks in Anthropic's tool mode, the text otherwise.
     pub assistant: Value,
     /// The tool call's id (Anthropic tool mode), for the repair's `tool_result`.
     pub tool_use_id: Option<String>,
@@ -375,7 +375,7 @@ fn parse_openai(body: &[u8]) -> Result<Reply, String> {
             Some(other) => Outcome::Stopped(other.to_owned()),
         }
     };
-    let assistant = json!({"role": "assistant", "content": text.unwrap_or_default()});
+    let assistant = Value::String(text.unwrap_or_default());
     let about = About { model: c.model, id: c.id, finish_reason: finish };
     Ok(Reply { outcome, usage, assistant, tool_use_id: None, about })
 }
@@ -417,6 +417,7 @@ pub fn quota_exhausted(body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn rendered() -> Rendered {
         Rendered { system: "sys".into(), user: "user".into() }
@@ -461,7 +462,7 @@ mod tests {
         let schema_value = json!({"type": "object", "properties": {"a": {"type": "string"}}});
         let schema = serde_json::value::to_raw_value(&schema_value).unwrap();
         let prompt = Rendered { system: format!("sys {tricky}"), user: format!("user {tricky}") };
-        let assistant_text = json!({"role": "assistant", "content": "{\"a\": 1"});
+        let assistant_text = json!("{\"a\": 1");
         let repair = |assistant: Value, tool_use_id: Option<&str>| Repair {
             assistant,
             tool_use_id: tool_use_id.map(str::to_owned),
@@ -490,7 +491,7 @@ mod tests {
             "messages": [
                 {"role": "system", "content": prompt.system},
                 {"role": "user", "content": prompt.user},
-                assistant_text,
+                {"role": "assistant", "content": assistant_text},
                 {"role": "user", "content": r.text}
             ],
             "max_completion_tokens": 100,
@@ -499,7 +500,7 @@ mod tests {
         });
         assert_eq!(body(&openai, &prompt, Some(&r)), bytes(expected.clone()));
         // An empty turn is left out; the feedback joins the prompt.
-        let r = repair(json!({"role": "assistant", "content": " "}), None);
+        let r = repair(json!(" "), None);
         expected["messages"] = json!([
             {"role": "system", "content": prompt.system},
             {"role": "user", "content": format!("{}\n\n{}", prompt.user, r.text)}
