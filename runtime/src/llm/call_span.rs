@@ -110,7 +110,12 @@ impl CallSpan {
                         i64::try_from(reply.usage.output_tokens).unwrap_or(i64::MAX),
                     );
                     if self.capture {
-                        self.span.record("gen_ai.output.messages", reply.assistant.to_string().as_str());
+                        // OpenAI's turn is a message; the reply keeps only its content.
+                        let turn = match self.provider {
+                            "openai" => serde_json::json!({"role": "assistant", "content": reply.assistant}),
+                            _ => reply.assistant.clone(),
+                        };
+                        self.span.record("gen_ai.output.messages", turn.to_string().as_str());
                     }
                 }
                 Err(e) => {

@@ -2,7 +2,8 @@
 //!
 //! - [`prompt`]: the JSON prompt rendered into system text and a user turn;
 //! - [`wire`]: the output schema as each provider can enforce it;
-//! - [`provider`]: the Anthropic and OpenAI-compatible wire formats;
+//! - [`provider`]: the Anthropic and OpenAI-compatible wire formats, their
+//!   bodies written by `json_writer`;
 //! - [`Failure`]: the failure classes the journal records;
 //! - `LlmAgent` (feature `llm`): the HTTP calls and the repair loop.
 //!
@@ -14,6 +15,7 @@ mod agent;
 #[cfg(feature = "llm")]
 mod call_span;
 mod failure;
+mod json_writer;
 pub mod prompt;
 pub mod provider;
 pub mod wire;

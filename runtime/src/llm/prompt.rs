@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use orchestr8_schema::ast::{self, PromptFormat};
 use orchestr8_schema::expr::{parse_template, PathSegment, Root, Segment, Template};
+use serde::Serialize;
 use serde_json::Value;
 
 /// A prompt text: literal text and references into the agent's input.
@@ -59,6 +60,20 @@ impl Text {
                 },
             }
         }
+    }
+}
+
+impl Text {
+    /// About the length of a rendering, to size its buffer: the literal
+    /// text and a little for each reference.
+    fn size_hint(&self) -> usize {
+        self.0
+            .iter()
+            .map(|part| match part {
+                Part::Literal(s) => s.len(),
+                Part::Input(_) => 32,
+            })
+            .sum()
     }
 }
 
@@ -145,7 +160,7 @@ impl Prompt {
 
     /// The system text and first user turn for `input`.
     pub fn render(&self, input: &Value) -> Rendered {
-        let mut system = String::new();
+        let mut system = String::with_capacity(self.system.size_hint() + 2 + ANSWER_RULE.len());
         self.system.render(input, &mut system);
         system.push_str("\n\n");
         system.push_str(ANSWER_RULE);
@@ -173,31 +188,76 @@ impl Prompt {
                 user
             }
             Examples::Json(examples) => {
-                // Members in this order, whatever the map type orders keys by.
-                let mut members = vec![("instructions", Value::String(text(&self.instructions)))];
-                if !self.constraints.is_empty() {
-                    members.push(("constraints", self.constraints.iter().map(|c| Value::String(text(c))).collect()));
-                }
-                if examples.as_array().is_some_and(|e| !e.is_empty()) {
-                    members.push(("examples", examples.clone()));
-                }
-                members.push(("input", input.clone()));
-                ordered_object(&members)
+                let turn = JsonTurn {
+                    instructions: Rendering { text: &self.instructions, input },
+                    constraints: Renderings { texts: &self.constraints, input },
+                    examples,
+                    input,
+                };
+                // One pretty serialisation straight into a buffer of about the right size.
+                let mut user = Vec::with_capacity(USER_TURN_CAPACITY);
+                serde_json::to_writer_pretty(&mut user, &turn).expect("a JSON value serialises");
+                String::from_utf8(user).expect("serde_json writes UTF-8")
             }
         };
         Rendered { system, user }
     }
 }
 
-/// A pretty-printed JSON object with its members in the given order.
-fn ordered_object(members: &[(&str, Value)]) -> String {
-    let mut out = String::from("{");
-    for (i, (key, value)) in members.iter().enumerate() {
-        let value = pretty(value).replace('\n', "\n  ");
-        let _ = write!(out, "{}\n  {}: {value}", if i == 0 { "" } else { "," }, Value::from(*key));
+/// Room for a typical JSON user turn, so that writing it rarely reallocates.
+const USER_TURN_CAPACITY: usize = 1024;
+
+/// The JSON user turn: a struct, so its members are in reading order
+/// whatever the map type orders keys by, and no part of it is cloned.
+#[derive(Serialize)]
+struct JsonTurn<'a> {
+    instructions: Rendering<'a>,
+    #[serde(skip_serializing_if = "Renderings::is_empty")]
+    constraints: Renderings<'a>,
+    #[serde(skip_serializing_if = "is_empty_list")]
+    examples: &'a Value,
+    input: &'a Value,
+}
+
+/// A prompt text rendered for an input, as a JSON string.
+struct Rendering<'a> {
+    text: &'a Text,
+    input: &'a Value,
+}
+
+impl Serialize for Rendering<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.text.0.as_slice() {
+            [Part::Literal(s)] => serializer.serialize_str(s),
+            _ => {
+                let mut out = String::with_capacity(self.text.size_hint());
+                self.text.render(self.input, &mut out);
+                serializer.serialize_str(&out)
+            }
+        }
     }
-    out.push_str("\n}");
-    out
+}
+
+/// Prompt texts rendered for an input, as a JSON array of strings.
+struct Renderings<'a> {
+    texts: &'a [Text],
+    input: &'a Value,
+}
+
+impl Renderings<'_> {
+    fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+}
+
+impl Serialize for Renderings<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.texts.iter().map(|text| Rendering { text, input: self.input }))
+    }
+}
+
+fn is_empty_list(v: &&Value) -> bool {
+    v.as_array().is_none_or(Vec::is_empty)
 }
 
 /// A JSON value in a fenced Markdown code block.
@@ -289,15 +349,14 @@ mod tests {
                 "input": ticket()
             })
         );
-        // Members in reading order, indented as one document.
-        assert!(
-            r.user.starts_with(
-                "{\n  \"instructions\": \"Classify: Login down (2)\",\n  \"constraints\": [\n    \"Be brief.\""
-            ),
-            "{}",
-            r.user
-        );
-        assert!(r.user.ends_with("\n  }\n}"), "{}", r.user);
+        // Members in reading order, indented as one document: the bytes a
+        // provider's prompt cache sees.
+        let expected = "{\n  \"instructions\": \"Classify: Login down (2)\",\n  \"constraints\": [\n    \"Be brief.\",\n    \
+             \"Answer in French.\"\n  ],\n  \"examples\": [\n    {\n      \"input\": {\n        \"ticket\": {\n          \
+             \"subject\": \"x\"\n        }\n      },\n      \"output\": {\n        \"kind\": \"bug\"\n      }\n    }\n  ],\n  \
+             \"input\": {\n    \"team\": \"ops\",\n    \"lang\": \"French\",\n    \"ticket\": {\n      \
+             \"subject\": \"Login down\",\n      \"priority\": 2\n    }\n  }\n}";
+        assert_eq!(r.user, expected);
         // Without constraints or examples, no empty members.
         let bare: Value = serde_json::from_str(&default.render(&json!({"x": 1})).user).unwrap();
         assert_eq!(bare, json!({"instructions": "i", "input": {"x": 1}}));

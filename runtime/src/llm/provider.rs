@@ -4,14 +4,13 @@
 //! Only the fields orchestr8 uses are read; unknown content blocks, stop
 //! reasons and fields are tolerated (the APIs grow), never a parse error.
 
-use std::borrow::Cow;
-
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use orchestr8_schema::ast::{Provider, StructuredOutput};
 
+use super::json_writer::JsonWriter;
 use super::prompt::Rendered;
 use crate::usage::Usage;
 
@@ -44,7 +43,7 @@ pub struct RequestSpec<'a> {
 /// A failed answer sent back: the model's own turn and what is wrong with it.
 #[derive(Debug, Clone)]
 pub struct Repair {
-    /// The assistant turn as the provider returned it.
+    /// The model's turn as the provider returned it (see [`Reply::assistant`]).
     pub assistant: Value,
     /// In Anthropic's tool mode, the id of the tool call the feedback answers.
     pub tool_use_id: Option<String>,
@@ -52,15 +51,19 @@ pub struct Repair {
     pub text: String,
 }
 
-/// The request body, as the bytes to send. Built from borrowed parts (the
-/// wire schema is serialised once, when the agent is built): a call copies
-/// its prompt into the body once and clones nothing.
+/// The request body, as the bytes to send, written member by member in the
+/// order the providers document (the wire schema is serialised once, when
+/// the agent is built): a call copies its prompt into the body once and
+/// clones nothing.
 pub fn body(spec: &RequestSpec<'_>, prompt: &Rendered, repair: Option<&Repair>) -> Vec<u8> {
-    let bytes = match spec.provider {
-        Provider::Anthropic => serde_json::to_vec(&anthropic_body(spec, prompt, repair)),
-        Provider::Openai => serde_json::to_vec(&openai_body(spec, prompt, repair)),
-    };
-    bytes.expect("a request body serialises")
+    // Room for the texts, their escapes and the members around them.
+    let texts = prompt.system.len() + prompt.user.len() + repair.map_or(0, |r| r.text.len() * 2 + 512);
+    let mut w = JsonWriter::with_capacity(spec.schema.get().len() + texts + texts / 4 + 512);
+    match spec.provider {
+        Provider::Anthropic => anthropic_body(&mut w, spec, prompt, repair),
+        Provider::Openai => openai_body(&mut w, spec, prompt, repair),
+    }
+    w.into_bytes()
 }
 
 /// Whether the model's turn has nothing in it: the providers reject an
@@ -76,178 +79,74 @@ fn is_empty_turn(content: &Value) -> bool {
 
 /// The first user turn: the prompt, with a repair's feedback when the
 /// model's own turn was empty (and is left out).
-fn first_turn<'a>(prompt: &'a Rendered, repair: Option<&Repair>, empty: bool) -> Cow<'a, str> {
+fn first_turn(w: &mut JsonWriter, prompt: &Rendered, repair: Option<&Repair>, empty: bool) {
     match repair.filter(|_| empty) {
-        Some(r) => Cow::Owned(format!("{}\n\n{}", prompt.user, r.text)),
-        None => Cow::Borrowed(&prompt.user),
-    }
+        Some(r) => w.strings(&[&prompt.user, "\n\n", &r.text]),
+        None => w.string(&prompt.user),
+    };
 }
 
-#[derive(Serialize)]
-struct Message<'a> {
-    role: &'static str,
-    content: Content<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Content<'a> {
-    Text(Cow<'a, str>),
-    /// The model's own content, as it returned it.
-    Returned(&'a Value),
-    ToolResult([ToolResult<'a>; 1]),
-}
-
-#[derive(Serialize)]
-struct ToolResult<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    tool_use_id: &'a str,
-    is_error: bool,
-    content: &'a str,
-}
-
-#[derive(Serialize)]
-struct AnthropicBody<'a> {
-    model: &'a str,
-    max_tokens: u32,
-    system: &'a str,
-    messages: Vec<Message<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output_config: Option<OutputConfig<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tools: Option<[Tool<'a>; 1]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ToolChoice>,
-}
-
-#[derive(Serialize)]
-struct OutputConfig<'a> {
-    format: SchemaFormat<'a>,
-}
-
-#[derive(Serialize)]
-struct SchemaFormat<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    schema: &'a RawValue,
-}
-
-#[derive(Serialize)]
-struct Tool<'a> {
-    name: &'static str,
-    description: &'static str,
-    input_schema: &'a RawValue,
-}
-
-#[derive(Serialize)]
-struct ToolChoice {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    name: &'static str,
-    disable_parallel_tool_use: bool,
-}
-
-fn anthropic_body<'a>(spec: &RequestSpec<'a>, prompt: &'a Rendered, repair: Option<&'a Repair>) -> AnthropicBody<'a> {
+fn anthropic_body(w: &mut JsonWriter, spec: &RequestSpec<'_>, prompt: &Rendered, repair: Option<&Repair>) {
     let empty = repair.is_some_and(|r| is_empty_turn(&r.assistant));
-    let mut messages = vec![Message { role: "user", content: Content::Text(first_turn(prompt, repair, empty)) }];
+    w.open(b'{').key("model").string(spec.model).key("max_tokens").value(&spec.max_tokens);
+    w.key("system").string(&prompt.system).key("messages").open(b'[');
+    w.open(b'{').key("role").string("user").key("content");
+    first_turn(w, prompt, repair, empty);
+    w.close(b'}');
     if let Some(r) = repair.filter(|_| !empty) {
-        messages.push(Message { role: "assistant", content: Content::Returned(&r.assistant) });
+        w.open(b'{').key("role").string("assistant").key("content").value(&r.assistant).close(b'}');
         // The conversation always ends with a user turn: structured output
         // rejects an assistant prefill.
-        messages.push(Message {
-            role: "user",
-            content: match &r.tool_use_id {
-                Some(id) => Content::ToolResult([ToolResult {
-                    kind: "tool_result",
-                    tool_use_id: id,
-                    is_error: true,
-                    content: &r.text,
-                }]),
-                None => Content::Text(Cow::Borrowed(&r.text)),
-            },
-        });
+        w.open(b'{').key("role").string("user").key("content");
+        match &r.tool_use_id {
+            Some(id) => {
+                w.open(b'[').open(b'{').key("type").string("tool_result").key("tool_use_id").string(id);
+                w.key("is_error").value(&true).key("content").string(&r.text).close(b'}').close(b']');
+            }
+            None => {
+                w.string(&r.text);
+            }
+        }
+        w.close(b'}');
     }
-    let native = spec.mode == StructuredOutput::Native;
-    AnthropicBody {
-        model: spec.model,
-        max_tokens: spec.max_tokens,
-        system: &prompt.system,
-        messages,
-        temperature: spec.temperature,
-        output_config: native
-            .then_some(OutputConfig { format: SchemaFormat { kind: "json_schema", schema: spec.schema } }),
-        tools: (!native).then_some([Tool {
-            name: TOOL_NAME,
-            description: "Return the final result.",
-            input_schema: spec.schema,
-        }]),
-        tool_choice: (!native).then_some(ToolChoice { kind: "tool", name: TOOL_NAME, disable_parallel_tool_use: true }),
+    w.close(b']');
+    if let Some(t) = spec.temperature {
+        w.key("temperature").value(&t);
     }
+    if spec.mode == StructuredOutput::Native {
+        w.key("output_config").open(b'{').key("format").open(b'{');
+        w.key("type").string("json_schema").key("schema").raw(spec.schema).close(b'}').close(b'}');
+    } else {
+        w.key("tools").open(b'[').open(b'{').key("name").string(TOOL_NAME);
+        w.key("description").string("Return the final result.").key("input_schema").raw(spec.schema);
+        w.close(b'}').close(b']');
+        w.key("tool_choice").open(b'{').key("type").string("tool").key("name").string(TOOL_NAME);
+        w.key("disable_parallel_tool_use").value(&true).close(b'}');
+    }
+    w.close(b'}');
 }
 
-#[derive(Serialize)]
-struct OpenAiBody<'a> {
-    model: &'a str,
-    messages: Vec<OpenAiMessage<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_completion_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
-    response_format: ResponseFormat<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum OpenAiMessage<'a> {
-    Text {
-        role: &'static str,
-        content: Cow<'a, str>,
-    },
-    /// The model's own message, as it returned it.
-    Returned(&'a Value),
-}
-
-#[derive(Serialize)]
-struct ResponseFormat<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    json_schema: NamedSchema<'a>,
-}
-
-#[derive(Serialize)]
-struct NamedSchema<'a> {
-    name: &'static str,
-    schema: &'a RawValue,
-    strict: bool,
-}
-
-fn openai_body<'a>(spec: &RequestSpec<'a>, prompt: &'a Rendered, repair: Option<&'a Repair>) -> OpenAiBody<'a> {
-    let empty = repair.is_some_and(|r| is_empty_turn(&r.assistant["content"]));
-    let mut messages = vec![
-        OpenAiMessage::Text { role: "system", content: Cow::Borrowed(&prompt.system) },
-        OpenAiMessage::Text { role: "user", content: first_turn(prompt, repair, empty) },
-    ];
+fn openai_body(w: &mut JsonWriter, spec: &RequestSpec<'_>, prompt: &Rendered, repair: Option<&Repair>) {
+    let empty = repair.is_some_and(|r| is_empty_turn(&r.assistant));
+    w.open(b'{').key("model").string(spec.model).key("messages").open(b'[');
+    w.open(b'{').key("role").string("system").key("content").string(&prompt.system).close(b'}');
+    w.open(b'{').key("role").string("user").key("content");
+    first_turn(w, prompt, repair, empty);
+    w.close(b'}');
     if let Some(r) = repair.filter(|_| !empty) {
-        messages.push(OpenAiMessage::Returned(&r.assistant));
-        messages.push(OpenAiMessage::Text { role: "user", content: Cow::Borrowed(&r.text) });
+        w.open(b'{').key("role").string("assistant").key("content").value(&r.assistant).close(b'}');
+        w.open(b'{').key("role").string("user").key("content").string(&r.text).close(b'}');
     }
-    let limit = Some(spec.max_tokens);
-    OpenAiBody {
-        model: spec.model,
-        messages,
-        max_tokens: limit.filter(|_| !spec.max_completion_tokens),
-        max_completion_tokens: limit.filter(|_| spec.max_completion_tokens),
-        temperature: spec.temperature,
-        response_format: ResponseFormat {
-            kind: "json_schema",
-            json_schema: NamedSchema { name: "output", schema: spec.schema, strict: spec.strict },
-        },
+    w.close(b']');
+    let limit = if spec.max_completion_tokens { "max_completion_tokens" } else { "max_tokens" };
+    w.key(limit).value(&spec.max_tokens);
+    if let Some(t) = spec.temperature {
+        w.key("temperature").value(&t);
     }
+    w.key("response_format").open(b'{').key("type").string("json_schema");
+    w.key("json_schema").open(b'{').key("name").string("output").key("schema").raw(spec.schema);
+    w.key("strict").value(&spec.strict).close(b'}').close(b'}');
+    w.close(b'}');
 }
 
 /// What an answer amounts to.
@@ -285,7 +184,8 @@ pub struct Reply {
     pub outcome: Outcome,
     /// The tokens it cost.
     pub usage: Usage,
-    /// The assistant turn to send back in a repair.
+    /// The content of the model's turn, to send back in a repair: the
+    /// content blocks in Anthropic's tool mode, the text otherwise.
     pub assistant: Value,
     /// The tool call's id (Anthropic tool mode), for the repair's `tool_result`.
     pub tool_use_id: Option<String>,
@@ -342,8 +242,8 @@ struct AnthropicUsage {
 }
 
 fn parse_anthropic(mode: StructuredOutput, body: &[u8]) -> Result<Reply, String> {
-    let m: AnthropicMessage = serde_json::from_slice(body)
-        .map_err(|e| format!("the provider's answer is not a Messages API message: {e}"))?;
+    let m: AnthropicMessage =
+        from_body(body).map_err(|e| format!("the provider's answer is not a Messages API message: {e}"))?;
     let u = m.usage.unwrap_or_default();
     let usage = Usage {
         input_tokens: u.input_tokens.unwrap_or(0),
@@ -440,8 +340,7 @@ struct PromptDetails {
 }
 
 fn parse_openai(body: &[u8]) -> Result<Reply, String> {
-    let c: Completion =
-        serde_json::from_slice(body).map_err(|e| format!("the provider's answer is not a chat completion: {e}"))?;
+    let c: Completion = from_body(body).map_err(|e| format!("the provider's answer is not a chat completion: {e}"))?;
     let u = c.usage.unwrap_or_default();
     let cached = u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0);
     let usage = Usage {
@@ -452,17 +351,17 @@ fn parse_openai(body: &[u8]) -> Result<Reply, String> {
         cache_read_input_tokens: cached,
         calls: 1,
     };
-    let choice = c.choices.into_iter().next();
-    let finish = choice.as_ref().and_then(|c| c.finish_reason.clone());
-    let about = About { model: c.model, id: c.id, finish_reason: finish.clone() };
-    let message = choice.and_then(|c| c.message).unwrap_or_default();
+    let (finish, message) = match c.choices.into_iter().next() {
+        Some(choice) => (choice.finish_reason, choice.message.unwrap_or_default()),
+        None => (None, ChoiceMessage::default()),
+    };
     let tool_arguments = message
         .tool_calls
         .iter()
         .flatten()
         .find_map(|t| t.pointer("/function/arguments").and_then(Value::as_str))
         .map(str::to_owned);
-    let text = message.content.clone().filter(|t| !t.trim().is_empty()).or(tool_arguments);
+    let text = message.content.filter(|t| !t.trim().is_empty()).or(tool_arguments);
     let outcome = if let Some(refusal) = message.refusal.filter(|r| !r.is_empty()) {
         Outcome::Refused(refusal)
     } else {
@@ -476,8 +375,19 @@ fn parse_openai(body: &[u8]) -> Result<Reply, String> {
             Some(other) => Outcome::Stopped(other.to_owned()),
         }
     };
-    let assistant = json!({"role": "assistant", "content": text.unwrap_or_default()});
+    let assistant = Value::String(text.unwrap_or_default());
+    let about = About { model: c.model, id: c.id, finish_reason: finish };
     Ok(Reply { outcome, usage, assistant, tool_use_id: None, about })
+}
+
+/// A response body read as `T`. Any JSON a provider sends is UTF-8: checked
+/// once for the whole body, serde_json then reads it as text and does not
+/// check every string again. A body that is not gets serde_json's own error.
+fn from_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
 }
 
 /// The provider's own words from an error body (`error.message`, or a plain
@@ -507,6 +417,7 @@ pub fn quota_exhausted(body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn rendered() -> Rendered {
         Rendered { system: "sys".into(), user: "user".into() }
@@ -542,6 +453,98 @@ mod tests {
         );
         assert_eq!(body["tool_choice"]["name"], TOOL_NAME);
         assert!(body.get("temperature").is_none());
+    }
+
+    #[test]
+    fn bodies_are_the_documented_members_in_order_with_every_escape() {
+        // Every character JSON escapes, and some it does not, in every text.
+        let tricky = "q\"b\\s/n\nt\tr\rb\u{8}f\u{c}c\u{1}\u{1f}\u{7f} é ✓ \u{1F600} ends long enough to span words";
+        let schema_value = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        let schema = serde_json::value::to_raw_value(&schema_value).unwrap();
+        let prompt = Rendered { system: format!("sys {tricky}"), user: format!("user {tricky}") };
+        let assistant_text = json!("{\"a\": 1");
+        let repair = |assistant: Value, tool_use_id: Option<&str>| Repair {
+            assistant,
+            tool_use_id: tool_use_id.map(str::to_owned),
+            text: format!("fix {tricky}"),
+        };
+        let bytes = |v: Value| serde_json::to_vec(&v).unwrap();
+
+        let mut openai = spec(Provider::Openai, StructuredOutput::Native, &schema);
+        openai.model = "m\"1";
+        let response_format =
+            json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema_value, "strict": true}});
+        assert_eq!(
+            body(&openai, &prompt, None),
+            bytes(json!({
+                "model": "m\"1",
+                "messages": [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}],
+                "max_tokens": 100,
+                "response_format": response_format
+            }))
+        );
+        openai.max_completion_tokens = true;
+        openai.temperature = Some(0.2);
+        let r = repair(assistant_text.clone(), None);
+        let mut expected = json!({
+            "model": "m\"1",
+            "messages": [
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": prompt.user},
+                {"role": "assistant", "content": assistant_text},
+                {"role": "user", "content": r.text}
+            ],
+            "max_completion_tokens": 100,
+            "temperature": 0.2,
+            "response_format": response_format
+        });
+        assert_eq!(body(&openai, &prompt, Some(&r)), bytes(expected.clone()));
+        // An empty turn is left out; the feedback joins the prompt.
+        let r = repair(json!(" "), None);
+        expected["messages"] = json!([
+            {"role": "system", "content": prompt.system},
+            {"role": "user", "content": format!("{}\n\n{}", prompt.user, r.text)}
+        ]);
+        assert_eq!(body(&openai, &prompt, Some(&r)), bytes(expected));
+
+        let native = spec(Provider::Anthropic, StructuredOutput::Native, &schema);
+        let r = repair(json!(tricky), None);
+        assert_eq!(
+            body(&native, &prompt, Some(&r)),
+            bytes(json!({
+                "model": "m",
+                "max_tokens": 100,
+                "system": prompt.system,
+                "messages": [
+                    {"role": "user", "content": prompt.user},
+                    {"role": "assistant", "content": tricky},
+                    {"role": "user", "content": r.text}
+                ],
+                "output_config": {"format": {"type": "json_schema", "schema": schema_value}}
+            }))
+        );
+        let mut tool = spec(Provider::Anthropic, StructuredOutput::Tool, &schema);
+        tool.temperature = Some(1.0);
+        let blocks = json!([{"type": "tool_use", "id": "toolu_1", "name": TOOL_NAME, "input": {"a": 1}}]);
+        let r = repair(blocks.clone(), Some("toolu_1"));
+        let mut expected = json!({
+            "model": "m",
+            "max_tokens": 100,
+            "system": prompt.system,
+            "messages": [
+                {"role": "user", "content": prompt.user},
+                {"role": "assistant", "content": blocks},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": true, "content": r.text}
+                ]}
+            ],
+            "temperature": 1.0,
+            "tools": [{"name": TOOL_NAME, "description": "Return the final result.", "input_schema": schema_value}],
+            "tool_choice": {"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": true}
+        });
+        assert_eq!(body(&tool, &prompt, Some(&r)), bytes(expected.clone()));
+        expected["messages"] = json!([{"role": "user", "content": prompt.user}]);
+        assert_eq!(body(&tool, &prompt, None), bytes(expected));
     }
 
     #[test]
