@@ -13,6 +13,7 @@ use serde_json::Value;
 mod common;
 
 use common::restate::{free_port, RestateServer, ServiceProcess};
+use orchestr8::restate::http::http;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap()
@@ -442,6 +443,13 @@ fn an_invocation_survives_a_kill_9_of_the_server_during_a_step() {
 fn a_cancelled_agent_that_ignores_its_token_is_abandoned_after_its_grace() {
     let Some(server) = RestateServer::start() else { return };
     let (_dir, file, service) = serve_recording(&server, "stubborn", "stubborn");
+    // Restate may leave the invocation in flight without progress as long
+    // as its longest call (5 minutes, and 200 ms of grace), and a margin:
+    // else it would ask it to suspend mid-call.
+    let services =
+        http("GET", &format!("{}/services/stubborn", server.admin()), &[], None, Duration::from_secs(10)).unwrap();
+    let inactivity = json(&services.body)["inactivity_timeout"].clone();
+    assert_eq!(inactivity, "5m 30s 200ms", "{}", services.body);
     let id = server.send("/stubborn/run", "{}");
     wait_for_slow_step(&file);
     server.cancel(&id);
@@ -533,10 +541,15 @@ fn a_signal_sent_before_its_step_waits_is_kept_and_a_wait_times_out() {
     let (status, body) = server.attach(&id);
     assert_eq!(status, 200, "{body}\n{}", service.log_tail());
     assert_eq!(json(&body), serde_json::json!({"ok": true, "last": "last"}));
-    // Never signalled: the wait's timeout (a durable timer) fails the step.
-    let (status, body) = server.invoke("/waits/run", r#"{"slowMs": 0}"#);
+    // Never signalled: the wait's timeout (a durable timer) fails the step,
+    // and a signal sent after it is refused, as embedded.
+    let id = server.send("/waits/run", r#"{"slowMs": 0}"#);
+    let (status, body) = server.attach(&id);
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("step gate: no signal `go` arrived within 2s"), "{body}");
+    let (status, body) = server.signal("waits", &id, "gate", serde_json::json!({"ok": true}));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("no longer waits"), "{body}");
 }
 
 /// `POST`/`GET` `url` with a JSON body (or none): status, headers, body.

@@ -561,6 +561,13 @@ pub trait StepNode<S>: Send + Sync {
     fn inner_step_ids(&self) -> Vec<&str> {
         Vec::new()
     }
+    /// The longest one call of an agent of the step may run, its
+    /// cancellation grace included (a map: its body's longest); `None` for
+    /// a step that calls no agent. The Restate target keeps invocations
+    /// in flight at least this long.
+    fn longest_call(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Runs the step in a Restate handler (the Restate target), at `path`
     /// in the plan: agent and map steps do; `orchestr8 compile --target
     /// restate` refuses the others.
@@ -1200,6 +1207,11 @@ impl<S: Send + Sync + 'static, A: Agent> StepNode<S> for AgentStep<S, A> {
 
     fn agent_id(&self) -> Option<&Arc<str>> {
         Some(&self.agent_id)
+    }
+
+    fn longest_call(&self) -> Option<std::time::Duration> {
+        let attempt = self.policy.attempt_timeout.map_or(self.policy.timeout, |t| t.min(self.policy.timeout));
+        Some(attempt + self.policy.cancel_grace)
     }
 
     fn bind(&mut self, registry: &BreakerRegistry) {

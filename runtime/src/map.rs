@@ -359,6 +359,12 @@ where
         self.body.step_ids()
     }
 
+    fn longest_call(&self) -> Option<std::time::Duration> {
+        let mut longest = None;
+        self.body.each_step(&mut |s| longest = longest.max(s.longest_call()));
+        longest
+    }
+
     fn run<'a>(&'a self, cx: &'a Cx<'a, S>, cancel: &'a CancellationToken) -> BoxFuture<'a, Outcome> {
         if let Some(done) = cx.done(&self.id) {
             return Box::pin(std::future::ready(self.resumed(done)));

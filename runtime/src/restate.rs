@@ -159,6 +159,28 @@ impl<S: Send + Sync + 'static, O: Serialize> Service<S, O> {
     pub fn name(&self) -> &'static str {
         self.name
     }
+
+    /// The service's options for Restate: an invocation may stay in flight
+    /// without journaling anything as long as its longest agent call (and
+    /// its cancellation grace), or Restate would ask it to suspend mid-call
+    /// and, while the call's cancellation watch reads the invocation's
+    /// input, it would (a suspension that nothing resumes).
+    pub fn options(&self) -> restate_sdk::endpoint::ServiceOptions {
+        let mut longest = Duration::ZERO;
+        self.workflow.root().each_step(&mut |s| longest = longest.max(s.longest_call().unwrap_or_default()));
+        // Restate's default (1 minute) is the least; then a margin.
+        let inactivity = (longest + Duration::from_secs(30)).max(Duration::from_secs(60));
+        restate_sdk::endpoint::ServiceOptions::new().inactivity_timeout(inactivity)
+    }
+}
+
+/// `service` (a `#[restate_sdk::service]`) with `options` (see
+/// [`Service::options`]), to bind to the endpoint.
+pub fn with_options(
+    service: impl restate_sdk::service::IntoServiceDefinition,
+    options: restate_sdk::endpoint::ServiceOptions,
+) -> restate_sdk::service::ServiceDefinition {
+    service.into_service_definition().options(options)
 }
 
 fn invocation<'a, S: Send + Sync + 'static, O: Serialize>(
@@ -381,7 +403,11 @@ async fn parallel<S: Send + Sync + 'static>(
             Ok(Json(branch)) => {
                 // The branch's outputs, into this invocation's state.
                 on.spent.add(branch.spent);
-                restore(&branches[i], state.as_ref(), &branch.outputs)?;
+                if let Err(e) = restore(&branches[i], state.as_ref(), &branch.outputs) {
+                    // No branch goes on for a block that failed.
+                    handles.iter().for_each(|h| h.cancel());
+                    return Err(e);
+                }
                 for (step, output) in branch.outputs {
                     on.succeeded(&step, output);
                 }
@@ -485,7 +511,12 @@ pub(crate) async fn map_items(
             }
             // Cancelled by this map, past its tolerated failures.
             Err(e) if is_cancellation(&e) && beyond.is_some() => continue,
-            Err(e) if is_cancellation(&e) => return Err(e),
+            // An item cancelled on its own (not by this map): the map is
+            // cancelled, and no item it started goes on.
+            Err(e) if is_cancellation(&e) => {
+                handles.iter().for_each(|h| h.cancel());
+                return Err(e);
+            }
             Err(e) => e.message().to_owned(),
         };
         failed += 1;
@@ -518,6 +549,10 @@ pub struct Register {
     pub step: String,
     /// The awakeable's id, which the signal resolves.
     pub awakeable: String,
+    /// The step no longer waits (it timed out, or was cancelled): a later
+    /// signal is refused (409), as embedded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 /// A signal for a wait step of an execution, through the ingress: `POST
@@ -542,6 +577,9 @@ struct WaitState {
     /// Whether the step got its signal.
     #[serde(default)]
     delivered: bool,
+    /// Whether the step stopped waiting without one.
+    #[serde(default)]
+    closed: bool,
 }
 
 /// The signals object's one state key: every wait step's, by step id (the
@@ -568,6 +606,12 @@ fn put_wait_state(ctx: &ObjectContext<'_>, mut waits: Map<String, Value>, step: 
 pub async fn register(ctx: &ObjectContext<'_>, request: Register) -> HandlerResult<()> {
     let waits = waits_of(ctx).await?;
     let mut state = wait_state(&waits, &request.step);
+    if request.closed {
+        state.closed = true;
+        state.awakeable = None;
+        put_wait_state(ctx, waits, &request.step, &state);
+        return Ok(());
+    }
     match state.pending.take() {
         Some(payload) => {
             ctx.resolve_awakeable(&request.awakeable, Json(payload));
@@ -614,6 +658,9 @@ pub async fn signal<S: Send + Sync + 'static, O: Serialize>(
     if state.delivered || state.pending.is_some() {
         return Err(TerminalError::new_with_code(409, format!("step `{step}` already has its signal")).into());
     }
+    if state.closed {
+        return Err(TerminalError::new_with_code(409, format!("step `{step}` no longer waits")).into());
+    }
     match state.awakeable.take() {
         Some(awakeable) => {
             ctx.resolve_awakeable(&awakeable, Json(payload));
@@ -634,18 +681,28 @@ pub(crate) async fn wait_for_signal(
     timeout: Option<Duration>,
 ) -> Result<Option<Value>, TerminalError> {
     let (awakeable, payload) = on.ctx.awakeable::<Json<Value>>();
-    let register = Register { step: step.to_owned(), awakeable };
-    on.ctx
-        .request::<Json<Register>, ()>(
-            RequestTarget::object(signals_object(on.service), on.meta.execution_id.to_string(), "register"),
-            Json(register),
-        )
-        .send();
-    let Some(timeout) = timeout else { return Ok(Some(payload.await?.0)) };
-    restate_sdk::select! {
-        received = payload => Ok(Some(received?.0)),
-        _ = on.ctx.sleep(timeout) => Ok(None),
+    let register = |awakeable: String, closed: bool| {
+        on.ctx
+            .request::<Json<Register>, ()>(
+                RequestTarget::object(signals_object(on.service), on.meta.execution_id.to_string(), "register"),
+                Json(Register { step: step.to_owned(), awakeable, closed }),
+            )
+            .send();
+    };
+    register(awakeable, false);
+    let received: Result<Option<Value>, TerminalError> = match timeout {
+        None => payload.await.map(|p| Some(p.0)),
+        Some(timeout) => restate_sdk::select! {
+            received = payload => received.map(|p| Some(p.0)),
+            _ = on.ctx.sleep(timeout) => Ok(None),
+            on_cancel => Err(TerminalError::new_with_code(409, "cancelled")),
+        },
+    };
+    if !matches!(received, Ok(Some(_))) {
+        // Timed out or cancelled: a signal sent from now on is refused.
+        register(String::new(), true);
     }
+    received
 }
 
 /// Whether Restate ended the action because the invocation was cancelled
@@ -1017,8 +1074,16 @@ where
         let typed: I = crate::program::parse_input_value(value)?;
         checked_json(schema.as_ref(), &typed)
     });
-    let facade =
-        Facade { id: name.to_owned(), ingress, admin, waits, check_input, wait_timeout, http: reqwest::Client::new() };
+    // Bounded: a Restate that accepts connections and never answers gets a
+    // 502, not a request that hangs (`?wait=true` has its own bound).
+    let http = match reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot make an HTTP client: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let facade = Facade { id: name.to_owned(), ingress, admin, waits, check_input, wait_timeout, http };
     listening(addr, |listener| async move {
         eprintln!("serving `{name}`'s REST API on http://{addr}, over Restate at {}", facade.ingress);
         let app = router(Arc::new(facade));

@@ -72,18 +72,19 @@ pub(super) fn run(
         _ => None,
     };
     let Some(execution) = execution else {
-        // Refused before it started (an input off its schema: 400).
+        // Not started (the ingress refused the request).
         return Ok(failed(sent.status, sent.body));
     };
     eprintln!("execution {execution}");
     if !waits.is_empty() {
-        eprintln!("its wait steps ({}) take their signals with:", waits.join(", "));
-        eprintln!(
-            "  curl -X POST {}/{}/{execution}/signal -H 'content-type: application/json' -d '{{\"step\": \"{}\", \"payload\": ...}}'",
-            server.ports.ingress_url(),
-            crate::codegen::restate_signals_object(&id),
-            waits[0]
-        );
+        eprintln!("its wait steps take their signals with:");
+        for step in &waits {
+            eprintln!(
+                "  curl -X POST {}/{}/{execution}/signal -H 'content-type: application/json' -d '{{\"step\": \"{step}\", \"payload\": ...}}'",
+                server.ports.ingress_url(),
+                crate::codegen::restate_signals_object(&id),
+            );
+        }
     }
     // The output is awaited on a thread, so that Ctrl-C and a process that
     // died are noticed meanwhile.

@@ -157,7 +157,11 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
                 }
                 #preflight
                 let service = rt::restate::Service::new(#id, workflow::workflow()).input_schema(workflow::INPUT_SCHEMA);
-                let endpoint = ::restate_sdk::endpoint::Endpoint::builder().bind(#service { service }) #bind_signals .build();
+                let options = service.options();
+                let endpoint = ::restate_sdk::endpoint::Endpoint::builder()
+                    .bind(rt::restate::with_options(#service { service }, options))
+                    #bind_signals
+                    .build();
                 rt::restate::serve(endpoint, #id)
             }
         },

@@ -70,6 +70,10 @@ struct Answer {
     body: String,
 }
 
+/// How long a call to Restate may take (but an attach, which `?wait=true`'s
+/// own timeout bounds): a Restate that does not answer is a 502.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Facade {
     async fn call(
         &self,
@@ -78,7 +82,16 @@ impl Facade {
         body: Option<String>,
         headers: &[(&str, &str)],
     ) -> Result<Answer, Problem> {
-        let mut request = self.http.request(method, &url);
+        self.send(self.http.request(method, &url).timeout(REQUEST_TIMEOUT), &url, body, headers).await
+    }
+
+    async fn send(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        url: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, Problem> {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -167,6 +180,14 @@ fn state_of(row: &Map<String, Value>) -> (ExecutionState, Option<ExecutionError>
             (state, Some(error))
         }
         ("pending" | "scheduled", _) => (ExecutionState::Pending, None),
+        // Retries used up (Restate 1.5+ pauses then): it goes on only if an
+        // operator resumes it; its last failure is the error.
+        ("paused", _) => {
+            let failure = text("last_failure");
+            let message = if failure.is_empty() { "paused by Restate after its retries" } else { failure };
+            (ExecutionState::Failed, Some(ExecutionError::new(ErrorKind::AgentFailed, message.to_owned(), 0)))
+        }
+        // ready, running, backing-off, suspended (waiting for a signal or a timer).
         _ => (ExecutionState::Running, None),
     }
 }
@@ -253,18 +274,21 @@ async fn execute_inner(
 /// 200 with the result once the invocation ended within the wait timeout,
 /// else 202.
 async fn ended_or_accepted(f: &Facade, id: &str) -> Result<Response, Problem> {
-    let attach = f.call(reqwest::Method::GET, format!("{}/restate/invocation/{id}/attach", f.ingress), None, &[]);
+    let url = format!("{}/restate/invocation/{id}/attach", f.ingress);
+    let attach = f.send(f.http.get(&url), &url, None, &[]);
     let Ok(answer) = tokio::time::timeout(f.wait_timeout, attach).await else { return Ok(accepted(id)) };
     let answer = answer?;
-    let result = if answer.status == 200 {
-        Ok(serde_json::from_str(&answer.body).unwrap_or(Value::Null))
-    } else {
-        // `{"code", "message"}`, Restate's terminal error.
-        let error: Value = serde_json::from_str(&answer.body).unwrap_or_default();
-        let code = error["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(answer.status);
-        Err(failure_with_code(code, error["message"].as_str().unwrap_or(&answer.body)))
-    };
-    Ok(ok_json(StatusCode::OK, &Ended::new(id, &result)))
+    if answer.status == 200 {
+        let output = Ok(serde_json::from_str(&answer.body).unwrap_or(Value::Null));
+        return Ok(ok_json(StatusCode::OK, &Ended::new(id, &output)));
+    }
+    // Ended only if Restate says so: an ingress that fails is not the
+    // execution failing.
+    match f.invocation(id).await?.map(|row| state_of(&row)) {
+        Some((_, Some(error))) => Ok(ok_json(StatusCode::OK, &Ended::new(id, &Err(error)))),
+        Some(_) => Ok(accepted(id)),
+        None => Err(unavailable(&format!("attaching to {id}: Restate answered {}: {}", answer.status, answer.body))),
+    }
 }
 
 async fn status(State(f): State<Arc<Facade>>, Path(id): Path<String>) -> Response {
