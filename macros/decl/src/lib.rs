@@ -31,7 +31,7 @@
 //!     )]
 //!     /// Classifies a support ticket.
 //!     pub async fn classify(ctx: &AgentContext<'_>, input: ClassifyInput) -> Result<ClassifyOutput, AgentError> {
-//!         todo!()
+//!         Ok(ClassifyOutput { category: ClassifyOutputCategory::Other, confidence: 0.5 })
 //!     }
 //! "#;
 //! let file = syn::parse_file(source)?;
