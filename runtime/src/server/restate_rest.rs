@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::problem::{ok_json, Problem};
-use super::request::ExecuteBody;
+use super::request::{is_json, ExecuteBody};
 use super::responses::{Accepted, CancelRequested, Ended, ExecutionDoc, Links, SignalAccepted};
 use crate::error::{ErrorKind, ExecutionError};
 use crate::program::InputError;
@@ -237,11 +237,7 @@ async fn execute_inner(
     body: &[u8],
 ) -> Result<Response, Problem> {
     let wait = query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "wait=true" || p == "wait"));
-    if !headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
-    {
+    if !is_json(headers) {
         return Err(Problem::not_json());
     }
     let header_correlation = headers.get("x-correlation-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -440,35 +436,20 @@ async fn events_of(f: &Facade, id: &str) -> Result<Vec<Event>, Problem> {
                 else {
                     continue;
                 };
-                let result = &completion["result"];
-                if let Some(bytes) = result["Success"].as_array() {
+                match journal_result(&completion["result"]) {
                     // The action's answer: `{"output", "usage"?}`.
-                    let text: Vec<u8> =
-                        bytes.iter().filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok())).collect();
-                    let answer: Value = serde_json::from_slice(&text).unwrap_or_default();
-                    push("step.succeeded", Some(name.clone()), Some(answer["output"].clone()), None);
-                } else {
-                    let failure = &result["Failure"];
-                    let code = failure["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
-                    let error = failure_with_code(code, failure["message"].as_str().unwrap_or_default());
-                    push("step.failed", Some(name.clone()), None, Some(error));
+                    Ok(answer) => push("step.succeeded", Some(name.clone()), Some(answer["output"].clone()), None),
+                    Err(error) => push("step.failed", Some(name.clone()), None, Some(error)),
                 }
             }
-            "Command: Output" if top => {
-                let result = &entry["Command"]["Output"]["result"];
-                if let Some(bytes) = result["Success"].as_array() {
-                    let text: Vec<u8> =
-                        bytes.iter().filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok())).collect();
-                    push("execution.completed", None, serde_json::from_slice(&text).ok(), None);
-                } else {
-                    let failure = &result["Failure"];
-                    let code = failure["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
-                    let error = failure_with_code(code, failure["message"].as_str().unwrap_or_default());
+            "Command: Output" if top => match journal_result(&entry["Command"]["Output"]["result"]) {
+                Ok(output) => push("execution.completed", None, Some(output), None),
+                Err(error) => {
                     let event =
                         if error.kind == ErrorKind::Cancelled { "execution.cancelled" } else { "execution.failed" };
                     push(event, None, None, Some(error));
                 }
-            }
+            },
             _ => {}
         }
     }
@@ -476,6 +457,22 @@ async fn events_of(f: &Facade, id: &str) -> Result<Vec<Event>, Problem> {
         e.seq = i as u64 + 1;
     }
     Ok(events)
+}
+
+/// A journal entry's `result`: `{"Success": [bytes of JSON]}` or
+/// `{"Failure": {"code", "message"}}`.
+fn journal_result(result: &Value) -> Result<Value, ExecutionError> {
+    match result["Success"].as_array() {
+        Some(bytes) => {
+            let text: Vec<u8> = bytes.iter().filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok())).collect();
+            Ok(serde_json::from_slice(&text).unwrap_or_default())
+        }
+        None => {
+            let failure = &result["Failure"];
+            let code = failure["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
+            Err(failure_with_code(code, failure["message"].as_str().unwrap_or_default()))
+        }
+    }
 }
 
 async fn cancel(State(f): State<Arc<Facade>>, Path(id): Path<String>) -> Response {
@@ -511,11 +508,7 @@ async fn signal(
 }
 
 async fn signal_inner(f: &Facade, id: &str, step: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, Problem> {
-    if !headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
-    {
+    if !is_json(headers) {
         return Err(Problem::not_json());
     }
     let payload = super::request::parse_json(body)?;
@@ -529,7 +522,7 @@ async fn signal_inner(f: &Facade, id: &str, step: &str, headers: &HeaderMap, bod
             .detail(format!("execution {id} has already ended")));
     }
     let request = json!({ "step": step, "payload": payload }).to_string();
-    let object = format!("{}-signals", f.id);
+    let object = crate::restate::signals_object(&f.id);
     let answer =
         f.call(reqwest::Method::POST, format!("{}/{object}/{id}/signal", f.ingress), Some(request), &[]).await?;
     match answer.status {
