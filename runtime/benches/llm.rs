@@ -10,7 +10,17 @@
 //! completion; the client side runs on a current-thread runtime, as the
 //! generated program does. Both rows pay the same server and loopback costs,
 //! so the difference is orchestr8's. A third row, the agent alone (no
-//! executor, no journal), splits that difference.
+//! executor, no journal), splits that difference; a fourth, a four-step
+//! execution, gives the cost per call once an execution's own events
+//! (started, completed, its output) are shared by several calls.
+//!
+//! Loopback round trips on this kind of machine drift by 10-30 % from one
+//! second to the next, more than the difference measured, and criterion
+//! measures each row in its own window of time. So after criterion's rows,
+//! a paired summary runs the rows in turn, call after call (rotating which
+//! goes first), and prints each row's median and its ratio to the bare call:
+//! every row sees the same conditions. `O8_PAIRED_N` sets its rounds
+//! (default 5,000; 0 skips it).
 //!
 //! Run: `cargo bench -p orchestr8-runtime --features llm --bench llm`.
 
@@ -128,17 +138,9 @@ fn bench(c: &mut Criterion) {
     });
     let port = rx.recv().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let workflow = Workflow::new(
-        WorkflowInfo::new("bench", "1.0.0", "h"),
-        Node::sequence([AgentStep::new(
-            "classify",
-            Arc::new(agent(port)),
-            |_: &OnceLock<Triage>| Ok(ticket()),
-            |s: &OnceLock<Triage>, o| store(s, "classify", o),
-        )
-        .node()]),
-        |s: &OnceLock<Triage>| slot(s, "classify").cloned(),
-    );
+    let llm = Arc::new(agent(port));
+    let workflow = sequence(&llm, 1);
+    let four = sequence(&llm, 4);
     let runtime = Runtime::new(MemoryStore::with_capacity(64));
     // The same body the agent sends, built once: the bare row pays only HTTP.
     let client = reqwest::Client::new();
@@ -174,21 +176,27 @@ fn bench(c: &mut Criterion) {
                     let ctx = AgentContext::new(&cancel, &meta, "classify", 1, &config);
                     assert_eq!(Agent::run(&alone, &ctx, ticket()).await.unwrap().priority, 2);
                 }
+                2 => {
+                    let out =
+                        runtime.run(&workflow, &Slots::default(), ExecutionOptions::default()).await.unwrap().unwrap();
+                    assert_eq!(out.priority, 2);
+                }
                 _ => {
                     let out =
-                        runtime.run(&workflow, &OnceLock::new(), ExecutionOptions::default()).await.unwrap().unwrap();
+                        runtime.run(&four, &Slots::default(), ExecutionOptions::default()).await.unwrap().unwrap();
                     assert_eq!(out.priority, 2);
                 }
             }
         })
     };
     let mut group = c.benchmark_group("llm_call");
-    for (row, name) in ["bare reqwest", "llm agent alone", "orchestr8 step"].into_iter().enumerate() {
+    const ROWS: [&str; 4] = ["bare reqwest", "llm agent alone", "orchestr8 step", "orchestr8 4-step execution"];
+    for (row, name) in ROWS.into_iter().enumerate() {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut own = std::time::Duration::ZERO;
                 for _ in 0..iters {
-                    for other in (0..3).filter(|r| *r != row) {
+                    for other in (0..ROWS.len()).filter(|r| *r != row) {
                         call(other);
                     }
                     let t = std::time::Instant::now();
@@ -200,25 +208,65 @@ fn bench(c: &mut Criterion) {
         });
     }
     // The executor and journal around an agent that does nothing.
-    let noop = Workflow::new(
-        WorkflowInfo::new("bench", "1.0.0", "h"),
-        Node::sequence([AgentStep::new(
-            "classify",
-            Arc::new(Noop),
-            |_: &OnceLock<Triage>| Ok(ticket()),
-            |s: &OnceLock<Triage>, o| store(s, "classify", o),
-        )
-        .node()]),
-        |s: &OnceLock<Triage>| slot(s, "classify").cloned(),
-    );
+    let noop = sequence(&Arc::new(Noop), 1);
     group.bench_function("orchestr8 step, no-op agent", |b| {
         b.iter(|| {
             rt.block_on(async {
-                runtime.run(&noop, &OnceLock::new(), ExecutionOptions::default()).await.unwrap().unwrap();
+                runtime.run(&noop, &Slots::default(), ExecutionOptions::default()).await.unwrap().unwrap();
             })
         })
     });
     group.finish();
+    paired(&ROWS, call);
+}
+
+/// Each row's median over rounds in which every row makes one call, in
+/// turn, and its ratio to the bare call's median (module docs: why).
+fn paired(rows: &[&str], call: impl Fn(usize)) {
+    let rounds: usize = std::env::var("O8_PAIRED_N").ok().and_then(|n| n.parse().ok()).unwrap_or(5_000);
+    if rounds == 0 {
+        return;
+    }
+    let mut times: Vec<Vec<std::time::Duration>> = vec![Vec::with_capacity(rounds); rows.len()];
+    for round in 0..rounds {
+        for k in 0..rows.len() {
+            let row = (round + k) % rows.len();
+            let t = std::time::Instant::now();
+            call(row);
+            times[row].push(t.elapsed());
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort();
+            t[t.len() / 2].as_secs_f64() * 1e6
+        })
+        .collect();
+    println!("\nllm_call, paired ({rounds} rounds; median, ratio to the bare call):");
+    for (name, m) in rows.iter().zip(&medians) {
+        println!("  {name:<28} {m:>8.1} µs  {:.3}×", m / medians[0]);
+    }
+    let per_call = medians[3] / 4.0;
+    println!("  {:<28} {per_call:>8.1} µs  {:.3}×", "4-step execution, per call", per_call / medians[0]);
+}
+
+/// The steps' outputs, by step.
+#[derive(Default)]
+struct Slots([OnceLock<Triage>; 4]);
+
+/// A workflow of `n` steps in sequence, each calling `agent` on the ticket;
+/// its output is the last step's.
+fn sequence<A: Agent<Input = Ticket, Output = Triage>>(agent: &Arc<A>, n: usize) -> Workflow<Slots, Triage> {
+    const IDS: [&str; 4] = ["classify", "classify2", "classify3", "classify4"];
+    let steps = (0..n).map(|i| {
+        AgentStep::new(IDS[i], agent.clone(), |_: &Slots| Ok(ticket()), move |s: &Slots, o| store(&s.0[i], IDS[i], o))
+            .node()
+    });
+    let last = n - 1;
+    Workflow::new(WorkflowInfo::new("bench", "1.0.0", "h"), Node::sequence(steps), move |s: &Slots| {
+        slot(&s.0[last], IDS[last]).cloned()
+    })
 }
 
 /// An agent that answers at once: what the executor costs by itself.

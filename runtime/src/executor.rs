@@ -1345,8 +1345,8 @@ pub(crate) fn millis(d: Duration) -> u64 {
 }
 
 fn to_json<T: Serialize>(v: &T) -> Option<Json> {
-    match serde_json::to_value(v) {
-        Ok(v) => Some(Json::from(v)),
+    match Json::serialize(v) {
+        Ok(v) => Some(v),
         Err(e) => {
             tracing::warn!(error = %e, "value cannot be journaled as JSON");
             None

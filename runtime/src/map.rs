@@ -288,7 +288,7 @@ where
         if suspended {
             return Outcome::Suspended;
         }
-        let output = serde_json::to_value(&outputs).ok().map(Json::from);
+        let output = Json::serialize(&outputs).ok();
         if let Err(msg) = (self.store)(cx.state(), outputs) {
             return self.failed(cx, &id, StepError::new(ErrorKind::InvalidOutput, msg, 0), started);
         }

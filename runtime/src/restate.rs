@@ -933,7 +933,12 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
 ///
 /// fn main() -> std::process::ExitCode {
 ///     let service = rt::restate::Service::new("hello", workflow()).input_schema(r#"{"type": "string"}"#);
-///     rt::restate::serve(Service { service }, "hello")
+///     // Restate keeps an invocation in flight as long as its longest agent call.
+///     let options = service.options();
+///     let endpoint = restate_sdk::endpoint::Endpoint::builder()
+///         .bind(rt::restate::with_options(Service { service }, options))
+///         .build();
+///     rt::restate::serve(endpoint, "hello")
 /// }
 /// ```
 pub fn serve(endpoint: restate_sdk::endpoint::Endpoint, name: &str) -> std::process::ExitCode {

@@ -337,6 +337,10 @@ fn hand_written_lines_are_serdes_bytes() {
     events[1].duration_ms = Some(u64::MAX);
     events[1].error = Some(Box::new(StepError::new(ErrorKind::Timeout, "late\t", 3).with_step("s".into())));
     events[2].delay_ms = Some(0);
+    // A value kept as its serialised text (how the executor journals typed outputs).
+    let kept = (r#"é"\u{1}"#, 1.5, -3, std::collections::BTreeMap::from([("b", vec![2]), ("a", vec![])]));
+    events[2].output = Some(orchestr8_runtime::journal::Json::serialize(&kept).unwrap());
+    assert_eq!(events[2].output.as_deref(), Some(&serde_json::to_value(kept).unwrap()));
     events[2].labels_mut().agent_version = Some("2.0".into());
     // Another execution id through the same cache, and a time before 1970 (written as the epoch).
     let mut other = JournalEvent::at("other \"id\"".into(), EventKind::StepSkipped, std::time::UNIX_EPOCH);

@@ -56,11 +56,11 @@ pub(super) fn write(ev: &JournalEvent, out: &mut Vec<u8>, cache: &mut LineCache)
     }
     if let Some(v) = &ev.input {
         out.extend_from_slice(b",\"input\":");
-        push_json(out, v.value());
+        v.write_to(out);
     }
     if let Some(v) = &ev.output {
         out.extend_from_slice(b",\"output\":");
-        push_json(out, v.value());
+        v.write_to(out);
     }
     if let Some(e) = &ev.error {
         out.extend_from_slice(b",\"error\":");
@@ -117,14 +117,6 @@ fn state_name(s: StateName) -> &'static str {
         StateName::TimedOut => "timed_out",
         StateName::Skipped => "skipped",
         StateName::Waiting => "waiting",
-    }
-}
-
-fn push_json(out: &mut Vec<u8>, v: &serde_json::Value) {
-    match v {
-        serde_json::Value::Null => out.extend_from_slice(b"null"),
-        // Writing a `Value` to a Vec cannot fail (maps have string keys).
-        v => serde_json::to_writer(&mut *out, v).expect("a JSON value serialises"),
     }
 }
 

@@ -21,7 +21,7 @@ mod unfinished;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -184,8 +184,23 @@ impl From<StepState> for StateName {
 
 /// A JSON value in the journal: shared (cloning is a reference count), and
 /// `null` costs no allocation. Derefs to [`Value`].
+///
+/// A value the executor journals from a typed input or output
+/// ([`Json::serialize`]) is kept as its serialised text, one allocation
+/// instead of a tree of them; it is parsed only if something reads it as a
+/// [`Value`] (or serialises it), once. Journal files copy the text as is.
 #[derive(Clone, Default)]
-pub struct Json(Option<Arc<Value>>);
+pub struct Json(Option<Arc<Repr>>);
+
+enum Repr {
+    Value(Value),
+    /// Valid JSON as `serde_json` wrote it (never `null`), and its parse once made.
+    /// A `String`, not a boxed `str`: shrinking it would cost a reallocation.
+    Text {
+        text: String,
+        parsed: OnceLock<Value>,
+    },
+}
 
 static NULL: Value = Value::Null;
 
@@ -193,9 +208,42 @@ impl Json {
     /// `null`.
     pub const NULL: Json = Json(None);
 
+    /// `v` as JSON, kept as its serialised text. An error if `v` has no JSON
+    /// form (e.g. a map with non-string keys).
+    ///
+    /// ```
+    /// use orchestr8_runtime::journal::Json;
+    ///
+    /// let j = Json::serialize(&("a", 1)).unwrap();
+    /// assert_eq!(j, serde_json::json!(["a", 1]));
+    /// assert_eq!(serde_json::to_string(&j).unwrap(), r#"["a",1]"#);
+    /// assert!(Json::serialize(&None::<u8>).unwrap().is_null());
+    /// ```
+    pub fn serialize<T: Serialize + ?Sized>(v: &T) -> serde_json::Result<Json> {
+        let text = serde_json::to_string(v)?;
+        Ok(if text == "null" { Json::NULL } else { Json(Some(Arc::new(Repr::Text { text, parsed: OnceLock::new() }))) })
+    }
+
     /// The value.
     pub fn value(&self) -> &Value {
-        self.0.as_deref().unwrap_or(&NULL)
+        match self.0.as_deref() {
+            None => &NULL,
+            Some(Repr::Value(v)) => v,
+            // serde_json wrote it: it parses (depth is unbounded, the crate's feature).
+            Some(Repr::Text { text, parsed }) => {
+                parsed.get_or_init(|| serde_json::from_str(text).unwrap_or(Value::Null))
+            }
+        }
+    }
+
+    /// Appends the value's JSON text to `out`: the kept text as is.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        match self.0.as_deref() {
+            None => out.extend_from_slice(b"null"),
+            Some(Repr::Text { text, .. }) => out.extend_from_slice(text.as_bytes()),
+            // Writing a `Value` to a Vec cannot fail (maps have string keys).
+            Some(Repr::Value(v)) => serde_json::to_writer(&mut *out, v).expect("a JSON value serialises"),
+        }
     }
 }
 
@@ -211,14 +259,8 @@ impl From<Value> for Json {
         if v.is_null() {
             Json(None)
         } else {
-            Json(Some(Arc::new(v)))
+            Json(Some(Arc::new(Repr::Value(v))))
         }
-    }
-}
-
-impl From<Arc<Value>> for Json {
-    fn from(v: Arc<Value>) -> Self {
-        Json(Some(v))
     }
 }
 
@@ -242,6 +284,8 @@ impl std::fmt::Debug for Json {
 
 impl Serialize for Json {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Through the parsed value, not `RawValue` (which only serde_json's
+        // serializers understand): any format gets the value itself.
         self.value().serialize(s)
     }
 }
