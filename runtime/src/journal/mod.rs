@@ -220,8 +220,33 @@ impl Json {
     /// assert!(Json::serialize(&None::<u8>).unwrap().is_null());
     /// ```
     pub fn serialize<T: Serialize + ?Sized>(v: &T) -> serde_json::Result<Json> {
-        let text = serde_json::to_string(v)?;
-        Ok(if text == "null" { Json::NULL } else { Json(Some(Arc::new(Repr::Text { text, parsed: OnceLock::new() }))) })
+        // Written into a buffer kept per thread, then copied once at its
+        // exact size: no growing, no spare capacity kept, nothing allocated
+        // for `null` (a step of `()`).
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with(|buf| {
+            let mut own = Vec::new();
+            // Taken already only if `v`'s own `Serialize` journals a value.
+            let mut shared = buf.try_borrow_mut();
+            let out = shared.as_deref_mut().unwrap_or(&mut own);
+            out.clear();
+            serde_json::to_writer(&mut *out, v)?;
+            let json = match &out[..] {
+                b"null" => Json::NULL,
+                // serde_json writes UTF-8 only.
+                text => Json(Some(Arc::new(Repr::Text {
+                    text: String::from_utf8_lossy(text).into(),
+                    parsed: OnceLock::new(),
+                }))),
+            };
+            if out.capacity() > 64 * 1024 {
+                // A rare large value: its buffer is not kept.
+                *out = Vec::new();
+            }
+            Ok(json)
+        })
     }
 
     /// The value.
