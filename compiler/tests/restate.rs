@@ -157,7 +157,8 @@ fn the_llm_example_runs_on_restate_within_its_token_budget() {
     // the step fails for the budget, never retried, as embedded.
     let service = serve(&server, &tight, &envs);
     let (status, body) = server.invoke("/llm-tight/run", &input);
-    assert_eq!(status, 500, "{body}\n{}", service.log_tail());
+    // The budget's own terminal code (the REST facade's `budget_exceeded`).
+    assert_eq!(status, 402, "{body}\n{}", service.log_tail());
     assert!(body.contains("the execution's token budget of 1"), "{body}");
 }
 

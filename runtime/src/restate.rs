@@ -490,7 +490,7 @@ pub(crate) async fn map_items(
     let mut failed = 0usize;
     // The first failure beyond the tolerated ones: no item starts after it,
     // and the map ends once the items it cancelled have (as embedded).
-    let mut beyond: Option<(usize, String)> = None;
+    let mut beyond: Option<(usize, TerminalError)> = None;
     loop {
         while beyond.is_none() && calls.len() < concurrency.max(1) && handles.len() < total {
             let (handle, call) = on.call_branch(&outputs, path.to_vec(), Some(handles.len())).await?;
@@ -507,7 +507,7 @@ pub(crate) async fn map_items(
             }
             Ok(Json(BranchOutputs { item: None, spent, .. })) => {
                 on.spent.add(spent);
-                "the item's body ended without an output".to_owned()
+                TerminalError::new("the item's body ended without an output")
             }
             // Cancelled by this map, past its tolerated failures.
             Err(e) if is_cancellation(&e) && beyond.is_some() => continue,
@@ -517,7 +517,7 @@ pub(crate) async fn map_items(
                 handles.iter().for_each(|h| h.cancel());
                 return Err(e);
             }
-            Err(e) => e.message().to_owned(),
+            Err(e) => e,
         };
         failed += 1;
         if failed > tolerated && beyond.is_none() {
@@ -528,9 +528,11 @@ pub(crate) async fn map_items(
         }
     }
     match beyond {
-        Some((index, error)) => Err(TerminalError::new(format!(
-            "{failed} of {total} items failed ({tolerated} tolerated); item {index}: {error}"
-        ))),
+        // With the item's code, as embedded keeps the item's error kind.
+        Some((index, error)) => Err(TerminalError::new_with_code(
+            error.code(),
+            format!("{failed} of {total} items failed ({tolerated} tolerated); item {index}: {}", error.message()),
+        )),
         None => Ok(results),
     }
 }
@@ -822,18 +824,43 @@ struct Attempt<A> {
     budget: Option<u64>,
 }
 
+/// How a failed attempt ends its action.
+enum Failed {
+    /// Restate retries it under the step's retry policy.
+    Retry(String),
+    /// The step fails (or the invocation was cancelled: code 409).
+    Terminal(TerminalError),
+}
+
+impl From<Failed> for HandlerError {
+    fn from(f: Failed) -> Self {
+        match f {
+            Failed::Retry(message) => HandlerError::from(message),
+            Failed::Terminal(e) => e.into(),
+        }
+    }
+}
+
+/// The terminal code of a step that failed because the execution's token
+/// budget is spent (the REST facade reads it as `budget_exceeded`).
+pub(crate) const BUDGET_EXCEEDED: u16 = 402;
+
 impl<A: Agent> Attempt<A> {
     async fn call(self, input: A::Input) -> HandlerResult<Json<Answer<A::Output>>> {
+        self.attempt(input).await.map(Json).map_err(HandlerError::from)
+    }
+
+    async fn attempt(self, input: A::Input) -> Result<Answer<A::Output>, Failed> {
         // The breaker is this process's, as in the embedded target: an open
         // one fails the step at once, never retried.
         let permit = match &self.breaker {
             Some(b) => Some(b.try_acquire(|_| {}).map_err(|_| {
-                TerminalError::new(format!(
+                Failed::Terminal(TerminalError::new(format!(
                     "step {}: circuit breaker for agent {}@{} is open",
                     self.step,
                     self.agent.id(),
                     self.agent.version()
-                ))
+                )))
             })?),
             None => None,
         };
@@ -862,20 +889,26 @@ impl<A: Agent> Attempt<A> {
                 if let Some(p) = permit {
                     p.success(|_| {});
                 }
-                Ok(Json(Answer { output, usage: step.get() }))
+                Ok(Answer { output, usage: step.get() })
             }
             Err(e) => {
-                if let Some(p) = permit {
+                // A spent budget is the execution's, not the agent's failure:
+                // as embedded, the breaker does not count it (dropping the
+                // permit records nothing).
+                if let Some(p) = permit.filter(|_| e.kind() != AgentErrorKind::BudgetExceeded) {
                     p.failure(|_| {});
                 }
                 if self.cancel.is_cancelled() {
                     // Never retried: the invocation is over.
-                    return Err(TerminalError::new_with_code(409, "cancelled").into());
+                    return Err(Failed::Terminal(TerminalError::new_with_code(409, "cancelled")));
                 }
                 let message = format!("step {}: {e}", self.step);
                 Err(match e.kind() {
-                    AgentErrorKind::Retryable => HandlerError::from(message),
-                    _ => TerminalError::new(message).into(),
+                    AgentErrorKind::Retryable => Failed::Retry(message),
+                    AgentErrorKind::BudgetExceeded => {
+                        Failed::Terminal(TerminalError::new_with_code(BUDGET_EXCEEDED, message))
+                    }
+                    _ => Failed::Terminal(TerminalError::new(message)),
                 })
             }
         }
@@ -1117,4 +1150,63 @@ async fn stopped() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::CircuitBreakerPolicy;
+    use crate::resilience::CircuitState;
+
+    /// Answers that the execution's token budget is spent.
+    struct OverBudget;
+
+    impl Agent for OverBudget {
+        type Input = ();
+        type Output = ();
+        fn id(&self) -> &str {
+            "over"
+        }
+        fn version(&self) -> &str {
+            "1.0.0"
+        }
+        async fn run(&self, _: &AgentContext<'_>, _: ()) -> Result<(), AgentError> {
+            Err(AgentError::budget_exceeded("the token budget (10) is spent"))
+        }
+    }
+
+    fn attempt(breaker: &Arc<CircuitBreaker>) -> Attempt<OverBudget> {
+        Attempt {
+            agent: Arc::new(OverBudget),
+            meta: Arc::new(ExecutionMeta {
+                execution_id: "e".into(),
+                correlation_id: "e".into(),
+                workflow_id: "w".into(),
+                workflow_version: "1.0.0".into(),
+            }),
+            step: "s".into(),
+            config: Value::Null,
+            policy: Policy::default(),
+            breaker: Some(breaker.clone()),
+            cancel: CancellationToken::new(),
+            started: Arc::new(Notify::new()),
+            spent: Usage::default(),
+            budget: Some(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_is_its_own_terminal_code_and_the_breaker_does_not_count_it() {
+        let policy = CircuitBreakerPolicy { failure_threshold: 1, ..CircuitBreakerPolicy::default() };
+        let breaker = Arc::new(CircuitBreaker::new("over", "1.0.0", policy));
+        for _ in 0..2 {
+            let Err(Failed::Terminal(e)) = attempt(&breaker).attempt(()).await else {
+                panic!("not a terminal failure")
+            };
+            assert_eq!(e.code(), BUDGET_EXCEEDED, "{}", e.message());
+            assert!(e.message().starts_with("step s: "), "{}", e.message());
+            // As embedded: the agent did not fail, the execution ran out.
+            assert_eq!(breaker.state(), CircuitState::Closed);
+        }
+    }
 }

@@ -205,7 +205,7 @@ fn failure_with_code(code: u16, message: &str) -> ExecutionError {
     let kind = match code {
         409 => ErrorKind::Cancelled,
         400 => ErrorKind::InvalidInput,
-        _ if message.contains("token budget") => ErrorKind::BudgetExceeded,
+        crate::restate::BUDGET_EXCEEDED => ErrorKind::BudgetExceeded,
         _ => ErrorKind::AgentFailed,
     };
     // `step ID: ...`: the step the error is about.
