@@ -313,6 +313,34 @@ fn a_bad_test_file_is_reported_where_it_is_wrong_and_nothing_runs() {
     insta::assert_snapshot!(stderr);
 }
 
+/// The workflow's own warnings are shown even when its test file is refused
+/// (they were lost: the workflow was validated silently, and shown only by
+/// the build that a bad test file never reaches).
+#[test]
+fn a_refused_test_file_still_shows_the_workflows_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut workflow: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("examples/llm-triage/workflow.json")).unwrap())
+            .unwrap();
+    // On Anthropic, `minimum`/`maximum` are checked locally only: W0423.
+    for agent in workflow["agents"].as_object_mut().unwrap().values_mut() {
+        agent["provider"] = "anthropic".into();
+        agent["model"] = "claude-sonnet-4-5".into();
+        agent.as_object_mut().unwrap().remove("baseUrl");
+    }
+    std::fs::write(dir.path().join("workflow.json"), serde_json::to_string_pretty(&workflow).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("bad.test.json"),
+        r#"{"cases": [{"name": "x", "input": {}, "mocks": {"nope": {}}}]}"#,
+    )
+    .unwrap();
+    let out = orchestr8().arg("test").arg("bad.test.json").current_dir(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("warning[W0423]") && stderr.contains("--> workflow.json:"), "{stderr}");
+    assert!(stderr.contains("bad.test.json: invalid test file; nothing was run"), "{stderr}");
+}
+
 /// Signals in a test file name wait steps, with payloads their schemas take.
 #[test]
 fn bad_signals_in_a_test_file_are_reported_where_they_are() {

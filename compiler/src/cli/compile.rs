@@ -9,7 +9,7 @@ use crate::codegen::{generate, write_files, CrateOptions};
 use crate::diagnostics::render_human;
 use crate::own_crates::OwnCrates;
 use crate::target::Target;
-use crate::validate::validate_for;
+use crate::validate::{validate_for, Validation};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -35,9 +35,12 @@ pub(super) struct Args {
 }
 
 pub(super) fn run(args: &Args) -> Status {
-    match compile(&args.workflow, args.out.as_deref(), args.orchestr8_path.as_deref(), args.target, args.reporting) {
-        Ok(Compiled::Crate { .. }) => Status::Success,
-        Ok(Compiled::Invalid) => Status::Failure,
+    let written = check(&args.workflow, args.target, args.reporting, "nothing was written").and_then(|checked| {
+        checked.map(|c| write_crate(c, args.out.as_deref(), args.orchestr8_path.as_deref(), args.target)).transpose()
+    });
+    match written {
+        Ok(Some(_)) => Status::Success,
+        Ok(None) => Status::Failure,
         Err(message) => {
             eprintln!("error: {message}");
             Status::Usage
@@ -45,42 +48,62 @@ pub(super) fn run(args: &Args) -> Status {
     }
 }
 
-/// What a compile came to.
-pub(super) enum Compiled {
-    /// The workflow has errors (reported); nothing was written.
-    Invalid,
-    /// The crate is written.
-    Crate {
-        /// Its directory.
-        dir: PathBuf,
-        /// Its package and binary name (`metadata.id`).
-        name: String,
-        /// The ids of its wait steps.
-        waits: Vec<String>,
-    },
+/// A workflow's crate, written.
+pub(super) struct Written {
+    /// Its directory.
+    pub(super) dir: PathBuf,
+    /// Its package and binary name (`metadata.id`).
+    pub(super) name: String,
+    /// The ids of its wait steps.
+    pub(super) waits: Vec<String>,
 }
 
-/// Validates `workflow` and writes its crate to `out` (default: beside it),
-/// reporting diagnostics on standard error.
-pub(super) fn compile(
+/// A workflow validated without errors, its findings shown: what
+/// [`write_crate`] generates from (validated once, whatever follows).
+pub(super) struct Checked {
+    /// The workflow file.
+    pub(super) path: PathBuf,
+    /// Its directory, absolute: where its agent crates are found from.
+    dir: PathBuf,
+    /// Where the agents' declarations were read.
+    pub(super) source: FromRustSource,
+    /// Its text, diagnostics, workflow and checked form (both present).
+    pub(super) validation: Validation,
+}
+
+/// Reads and validates `workflow` for `target`, showing every finding (its
+/// warnings too). `None` when it has errors, reported with `then` (what
+/// did not happen because of them).
+pub(super) fn check(
     workflow: &Path,
+    target: Target,
+    reporting: Reporting,
+    then: &str,
+) -> Result<Option<Checked>, String> {
+    let shown = workflow.display().to_string();
+    let bytes = super::read_document(workflow)?;
+    let dir = absolute(workflow.parent().unwrap_or(Path::new("")))?;
+    let source = FromRustSource::new(&dir);
+    let validation = validate_for(&bytes, &source, target);
+    eprint!("{}", render_human(&shown, &validation.text, &validation.diagnostics, reporting.options()));
+    if validation.checked.is_none() {
+        let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!("{shown}: invalid, {errors} error{}; {then}", if errors == 1 { "" } else { "s" });
+        super::print_explain_hint(&validation.diagnostics);
+        return Ok(None);
+    }
+    Ok(Some(Checked { path: workflow.to_path_buf(), dir, source, validation }))
+}
+
+/// Writes the crate of a checked workflow to `out` (default: beside it).
+pub(super) fn write_crate(
+    checked: Checked,
     out: Option<&Path>,
     orchestr8_path: Option<&Path>,
     target: Target,
-    reporting: Reporting,
-) -> Result<Compiled, String> {
-    let shown = workflow.display().to_string();
-    let bytes = super::read_document(workflow)?;
-    let workflow_dir = absolute(workflow.parent().unwrap_or(Path::new("")))?;
-    let source = FromRustSource::new(&workflow_dir);
-    let validation = validate_for(&bytes, &source, target);
-    eprint!("{}", render_human(&shown, &validation.text, &validation.diagnostics, reporting.options()));
-    let Some(workflow) = validation.checked else {
-        let errors = validation.diagnostics.iter().filter(|d| d.is_error()).count();
-        eprintln!("{shown}: invalid, {errors} error{}; nothing was written", if errors == 1 { "" } else { "s" });
-        super::print_explain_hint(&validation.diagnostics);
-        return Ok(Compiled::Invalid);
-    };
+) -> Result<Written, String> {
+    let Checked { dir: workflow_dir, validation, .. } = checked;
+    let workflow = validation.checked.expect("`check` returns only a checked workflow");
     let manifests: Vec<_> = workflow.crates.iter().map(|c| workflow_dir.join(&c.path).join("Cargo.toml")).collect();
     let own = OwnCrates::locate_for(orchestr8_path, &manifests)?;
     if let Some(note) = own.registry_note() {
@@ -107,7 +130,7 @@ pub(super) fn compile(
         summary.unchanged.len()
     );
     let waits = workflow.waits.iter().map(|w| w.id.clone()).collect();
-    Ok(Compiled::Crate { dir: out_dir, name: workflow.id, waits })
+    Ok(Written { dir: out_dir, name: workflow.id, waits })
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, String> {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::compile::{compile, Compiled};
+use super::compile::{check, write_crate, Checked, Written};
 use super::Reporting;
 use crate::target::Target;
 
@@ -78,16 +78,21 @@ pub(super) fn build_and_run(
     features: &[&str],
     program_args: &[String],
 ) -> Result<ExitCode, String> {
-    let Some(Built { binary, .. }) = build(workflow, orchestr8_path, reporting, Target::Embedded, features)? else {
-        return Ok(ExitCode::from(1));
-    };
+    match check(workflow, Target::Embedded, reporting, "nothing was written")? {
+        Some(checked) => run_built(&build_checked(checked, orchestr8_path, Target::Embedded, features)?, program_args),
+        None => Ok(ExitCode::from(1)),
+    }
+}
+
+/// Runs a built program with `program_args`, returning its exit code.
+pub(super) fn run_built(built: &Built, program_args: &[String]) -> Result<ExitCode, String> {
     // Ctrl-C goes to the program, which cancels cooperatively and exits 130;
     // orchestr8 waits for it rather than dying first.
     ctrlc::set_handler(|| {}).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
-    let status = Command::new(&binary)
+    let status = Command::new(&built.binary)
         .args(program_args)
         .status()
-        .map_err(|e| format!("cannot run `{}`: {e}", binary.display()))?;
+        .map_err(|e| format!("cannot run `{}`: {e}", built.binary.display()))?;
     Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
 }
 
@@ -110,17 +115,28 @@ pub(super) fn build(
     target: Target,
     features: &[&str],
 ) -> Result<Option<Built>, String> {
+    match check(workflow, target, reporting, "nothing was written")? {
+        Some(checked) => build_checked(checked, orchestr8_path, target, features).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes a checked workflow's crate into `.orchestr8/build/` beside the
+/// workflow and builds it.
+pub(super) fn build_checked(
+    checked: Checked,
+    orchestr8_path: Option<&Path>,
+    target: Target,
+    features: &[&str],
+) -> Result<Built, String> {
+    let workflow = checked.path.clone();
     let base = workflow.parent().unwrap_or(Path::new("")).join(".orchestr8");
     let build_dir = base.join("build");
     let crate_dir = match target {
-        Target::Embedded => stem(workflow),
-        Target::Restate => format!("{}-restate", stem(workflow)),
+        Target::Embedded => stem(&workflow),
+        Target::Restate => format!("{}-restate", stem(&workflow)),
     };
-    let Compiled::Crate { dir, name, waits } =
-        compile(workflow, Some(&build_dir.join(crate_dir)), orchestr8_path, target, reporting)?
-    else {
-        return Ok(None);
-    };
+    let Written { dir, name, waits } = write_crate(checked, Some(&build_dir.join(crate_dir)), orchestr8_path, target)?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| base.join("target"), PathBuf::from);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let build = {
@@ -143,7 +159,7 @@ pub(super) fn build(
         Target::Embedded => name.clone(),
         Target::Restate => crate::codegen::restate_binary(&name),
     };
-    Ok(Some(Built { binary: target_dir.join("debug").join(binary), name, waits }))
+    Ok(Built { binary: target_dir.join("debug").join(binary), name, waits })
 }
 
 fn stem(path: &Path) -> String {

@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::run::build_and_run;
+use super::compile::check;
+use super::run::{build_checked, run_built};
 use super::Reporting;
-use crate::agents::FromRustSource;
 use crate::diagnostics::{render_human, Diagnostic};
-use crate::validate::{syntax_diagnostic, validate};
+use crate::target::Target;
+use crate::validate::syntax_diagnostic;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -46,21 +47,15 @@ fn test(args: &Args) -> Result<ExitCode, String> {
     let bytes = super::read_document(&args.file)?;
     let workflow_path =
         args.workflow.clone().unwrap_or_else(|| args.file.parent().unwrap_or(Path::new("")).join("workflow.json"));
-    let workflow_shown = workflow_path.display().to_string();
-    let workflow_bytes = super::read_document(&workflow_path)?;
-    let workflow_dir = workflow_path.parent().unwrap_or(Path::new("")).to_path_buf();
-    let source =
-        FromRustSource::new(if workflow_dir.as_os_str().is_empty() { PathBuf::from(".") } else { workflow_dir });
-    let validation = validate(&workflow_bytes, &source);
-    let Some(workflow) = validation.workflow else {
-        eprint!("{}", render_human(&workflow_shown, &validation.text, &validation.diagnostics, options));
-        eprintln!("{workflow_shown}: invalid; fix it before testing it");
-        super::print_explain_hint(&validation.diagnostics);
+    // Validated once, for the test file's checks and the build alike; its
+    // warnings are shown whatever the test file holds.
+    let Some(checked) = check(&workflow_path, Target::Embedded, args.reporting, "fix it before testing it")? else {
         return Ok(ExitCode::from(1));
     };
+    let workflow = checked.validation.workflow.as_ref().expect("a checked workflow has its AST");
     let (text, diagnostics) = match orchestr8_schema::source::parse(&bytes) {
         Ok(parsed) => {
-            let found = crate::testfile::check(&parsed.value, &parsed.spans, &workflow, &source);
+            let found = crate::testfile::check(&parsed.value, &parsed.spans, workflow, &checked.source);
             (parsed.text, found)
         }
         Err(issues) => (
@@ -68,18 +63,14 @@ fn test(args: &Args) -> Result<ExitCode, String> {
             issues.into_iter().map(syntax_diagnostic).collect::<Vec<_>>(),
         ),
     };
+    // Its warnings too, when it has no errors.
+    eprint!("{}", render_human(&shown, &text, &diagnostics, options));
     if diagnostics.iter().any(Diagnostic::is_error) {
-        eprint!("{}", render_human(&shown, &text, &diagnostics, options));
         eprintln!("{shown}: invalid test file; nothing was run");
         super::print_explain_hint(&diagnostics);
         return Ok(ExitCode::from(2));
     }
     let test_file = std::fs::canonicalize(&args.file).map_err(|e| format!("cannot find `{shown}`: {e}"))?;
-    build_and_run(
-        &workflow_path,
-        args.orchestr8_path.as_deref(),
-        args.reporting,
-        &["test-mode"],
-        &["--test".to_owned(), test_file.display().to_string()],
-    )
+    let built = build_checked(checked, args.orchestr8_path.as_deref(), Target::Embedded, &["test-mode"])?;
+    run_built(&built, &["--test".to_owned(), test_file.display().to_string()])
 }
