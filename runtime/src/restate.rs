@@ -230,7 +230,14 @@ where
     let on = invocation(ctx, service, canonical(json), &execution_id);
     let state = Arc::new(new_state(input, &ids(&execution_id)));
     let workflow = &service.workflow;
-    node(&on, workflow.root(), &mut Vec::new(), &state).await?;
+    let ran = node(&on, workflow.root(), &mut Vec::new(), &state).await;
+    // Every error of the plan is terminal: the execution has ended, and
+    // its signals object forgets its waits (a signal from now on is a 409).
+    if !workflow.wait_steps().is_empty() {
+        ctx.request::<(), ()>(RequestTarget::object(signals_object(service.name), execution_id.clone(), "end"), ())
+            .send();
+    }
+    ran?;
     let output = workflow.output_of(&state).map_err(|e| TerminalError::new(format!("invalid output: {e}")))?;
     Ok(Json(output))
 }
@@ -584,9 +591,25 @@ struct WaitState {
     closed: bool,
 }
 
-/// The signals object's one state key: every wait step's, by step id (the
-/// SDK's state keys must outlive the handler's context: a constant).
+/// The signals object's state key of every wait step's state, by step id
+/// (the SDK's state keys must outlive the handler's context: constants).
 const WAITS: &str = "waits";
+/// Its state key set once the execution has ended (all it then keeps).
+const ENDED: &str = "ended";
+
+/// Whether the execution has ended (its `end` came).
+async fn ended(ctx: &ObjectContext<'_>) -> Result<bool, TerminalError> {
+    Ok(ctx.get::<Json<bool>>(ENDED).await?.is_some_and(|ended| ended.0))
+}
+
+/// Handler `end` of the signals object, called by the execution when it
+/// ends: its waits' states and unclaimed payloads are dropped, and a
+/// signal from now on is refused (409).
+pub async fn end(ctx: &ObjectContext<'_>) -> HandlerResult<()> {
+    ctx.clear_all();
+    ctx.set(ENDED, Json(true));
+    Ok(())
+}
 
 async fn waits_of(ctx: &ObjectContext<'_>) -> Result<Map<String, Value>, TerminalError> {
     Ok(ctx.get::<Json<Map<String, Value>>>(WAITS).await?.map(|j| j.0).unwrap_or_default())
@@ -606,6 +629,11 @@ fn put_wait_state(ctx: &ObjectContext<'_>, mut waits: Map<String, Value>, step: 
 /// Handler `register` of the signals object: the step awaits `awakeable`;
 /// a payload that came first resolves it at once.
 pub async fn register(ctx: &ObjectContext<'_>, request: Register) -> HandlerResult<()> {
+    if ended(ctx).await? {
+        // A wait's closing sent as the execution failed, delivered after its
+        // end: nothing is left to close (and the sender does not wait).
+        return Ok(());
+    }
     let waits = waits_of(ctx).await?;
     let mut state = wait_state(&waits, &request.step);
     if request.closed {
@@ -628,7 +656,7 @@ pub async fn register(ctx: &ObjectContext<'_>, request: Register) -> HandlerResu
 /// Handler `signal` of the signals object: the payload checked against the
 /// wait's type and schema (422 where it does not fit, 404 for a step that
 /// is no wait), then handed to the step, now or once it waits; a second
-/// signal for a step is a 409, as embedded.
+/// signal for a step, or one after the execution ended, is a 409, as embedded.
 pub async fn signal<S: Send + Sync + 'static, O: Serialize>(
     ctx: &ObjectContext<'_>,
     service: &Service<S, O>,
@@ -655,6 +683,9 @@ pub async fn signal<S: Send + Sync + 'static, O: Serialize>(
             );
         }
     };
+    if ended(ctx).await? {
+        return Err(TerminalError::new_with_code(409, format!("execution {} has ended", ctx.key())).into());
+    }
     let waits = waits_of(ctx).await?;
     let mut state = wait_state(&waits, &step);
     if state.delivered || state.pending.is_some() {

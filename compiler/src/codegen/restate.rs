@@ -89,6 +89,11 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
                 ) -> ::restate_sdk::errors::HandlerResult<()> {
                     rt::restate::register(&ctx, request.0).await
                 }
+                /// Forgets the execution's waits once it has ended (called by it).
+                #[handler(ingress_private)]
+                async fn end(&self, ctx: ::restate_sdk::context::ObjectContext<'_>) -> ::restate_sdk::errors::HandlerResult<()> {
+                    rt::restate::end(&ctx).await
+                }
             }
         }
     });
