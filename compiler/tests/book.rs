@@ -64,6 +64,23 @@ fn report(what: &str, failures: Vec<String>) {
     assert!(failures.is_empty(), "{} {what}:\n\n{}", failures.len(), failures.join("\n\n"));
 }
 
+// ---------------------------------------------------------- the test command
+
+/// The command `.ci/run` runs is the one the README and the architecture
+/// page give as "test everything".
+#[test]
+fn the_test_command_is_the_same_in_ci_the_readme_and_the_book() {
+    let read = |path: &str| std::fs::read_to_string(repo().join(path)).unwrap();
+    let ci = read(".ci/run");
+    let command = ci.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap().trim();
+    assert!(command.contains("cargo test --workspace"), "the last line of .ci/run: {command}");
+    // Each shows it alone in a sh block.
+    let block = format!("```sh\n{command}\n```");
+    for page in ["README.md", "docs/src/architecture.md"] {
+        assert!(read(page).contains(&block), "{page} does not show .ci/run's command:\n{command}");
+    }
+}
+
 // ---------------------------------------------------------------- the CLI
 
 #[test]
