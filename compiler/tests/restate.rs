@@ -679,3 +679,39 @@ fn the_rest_api_of_serve_answers_for_a_workflow_on_restate() {
     assert_eq!(call("GET", &format!("{api}/executions/inv_1nope"), None, &[]).status, 404);
     assert_eq!(call("GET", &format!("{api}/executions/x';DROP"), None, &[]).status, 404);
 }
+
+/// The REST API's journal of an execution on Restate holds the steps its
+/// calls ran too: a map's items are calls of the `branch` handler.
+#[test]
+fn the_rest_api_journal_holds_the_steps_of_a_maps_items() {
+    let Some(server) = RestateServer::start() else { return };
+    let binary = build_with(&repo().join("examples/digest/workflow.json"), "restate", "digest", &["rest"]);
+    let service = serve(&server, &binary, &[]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _rest = ServiceProcess::start(
+        &binary,
+        &["rest", "--addr", &addr, "--ingress", &server.ingress(), "--admin", &server.admin(), "--wait-timeout", "60s"],
+        &[],
+        port,
+    );
+    let api = format!("http://{addr}");
+    let input = std::fs::read_to_string(repo().join("examples/digest/input.json")).unwrap();
+    let body = format!(r#"{{"input": {input}}}"#);
+    let r = call("POST", &format!("{api}/workflows/execute?wait=true"), Some(&body), &[]);
+    assert_eq!(r.status, 200, "{}\n{}", r.body, service.log_tail());
+    let id = json(&r.body)["executionId"].as_str().unwrap().to_owned();
+    let r = call("GET", &format!("{api}/executions/{id}/journal?limit=1000"), None, &[]);
+    let page = json(&r.body);
+    let started: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "step.started")
+        .map(|e| e["stepId"].as_str().unwrap())
+        .collect();
+    for step in ["summaries[0].summarize", "summaries[1].summarize", "summaries[3].summarize", "write"] {
+        assert!(started.contains(&step), "{step} is not in the journal: {page}");
+    }
+    assert_eq!((page["more"].as_bool(), page["complete"].as_bool()), (Some(false), Some(true)), "{page}");
+}

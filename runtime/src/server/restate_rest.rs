@@ -377,21 +377,24 @@ async fn journal_inner(f: &Facade, id: &str, query: Option<String>) -> Result<Re
 /// The execution's events: its `run` invocation's journal and those of the
 /// calls it made (branches, map items), merged in time order.
 async fn events_of(f: &Facade, id: &str) -> Result<Vec<Event>, Problem> {
-    // The invocations of the execution: `run`, then what each called.
+    // The invocations of the execution: `run`, then what they called, one
+    // query per level of calls (a map's thousand items are one level).
+    // Every id is checked (`inv_` and alphanumerics) before it is quoted.
+    let quoted = |ids: &[String]| ids.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(", ");
     let mut ids = vec![id.to_owned()];
-    let mut next = 0;
-    while next < ids.len() {
-        let parent = ids[next].clone();
-        next += 1;
-        let rows = f.sql(format!("SELECT id FROM sys_invocation WHERE invoked_by_id = '{parent}'")).await?;
-        ids.extend(
-            rows.iter()
-                .filter_map(|r| r.get("id").and_then(Value::as_str))
-                .filter(|c| is_invocation_id(c))
-                .map(str::to_owned),
-        );
+    let mut known: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    let mut level = ids.clone();
+    while !level.is_empty() {
+        let rows = f.sql(format!("SELECT id FROM sys_invocation WHERE invoked_by_id IN ({})", quoted(&level))).await?;
+        level = rows
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Value::as_str))
+            .filter(|c| is_invocation_id(c) && known.insert((*c).to_owned()))
+            .map(str::to_owned)
+            .collect();
+        ids.extend(level.iter().cloned());
     }
-    let list = ids.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(", ");
+    let list = quoted(&ids);
     let rows = f
         .sql(format!(
             "SELECT id, \"index\", entry_type, name, entry_json, appended_at FROM sys_journal WHERE id IN ({list}) ORDER BY appended_at, id, \"index\""
