@@ -582,20 +582,28 @@ fn call(
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
-#[test]
-fn the_rest_api_of_serve_answers_for_a_workflow_on_restate() {
-    let Some(server) = RestateServer::start() else { return };
-    let binary = build_with(&repo().join("examples/approval/workflow.json"), "restate", "approval", &["rest"]);
-    let service = serve(&server, &binary, &[]);
+/// The example's service (built with the `rest` feature) registered with
+/// `server`, and its REST facade (`--wait-timeout wait`): both processes
+/// and the facade's base URL.
+fn serve_rest(server: &RestateServer, example: &str, wait: &str) -> (ServiceProcess, ServiceProcess, String) {
+    let workflow = repo().join(format!("examples/{example}/workflow.json"));
+    let binary = build_with(&workflow, "restate", example, &["rest"]);
+    let service = serve(server, &binary, &[]);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let _rest = ServiceProcess::start(
+    let rest = ServiceProcess::start(
         &binary,
-        &["rest", "--addr", &addr, "--ingress", &server.ingress(), "--admin", &server.admin(), "--wait-timeout", "1s"],
+        &["rest", "--addr", &addr, "--ingress", &server.ingress(), "--admin", &server.admin(), "--wait-timeout", wait],
         &[],
         port,
     );
-    let api = format!("http://{addr}");
+    (service, rest, format!("http://{addr}"))
+}
+
+#[test]
+fn the_rest_api_of_serve_answers_for_a_workflow_on_restate() {
+    let Some(server) = RestateServer::start() else { return };
+    let (service, _rest, api) = serve_rest(&server, "approval", "1s");
     // Execute: 202, the execution's id (the invocation's) and where to find it.
     let r = call("POST", &format!("{api}/workflows/execute"), Some(r#"{"input": {"topic": "the launch"}}"#), &[]);
     assert_eq!(r.status, 202, "{}\n{}", r.body, service.log_tail());
@@ -685,17 +693,7 @@ fn the_rest_api_of_serve_answers_for_a_workflow_on_restate() {
 #[test]
 fn the_rest_api_journal_holds_the_steps_of_a_maps_items() {
     let Some(server) = RestateServer::start() else { return };
-    let binary = build_with(&repo().join("examples/digest/workflow.json"), "restate", "digest", &["rest"]);
-    let service = serve(&server, &binary, &[]);
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _rest = ServiceProcess::start(
-        &binary,
-        &["rest", "--addr", &addr, "--ingress", &server.ingress(), "--admin", &server.admin(), "--wait-timeout", "60s"],
-        &[],
-        port,
-    );
-    let api = format!("http://{addr}");
+    let (service, _rest, api) = serve_rest(&server, "digest", "60s");
     let input = std::fs::read_to_string(repo().join("examples/digest/input.json")).unwrap();
     let body = format!(r#"{{"input": {input}}}"#);
     let r = call("POST", &format!("{api}/workflows/execute?wait=true"), Some(&body), &[]);
