@@ -675,14 +675,32 @@ fn the_rest_api_of_serve_answers_for_a_workflow_on_restate() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(call("POST", &format!("{api}/executions/{waiting}/cancel"), None, &[]).status, 409);
-    // An Idempotency-Key is Restate's: the retry gets the same execution.
+    // An Idempotency-Key is Restate's: the retry gets the same execution,
+    // and the key reused for another request is refused, as serve does.
     let keyed = |topic: &str| {
         let body = format!(r#"{{"input": {{"topic": "{topic}"}}}}"#);
-        let r = call("POST", &format!("{api}/workflows/execute"), Some(&body), &[("idempotency-key", "k-1")]);
-        assert_eq!(r.status, 202, "{}", r.body);
-        json(&r.body)["executionId"].as_str().unwrap().to_owned()
+        call("POST", &format!("{api}/workflows/execute"), Some(&body), &[("idempotency-key", "k-1")])
     };
-    assert_eq!(keyed("same"), keyed("same"));
+    let first = keyed("same");
+    assert_eq!(first.status, 202, "{}", first.body);
+    let first = json(&first.body)["executionId"].as_str().unwrap().to_owned();
+    let again = keyed("same");
+    assert_eq!(
+        (again.status, json(&again.body)["executionId"].as_str()),
+        (202, Some(first.as_str())),
+        "{}",
+        again.body
+    );
+    let other = keyed("other");
+    assert_eq!(other.status, 422, "{}", other.body);
+    assert!(other.body.contains("idempotency-key-reused") && other.body.contains(&first), "{}", other.body);
+    let r = call(
+        "POST",
+        &format!("{api}/workflows/execute"),
+        Some(r#"{"input": {"topic": "t"}}"#),
+        &[("idempotency-key", "")],
+    );
+    assert_eq!(r.status, 400, "an empty key, as serve: {}", r.body);
     // Unknown executions.
     assert_eq!(call("GET", &format!("{api}/executions/inv_1nope"), None, &[]).status, 404);
     assert_eq!(call("GET", &format!("{api}/executions/x';DROP"), None, &[]).status, 404);

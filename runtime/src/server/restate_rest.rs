@@ -4,7 +4,7 @@
 //!
 //! | endpoint | over |
 //! | --- | --- |
-//! | `POST /workflows/execute[?wait=true]` | the input checked here (422, as `serve`), then `POST INGRESS/ID/run/send` (an `Idempotency-Key` is Restate's own), and with `wait` the invocation's attach |
+//! | `POST /workflows/execute[?wait=true]` | the input checked here (422, as `serve`), then `POST INGRESS/ID/run/send` (an `Idempotency-Key` is Restate's own, the request's fingerprint sent with it: a key reused for another request is a 422), and with `wait` the invocation's attach |
 //! | `GET /executions/{id}` | `sys_invocation` (admin SQL) and the invocation's output |
 //! | `GET /executions/{id}/journal[?after=SEQ&limit=N]` | `sys_journal` of the invocation and of the branch and item calls it made, as the contract's events |
 //! | `POST /executions/{id}/cancel` | `PATCH ADMIN/invocations/{id}/cancel` |
@@ -121,6 +121,20 @@ impl Facade {
 
     /// The `run` invocation `id`, from `sys_invocation`; `None` when Restate
     /// does not know it (or it is not this workflow's execution).
+    /// The fingerprint a keyed request sent with invocation `id` (from its
+    /// journal's input entry), if it sent one.
+    async fn request_hash(&self, id: &str) -> Result<Option<String>, Problem> {
+        if !is_invocation_id(id) {
+            return Ok(None);
+        }
+        let rows = self
+            .sql(format!("SELECT entry_json FROM sys_journal WHERE id = '{id}' AND entry_type = 'Command: Input'"))
+            .await?;
+        let entry: Option<Value> =
+            rows.first().and_then(|r| r.get("entry_json")?.as_str()).and_then(|t| serde_json::from_str(t).ok());
+        Ok(entry.as_ref().and_then(|e| header_value(e, REQUEST_HASH)).map(str::to_owned))
+    }
+
     async fn invocation(&self, id: &str) -> Result<Option<Map<String, Value>>, Problem> {
         if !is_invocation_id(id) {
             return Ok(None);
@@ -158,6 +172,22 @@ fn rows(answer: &Answer) -> Result<Vec<Map<String, Value>>, Problem> {
 }
 
 /// `inv_` and base62: the only ids put into a query.
+/// The value of header `name` in a journal entry: the object, anywhere in
+/// it, whose `key` (or `name`) is `name`.
+fn header_value<'a>(entry: &'a Value, name: &str) -> Option<&'a str> {
+    match entry {
+        Value::Object(o) => {
+            let named = ["key", "name"].iter().any(|k| o.get(*k).and_then(Value::as_str) == Some(name));
+            match o.get("value").and_then(Value::as_str) {
+                Some(value) if named => Some(value),
+                _ => o.values().find_map(|v| header_value(v, name)),
+            }
+        }
+        Value::Array(items) => items.iter().find_map(|v| header_value(v, name)),
+        _ => None,
+    }
+}
+
 fn is_invocation_id(id: &str) -> bool {
     id.strip_prefix("inv_").is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()))
 }
@@ -243,22 +273,29 @@ async fn execute_inner(
     let header_correlation = headers.get("x-correlation-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = ExecuteBody::parse(body, &f.id, header_correlation)?;
     let input = (f.check_input)(&body.input).map_err(|e| Problem::invalid(e.pointer, e.message))?;
-    // Restate keeps idempotency keys itself: a retry gets the same invocation.
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // Restate keeps idempotency keys itself: a retry gets the same
+    // invocation. Its keys ignore the body, so the request's fingerprint
+    // goes with it as a header, which Restate keeps with the input: a key
+    // reused for another request is refused (422), as `serve` refuses it.
+    let key = super::idempotency::key(headers)?;
+    let hash = super::idempotency::fingerprint(&input, None);
     let mut extra = Vec::new();
     if let Some(key) = &key {
-        extra.push(("idempotency-key", key.as_str()));
+        extra.push(("idempotency-key", &**key));
+        extra.push((REQUEST_HASH, hash.as_str()));
     }
     let sent = f
         .call(reqwest::Method::POST, format!("{}/{}/run/send", f.ingress, f.id), Some(input.to_string()), &extra)
         .await?;
-    let id = match serde_json::from_str::<Value>(&sent.body) {
-        Ok(v) if (200..300).contains(&sent.status) => v["invocationId"].as_str().map(str::to_owned),
-        _ => None,
-    };
-    let Some(id) = id else {
+    let answer = serde_json::from_str::<Value>(&sent.body).ok().filter(|_| (200..300).contains(&sent.status));
+    let Some(id) = answer.as_ref().and_then(|v| v["invocationId"].as_str()).map(str::to_owned) else {
         return Err(unavailable(&format!("Restate did not start it ({}): {}", sent.status, sent.body)));
     };
+    if let (Some(key), Some("PreviouslyAccepted")) = (&key, answer.as_ref().and_then(|v| v["status"].as_str())) {
+        if f.request_hash(&id).await?.is_some_and(|first| first != hash) {
+            return Err(super::idempotency::reused(key, &id));
+        }
+    }
     let mut response = if wait { ended_or_accepted(f, &id).await? } else { accepted(&id) };
     let correlation = body.correlation_id.as_deref().unwrap_or(&id);
     if let Ok(v) = HeaderValue::from_str(correlation) {
@@ -266,6 +303,9 @@ async fn execute_inner(
     }
     Ok(response)
 }
+
+/// The header that carries a keyed request's fingerprint into Restate.
+const REQUEST_HASH: &str = "x-orchestr8-request-hash";
 
 /// 200 with the result once the invocation ended within the wait timeout,
 /// else 202.
