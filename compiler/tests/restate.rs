@@ -507,6 +507,15 @@ fn a_wait_takes_its_signal_through_the_signals_object() {
     let Some(server) = RestateServer::start() else { return };
     let binary = build_with(&repo().join("examples/approval/workflow.json"), "restate", "approval", &["rest"]);
     let service = serve(&server, &binary, &[]);
+    // Restate's discovery declares `run`'s input with the workflow's own
+    // schema, and its output with the output type's.
+    let services =
+        http("GET", &format!("{}/services/approval", server.admin()), &[], None, Duration::from_secs(10)).unwrap();
+    let doc = json(&services.body);
+    let run = doc["handlers"].as_array().unwrap().iter().find(|h| h["name"] == "run").unwrap();
+    let declared: Value = json(&std::fs::read_to_string(repo().join("examples/approval/workflow.json")).unwrap());
+    assert_eq!(run["input_json_schema"], declared["input"], "{run}");
+    assert!(run["output_json_schema"]["properties"]["published"].is_object(), "{run}");
     let id = server.send("/approval/run", r#"{"topic": "the launch"}"#);
     // What does not fit is refused where it is sent, as the embedded server's
     // signal endpoint refuses it: an unknown step, a payload off its schema.

@@ -41,7 +41,7 @@ struct Bench {
 #[restate_sdk::service(name = "bench")]
 impl Bench {
     #[handler]
-    async fn run(&self, ctx: Context<'_>) -> HandlerResult<Json<()>> {
+    async fn run(&self, ctx: Context<'_>) -> HandlerResult<orchestr8_runtime::restate::Output<()>> {
         orchestr8_runtime::restate::run(&ctx, &self.service, (), |(), _| ()).await
     }
 }

@@ -218,7 +218,7 @@ pub async fn run<S, I, O>(
     service: &Service<S, O>,
     input: I,
     new_state: impl FnOnce(I, &ExecutionIds) -> S,
-) -> HandlerResult<Json<O>>
+) -> HandlerResult<Output<O>>
 where
     S: Send + Sync + 'static,
     I: Serialize,
@@ -239,7 +239,7 @@ where
     }
     ran?;
     let output = workflow.output_of(&state).map_err(|e| TerminalError::new(format!("invalid output: {e}")))?;
-    Ok(Json(output))
+    Ok(Output(output))
 }
 
 /// Runs one branch of a parallel block, or one item of a map, inside the
@@ -562,6 +562,63 @@ pub struct Register {
     /// signal is refused (409), as embedded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub closed: bool,
+}
+
+/// The workflow's input as the `run` handler takes it: JSON, declared in
+/// Restate's discovery (so in its UI and the OpenAPI it serves) with the
+/// schema the workflow declares, bounds and all, which `S` gives (the SDK's
+/// `Json` declares `{}`).
+pub struct Input<T, S>(pub T, pub std::marker::PhantomData<S>);
+
+/// The JSON Schema a workflow declares for its input (the generated crate
+/// implements it on a type of its own, with the workflow's `INPUT_SCHEMA`).
+pub trait DeclaredInput {
+    /// The workflow's input schema, JSON text.
+    const SCHEMA: &'static str;
+}
+
+impl<T: serde::de::DeserializeOwned, S> restate_sdk::serde::Deserialize for Input<T, S> {
+    type Error = serde_json::Error;
+    fn deserialize(bytes: &mut bytes::Bytes) -> Result<Self, Self::Error> {
+        serde_json::from_slice(bytes).map(|input| Input(input, std::marker::PhantomData))
+    }
+}
+
+impl<T: Serialize, S> restate_sdk::serde::Serialize for Input<T, S> {
+    type Error = serde_json::Error;
+    fn serialize(&self) -> Result<bytes::Bytes, Self::Error> {
+        serde_json::to_vec(&self.0).map(bytes::Bytes::from)
+    }
+}
+
+impl<T, S: DeclaredInput> restate_sdk::serde::PayloadMetadata for Input<T, S> {
+    fn json_schema() -> Option<Value> {
+        Some(serde_json::from_str(S::SCHEMA).unwrap_or_else(|_| Value::Object(Map::new())))
+    }
+}
+
+/// The workflow's output as the `run` handler answers it: JSON, declared in
+/// Restate's discovery with its type's JSON Schema.
+pub struct Output<T>(pub T);
+
+impl<T: Serialize> restate_sdk::serde::Serialize for Output<T> {
+    type Error = serde_json::Error;
+    fn serialize(&self) -> Result<bytes::Bytes, Self::Error> {
+        serde_json::to_vec(&self.0).map(bytes::Bytes::from)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> restate_sdk::serde::Deserialize for Output<T> {
+    type Error = serde_json::Error;
+    fn deserialize(bytes: &mut bytes::Bytes) -> Result<Self, Self::Error> {
+        serde_json::from_slice(bytes).map(Output)
+    }
+}
+
+impl<T: schemars::JsonSchema> restate_sdk::serde::PayloadMetadata for Output<T> {
+    fn json_schema() -> Option<Value> {
+        serde_json::to_value(schemars::schema_for!(T)).ok()
+    }
 }
 
 /// A signal for a wait step of an execution, through the ingress: `POST
@@ -982,6 +1039,13 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
 ///     service: rt::restate::Service<State, String>,
 /// }
 ///
+/// /// The input's schema, declared to Restate for `run`.
+/// pub struct NameSchema;
+///
+/// impl rt::restate::DeclaredInput for NameSchema {
+///     const SCHEMA: &'static str = r#"{"type": "string"}"#;
+/// }
+///
 /// #[restate_sdk::service(name = "hello")]
 /// impl Service {
 ///     /// Runs the workflow on its input; its output is the answer.
@@ -989,8 +1053,8 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
 ///     async fn run(
 ///         &self,
 ///         ctx: restate_sdk::context::Context<'_>,
-///         input: restate_sdk::serde::Json<String>,
-///     ) -> restate_sdk::errors::HandlerResult<restate_sdk::serde::Json<String>> {
+///         input: rt::restate::Input<String, NameSchema>,
+///     ) -> restate_sdk::errors::HandlerResult<rt::restate::Output<String>> {
 ///         rt::restate::run(&ctx, &self.service, input.0, |name, _ids| State { name, greet: OnceLock::new() }).await
 ///     }
 /// }

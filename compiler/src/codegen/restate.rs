@@ -57,6 +57,9 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
     // A workflow's waits take their signals through a virtual object keyed
     // by the execution: `POST /ID-signals/EXECUTION_ID/signal`.
     let signals = (!c.waits.is_empty()).then(|| free_ident(c, "Signals", &[&service]));
+    // A type of this crate's for the input's schema: `WorkflowInput` may be
+    // another crate's (or `()`), which cannot take the runtime's trait.
+    let input_schema = free_ident(c, "InputSchema", &[&service]);
     let signals_items = signals.as_ref().map(|signals| {
         let object = super::files::restate_signals_object(id);
         let doc = format!(
@@ -129,6 +132,14 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
             }
         },
         quote! {
+            /// The workflow's input schema, which Restate's discovery declares for `run`.
+            pub struct #input_schema;
+
+            impl rt::restate::DeclaredInput for #input_schema {
+                const SCHEMA: &'static str = workflow::INPUT_SCHEMA;
+            }
+        },
+        quote! {
             #[::restate_sdk::service(name = #id)]
             impl #service {
                 /// Runs the workflow on its input; its output is the answer.
@@ -136,8 +147,8 @@ pub fn main_file(c: &CheckedWorkflow) -> Result<String, String> {
                 async fn run(
                     &self,
                     ctx: ::restate_sdk::context::Context<'_>,
-                    input: ::restate_sdk::serde::Json<WorkflowInput>,
-                ) -> ::restate_sdk::errors::HandlerResult<::restate_sdk::serde::Json<#output>> {
+                    input: rt::restate::Input<WorkflowInput, #input_schema>,
+                ) -> ::restate_sdk::errors::HandlerResult<rt::restate::Output<#output>> {
                     rt::restate::run(&ctx, &self.service, input.0, new_state).await
                 }
 
