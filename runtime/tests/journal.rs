@@ -487,3 +487,23 @@ fn a_page_parses_only_what_it_returns() {
     let open = orchestr8_runtime::journal::parse_page(format!("{}\n", line(1, "execution.started")).as_bytes(), 0, 5);
     assert_eq!((open.events.len(), open.more, open.complete), (1, false, false));
 }
+
+/// A typed value kept as text reads back as a journal file's field does:
+/// up to `MAX_READ_DEPTH` levels, deeper left out (serde_json writes any
+/// depth but reads 128 levels by default: a 300-level value read back null).
+#[test]
+fn a_value_kept_as_text_reads_back_as_deep_as_a_journal_file_keeps() {
+    use orchestr8_runtime::journal::{Json, MAX_READ_DEPTH};
+    let nested = |levels: usize| {
+        let mut v = serde_json::json!("leaf");
+        for _ in 0..levels {
+            v = serde_json::json!([v]);
+        }
+        v
+    };
+    let deep = nested(300);
+    let kept = Json::serialize(&deep).unwrap();
+    assert!(kept.value() == &deep, "read back as {}", if kept.is_null() { "null" } else { "another value" });
+    assert!(Json::serialize(&nested(MAX_READ_DEPTH)).unwrap().value() == &nested(MAX_READ_DEPTH));
+    assert!(Json::serialize(&nested(MAX_READ_DEPTH + 1)).unwrap().is_null());
+}

@@ -194,8 +194,8 @@ pub struct Json(Option<Arc<Repr>>);
 
 enum Repr {
     Value(Value),
-    /// Valid JSON as `serde_json` wrote it (never `null`), and its parse once made.
-    /// A `String`, not a boxed `str`: shrinking it would cost a reallocation.
+    /// Valid JSON as `serde_json` wrote it (never `null`; made at its exact
+    /// size), and its parse once made.
     Text {
         text: String,
         parsed: OnceLock<Value>,
@@ -254,10 +254,9 @@ impl Json {
         match self.0.as_deref() {
             None => &NULL,
             Some(Repr::Value(v)) => v,
-            // serde_json wrote it: it parses (depth is unbounded, the crate's feature).
-            Some(Repr::Text { text, parsed }) => {
-                parsed.get_or_init(|| serde_json::from_str(text).unwrap_or(Value::Null))
-            }
+            // As a journal file's reader reads it: serde_json's own reader
+            // stops at 128 levels, which its writer does not.
+            Some(Repr::Text { text, parsed }) => parsed.get_or_init(|| read::field_value(text)),
         }
     }
 

@@ -13,8 +13,6 @@
 
 use std::ops::Range;
 
-use serde::Deserialize;
-
 use super::JournalEvent;
 
 /// The deepest value (arrays and objects) of a journal line's field that is
@@ -34,7 +32,7 @@ const STACK_GROWTH: usize = 1024 * 1024;
 pub(crate) fn parse_line(line: &[u8]) -> serde_json::Result<(JournalEvent, Option<String>)> {
     let deep = too_deep(line, MAX_READ_DEPTH);
     if deep.is_empty() {
-        return unbounded(line).map(|ev| (ev, None));
+        return unbounded::<JournalEvent>(line).map(|ev| (ev, None));
     }
     let mut kept = Vec::with_capacity(line.len());
     let mut from = 0;
@@ -44,7 +42,7 @@ pub(crate) fn parse_line(line: &[u8]) -> serde_json::Result<(JournalEvent, Optio
         from = range.end;
     }
     kept.extend_from_slice(&line[from..]);
-    let ev = unbounded(&kept)?;
+    let ev: JournalEvent = unbounded(&kept)?;
     let fields: Vec<&str> = deep.iter().map(|(_, key)| key.as_str()).collect();
     let warning = format!(
         "event {} ({}) of execution {}: its {} nested deeper than {MAX_READ_DEPTH} levels, left out",
@@ -59,16 +57,26 @@ pub(crate) fn parse_line(line: &[u8]) -> serde_json::Result<(JournalEvent, Optio
     Ok((ev, Some(warning)))
 }
 
+/// A value serde_json wrote, read as a journal line's field is read: at any
+/// depth up to [`MAX_READ_DEPTH`]; deeper, left out (`null`).
+pub(crate) fn field_value(json: &str) -> serde_json::Value {
+    // The same scan as a line's (a field of a one-field line).
+    if !too_deep(format!("{{\"v\":{json}}}").as_bytes(), MAX_READ_DEPTH).is_empty() {
+        return serde_json::Value::Null;
+    }
+    unbounded(json.as_bytes()).unwrap_or(serde_json::Value::Null)
+}
+
 /// serde_json without its recursion limit, on a stack that grows.
-fn unbounded(line: &[u8]) -> serde_json::Result<JournalEvent> {
-    let mut de = serde_json::Deserializer::from_slice(line);
+fn unbounded<T: serde::de::DeserializeOwned>(json: &[u8]) -> serde_json::Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(json);
     de.disable_recursion_limit();
     let mut stacked = serde_stacker::Deserializer::new(&mut de);
     stacked.red_zone = RED_ZONE;
     stacked.stack_size = STACK_GROWTH;
-    let ev = JournalEvent::deserialize(stacked)?;
+    let value = T::deserialize(stacked)?;
     de.end()?;
-    Ok(ev)
+    Ok(value)
 }
 
 /// The values of the line's top-level fields that nest deeper than `limit`
