@@ -397,7 +397,8 @@ where
                 .await
                 .map_err(|e| match crate::restate::is_cancellation(&e) {
                     true => e,
-                    false => TerminalError::new(format!("map {}: {}", self.id, e.message())),
+                    // With the item's code (a spent budget stays one).
+                    false => TerminalError::new_with_code(e.code(), format!("map {}: {}", self.id, e.message())),
                 })?;
             let outputs = answers
                 .into_iter()

@@ -507,3 +507,19 @@ fn a_value_kept_as_text_reads_back_as_deep_as_a_journal_file_keeps() {
     assert!(Json::serialize(&nested(MAX_READ_DEPTH)).unwrap().value() == &nested(MAX_READ_DEPTH));
     assert!(Json::serialize(&nested(MAX_READ_DEPTH + 1)).unwrap().is_null());
 }
+
+/// A `RawValue` in a typed output is written as it was given, line breaks
+/// and all; the journal line it goes into must stay one line.
+#[test]
+fn a_raw_value_with_line_breaks_stays_on_one_journal_line() {
+    use orchestr8_runtime::journal::{Json, LineCache};
+    let raw = serde_json::value::RawValue::from_string("{\n  \"a\": [1,\r\n 2]\n}".to_owned()).unwrap();
+    let mut ev = JournalEvent::new("e".into(), EventKind::StepSucceeded);
+    // Serialised directly (not through a `Value`, which would re-write it).
+    ev.output = Some(Json::serialize(&std::collections::BTreeMap::from([("raw", raw)])).unwrap());
+    let mut line = Vec::new();
+    ev.write_line(&mut line, &mut LineCache::default());
+    let text = String::from_utf8(line).unwrap();
+    assert_eq!(text.matches('\n').count(), 1, "{text:?}");
+    assert!(text.contains(r#""output":{"raw":{"a":[1,2]}}"#), "{text}");
+}

@@ -233,13 +233,15 @@ impl Json {
             let out = shared.as_deref_mut().unwrap_or(&mut own);
             out.clear();
             serde_json::to_writer(&mut *out, v)?;
+            // serde_json writes UTF-8 only.
+            let text = String::from_utf8_lossy(out);
             let json = match &out[..] {
                 b"null" => Json::NULL,
-                // serde_json writes UTF-8 only.
-                text => Json(Some(Arc::new(Repr::Text {
-                    text: String::from_utf8_lossy(text).into(),
-                    parsed: OnceLock::new(),
-                }))),
+                // serde_json escapes line breaks in strings; only a `RawValue`
+                // in `v`, written as it was given, has them. A journal line
+                // must hold none: such a value is kept as a tree (written compact).
+                raw if raw.contains(&b'\n') || raw.contains(&b'\r') => Json::from(read::field_value(&text)),
+                _ => Json(Some(Arc::new(Repr::Text { text: text.into_owned(), parsed: OnceLock::new() }))),
             };
             if out.capacity() > 64 * 1024 {
                 // A rare large value: its buffer is not kept.
@@ -249,7 +251,8 @@ impl Json {
         })
     }
 
-    /// The value.
+    /// The value. A value kept as text is parsed on the first call, and
+    /// both are kept from then on.
     pub fn value(&self) -> &Value {
         match self.0.as_deref() {
             None => &NULL,

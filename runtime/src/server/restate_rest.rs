@@ -119,10 +119,8 @@ impl Facade {
             .await
     }
 
-    /// The `run` invocation `id`, from `sys_invocation`; `None` when Restate
-    /// does not know it (or it is not this workflow's execution).
     /// The fingerprint a keyed request sent with invocation `id` (from its
-    /// journal's input entry), if it sent one.
+    /// journal's input entry), if it sent one and Restate still keeps it.
     async fn request_hash(&self, id: &str) -> Result<Option<String>, Problem> {
         if !is_invocation_id(id) {
             return Ok(None);
@@ -135,6 +133,8 @@ impl Facade {
         Ok(entry.as_ref().and_then(|e| header_value(e, REQUEST_HASH)).map(str::to_owned))
     }
 
+    /// The `run` invocation `id`, from `sys_invocation`; `None` when Restate
+    /// does not know it (or it is not this workflow's execution).
     async fn invocation(&self, id: &str) -> Result<Option<Map<String, Value>>, Problem> {
         if !is_invocation_id(id) {
             return Ok(None);
@@ -171,7 +171,6 @@ fn rows(answer: &Answer) -> Result<Vec<Map<String, Value>>, Problem> {
     Ok(parsed["rows"].as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect())
 }
 
-/// `inv_` and base62: the only ids put into a query.
 /// The value of header `name` in a journal entry: the object, anywhere in
 /// it, whose `key` (or `name`) is `name`.
 fn header_value<'a>(entry: &'a Value, name: &str) -> Option<&'a str> {
@@ -188,6 +187,7 @@ fn header_value<'a>(entry: &'a Value, name: &str) -> Option<&'a str> {
     }
 }
 
+/// `inv_` and base62: the only ids put into a query.
 fn is_invocation_id(id: &str) -> bool {
     id.strip_prefix("inv_").is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()))
 }
@@ -276,9 +276,12 @@ async fn execute_inner(
     // Restate keeps idempotency keys itself: a retry gets the same
     // invocation. Its keys ignore the body, so the request's fingerprint
     // goes with it as a header, which Restate keeps with the input: a key
-    // reused for another request is refused (422), as `serve` refuses it.
+    // reused for another request is refused (422), as `serve` refuses it,
+    // while Restate keeps the first invocation's journal (after that, or
+    // for a first request sent without the header, the first execution).
     let key = super::idempotency::key(headers)?;
-    let hash = super::idempotency::fingerprint(&input, None);
+    // As `serve` fingerprints it: the input and the correlation id.
+    let hash = super::idempotency::fingerprint(&input, body.correlation_id.as_deref());
     let mut extra = Vec::new();
     if let Some(key) = &key {
         extra.push(("idempotency-key", &**key));
