@@ -591,6 +591,12 @@ fn call(
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
+/// The step ids of a journal page's `event` events, in order.
+fn steps_with<'a>(page: &'a Value, event: &str) -> Vec<&'a str> {
+    let events = page["events"].as_array().unwrap().iter();
+    events.filter(|e| e["event"] == event).map(|e| e["stepId"].as_str().unwrap()).collect()
+}
+
 /// The example's service (built with the `rest` feature) registered with
 /// `server`, and its REST facade (`--wait-timeout wait`): both processes
 /// and the facade's base URL.
@@ -653,13 +659,7 @@ fn the_rest_api_of_serve_answers_for_a_workflow_on_restate() {
     let kinds: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"execution.started"), "{page}");
     assert_eq!(kinds.last(), Some(&"execution.completed"), "{page}");
-    let succeeded: Vec<&str> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event"] == "step.succeeded")
-        .map(|e| e["stepId"].as_str().unwrap())
-        .collect();
+    let succeeded = steps_with(&page, "step.succeeded");
     assert!(succeeded.contains(&"draft") && succeeded.contains(&"publish"), "{page}");
     assert_eq!(page["complete"], true);
     let r = call("GET", &format!("{api}/executions/{id}/journal?limit=2"), None, &[]);
@@ -728,13 +728,7 @@ fn the_rest_api_journal_holds_the_steps_of_a_maps_items() {
     let id = json(&r.body)["executionId"].as_str().unwrap().to_owned();
     let r = call("GET", &format!("{api}/executions/{id}/journal?limit=1000"), None, &[]);
     let page = json(&r.body);
-    let started: Vec<&str> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event"] == "step.started")
-        .map(|e| e["stepId"].as_str().unwrap())
-        .collect();
+    let started = steps_with(&page, "step.started");
     for step in ["summaries[0].summarize", "summaries[1].summarize", "summaries[3].summarize", "write"] {
         assert!(started.contains(&step), "{step} is not in the journal: {page}");
     }
